@@ -1,0 +1,398 @@
+//! The broker: owns the store, the plugin registry and the pipelines, and turns each wire
+//! request into calls on them. The server hands it decoded requests; it never sees sockets.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::select_all;
+
+use crate::limits;
+use crate::pipeline::{PipelineError, Pipelines};
+use crate::registry::{Registry, RegistryError};
+use crate::runtime::{PluginError, Runtime, Sandbox};
+use crate::storage::{Append, Commit, NewRecord, Store, StoreOptions, Topic};
+use crate::types::{Durability, now_ms};
+use crate::wire::{
+    ErrorCode, FetchPosition, FetchedPartition, FetchedRecord, GroupInfo, Request, Response, TopicInfo, WireError, WireRecord,
+};
+
+/// A response still being computed.
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response, WireError>> + Send + 'static>>;
+
+/// How the broker is set up.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Data directory: the database and the compiled-plugin cache.
+    pub data_dir: PathBuf,
+    /// Durability of topics created without one.
+    pub durability: Durability,
+    /// How often retention runs.
+    pub retention_interval: Duration,
+}
+
+/// The broker.
+pub struct Broker {
+    /// Topics, offsets, state, metadata.
+    pub store: Arc<Store>,
+    /// Plugin versions.
+    pub registry: Arc<Registry>,
+    /// Running pipelines.
+    pub pipelines: Arc<Pipelines>,
+    config: BrokerConfig,
+}
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The store did not open.
+    #[error("cannot open the data directory: {0}")]
+    Store(#[from] crate::storage::StoreError),
+    /// The Wasm engine did not start.
+    #[error("cannot start the plugin runtime: {0}")]
+    Runtime(#[from] PluginError),
+    /// The registry did not load.
+    #[error("cannot load the plugin registry: {0}")]
+    Registry(#[from] RegistryError),
+    /// Pipelines did not load.
+    #[error("cannot load pipelines: {0}")]
+    Pipelines(#[from] PipelineError),
+}
+
+impl Broker {
+    /// Open the data directory, recover, and start every stored pipeline.
+    pub async fn open(config: BrokerConfig) -> Result<Arc<Broker>, OpenError> {
+        let store = Arc::new(Store::open(StoreOptions {
+            path: config.data_dir.join("db"),
+            default_durability: config.durability,
+        })?);
+        let runtime = Arc::new(Runtime::new(&config.data_dir.join("compiled"))?);
+        let registry = Arc::new(Registry::open(store.clone(), runtime)?);
+        let pipelines = Pipelines::start(store.clone(), registry.clone()).await?;
+        let broker = Arc::new(Broker { store, registry, pipelines, config });
+        broker.spawn_retention();
+        Ok(broker)
+    }
+
+    /// Stop pipelines after their in-flight batches, then drain and close the store.
+    pub async fn shutdown(&self) {
+        self.pipelines.shutdown().await;
+        if let Err(e) = self.store.flush() {
+            tracing::warn!(error = %e, "flush at shutdown failed");
+        }
+        self.store.close();
+    }
+
+    fn spawn_retention(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let every = self.config.retention_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(broker) = weak.upgrade() else { return };
+                match broker.store.enforce_retention(now_ms()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "retention removed old records"),
+                    Err(e) => tracing::warn!(error = %e, "retention failed"),
+                }
+            }
+        });
+    }
+
+    /// Start handling a request. Writes are submitted before this returns, so requests
+    /// dispatched in order commit in order; the future resolves when the response is ready.
+    pub fn dispatch(self: &Arc<Self>, request: Request) -> ResponseFuture {
+        match request {
+            Request::Produce { topic, partition, records } => self.produce(&topic, partition, records),
+            other => {
+                let me = self.clone();
+                Box::pin(async move { me.handle(other).await })
+            }
+        }
+    }
+
+    async fn handle(self: Arc<Self>, request: Request) -> Result<Response, WireError> {
+        match request {
+            Request::Hello { .. } => Ok(hello()),
+            Request::CreateTopic { name, config } => {
+                let topic = self.store.create_topic(&name, config).await?;
+                Ok(Response::Topic(self.topic_info(&topic)))
+            }
+            Request::DeleteTopic { name } => {
+                self.refuse_if_used_by_pipeline(&name)?;
+                self.store.delete_topic(&name).await?;
+                Ok(Response::Ok)
+            }
+            Request::ListTopics => Ok(Response::Topics(self.store.topics().iter().map(|t| self.topic_info(t)).collect())),
+            Request::DescribeTopic { name } => {
+                let topic = self.store.topic(&name)?;
+                Ok(Response::Topic(self.topic_info(&topic)))
+            }
+            Request::Fetch { topic, partitions, max_records, max_bytes, max_wait_ms } => {
+                self.fetch(&topic, &partitions, max_records, max_bytes, max_wait_ms).await
+            }
+            Request::CommitOffsets { group, topic, offsets } => self.commit_offsets(group, &topic, offsets).await,
+            Request::FetchOffsets { group, topic } => {
+                let topic = self.store.topic(&topic)?;
+                Ok(Response::Offsets(self.store.committed(&group, &topic)?))
+            }
+            Request::OffsetsForTime { topic, timestamp_ms } => {
+                let t = self.store.topic(&topic)?;
+                let offsets = (0..t.partition_count())
+                    .map(|p| self.store.offset_for_time(&t, p, timestamp_ms).map(Some))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Response::Offsets(offsets))
+            }
+            Request::ListGroups => self.list_groups(),
+            Request::DeployPlugin { name, wasm } => {
+                let info = self.registry.deploy(&name, wasm.into_vec(), Sandbox::default()).await.map_err(registry_error)?;
+                Ok(Response::Plugin(info))
+            }
+            Request::ListPlugins => Ok(Response::Plugins(self.registry.list())),
+            Request::CreatePipeline { spec } => {
+                Ok(Response::Pipeline(self.pipelines.create(spec).await.map_err(pipeline_error)?))
+            }
+            Request::ListPipelines => Ok(Response::Pipelines(self.pipelines.list())),
+            Request::PipelineStatus { name } => Ok(Response::Pipeline(self.pipelines.status(&name).map_err(pipeline_error)?)),
+            Request::DeletePipeline { name } => {
+                self.pipelines.delete(&name).await.map_err(pipeline_error)?;
+                Ok(Response::Ok)
+            }
+            Request::Produce { .. } => unreachable!("dispatched directly"),
+        }
+    }
+
+    /// Partition the records, submit them as one commit now, and wait for durability later.
+    fn produce(self: &Arc<Self>, topic: &str, partition: Option<u32>, records: Vec<WireRecord>) -> ResponseFuture {
+        let prepared = self.prepare_produce(topic, partition, records);
+        let commit = match prepared {
+            Ok(c) => c,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        let (commit, slots) = commit;
+        let pending = self.store.submit(commit);
+        Box::pin(async move {
+            let receipt = pending.await?;
+            // slots[i] = (append index, index within it) of record i.
+            let positions = slots
+                .into_iter()
+                .map(|(a, i, p)| (p, receipt.first_offsets[a] + i as u64))
+                .collect();
+            Ok(Response::Produced { positions })
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn prepare_produce(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        records: Vec<WireRecord>,
+    ) -> Result<(Commit, Vec<(usize, usize, u32)>), WireError> {
+        let topic = self.store.topic(topic)?;
+        if let Some(p) = partition {
+            topic.partition(p)?;
+        }
+        if records.is_empty() {
+            return Err(WireError::invalid("produce request has no records"));
+        }
+        let mut appends: Vec<Append> = Vec::new();
+        let mut by_partition: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut slots = Vec::with_capacity(records.len());
+        for WireRecord(key, value, headers) in records {
+            if value.len() > topic.config.max_message_bytes {
+                return Err(WireError::new(
+                    ErrorCode::MessageTooLarge,
+                    format!(
+                        "message of {} bytes exceeds the {}-byte limit of topic `{}`; split it or raise the limit at topic creation (--max-message-bytes)",
+                        value.len(),
+                        topic.config.max_message_bytes,
+                        topic.name
+                    ),
+                ));
+            }
+            let p = partition.unwrap_or_else(|| topic.partition_for(key.as_deref().map(|k| k.as_slice())));
+            let a = *by_partition.entry(p).or_insert_with(|| {
+                appends.push(Append { topic: topic.clone(), partition: p, records: Vec::new() });
+                appends.len() - 1
+            });
+            slots.push((a, appends[a].records.len(), p));
+            appends[a].records.push(NewRecord {
+                key: key.map(|k| Bytes::from(k.into_vec())),
+                value: Bytes::from(value.into_vec()),
+                headers,
+            });
+        }
+        Ok((Commit { appends, ..Commit::default() }, slots))
+    }
+
+    /// Read from each asked partition; if none has anything, wait (long poll) until one does.
+    async fn fetch(
+        &self,
+        topic: &str,
+        positions: &[FetchPosition],
+        max_records: u32,
+        max_bytes: u32,
+        max_wait_ms: u64,
+    ) -> Result<Response, WireError> {
+        let topic = self.store.topic(topic)?;
+        for pos in positions {
+            topic.partition(pos.partition)?;
+        }
+        let max_records = (max_records as usize).clamp(1, limits::MAX_FETCH_RECORDS);
+        let max_bytes = (max_bytes as usize).clamp(1, limits::MAX_FETCH_BYTES);
+        let wait = Duration::from_millis(max_wait_ms.min(limits::MAX_FETCH_WAIT_MS));
+        let first = self.read_partitions(&topic, positions, max_records, max_bytes)?;
+        if !first.iter().all(|p| p.records.is_empty()) || wait.is_zero() || positions.is_empty() {
+            return Ok(Response::Fetched { partitions: first });
+        }
+        let waits = positions.iter().map(|pos| {
+            let topic = topic.clone();
+            let pos = *pos;
+            Box::pin(async move { topic.partitions()[pos.partition as usize].wait_for(pos.offset, wait).await })
+        });
+        select_all(waits).await;
+        Ok(Response::Fetched { partitions: self.read_partitions(&topic, positions, max_records, max_bytes)? })
+    }
+
+    fn read_partitions(
+        &self,
+        topic: &Topic,
+        positions: &[FetchPosition],
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<FetchedPartition>, WireError> {
+        let (mut records_left, mut bytes_left) = (max_records, max_bytes);
+        let mut out = Vec::with_capacity(positions.len());
+        for pos in positions {
+            let p = &topic.partitions()[pos.partition as usize];
+            let records = if records_left == 0 {
+                Vec::new()
+            } else {
+                self.store.read(topic, pos.partition, pos.offset, records_left, bytes_left)?
+            };
+            records_left -= records.len();
+            let bytes: usize = records.iter().map(|r| r.value.len()).sum();
+            bytes_left = bytes_left.saturating_sub(bytes).max(1);
+            let first_offset = records.first().map_or(pos.offset.max(p.log_start()), |r| r.offset);
+            out.push(FetchedPartition {
+                partition: pos.partition,
+                first_offset,
+                high_watermark: p.high_watermark(),
+                records: records
+                    .into_iter()
+                    .map(|r| {
+                        FetchedRecord(
+                            r.timestamp_ms,
+                            r.key.map(|k| serde_bytes::ByteBuf::from(k.to_vec())),
+                            serde_bytes::ByteBuf::from(r.value.to_vec()),
+                            r.headers,
+                        )
+                    })
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn commit_offsets(&self, group: String, topic: &str, offsets: Vec<(u32, u64)>) -> Result<Response, WireError> {
+        crate::types::check_name("group", &group).map_err(WireError::invalid)?;
+        let topic = self.store.topic(topic)?;
+        let mut commits = Vec::with_capacity(offsets.len());
+        for (partition, next_offset) in offsets {
+            let hw = topic.partition(partition)?.high_watermark();
+            if next_offset > hw {
+                return Err(WireError::invalid(format!(
+                    "cannot commit offset {next_offset} for partition {partition} of `{}`: its high watermark is {hw}",
+                    topic.name
+                )));
+            }
+            commits.push(crate::storage::OffsetCommit { group: group.clone(), topic: topic.clone(), partition, next_offset });
+        }
+        self.store.submit(Commit { offsets: commits, ..Commit::default() }).await?;
+        Ok(Response::Ok)
+    }
+
+    fn list_groups(&self) -> Result<Response, WireError> {
+        let mut out = Vec::new();
+        for (group, topic_ids) in self.store.groups()? {
+            for id in topic_ids {
+                let Some(topic) = self.store.topic_by_id(id) else { continue };
+                let committed = self.store.committed(&group, &topic)?;
+                let partitions = committed
+                    .into_iter()
+                    .enumerate()
+                    .map(|(p, c)| (p as u32, c, topic.partitions()[p].high_watermark()))
+                    .collect();
+                out.push(GroupInfo { group: group.clone(), topic: topic.name.clone(), partitions });
+            }
+        }
+        Ok(Response::Groups(out))
+    }
+
+    fn topic_info(&self, topic: &Topic) -> TopicInfo {
+        TopicInfo {
+            name: topic.name.clone(),
+            config: topic.config.clone(),
+            durability: topic.config.durability.unwrap_or(self.store.default_durability()),
+            created_ms: topic.created_ms,
+            partitions: topic.partitions().iter().map(|p| (p.log_start(), p.high_watermark())).collect(),
+        }
+    }
+
+    fn refuse_if_used_by_pipeline(&self, topic: &str) -> Result<(), WireError> {
+        let users: Vec<String> = self
+            .pipelines
+            .list()
+            .into_iter()
+            .filter(|p| p.spec.source == topic || p.spec.sink == topic)
+            .map(|p| p.spec.name)
+            .collect();
+        if users.is_empty() {
+            return Ok(());
+        }
+        Err(WireError::new(
+            ErrorCode::InUse,
+            format!("topic `{topic}` is used by pipeline(s) {}; delete them first", users.join(", ")),
+        ))
+    }
+}
+
+/// The answer to `Hello`.
+pub fn hello() -> Response {
+    Response::Hello { version: crate::wire::PROTOCOL_VERSION, server: format!("weir {}", env!("CARGO_PKG_VERSION")) }
+}
+
+fn registry_error(e: RegistryError) -> WireError {
+    WireError::new(registry_code(&e), e.to_string())
+}
+
+fn registry_code(e: &RegistryError) -> ErrorCode {
+    match e {
+        RegistryError::Unknown(_) => ErrorCode::UnknownPlugin,
+        RegistryError::Invalid(_) => ErrorCode::InvalidArgument,
+        RegistryError::Plugin { source: PluginError::Init(_), .. } => ErrorCode::PluginInit,
+        RegistryError::Plugin { .. } => ErrorCode::InvalidPlugin,
+        RegistryError::Store(s) => store_code(s),
+    }
+}
+
+fn pipeline_error(e: PipelineError) -> WireError {
+    let code = match &e {
+        PipelineError::Unknown(_) => ErrorCode::UnknownPipeline,
+        PipelineError::Exists(_) => ErrorCode::PipelineExists,
+        PipelineError::Invalid(_) => ErrorCode::InvalidArgument,
+        PipelineError::Step { .. } => ErrorCode::PluginInit,
+        PipelineError::Registry(r) => registry_code(r),
+        PipelineError::Store(s) => store_code(s),
+    };
+    WireError::new(code, e.to_string())
+}
+
+fn store_code(e: &crate::storage::StoreError) -> ErrorCode {
+    WireError::from_store_ref(e)
+}

@@ -1,0 +1,108 @@
+//! Command-line parsing and dispatch: one module per command group.
+
+mod bench;
+mod consume;
+mod output;
+mod pipeline;
+mod plugin;
+mod produce;
+mod serve;
+mod topic;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use weir_host::client::Client;
+
+/// weir: a stream-processing broker with WebAssembly plugins.
+#[derive(Parser)]
+#[command(name = "weir", version, about, long_about = None)]
+pub struct Cli {
+    /// Address of the weir server.
+    #[arg(long, global = true, env = "WEIR_SERVER", default_value = "127.0.0.1:7070")]
+    server: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker and every pipeline.
+    Serve(serve::ServeArgs),
+    /// Create, list, describe and delete topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCmd),
+    /// Append messages to a topic: one per stdin line (or --file line).
+    Produce(produce::ProduceArgs),
+    /// Read messages from a topic: one value per line.
+    Consume(consume::ConsumeArgs),
+    /// Deploy and list plugins.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCmd),
+    /// Create, list, inspect and delete pipelines.
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCmd),
+    /// Consumer groups and their lag.
+    #[command(subcommand)]
+    Group(consume::GroupCmd),
+    /// Measure produce, consume and pipeline throughput against a temporary server.
+    Bench(bench::BenchArgs),
+}
+
+/// Parse arguments, run the command, and turn errors into a message and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let server = cli.server;
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
+        Command::Topic(cmd) => topic::run(&connect(&server).await?, cmd).await,
+        Command::Produce(args) => produce::run(&connect(&server).await?, args).await,
+        Command::Consume(args) => consume::run(&connect(&server).await?, args).await,
+        Command::Group(cmd) => consume::run_group(&connect(&server).await?, cmd).await,
+        Command::Plugin(cmd) => plugin::run(&connect(&server).await?, cmd).await,
+        Command::Pipeline(cmd) => pipeline::run(&connect(&server).await?, cmd).await,
+    }
+}
+
+async fn connect(server: &str) -> anyhow::Result<Client> {
+    Client::connect(server.to_string()).await.context("connecting")
+}
+
+/// `weir consume | head` closes our stdout early; that is success, not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+/// Parse `K=V`.
+pub fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+/// Parse a duration like `500ms`, `10s`, `7d`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 500ms, 10s, 5m, 7d"))
+}

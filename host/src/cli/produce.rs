@@ -1,0 +1,68 @@
+//! `weir produce`: one message per input line, sent in pipelined batches.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use serde_bytes::ByteBuf;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use weir_host::client::{Client, Pending, produced};
+use weir_host::wire::WireRecord;
+
+/// Batches in flight at once: enough to hide a group commit's fsync behind the next batches.
+const IN_FLIGHT: usize = 16;
+
+#[derive(Args)]
+pub struct ProduceArgs {
+    /// Topic to append to.
+    topic: String,
+    /// Read lines from this file instead of stdin.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Key of every message (messages with one key share a partition and keep their order).
+    #[arg(long)]
+    key: Option<String>,
+    /// Header on every message, `NAME=VALUE`; repeat for more.
+    #[arg(long = "header", value_parser = super::parse_kv)]
+    headers: Vec<(String, String)>,
+    /// Put every message in this partition.
+    #[arg(long)]
+    partition: Option<u32>,
+    /// Messages per request.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+}
+
+pub async fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
+    let input: Box<dyn tokio::io::AsyncRead + Unpin + Send> = match &args.file {
+        Some(path) => Box::new(tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?),
+        None => Box::new(tokio::io::stdin()),
+    };
+    let mut lines = BufReader::new(input).lines();
+    let mut in_flight: VecDeque<Pending> = VecDeque::new();
+    let mut batch = Vec::with_capacity(args.batch);
+    let mut acked = 0usize;
+    let batch_size = args.batch.max(1);
+    while let Some(line) = lines.next_line().await.context("reading input")? {
+        batch.push(WireRecord(
+            args.key.as_ref().map(|k| ByteBuf::from(k.as_bytes().to_vec())),
+            ByteBuf::from(line.into_bytes()),
+            args.headers.clone(),
+        ));
+        if batch.len() >= batch_size {
+            in_flight.push_back(client.start_produce(&args.topic, args.partition, std::mem::take(&mut batch))?);
+            if in_flight.len() >= IN_FLIGHT {
+                acked += produced(in_flight.pop_front().expect("non-empty").wait().await?)?.len();
+            }
+        }
+    }
+    if !batch.is_empty() {
+        in_flight.push_back(client.start_produce(&args.topic, args.partition, batch)?);
+    }
+    for p in in_flight {
+        acked += produced(p.wait().await?)?.len();
+    }
+    eprintln!("produced {acked} message(s) to {}", args.topic);
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! `weir serve`: open the data directory, start pipelines, serve clients until a signal.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::net::TcpListener;
+use weir_host::broker::{Broker, BrokerConfig};
+use weir_host::limits;
+use weir_host::server::{self, ServerLimits};
+use weir_host::types::Durability;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Directory holding the database and compiled plugins (created if missing).
+    #[arg(long, default_value = "weir-data")]
+    data_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free port (printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    listen: String,
+    /// Default durability of topics: `sync` fsyncs every group commit before acknowledging;
+    /// `os` acknowledges once the WAL write reaches the OS (survives a crash of weir, not of
+    /// the machine).
+    #[arg(long, value_enum, default_value_t = Durability::Sync)]
+    durability: Durability,
+    /// Largest request frame accepted, in bytes.
+    #[arg(long, default_value_t = limits::MAX_FRAME_BYTES)]
+    max_frame_bytes: usize,
+    /// Most concurrent client connections.
+    #[arg(long, default_value_t = limits::MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// How often retention deletes old records.
+    #[arg(long, default_value = "30s", value_parser = super::parse_duration)]
+    retention_interval: Duration,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let listener = TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}; is another server running there? pick another with --listen", args.listen))?;
+    let config = BrokerConfig {
+        data_dir: args.data_dir.clone(),
+        durability: args.durability,
+        retention_interval: args.retention_interval,
+    };
+    let broker = Broker::open(config).await.with_context(|| format!("starting on {}", args.data_dir.display()))?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read this line to learn the port when --listen ends in :0.
+    println!("weir listening on {addr}");
+    tracing::info!(%addr, data_dir = %args.data_dir.display(), durability = ?args.durability, "weir serving");
+    let limits = ServerLimits { max_frame_bytes: args.max_frame_bytes, max_connections: args.max_connections };
+    server::run(listener, broker.clone(), limits, shutdown_signal()).await?;
+    tracing::info!("shutting down: finishing in-flight batches");
+    broker.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

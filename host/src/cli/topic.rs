@@ -1,0 +1,113 @@
+//! `weir topic …`.
+
+use std::time::Duration;
+
+use clap::Subcommand;
+use weir_host::client::Client;
+use weir_host::limits;
+use weir_host::types::{Durability, TopicConfig};
+
+use super::output;
+
+#[derive(Subcommand)]
+pub enum TopicCmd {
+    /// Create a topic.
+    Create {
+        /// Topic name.
+        name: String,
+        /// Number of partitions (order is kept within each).
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
+        /// Durability of writes; default: the server's.
+        #[arg(long, value_enum)]
+        durability: Option<Durability>,
+        /// Delete records older than this (e.g. 7d).
+        #[arg(long, value_parser = super::parse_duration)]
+        retention: Option<Duration>,
+        /// Delete the oldest records of a partition beyond this many bytes.
+        #[arg(long)]
+        retention_bytes: Option<u64>,
+        /// Largest accepted message value, in bytes.
+        #[arg(long, default_value_t = limits::MAX_MESSAGE_BYTES)]
+        max_message_bytes: usize,
+    },
+    /// List topics.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a topic's settings and partition offsets.
+    Describe {
+        /// Topic name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a topic and all its records.
+    Delete {
+        /// Topic name.
+        name: String,
+    },
+}
+
+pub async fn run(client: &Client, cmd: TopicCmd) -> anyhow::Result<()> {
+    match cmd {
+        TopicCmd::Create { name, partitions, durability, retention, retention_bytes, max_message_bytes } => {
+            let config = TopicConfig {
+                partitions,
+                durability,
+                retention_ms: retention.map(|d| d.as_millis() as u64),
+                retention_bytes,
+                max_message_bytes,
+            };
+            let t = client.create_topic(&name, config).await?;
+            println!("created topic {} with {} partition(s), durability {:?}", t.name, t.partitions.len(), t.durability);
+        }
+        TopicCmd::List { json } => {
+            let topics = client.list_topics().await?;
+            if json {
+                return output::json(&topics);
+            }
+            let rows = topics
+                .iter()
+                .map(|t| {
+                    let msgs: u64 = t.partitions.iter().map(|(s, e)| e - s).sum();
+                    vec![t.name.clone(), t.partitions.len().to_string(), msgs.to_string(), format!("{:?}", t.durability).to_lowercase()]
+                })
+                .collect();
+            output::table(&["TOPIC", "PARTITIONS", "MESSAGES", "DURABILITY"], rows);
+        }
+        TopicCmd::Describe { name, json } => {
+            let t = client.describe_topic(&name).await?;
+            if json {
+                return output::json(&t);
+            }
+            println!("topic       {}", t.name);
+            println!("durability  {:?}", t.durability);
+            println!("created     {}", output::time(t.created_ms));
+            println!("retention   {}", match (t.config.retention_ms, t.config.retention_bytes) {
+                (None, None) => "forever".to_string(),
+                (ms, b) => format!(
+                    "{}{}",
+                    ms.map(|m| format!("{} ", humantime::format_duration(Duration::from_millis(m)))).unwrap_or_default(),
+                    b.map(output::bytes).unwrap_or_default()
+                ),
+            });
+            println!("max message {}", output::bytes(t.config.max_message_bytes as u64));
+            let rows = t
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(p, (s, e))| vec![p.to_string(), s.to_string(), e.to_string(), (e - s).to_string()])
+                .collect();
+            output::table(&["PARTITION", "START", "END", "MESSAGES"], rows);
+        }
+        TopicCmd::Delete { name } => {
+            client.delete_topic(&name).await?;
+            println!("deleted topic {name}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,329 @@
+//! The Rust client: one TCP connection with pipelined requests, used by the CLI, the
+//! benchmarks and the tests.
+//!
+//! Requests are written in the order [`Client::start`] is called, so a caller that starts
+//! produce requests one after another without awaiting keeps their order on the server.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use serde_bytes::ByteBuf;
+use tokio::net::{TcpStream, ToSocketAddrs};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+use crate::limits;
+use crate::wire::{
+    self, FetchPosition, FetchedPartition, GroupInfo, PipelineSpec, PipelineStatus, PluginInfo, Request, RequestFrame,
+    Response, ResponseFrame, TopicConfig, TopicInfo, WireError, WireRecord,
+};
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Connecting or talking to the server failed.
+    #[error("cannot reach the weir server at {addr}: {source}; is `weir serve` running there? (set --server or WEIR_SERVER)")]
+    Connect {
+        /// Address tried.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server answered with an error.
+    #[error(transparent)]
+    Server(#[from] WireError),
+    /// The connection closed before the response arrived.
+    #[error("the connection to the server closed: {0}")]
+    Closed(String),
+    /// The server answered something this client does not expect.
+    #[error("unexpected response from the server: {0}")]
+    Protocol(String),
+}
+
+type Waiters = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Result<Response, WireError>>>>>>;
+
+/// A connection to `weir serve`. Cheap to share by reference across tasks.
+pub struct Client {
+    frames: mpsc::UnboundedSender<Bytes>,
+    waiters: Waiters,
+    next_id: AtomicU64,
+    /// Whatever ended the connection, for errors after the fact.
+    closed: Arc<Mutex<Option<String>>>,
+}
+
+/// A response on its way.
+pub struct Pending {
+    rx: oneshot::Receiver<Result<Response, WireError>>,
+    closed: Arc<Mutex<Option<String>>>,
+}
+
+impl Pending {
+    /// Wait for the response.
+    pub async fn wait(self) -> Result<Response, ClientError> {
+        match self.rx.await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(ClientError::Closed(
+                self.closed.lock().expect("closed").clone().unwrap_or_else(|| "no reason given".into()),
+            )),
+        }
+    }
+}
+
+impl Client {
+    /// Connect and say hello.
+    pub async fn connect(addr: impl ToSocketAddrs + std::fmt::Display) -> Result<Client, ClientError> {
+        let shown = addr.to_string();
+        let stream = TcpStream::connect(addr).await.map_err(|source| ClientError::Connect { addr: shown, source })?;
+        let _ = stream.set_nodelay(true);
+        let (rd, wr) = stream.into_split();
+        let (frames, rx) = mpsc::unbounded_channel();
+        let waiters: Waiters = Arc::new(Mutex::new(Some(HashMap::new())));
+        let closed = Arc::new(Mutex::new(None));
+        tokio::spawn(write_frames(FramedWrite::new(wr, wire::codec(limits::MAX_FRAME_BYTES * 4)), rx));
+        tokio::spawn(read_frames(
+            FramedRead::new(rd, wire::codec(limits::MAX_FRAME_BYTES * 4)),
+            waiters.clone(),
+            closed.clone(),
+        ));
+        let client = Client { frames, waiters, next_id: AtomicU64::new(1), closed };
+        let client_name = format!("weir-client {}", env!("CARGO_PKG_VERSION"));
+        client.request(Request::Hello { version: wire::PROTOCOL_VERSION, client: client_name }).await?;
+        Ok(client)
+    }
+
+    /// Send a request now; the response comes back through the returned [`Pending`].
+    pub fn start(&self, request: Request) -> Result<Pending, ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = wire::encode(&RequestFrame { id, request })?;
+        let (tx, rx) = oneshot::channel();
+        match self.waiters.lock().expect("waiters").as_mut() {
+            Some(w) => w.insert(id, tx),
+            None => return Err(ClientError::Closed(self.closed_reason())),
+        };
+        self.frames.send(body).map_err(|_| ClientError::Closed(self.closed_reason()))?;
+        Ok(Pending { rx, closed: self.closed.clone() })
+    }
+
+    /// Send a request and wait for its response.
+    pub async fn request(&self, request: Request) -> Result<Response, ClientError> {
+        self.start(request)?.wait().await
+    }
+
+    fn closed_reason(&self) -> String {
+        self.closed.lock().expect("closed").clone().unwrap_or_else(|| "connection closed".into())
+    }
+
+    /// Create a topic.
+    pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<TopicInfo, ClientError> {
+        match self.request(Request::CreateTopic { name: name.into(), config }).await? {
+            Response::Topic(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Delete a topic.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
+        self.request(Request::DeleteTopic { name: name.into() }).await.map(drop)
+    }
+
+    /// Every topic.
+    pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, ClientError> {
+        match self.request(Request::ListTopics).await? {
+            Response::Topics(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// One topic.
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicInfo, ClientError> {
+        match self.request(Request::DescribeTopic { name: name.into() }).await? {
+            Response::Topic(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Append records; returns `(partition, offset)` per record once durable.
+    pub async fn produce(&self, topic: &str, records: Vec<WireRecord>) -> Result<Vec<(u32, u64)>, ClientError> {
+        produced(self.start_produce(topic, None, records)?.wait().await?)
+    }
+
+    /// Start a produce without waiting (pipelining); see [`produced`] for the result.
+    pub fn start_produce(&self, topic: &str, partition: Option<u32>, records: Vec<WireRecord>) -> Result<Pending, ClientError> {
+        self.start(Request::Produce { topic: topic.into(), partition, records })
+    }
+
+    /// Read from several partitions, waiting up to `max_wait` for data.
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        positions: Vec<FetchPosition>,
+        max_records: u32,
+        max_wait: Duration,
+    ) -> Result<Vec<FetchedPartition>, ClientError> {
+        let request = Request::Fetch {
+            topic: topic.into(),
+            partitions: positions,
+            max_records,
+            max_bytes: limits::MAX_FETCH_BYTES as u32,
+            max_wait_ms: max_wait.as_millis() as u64,
+        };
+        match self.request(request).await? {
+            Response::Fetched { partitions } => Ok(partitions),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Every record of a topic from the log start up to the high watermarks at the time of
+    /// the call, as `(partition, offset, record)`, partition by partition.
+    pub async fn read_all(&self, topic: &str) -> Result<Vec<(u32, u64, wire::FetchedRecord)>, ClientError> {
+        let info = self.describe_topic(topic).await?;
+        let mut out = Vec::new();
+        for (p, (start, end)) in info.partitions.iter().enumerate() {
+            let mut offset = *start;
+            while offset < *end {
+                let pos = vec![FetchPosition { partition: p as u32, offset }];
+                let parts = self.fetch(topic, pos, 50_000, Duration::ZERO).await?;
+                let Some(part) = parts.into_iter().next().filter(|p| !p.records.is_empty()) else { break };
+                for (i, r) in part.records.into_iter().enumerate() {
+                    out.push((p as u32, part.first_offset + i as u64, r));
+                }
+                offset = out.last().map_or(offset, |(_, o, _)| o + 1);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Store a group's next offsets.
+    pub async fn commit_offsets(&self, group: &str, topic: &str, offsets: Vec<(u32, u64)>) -> Result<(), ClientError> {
+        self.request(Request::CommitOffsets { group: group.into(), topic: topic.into(), offsets }).await.map(drop)
+    }
+
+    /// A group's committed next offset per partition.
+    pub async fn fetch_offsets(&self, group: &str, topic: &str) -> Result<Vec<Option<u64>>, ClientError> {
+        match self.request(Request::FetchOffsets { group: group.into(), topic: topic.into() }).await? {
+            Response::Offsets(o) => Ok(o),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Consumer groups with their lag.
+    pub async fn list_groups(&self) -> Result<Vec<GroupInfo>, ClientError> {
+        match self.request(Request::ListGroups).await? {
+            Response::Groups(g) => Ok(g),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Deploy a plugin version.
+    pub async fn deploy_plugin(&self, name: &str, wasm: Vec<u8>) -> Result<PluginInfo, ClientError> {
+        match self.request(Request::DeployPlugin { name: name.into(), wasm: ByteBuf::from(wasm) }).await? {
+            Response::Plugin(p) => Ok(p),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Latest version of every plugin.
+    pub async fn list_plugins(&self) -> Result<Vec<PluginInfo>, ClientError> {
+        match self.request(Request::ListPlugins).await? {
+            Response::Plugins(p) => Ok(p),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Create a pipeline.
+    pub async fn create_pipeline(&self, spec: PipelineSpec) -> Result<PipelineStatus, ClientError> {
+        match self.request(Request::CreatePipeline { spec }).await? {
+            Response::Pipeline(p) => Ok(p),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Every pipeline.
+    pub async fn list_pipelines(&self) -> Result<Vec<PipelineStatus>, ClientError> {
+        match self.request(Request::ListPipelines).await? {
+            Response::Pipelines(p) => Ok(p),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// One pipeline's status.
+    pub async fn pipeline_status(&self, name: &str) -> Result<PipelineStatus, ClientError> {
+        match self.request(Request::PipelineStatus { name: name.into() }).await? {
+            Response::Pipeline(p) => Ok(p),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Delete a pipeline.
+    pub async fn delete_pipeline(&self, name: &str) -> Result<(), ClientError> {
+        self.request(Request::DeletePipeline { name: name.into() }).await.map(drop)
+    }
+}
+
+/// The positions in a produce response.
+pub fn produced(response: Response) -> Result<Vec<(u32, u64)>, ClientError> {
+    match response {
+        Response::Produced { positions } => Ok(positions),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn unexpected(r: Response) -> ClientError {
+    ClientError::Protocol(format!("{r:?}").chars().take(200).collect())
+}
+
+async fn write_frames(
+    mut sink: FramedWrite<tokio::net::tcp::OwnedWriteHalf, tokio_util::codec::LengthDelimitedCodec>,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+) {
+    while let Some(frame) = rx.recv().await {
+        if sink.feed(frame).await.is_err() {
+            return;
+        }
+        while let Ok(more) = rx.try_recv() {
+            if sink.feed(more).await.is_err() {
+                return;
+            }
+        }
+        if SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn read_frames(
+    mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, tokio_util::codec::LengthDelimitedCodec>,
+    waiters: Waiters,
+    closed: Arc<Mutex<Option<String>>>,
+) {
+    let reason = loop {
+        let frame = match frames.next().await {
+            None => break "the server closed the connection".to_string(),
+            Some(Err(e)) => break format!("read failed: {e}"),
+            Some(Ok(f)) => f,
+        };
+        let ResponseFrame { id, result } = match wire::decode::<ResponseFrame>(&frame) {
+            Ok(r) => r,
+            Err(e) => break format!("undecodable response: {e}"),
+        };
+        if id == 0 {
+            // A connection-level error: the server closes after it.
+            break match result {
+                Err(e) => e.message,
+                Ok(_) => "unexpected frame with id 0".into(),
+            };
+        }
+        let waiter = waiters.lock().expect("waiters").as_mut().and_then(|w| w.remove(&id));
+        if let Some(tx) = waiter {
+            let _ = tx.send(result);
+        }
+    };
+    *closed.lock().expect("closed") = Some(reason);
+    // Dropping the senders wakes every waiter with `Closed`.
+    waiters.lock().expect("waiters").take();
+}

@@ -1,0 +1,20 @@
+//! weir: a stream-processing broker whose consumer logic runs as sandboxed WebAssembly
+//! components.
+//!
+//! Data flows one way: [`client`] → [`server`] → [`broker`] → [`storage`] →
+//! [`pipeline`] → [`runtime`] (plugins) → [`storage`]. Lower layers never reach up:
+//! storage knows nothing of wasmtime or the wire; the runtime knows nothing of sockets.
+//!
+//! The three API boundaries are the WIT package (`wit/`), the wire protocol ([`wire`]) and
+//! the on-disk format ([`storage::keys`], [`storage::record`]).
+
+pub mod broker;
+pub mod client;
+pub mod limits;
+pub mod pipeline;
+pub mod registry;
+pub mod runtime;
+pub mod server;
+pub mod storage;
+pub mod types;
+pub mod wire;

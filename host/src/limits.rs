@@ -1,0 +1,100 @@
+//! Every limit a client or a plugin can push against, named, with the reason for its value.
+//!
+//! Values here are defaults; the ones marked *configurable* have a `weir serve` flag or a
+//! per-topic / per-plugin setting.
+
+/// Largest frame the server accepts (*configurable*: `--max-frame-bytes`). A produce request
+/// carries a batch, so this bounds a batch; 16 MiB holds 100,000 typical messages while
+/// keeping one client from pinning much memory.
+pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+/// Largest single message value (*configurable* per topic). Kafka's default is 1 MiB; a
+/// message larger than that belongs in object storage with a pointer in the log.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// Largest key, header name or header value; keys are hashed and compared, not stored blobs.
+pub const MAX_KEY_BYTES: usize = 16 * 1024;
+
+/// Most headers one message may carry.
+pub const MAX_HEADERS: usize = 64;
+
+/// Concurrent client connections (*configurable*: `--max-connections`); each costs a task
+/// and two buffers, so a flood is refused instead of exhausting memory.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Requests one connection may have in flight before the server stops reading from it:
+/// the per-connection bound on memory held by pipelined requests.
+pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 256;
+
+/// Most records a single fetch returns; consumers ask again for more.
+pub const MAX_FETCH_RECORDS: usize = 100_000;
+
+/// Most bytes a single fetch returns, under the frame limit with room for headers.
+pub const MAX_FETCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// Longest a long-poll fetch may wait: a dead client's request must not linger forever.
+pub const MAX_FETCH_WAIT_MS: u64 = 60_000;
+
+/// Most partitions a topic may have; each one is a worker per pipeline.
+pub const MAX_PARTITIONS: u32 = 1024;
+
+/// Longest topic, plugin, pipeline or group name.
+pub const MAX_NAME_BYTES: usize = 200;
+
+/// Largest plugin component accepted by `deploy`; components are compiled in memory.
+pub const MAX_PLUGIN_BYTES: usize = 64 * 1024 * 1024;
+
+/// Most requests merged into one group commit. More waiting requests start the next commit
+/// at once; the bound keeps one `WriteBatch` (and its memory) finite.
+pub const MAX_GROUP_COMMIT_REQUESTS: usize = 4096;
+
+/// Most bytes merged into one group commit, for the same reason.
+pub const MAX_GROUP_COMMIT_BYTES: usize = 64 * 1024 * 1024;
+
+/// Writes queued for the group-commit thread before producers wait: backpressure, so a
+/// burst of producers cannot queue unbounded memory ahead of the disk.
+pub const WRITE_QUEUE_DEPTH: usize = 8192;
+
+/// Messages a pipeline reads per batch (*configurable* per pipeline): one component call per
+/// step per batch amortises the boundary cost (~80 ns) to nothing.
+pub const PIPELINE_BATCH_MESSAGES: usize = 2048;
+
+/// Bytes a pipeline reads per batch, so large messages make smaller batches.
+pub const PIPELINE_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// Largest total output of one batch of one step (*configurable* per plugin): a plugin
+/// emitting gigantic output fails its batch instead of exhausting host memory.
+pub const PLUGIN_OUTPUT_BYTES_PER_BATCH: usize = 64 * 1024 * 1024;
+
+/// Linear memory of one plugin instance (*configurable* per plugin).
+pub const PLUGIN_MEMORY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Hard ceiling on any plugin's memory; the pooling allocator reserves this much address
+/// space per slot.
+pub const PLUGIN_MEMORY_BYTES_MAX: usize = 512 * 1024 * 1024;
+
+/// CPU time one `process` call (one batch) may take before it is interrupted
+/// (*configurable* per plugin). Measured in epoch ticks of [`EPOCH_TICK_MS`].
+pub const PLUGIN_CPU_MS_PER_BATCH: u64 = 5_000;
+
+/// Granularity of plugin CPU deadlines.
+pub const EPOCH_TICK_MS: u64 = 1;
+
+/// Largest state key a plugin may write.
+pub const STATE_KEY_BYTES: usize = 4 * 1024;
+
+/// Largest state value a plugin may write (*configurable* per plugin).
+pub const STATE_VALUE_BYTES: usize = 1024 * 1024;
+
+/// Most state bytes one batch of one step may write, bounding the commit's size.
+pub const STATE_BYTES_PER_BATCH: usize = 64 * 1024 * 1024;
+
+/// Log lines per second a plugin may write before lines are counted and dropped
+/// (*configurable* per plugin).
+pub const PLUGIN_LOG_LINES_PER_S: u32 = 100;
+
+/// Longest log line kept from a plugin; the rest is cut.
+pub const PLUGIN_LOG_LINE_BYTES: usize = 4096;
+
+/// Instance slots in the pooling allocator: every pipeline step on every partition holds one.
+pub const PLUGIN_INSTANCES_MAX: u32 = 1000;

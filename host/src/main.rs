@@ -1,0 +1,7 @@
+//! The `weir` command: the server (`weir serve`) and every client command.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,255 @@
+//! What the host lends a plugin instance: its store data, the `log` and `state` imports,
+//! and the limits on both.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::Sandbox;
+use super::bindings::{log, state, types};
+use crate::limits;
+use crate::storage::{StateWrite, Store};
+
+/// Where a plugin instance's state lives: a key prefix in the store's `state` column family.
+#[derive(Clone)]
+pub struct StateScope {
+    /// The store to read committed state from; `None` for local runs (`weir plugin test`),
+    /// where state lives only in memory.
+    pub store: Option<Arc<Store>>,
+    /// Prefix of every key (pipeline scope · step · partition).
+    pub prefix: Vec<u8>,
+}
+
+/// A buffered state change, committed with the batch.
+#[derive(Debug, Clone)]
+struct PendingState {
+    value: Option<Vec<u8>>,
+    ttl_ms: Option<u64>,
+}
+
+/// Store data of one plugin instance.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    sandbox: Sandbox,
+    /// `pipeline/step plugin@version`, on every log line.
+    label: String,
+    scope: StateScope,
+    /// This batch's writes, read back by `get` before they commit.
+    pending: BTreeMap<Vec<u8>, PendingState>,
+    pending_bytes: usize,
+    /// Local runs keep committed state here instead of in a store.
+    local: BTreeMap<Vec<u8>, Vec<u8>>,
+    log_window: Instant,
+    log_lines: u32,
+    /// Lines dropped by the rate limit since the last report.
+    pub(crate) log_dropped: u64,
+}
+
+impl HostState {
+    pub(crate) fn new(sandbox: &Sandbox, label: String, scope: StateScope) -> HostState {
+        HostState {
+            wasi: wasi_ctx(sandbox),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(sandbox.memory_bytes)
+                .instances(limits::PLUGIN_INSTANCES_MAX as usize)
+                .tables(64)
+                .memories(4)
+                .build(),
+            sandbox: sandbox.clone(),
+            label,
+            scope,
+            pending: BTreeMap::new(),
+            pending_bytes: 0,
+            local: BTreeMap::new(),
+            log_window: Instant::now(),
+            log_lines: 0,
+            log_dropped: 0,
+        }
+    }
+
+    /// This batch's state writes as store writes, expiries resolved against `now_ms`; the
+    /// buffer is emptied. Local runs apply them to the in-memory map instead.
+    pub(crate) fn take_state_writes(&mut self, now_ms: u64) -> Vec<StateWrite> {
+        self.pending_bytes = 0;
+        let pending = std::mem::take(&mut self.pending);
+        if self.scope.store.is_none() {
+            for (k, p) in pending {
+                match p.value {
+                    Some(v) => self.local.insert(k, v),
+                    None => self.local.remove(&k),
+                };
+            }
+            return Vec::new();
+        }
+        pending
+            .into_iter()
+            .map(|(k, p)| {
+                let mut key = self.scope.prefix.clone();
+                key.extend_from_slice(&k);
+                StateWrite { key, value: p.value, expires_at_ms: p.ttl_ms.map_or(0, |t| now_ms.saturating_add(t.max(1))) }
+            })
+            .collect()
+    }
+
+    /// Forget this batch's state writes (the batch failed).
+    pub(crate) fn discard_state_writes(&mut self) {
+        self.pending.clear();
+        self.pending_bytes = 0;
+    }
+
+    fn committed_get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        match &self.scope.store {
+            None => self.local.get(key).cloned(),
+            Some(store) => {
+                let mut full = self.scope.prefix.clone();
+                full.extend_from_slice(key);
+                match store.state_get(&full, crate::types::now_ms()) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::error!(plugin = %self.label, error = %e, "state read failed");
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether another log line fits this second's budget.
+    fn log_allowed(&mut self) -> bool {
+        if self.log_window.elapsed().as_secs() >= 1 {
+            if self.log_dropped > 0 {
+                tracing::warn!(plugin = %self.label, dropped = self.log_dropped, "plugin log lines over the rate limit were dropped");
+                self.log_dropped = 0;
+            }
+            self.log_window = Instant::now();
+            self.log_lines = 0;
+        }
+        self.log_lines += 1;
+        if self.log_lines > self.sandbox.log_lines_per_s {
+            self.log_dropped += 1;
+            return false;
+        }
+        true
+    }
+}
+
+/// WASI with nothing granted: no preopened directories, no sockets, no environment, no
+/// arguments, no stdin; stdout/stderr discarded; clocks frozen unless the sandbox allows them.
+fn wasi_ctx(sandbox: &Sandbox) -> WasiCtx {
+    let mut b = WasiCtxBuilder::new();
+    b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    b.socket_addr_check(|_, _| Box::pin(async { false }));
+    for name in &sandbox.allow_env {
+        if let Ok(v) = std::env::var(name) {
+            b.env(name, v);
+        }
+    }
+    if !sandbox.allow_clock {
+        b.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
+    }
+    b.build()
+}
+
+/// A clock stuck at zero: plugins must use message timestamps, which replay identically.
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl log::Host for HostState {
+    fn write(&mut self, level: types::Level, message: String) {
+        if !self.log_allowed() {
+            return;
+        }
+        let mut message = message;
+        if message.len() > limits::PLUGIN_LOG_LINE_BYTES {
+            let mut cut = limits::PLUGIN_LOG_LINE_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        let plugin = self.label.as_str();
+        match level {
+            types::Level::Trace => tracing::trace!(target: "weir::plugin", plugin, "{message}"),
+            types::Level::Debug => tracing::debug!(target: "weir::plugin", plugin, "{message}"),
+            types::Level::Info => tracing::info!(target: "weir::plugin", plugin, "{message}"),
+            types::Level::Warn => tracing::warn!(target: "weir::plugin", plugin, "{message}"),
+            types::Level::Error => tracing::error!(target: "weir::plugin", plugin, "{message}"),
+        }
+    }
+}
+
+impl state::Host for HostState {
+    fn get(&mut self, key: Vec<u8>) -> Option<Vec<u8>> {
+        match self.pending.get(&key) {
+            Some(p) => p.value.clone(),
+            None => self.committed_get(&key),
+        }
+    }
+
+    fn set(&mut self, key: Vec<u8>, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), state::StateError> {
+        if key.len() > limits::STATE_KEY_BYTES {
+            return Err(state::StateError::LimitExceeded(format!(
+                "key of {} bytes exceeds {} bytes",
+                key.len(),
+                limits::STATE_KEY_BYTES
+            )));
+        }
+        if value.len() > self.sandbox.state_value_bytes {
+            return Err(state::StateError::LimitExceeded(format!(
+                "value of {} bytes exceeds the plugin's limit of {} bytes",
+                value.len(),
+                self.sandbox.state_value_bytes
+            )));
+        }
+        let added = key.len() + value.len();
+        if self.pending_bytes + added > self.sandbox.state_bytes_per_batch {
+            return Err(state::StateError::LimitExceeded(format!(
+                "this batch already wrote {} state bytes; the limit per batch is {}",
+                self.pending_bytes, self.sandbox.state_bytes_per_batch
+            )));
+        }
+        self.pending_bytes += added;
+        self.pending.insert(key, PendingState { value: Some(value), ttl_ms });
+        Ok(())
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        if key.len() <= limits::STATE_KEY_BYTES {
+            self.pending_bytes += key.len();
+            self.pending.insert(key, PendingState { value: None, ttl_ms: None });
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! One instantiated plugin: a store of its own, the typed exports, and the checks around
+//! each call (CPU deadline, outcome count, output budget).
+
+use wasmtime::{Engine, Store};
+
+use super::bindings::{self, types};
+use super::{HostState, LoadedPlugin, PluginError, Sandbox, StateScope};
+use crate::limits;
+use crate::storage::StateWrite;
+
+/// A live plugin instance. Not shared: each pipeline step on each partition owns one.
+pub struct PluginInstance {
+    store: Store<HostState>,
+    plugin: bindings::Plugin,
+    cpu_ms: u64,
+    output_limit: usize,
+    /// Set after a trap: the guest's memory may be inconsistent, so it is never called again.
+    poisoned: bool,
+}
+
+impl PluginInstance {
+    pub(super) fn new(
+        engine: &Engine,
+        loaded: &LoadedPlugin,
+        sandbox: &Sandbox,
+        label: String,
+        scope: StateScope,
+    ) -> Result<PluginInstance, PluginError> {
+        let mut store = Store::new(engine, HostState::new(sandbox, label, scope));
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(ticks(sandbox.cpu_ms_per_batch));
+        let plugin = loaded.pre.instantiate(&mut store).map_err(|e| trap_error(e, sandbox.cpu_ms_per_batch))?;
+        Ok(PluginInstance {
+            store,
+            plugin,
+            cpu_ms: sandbox.cpu_ms_per_batch,
+            output_limit: sandbox.output_bytes_per_batch,
+            poisoned: false,
+        })
+    }
+
+    /// Call `init` with the step's config.
+    pub fn init(&mut self, config: &[(String, String)]) -> Result<(), PluginError> {
+        self.arm()?;
+        let r = self.plugin.call_init(&mut self.store, config);
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(msg)) => Err(PluginError::Init(msg)),
+            Err(e) => Err(self.trapped(e)),
+        }
+    }
+
+    /// Call `process` on one batch; checks one outcome per input and the output budget.
+    /// On error, state written during the call is discarded.
+    pub fn process(&mut self, batch: &types::Batch) -> Result<Vec<types::Outcome>, PluginError> {
+        self.arm()?;
+        let result = self.plugin.call_process(&mut self.store, batch);
+        let outcomes = match result {
+            Ok(o) => o,
+            Err(e) => {
+                self.store.data_mut().discard_state_writes();
+                return Err(self.trapped(e));
+            }
+        };
+        if let Err(e) = self.check(batch, &outcomes) {
+            self.store.data_mut().discard_state_writes();
+            return Err(e);
+        }
+        Ok(outcomes)
+    }
+
+    /// The state writes of the calls since the last take, for the commit.
+    pub fn take_state_writes(&mut self, now_ms: u64) -> Vec<StateWrite> {
+        self.store.data_mut().take_state_writes(now_ms)
+    }
+
+    /// Forget uncommitted state writes (the batch will be retried or abandoned).
+    pub fn discard_state_writes(&mut self) {
+        self.store.data_mut().discard_state_writes();
+    }
+
+    /// Whether a trap made this instance unusable.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    fn arm(&mut self) -> Result<(), PluginError> {
+        if self.poisoned {
+            return Err(PluginError::Trap("instance unusable after an earlier trap".into()));
+        }
+        self.store.set_epoch_deadline(ticks(self.cpu_ms));
+        Ok(())
+    }
+
+    fn check(&self, batch: &types::Batch, outcomes: &[types::Outcome]) -> Result<(), PluginError> {
+        if outcomes.len() != batch.messages.len() {
+            return Err(PluginError::WrongOutcomeCount { expected: batch.messages.len(), got: outcomes.len() });
+        }
+        let bytes: usize = outcomes
+            .iter()
+            .map(|o| match o {
+                types::Outcome::Emit(outs) => outs.iter().map(output_size).sum(),
+                _ => 0,
+            })
+            .sum();
+        if bytes > self.output_limit {
+            return Err(PluginError::OutputTooLarge { bytes, limit: self.output_limit });
+        }
+        Ok(())
+    }
+
+    fn trapped(&mut self, e: wasmtime::Error) -> PluginError {
+        self.poisoned = true;
+        trap_error(e, self.cpu_ms)
+    }
+}
+
+fn ticks(cpu_ms: u64) -> u64 {
+    cpu_ms.div_ceil(limits::EPOCH_TICK_MS).max(1)
+}
+
+fn output_size(o: &types::Output) -> usize {
+    o.value.len()
+        + o.key.as_ref().map_or(0, Vec::len)
+        + o.topic.as_ref().map_or(0, String::len)
+        + o.headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>()
+}
+
+fn trap_error(e: wasmtime::Error, cpu_ms: u64) -> PluginError {
+    if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
+        return PluginError::CpuExceeded { budget_ms: cpu_ms };
+    }
+    // The root cause first (e.g. "wasm trap: wasm `unreachable` instruction executed"), then
+    // the guest's backtrace in the alternate form.
+    PluginError::Trap(format!("{e:#}").lines().next().unwrap_or_default().to_string())
+}

@@ -1,0 +1,64 @@
+//! Typed errors of the storage layer.
+
+/// What went wrong in the store. Each variant says what to do next in its message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The named topic does not exist.
+    #[error("unknown topic `{0}`: create it with `weir topic create {0}`")]
+    UnknownTopic(String),
+    /// A topic with this name already exists.
+    #[error("topic `{0}` already exists")]
+    TopicExists(String),
+    /// The partition is not one of the topic's.
+    #[error("topic `{topic}` has {partitions} partitions; partition {partition} does not exist")]
+    UnknownPartition {
+        /// Topic name.
+        topic: String,
+        /// The partition asked for.
+        partition: u32,
+        /// How many the topic has.
+        partitions: u32,
+    },
+    /// An argument is out of range; the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    /// A message is larger than the topic allows.
+    #[error("message of {size} bytes exceeds the {max}-byte limit of topic `{topic}`")]
+    MessageTooLarge {
+        /// Topic name.
+        topic: String,
+        /// Size of the offending value.
+        size: usize,
+        /// The topic's limit.
+        max: usize,
+    },
+    /// A write failed earlier; the store refuses writes rather than guess what is on disk.
+    #[error("store refuses writes after an earlier write failure ({0}); fix the cause (disk space, permissions) and restart `weir serve`")]
+    Poisoned(String),
+    /// RocksDB reported an error.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// The data directory holds a format this version cannot read.
+    #[error("data directory format {found} is not supported (this weir reads format {expected}); use a weir version that matches or a new --data-dir")]
+    Format {
+        /// Format found on disk.
+        found: u32,
+        /// Format this build reads.
+        expected: u32,
+    },
+    /// Stored bytes do not decode: corruption or a bug.
+    #[error("corrupt record in {what}: {why}")]
+    Corrupt {
+        /// Where.
+        what: String,
+        /// Why it failed to decode.
+        why: String,
+    },
+    /// The store is shutting down.
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+/// Shorthand for results of this module.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

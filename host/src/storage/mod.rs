@@ -1,0 +1,500 @@
+//! The RocksDB-backed store: topics of partitioned append-only logs, consumer-group offsets,
+//! pipeline state and metadata, written by one group-commit thread.
+//!
+//! Invariants (asserted in tests, relied on everywhere):
+//! * Offsets in a partition are dense and increasing from 0; a record's offset never changes.
+//! * Every write goes through the [`writer`] thread, in submission order, as part of one
+//!   `WriteBatch`; a [`Commit`] is atomic: all of its appends, state writes and offset
+//!   commits are durable together or not at all.
+//! * A write is acknowledged only once durable under its [`Durability`].
+//! * Readers see a record only after its write is acknowledged (the high watermark moves
+//!   after the write returns).
+//! * Retention never deletes the last record of a partition, so the next offset is
+//!   recoverable from the log alone after a restart.
+//! * After a failed write the store is poisoned and refuses writes; it never retries blindly.
+//!
+//! Storage knows nothing about wasmtime, the wire protocol or pipelines.
+
+mod error;
+pub mod keys;
+pub mod record;
+mod topic;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use bytes::Bytes;
+use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions};
+use serde::{Deserialize, Serialize};
+
+pub use error::{Result, StoreError};
+pub use record::{NewRecord, StoredRecord};
+pub use topic::{Partition, Topic};
+pub use writer::{Append, Commit, OffsetCommit, Receipt, StateWrite};
+
+use crate::types::{Durability, TopicConfig};
+
+/// On-disk format written by this build. Opening a directory of another format fails.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Column family of the partitioned logs.
+pub(crate) const CF_LOG: &str = "log";
+/// Column family of consumer-group offsets.
+pub(crate) const CF_OFFSETS: &str = "offsets";
+/// Column family of pipeline state.
+pub(crate) const CF_STATE: &str = "state";
+/// Column family of metadata (topics, plugins, pipelines).
+pub(crate) const CF_META: &str = "meta";
+
+const META_FORMAT: &[u8] = b"format";
+const META_TOPIC_PREFIX: &str = "topic/";
+const META_TOPIC_SEQ: &[u8] = b"seq/topic";
+
+/// How the store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Directory of the RocksDB database.
+    pub path: PathBuf,
+    /// Durability of topics created without one.
+    pub default_durability: Durability,
+}
+
+/// A topic as stored in `meta`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TopicRecord {
+    id: u32,
+    name: String,
+    config: TopicConfig,
+    created_ms: u64,
+}
+
+/// The store. Cheap to share (`Arc<Store>`); reads run on the caller's thread, writes on the
+/// group-commit thread.
+pub struct Store {
+    db: Arc<DB>,
+    topics: Arc<RwLock<Topics>>,
+    writer: writer::Handle,
+    poison: Arc<OnceLock<String>>,
+    default_durability: Durability,
+    path: PathBuf,
+}
+
+/// Topics by name and by id; replaced wholesale under the lock on create and delete.
+#[derive(Default)]
+pub(crate) struct Topics {
+    by_name: HashMap<String, Arc<Topic>>,
+    by_id: HashMap<u32, Arc<Topic>>,
+}
+
+impl Store {
+    /// Open (or create) the store at `opts.path`, recover every partition's offsets from the
+    /// log and start the group-commit thread.
+    pub fn open(opts: StoreOptions) -> Result<Store> {
+        std::fs::create_dir_all(&opts.path)
+            .map_err(|e| StoreError::Invalid(format!("cannot create data dir {}: {e}", opts.path.display())))?;
+        let db = Arc::new(open_db(&opts.path)?);
+        check_format(&db)?;
+        let (topics, next_topic_id) = load_topics(&db)?;
+        let topics = Arc::new(RwLock::new(topics));
+        let poison = Arc::new(OnceLock::new());
+        let writer = writer::spawn(db.clone(), topics.clone(), poison.clone(), next_topic_id)?;
+        Ok(Store { db, topics, writer, poison, default_durability: opts.default_durability, path: opts.path })
+    }
+
+    /// Directory of the database.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Durability of topics created without one.
+    pub fn default_durability(&self) -> Durability {
+        self.default_durability
+    }
+
+    /// The reason writes are refused, if a write failed.
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poison.get().map(String::as_str)
+    }
+
+    /// Create a topic.
+    pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
+        crate::types::check_name("topic", name).map_err(StoreError::Invalid)?;
+        if config.partitions == 0 || config.partitions > crate::limits::MAX_PARTITIONS {
+            return Err(StoreError::Invalid(format!(
+                "partitions must be between 1 and {}, got {}",
+                crate::limits::MAX_PARTITIONS,
+                config.partitions
+            )));
+        }
+        if config.max_message_bytes == 0 || config.max_message_bytes > crate::limits::MAX_FRAME_BYTES / 2 {
+            return Err(StoreError::Invalid(format!(
+                "max message bytes must be between 1 and {}, got {}",
+                crate::limits::MAX_FRAME_BYTES / 2,
+                config.max_message_bytes
+            )));
+        }
+        self.writer.create_topic(name.to_string(), config).await
+    }
+
+    /// Delete a topic, its records and every group's offsets in it.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let topic = self.topic(name)?;
+        self.writer.delete_topic(topic).await
+    }
+
+    /// The topic named `name`.
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        self.topics
+            .read()
+            .expect("topics lock")
+            .by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StoreError::UnknownTopic(name.to_string()))
+    }
+
+    /// The topic with id `id`, if it still exists.
+    pub fn topic_by_id(&self, id: u32) -> Option<Arc<Topic>> {
+        self.topics.read().expect("topics lock").by_id.get(&id).cloned()
+    }
+
+    /// Every topic, by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut all: Vec<_> = self.topics.read().expect("topics lock").by_name.values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Submit a commit to the group-commit thread. Submission order is commit order: call this
+    /// synchronously in the order requests arrived, then await the returned future.
+    pub fn submit(&self, commit: Commit) -> impl Future<Output = Result<Receipt>> + Send + 'static {
+        self.writer.submit(commit, self.default_durability)
+    }
+
+    /// Append records to one partition of a topic and wait until they are durable.
+    pub async fn append(&self, topic: &Arc<Topic>, partition: u32, records: Vec<NewRecord>) -> Result<u64> {
+        let commit = Commit { appends: vec![Append { topic: topic.clone(), partition, records }], ..Commit::default() };
+        let receipt = self.submit(commit).await?;
+        Ok(receipt.first_offsets[0])
+    }
+
+    /// Records of `partition` from offset `from` (or the log start, if retention removed
+    /// `from`), at most `max_records` and about `max_bytes`, never past the high watermark.
+    pub fn read(
+        &self,
+        topic: &Topic,
+        partition: u32,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredRecord>> {
+        let p = topic.partition(partition)?;
+        let end = p.high_watermark();
+        let start = from.max(p.log_start());
+        if start >= end || max_records == 0 {
+            return Ok(Vec::new());
+        }
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(keys::log_key(topic.id, partition, end).to_vec());
+        // Reads are sequential scans of recent data: no point polluting the block cache
+        // with a long backlog read once.
+        ro.fill_cache(start + 1024 >= end);
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_LOG), ro);
+        it.seek(keys::log_key(topic.id, partition, start));
+        let mut out = Vec::with_capacity(max_records.min((end - start) as usize));
+        let mut bytes = 0usize;
+        while it.valid() && out.len() < max_records && (bytes < max_bytes || out.is_empty()) {
+            let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
+            let offset = keys::log_key_offset(k).ok_or_else(|| corrupt(topic, partition, "short key"))?;
+            bytes += v.len();
+            let rec = record::decode(offset, Bytes::copy_from_slice(v)).map_err(|e| corrupt(topic, partition, &e))?;
+            out.push(rec);
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
+    }
+
+    /// The first offset of `partition` whose append time is at or after `timestamp_ms`, or the
+    /// high watermark if none is. Timestamps are monotonic per partition, so this bisects.
+    pub fn offset_for_time(&self, topic: &Topic, partition: u32, timestamp_ms: u64) -> Result<u64> {
+        let p = topic.partition(partition)?;
+        let (mut lo, mut hi) = (p.log_start(), p.high_watermark());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let key = keys::log_key(topic.id, partition, mid);
+            let ts = match self.db.get_pinned_cf(self.cf(CF_LOG), key)? {
+                Some(v) => record::timestamp_of(&v).map_err(|e| corrupt(topic, partition, &e))?,
+                // Deleted by retention meanwhile: everything before it is older.
+                None => 0,
+            };
+            if ts < timestamp_ms { lo = mid + 1 } else { hi = mid }
+        }
+        Ok(lo)
+    }
+
+    /// The committed next offset of `group` in each partition of `topic` (`None` = never
+    /// committed).
+    pub fn committed(&self, group: &str, topic: &Topic) -> Result<Vec<Option<u64>>> {
+        let cf = self.cf(CF_OFFSETS);
+        let keys: Vec<_> = (0..topic.partition_count()).map(|p| keys::offset_key(group, topic.id, p)).collect();
+        self.db
+            .multi_get_cf(keys.iter().map(|k| (cf, k.as_slice())))
+            .into_iter()
+            .map(|r| Ok(r?.map(|v| decode_u64(&v)).transpose()?))
+            .collect()
+    }
+
+    /// Every group with a committed offset, with the topic ids it has offsets in.
+    pub fn groups(&self) -> Result<Vec<(String, Vec<u32>)>> {
+        let mut out: Vec<(String, Vec<u32>)> = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_OFFSETS), IteratorMode::Start) {
+            let (k, _) = item?;
+            let Some((group, topic, _)) = keys::parse_offset_key(&k) else { continue };
+            match out.last_mut() {
+                Some((g, topics)) if g == group => {
+                    if topics.last() != Some(&topic) {
+                        topics.push(topic);
+                    }
+                }
+                _ => out.push((group.to_string(), vec![topic])),
+            }
+        }
+        Ok(out)
+    }
+
+    /// A state value (raw key in the `state` CF), unless absent or expired at `now_ms`.
+    pub fn state_get(&self, key: &[u8], now_ms: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_pinned_cf(self.cf(CF_STATE), key)?.and_then(|v| writer::decode_state(&v, now_ms)))
+    }
+
+    /// Live state entries whose raw key starts with `prefix`, at most `limit`.
+    pub fn state_scan(&self, prefix: &[u8], now_ms: u64, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_STATE), IteratorMode::From(prefix, Direction::Forward)) {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            if let Some(v) = writer::decode_state(&v, now_ms) {
+                out.push((k.to_vec(), v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A metadata value.
+    pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(CF_META), key.as_bytes())?)
+    }
+
+    /// Every metadata entry whose key starts with `prefix`, in key order.
+    pub fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        meta_scan(&self.db, prefix)
+    }
+
+    /// Durably write metadata entries (`None` deletes), atomically.
+    pub async fn meta_write(&self, entries: Vec<(String, Option<Vec<u8>>)>) -> Result<()> {
+        let commit = Commit { meta: entries, durability: Some(Durability::Sync), ..Commit::default() };
+        self.submit(commit).await.map(drop)
+    }
+
+    /// Delete all state under `prefix` (a pipeline's, or one step's) durably.
+    pub async fn delete_state_prefix(&self, prefix: Vec<u8>) -> Result<()> {
+        let commit = Commit { delete_state_prefixes: vec![prefix], durability: Some(Durability::Sync), ..Commit::default() };
+        self.submit(commit).await.map(drop)
+    }
+
+    /// Apply every topic's retention: delete records older than `retention_ms` or beyond
+    /// `retention_bytes`, always keeping each partition's last record. Returns records deleted.
+    pub async fn enforce_retention(&self, now_ms: u64) -> Result<u64> {
+        let mut deleted = 0;
+        for topic in self.topics() {
+            for p in 0..topic.partition_count() {
+                let Some(new_start) = self.retention_point(&topic, p, now_ms)? else { continue };
+                deleted += self.writer.truncate(topic.clone(), p, new_start).await?;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Where retention moves the start of a partition, if anywhere.
+    fn retention_point(&self, topic: &Topic, partition: u32, now_ms: u64) -> Result<Option<u64>> {
+        let p = topic.partition(partition)?;
+        let (start, end) = (p.log_start(), p.high_watermark());
+        if end <= start + 1 {
+            return Ok(None);
+        }
+        let mut point = start;
+        if let Some(ms) = topic.config.retention_ms {
+            point = point.max(self.offset_for_time(topic, partition, now_ms.saturating_sub(ms))?);
+        }
+        if let Some(max) = topic.config.retention_bytes {
+            point = point.max(self.size_cut(topic, partition, start, end, max));
+        }
+        // Keep the last record: it carries the next offset across restarts.
+        let point = point.min(end - 1);
+        Ok((point > start).then_some(point))
+    }
+
+    /// The smallest offset such that [offset, end) is within `max_bytes` (approximately).
+    fn size_cut(&self, topic: &Topic, partition: u32, start: u64, end: u64, max_bytes: u64) -> u64 {
+        let size = |from: u64| -> u64 {
+            let (a, b) = (keys::log_key(topic.id, partition, from), keys::log_key(topic.id, partition, end));
+            let ranges = [rocksdb::Range::new(&a, &b)];
+            // Flushed data only: memtables are bounded and small next to a retention limit.
+            self.db.get_approximate_sizes_cf(self.cf(CF_LOG), &ranges)[0]
+        };
+        if size(start) <= max_bytes {
+            return start;
+        }
+        let (mut lo, mut hi) = (start, end);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if size(mid) > max_bytes { lo = mid + 1 } else { hi = mid }
+        }
+        lo
+    }
+
+    /// Flush memtables and the WAL: used by graceful shutdown so a restart replays nothing.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    /// Stop the group-commit thread after it drains what was submitted.
+    pub fn close(&self) {
+        self.writer.close();
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column family created at open")
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.writer.close();
+    }
+}
+
+fn corrupt(topic: &Topic, partition: u32, why: &str) -> StoreError {
+    StoreError::Corrupt { what: format!("topic `{}` partition {partition}", topic.name), why: why.to_string() }
+}
+
+fn decode_u64(v: &[u8]) -> Result<u64> {
+    let b: [u8; 8] = v
+        .try_into()
+        .map_err(|_| StoreError::Corrupt { what: "offset".into(), why: format!("{} bytes", v.len()) })?;
+    Ok(u64::from_be_bytes(b))
+}
+
+/// RocksDB tuned for an append-mostly log: big memtables so group commits rarely stall on
+/// flushes, level compaction with dynamic level sizes, lz4 for the log.
+fn open_db(path: &Path) -> Result<DB> {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.increase_parallelism(2);
+    opts.set_max_background_jobs(2);
+    opts.set_bytes_per_sync(1 << 20);
+    // Let a WAL grow before forcing flushes of every column family.
+    opts.set_max_total_wal_size(512 << 20);
+    // Keep throughput steady under pressure rather than failing writes.
+    opts.set_max_write_buffer_number(4);
+    let mut log = Options::default();
+    log.set_write_buffer_size(64 << 20);
+    log.set_max_write_buffer_number(4);
+    log.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    log.set_level_compaction_dynamic_level_bytes(true);
+    let mut small = Options::default();
+    small.set_write_buffer_size(16 << 20);
+    let cfs = vec![
+        ColumnFamilyDescriptor::new(CF_LOG, log),
+        ColumnFamilyDescriptor::new(CF_OFFSETS, small.clone()),
+        ColumnFamilyDescriptor::new(CF_STATE, small.clone()),
+        ColumnFamilyDescriptor::new(CF_META, small),
+    ];
+    Ok(DB::open_cf_descriptors(&opts, path, cfs)?)
+}
+
+/// Write the format version into a new store; refuse a store of another version.
+fn check_format(db: &DB) -> Result<()> {
+    let meta = db.cf_handle(CF_META).expect("meta cf");
+    match db.get_cf(meta, META_FORMAT)? {
+        Some(v) => {
+            let found = decode_u64(&v)? as u32;
+            if found != FORMAT_VERSION {
+                return Err(StoreError::Format { found, expected: FORMAT_VERSION });
+            }
+        }
+        None => {
+            let mut wo = rocksdb::WriteOptions::default();
+            wo.set_sync(true);
+            db.put_cf_opt(meta, META_FORMAT, u64::from(FORMAT_VERSION).to_be_bytes(), &wo)?;
+        }
+    }
+    Ok(())
+}
+
+fn meta_scan(db: &DB, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let cf = db.cf_handle(CF_META).expect("meta cf");
+    let mut out = Vec::new();
+    for item in db.iterator_cf(cf, IteratorMode::From(prefix.as_bytes(), Direction::Forward)) {
+        let (k, v) = item?;
+        if !k.starts_with(prefix.as_bytes()) {
+            break;
+        }
+        out.push((String::from_utf8_lossy(&k).into_owned(), v.to_vec()));
+    }
+    Ok(out)
+}
+
+/// Load every topic and recover each partition's log start, next offset and last timestamp.
+fn load_topics(db: &DB) -> Result<(Topics, u32)> {
+    let mut topics = Topics::default();
+    for (key, value) in meta_scan(db, META_TOPIC_PREFIX)? {
+        let rec: TopicRecord = rmp_serde::from_slice(&value)
+            .map_err(|e| StoreError::Corrupt { what: key.clone(), why: e.to_string() })?;
+        let partitions = (0..rec.config.partitions)
+            .map(|p| recover_partition(db, rec.id, p))
+            .collect::<Result<Vec<_>>>()?;
+        let topic = Arc::new(Topic::new(rec.id, rec.name, rec.config, rec.created_ms, partitions));
+        topics.by_id.insert(topic.id, topic.clone());
+        topics.by_name.insert(topic.name.clone(), topic);
+    }
+    let cf = db.cf_handle(CF_META).expect("meta cf");
+    let next_id = match db.get_cf(cf, META_TOPIC_SEQ)? {
+        Some(v) => decode_u64(&v)? as u32,
+        None => 1,
+    };
+    Ok((topics, next_id))
+}
+
+fn recover_partition(db: &DB, topic_id: u32, partition: u32) -> Result<Partition> {
+    let cf = db.cf_handle(CF_LOG).expect("log cf");
+    let lower = keys::log_key(topic_id, partition, 0);
+    let upper = keys::log_key(topic_id, partition, u64::MAX);
+    let mut it = db.raw_iterator_cf(cf);
+    it.seek(lower);
+    let first = match it.key() {
+        Some(k) if it.valid() && k < upper.as_slice() => keys::log_key_offset(k),
+        _ => None,
+    };
+    it.seek_for_prev(upper);
+    let last = match (it.key(), it.value()) {
+        (Some(k), Some(v)) if it.valid() && k >= lower.as_slice() => {
+            let ts = record::timestamp_of(v)
+                .map_err(|why| StoreError::Corrupt { what: format!("topic {topic_id} partition {partition}"), why })?;
+            keys::log_key_offset(k).map(|o| (o, ts))
+        }
+        _ => None,
+    };
+    it.status()?;
+    Ok(match (first, last) {
+        (Some(first), Some((last, ts))) => Partition::new(first, last + 1, ts),
+        _ => Partition::new(0, 0, 0),
+    })
+}

@@ -1,0 +1,138 @@
+//! In-memory view of a topic and its partitions: offsets and the wake-up for long polls.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::{Result, StoreError};
+use crate::types::TopicConfig;
+
+/// A topic: its settings and partitions.
+#[derive(Debug)]
+pub struct Topic {
+    /// Numeric id used in keys; never reused, so a recreated topic shares nothing with the old.
+    pub id: u32,
+    /// Name.
+    pub name: String,
+    /// Settings fixed at creation.
+    pub config: TopicConfig,
+    /// Creation time, ms since the Unix epoch.
+    pub created_ms: u64,
+    partitions: Vec<Partition>,
+    /// Next partition for keyless messages.
+    round_robin: AtomicU32,
+    /// Set when the topic is deleted, so writers holding the `Arc` are refused.
+    deleted: AtomicBool,
+}
+
+impl Topic {
+    pub(crate) fn new(id: u32, name: String, config: TopicConfig, created_ms: u64, partitions: Vec<Partition>) -> Topic {
+        Topic { id, name, config, created_ms, partitions, round_robin: AtomicU32::new(0), deleted: AtomicBool::new(false) }
+    }
+
+    /// Number of partitions.
+    pub fn partition_count(&self) -> u32 {
+        self.partitions.len() as u32
+    }
+
+    /// Partition `p`, or an error naming the valid range.
+    pub fn partition(&self, p: u32) -> Result<&Partition> {
+        self.partitions.get(p as usize).ok_or_else(|| StoreError::UnknownPartition {
+            topic: self.name.clone(),
+            partition: p,
+            partitions: self.partition_count(),
+        })
+    }
+
+    /// Every partition, in order.
+    pub fn partitions(&self) -> &[Partition] {
+        &self.partitions
+    }
+
+    /// The partition for a message: by key hash when keyed (stable across versions and
+    /// restarts: xxHash64 with seed 0), round-robin otherwise.
+    pub fn partition_for(&self, key: Option<&[u8]>) -> u32 {
+        let n = self.partition_count();
+        match key {
+            Some(k) => (twox_hash::XxHash64::oneshot(0, k) % u64::from(n)) as u32,
+            None => self.round_robin.fetch_add(1, Ordering::Relaxed) % n,
+        }
+    }
+
+    /// Whether the topic was deleted.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::Release);
+        for p in &self.partitions {
+            p.notify.notify_waiters();
+        }
+    }
+}
+
+/// One partition's offsets.
+#[derive(Debug)]
+pub struct Partition {
+    /// First offset still stored (retention moves it forward).
+    log_start: AtomicU64,
+    /// Next offset to assign; only the writer thread changes it.
+    pub(crate) next_offset: AtomicU64,
+    /// One past the last acknowledged (durable) offset: what readers may see.
+    high_watermark: AtomicU64,
+    /// Append time of the last record, so timestamps never go backwards.
+    pub(crate) last_timestamp_ms: AtomicU64,
+    /// Woken when the high watermark moves.
+    notify: Notify,
+}
+
+impl Partition {
+    pub(crate) fn new(log_start: u64, next: u64, last_ts: u64) -> Partition {
+        Partition {
+            log_start: AtomicU64::new(log_start),
+            next_offset: AtomicU64::new(next),
+            high_watermark: AtomicU64::new(next),
+            last_timestamp_ms: AtomicU64::new(last_ts),
+            notify: Notify::new(),
+        }
+    }
+
+    /// First stored offset.
+    pub fn log_start(&self) -> u64 {
+        self.log_start.load(Ordering::Acquire)
+    }
+
+    /// One past the last readable offset.
+    pub fn high_watermark(&self) -> u64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_log_start(&self, start: u64) {
+        self.log_start.store(start, Ordering::Release);
+    }
+
+    pub(crate) fn publish(&self, high_watermark: u64) {
+        self.high_watermark.store(high_watermark, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// Wait until the high watermark passes `offset`, or `timeout` elapses. Returns whether
+    /// data is available.
+    pub async fn wait_for(&self, offset: u64, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Register before checking, so a publish between check and wait is not missed.
+            notified.as_mut().enable();
+            if self.high_watermark() > offset {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.high_watermark() > offset;
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Plain data shared by the wire protocol and the on-disk format: topic settings and
+//! durability. Changing a field here changes both API boundaries; add fields with
+//! `#[serde(default)]` so older clients and older data directories still decode.
+
+use serde::{Deserialize, Serialize};
+
+/// When a write is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// Acknowledged after the group commit's WAL write is fsynced: survives power loss.
+    #[default]
+    Sync,
+    /// Acknowledged after the WAL write reaches the OS: survives a crash of `weir serve`
+    /// (kill -9) but not of the machine. Weaker; faster.
+    Os,
+}
+
+impl Durability {
+    /// The stronger of two settings.
+    pub fn max(self, other: Durability) -> Durability {
+        if self == Durability::Sync || other == Durability::Sync { Durability::Sync } else { Durability::Os }
+    }
+}
+
+/// Settings of a topic, fixed at creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    /// Number of partitions; order is kept within a partition.
+    pub partitions: u32,
+    /// `None`: the server's default durability.
+    #[serde(default)]
+    pub durability: Option<Durability>,
+    /// Delete records older than this (ms). `None`: keep forever.
+    #[serde(default)]
+    pub retention_ms: Option<u64>,
+    /// Delete the oldest records of a partition beyond this many bytes. `None`: no limit.
+    #[serde(default)]
+    pub retention_bytes: Option<u64>,
+    /// Largest accepted message value.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+}
+
+fn default_max_message_bytes() -> usize {
+    crate::limits::MAX_MESSAGE_BYTES
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        TopicConfig {
+            partitions: 1,
+            durability: None,
+            retention_ms: None,
+            retention_bytes: None,
+            max_message_bytes: default_max_message_bytes(),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Check a user-chosen name (topic, plugin, pipeline, group): what the error says is the rule.
+pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty() || name.len() > crate::limits::MAX_NAME_BYTES || !name.chars().all(ok_char) {
+        return Err(format!(
+            "invalid {kind} name {name:?}: use 1 to {} characters from a-z, A-Z, 0-9, '-', '_', '.'",
+            crate::limits::MAX_NAME_BYTES
+        ));
+    }
+    Ok(())
+}

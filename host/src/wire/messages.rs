@@ -1,0 +1,246 @@
+//! Requests, responses and the records inside them.
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use super::WireError;
+pub use crate::pipeline::{PipelineSpec, PipelineStatus, StartPosition, StepSpec};
+pub use crate::registry::PluginInfo;
+pub use crate::types::{Durability, TopicConfig};
+
+/// A request with the id its response will carry.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RequestFrame {
+    /// Chosen by the client; unique among its in-flight requests.
+    pub id: u64,
+    /// What to do.
+    pub request: Request,
+}
+
+/// A response to the request with the same id.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ResponseFrame {
+    /// The request's id (0 for a connection-level error).
+    pub id: u64,
+    /// The outcome.
+    pub result: Result<Response, WireError>,
+}
+
+/// Everything a client can ask.
+#[derive(Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Request {
+    /// First request on every connection.
+    Hello {
+        /// [`super::PROTOCOL_VERSION`] of the client.
+        version: u32,
+        /// Free text naming the client, for logs.
+        client: String,
+    },
+    /// Create a topic.
+    CreateTopic {
+        /// Name.
+        name: String,
+        /// Settings.
+        config: TopicConfig,
+    },
+    /// Delete a topic and its records.
+    DeleteTopic {
+        /// Name.
+        name: String,
+    },
+    /// All topics.
+    ListTopics,
+    /// One topic with partition offsets.
+    DescribeTopic {
+        /// Name.
+        name: String,
+    },
+    /// Append records. Each goes to `partition` if given, else by key hash, else round-robin.
+    Produce {
+        /// Destination topic.
+        topic: String,
+        /// Force every record into this partition.
+        #[serde(default)]
+        partition: Option<u32>,
+        /// Records, in order.
+        records: Vec<WireRecord>,
+    },
+    /// Read records; waits up to `max_wait_ms` for at least one record.
+    Fetch {
+        /// Topic.
+        topic: String,
+        /// Where to read in each partition.
+        partitions: Vec<FetchPosition>,
+        /// Most records in the response, over all partitions.
+        max_records: u32,
+        /// About this many bytes at most.
+        max_bytes: u32,
+        /// Long-poll: how long to wait when nothing is there yet.
+        max_wait_ms: u64,
+    },
+    /// Store a group's next offsets in a topic.
+    CommitOffsets {
+        /// Group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// `(partition, next offset)` pairs.
+        offsets: Vec<(u32, u64)>,
+    },
+    /// A group's committed next offset per partition.
+    FetchOffsets {
+        /// Group.
+        group: String,
+        /// Topic.
+        topic: String,
+    },
+    /// Per partition, the first offset at or after a time.
+    OffsetsForTime {
+        /// Topic.
+        topic: String,
+        /// Milliseconds since the Unix epoch.
+        timestamp_ms: u64,
+    },
+    /// Every consumer group with committed offsets, with lag.
+    ListGroups,
+    /// Deploy a new version of a plugin.
+    DeployPlugin {
+        /// Plugin name.
+        name: String,
+        /// The component's bytes.
+        wasm: ByteBuf,
+    },
+    /// Every plugin's latest version.
+    ListPlugins,
+    /// Create a pipeline.
+    CreatePipeline {
+        /// What it reads, runs and writes.
+        spec: PipelineSpec,
+    },
+    /// All pipelines.
+    ListPipelines,
+    /// One pipeline's status.
+    PipelineStatus {
+        /// Name.
+        name: String,
+    },
+    /// Stop and delete a pipeline and its state.
+    DeletePipeline {
+        /// Name.
+        name: String,
+    },
+}
+
+/// Everything the server answers.
+#[derive(Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Response {
+    /// Answer to `Hello`.
+    Hello {
+        /// Protocol version of the server.
+        version: u32,
+        /// Server software and version.
+        server: String,
+    },
+    /// Done; nothing to report.
+    Ok,
+    /// One topic.
+    Topic(TopicInfo),
+    /// Several topics.
+    Topics(Vec<TopicInfo>),
+    /// Where each produced record went: `(partition, offset)` in request order.
+    Produced {
+        /// One per record.
+        positions: Vec<(u32, u64)>,
+    },
+    /// Records read.
+    Fetched {
+        /// Per partition asked for that had records or moved.
+        partitions: Vec<FetchedPartition>,
+    },
+    /// Per partition: an offset, or none.
+    Offsets(Vec<Option<u64>>),
+    /// Consumer groups.
+    Groups(Vec<GroupInfo>),
+    /// One plugin version.
+    Plugin(PluginInfo),
+    /// Several plugin versions.
+    Plugins(Vec<PluginInfo>),
+    /// One pipeline.
+    Pipeline(PipelineStatus),
+    /// Several pipelines.
+    Pipelines(Vec<PipelineStatus>),
+}
+
+/// A record on the wire, as produced: `(key, value, headers)` packed as an array to keep
+/// per-record overhead to a few bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireRecord(pub Option<ByteBuf>, pub ByteBuf, pub Vec<(String, String)>);
+
+impl WireRecord {
+    /// A keyless record with no headers.
+    pub fn value(value: impl Into<Vec<u8>>) -> Self {
+        WireRecord(None, ByteBuf::from(value.into()), Vec::new())
+    }
+}
+
+/// A record read back: `(timestamp_ms, key, value, headers)`; its offset is the partition's
+/// `first_offset` plus its index, since offsets are dense.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchedRecord(pub u64, pub Option<ByteBuf>, pub ByteBuf, pub Vec<(String, String)>);
+
+/// Where to read in one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchPosition {
+    /// Partition.
+    pub partition: u32,
+    /// First offset wanted.
+    pub offset: u64,
+}
+
+/// Records of one partition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FetchedPartition {
+    /// Partition.
+    pub partition: u32,
+    /// Offset of the first record (may be past the asked offset if retention removed it).
+    pub first_offset: u64,
+    /// One past the last readable offset at the time of the read.
+    pub high_watermark: u64,
+    /// Records at `first_offset`, `first_offset + 1`, ….
+    pub records: Vec<FetchedRecord>,
+}
+
+/// A topic and where each partition stands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopicInfo {
+    /// Name.
+    pub name: String,
+    /// Settings.
+    pub config: TopicConfig,
+    /// Durability in effect (the config's, or the server default).
+    pub durability: Durability,
+    /// Creation time.
+    pub created_ms: u64,
+    /// `(log_start, high_watermark)` per partition.
+    pub partitions: Vec<(u64, u64)>,
+}
+
+/// A consumer group's position and lag in one topic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupInfo {
+    /// Group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// `(partition, committed next offset, high watermark)`.
+    pub partitions: Vec<(u32, Option<u64>, u64)>,
+}
+
+impl GroupInfo {
+    /// Records not yet consumed, over all partitions.
+    pub fn lag(&self) -> u64 {
+        self.partitions.iter().map(|(_, c, hw)| hw.saturating_sub(c.unwrap_or(0))).sum()
+    }
+}

@@ -1,0 +1,102 @@
+//! A step's configuration: the `key=value` pairs given when the pipeline was created.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use crate::Error;
+
+/// The `key=value` configuration of one pipeline step.
+///
+/// Every accessor names the key in its error, so a bad deploy says which setting to fix.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    entries: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Build a config from pairs (later duplicates win).
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Config { entries: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+    }
+
+    /// The raw value of `key`, if set.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries.get(key).map(String::as_str)
+    }
+
+    /// The raw value of `key`, or an error naming the missing key.
+    pub fn require(&self, key: &str) -> Result<&str, Error> {
+        self.get(key).ok_or_else(|| Error::fatal(format!("missing config key `{key}`")))
+    }
+
+    /// `key` parsed as `T`, or an error naming the key and the bad value.
+    pub fn parse<T: FromStr>(&self, key: &str) -> Result<Option<T>, Error>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(key) {
+            None => Ok(None),
+            Some(raw) => raw.parse().map(Some).map_err(|e| {
+                Error::fatal(format!("config key `{key}` has invalid value {raw:?}: {e}"))
+            }),
+        }
+    }
+
+    /// `key` parsed as `T`, or `default` when it is not set.
+    pub fn parse_or<T: FromStr>(&self, key: &str, default: T) -> Result<T, Error>
+    where
+        T::Err: std::fmt::Display,
+    {
+        Ok(self.parse(key)?.unwrap_or(default))
+    }
+
+    /// All keys starting with `prefix`, with the prefix removed, in key order.
+    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.entries
+            .iter()
+            .filter_map(move |(k, v)| k.strip_prefix(prefix).map(|rest| (rest, v.as_str())))
+    }
+
+    /// Every `(key, value)` pair, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Fail naming the first key not in `known`, so a typo does not pass silently.
+    pub fn reject_unknown(&self, known: &[&str]) -> Result<(), Error> {
+        match self.entries.keys().find(|k| !known.iter().any(|p| key_matches(k, p))) {
+            None => Ok(()),
+            Some(k) => Err(Error::fatal(format!(
+                "unknown config key `{k}` (known keys: {})",
+                known.join(", ")
+            ))),
+        }
+    }
+}
+
+/// `pattern` is a key, or a prefix ending in `.` that admits any key below it.
+fn key_matches(key: &str, pattern: &str) -> bool {
+    if pattern.ends_with('.') { key.starts_with(pattern) } else { key == pattern }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_key() {
+        let c = Config::from_pairs([("min", "ten")]);
+        let e = c.parse::<u64>("min").unwrap_err();
+        assert!(e.message().contains("`min`"), "{e}");
+        assert!(c.require("max").unwrap_err().message().contains("`max`"));
+        assert_eq!(c.parse_or("other", 7u64).unwrap(), 7);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_and_prefixes_admitted() {
+        let c = Config::from_pairs([("set.a", "1"), ("field", "x")]);
+        assert!(c.reject_unknown(&["field", "set."]).is_ok());
+        let e = c.reject_unknown(&["field"]).unwrap_err();
+        assert!(e.message().contains("`set.a`"), "{e}");
+    }
+}

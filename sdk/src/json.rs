@@ -1,0 +1,122 @@
+//! JSON helpers shared by plugins: dotted paths into `serde_json::Value` documents.
+//!
+//! A path is field names joined by `.`: `customer.address.city`. Array elements are addressed
+//! by index: `items.0.sku`.
+
+pub use serde_json::{Map, Value, json};
+
+/// The value at `path`, if every segment exists.
+pub fn get_path<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(doc, |v, seg| match v {
+        Value::Object(m) => m.get(seg),
+        Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+        _ => None,
+    })
+}
+
+/// Mutable access to the value at `path`, if every segment exists.
+pub fn get_path_mut<'a>(doc: &'a mut Value, path: &str) -> Option<&'a mut Value> {
+    path.split('.').try_fold(doc, |v, seg| match v {
+        Value::Object(m) => m.get_mut(seg),
+        Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
+        _ => None,
+    })
+}
+
+/// Set `path` to `value`, creating intermediate objects. Fails (returning `false`) when a
+/// segment on the way is a scalar, which would have to be overwritten.
+pub fn set_path(doc: &mut Value, path: &str, value: Value) -> bool {
+    let (parent, last) = match path.rsplit_once('.') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, path),
+    };
+    let mut cur = doc;
+    if let Some(parent) = parent {
+        for seg in parent.split('.') {
+            if cur.is_null() {
+                *cur = Value::Object(Map::new());
+            }
+            cur = match cur {
+                Value::Object(m) => m.entry(seg).or_insert(Value::Null),
+                Value::Array(a) => match seg.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                    Some(v) => v,
+                    None => return false,
+                },
+                _ => return false,
+            };
+        }
+    }
+    if cur.is_null() {
+        *cur = Value::Object(Map::new());
+    }
+    match cur {
+        Value::Object(m) => {
+            m.insert(last.to_string(), value);
+            true
+        }
+        Value::Array(a) => match last.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+            Some(slot) => {
+                *slot = value;
+                true
+            }
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+/// Remove and return the value at `path`.
+pub fn remove_path(doc: &mut Value, path: &str) -> Option<Value> {
+    let (parent, last) = match path.rsplit_once('.') {
+        Some((p, l)) => (get_path_mut(doc, p)?, l),
+        None => (doc, path),
+    };
+    match parent {
+        Value::Object(m) => m.remove(last),
+        Value::Array(a) => {
+            let i = last.parse::<usize>().ok().filter(|i| *i < a.len())?;
+            Some(a.remove(i))
+        }
+        _ => None,
+    }
+}
+
+/// A config value as JSON: valid JSON text is taken as such (`42`, `true`, `{"a":1}`),
+/// anything else as a string. `"42"` in quotes stays a string.
+pub fn parse_value(raw: &str) -> Value {
+    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
+}
+
+/// The text a value compares as: strings without quotes, everything else as compact JSON.
+pub fn as_text(v: &Value) -> std::borrow::Cow<'_, str> {
+    match v {
+        Value::String(s) => std::borrow::Cow::Borrowed(s),
+        other => std::borrow::Cow::Owned(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_read_write_and_remove() {
+        let mut doc = json!({"a": {"b": [1, {"c": "x"}]}});
+        assert_eq!(get_path(&doc, "a.b.1.c"), Some(&json!("x")));
+        assert_eq!(get_path(&doc, "a.z"), None);
+        assert!(set_path(&mut doc, "a.new.deep", json!(5)));
+        assert_eq!(get_path(&doc, "a.new.deep"), Some(&json!(5)));
+        assert!(!set_path(&mut doc, "a.new.deep.more", json!(1)), "cannot descend into a number");
+        assert_eq!(remove_path(&mut doc, "a.b.0"), Some(json!(1)));
+        assert_eq!(get_path(&doc, "a.b.0.c"), Some(&json!("x")));
+    }
+
+    #[test]
+    fn config_values_parse_as_json_or_text() {
+        assert_eq!(parse_value("42"), json!(42));
+        assert_eq!(parse_value("\"42\""), json!("42"));
+        assert_eq!(parse_value("paid"), json!("paid"));
+        assert_eq!(as_text(&json!("paid")), "paid");
+        assert_eq!(as_text(&json!(42)), "42");
+    }
+}

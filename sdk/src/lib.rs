@@ -1,0 +1,167 @@
+//! The weir guest SDK: write stream-processing plugins in a few lines and compile them to
+//! `wasm32-wasip2` components that `weir serve` runs.
+//!
+//! The SDK owns the bindings to the `weir:plugin` WIT package; plugin crates depend on
+//! `weir-sdk` alone and end with one export line.
+//!
+//! # A complete plugin
+//!
+//! A filter keeping orders above a threshold configured per pipeline step
+//! (`weir pipeline create … --config min=100`):
+//!
+//! ```
+//! use weir_sdk::prelude::*;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Order { total: u64 }
+//!
+//! struct BigOrders { min: u64 }
+//!
+//! impl Filter for BigOrders {
+//!     fn init(config: &Config) -> Result<Self, Error> {
+//!         Ok(BigOrders { min: config.parse_or("min", 100)? })
+//!     }
+//!
+//!     fn filter(&mut self, msg: &Message) -> Result<bool, Error> {
+//!         let order: Order = msg.json()?;
+//!         Ok(order.total >= self.min)
+//!     }
+//! }
+//!
+//! weir_sdk::export_filter!(BigOrders);
+//! # fn main() {}
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2` (crate type `cdylib`) and
+//! deploy the `.wasm` with `weir plugin deploy big-orders target/wasm32-wasip2/release/….wasm`.
+//!
+//! # Kinds
+//!
+//! * [`Plugin`]: the general form — each input becomes an [`Outcome`]: zero or more
+//!   [`Output`]s, a drop, or an [`Error`]. Export with [`export!`].
+//! * [`Filter`]: keep or drop each message unchanged. Export with [`export_filter!`].
+//! * [`Map`]: turn each message into exactly one output. Export with [`export_map!`].
+//!
+//! Failures carry a retryable flag ([`Error::retryable`] vs [`Error::fatal`]); the pipeline's
+//! failure policy decides what happens next. State that must survive restarts lives in
+//! [`state`], committed atomically with the batch's outputs.
+
+extern crate self as weir_sdk;
+
+mod config;
+mod error;
+pub mod json;
+mod kinds;
+mod message;
+#[doc(hidden)]
+pub mod rt;
+pub mod state;
+
+pub use config::Config;
+pub use error::Error;
+pub use kinds::{Filter, FilterPlugin, Map, MapPlugin, Plugin};
+pub use message::{Message, Outcome, Output, headers};
+
+// Re-exported so plugins need no serde dependencies of their own to encode payloads.
+pub use serde;
+pub use serde_json;
+pub use rmp_serde;
+
+/// Generated bindings to the `weir:plugin` world. Plugins need not touch these directly.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "plugin",
+        pub_export_macro: true,
+        export_macro_name: "export_bindings",
+        default_bindings_module: "weir_sdk::bindings",
+        runtime_path: "weir_sdk::__private::wit_bindgen::rt",
+    });
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use wit_bindgen;
+}
+
+/// What a plugin usually needs: `use weir_sdk::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Config, Error, Filter, Map, Message, Outcome, Output, Plugin, headers, json, state,
+    };
+    pub use crate::{debug, error, info, warn};
+}
+
+/// Export a type implementing [`Plugin`] as this component's `weir:plugin` world.
+///
+/// Use once per crate, at the end of `lib.rs`.
+#[macro_export]
+macro_rules! export {
+    ($plugin:ty) => {
+        const _: () = {
+            struct __WeirExport;
+
+            ::std::thread_local! {
+                static __WEIR_PLUGIN: ::std::cell::RefCell<::std::option::Option<$plugin>> =
+                    const { ::std::cell::RefCell::new(::std::option::Option::None) };
+            }
+
+            impl $crate::bindings::Guest for __WeirExport {
+                fn init(
+                    config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::std::result::Result<(), ::std::string::String> {
+                    __WEIR_PLUGIN.with(|slot| $crate::rt::init::<$plugin>(slot, config))
+                }
+
+                fn process(
+                    batch: $crate::bindings::weir::plugin::types::Batch,
+                ) -> ::std::vec::Vec<$crate::bindings::weir::plugin::types::Outcome> {
+                    __WEIR_PLUGIN.with(|slot| $crate::rt::process::<$plugin>(slot, batch))
+                }
+            }
+
+            $crate::bindings::export_bindings!(__WeirExport with_types_in $crate::bindings);
+        };
+    };
+}
+
+/// Export a type implementing [`Filter`] as this component's plugin.
+#[macro_export]
+macro_rules! export_filter {
+    ($filter:ty) => {
+        $crate::export!($crate::FilterPlugin<$filter>);
+    };
+}
+
+/// Export a type implementing [`Map`] as this component's plugin.
+#[macro_export]
+macro_rules! export_map {
+    ($map:ty) => {
+        $crate::export!($crate::MapPlugin<$map>);
+    };
+}
+
+/// Log at `debug` level through the host's tracing output: `debug!("seen {}", n)`.
+#[macro_export]
+macro_rules! debug {
+    ($($arg:tt)*) => { $crate::rt::log($crate::rt::Level::Debug, &::std::format!($($arg)*)) };
+}
+
+/// Log at `info` level through the host's tracing output.
+#[macro_export]
+macro_rules! info {
+    ($($arg:tt)*) => { $crate::rt::log($crate::rt::Level::Info, &::std::format!($($arg)*)) };
+}
+
+/// Log at `warn` level through the host's tracing output.
+#[macro_export]
+macro_rules! warn {
+    ($($arg:tt)*) => { $crate::rt::log($crate::rt::Level::Warn, &::std::format!($($arg)*)) };
+}
+
+/// Log at `error` level through the host's tracing output.
+#[macro_export]
+macro_rules! error {
+    ($($arg:tt)*) => { $crate::rt::log($crate::rt::Level::Error, &::std::format!($($arg)*)) };
+}
