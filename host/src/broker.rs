@@ -17,11 +17,13 @@ use crate::runtime::{PluginError, Runtime, Sandbox};
 use crate::storage::{Append, Commit, NewRecord, Store, StoreOptions, Topic};
 use crate::types::{Durability, now_ms};
 use crate::wire::{
-    ErrorCode, FetchPosition, FetchedPartition, FetchedRecord, GroupInfo, Request, Response, TopicInfo, WireError, WireRecord,
+    ErrorCode, FetchPosition, FetchedPartition, FetchedRecord, GroupInfo, Request, Response,
+    TopicInfo, WireError, WireRecord,
 };
 
 /// A response still being computed.
-pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response, WireError>> + Send + 'static>>;
+pub type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<Response, WireError>> + Send + 'static>>;
 
 /// How the broker is set up.
 #[derive(Debug, Clone)]
@@ -73,7 +75,12 @@ impl Broker {
         let runtime = Arc::new(Runtime::new(&config.data_dir.join("compiled"))?);
         let registry = Arc::new(Registry::open(store.clone(), runtime)?);
         let pipelines = Pipelines::start(store.clone(), registry.clone()).await?;
-        let broker = Arc::new(Broker { store, registry, pipelines, config });
+        let broker = Arc::new(Broker {
+            store,
+            registry,
+            pipelines,
+            config,
+        });
         broker.spawn_retention();
         Ok(broker)
     }
@@ -107,7 +114,11 @@ impl Broker {
     /// dispatched in order commit in order; the future resolves when the response is ready.
     pub fn dispatch(self: &Arc<Self>, request: Request) -> ResponseFuture {
         match request {
-            Request::Produce { topic, partition, records } => self.produce(&topic, partition, records),
+            Request::Produce {
+                topic,
+                partition,
+                records,
+            } => self.produce(&topic, partition, records),
             other => {
                 let me = self.clone();
                 Box::pin(async move { me.handle(other).await })
@@ -127,20 +138,40 @@ impl Broker {
                 self.store.delete_topic(&name).await?;
                 Ok(Response::Ok)
             }
-            Request::ListTopics => Ok(Response::Topics(self.store.topics().iter().map(|t| self.topic_info(t)).collect())),
+            Request::ListTopics => Ok(Response::Topics(
+                self.store
+                    .topics()
+                    .iter()
+                    .map(|t| self.topic_info(t))
+                    .collect(),
+            )),
             Request::DescribeTopic { name } => {
                 let topic = self.store.topic(&name)?;
                 Ok(Response::Topic(self.topic_info(&topic)))
             }
-            Request::Fetch { topic, partitions, max_records, max_bytes, max_wait_ms } => {
-                self.fetch(&topic, &partitions, max_records, max_bytes, max_wait_ms).await
+            Request::Fetch {
+                topic,
+                partitions,
+                max_records,
+                max_bytes,
+                max_wait_ms,
+            } => {
+                self.fetch(&topic, &partitions, max_records, max_bytes, max_wait_ms)
+                    .await
             }
-            Request::CommitOffsets { group, topic, offsets } => self.commit_offsets(group, &topic, offsets).await,
+            Request::CommitOffsets {
+                group,
+                topic,
+                offsets,
+            } => self.commit_offsets(group, &topic, offsets).await,
             Request::FetchOffsets { group, topic } => {
                 let topic = self.store.topic(&topic)?;
                 Ok(Response::Offsets(self.store.committed(&group, &topic)?))
             }
-            Request::OffsetsForTime { topic, timestamp_ms } => {
+            Request::OffsetsForTime {
+                topic,
+                timestamp_ms,
+            } => {
                 let t = self.store.topic(&topic)?;
                 let offsets = (0..t.partition_count())
                     .map(|p| self.store.offset_for_time(&t, p, timestamp_ms).map(Some))
@@ -149,15 +180,21 @@ impl Broker {
             }
             Request::ListGroups => self.list_groups(),
             Request::DeployPlugin { name, wasm } => {
-                let info = self.registry.deploy(&name, wasm.into_vec(), Sandbox::default()).await.map_err(registry_error)?;
+                let info = self
+                    .registry
+                    .deploy(&name, wasm.into_vec(), Sandbox::default())
+                    .await
+                    .map_err(registry_error)?;
                 Ok(Response::Plugin(info))
             }
             Request::ListPlugins => Ok(Response::Plugins(self.registry.list())),
-            Request::CreatePipeline { spec } => {
-                Ok(Response::Pipeline(self.pipelines.create(spec).await.map_err(pipeline_error)?))
-            }
+            Request::CreatePipeline { spec } => Ok(Response::Pipeline(
+                self.pipelines.create(spec).await.map_err(pipeline_error)?,
+            )),
             Request::ListPipelines => Ok(Response::Pipelines(self.pipelines.list())),
-            Request::PipelineStatus { name } => Ok(Response::Pipeline(self.pipelines.status(&name).map_err(pipeline_error)?)),
+            Request::PipelineStatus { name } => Ok(Response::Pipeline(
+                self.pipelines.status(&name).map_err(pipeline_error)?,
+            )),
             Request::DeletePipeline { name } => {
                 self.pipelines.delete(&name).await.map_err(pipeline_error)?;
                 Ok(Response::Ok)
@@ -167,7 +204,12 @@ impl Broker {
     }
 
     /// Partition the records, submit them as one commit now, and wait for durability later.
-    fn produce(self: &Arc<Self>, topic: &str, partition: Option<u32>, records: Vec<WireRecord>) -> ResponseFuture {
+    fn produce(
+        self: &Arc<Self>,
+        topic: &str,
+        partition: Option<u32>,
+        records: Vec<WireRecord>,
+    ) -> ResponseFuture {
         let prepared = self.prepare_produce(topic, partition, records);
         let commit = match prepared {
             Ok(c) => c,
@@ -215,9 +257,14 @@ impl Broker {
                     ),
                 ));
             }
-            let p = partition.unwrap_or_else(|| topic.partition_for(key.as_deref().map(|k| k.as_slice())));
+            let p = partition
+                .unwrap_or_else(|| topic.partition_for(key.as_deref().map(|k| k.as_slice())));
             let a = *by_partition.entry(p).or_insert_with(|| {
-                appends.push(Append { topic: topic.clone(), partition: p, records: Vec::new() });
+                appends.push(Append {
+                    topic: topic.clone(),
+                    partition: p,
+                    records: Vec::new(),
+                });
                 appends.len() - 1
             });
             slots.push((a, appends[a].records.len(), p));
@@ -227,7 +274,13 @@ impl Broker {
                 headers,
             });
         }
-        Ok((Commit { appends, ..Commit::default() }, slots))
+        Ok((
+            Commit {
+                appends,
+                ..Commit::default()
+            },
+            slots,
+        ))
     }
 
     /// Read from each asked partition; if none has anything, wait (long poll) until one does.
@@ -253,10 +306,16 @@ impl Broker {
         let waits = positions.iter().map(|pos| {
             let topic = topic.clone();
             let pos = *pos;
-            Box::pin(async move { topic.partitions()[pos.partition as usize].wait_for(pos.offset, wait).await })
+            Box::pin(async move {
+                topic.partitions()[pos.partition as usize]
+                    .wait_for(pos.offset, wait)
+                    .await
+            })
         });
         select_all(waits).await;
-        Ok(Response::Fetched { partitions: self.read_partitions(&topic, positions, max_records, max_bytes)? })
+        Ok(Response::Fetched {
+            partitions: self.read_partitions(&topic, positions, max_records, max_bytes)?,
+        })
     }
 
     fn read_partitions(
@@ -273,12 +332,15 @@ impl Broker {
             let records = if records_left == 0 {
                 Vec::new()
             } else {
-                self.store.read(topic, pos.partition, pos.offset, records_left, bytes_left)?
+                self.store
+                    .read(topic, pos.partition, pos.offset, records_left, bytes_left)?
             };
             records_left -= records.len();
             let bytes: usize = records.iter().map(|r| r.value.len()).sum();
             bytes_left = bytes_left.saturating_sub(bytes).max(1);
-            let first_offset = records.first().map_or(pos.offset.max(p.log_start()), |r| r.offset);
+            let first_offset = records
+                .first()
+                .map_or(pos.offset.max(p.log_start()), |r| r.offset);
             out.push(FetchedPartition {
                 partition: pos.partition,
                 first_offset,
@@ -299,7 +361,12 @@ impl Broker {
         Ok(out)
     }
 
-    async fn commit_offsets(&self, group: String, topic: &str, offsets: Vec<(u32, u64)>) -> Result<Response, WireError> {
+    async fn commit_offsets(
+        &self,
+        group: String,
+        topic: &str,
+        offsets: Vec<(u32, u64)>,
+    ) -> Result<Response, WireError> {
         crate::types::check_name("group", &group).map_err(WireError::invalid)?;
         let topic = self.store.topic(topic)?;
         let mut commits = Vec::with_capacity(offsets.len());
@@ -311,9 +378,19 @@ impl Broker {
                     topic.name
                 )));
             }
-            commits.push(crate::storage::OffsetCommit { group: group.clone(), topic: topic.clone(), partition, next_offset });
+            commits.push(crate::storage::OffsetCommit {
+                group: group.clone(),
+                topic: topic.clone(),
+                partition,
+                next_offset,
+            });
         }
-        self.store.submit(Commit { offsets: commits, ..Commit::default() }).await?;
+        self.store
+            .submit(Commit {
+                offsets: commits,
+                ..Commit::default()
+            })
+            .await?;
         Ok(Response::Ok)
     }
 
@@ -321,14 +398,20 @@ impl Broker {
         let mut out = Vec::new();
         for (group, topic_ids) in self.store.groups()? {
             for id in topic_ids {
-                let Some(topic) = self.store.topic_by_id(id) else { continue };
+                let Some(topic) = self.store.topic_by_id(id) else {
+                    continue;
+                };
                 let committed = self.store.committed(&group, &topic)?;
                 let partitions = committed
                     .into_iter()
                     .enumerate()
                     .map(|(p, c)| (p as u32, c, topic.partitions()[p].high_watermark()))
                     .collect();
-                out.push(GroupInfo { group: group.clone(), topic: topic.name.clone(), partitions });
+                out.push(GroupInfo {
+                    group: group.clone(),
+                    topic: topic.name.clone(),
+                    partitions,
+                });
             }
         }
         Ok(Response::Groups(out))
@@ -338,9 +421,16 @@ impl Broker {
         TopicInfo {
             name: topic.name.clone(),
             config: topic.config.clone(),
-            durability: topic.config.durability.unwrap_or(self.store.default_durability()),
+            durability: topic
+                .config
+                .durability
+                .unwrap_or(self.store.default_durability()),
             created_ms: topic.created_ms,
-            partitions: topic.partitions().iter().map(|p| (p.log_start(), p.high_watermark())).collect(),
+            partitions: topic
+                .partitions()
+                .iter()
+                .map(|p| (p.log_start(), p.high_watermark()))
+                .collect(),
         }
     }
 
@@ -357,14 +447,20 @@ impl Broker {
         }
         Err(WireError::new(
             ErrorCode::InUse,
-            format!("topic `{topic}` is used by pipeline(s) {}; delete them first", users.join(", ")),
+            format!(
+                "topic `{topic}` is used by pipeline(s) {}; delete them first",
+                users.join(", ")
+            ),
         ))
     }
 }
 
 /// The answer to `Hello`.
 pub fn hello() -> Response {
-    Response::Hello { version: crate::wire::PROTOCOL_VERSION, server: format!("weir {}", env!("CARGO_PKG_VERSION")) }
+    Response::Hello {
+        version: crate::wire::PROTOCOL_VERSION,
+        server: format!("weir {}", env!("CARGO_PKG_VERSION")),
+    }
 }
 
 fn registry_error(e: RegistryError) -> WireError {
@@ -375,7 +471,10 @@ fn registry_code(e: &RegistryError) -> ErrorCode {
     match e {
         RegistryError::Unknown(_) => ErrorCode::UnknownPlugin,
         RegistryError::Invalid(_) => ErrorCode::InvalidArgument,
-        RegistryError::Plugin { source: PluginError::Init(_), .. } => ErrorCode::PluginInit,
+        RegistryError::Plugin {
+            source: PluginError::Init(_),
+            ..
+        } => ErrorCode::PluginInit,
         RegistryError::Plugin { .. } => ErrorCode::InvalidPlugin,
         RegistryError::Store(s) => store_code(s),
     }

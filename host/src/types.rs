@@ -19,7 +19,11 @@ pub enum Durability {
 impl Durability {
     /// The stronger of two settings.
     pub fn max(self, other: Durability) -> Durability {
-        if self == Durability::Sync || other == Durability::Sync { Durability::Sync } else { Durability::Os }
+        if self == Durability::Sync || other == Durability::Sync {
+            Durability::Sync
+        } else {
+            Durability::Os
+        }
     }
 }
 

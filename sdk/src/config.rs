@@ -15,8 +15,15 @@ pub struct Config {
 
 impl Config {
     /// Build a config from pairs (later duplicates win).
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
-        Config { entries: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Config {
+            entries: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
     }
 
     /// The raw value of `key`, if set.
@@ -26,7 +33,8 @@ impl Config {
 
     /// The raw value of `key`, or an error naming the missing key.
     pub fn require(&self, key: &str) -> Result<&str, Error> {
-        self.get(key).ok_or_else(|| Error::fatal(format!("missing config key `{key}`")))
+        self.get(key)
+            .ok_or_else(|| Error::fatal(format!("missing config key `{key}`")))
     }
 
     /// `key` parsed as `T`, or an error naming the key and the bad value.
@@ -51,7 +59,10 @@ impl Config {
     }
 
     /// All keys starting with `prefix`, with the prefix removed, in key order.
-    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    pub fn with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         self.entries
             .iter()
             .filter_map(move |(k, v)| k.strip_prefix(prefix).map(|rest| (rest, v.as_str())))
@@ -64,7 +75,11 @@ impl Config {
 
     /// Fail naming the first key not in `known`, so a typo does not pass silently.
     pub fn reject_unknown(&self, known: &[&str]) -> Result<(), Error> {
-        match self.entries.keys().find(|k| !known.iter().any(|p| key_matches(k, p))) {
+        match self
+            .entries
+            .keys()
+            .find(|k| !known.iter().any(|p| key_matches(k, p)))
+        {
             None => Ok(()),
             Some(k) => Err(Error::fatal(format!(
                 "unknown config key `{k}` (known keys: {})",
@@ -76,7 +91,11 @@ impl Config {
 
 /// `pattern` is a key, or a prefix ending in `.` that admits any key below it.
 fn key_matches(key: &str, pattern: &str) -> bool {
-    if pattern.ends_with('.') { key.starts_with(pattern) } else { key == pattern }
+    if pattern.ends_with('.') {
+        key.starts_with(pattern)
+    } else {
+        key == pattern
+    }
 }
 
 #[cfg(test)]

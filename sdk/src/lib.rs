@@ -63,9 +63,9 @@ pub use kinds::{Filter, FilterPlugin, Map, MapPlugin, Plugin};
 pub use message::{Message, Outcome, Output, headers};
 
 // Re-exported so plugins need no serde dependencies of their own to encode payloads.
+pub use rmp_serde;
 pub use serde;
 pub use serde_json;
-pub use rmp_serde;
 
 /// Generated bindings to the `weir:plugin` world. Plugins need not touch these directly.
 #[doc(hidden)]
@@ -121,7 +121,7 @@ macro_rules! export {
                 }
             }
 
-            $crate::bindings::export_bindings!(__WeirExport with_types_in $crate::bindings);
+    $crate::bindings::export_bindings!(__WeirExport with_types_in $crate::bindings);
         };
     };
 }

@@ -10,7 +10,10 @@ use crate::{Config, Message, Outcome, Plugin};
 pub use wit::Level;
 
 /// `init` export: build the plugin, or explain which config key is wrong.
-pub fn init<P: Plugin>(slot: &RefCell<Option<P>>, config: Vec<(String, String)>) -> Result<(), String> {
+pub fn init<P: Plugin>(
+    slot: &RefCell<Option<P>>,
+    config: Vec<(String, String)>,
+) -> Result<(), String> {
     let config = Config::from_pairs(config);
     let plugin = P::init(&config).map_err(|e| e.message().to_string())?;
     *slot.borrow_mut() = Some(plugin);
@@ -34,9 +37,14 @@ pub fn process<P: Plugin>(slot: &RefCell<Option<P>>, batch: wit::Batch) -> Vec<w
 
 fn to_wit(result: Result<Outcome, crate::Error>) -> wit::Outcome {
     match result {
-        Ok(Outcome::Emit(outputs)) => wit::Outcome::Emit(outputs.into_iter().map(|o| o.into_wit()).collect()),
+        Ok(Outcome::Emit(outputs)) => {
+            wit::Outcome::Emit(outputs.into_iter().map(|o| o.into_wit()).collect())
+        }
         Ok(Outcome::Drop) => wit::Outcome::Drop,
-        Err(e) => wit::Outcome::Fail(wit::Failure { retryable: e.is_retryable(), message: e.message().to_string() }),
+        Err(e) => wit::Outcome::Fail(wit::Failure {
+            retryable: e.is_retryable(),
+            message: e.message().to_string(),
+        }),
     }
 }
 

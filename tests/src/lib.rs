@@ -1,1 +1,323 @@
-//! placeholder
+//! The harness every weir integration test shares: it builds the `weir` binary and the
+//! plugins in `plugins/` once per test run, starts real `weir serve` processes on free
+//! loopback ports with temporary data directories, and talks to them over TCP.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use weir_host::client::Client;
+use weir_host::wire::{FetchPosition, FetchedRecord};
+
+pub use weir_host;
+
+/// The workspace root (where `Cargo.toml` and `plugins/` are).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// `(target dir, profile dir name)` of the running test binary: `<target>/<profile>/deps/x`.
+fn target_layout() -> (PathBuf, String) {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let profile = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("debug")
+        .to_string();
+    (dir.parent().expect("target dir").to_path_buf(), profile)
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+/// The `weir` binary, built once per test run in the test's own profile, so it is never
+/// stale. (Cargo has released its build lock by the time tests run.)
+pub fn weir_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let (target, profile) = target_layout();
+        let mut cmd = cargo();
+        cmd.args(["build", "-p", "weir-host", "--bin", "weir", "--target-dir"])
+            .arg(&target);
+        if profile != "debug" {
+            cmd.args([
+                "--profile",
+                if profile == "release" {
+                    "release"
+                } else {
+                    &profile
+                },
+            ]);
+        }
+        run_build(cmd, "the weir binary");
+        target.join(&profile).join("weir")
+    })
+}
+
+/// Every plugin under `plugins/`, built once for wasm32-wasip2 in a target dir of its own
+/// (a nested build must not share the outer build's lock).
+fn plugin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let (target, _) = target_layout();
+        let plugin_target = target.join("plugins");
+        let mut cmd = cargo();
+        cmd.args([
+            "build",
+            "--profile",
+            "wasm",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&plugin_target);
+        for name in plugin_packages() {
+            cmd.args(["-p", &name]);
+        }
+        run_build(cmd, "the plugins");
+        plugin_target.join("wasm32-wasip2").join("wasm")
+    })
+}
+
+fn plugin_packages() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(workspace_root().join("plugins"))
+        .expect("plugins dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("Cargo.toml").exists())
+        .map(|e| format!("weir-plugin-{}", e.file_name().to_string_lossy()))
+        .collect();
+    names.sort();
+    names
+}
+
+fn run_build(mut cmd: Command, what: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "building {what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The component built from `plugins/<name>` (e.g. `json-filter`).
+pub fn plugin(name: &str) -> PathBuf {
+    let path = plugin_dir().join(format!("weir_plugin_{}.wasm", name.replace('-', "_")));
+    assert!(path.exists(), "no component at {}", path.display());
+    path
+}
+
+/// The bytes of `plugins/<name>`'s component.
+pub fn plugin_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(plugin(name)).expect("read component")
+}
+
+/// A WASI command component (another world): deploy must refuse it.
+pub fn not_a_plugin() -> Vec<u8> {
+    std::fs::read(plugin_dir().join("not-a-plugin.wasm")).expect("read command component")
+}
+
+/// A `weir serve` process with a temporary data directory.
+pub struct Server {
+    child: Option<Child>,
+    /// Address it listens on.
+    pub addr: SocketAddr,
+    root: tempfile::TempDir,
+    extra: Vec<String>,
+}
+
+impl Server {
+    /// Start a server on a free port with a new data directory.
+    pub fn start() -> Result<Server> {
+        Server::start_with(&[])
+    }
+
+    /// Start a server with extra `weir serve` flags.
+    pub fn start_with(extra: &[&str]) -> Result<Server> {
+        let root = tempfile::tempdir()?;
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = spawn(root.path(), &extra)?;
+        Ok(Server {
+            child: Some(child),
+            addr,
+            root,
+            extra,
+        })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    /// A connected client.
+    pub async fn client(&self) -> Result<Client> {
+        Ok(Client::connect(self.addr.to_string()).await?)
+    }
+
+    /// SIGKILL the server: no shutdown, no flush.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a graceful exit; returns its exit status.
+    pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        let Some(mut c) = self.child.take() else {
+            bail!("server not running")
+        };
+        let pid = c.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        Ok(c.wait()?)
+    }
+
+    /// Start again on the same data directory (a new port).
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill9();
+        let (child, addr) = spawn(self.root.path(), &self.extra)?;
+        self.child = Some(child);
+        self.addr = addr;
+        Ok(())
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- server log (last lines) ---");
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+fn spawn(root: &Path, extra: &[String]) -> Result<(Child, SocketAddr)> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(root.join("server.log"))?;
+    let mut child = Command::new(weir_bin())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(root.join("data"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .context("spawning weir serve")?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let _ = tx.send(line);
+        // Keep draining so the server never blocks on a full pipe.
+        let _ = std::io::copy(&mut reader.take(u64::MAX), &mut std::io::sink());
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(120))
+        .context("weir serve did not report its address")?;
+    let addr = line
+        .trim()
+        .strip_prefix("weir listening on ")
+        .with_context(|| {
+            format!(
+                "unexpected first line from weir serve: {line:?} (see {}/server.log)",
+                root.display()
+            )
+        })?
+        .parse()?;
+    Ok((child, addr))
+}
+
+/// Wait until `check` returns `Some`, polling every 20 ms, up to `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Read `topic` from the beginning with long polls until `count` records have arrived
+/// (or `timeout` passes): `(partition, offset, record)` in per-partition order.
+pub async fn consume_n(
+    client: &Client,
+    topic: &str,
+    count: usize,
+    timeout: Duration,
+) -> Result<Vec<(u32, u64, FetchedRecord)>> {
+    let info = client.describe_topic(topic).await?;
+    let mut positions: Vec<FetchPosition> = info
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(p, (s, _))| FetchPosition {
+            partition: p as u32,
+            offset: *s,
+        })
+        .collect();
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::with_capacity(count);
+    while out.len() < count {
+        if Instant::now() > deadline {
+            bail!(
+                "timed out: {} of {count} records arrived in `{topic}`",
+                out.len()
+            );
+        }
+        let parts = client
+            .fetch(topic, positions.clone(), 50_000, Duration::from_millis(500))
+            .await?;
+        for part in parts {
+            let n = part.records.len() as u64;
+            for (i, r) in part.records.into_iter().enumerate() {
+                out.push((part.partition, part.first_offset + i as u64, r));
+            }
+            positions[part.partition as usize].offset = part.first_offset + n;
+        }
+    }
+    Ok(out)
+}
+
+/// The value of a fetched record as text.
+pub fn text(r: &FetchedRecord) -> String {
+    String::from_utf8_lossy(&r.2).into_owned()
+}

@@ -20,7 +20,12 @@ use weir_host::client::Client;
 #[command(name = "weir", version, about, long_about = None)]
 pub struct Cli {
     /// Address of the weir server.
-    #[arg(long, global = true, env = "WEIR_SERVER", default_value = "127.0.0.1:7070")]
+    #[arg(
+        long,
+        global = true,
+        env = "WEIR_SERVER",
+        default_value = "127.0.0.1:7070"
+    )]
     server: String,
 
     #[command(subcommand)]
@@ -54,7 +59,10 @@ enum Command {
 /// Parse arguments, run the command, and turn errors into a message and exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -86,12 +94,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn connect(server: &str) -> anyhow::Result<Client> {
-    Client::connect(server.to_string()).await.context("connecting")
+    Client::connect(server.to_string())
+        .await
+        .context("connecting")
 }
 
 /// `weir consume | head` closes our stdout early; that is success, not an error.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Parse `K=V`.
@@ -104,5 +117,6 @@ pub fn parse_kv(s: &str) -> Result<(String, String), String> {
 
 /// Parse a duration like `500ms`, `10s`, `7d`.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 500ms, 10s, 5m, 7d"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 500ms, 10s, 5m, 7d"))
 }

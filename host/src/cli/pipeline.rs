@@ -57,11 +57,33 @@ pub enum PipelineCmd {
 
 pub async fn run(client: &Client, cmd: PipelineCmd) -> anyhow::Result<()> {
     match cmd {
-        PipelineCmd::Create { name, source, plugins, sink, config, from, group } => {
+        PipelineCmd::Create {
+            name,
+            source,
+            plugins,
+            sink,
+            config,
+            from,
+            group,
+        } => {
             let steps = steps(plugins, &config)?;
-            let spec = PipelineSpec { name, source, group, steps, sink, start: from, batch_max_messages: None };
+            let spec = PipelineSpec {
+                name,
+                source,
+                group,
+                steps,
+                sink,
+                start: from,
+                batch_max_messages: None,
+            };
             let status = client.create_pipeline(spec).await?;
-            println!("created pipeline {} ({} → {} → {})", status.spec.name, status.spec.source, status.plugins.join(" → "), status.spec.sink);
+            println!(
+                "created pipeline {} ({} → {} → {})",
+                status.spec.name,
+                status.spec.source,
+                status.plugins.join(" → "),
+                status.spec.sink
+            );
         }
         PipelineCmd::List { json } => {
             let all = client.list_pipelines().await?;
@@ -74,7 +96,12 @@ pub async fn run(client: &Client, cmd: PipelineCmd) -> anyhow::Result<()> {
                     vec![
                         p.spec.name.clone(),
                         state(p),
-                        format!("{} → {} → {}", p.spec.source, p.plugins.join(" → "), p.spec.sink),
+                        format!(
+                            "{} → {} → {}",
+                            p.spec.source,
+                            p.plugins.join(" → "),
+                            p.spec.sink
+                        ),
                         p.processed.to_string(),
                         p.lag().to_string(),
                     ]
@@ -102,16 +129,25 @@ fn steps(plugins: Vec<String>, config: &[String]) -> anyhow::Result<Vec<StepSpec
     let mut configs: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); plugins.len()];
     for c in config {
         let (step, kv) = match c.split_once(':') {
-            Some((s, kv)) if s.parse::<usize>().is_ok() && !s.contains('=') => (s.parse::<usize>()?, kv),
+            Some((s, kv)) if s.parse::<usize>().is_ok() && !s.contains('=') => {
+                (s.parse::<usize>()?, kv)
+            }
             _ => (1, c.as_str()),
         };
         if step == 0 || step > plugins.len() {
-            bail!("--config {c:?} names step {step}, but the pipeline has {} step(s)", plugins.len());
+            bail!(
+                "--config {c:?} names step {step}, but the pipeline has {} step(s)",
+                plugins.len()
+            );
         }
         let (k, v) = super::parse_kv(kv).map_err(anyhow::Error::msg)?;
         configs[step - 1].insert(k, v);
     }
-    Ok(plugins.into_iter().zip(configs).map(|(plugin, config)| StepSpec { plugin, config }).collect())
+    Ok(plugins
+        .into_iter()
+        .zip(configs)
+        .map(|(plugin, config)| StepSpec { plugin, config })
+        .collect())
 }
 
 fn state(p: &PipelineStatus) -> String {
@@ -126,18 +162,32 @@ fn print_status(p: &PipelineStatus) {
     println!("state      {}", state(p));
     println!("source     {} (group {})", p.spec.source, p.spec.group());
     for (i, (step, plugin)) in p.spec.steps.iter().zip(&p.plugins).enumerate() {
-        let cfg: Vec<String> = step.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let cfg: Vec<String> = step
+            .config
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         println!("step {}     {plugin} {}", i + 1, cfg.join(" "));
     }
     println!("sink       {}", p.spec.sink);
-    println!("processed  {} in {} batches; emitted {}, dropped {}", p.processed, p.batches, p.emitted, p.dropped);
+    println!(
+        "processed  {} in {} batches; emitted {}, dropped {}",
+        p.processed, p.batches, p.emitted, p.dropped
+    );
     if let Some(e) = &p.last_error {
         println!("error      {e}");
     }
     let rows = p
         .partitions
         .iter()
-        .map(|(part, c, hw)| vec![part.to_string(), c.to_string(), hw.to_string(), hw.saturating_sub(*c).to_string()])
+        .map(|(part, c, hw)| {
+            vec![
+                part.to_string(),
+                c.to_string(),
+                hw.to_string(),
+                hw.saturating_sub(*c).to_string(),
+            ]
+        })
         .collect();
     output::table(&["PARTITION", "COMMITTED", "END", "LAG"], rows);
 }

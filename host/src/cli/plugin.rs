@@ -28,9 +28,16 @@ pub enum PluginCmd {
 pub async fn run(client: &Client, cmd: PluginCmd) -> anyhow::Result<()> {
     match cmd {
         PluginCmd::Deploy { name, file } => {
-            let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let wasm =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let info = client.deploy_plugin(&name, wasm).await?;
-            println!("deployed {} ({}, {}, sha {})", info.label(), info.world, output::bytes(info.size), &info.hash[..12]);
+            println!(
+                "deployed {} ({}, {}, sha {})",
+                info.label(),
+                info.world,
+                output::bytes(info.size),
+                &info.hash[..12]
+            );
         }
         PluginCmd::List { json } => {
             let plugins = client.list_plugins().await?;
@@ -39,7 +46,15 @@ pub async fn run(client: &Client, cmd: PluginCmd) -> anyhow::Result<()> {
             }
             let rows = plugins
                 .iter()
-                .map(|p| vec![p.name.clone(), p.version.to_string(), output::bytes(p.size), p.hash[..12].to_string(), output::time(p.deployed_ms)])
+                .map(|p| {
+                    vec![
+                        p.name.clone(),
+                        p.version.to_string(),
+                        output::bytes(p.size),
+                        p.hash[..12].to_string(),
+                        output::time(p.deployed_ms),
+                    ]
+                })
                 .collect();
             output::table(&["PLUGIN", "VERSION", "SIZE", "HASH", "DEPLOYED"], rows);
         }

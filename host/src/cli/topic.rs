@@ -54,7 +54,14 @@ pub enum TopicCmd {
 
 pub async fn run(client: &Client, cmd: TopicCmd) -> anyhow::Result<()> {
     match cmd {
-        TopicCmd::Create { name, partitions, durability, retention, retention_bytes, max_message_bytes } => {
+        TopicCmd::Create {
+            name,
+            partitions,
+            durability,
+            retention,
+            retention_bytes,
+            max_message_bytes,
+        } => {
             let config = TopicConfig {
                 partitions,
                 durability,
@@ -63,7 +70,12 @@ pub async fn run(client: &Client, cmd: TopicCmd) -> anyhow::Result<()> {
                 max_message_bytes,
             };
             let t = client.create_topic(&name, config).await?;
-            println!("created topic {} with {} partition(s), durability {:?}", t.name, t.partitions.len(), t.durability);
+            println!(
+                "created topic {} with {} partition(s), durability {:?}",
+                t.name,
+                t.partitions.len(),
+                t.durability
+            );
         }
         TopicCmd::List { json } => {
             let topics = client.list_topics().await?;
@@ -74,7 +86,12 @@ pub async fn run(client: &Client, cmd: TopicCmd) -> anyhow::Result<()> {
                 .iter()
                 .map(|t| {
                     let msgs: u64 = t.partitions.iter().map(|(s, e)| e - s).sum();
-                    vec![t.name.clone(), t.partitions.len().to_string(), msgs.to_string(), format!("{:?}", t.durability).to_lowercase()]
+                    vec![
+                        t.name.clone(),
+                        t.partitions.len().to_string(),
+                        msgs.to_string(),
+                        format!("{:?}", t.durability).to_lowercase(),
+                    ]
                 })
                 .collect();
             output::table(&["TOPIC", "PARTITIONS", "MESSAGES", "DURABILITY"], rows);
@@ -87,20 +104,37 @@ pub async fn run(client: &Client, cmd: TopicCmd) -> anyhow::Result<()> {
             println!("topic       {}", t.name);
             println!("durability  {:?}", t.durability);
             println!("created     {}", output::time(t.created_ms));
-            println!("retention   {}", match (t.config.retention_ms, t.config.retention_bytes) {
-                (None, None) => "forever".to_string(),
-                (ms, b) => format!(
-                    "{}{}",
-                    ms.map(|m| format!("{} ", humantime::format_duration(Duration::from_millis(m)))).unwrap_or_default(),
-                    b.map(output::bytes).unwrap_or_default()
-                ),
-            });
-            println!("max message {}", output::bytes(t.config.max_message_bytes as u64));
+            println!(
+                "retention   {}",
+                match (t.config.retention_ms, t.config.retention_bytes) {
+                    (None, None) => "forever".to_string(),
+                    (ms, b) => format!(
+                        "{}{}",
+                        ms.map(|m| format!(
+                            "{} ",
+                            humantime::format_duration(Duration::from_millis(m))
+                        ))
+                        .unwrap_or_default(),
+                        b.map(output::bytes).unwrap_or_default()
+                    ),
+                }
+            );
+            println!(
+                "max message {}",
+                output::bytes(t.config.max_message_bytes as u64)
+            );
             let rows = t
                 .partitions
                 .iter()
                 .enumerate()
-                .map(|(p, (s, e))| vec![p.to_string(), s.to_string(), e.to_string(), (e - s).to_string()])
+                .map(|(p, (s, e))| {
+                    vec![
+                        p.to_string(),
+                        s.to_string(),
+                        e.to_string(),
+                        (e - s).to_string(),
+                    ]
+                })
                 .collect();
             output::table(&["PARTITION", "START", "END", "MESSAGES"], rows);
         }

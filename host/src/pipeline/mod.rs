@@ -51,7 +51,9 @@ pub struct PipelineSpec {
 impl PipelineSpec {
     /// The consumer group that holds this pipeline's source offsets.
     pub fn group(&self) -> String {
-        self.group.clone().unwrap_or_else(|| format!("pipeline.{}", self.name))
+        self.group
+            .clone()
+            .unwrap_or_else(|| format!("pipeline.{}", self.name))
     }
 }
 
@@ -113,7 +115,10 @@ pub struct PipelineStatus {
 impl PipelineStatus {
     /// Unprocessed records over all partitions.
     pub fn lag(&self) -> u64 {
-        self.partitions.iter().map(|(_, c, hw)| hw.saturating_sub(*c)).sum()
+        self.partitions
+            .iter()
+            .map(|(_, c, hw)| hw.saturating_sub(*c))
+            .sum()
     }
 }
 
@@ -187,11 +192,21 @@ pub struct Pipelines {
 
 impl Pipelines {
     /// Start every stored pipeline (halted ones stay halted).
-    pub async fn start(store: Arc<Store>, registry: Arc<Registry>) -> Result<Arc<Pipelines>, PipelineError> {
-        let me = Arc::new(Pipelines { store: store.clone(), registry, running: Mutex::new(HashMap::new()) });
+    pub async fn start(
+        store: Arc<Store>,
+        registry: Arc<Registry>,
+    ) -> Result<Arc<Pipelines>, PipelineError> {
+        let me = Arc::new(Pipelines {
+            store: store.clone(),
+            registry,
+            running: Mutex::new(HashMap::new()),
+        });
         for (key, value) in store.meta_scan("pipeline/")? {
-            let record: PipelineRecord = rmp_serde::from_slice(&value)
-                .map_err(|e| StoreError::Corrupt { what: key.clone(), why: e.to_string() })?;
+            let record: PipelineRecord =
+                rmp_serde::from_slice(&value).map_err(|e| StoreError::Corrupt {
+                    what: key.clone(),
+                    why: e.to_string(),
+                })?;
             let name = record.spec.name.clone();
             if let Err(e) = me.launch(record).await {
                 tracing::error!(pipeline = %name, error = %e, "pipeline could not start");
@@ -201,14 +216,27 @@ impl Pipelines {
     }
 
     /// Validate, store and start a pipeline.
-    pub async fn create(self: &Arc<Self>, spec: PipelineSpec) -> Result<PipelineStatus, PipelineError> {
+    pub async fn create(
+        self: &Arc<Self>,
+        spec: PipelineSpec,
+    ) -> Result<PipelineStatus, PipelineError> {
         check_name("pipeline", &spec.name).map_err(PipelineError::Invalid)?;
-        if self.running.lock().expect("pipelines").contains_key(&spec.name) {
+        if self
+            .running
+            .lock()
+            .expect("pipelines")
+            .contains_key(&spec.name)
+        {
             return Err(PipelineError::Exists(spec.name));
         }
         self.validate(&spec)?;
         let id = self.next_id().await?;
-        let record = PipelineRecord { spec: spec.clone(), id, created_ms: now_ms(), halted: None };
+        let record = PipelineRecord {
+            spec: spec.clone(),
+            id,
+            created_ms: now_ms(),
+            halted: None,
+        };
         self.launch(record.clone()).await?;
         // Persist after the steps proved they start, so a bad spec leaves nothing behind.
         let persisted = self.persist(&record).await;
@@ -221,10 +249,17 @@ impl Pipelines {
 
     /// Stop a pipeline and delete it with its state and offsets.
     pub async fn delete(&self, name: &str) -> Result<(), PipelineError> {
-        let running = self.stop(name).await.ok_or_else(|| PipelineError::Unknown(name.to_string()))?;
+        let running = self
+            .stop(name)
+            .await
+            .ok_or_else(|| PipelineError::Unknown(name.to_string()))?;
         let record = running.record.lock().expect("record").clone();
-        self.store.meta_write(vec![(format!("pipeline/{name}"), None)]).await?;
-        self.store.delete_state_prefix(keys::state_scope_prefix(record.id).to_vec()).await?;
+        self.store
+            .meta_write(vec![(format!("pipeline/{name}"), None)])
+            .await?;
+        self.store
+            .delete_state_prefix(keys::state_scope_prefix(record.id).to_vec())
+            .await?;
         Ok(())
     }
 
@@ -242,7 +277,11 @@ impl Pipelines {
         }
         let c = &running.counters;
         Ok(PipelineStatus {
-            state: if record.halted.is_some() { RunState::Halted } else { RunState::Running },
+            state: if record.halted.is_some() {
+                RunState::Halted
+            } else {
+                RunState::Running
+            },
             last_error: record.halted.clone(),
             spec: record.spec,
             plugins: running.plugins.clone(),
@@ -256,14 +295,26 @@ impl Pipelines {
 
     /// Status of every pipeline, by name.
     pub fn list(&self) -> Vec<PipelineStatus> {
-        let mut names: Vec<String> = self.running.lock().expect("pipelines").keys().cloned().collect();
+        let mut names: Vec<String> = self
+            .running
+            .lock()
+            .expect("pipelines")
+            .keys()
+            .cloned()
+            .collect();
         names.sort();
         names.iter().filter_map(|n| self.status(n).ok()).collect()
     }
 
     /// Stop every worker (graceful shutdown): in-flight batches finish and commit first.
     pub async fn shutdown(&self) {
-        let names: Vec<String> = self.running.lock().expect("pipelines").keys().cloned().collect();
+        let names: Vec<String> = self
+            .running
+            .lock()
+            .expect("pipelines")
+            .keys()
+            .cloned()
+            .collect();
         for name in names {
             self.stop(&name).await;
         }
@@ -276,7 +327,11 @@ impl Pipelines {
             .iter()
             .filter(|(_, r)| {
                 let record = r.record.lock().expect("record");
-                record.spec.steps.iter().any(|s| s.plugin.split('@').next() == Some(plugin))
+                record
+                    .spec
+                    .steps
+                    .iter()
+                    .any(|s| s.plugin.split('@').next() == Some(plugin))
             })
             .map(|(n, _)| n.clone())
             .collect();
@@ -285,12 +340,20 @@ impl Pipelines {
     }
 
     fn get(&self, name: &str) -> Result<Arc<Running>, PipelineError> {
-        self.running.lock().expect("pipelines").get(name).cloned().ok_or_else(|| PipelineError::Unknown(name.to_string()))
+        self.running
+            .lock()
+            .expect("pipelines")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| PipelineError::Unknown(name.to_string()))
     }
 
     fn validate(&self, spec: &PipelineSpec) -> Result<(), PipelineError> {
         if spec.steps.is_empty() {
-            return Err(PipelineError::Invalid(format!("pipeline `{}` has no steps: give at least one plugin", spec.name)));
+            return Err(PipelineError::Invalid(format!(
+                "pipeline `{}` has no steps: give at least one plugin",
+                spec.name
+            )));
         }
         if spec.steps.len() > u16::MAX as usize {
             return Err(PipelineError::Invalid("too many steps".into()));
@@ -316,19 +379,32 @@ impl Pipelines {
         static ID_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         let _g = ID_LOCK.lock().await;
         let next = match self.store.meta_get("seq/pipeline")? {
-            Some(v) => u32::from_be_bytes(v.as_slice().try_into().map_err(|_| StoreError::Corrupt {
-                what: "seq/pipeline".into(),
-                why: "not 4 bytes".into(),
-            })?),
+            Some(v) => {
+                u32::from_be_bytes(v.as_slice().try_into().map_err(|_| StoreError::Corrupt {
+                    what: "seq/pipeline".into(),
+                    why: "not 4 bytes".into(),
+                })?)
+            }
             None => 1,
         };
-        self.store.meta_write(vec![("seq/pipeline".into(), Some((next + 1).to_be_bytes().to_vec()))]).await?;
+        self.store
+            .meta_write(vec![(
+                "seq/pipeline".into(),
+                Some((next + 1).to_be_bytes().to_vec()),
+            )])
+            .await?;
         Ok(next)
     }
 
     async fn persist(&self, record: &PipelineRecord) -> Result<(), PipelineError> {
-        let encoded = rmp_serde::to_vec_named(record).map_err(|e| PipelineError::Invalid(e.to_string()))?;
-        self.store.meta_write(vec![(format!("pipeline/{}", record.spec.name), Some(encoded))]).await?;
+        let encoded =
+            rmp_serde::to_vec_named(record).map_err(|e| PipelineError::Invalid(e.to_string()))?;
+        self.store
+            .meta_write(vec![(
+                format!("pipeline/{}", record.spec.name),
+                Some(encoded),
+            )])
+            .await?;
         Ok(())
     }
 
@@ -336,7 +412,8 @@ impl Pipelines {
     async fn launch(self: &Arc<Self>, record: PipelineRecord) -> Result<(), PipelineError> {
         let name = record.spec.name.clone();
         let halted = record.halted.is_some();
-        let plan = worker::Plan::prepare(&self.store, &self.registry, &record.spec, record.id).await?;
+        let plan =
+            worker::Plan::prepare(&self.store, &self.registry, &record.spec, record.id).await?;
         let (stop, _) = watch::channel(false);
         let running = Arc::new(Running {
             record: Mutex::new(record),
@@ -345,7 +422,10 @@ impl Pipelines {
             stop,
             tasks: Mutex::new(Vec::new()),
         });
-        self.running.lock().expect("pipelines").insert(name, running.clone());
+        self.running
+            .lock()
+            .expect("pipelines")
+            .insert(name, running.clone());
         if !halted {
             let tasks = plan.spawn(self.clone(), running.clone());
             *running.tasks.lock().expect("tasks") = tasks;

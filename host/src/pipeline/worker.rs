@@ -10,7 +10,9 @@ use bytes::Bytes;
 use super::{PipelineError, PipelineSpec, Pipelines, Running, StartPosition};
 use crate::limits;
 use crate::registry::{PluginInfo, Registry};
-use crate::runtime::{Batch, Header, LoadedPlugin, Message, Outcome, PluginInstance, Runtime, StateScope};
+use crate::runtime::{
+    Batch, Header, LoadedPlugin, Message, Outcome, PluginInstance, Runtime, StateScope,
+};
 use crate::storage::{Append, Commit, NewRecord, OffsetCommit, Store, StoredRecord, Topic, keys};
 use crate::types::now_ms;
 
@@ -47,7 +49,9 @@ impl Plan {
         let (registry_c, spec_c) = (registry.clone(), spec.clone());
         let steps = tokio::task::spawn_blocking(move || resolve_steps(&registry_c, &spec_c))
             .await
-            .map_err(|e| PipelineError::Invalid(format!("plugin compilation task failed: {e}")))??;
+            .map_err(|e| {
+                PipelineError::Invalid(format!("plugin compilation task failed: {e}"))
+            })??;
         let plan = Plan {
             store: store.clone(),
             runtime: registry.runtime().clone(),
@@ -67,7 +71,11 @@ impl Plan {
     }
 
     /// One worker task per source partition.
-    pub(super) fn spawn(self, pipelines: Arc<Pipelines>, running: Arc<Running>) -> Vec<tokio::task::JoinHandle<()>> {
+    pub(super) fn spawn(
+        self,
+        pipelines: Arc<Pipelines>,
+        running: Arc<Running>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         let plan = Arc::new(self);
         (0..plan.source.partition_count())
             .map(|p| {
@@ -83,23 +91,26 @@ impl Plan {
 
     /// Instances of every step for one partition, initialised.
     fn instantiate(&self, partition: u32) -> Result<Vec<PluginInstance>, String> {
-        self.steps
-            .iter()
-            .enumerate()
-            .map(|(i, step)| {
-                let scope = StateScope {
-                    store: Some(self.store.clone()),
-                    prefix: keys::state_prefix(self.scope, i as u16, partition).to_vec(),
-                };
-                let label = format!("{}/{} {}", self.spec.name, i + 1, step.info.label());
-                let mut inst = self
-                    .runtime
-                    .instantiate(&step.loaded, &step.info.sandbox, label, scope)
-                    .map_err(|e| format!("step {} ({}): {e}", i + 1, step.info.label()))?;
-                inst.init(&step.config).map_err(|e| format!("step {} ({}): {e}", i + 1, step.info.label()))?;
-                Ok(inst)
-            })
+        (0..self.steps.len())
+            .map(|i| self.instantiate_step(i, partition))
             .collect()
+    }
+
+    /// A fresh, initialised instance of step `i` for one partition.
+    fn instantiate_step(&self, i: usize, partition: u32) -> Result<PluginInstance, String> {
+        let step = &self.steps[i];
+        let scope = StateScope {
+            store: Some(self.store.clone()),
+            prefix: keys::state_prefix(self.scope, i as u16, partition).to_vec(),
+        };
+        let label = format!("{}/{} {}", self.spec.name, i + 1, step.info.label());
+        let mut inst = self
+            .runtime
+            .instantiate(&step.loaded, &step.info.sandbox, label, scope)
+            .map_err(|e| format!("step {} ({}): {e}", i + 1, step.info.label()))?;
+        inst.init(&step.config)
+            .map_err(|e| format!("step {} ({}): {e}", i + 1, step.info.label()))?;
+        Ok(inst)
     }
 }
 
@@ -108,70 +119,130 @@ fn resolve_steps(registry: &Registry, spec: &PipelineSpec) -> Result<Vec<Step>, 
     for (i, s) in spec.steps.iter().enumerate() {
         let info = registry.resolve(&s.plugin)?;
         let loaded = registry.component(&info)?;
-        let config: Vec<_> = s.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let config: Vec<_> = s
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         // Prove init accepts the config on a throwaway instance with local state.
-        let scope = StateScope { store: None, prefix: Vec::new() };
+        let scope = StateScope {
+            store: None,
+            prefix: Vec::new(),
+        };
         let mut probe = registry
             .runtime()
-            .instantiate(&loaded, &info.sandbox, format!("{} (check)", info.label()), scope)
-            .map_err(|e| PipelineError::Step { step: i + 1, plugin: info.label(), message: e.to_string() })?;
-        probe.init(&config).map_err(|e| PipelineError::Step { step: i + 1, plugin: info.label(), message: e.to_string() })?;
-        steps.push(Step { info, loaded, config });
+            .instantiate(
+                &loaded,
+                &info.sandbox,
+                format!("{} (check)", info.label()),
+                scope,
+            )
+            .map_err(|e| PipelineError::Step {
+                step: i + 1,
+                plugin: info.label(),
+                message: e.to_string(),
+            })?;
+        probe.init(&config).map_err(|e| PipelineError::Step {
+            step: i + 1,
+            plugin: info.label(),
+            message: e.to_string(),
+        })?;
+        steps.push(Step {
+            info,
+            loaded,
+            config,
+        });
     }
     Ok(steps)
 }
 
 /// The worker loop of one partition. Returns only on stop (`Ok`) or on a failure that halts
-/// the pipeline (`Err` with the reason).
-async fn run_partition(plan: &Arc<Plan>, partition: u32, running: &Arc<Running>) -> Result<(), String> {
+/// the pipeline (`Err` with the reason), after committing everything before the failure.
+async fn run_partition(
+    plan: &Arc<Plan>,
+    partition: u32,
+    running: &Arc<Running>,
+) -> Result<(), String> {
     let mut stop = running.stop.subscribe();
     let mut instances = {
         let plan = plan.clone();
-        tokio::task::spawn_blocking(move || plan.instantiate(partition)).await.map_err(|e| e.to_string())??
+        tokio::task::spawn_blocking(move || plan.instantiate(partition))
+            .await
+            .map_err(|e| e.to_string())??
     };
     let mut offset = start_offset(plan, partition).map_err(|e| e.to_string())?;
-    let batch_max = plan.spec.batch_max_messages.unwrap_or(limits::PIPELINE_BATCH_MESSAGES);
-    let part = plan.source.partition(partition).map_err(|e| e.to_string())?;
+    let batch_max = plan
+        .spec
+        .batch_max_messages
+        .unwrap_or(limits::PIPELINE_BATCH_MESSAGES);
+    let part = plan
+        .source
+        .partition(partition)
+        .map_err(|e| e.to_string())?;
     loop {
         if *stop.borrow() {
             return Ok(());
         }
         let records = plan
             .store
-            .read(&plan.source, partition, offset, batch_max, limits::PIPELINE_BATCH_BYTES)
-            .map_err(|e| format!("reading partition {partition} of `{}`: {e}", plan.source.name))?;
-        let Some(last) = records.last() else {
+            .read(
+                &plan.source,
+                partition,
+                offset,
+                batch_max,
+                limits::PIPELINE_BATCH_BYTES,
+            )
+            .map_err(|e| {
+                format!(
+                    "reading partition {partition} of `{}`: {e}",
+                    plan.source.name
+                )
+            })?;
+        if records.is_empty() {
             tokio::select! {
                 _ = part.wait_for(offset, Duration::from_secs(1)) => {}
                 _ = stop.changed() => {}
             }
             continue;
-        };
-        let next = last.offset + 1;
-        let processed = records.len() as u64;
+        }
         let (plan_c, insts) = (plan.clone(), instances);
-        let (insts, result) = tokio::task::spawn_blocking(move || {
+        let (insts, done) = tokio::task::spawn_blocking(move || {
             let mut insts = insts;
-            let r = run_batch(&plan_c, &mut insts, partition, records);
-            (insts, r)
+            let done = run_batch(&plan_c, &mut insts, partition, records);
+            (insts, done)
         })
         .await
         .map_err(|e| format!("worker task failed: {e}"))?;
         instances = insts;
-        let mut done = result?;
-        done.commit.offsets.push(OffsetCommit {
-            group: plan.group.clone(),
-            topic: plan.source.clone(),
-            partition,
-            next_offset: next,
-        });
-        plan.store.submit(done.commit).await.map_err(|e| format!("committing partition {partition}: {e}"))?;
-        offset = next;
-        let c = &running.counters;
-        c.processed.fetch_add(processed, Ordering::Relaxed);
-        c.emitted.fetch_add(done.emitted, Ordering::Relaxed);
-        c.dropped.fetch_add(done.dropped, Ordering::Relaxed);
-        c.batches.fetch_add(1, Ordering::Relaxed);
+        let Done {
+            mut commit,
+            next_offset,
+            processed,
+            emitted,
+            dropped,
+            failure,
+        } = done;
+        if next_offset > offset {
+            commit.offsets.push(OffsetCommit {
+                group: plan.group.clone(),
+                topic: plan.source.clone(),
+                partition,
+                next_offset,
+            });
+            plan.store
+                .submit(commit)
+                .await
+                .map_err(|e| format!("committing partition {partition}: {e}"))?;
+            offset = next_offset;
+            let c = &running.counters;
+            c.processed.fetch_add(processed, Ordering::Relaxed);
+            c.emitted.fetch_add(emitted, Ordering::Relaxed);
+            c.dropped.fetch_add(dropped, Ordering::Relaxed);
+            c.batches.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(reason) = failure {
+            return Err(reason);
+        }
     }
 }
 
@@ -188,26 +259,116 @@ fn start_offset(plan: &Plan, partition: u32) -> Result<u64, crate::storage::Stor
     })
 }
 
-/// What a processed batch will commit.
-struct Processed {
+/// What a processed batch commits, and where processing stopped.
+struct Done {
+    /// Outputs and state of the processed prefix of the batch (offsets added by the caller).
     commit: Commit,
+    /// The source offset to commit: one past the last processed input.
+    next_offset: u64,
+    processed: u64,
     emitted: u64,
+    dropped: u64,
+    /// Why processing stopped before the end of the batch, naming step, plugin and offset.
+    failure: Option<String>,
+}
+
+/// A step's failure on specific input.
+struct StepFailure {
+    step: usize,
+    /// Offset of the input that failed, when known (a `fail` outcome; a single-message run).
+    offset: Option<u64>,
+    error: String,
+}
+
+/// Run a batch through every step. The fast path is one component call per step for the
+/// whole batch. If anything fails, the batch's effects are discarded and it is re-run one
+/// message at a time on fresh instances, so the failure is pinned to one offset and every
+/// message before it is committed; nothing after it is.
+fn run_batch(
+    plan: &Plan,
+    insts: &mut [PluginInstance],
+    partition: u32,
+    records: Vec<StoredRecord>,
+) -> Done {
+    let first = records[0].offset;
+    let last = records[records.len() - 1].offset;
+    let n = records.len() as u64;
+    let slow = records.clone();
+    match run_steps(plan, insts, partition, records) {
+        Ok(out) => plan.finish(insts, partition, out, last + 1, n, None),
+        Err(_) => {
+            insts
+                .iter_mut()
+                .for_each(PluginInstance::discard_state_writes);
+            run_one_by_one(plan, insts, partition, slow, first)
+        }
+    }
+}
+
+fn run_one_by_one(
+    plan: &Plan,
+    insts: &mut [PluginInstance],
+    partition: u32,
+    records: Vec<StoredRecord>,
+    first: u64,
+) -> Done {
+    let mut acc = Outputs::default();
+    let mut next = first;
+    let mut processed = 0;
+    for rec in records {
+        let offset = rec.offset;
+        if let Err(reason) = refresh(plan, insts, partition) {
+            return plan.finish(insts, partition, acc, next, processed, Some(reason));
+        }
+        match run_steps(plan, insts, partition, vec![rec]) {
+            Ok(out) => {
+                insts.iter_mut().for_each(PluginInstance::checkpoint);
+                acc.append(out);
+                next = offset + 1;
+                processed += 1;
+            }
+            Err(f) => {
+                let step = &plan.steps[f.step];
+                let reason = format!(
+                    "step {} ({}) failed at offset {} of partition {partition}: {}",
+                    f.step + 1,
+                    step.info.label(),
+                    f.offset.unwrap_or(offset),
+                    f.error
+                );
+                // Only this message's state writes are dropped; earlier messages' stay.
+                insts.iter_mut().for_each(PluginInstance::rollback);
+                return plan.finish(insts, partition, acc, next, processed, Some(reason));
+            }
+        }
+    }
+    plan.finish(insts, partition, acc, next, processed, None)
+}
+
+/// Replace instances a trap left unusable.
+fn refresh(plan: &Plan, insts: &mut [PluginInstance], partition: u32) -> Result<(), String> {
+    for (i, inst) in insts.iter_mut().enumerate() {
+        if inst.is_poisoned() {
+            *inst = plan.instantiate_step(i, partition)?;
+        }
+    }
+    Ok(())
+}
+
+/// Outputs of a run: to the sink, routed to named topics, and how many inputs were dropped.
+#[derive(Default)]
+struct Outputs {
+    sink: Vec<Message>,
+    routed: Routed,
     dropped: u64,
 }
 
-/// Run one batch through every step. Any failure discards the batch's state writes and
-/// returns the halt reason.
-fn run_batch(plan: &Plan, insts: &mut [PluginInstance], partition: u32, records: Vec<StoredRecord>) -> Result<Processed, String> {
-    let result = run_steps(plan, insts, partition, records);
-    if result.is_err() {
-        insts.iter_mut().for_each(PluginInstance::discard_state_writes);
+impl Outputs {
+    fn append(&mut self, other: Outputs) {
+        self.sink.extend(other.sink);
+        self.routed.extend(other.routed);
+        self.dropped += other.dropped;
     }
-    let (sink, routed, dropped) = result?;
-    let now = now_ms();
-    let state = insts.iter_mut().flat_map(|i| i.take_state_writes(now)).collect();
-    let emitted = (sink.len() + routed.len()) as u64;
-    let appends = plan.route(partition, sink, routed)?;
-    Ok(Processed { commit: Commit { appends, state, ..Commit::default() }, emitted, dropped })
 }
 
 type Routed = Vec<(String, Message)>;
@@ -218,60 +379,112 @@ fn run_steps(
     insts: &mut [PluginInstance],
     partition: u32,
     records: Vec<StoredRecord>,
-) -> Result<(Vec<Message>, Routed, u64), String> {
-    let mut msgs: Vec<Message> = records.into_iter().map(|r| to_message(r, partition)).collect();
-    let mut routed = Vec::new();
-    let mut dropped = 0u64;
+) -> Result<Outputs, StepFailure> {
+    let mut msgs: Vec<Message> = records
+        .into_iter()
+        .map(|r| to_message(r, partition))
+        .collect();
+    let mut out = Outputs::default();
     for (i, inst) in insts.iter_mut().enumerate() {
         if msgs.is_empty() {
             break;
         }
-        let label = plan.steps[i].info.label();
-        let batch = Batch { topic: plan.source.name.clone(), messages: msgs };
-        let outcomes = inst.process(&batch).map_err(|e| {
-            let (first, last) = (batch.messages[0].offset, batch.messages[batch.messages.len() - 1].offset);
-            format!("step {} ({label}) failed on partition {partition}, offsets {first}..={last}: {e}", i + 1)
+        let batch = Batch {
+            topic: plan.source.name.clone(),
+            messages: msgs,
+        };
+        let outcomes = inst.process(&batch).map_err(|e| StepFailure {
+            step: i,
+            offset: None,
+            error: e.to_string(),
         })?;
         let mut next = Vec::with_capacity(batch.messages.len());
         for (input, outcome) in batch.messages.into_iter().zip(outcomes) {
             match outcome {
                 Outcome::Emit(outputs) => {
-                    for out in outputs {
+                    for o in outputs {
                         let msg = Message {
-                            key: out.key,
-                            value: out.value,
-                            headers: out.headers,
+                            key: o.key,
+                            value: o.value,
+                            headers: o.headers,
                             timestamp_ms: input.timestamp_ms,
                             partition: input.partition,
                             offset: input.offset,
                         };
-                        match out.topic {
-                            Some(t) => routed.push((t, msg)),
+                        match o.topic {
+                            Some(t) => out.routed.push((t, msg)),
                             None => next.push(msg),
                         }
                     }
                 }
-                Outcome::Drop => dropped += 1,
+                Outcome::Drop => out.dropped += 1,
                 Outcome::Fail(f) => {
-                    return Err(format!(
-                        "step {} ({label}) failed at offset {} of partition {partition}: {}{}",
-                        i + 1,
-                        input.offset,
-                        f.message,
-                        if f.retryable { " (retryable)" } else { "" }
-                    ));
+                    let retry = if f.retryable { " (retryable)" } else { "" };
+                    return Err(StepFailure {
+                        step: i,
+                        offset: Some(input.offset),
+                        error: format!("{}{retry}", f.message),
+                    });
                 }
             }
         }
         msgs = next;
     }
-    Ok((msgs, routed, dropped))
+    out.sink = msgs;
+    Ok(out)
 }
 
 impl Plan {
+    /// Turn a run's outputs and the instances' state writes into a commit.
+    fn finish(
+        &self,
+        insts: &mut [PluginInstance],
+        partition: u32,
+        out: Outputs,
+        next_offset: u64,
+        processed: u64,
+        failure: Option<String>,
+    ) -> Done {
+        let now = now_ms();
+        let state = insts
+            .iter_mut()
+            .flat_map(|i| i.take_state_writes(now))
+            .collect();
+        let emitted = (out.sink.len() + out.routed.len()) as u64;
+        let dropped = out.dropped;
+        match self.route(partition, out.sink, out.routed) {
+            Ok(appends) => Done {
+                commit: Commit {
+                    appends,
+                    state,
+                    ..Commit::default()
+                },
+                next_offset,
+                processed,
+                emitted,
+                dropped,
+                failure,
+            },
+            // Routing to a missing topic fails the whole batch: nothing of it commits.
+            Err(reason) => Done {
+                commit: Commit::default(),
+                next_offset: 0,
+                processed: 0,
+                emitted: 0,
+                dropped: 0,
+                failure: Some(reason),
+            },
+        }
+    }
+
     /// Group outputs into per-partition appends, in output order. Keyed outputs go by key
     /// hash; keyless ones to the source partition's counterpart, which keeps their order.
-    fn route(&self, partition: u32, sink: Vec<Message>, routed: Routed) -> Result<Vec<Append>, String> {
+    fn route(
+        &self,
+        partition: u32,
+        sink: Vec<Message>,
+        routed: Routed,
+    ) -> Result<Vec<Append>, String> {
         let mut appends: Vec<Append> = Vec::new();
         let mut index: HashMap<(u32, u32), usize> = HashMap::new();
         let mut topics: HashMap<String, Arc<Topic>> = HashMap::new();
@@ -281,7 +494,11 @@ impl Plan {
                 None => partition % topic.partition_count(),
             };
             let i = *index.entry((topic.id, p)).or_insert_with(|| {
-                appends.push(Append { topic: topic.clone(), partition: p, records: Vec::new() });
+                appends.push(Append {
+                    topic: topic.clone(),
+                    partition: p,
+                    records: Vec::new(),
+                });
                 appends.len() - 1
             });
             appends[i].records.push(to_record(msg));
@@ -310,7 +527,11 @@ fn to_message(r: StoredRecord, partition: u32) -> Message {
     Message {
         key: r.key.map(|k| k.to_vec()),
         value: r.value.to_vec(),
-        headers: r.headers.into_iter().map(|(name, value)| Header { name, value }).collect(),
+        headers: r
+            .headers
+            .into_iter()
+            .map(|(name, value)| Header { name, value })
+            .collect(),
         timestamp_ms: r.timestamp_ms,
         partition,
         offset: r.offset,

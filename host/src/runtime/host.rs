@@ -40,8 +40,10 @@ pub struct HostState {
     /// `pipeline/step plugin@version`, on every log line.
     label: String,
     scope: StateScope,
-    /// This batch's writes, read back by `get` before they commit.
+    /// Writes of the current call, read back by `get`; dropped if the call fails.
     pending: BTreeMap<Vec<u8>, PendingState>,
+    /// Writes of earlier successful calls in this batch, not yet committed.
+    accepted: BTreeMap<Vec<u8>, PendingState>,
     pending_bytes: usize,
     /// Local runs keep committed state here instead of in a store.
     local: BTreeMap<Vec<u8>, Vec<u8>>,
@@ -49,12 +51,16 @@ pub struct HostState {
     log_lines: u32,
     /// Lines dropped by the rate limit since the last report.
     pub(crate) log_dropped: u64,
+    /// The tail of what the guest wrote to stdout/stderr: a panic message, for trap reports.
+    pub(crate) output: GuestOutput,
 }
 
 impl HostState {
     pub(crate) fn new(sandbox: &Sandbox, label: String, scope: StateScope) -> HostState {
+        let output = GuestOutput::default();
         HostState {
-            wasi: wasi_ctx(sandbox),
+            wasi: wasi_ctx(sandbox, &output),
+            output,
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(sandbox.memory_bytes)
@@ -66,6 +72,7 @@ impl HostState {
             label,
             scope,
             pending: BTreeMap::new(),
+            accepted: BTreeMap::new(),
             pending_bytes: 0,
             local: BTreeMap::new(),
             log_window: Instant::now(),
@@ -74,13 +81,25 @@ impl HostState {
         }
     }
 
-    /// This batch's state writes as store writes, expiries resolved against `now_ms`; the
-    /// buffer is emptied. Local runs apply them to the in-memory map instead.
-    pub(crate) fn take_state_writes(&mut self, now_ms: u64) -> Vec<StateWrite> {
-        self.pending_bytes = 0;
+    /// Keep the current call's writes as part of the batch.
+    pub(crate) fn checkpoint(&mut self) {
         let pending = std::mem::take(&mut self.pending);
+        self.accepted.extend(pending);
+    }
+
+    /// Drop the current call's writes (it failed); earlier calls' writes stay.
+    pub(crate) fn rollback(&mut self) {
+        self.pending.clear();
+    }
+
+    /// The batch's state writes as store writes, expiries resolved against `now_ms`; the
+    /// buffers are emptied. Local runs apply them to the in-memory map instead.
+    pub(crate) fn take_state_writes(&mut self, now_ms: u64) -> Vec<StateWrite> {
+        self.checkpoint();
+        self.pending_bytes = 0;
+        let accepted = std::mem::take(&mut self.accepted);
         if self.scope.store.is_none() {
-            for (k, p) in pending {
+            for (k, p) in accepted {
                 match p.value {
                     Some(v) => self.local.insert(k, v),
                     None => self.local.remove(&k),
@@ -88,19 +107,24 @@ impl HostState {
             }
             return Vec::new();
         }
-        pending
+        accepted
             .into_iter()
             .map(|(k, p)| {
                 let mut key = self.scope.prefix.clone();
                 key.extend_from_slice(&k);
-                StateWrite { key, value: p.value, expires_at_ms: p.ttl_ms.map_or(0, |t| now_ms.saturating_add(t.max(1))) }
+                StateWrite {
+                    key,
+                    value: p.value,
+                    expires_at_ms: p.ttl_ms.map_or(0, |t| now_ms.saturating_add(t.max(1))),
+                }
             })
             .collect()
     }
 
-    /// Forget this batch's state writes (the batch failed).
+    /// Forget every uncommitted state write of the batch.
     pub(crate) fn discard_state_writes(&mut self) {
         self.pending.clear();
+        self.accepted.clear();
         self.pending_bytes = 0;
     }
 
@@ -141,10 +165,14 @@ impl HostState {
 }
 
 /// WASI with nothing granted: no preopened directories, no sockets, no environment, no
-/// arguments, no stdin; stdout/stderr discarded; clocks frozen unless the sandbox allows them.
-fn wasi_ctx(sandbox: &Sandbox) -> WasiCtx {
+/// arguments, no stdin; stdout/stderr kept only as a short tail for trap reports; clocks
+/// frozen unless the sandbox allows them.
+fn wasi_ctx(sandbox: &Sandbox, output: &GuestOutput) -> WasiCtx {
     let mut b = WasiCtxBuilder::new();
-    b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    b.stdout(output.clone()).stderr(output.clone());
+    b.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
     b.socket_addr_check(|_, _| Box::pin(async { false }));
     for name in &sandbox.allow_env {
         if let Ok(v) = std::env::var(name) {
@@ -180,7 +208,10 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -213,13 +244,18 @@ impl log::Host for HostState {
 
 impl state::Host for HostState {
     fn get(&mut self, key: Vec<u8>) -> Option<Vec<u8>> {
-        match self.pending.get(&key) {
+        match self.pending.get(&key).or_else(|| self.accepted.get(&key)) {
             Some(p) => p.value.clone(),
             None => self.committed_get(&key),
         }
     }
 
-    fn set(&mut self, key: Vec<u8>, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), state::StateError> {
+    fn set(
+        &mut self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<(), state::StateError> {
         if key.len() > limits::STATE_KEY_BYTES {
             return Err(state::StateError::LimitExceeded(format!(
                 "key of {} bytes exceeds {} bytes",
@@ -242,14 +278,99 @@ impl state::Host for HostState {
             )));
         }
         self.pending_bytes += added;
-        self.pending.insert(key, PendingState { value: Some(value), ttl_ms });
+        self.pending.insert(
+            key,
+            PendingState {
+                value: Some(value),
+                ttl_ms,
+            },
+        );
         Ok(())
     }
 
     fn delete(&mut self, key: Vec<u8>) {
         if key.len() <= limits::STATE_KEY_BYTES {
             self.pending_bytes += key.len();
-            self.pending.insert(key, PendingState { value: None, ttl_ms: None });
+            self.pending.insert(
+                key,
+                PendingState {
+                    value: None,
+                    ttl_ms: None,
+                },
+            );
         }
+    }
+}
+
+/// Bytes of guest stdout/stderr kept: enough for a panic message and its location.
+const GUEST_OUTPUT_TAIL_BYTES: usize = 2048;
+
+/// The last [`GUEST_OUTPUT_TAIL_BYTES`] the guest printed. Writes never fail (a full pipe
+/// would make `eprintln!` panic inside the guest) and never grow past the bound.
+#[derive(Clone, Default)]
+pub(crate) struct GuestOutput(Arc<std::sync::Mutex<std::collections::VecDeque<u8>>>);
+
+impl GuestOutput {
+    /// Forget what was printed (before each call, so a report shows only that call's output).
+    pub(crate) fn clear(&self) {
+        self.0.lock().expect("guest output").clear();
+    }
+
+    /// What was printed since the last clear, as one line without the backtrace hint.
+    pub(crate) fn summary(&self) -> Option<String> {
+        let bytes: Vec<u8> = self
+            .0
+            .lock()
+            .expect("guest output")
+            .iter()
+            .copied()
+            .collect();
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("note: run with"))
+            .collect();
+        (!lines.is_empty()).then(|| lines.join(" "))
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for GuestOutput {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl tokio::io::AsyncWrite for GuestOutput {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let mut tail = self.0.lock().expect("guest output");
+        tail.extend(buf.iter().rev().take(GUEST_OUTPUT_TAIL_BYTES).rev());
+        let excess = tail.len().saturating_sub(GUEST_OUTPUT_TAIL_BYTES);
+        tail.drain(..excess);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
     }
 }

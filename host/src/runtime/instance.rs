@@ -29,7 +29,10 @@ impl PluginInstance {
         let mut store = Store::new(engine, HostState::new(sandbox, label, scope));
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(ticks(sandbox.cpu_ms_per_batch));
-        let plugin = loaded.pre.instantiate(&mut store).map_err(|e| trap_error(e, sandbox.cpu_ms_per_batch))?;
+        let plugin = loaded
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| trap_error(e, sandbox.cpu_ms_per_batch))?;
         Ok(PluginInstance {
             store,
             plugin,
@@ -51,19 +54,19 @@ impl PluginInstance {
     }
 
     /// Call `process` on one batch; checks one outcome per input and the output budget.
-    /// On error, state written during the call is discarded.
+    /// On error, state written during this call is dropped (earlier calls' stays).
     pub fn process(&mut self, batch: &types::Batch) -> Result<Vec<types::Outcome>, PluginError> {
         self.arm()?;
         let result = self.plugin.call_process(&mut self.store, batch);
         let outcomes = match result {
             Ok(o) => o,
             Err(e) => {
-                self.store.data_mut().discard_state_writes();
+                self.store.data_mut().rollback();
                 return Err(self.trapped(e));
             }
         };
         if let Err(e) = self.check(batch, &outcomes) {
-            self.store.data_mut().discard_state_writes();
+            self.store.data_mut().rollback();
             return Err(e);
         }
         Ok(outcomes)
@@ -74,7 +77,17 @@ impl PluginInstance {
         self.store.data_mut().take_state_writes(now_ms)
     }
 
-    /// Forget uncommitted state writes (the batch will be retried or abandoned).
+    /// Keep the state writes of the calls so far as part of the batch.
+    pub fn checkpoint(&mut self) {
+        self.store.data_mut().checkpoint();
+    }
+
+    /// Drop the state writes since the last checkpoint (a message failed).
+    pub fn rollback(&mut self) {
+        self.store.data_mut().rollback();
+    }
+
+    /// Forget every uncommitted state write (the batch will be retried or abandoned).
     pub fn discard_state_writes(&mut self) {
         self.store.data_mut().discard_state_writes();
     }
@@ -86,15 +99,21 @@ impl PluginInstance {
 
     fn arm(&mut self) -> Result<(), PluginError> {
         if self.poisoned {
-            return Err(PluginError::Trap("instance unusable after an earlier trap".into()));
+            return Err(PluginError::Trap(
+                "instance unusable after an earlier trap".into(),
+            ));
         }
         self.store.set_epoch_deadline(ticks(self.cpu_ms));
+        self.store.data().output.clear();
         Ok(())
     }
 
     fn check(&self, batch: &types::Batch, outcomes: &[types::Outcome]) -> Result<(), PluginError> {
         if outcomes.len() != batch.messages.len() {
-            return Err(PluginError::WrongOutcomeCount { expected: batch.messages.len(), got: outcomes.len() });
+            return Err(PluginError::WrongOutcomeCount {
+                expected: batch.messages.len(),
+                got: outcomes.len(),
+            });
         }
         let bytes: usize = outcomes
             .iter()
@@ -104,14 +123,25 @@ impl PluginInstance {
             })
             .sum();
         if bytes > self.output_limit {
-            return Err(PluginError::OutputTooLarge { bytes, limit: self.output_limit });
+            return Err(PluginError::OutputTooLarge {
+                bytes,
+                limit: self.output_limit,
+            });
         }
         Ok(())
     }
 
     fn trapped(&mut self, e: wasmtime::Error) -> PluginError {
         self.poisoned = true;
-        trap_error(e, self.cpu_ms)
+        match (
+            trap_error(e, self.cpu_ms),
+            self.store.data().output.summary(),
+        ) {
+            (PluginError::Trap(t), Some(printed)) => {
+                PluginError::Trap(format!("{t}; the plugin printed: {printed}"))
+            }
+            (other, _) => other,
+        }
     }
 }
 
@@ -123,14 +153,18 @@ fn output_size(o: &types::Output) -> usize {
     o.value.len()
         + o.key.as_ref().map_or(0, Vec::len)
         + o.topic.as_ref().map_or(0, String::len)
-        + o.headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>()
+        + o.headers
+            .iter()
+            .map(|h| h.name.len() + h.value.len())
+            .sum::<usize>()
 }
 
 fn trap_error(e: wasmtime::Error, cpu_ms: u64) -> PluginError {
     if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
         return PluginError::CpuExceeded { budget_ms: cpu_ms };
     }
-    // The root cause first (e.g. "wasm trap: wasm `unreachable` instruction executed"), then
-    // the guest's backtrace in the alternate form.
-    PluginError::Trap(format!("{e:#}").lines().next().unwrap_or_default().to_string())
+    // The root cause (e.g. "wasm trap: wasm `unreachable` instruction executed"); the guest
+    // backtrace goes to the debug log, not into a status line.
+    tracing::debug!(error = ?e, "plugin trap");
+    PluginError::Trap(e.root_cause().to_string())
 }

@@ -34,13 +34,17 @@ pub enum StoreError {
         max: usize,
     },
     /// A write failed earlier; the store refuses writes rather than guess what is on disk.
-    #[error("store refuses writes after an earlier write failure ({0}); fix the cause (disk space, permissions) and restart `weir serve`")]
+    #[error(
+        "store refuses writes after an earlier write failure ({0}); fix the cause (disk space, permissions) and restart `weir serve`"
+    )]
     Poisoned(String),
     /// RocksDB reported an error.
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
     /// The data directory holds a format this version cannot read.
-    #[error("data directory format {found} is not supported (this weir reads format {expected}); use a weir version that matches or a new --data-dir")]
+    #[error(
+        "data directory format {found} is not supported (this weir reads format {expected}); use a weir version that matches or a new --data-dir"
+    )]
     Format {
         /// Format found on disk.
         found: u32,

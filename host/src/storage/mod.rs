@@ -92,15 +92,26 @@ impl Store {
     /// Open (or create) the store at `opts.path`, recover every partition's offsets from the
     /// log and start the group-commit thread.
     pub fn open(opts: StoreOptions) -> Result<Store> {
-        std::fs::create_dir_all(&opts.path)
-            .map_err(|e| StoreError::Invalid(format!("cannot create data dir {}: {e}", opts.path.display())))?;
+        std::fs::create_dir_all(&opts.path).map_err(|e| {
+            StoreError::Invalid(format!(
+                "cannot create data dir {}: {e}",
+                opts.path.display()
+            ))
+        })?;
         let db = Arc::new(open_db(&opts.path)?);
         check_format(&db)?;
         let (topics, next_topic_id) = load_topics(&db)?;
         let topics = Arc::new(RwLock::new(topics));
         let poison = Arc::new(OnceLock::new());
         let writer = writer::spawn(db.clone(), topics.clone(), poison.clone(), next_topic_id)?;
-        Ok(Store { db, topics, writer, poison, default_durability: opts.default_durability, path: opts.path })
+        Ok(Store {
+            db,
+            topics,
+            writer,
+            poison,
+            default_durability: opts.default_durability,
+            path: opts.path,
+        })
     }
 
     /// Directory of the database.
@@ -128,7 +139,9 @@ impl Store {
                 config.partitions
             )));
         }
-        if config.max_message_bytes == 0 || config.max_message_bytes > crate::limits::MAX_FRAME_BYTES / 2 {
+        if config.max_message_bytes == 0
+            || config.max_message_bytes > crate::limits::MAX_FRAME_BYTES / 2
+        {
             return Err(StoreError::Invalid(format!(
                 "max message bytes must be between 1 and {}, got {}",
                 crate::limits::MAX_FRAME_BYTES / 2,
@@ -157,12 +170,24 @@ impl Store {
 
     /// The topic with id `id`, if it still exists.
     pub fn topic_by_id(&self, id: u32) -> Option<Arc<Topic>> {
-        self.topics.read().expect("topics lock").by_id.get(&id).cloned()
+        self.topics
+            .read()
+            .expect("topics lock")
+            .by_id
+            .get(&id)
+            .cloned()
     }
 
     /// Every topic, by name.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
-        let mut all: Vec<_> = self.topics.read().expect("topics lock").by_name.values().cloned().collect();
+        let mut all: Vec<_> = self
+            .topics
+            .read()
+            .expect("topics lock")
+            .by_name
+            .values()
+            .cloned()
+            .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
@@ -174,8 +199,20 @@ impl Store {
     }
 
     /// Append records to one partition of a topic and wait until they are durable.
-    pub async fn append(&self, topic: &Arc<Topic>, partition: u32, records: Vec<NewRecord>) -> Result<u64> {
-        let commit = Commit { appends: vec![Append { topic: topic.clone(), partition, records }], ..Commit::default() };
+    pub async fn append(
+        &self,
+        topic: &Arc<Topic>,
+        partition: u32,
+        records: Vec<NewRecord>,
+    ) -> Result<u64> {
+        let commit = Commit {
+            appends: vec![Append {
+                topic: topic.clone(),
+                partition,
+                records,
+            }],
+            ..Commit::default()
+        };
         let receipt = self.submit(commit).await?;
         Ok(receipt.first_offsets[0])
     }
@@ -206,10 +243,14 @@ impl Store {
         let mut out = Vec::with_capacity(max_records.min((end - start) as usize));
         let mut bytes = 0usize;
         while it.valid() && out.len() < max_records && (bytes < max_bytes || out.is_empty()) {
-            let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
-            let offset = keys::log_key_offset(k).ok_or_else(|| corrupt(topic, partition, "short key"))?;
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                break;
+            };
+            let offset =
+                keys::log_key_offset(k).ok_or_else(|| corrupt(topic, partition, "short key"))?;
             bytes += v.len();
-            let rec = record::decode(offset, Bytes::copy_from_slice(v)).map_err(|e| corrupt(topic, partition, &e))?;
+            let rec = record::decode(offset, Bytes::copy_from_slice(v))
+                .map_err(|e| corrupt(topic, partition, &e))?;
             out.push(rec);
             it.next();
         }
@@ -230,7 +271,11 @@ impl Store {
                 // Deleted by retention meanwhile: everything before it is older.
                 None => 0,
             };
-            if ts < timestamp_ms { lo = mid + 1 } else { hi = mid }
+            if ts < timestamp_ms {
+                lo = mid + 1
+            } else {
+                hi = mid
+            }
         }
         Ok(lo)
     }
@@ -239,7 +284,9 @@ impl Store {
     /// committed).
     pub fn committed(&self, group: &str, topic: &Topic) -> Result<Vec<Option<u64>>> {
         let cf = self.cf(CF_OFFSETS);
-        let keys: Vec<_> = (0..topic.partition_count()).map(|p| keys::offset_key(group, topic.id, p)).collect();
+        let keys: Vec<_> = (0..topic.partition_count())
+            .map(|p| keys::offset_key(group, topic.id, p))
+            .collect();
         self.db
             .multi_get_cf(keys.iter().map(|k| (cf, k.as_slice())))
             .into_iter()
@@ -250,9 +297,14 @@ impl Store {
     /// Every group with a committed offset, with the topic ids it has offsets in.
     pub fn groups(&self) -> Result<Vec<(String, Vec<u32>)>> {
         let mut out: Vec<(String, Vec<u32>)> = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_OFFSETS), IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_OFFSETS), IteratorMode::Start)
+        {
             let (k, _) = item?;
-            let Some((group, topic, _)) = keys::parse_offset_key(&k) else { continue };
+            let Some((group, topic, _)) = keys::parse_offset_key(&k) else {
+                continue;
+            };
             match out.last_mut() {
                 Some((g, topics)) if g == group => {
                     if topics.last() != Some(&topic) {
@@ -267,13 +319,24 @@ impl Store {
 
     /// A state value (raw key in the `state` CF), unless absent or expired at `now_ms`.
     pub fn state_get(&self, key: &[u8], now_ms: u64) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get_pinned_cf(self.cf(CF_STATE), key)?.and_then(|v| writer::decode_state(&v, now_ms)))
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_STATE), key)?
+            .and_then(|v| writer::decode_state(&v, now_ms)))
     }
 
     /// Live state entries whose raw key starts with `prefix`, at most `limit`.
-    pub fn state_scan(&self, prefix: &[u8], now_ms: u64, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    pub fn state_scan(
+        &self,
+        prefix: &[u8],
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_STATE), IteratorMode::From(prefix, Direction::Forward)) {
+        for item in self.db.iterator_cf(
+            self.cf(CF_STATE),
+            IteratorMode::From(prefix, Direction::Forward),
+        ) {
             let (k, v) = item?;
             if !k.starts_with(prefix) || out.len() >= limit {
                 break;
@@ -297,13 +360,21 @@ impl Store {
 
     /// Durably write metadata entries (`None` deletes), atomically.
     pub async fn meta_write(&self, entries: Vec<(String, Option<Vec<u8>>)>) -> Result<()> {
-        let commit = Commit { meta: entries, durability: Some(Durability::Sync), ..Commit::default() };
+        let commit = Commit {
+            meta: entries,
+            durability: Some(Durability::Sync),
+            ..Commit::default()
+        };
         self.submit(commit).await.map(drop)
     }
 
     /// Delete all state under `prefix` (a pipeline's, or one step's) durably.
     pub async fn delete_state_prefix(&self, prefix: Vec<u8>) -> Result<()> {
-        let commit = Commit { delete_state_prefixes: vec![prefix], durability: Some(Durability::Sync), ..Commit::default() };
+        let commit = Commit {
+            delete_state_prefixes: vec![prefix],
+            durability: Some(Durability::Sync),
+            ..Commit::default()
+        };
         self.submit(commit).await.map(drop)
     }
 
@@ -313,7 +384,9 @@ impl Store {
         let mut deleted = 0;
         for topic in self.topics() {
             for p in 0..topic.partition_count() {
-                let Some(new_start) = self.retention_point(&topic, p, now_ms)? else { continue };
+                let Some(new_start) = self.retention_point(&topic, p, now_ms)? else {
+                    continue;
+                };
                 deleted += self.writer.truncate(topic.clone(), p, new_start).await?;
             }
         }
@@ -342,7 +415,10 @@ impl Store {
     /// The smallest offset such that [offset, end) is within `max_bytes` (approximately).
     fn size_cut(&self, topic: &Topic, partition: u32, start: u64, end: u64, max_bytes: u64) -> u64 {
         let size = |from: u64| -> u64 {
-            let (a, b) = (keys::log_key(topic.id, partition, from), keys::log_key(topic.id, partition, end));
+            let (a, b) = (
+                keys::log_key(topic.id, partition, from),
+                keys::log_key(topic.id, partition, end),
+            );
             let ranges = [rocksdb::Range::new(&a, &b)];
             // Flushed data only: memtables are bounded and small next to a retention limit.
             self.db.get_approximate_sizes_cf(self.cf(CF_LOG), &ranges)[0]
@@ -353,7 +429,11 @@ impl Store {
         let (mut lo, mut hi) = (start, end);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if size(mid) > max_bytes { lo = mid + 1 } else { hi = mid }
+            if size(mid) > max_bytes {
+                lo = mid + 1
+            } else {
+                hi = mid
+            }
         }
         lo
     }
@@ -370,7 +450,9 @@ impl Store {
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("column family created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
     }
 }
 
@@ -381,13 +463,17 @@ impl Drop for Store {
 }
 
 fn corrupt(topic: &Topic, partition: u32, why: &str) -> StoreError {
-    StoreError::Corrupt { what: format!("topic `{}` partition {partition}", topic.name), why: why.to_string() }
+    StoreError::Corrupt {
+        what: format!("topic `{}` partition {partition}", topic.name),
+        why: why.to_string(),
+    }
 }
 
 fn decode_u64(v: &[u8]) -> Result<u64> {
-    let b: [u8; 8] = v
-        .try_into()
-        .map_err(|_| StoreError::Corrupt { what: "offset".into(), why: format!("{} bytes", v.len()) })?;
+    let b: [u8; 8] = v.try_into().map_err(|_| StoreError::Corrupt {
+        what: "offset".into(),
+        why: format!("{} bytes", v.len()),
+    })?;
     Ok(u64::from_be_bytes(b))
 }
 
@@ -427,13 +513,21 @@ fn check_format(db: &DB) -> Result<()> {
         Some(v) => {
             let found = decode_u64(&v)? as u32;
             if found != FORMAT_VERSION {
-                return Err(StoreError::Format { found, expected: FORMAT_VERSION });
+                return Err(StoreError::Format {
+                    found,
+                    expected: FORMAT_VERSION,
+                });
             }
         }
         None => {
             let mut wo = rocksdb::WriteOptions::default();
             wo.set_sync(true);
-            db.put_cf_opt(meta, META_FORMAT, u64::from(FORMAT_VERSION).to_be_bytes(), &wo)?;
+            db.put_cf_opt(
+                meta,
+                META_FORMAT,
+                u64::from(FORMAT_VERSION).to_be_bytes(),
+                &wo,
+            )?;
         }
     }
     Ok(())
@@ -442,7 +536,10 @@ fn check_format(db: &DB) -> Result<()> {
 fn meta_scan(db: &DB, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
     let cf = db.cf_handle(CF_META).expect("meta cf");
     let mut out = Vec::new();
-    for item in db.iterator_cf(cf, IteratorMode::From(prefix.as_bytes(), Direction::Forward)) {
+    for item in db.iterator_cf(
+        cf,
+        IteratorMode::From(prefix.as_bytes(), Direction::Forward),
+    ) {
         let (k, v) = item?;
         if !k.starts_with(prefix.as_bytes()) {
             break;
@@ -456,12 +553,20 @@ fn meta_scan(db: &DB, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
 fn load_topics(db: &DB) -> Result<(Topics, u32)> {
     let mut topics = Topics::default();
     for (key, value) in meta_scan(db, META_TOPIC_PREFIX)? {
-        let rec: TopicRecord = rmp_serde::from_slice(&value)
-            .map_err(|e| StoreError::Corrupt { what: key.clone(), why: e.to_string() })?;
+        let rec: TopicRecord = rmp_serde::from_slice(&value).map_err(|e| StoreError::Corrupt {
+            what: key.clone(),
+            why: e.to_string(),
+        })?;
         let partitions = (0..rec.config.partitions)
             .map(|p| recover_partition(db, rec.id, p))
             .collect::<Result<Vec<_>>>()?;
-        let topic = Arc::new(Topic::new(rec.id, rec.name, rec.config, rec.created_ms, partitions));
+        let topic = Arc::new(Topic::new(
+            rec.id,
+            rec.name,
+            rec.config,
+            rec.created_ms,
+            partitions,
+        ));
         topics.by_id.insert(topic.id, topic.clone());
         topics.by_name.insert(topic.name.clone(), topic);
     }
@@ -486,8 +591,10 @@ fn recover_partition(db: &DB, topic_id: u32, partition: u32) -> Result<Partition
     it.seek_for_prev(upper);
     let last = match (it.key(), it.value()) {
         (Some(k), Some(v)) if it.valid() && k >= lower.as_slice() => {
-            let ts = record::timestamp_of(v)
-                .map_err(|why| StoreError::Corrupt { what: format!("topic {topic_id} partition {partition}"), why })?;
+            let ts = record::timestamp_of(v).map_err(|why| StoreError::Corrupt {
+                what: format!("topic {topic_id} partition {partition}"),
+                why,
+            })?;
             keys::log_key_offset(k).map(|o| (o, ts))
         }
         _ => None,

@@ -27,8 +27,22 @@ pub struct Topic {
 }
 
 impl Topic {
-    pub(crate) fn new(id: u32, name: String, config: TopicConfig, created_ms: u64, partitions: Vec<Partition>) -> Topic {
-        Topic { id, name, config, created_ms, partitions, round_robin: AtomicU32::new(0), deleted: AtomicBool::new(false) }
+    pub(crate) fn new(
+        id: u32,
+        name: String,
+        config: TopicConfig,
+        created_ms: u64,
+        partitions: Vec<Partition>,
+    ) -> Topic {
+        Topic {
+            id,
+            name,
+            config,
+            created_ms,
+            partitions,
+            round_robin: AtomicU32::new(0),
+            deleted: AtomicBool::new(false),
+        }
     }
 
     /// Number of partitions.
@@ -38,11 +52,13 @@ impl Topic {
 
     /// Partition `p`, or an error naming the valid range.
     pub fn partition(&self, p: u32) -> Result<&Partition> {
-        self.partitions.get(p as usize).ok_or_else(|| StoreError::UnknownPartition {
-            topic: self.name.clone(),
-            partition: p,
-            partitions: self.partition_count(),
-        })
+        self.partitions
+            .get(p as usize)
+            .ok_or_else(|| StoreError::UnknownPartition {
+                topic: self.name.clone(),
+                partition: p,
+                partitions: self.partition_count(),
+            })
     }
 
     /// Every partition, in order.

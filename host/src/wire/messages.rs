@@ -188,7 +188,12 @@ impl WireRecord {
 /// A record read back: `(timestamp_ms, key, value, headers)`; its offset is the partition's
 /// `first_offset` plus its index, since offsets are dense.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FetchedRecord(pub u64, pub Option<ByteBuf>, pub ByteBuf, pub Vec<(String, String)>);
+pub struct FetchedRecord(
+    pub u64,
+    pub Option<ByteBuf>,
+    pub ByteBuf,
+    pub Vec<(String, String)>,
+);
 
 /// Where to read in one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,6 +246,9 @@ pub struct GroupInfo {
 impl GroupInfo {
     /// Records not yet consumed, over all partitions.
     pub fn lag(&self) -> u64 {
-        self.partitions.iter().map(|(_, c, hw)| hw.saturating_sub(c.unwrap_or(0))).sum()
+        self.partitions
+            .iter()
+            .map(|(_, c, hw)| hw.saturating_sub(c.unwrap_or(0)))
+            .sum()
     }
 }

@@ -35,7 +35,10 @@ pub fn encode<T: Serialize>(frame: &T) -> Result<Bytes, WireError> {
 /// Decode a frame body.
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
     rmp_serde::from_slice(body).map_err(|e| {
-        WireError::new(ErrorCode::MalformedFrame, format!("malformed frame of {} bytes: {e}", body.len()))
+        WireError::new(
+            ErrorCode::MalformedFrame,
+            format!("malformed frame of {} bytes: {e}", body.len()),
+        )
     })
 }
 
@@ -136,7 +139,10 @@ impl From<ErrorCode> for u16 {
 impl TryFrom<u16> for ErrorCode {
     type Error = String;
     fn try_from(v: u16) -> Result<Self, String> {
-        ErrorCode::ALL.into_iter().find(|c| *c as u16 == v).ok_or_else(|| format!("unknown error code {v}"))
+        ErrorCode::ALL
+            .into_iter()
+            .find(|c| *c as u16 == v)
+            .ok_or_else(|| format!("unknown error code {v}"))
     }
 }
 
@@ -167,7 +173,10 @@ pub struct WireError {
 impl WireError {
     /// An error with this code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        WireError { code, message: message.into() }
+        WireError {
+            code,
+            message: message.into(),
+        }
     }
 
     /// An invalid-argument error.
@@ -209,11 +218,18 @@ mod tests {
             assert_eq!(ErrorCode::try_from(c as u16).unwrap(), c);
         }
         assert!(ErrorCode::try_from(0).is_err());
+        // Codes are part of the protocol: a renumbering would break every client.
+        assert_eq!(u16::from(ErrorCode::UnknownTopic), 6);
+        assert_eq!(u16::from(ErrorCode::InvalidPlugin), 10);
+        assert_eq!(u16::from(ErrorCode::AlreadyExists), 22);
     }
 
     #[test]
     fn frames_round_trip() {
-        let f = RequestFrame { id: 7, request: Request::DescribeTopic { name: "t".into() } };
+        let f = RequestFrame {
+            id: 7,
+            request: Request::DescribeTopic { name: "t".into() },
+        };
         let back: RequestFrame = decode(&encode(&f).unwrap()).unwrap();
         assert_eq!(back.id, 7);
         assert!(matches!(back.request, Request::DescribeTopic { name } if name == "t"));

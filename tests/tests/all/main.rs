@@ -1,0 +1,4 @@
+//! Every weir integration test, in one binary (one link, one plugin build), one module per
+//! area. Each test starts its own `weir serve` process through the shared harness.
+
+mod e2e;
