@@ -9,6 +9,7 @@
 //! the on-disk format ([`storage::keys`], [`storage::record`]).
 
 pub mod broker;
+pub mod build;
 pub mod client;
 pub mod limits;
 pub mod pipeline;

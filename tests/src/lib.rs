@@ -74,22 +74,9 @@ fn plugin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let (target, _) = target_layout();
-        let plugin_target = target.join("plugins");
-        let mut cmd = cargo();
-        cmd.args([
-            "build",
-            "--profile",
-            "wasm",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
-        .arg(&plugin_target);
-        for name in plugin_packages() {
-            cmd.args(["-p", &name]);
-        }
-        run_build(cmd, "the plugins");
-        plugin_target.join("wasm32-wasip2").join("wasm")
+        let built = weir_host::build::build_components(&workspace_root(), &plugin_packages(), &target.join("plugins"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        built[0].parent().expect("artifact dir").to_path_buf()
     })
 }
 

@@ -1,15 +1,292 @@
-//! `weir bench`: throughput of produce, consume and a wasm pipeline against a temporary
-//! server started for the run.
+//! `weir bench`: throughput of produce, consume and a wasm pipeline, measured over loopback
+//! against a temporary `weir serve` process that the bench starts and stops itself.
+//!
+//! Each stage runs `--repeat` times on fresh topics and reports the median.
 
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde_bytes::ByteBuf;
+use weir_host::client::{Client, Pending, produced};
+use weir_host::pipeline::{PipelineSpec, StartPosition, StepSpec};
+use weir_host::types::{Durability, TopicConfig};
+use weir_host::wire::{FetchPosition, WireRecord};
+
+use super::output;
 
 #[derive(Args)]
 pub struct BenchArgs {
+    /// Messages per stage.
+    #[arg(long, default_value_t = 1_000_000)]
+    count: u64,
+    /// Bytes per message value.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Messages per produce request.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Partitions of the benchmark topics.
+    #[arg(long, default_value_t = 4)]
+    partitions: u32,
+    /// Runs per stage; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Durability of the server under test.
+    #[arg(long, value_enum, default_value_t = Durability::Sync)]
+    durability: Durability,
+    /// The json-filter component for the pipeline stage; default: build `plugins/json-filter`
+    /// of this source tree.
+    #[arg(long)]
+    filter_plugin: Option<PathBuf>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
 }
 
-pub async fn run(_args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("bench: not built yet")
+/// The figures, as `--json` prints them.
+#[derive(Serialize, Default)]
+struct Report {
+    message_bytes: usize,
+    messages: u64,
+    durability: String,
+    produce_msgs_per_s: f64,
+    produce_4_producers_msgs_per_s: f64,
+    consume_msgs_per_s: f64,
+    pipeline_msgs_per_s: f64,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.count == 0 || args.size == 0 || args.repeat == 0 || args.batch == 0 {
+        bail!("--count, --size, --batch and --repeat must be at least 1");
+    }
+    let filter = match &args.filter_plugin {
+        Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        None => build_filter_plugin()?,
+    };
+    let server = BenchServer::start(args.durability)?;
+    let client = Client::connect(server.addr.clone()).await?;
+    client.deploy_plugin("bench-filter", filter).await?;
+    let mut report = Report {
+        message_bytes: args.size,
+        messages: args.count,
+        durability: format!("{:?}", args.durability).to_lowercase(),
+        ..Report::default()
+    };
+    report.produce_msgs_per_s = median(&args, "produce (1 producer)", |i| produce_stage(&server, &args, i, 1)).await?;
+    report.produce_4_producers_msgs_per_s =
+        median(&args, "produce (4 producers)", |i| produce_stage(&server, &args, i + 100, 4)).await?;
+    report.consume_msgs_per_s = median(&args, "consume", |i| consume_stage(&server, &args, i)).await?;
+    report.pipeline_msgs_per_s = median(&args, "pipeline (json-filter)", |i| pipeline_stage(&server, &args, i)).await?;
+    drop(server);
+    if args.json {
+        return output::json(&report);
+    }
+    print_table(&report);
+    Ok(())
+}
+
+fn print_table(r: &Report) {
+    println!("weir bench: {} messages of {} bytes, durability {}, median of runs", r.messages, r.message_bytes, r.durability);
+    let row = |name: &str, v: f64| vec![name.to_string(), format!("{:.0}", v), format!("{:.1}", v * r.message_bytes as f64 / 1e6)];
+    output::table(
+        &["STAGE", "MSG/S", "MB/S"],
+        vec![
+            row("produce, 1 producer", r.produce_msgs_per_s),
+            row("produce, 4 producers", r.produce_4_producers_msgs_per_s),
+            row("consume", r.consume_msgs_per_s),
+            row("topic → wasm json-filter → topic", r.pipeline_msgs_per_s),
+        ],
+    );
+}
+
+/// Run a stage `repeat` times with a progress bar and return the median rate.
+async fn median<F, Fut>(args: &BenchArgs, name: &str, mut stage: F) -> anyhow::Result<f64>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<f64>>,
+{
+    let bar = ProgressBar::new(args.repeat as u64);
+    bar.set_style(ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len} {msg}").expect("template").progress_chars("=> "));
+    bar.set_prefix(name.to_string());
+    let mut rates = Vec::with_capacity(args.repeat);
+    for i in 0..args.repeat {
+        let rate = stage(i).await?;
+        bar.set_message(format!("{rate:.0} msg/s"));
+        bar.inc(1);
+        rates.push(rate);
+    }
+    bar.finish();
+    rates.sort_by(f64::total_cmp);
+    Ok(rates[rates.len() / 2])
+}
+
+/// A JSON message of exactly `size` bytes (padded), which json-filter keeps.
+fn message(i: u64, size: usize) -> Vec<u8> {
+    let head = format!(r#"{{"id":{i},"status":"paid","pad":""#);
+    let mut v = head.into_bytes();
+    let tail = b"\"}";
+    while v.len() + tail.len() < size {
+        v.push(b'x');
+    }
+    v.extend_from_slice(tail);
+    v
+}
+
+fn records(from: u64, n: usize, size: usize) -> Vec<WireRecord> {
+    (from..from + n as u64).map(|i| WireRecord(None, ByteBuf::from(message(i, size)), Vec::new())).collect()
+}
+
+async fn create(client: &Client, name: &str, partitions: u32) -> anyhow::Result<()> {
+    client.create_topic(name, TopicConfig { partitions, ..TopicConfig::default() }).await?;
+    Ok(())
+}
+
+/// Produce `count` messages to `topic` over one connection, `IN_FLIGHT` batches at a time.
+async fn produce_all(client: &Client, topic: &str, count: u64, size: usize, batch: usize) -> anyhow::Result<()> {
+    const IN_FLIGHT: usize = 32;
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    let mut sent = 0u64;
+    while sent < count {
+        let n = batch.min((count - sent) as usize);
+        pending.push_back(client.start_produce(topic, None, records(sent, n, size))?);
+        sent += n as u64;
+        if pending.len() >= IN_FLIGHT {
+            produced(pending.pop_front().expect("non-empty").wait().await?)?;
+        }
+    }
+    for p in pending {
+        produced(p.wait().await?)?;
+    }
+    Ok(())
+}
+
+async fn produce_stage(server: &BenchServer, args: &BenchArgs, run: usize, producers: u64) -> anyhow::Result<f64> {
+    let topic = format!("produce-{run}");
+    let admin = Client::connect(server.addr.clone()).await?;
+    create(&admin, &topic, args.partitions).await?;
+    let mut clients = Vec::new();
+    for _ in 0..producers {
+        clients.push(Client::connect(server.addr.clone()).await?);
+    }
+    let per = args.count / producers;
+    let start = Instant::now();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|c| {
+            let (topic, size, batch) = (topic.clone(), args.size, args.batch);
+            tokio::spawn(async move { produce_all(&c, &topic, per, size, batch).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    Ok((per * producers) as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn consume_stage(server: &BenchServer, args: &BenchArgs, run: usize) -> anyhow::Result<f64> {
+    let topic = format!("consume-{run}");
+    let client = Client::connect(server.addr.clone()).await?;
+    create(&client, &topic, args.partitions).await?;
+    produce_all(&client, &topic, args.count, args.size, args.batch).await?;
+    let mut positions: Vec<FetchPosition> =
+        (0..args.partitions).map(|partition| FetchPosition { partition, offset: 0 }).collect();
+    let start = Instant::now();
+    let mut got = 0u64;
+    while got < args.count {
+        let parts = client.fetch(&topic, positions.clone(), 50_000, Duration::from_secs(1)).await?;
+        for part in parts {
+            got += part.records.len() as u64;
+            positions[part.partition as usize].offset = part.first_offset + part.records.len() as u64;
+        }
+    }
+    Ok(got as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn pipeline_stage(server: &BenchServer, args: &BenchArgs, run: usize) -> anyhow::Result<f64> {
+    let (source, sink) = (format!("pipe-in-{run}"), format!("pipe-out-{run}"));
+    let client = Client::connect(server.addr.clone()).await?;
+    create(&client, &source, args.partitions).await?;
+    create(&client, &sink, args.partitions).await?;
+    produce_all(&client, &source, args.count, args.size, args.batch).await?;
+    let spec = PipelineSpec {
+        name: format!("bench-{run}"),
+        source,
+        group: None,
+        steps: vec![StepSpec {
+            plugin: "bench-filter".into(),
+            config: [("field".to_string(), "status".to_string()), ("equals".to_string(), "paid".to_string())].into(),
+        }],
+        sink,
+        start: StartPosition::Earliest,
+        batch_max_messages: None,
+    };
+    let start = Instant::now();
+    client.create_pipeline(spec.clone()).await?;
+    loop {
+        let status = client.pipeline_status(&spec.name).await?;
+        if let Some(e) = status.last_error {
+            bail!("the benchmark pipeline halted: {e}");
+        }
+        if status.processed >= args.count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let rate = args.count as f64 / start.elapsed().as_secs_f64();
+    client.delete_pipeline(&spec.name).await?;
+    Ok(rate)
+}
+
+/// Build `plugins/json-filter` from this binary's source tree.
+fn build_filter_plugin() -> anyhow::Result<Vec<u8>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("source tree")?.to_path_buf();
+    if !root.join("plugins/json-filter").exists() {
+        bail!("no source tree at {}: pass the json-filter component with --filter-plugin FILE", root.display());
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("plugins");
+    eprintln!("building plugins/json-filter for wasm32-wasip2 …");
+    let built = weir_host::build::build_components(&root, &["weir-plugin-json-filter".into()], &target)?;
+    let path = built.iter().find(|p| p.ends_with("weir_plugin_json_filter.wasm")).context("json-filter component")?;
+    Ok(std::fs::read(path)?)
+}
+
+/// A `weir serve` child process with its own data directory and port.
+struct BenchServer {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl BenchServer {
+    fn start(durability: Durability) -> anyhow::Result<BenchServer> {
+        let dir = tempfile::Builder::new().prefix("weir-bench-").tempdir()?;
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen", "127.0.0.1:0", "--durability", &format!("{durability:?}").to_lowercase()])
+            .env("WEIR_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting the server under test")?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().context("server stdout")?).read_line(&mut line)?;
+        let addr = line.trim().strip_prefix("weir listening on ").context("server did not start")?.to_string();
+        Ok(BenchServer { child, addr, _dir: dir })
+    }
+}
+
+impl Drop for BenchServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
