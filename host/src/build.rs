@@ -35,11 +35,21 @@ pub enum BuildError {
 
 /// Build the packages `packages` of the workspace at `root` (or the crate at `root` when empty)
 /// for wasm32-wasip2 into `target_dir`, and return the components produced.
-pub fn build_components(root: &Path, packages: &[String], target_dir: &Path) -> Result<Vec<PathBuf>, BuildError> {
+pub fn build_components(
+    root: &Path,
+    packages: &[String],
+    target_dir: &Path,
+) -> Result<Vec<PathBuf>, BuildError> {
     check_target()?;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root)
-        .args(["build", "--message-format=json-render-diagnostics", "--target", TARGET, "--target-dir"])
+        .args([
+            "build",
+            "--message-format=json-render-diagnostics",
+            "--target",
+            TARGET,
+            "--target-dir",
+        ])
         .arg(target_dir);
     // Crates outside this workspace have no `wasm` profile: they build in release.
     if root.join("Cargo.toml").exists() && has_wasm_profile(root) {
@@ -68,11 +78,18 @@ pub fn build_components(root: &Path, packages: &[String], target_dir: &Path) -> 
 fn artifacts(json_lines: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for line in json_lines.lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
         if msg["reason"] != "compiler-artifact" {
             continue;
         }
-        for f in msg["filenames"].as_array().into_iter().flatten().filter_map(|f| f.as_str()) {
+        for f in msg["filenames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str())
+        {
             if f.ends_with(".wasm") {
                 out.push(PathBuf::from(f));
             }
@@ -88,9 +105,16 @@ fn has_wasm_profile(root: &Path) -> bool {
 /// Fail early, with the fix, when the target is missing (rustup installs would otherwise
 /// fail deep inside the build with "can't find crate for `core`").
 fn check_target() -> Result<(), BuildError> {
-    let Ok(out) = Command::new("rustc").args(["--print", "sysroot"]).output() else { return Ok(()) };
+    let Ok(out) = Command::new("rustc").args(["--print", "sysroot"]).output() else {
+        return Ok(());
+    };
     let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if sysroot.is_empty() || Path::new(&sysroot).join("lib/rustlib").join(TARGET).exists() {
+    if sysroot.is_empty()
+        || Path::new(&sysroot)
+            .join("lib/rustlib")
+            .join(TARGET)
+            .exists()
+    {
         Ok(())
     } else {
         Err(BuildError::MissingTarget)
@@ -107,6 +131,9 @@ mod tests {
 {"reason":"compiler-artifact","filenames":["/t/wasm32-wasip2/wasm/weir_plugin_x.wasm","/t/x.rlib"]}
 not json
 {"reason":"build-finished","success":true}"#;
-        assert_eq!(artifacts(lines), vec![PathBuf::from("/t/wasm32-wasip2/wasm/weir_plugin_x.wasm")]);
+        assert_eq!(
+            artifacts(lines),
+            vec![PathBuf::from("/t/wasm32-wasip2/wasm/weir_plugin_x.wasm")]
+        );
     }
 }

@@ -74,8 +74,12 @@ fn plugin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let (target, _) = target_layout();
-        let built = weir_host::build::build_components(&workspace_root(), &plugin_packages(), &target.join("plugins"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let built = weir_host::build::build_components(
+            &workspace_root(),
+            &plugin_packages(),
+            &target.join("plugins"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         built[0].parent().expect("artifact dir").to_path_buf()
     })
 }

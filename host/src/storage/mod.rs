@@ -605,3 +605,117 @@ fn recover_partition(db: &DB, topic_id: u32, partition: u32) -> Result<Partition
         _ => Partition::new(0, 0, 0),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::now_ms;
+
+    fn open(dir: &Path) -> Store {
+        Store::open(StoreOptions {
+            path: dir.to_path_buf(),
+            default_durability: Durability::Os,
+        })
+        .expect("open")
+    }
+
+    fn recs(n: usize) -> Vec<NewRecord> {
+        (0..n)
+            .map(|i| NewRecord {
+                value: Bytes::from(format!("v{i}")),
+                ..NewRecord::default()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn offsets_are_dense_and_survive_reopen() -> Result<()> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = open(dir.path());
+            let t = store
+                .create_topic(
+                    "t",
+                    TopicConfig {
+                        partitions: 2,
+                        ..TopicConfig::default()
+                    },
+                )
+                .await?;
+            assert_eq!(store.append(&t, 0, recs(3)).await?, 0);
+            assert_eq!(store.append(&t, 0, recs(2)).await?, 3);
+            assert_eq!(store.append(&t, 1, recs(1)).await?, 0);
+            store.close();
+        }
+        let store = open(dir.path());
+        let t = store.topic("t")?;
+        assert_eq!(
+            store.append(&t, 0, recs(1)).await?,
+            5,
+            "the next offset is recovered from the log"
+        );
+        let read = store.read(&t, 0, 0, 100, usize::MAX)?;
+        assert_eq!(
+            read.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4, 5]
+        );
+        assert_eq!(read[4].value, Bytes::from("v1"));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn retention_by_age_keeps_the_last_record_and_its_offset() -> Result<()> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let config = TopicConfig {
+            retention_ms: Some(1_000),
+            ..TopicConfig::default()
+        };
+        let t = store.create_topic("t", config).await?;
+        store.append(&t, 0, recs(10)).await?;
+        assert_eq!(
+            store.enforce_retention(now_ms()).await?,
+            0,
+            "nothing is old yet"
+        );
+        // An hour later everything is past retention, but the last record stays.
+        assert_eq!(store.enforce_retention(now_ms() + 3_600_000).await?, 9);
+        let p = t.partition(0)?;
+        assert_eq!((p.log_start(), p.high_watermark()), (9, 10));
+        assert_eq!(
+            store
+                .read(&t, 0, 0, 100, usize::MAX)?
+                .iter()
+                .map(|r| r.offset)
+                .collect::<Vec<_>>(),
+            vec![9]
+        );
+        store.close();
+        drop(store);
+        let store = open(dir.path());
+        let t = store.topic("t")?;
+        assert_eq!(
+            store.append(&t, 0, recs(1)).await?,
+            10,
+            "offsets continue after retention and a restart"
+        );
+        assert_eq!(t.partition(0)?.log_start(), 9);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn seeking_by_time_bisects_monotonic_timestamps() -> Result<()> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let t = store.create_topic("t", TopicConfig::default()).await?;
+        store.append(&t, 0, recs(5)).await?;
+        let ts = store.read(&t, 0, 0, 1, usize::MAX)?[0].timestamp_ms;
+        assert_eq!(store.offset_for_time(&t, 0, 0)?, 0);
+        assert_eq!(
+            store.offset_for_time(&t, 0, ts + 3_600_000)?,
+            5,
+            "past the end: the high watermark"
+        );
+        Ok(())
+    }
+}
