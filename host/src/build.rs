@@ -35,21 +35,11 @@ pub enum BuildError {
 
 /// Build the packages `packages` of the workspace at `root` (or the crate at `root` when empty)
 /// for wasm32-wasip2 into `target_dir`, and return the components produced.
-pub fn build_components(
-    root: &Path,
-    packages: &[String],
-    target_dir: &Path,
-) -> Result<Vec<PathBuf>, BuildError> {
+pub fn build_components(root: &Path, packages: &[String], target_dir: &Path) -> Result<Vec<PathBuf>, BuildError> {
     check_target()?;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root)
-        .args([
-            "build",
-            "--message-format=json-render-diagnostics",
-            "--target",
-            TARGET,
-            "--target-dir",
-        ])
+        .args(["build", "--message-format=json-render-diagnostics", "--target", TARGET, "--target-dir"])
         .arg(target_dir);
     // Crates outside this workspace have no `wasm` profile: they build in release.
     if root.join("Cargo.toml").exists() && has_wasm_profile(root) {
@@ -84,12 +74,7 @@ fn artifacts(json_lines: &str) -> Vec<PathBuf> {
         if msg["reason"] != "compiler-artifact" {
             continue;
         }
-        for f in msg["filenames"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|f| f.as_str())
-        {
+        for f in msg["filenames"].as_array().into_iter().flatten().filter_map(|f| f.as_str()) {
             if f.ends_with(".wasm") {
                 out.push(PathBuf::from(f));
             }
@@ -109,12 +94,7 @@ fn check_target() -> Result<(), BuildError> {
         return Ok(());
     };
     let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if sysroot.is_empty()
-        || Path::new(&sysroot)
-            .join("lib/rustlib")
-            .join(TARGET)
-            .exists()
-    {
+    if sysroot.is_empty() || Path::new(&sysroot).join("lib/rustlib").join(TARGET).exists() {
         Ok(())
     } else {
         Err(BuildError::MissingTarget)
@@ -131,9 +111,6 @@ mod tests {
 {"reason":"compiler-artifact","filenames":["/t/wasm32-wasip2/wasm/weir_plugin_x.wasm","/t/x.rlib"]}
 not json
 {"reason":"build-finished","success":true}"#;
-        assert_eq!(
-            artifacts(lines),
-            vec![PathBuf::from("/t/wasm32-wasip2/wasm/weir_plugin_x.wasm")]
-        );
+        assert_eq!(artifacts(lines), vec![PathBuf::from("/t/wasm32-wasip2/wasm/weir_plugin_x.wasm")]);
     }
 }

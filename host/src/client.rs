@@ -18,8 +18,8 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::limits;
 use crate::wire::{
-    self, FetchPosition, FetchedPartition, GroupInfo, PipelineSpec, PipelineStatus, PluginInfo,
-    Request, RequestFrame, Response, ResponseFrame, TopicConfig, TopicInfo, WireError, WireRecord,
+    self, FetchPosition, FetchedPartition, GroupInfo, PipelineSpec, PipelineStatus, PluginEntry, PluginInfo, Request,
+    RequestFrame, Response, ResponseFrame, Sandbox, ShadowReport, TopicConfig, TopicInfo, WireError, WireRecord,
 };
 
 /// Why a client call failed.
@@ -70,11 +70,7 @@ impl Pending {
         match self.rx.await {
             Ok(r) => Ok(r?),
             Err(_) => Err(ClientError::Closed(
-                self.closed
-                    .lock()
-                    .expect("closed")
-                    .clone()
-                    .unwrap_or_else(|| "no reason given".into()),
+                self.closed.lock().expect("closed").clone().unwrap_or_else(|| "no reason given".into()),
             )),
         }
     }
@@ -82,43 +78,23 @@ impl Pending {
 
 impl Client {
     /// Connect and say hello.
-    pub async fn connect(
-        addr: impl ToSocketAddrs + std::fmt::Display,
-    ) -> Result<Client, ClientError> {
+    pub async fn connect(addr: impl ToSocketAddrs + std::fmt::Display) -> Result<Client, ClientError> {
         let shown = addr.to_string();
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|source| ClientError::Connect {
-                addr: shown,
-                source,
-            })?;
+        let stream = TcpStream::connect(addr).await.map_err(|source| ClientError::Connect { addr: shown, source })?;
         let _ = stream.set_nodelay(true);
         let (rd, wr) = stream.into_split();
         let (frames, rx) = mpsc::unbounded_channel();
         let waiters: Waiters = Arc::new(Mutex::new(Some(HashMap::new())));
         let closed = Arc::new(Mutex::new(None));
-        tokio::spawn(write_frames(
-            FramedWrite::new(wr, wire::codec(limits::MAX_FRAME_BYTES * 4)),
-            rx,
-        ));
+        tokio::spawn(write_frames(FramedWrite::new(wr, wire::codec(limits::MAX_FRAME_BYTES * 4)), rx));
         tokio::spawn(read_frames(
             FramedRead::new(rd, wire::codec(limits::MAX_FRAME_BYTES * 4)),
             waiters.clone(),
             closed.clone(),
         ));
-        let client = Client {
-            frames,
-            waiters,
-            next_id: AtomicU64::new(1),
-            closed,
-        };
+        let client = Client { frames, waiters, next_id: AtomicU64::new(1), closed };
         let client_name = format!("weir-client {}", env!("CARGO_PKG_VERSION"));
-        client
-            .request(Request::Hello {
-                version: wire::PROTOCOL_VERSION,
-                client: client_name,
-            })
-            .await?;
+        client.request(Request::Hello { version: wire::PROTOCOL_VERSION, client: client_name }).await?;
         Ok(client)
     }
 
@@ -131,13 +107,8 @@ impl Client {
             Some(w) => w.insert(id, tx),
             None => return Err(ClientError::Closed(self.closed_reason())),
         };
-        self.frames
-            .send(body)
-            .map_err(|_| ClientError::Closed(self.closed_reason()))?;
-        Ok(Pending {
-            rx,
-            closed: self.closed.clone(),
-        })
+        self.frames.send(body).map_err(|_| ClientError::Closed(self.closed_reason()))?;
+        Ok(Pending { rx, closed: self.closed.clone() })
     }
 
     /// Send a request and wait for its response.
@@ -146,26 +117,12 @@ impl Client {
     }
 
     fn closed_reason(&self) -> String {
-        self.closed
-            .lock()
-            .expect("closed")
-            .clone()
-            .unwrap_or_else(|| "connection closed".into())
+        self.closed.lock().expect("closed").clone().unwrap_or_else(|| "connection closed".into())
     }
 
     /// Create a topic.
-    pub async fn create_topic(
-        &self,
-        name: &str,
-        config: TopicConfig,
-    ) -> Result<TopicInfo, ClientError> {
-        match self
-            .request(Request::CreateTopic {
-                name: name.into(),
-                config,
-            })
-            .await?
-        {
+    pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<TopicInfo, ClientError> {
+        match self.request(Request::CreateTopic { name: name.into(), config }).await? {
             Response::Topic(t) => Ok(t),
             other => Err(unexpected(other)),
         }
@@ -173,9 +130,7 @@ impl Client {
 
     /// Delete a topic.
     pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
-        self.request(Request::DeleteTopic { name: name.into() })
-            .await
-            .map(drop)
+        self.request(Request::DeleteTopic { name: name.into() }).await.map(drop)
     }
 
     /// Every topic.
@@ -188,21 +143,14 @@ impl Client {
 
     /// One topic.
     pub async fn describe_topic(&self, name: &str) -> Result<TopicInfo, ClientError> {
-        match self
-            .request(Request::DescribeTopic { name: name.into() })
-            .await?
-        {
+        match self.request(Request::DescribeTopic { name: name.into() }).await? {
             Response::Topic(t) => Ok(t),
             other => Err(unexpected(other)),
         }
     }
 
     /// Append records; returns `(partition, offset)` per record once durable.
-    pub async fn produce(
-        &self,
-        topic: &str,
-        records: Vec<WireRecord>,
-    ) -> Result<Vec<(u32, u64)>, ClientError> {
+    pub async fn produce(&self, topic: &str, records: Vec<WireRecord>) -> Result<Vec<(u32, u64)>, ClientError> {
         produced(self.start_produce(topic, None, records)?.wait().await?)
     }
 
@@ -213,11 +161,7 @@ impl Client {
         partition: Option<u32>,
         records: Vec<WireRecord>,
     ) -> Result<Pending, ClientError> {
-        self.start(Request::Produce {
-            topic: topic.into(),
-            partition,
-            records,
-        })
+        self.start(Request::Produce { topic: topic.into(), partition, records })
     }
 
     /// Read from several partitions, waiting up to `max_wait` for data.
@@ -243,19 +187,13 @@ impl Client {
 
     /// Every record of a topic from the log start up to the high watermarks at the time of
     /// the call, as `(partition, offset, record)`, partition by partition.
-    pub async fn read_all(
-        &self,
-        topic: &str,
-    ) -> Result<Vec<(u32, u64, wire::FetchedRecord)>, ClientError> {
+    pub async fn read_all(&self, topic: &str) -> Result<Vec<(u32, u64, wire::FetchedRecord)>, ClientError> {
         let info = self.describe_topic(topic).await?;
         let mut out = Vec::new();
         for (p, (start, end)) in info.partitions.iter().enumerate() {
             let mut offset = *start;
             while offset < *end {
-                let pos = vec![FetchPosition {
-                    partition: p as u32,
-                    offset,
-                }];
+                let pos = vec![FetchPosition { partition: p as u32, offset }];
                 let parts = self.fetch(topic, pos, 50_000, Duration::ZERO).await?;
                 let Some(part) = parts.into_iter().next().filter(|p| !p.records.is_empty()) else {
                     break;
@@ -270,34 +208,13 @@ impl Client {
     }
 
     /// Store a group's next offsets.
-    pub async fn commit_offsets(
-        &self,
-        group: &str,
-        topic: &str,
-        offsets: Vec<(u32, u64)>,
-    ) -> Result<(), ClientError> {
-        self.request(Request::CommitOffsets {
-            group: group.into(),
-            topic: topic.into(),
-            offsets,
-        })
-        .await
-        .map(drop)
+    pub async fn commit_offsets(&self, group: &str, topic: &str, offsets: Vec<(u32, u64)>) -> Result<(), ClientError> {
+        self.request(Request::CommitOffsets { group: group.into(), topic: topic.into(), offsets }).await.map(drop)
     }
 
     /// A group's committed next offset per partition.
-    pub async fn fetch_offsets(
-        &self,
-        group: &str,
-        topic: &str,
-    ) -> Result<Vec<Option<u64>>, ClientError> {
-        match self
-            .request(Request::FetchOffsets {
-                group: group.into(),
-                topic: topic.into(),
-            })
-            .await?
-        {
+    pub async fn fetch_offsets(&self, group: &str, topic: &str) -> Result<Vec<Option<u64>>, ClientError> {
+        match self.request(Request::FetchOffsets { group: group.into(), topic: topic.into() }).await? {
             Response::Offsets(o) => Ok(o),
             other => Err(unexpected(other)),
         }
@@ -311,30 +228,89 @@ impl Client {
         }
     }
 
-    /// Deploy a plugin version.
-    pub async fn deploy_plugin(
+    /// Deploy a plugin version with the default sandbox; it becomes live.
+    pub async fn deploy_plugin(&self, name: &str, wasm: Vec<u8>) -> Result<PluginInfo, ClientError> {
+        self.deploy_plugin_with(name, wasm, None, false).await
+    }
+
+    /// Deploy a plugin version with `sandbox` limits, live or as the shadow.
+    pub async fn deploy_plugin_with(
         &self,
         name: &str,
         wasm: Vec<u8>,
+        sandbox: Option<Sandbox>,
+        shadow: bool,
     ) -> Result<PluginInfo, ClientError> {
-        match self
-            .request(Request::DeployPlugin {
-                name: name.into(),
-                wasm: ByteBuf::from(wasm),
-            })
-            .await?
-        {
+        let request = Request::DeployPlugin { name: name.into(), wasm: ByteBuf::from(wasm), sandbox, shadow };
+        self.expect(request, |r| match r {
             Response::Plugin(p) => Ok(p),
-            other => Err(unexpected(other)),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
-    /// Latest version of every plugin.
-    pub async fn list_plugins(&self) -> Result<Vec<PluginInfo>, ClientError> {
-        match self.request(Request::ListPlugins).await? {
+    /// Every plugin with its live and shadow versions.
+    pub async fn list_plugins(&self) -> Result<Vec<PluginEntry>, ClientError> {
+        self.expect(Request::ListPlugins, |r| match r {
             Response::Plugins(p) => Ok(p),
-            other => Err(unexpected(other)),
-        }
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Every version of a plugin.
+    pub async fn plugin_versions(&self, name: &str) -> Result<Vec<PluginInfo>, ClientError> {
+        self.expect(Request::PluginVersions { name: name.into() }, |r| match r {
+            Response::PluginVersions(p) => Ok(p),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// One version, `NAME` (live) or `NAME@V`.
+    pub async fn describe_plugin(&self, reference: &str) -> Result<PluginInfo, ClientError> {
+        self.plugin_request(Request::DescribePlugin { reference: reference.into() }).await
+    }
+
+    /// Make an earlier version live again.
+    pub async fn rollback_plugin(&self, name: &str, to: Option<u32>) -> Result<PluginInfo, ClientError> {
+        self.plugin_request(Request::RollbackPlugin { name: name.into(), to }).await
+    }
+
+    /// Make the shadow version live.
+    pub async fn promote_plugin(&self, name: &str) -> Result<PluginInfo, ClientError> {
+        self.plugin_request(Request::PromotePlugin { name: name.into() }).await
+    }
+
+    /// Delete every version of a plugin.
+    pub async fn remove_plugin(&self, name: &str) -> Result<(), ClientError> {
+        self.request(Request::RemovePlugin { name: name.into() }).await.map(drop)
+    }
+
+    /// How the shadow compares with the live version.
+    pub async fn plugin_diff(&self, name: &str) -> Result<ShadowReport, ClientError> {
+        self.expect(Request::PluginDiff { name: name.into() }, |r| match r {
+            Response::ShadowDiff(d) => Ok(d),
+            other => Err(other),
+        })
+        .await
+    }
+
+    async fn plugin_request(&self, request: Request) -> Result<PluginInfo, ClientError> {
+        self.expect(request, |r| match r {
+            Response::Plugin(p) => Ok(p),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Send `request` and pick the expected variant out of the response.
+    async fn expect<T>(
+        &self,
+        request: Request,
+        pick: impl FnOnce(Response) -> Result<T, Response>,
+    ) -> Result<T, ClientError> {
+        pick(self.request(request).await?).map_err(unexpected)
     }
 
     /// Create a pipeline.
@@ -355,10 +331,7 @@ impl Client {
 
     /// One pipeline's status.
     pub async fn pipeline_status(&self, name: &str) -> Result<PipelineStatus, ClientError> {
-        match self
-            .request(Request::PipelineStatus { name: name.into() })
-            .await?
-        {
+        match self.request(Request::PipelineStatus { name: name.into() }).await? {
             Response::Pipeline(p) => Ok(p),
             other => Err(unexpected(other)),
         }
@@ -366,9 +339,7 @@ impl Client {
 
     /// Delete a pipeline.
     pub async fn delete_pipeline(&self, name: &str) -> Result<(), ClientError> {
-        self.request(Request::DeletePipeline { name: name.into() })
-            .await
-            .map(drop)
+        self.request(Request::DeletePipeline { name: name.into() }).await.map(drop)
     }
 }
 
@@ -425,11 +396,7 @@ async fn read_frames(
                 Ok(_) => "unexpected frame with id 0".into(),
             };
         }
-        let waiter = waiters
-            .lock()
-            .expect("waiters")
-            .as_mut()
-            .and_then(|w| w.remove(&id));
+        let waiter = waiters.lock().expect("waiters").as_mut().and_then(|w| w.remove(&id));
         if let Some(tx) = waiter {
             let _ = tx.send(result);
         }

@@ -63,49 +63,73 @@ pub enum RegistryError {
 
 /// The registry. Versions are read from the store at open; components are compiled (or
 /// loaded from the compiled cache) on first use.
+///
+/// Each plugin has a *live* version — what `NAME` resolves to and what unpinned pipeline
+/// steps run — and at most one *shadow* version, run beside the live one without emitting.
+/// A plain deploy makes the new version live; `--shadow` makes it the shadow; rollback and
+/// promote move the live pointer. Pointers are stored as `plugin-live/<name>` and
+/// `plugin-shadow/<name>`.
 pub struct Registry {
     store: Arc<Store>,
     runtime: Arc<Runtime>,
     inner: Mutex<Inner>,
+    /// Serialises deploys, rollbacks and promotions.
+    deploy: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
 struct Inner {
     versions: BTreeMap<String, Vec<PluginInfo>>,
+    live: BTreeMap<String, u32>,
+    shadow: BTreeMap<String, u32>,
     loaded: HashMap<String, LoadedPlugin>,
 }
 
+/// A compiled, validated new version that is not yet stored: the caller checks it against
+/// the pipelines that will run it, then [`Registry::commit`]s it.
+pub struct Candidate {
+    /// The version it will get.
+    pub info: PluginInfo,
+    /// Its compiled component.
+    pub loaded: LoadedPlugin,
+    wasm: Vec<u8>,
+}
+
+/// Where a committed version goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// It becomes the live version.
+    Live,
+    /// It becomes the shadow version; the live one stays.
+    Shadow,
+}
+
 impl Registry {
-    /// Read every stored version.
+    /// Read every stored version and pointer.
     pub fn open(store: Arc<Store>, runtime: Arc<Runtime>) -> Result<Registry, RegistryError> {
         let mut inner = Inner::default();
         for (key, value) in store.meta_scan("plugin/")? {
-            let info: PluginInfo =
-                rmp_serde::from_slice(&value).map_err(|e| StoreError::Corrupt {
-                    what: key.clone(),
-                    why: e.to_string(),
-                })?;
-            inner
-                .versions
-                .entry(info.name.clone())
-                .or_default()
-                .push(info);
+            let info: PluginInfo = rmp_serde::from_slice(&value)
+                .map_err(|e| StoreError::Corrupt { what: key.clone(), why: e.to_string() })?;
+            inner.versions.entry(info.name.clone()).or_default().push(info);
         }
-        Ok(Registry {
-            store,
-            runtime,
-            inner: Mutex::new(inner),
-        })
+        for (prefix, map) in [("plugin-live/", &mut inner.live), ("plugin-shadow/", &mut inner.shadow)] {
+            for (key, value) in store.meta_scan(prefix)? {
+                let v: [u8; 4] = value
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt { what: key.clone(), why: "not 4 bytes".into() })?;
+                map.insert(key[prefix.len()..].to_string(), u32::from_be_bytes(v));
+            }
+        }
+        Ok(Registry { store, runtime, inner: Mutex::new(inner), deploy: tokio::sync::Mutex::new(()) })
     }
 
-    /// Validate, compile and durably store a new version of `name`.
-    pub async fn deploy(
-        &self,
-        name: &str,
-        wasm: Vec<u8>,
-        sandbox: Sandbox,
-    ) -> Result<PluginInfo, RegistryError> {
+    /// Validate and compile a new version of `name` without storing it. Callers hold
+    /// [`Registry::deploy_lock`] from here until [`Registry::commit`].
+    pub async fn prepare(&self, name: &str, wasm: Vec<u8>, sandbox: Sandbox) -> Result<Candidate, RegistryError> {
         check_name("plugin", name).map_err(RegistryError::Invalid)?;
+        check_sandbox(&sandbox).map_err(RegistryError::Invalid)?;
         if wasm.len() > crate::limits::MAX_PLUGIN_BYTES {
             return Err(RegistryError::Invalid(format!(
                 "component of {} bytes exceeds the {}-byte limit",
@@ -114,86 +138,144 @@ impl Registry {
             )));
         }
         let runtime = self.runtime.clone();
-        let (loaded, wasm) =
-            tokio::task::spawn_blocking(move || runtime.load(&wasm).map(|l| (l, wasm)))
-                .await
-                .map_err(|e| RegistryError::Invalid(format!("compilation task failed: {e}")))?
-                .map_err(|source| RegistryError::Plugin {
-                    name: name.to_string(),
-                    source,
-                })?;
-        let mut info = PluginInfo {
+        let (loaded, wasm) = tokio::task::spawn_blocking(move || runtime.load(&wasm).map(|l| (l, wasm)))
+            .await
+            .map_err(|e| RegistryError::Invalid(format!("compilation task failed: {e}")))?
+            .map_err(|source| RegistryError::Plugin { name: name.to_string(), source })?;
+        let version = self.versions(name).last().map_or(1, |l| l.version + 1);
+        let info = PluginInfo {
             name: name.to_string(),
-            version: 0,
+            version,
             hash: loaded.hash.clone(),
             size: wasm.len() as u64,
             world: WORLD.to_string(),
             deployed_ms: now_ms(),
             sandbox,
         };
-        // Version numbers are assigned under the lock, and the write finishes before the
-        // next deploy of the same name can read the latest.
-        let _guard = DEPLOY_LOCK.lock().await;
-        info.version = self.latest(name).map_or(1, |l| l.version + 1);
-        let encoded =
-            rmp_serde::to_vec_named(&info).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+        Ok(Candidate { info, loaded, wasm })
+    }
+
+    /// Durably store a prepared version and place it as live or shadow.
+    pub async fn commit(&self, candidate: Candidate, placement: Placement) -> Result<PluginInfo, RegistryError> {
+        let Candidate { info, loaded, wasm } = candidate;
+        let encoded = rmp_serde::to_vec_named(&info).map_err(|e| RegistryError::Invalid(e.to_string()))?;
         let blob_key = format!("blob/{}", info.hash);
-        let mut writes = vec![(version_key(name, info.version), Some(encoded))];
+        let mut writes = vec![
+            (version_key(&info.name, info.version), Some(encoded)),
+            pointer(placement, &info.name, Some(info.version)),
+        ];
         if self.store.meta_get(&blob_key)?.is_none() {
             writes.push((blob_key, Some(wasm)));
         }
         self.store.meta_write(writes).await?;
         let mut inner = self.inner.lock().expect("registry lock");
         inner.loaded.insert(info.hash.clone(), loaded);
-        inner
-            .versions
-            .entry(name.to_string())
-            .or_default()
-            .push(info.clone());
+        inner.versions.entry(info.name.clone()).or_default().push(info.clone());
+        match placement {
+            Placement::Live => inner.live.insert(info.name.clone(), info.version),
+            Placement::Shadow => inner.shadow.insert(info.name.clone(), info.version),
+        };
         Ok(info)
     }
 
-    /// The latest version of `name`.
-    pub fn latest(&self, name: &str) -> Option<PluginInfo> {
-        self.inner
+    /// Validate, compile, store and make live — for callers with no pipelines to check.
+    pub async fn deploy(&self, name: &str, wasm: Vec<u8>, sandbox: Sandbox) -> Result<PluginInfo, RegistryError> {
+        let _guard = self.deploy_lock().await;
+        let candidate = self.prepare(name, wasm, sandbox).await?;
+        self.commit(candidate, Placement::Live).await
+    }
+
+    /// Serialises deploys, rollbacks and promotions, so version numbers and pointers are
+    /// assigned one change at a time.
+    pub async fn deploy_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.deploy.lock().await
+    }
+
+    /// Move the live pointer of `name` to `version` (rollback), or to the shadow (promote,
+    /// which also clears the shadow). Returns the new live version.
+    pub async fn set_live(&self, name: &str, version: u32, clear_shadow: bool) -> Result<PluginInfo, RegistryError> {
+        let info = self.resolve(&format!("{name}@{version}"))?;
+        let mut writes = vec![pointer(Placement::Live, name, Some(version))];
+        if clear_shadow {
+            writes.push(pointer(Placement::Shadow, name, None));
+        }
+        self.store.meta_write(writes).await?;
+        let mut inner = self.inner.lock().expect("registry lock");
+        inner.live.insert(name.to_string(), version);
+        if clear_shadow {
+            inner.shadow.remove(name);
+        }
+        Ok(info)
+    }
+
+    /// Forget the shadow version of `name`.
+    pub async fn clear_shadow(&self, name: &str) -> Result<(), RegistryError> {
+        self.store.meta_write(vec![pointer(Placement::Shadow, name, None)]).await?;
+        self.inner.lock().expect("registry lock").shadow.remove(name);
+        Ok(())
+    }
+
+    /// Delete every version of `name` (callers check that no pipeline uses it).
+    pub async fn remove(&self, name: &str) -> Result<Vec<PluginInfo>, RegistryError> {
+        let versions = self.versions(name);
+        if versions.is_empty() {
+            return Err(RegistryError::Unknown(name.to_string()));
+        }
+        let still_used: std::collections::HashSet<String> = self
+            .inner
             .lock()
             .expect("registry lock")
             .versions
-            .get(name)
-            .and_then(|v| v.last().cloned())
+            .iter()
+            .filter(|(n, _)| n.as_str() != name)
+            .flat_map(|(_, v)| v.iter().map(|i| i.hash.clone()))
+            .collect();
+        let mut writes: Vec<(String, Option<Vec<u8>>)> =
+            versions.iter().map(|v| (version_key(name, v.version), None)).collect();
+        writes.push(pointer(Placement::Live, name, None));
+        writes.push(pointer(Placement::Shadow, name, None));
+        for hash in versions.iter().map(|v| &v.hash).collect::<std::collections::BTreeSet<_>>() {
+            if !still_used.contains(hash) {
+                writes.push((format!("blob/{hash}"), None));
+            }
+        }
+        self.store.meta_write(writes).await?;
+        let mut inner = self.inner.lock().expect("registry lock");
+        inner.versions.remove(name);
+        inner.live.remove(name);
+        inner.shadow.remove(name);
+        Ok(versions)
+    }
+
+    /// The live version of `name`.
+    pub fn live(&self, name: &str) -> Option<PluginInfo> {
+        self.resolve(name).ok()
+    }
+
+    /// The shadow version of `name`, if one is deployed.
+    pub fn shadow(&self, name: &str) -> Option<PluginInfo> {
+        let inner = self.inner.lock().expect("registry lock");
+        let v = *inner.shadow.get(name)?;
+        inner.versions.get(name)?.iter().find(|i| i.version == v).cloned()
     }
 
     /// Every version of `name`, oldest first.
     pub fn versions(&self, name: &str) -> Vec<PluginInfo> {
-        self.inner
-            .lock()
-            .expect("registry lock")
-            .versions
-            .get(name)
-            .cloned()
-            .unwrap_or_default()
+        self.inner.lock().expect("registry lock").versions.get(name).cloned().unwrap_or_default()
     }
 
-    /// The latest version of every plugin.
-    pub fn list(&self) -> Vec<PluginInfo> {
-        self.inner
-            .lock()
-            .expect("registry lock")
-            .versions
-            .values()
-            .filter_map(|v| v.last().cloned())
-            .collect()
+    /// Names of every plugin.
+    pub fn names(&self) -> Vec<String> {
+        self.inner.lock().expect("registry lock").versions.keys().cloned().collect()
     }
 
-    /// Resolve `NAME` (latest) or `NAME@V` to a version.
+    /// Resolve `NAME` (the live version) or `NAME@V` to a version.
     pub fn resolve(&self, reference: &str) -> Result<PluginInfo, RegistryError> {
         let (name, version) = parse_reference(reference)?;
         let inner = self.inner.lock().expect("registry lock");
-        let versions = inner
-            .versions
-            .get(name)
-            .ok_or_else(|| RegistryError::Unknown(name.to_string()))?;
-        match version {
+        let versions = inner.versions.get(name).ok_or_else(|| RegistryError::Unknown(name.to_string()))?;
+        let wanted = version.or_else(|| inner.live.get(name).copied());
+        match wanted {
             None => versions.last().cloned(),
             Some(v) => versions.iter().find(|i| i.version == v).cloned(),
         }
@@ -203,34 +285,16 @@ impl Registry {
     /// The compiled component of a version (compiling or loading it from cache if needed).
     /// CPU-heavy on first use: call from a blocking context.
     pub fn component(&self, info: &PluginInfo) -> Result<LoadedPlugin, RegistryError> {
-        if let Some(l) = self
-            .inner
-            .lock()
-            .expect("registry lock")
-            .loaded
-            .get(&info.hash)
-        {
+        if let Some(l) = self.inner.lock().expect("registry lock").loaded.get(&info.hash) {
             return Ok(l.clone());
         }
         let wasm = self
             .store
             .meta_get(&format!("blob/{}", info.hash))?
-            .ok_or_else(|| StoreError::Corrupt {
-                what: info.label(),
-                why: "component bytes missing".into(),
-            })?;
-        let loaded = self
-            .runtime
-            .load(&wasm)
-            .map_err(|source| RegistryError::Plugin {
-                name: info.name.clone(),
-                source,
-            })?;
-        self.inner
-            .lock()
-            .expect("registry lock")
-            .loaded
-            .insert(info.hash.clone(), loaded.clone());
+            .ok_or_else(|| StoreError::Corrupt { what: info.label(), why: "component bytes missing".into() })?;
+        let loaded =
+            self.runtime.load(&wasm).map_err(|source| RegistryError::Plugin { name: info.name.clone(), source })?;
+        self.inner.lock().expect("registry lock").loaded.insert(info.hash.clone(), loaded.clone());
         Ok(loaded)
     }
 
@@ -240,8 +304,32 @@ impl Registry {
     }
 }
 
-/// Serialises version assignment across concurrent deploys.
-static DEPLOY_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+fn pointer(placement: Placement, name: &str, version: Option<u32>) -> (String, Option<Vec<u8>>) {
+    let prefix = match placement {
+        Placement::Live => "plugin-live",
+        Placement::Shadow => "plugin-shadow",
+    };
+    (format!("{prefix}/{name}"), version.map(|v| v.to_be_bytes().to_vec()))
+}
+
+/// Limits a deploy may ask for: positive, and memory under the pool's ceiling.
+fn check_sandbox(s: &Sandbox) -> Result<(), String> {
+    let max = crate::limits::PLUGIN_MEMORY_BYTES_MAX;
+    if s.memory_bytes < 1 << 20 || s.memory_bytes > max {
+        return Err(format!("memory limit must be between 1 MiB and {} MiB, got {} bytes", max >> 20, s.memory_bytes));
+    }
+    if s.cpu_ms_per_batch == 0
+        || s.output_bytes_per_batch == 0
+        || s.state_bytes_per_batch == 0
+        || s.state_value_bytes == 0
+    {
+        return Err("CPU, output and state limits must be positive".into());
+    }
+    if let Some(bad) = s.allow_env.iter().find(|k| k.is_empty() || k.contains('=')) {
+        return Err(format!("invalid environment variable name {bad:?}"));
+    }
+    Ok(())
+}
 
 fn version_key(name: &str, version: u32) -> String {
     format!("plugin/{name}/{version:010}")

@@ -19,11 +19,7 @@ pub enum Durability {
 impl Durability {
     /// The stronger of two settings.
     pub fn max(self, other: Durability) -> Durability {
-        if self == Durability::Sync || other == Durability::Sync {
-            Durability::Sync
-        } else {
-            Durability::Os
-        }
+        if self == Durability::Sync || other == Durability::Sync { Durability::Sync } else { Durability::Os }
     }
 }
 
@@ -64,10 +60,7 @@ impl Default for TopicConfig {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Check a user-chosen name (topic, plugin, pipeline, group): what the error says is the rule.

@@ -8,22 +8,45 @@ use crate::Error;
 /// The `key=value` configuration of one pipeline step.
 ///
 /// Every accessor names the key in its error, so a bad deploy says which setting to fix.
+///
+/// The host adds reserved keys naming where the plugin runs — `weir.pipeline`, `weir.step`,
+/// `weir.plugin`, `weir.version` — which are kept apart from the step's own keys: read them
+/// with [`Config::reserved`] (or [`Config::version`]); they never count as unknown keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
     entries: BTreeMap<String, String>,
+    reserved: BTreeMap<String, String>,
 }
+
+/// Prefix of the keys the host adds.
+const RESERVED: &str = "weir.";
 
 impl Config {
     /// Build a config from pairs (later duplicates win).
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
-        Config {
-            entries: pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        let (reserved, entries) =
+            pairs.into_iter().map(|(k, v)| (k.into(), v.into())).partition(|(k, _)| k.starts_with(RESERVED));
+        Config { entries, reserved }
+    }
+
+    /// A reserved key set by the host: `pipeline`, `step`, `plugin` or `version`.
+    pub fn reserved(&self, name: &str) -> Option<&str> {
+        self.reserved.get(&format!("{RESERVED}{name}")).map(String::as_str)
+    }
+
+    /// The version of this plugin that is running (`None` outside a server, e.g. in tests).
+    pub fn version(&self) -> Option<u32> {
+        self.reserved("version").and_then(|v| v.parse().ok())
+    }
+
+    /// Replace `${weir.pipeline}`, `${weir.step}`, `${weir.plugin}` and `${weir.version}` in
+    /// `text` with the reserved values (left as is when unknown).
+    pub fn expand(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (k, v) in &self.reserved {
+            out = out.replace(&format!("${{{k}}}"), v);
         }
+        out
     }
 
     /// The raw value of `key`, if set.
@@ -33,8 +56,7 @@ impl Config {
 
     /// The raw value of `key`, or an error naming the missing key.
     pub fn require(&self, key: &str) -> Result<&str, Error> {
-        self.get(key)
-            .ok_or_else(|| Error::fatal(format!("missing config key `{key}`")))
+        self.get(key).ok_or_else(|| Error::fatal(format!("missing config key `{key}`")))
     }
 
     /// `key` parsed as `T`, or an error naming the key and the bad value.
@@ -44,9 +66,10 @@ impl Config {
     {
         match self.get(key) {
             None => Ok(None),
-            Some(raw) => raw.parse().map(Some).map_err(|e| {
-                Error::fatal(format!("config key `{key}` has invalid value {raw:?}: {e}"))
-            }),
+            Some(raw) => raw
+                .parse()
+                .map(Some)
+                .map_err(|e| Error::fatal(format!("config key `{key}` has invalid value {raw:?}: {e}"))),
         }
     }
 
@@ -59,13 +82,8 @@ impl Config {
     }
 
     /// All keys starting with `prefix`, with the prefix removed, in key order.
-    pub fn with_prefix<'a>(
-        &'a self,
-        prefix: &'a str,
-    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        self.entries
-            .iter()
-            .filter_map(move |(k, v)| k.strip_prefix(prefix).map(|rest| (rest, v.as_str())))
+    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.entries.iter().filter_map(move |(k, v)| k.strip_prefix(prefix).map(|rest| (rest, v.as_str())))
     }
 
     /// Every `(key, value)` pair, in key order.
@@ -75,27 +93,16 @@ impl Config {
 
     /// Fail naming the first key not in `known`, so a typo does not pass silently.
     pub fn reject_unknown(&self, known: &[&str]) -> Result<(), Error> {
-        match self
-            .entries
-            .keys()
-            .find(|k| !known.iter().any(|p| key_matches(k, p)))
-        {
+        match self.entries.keys().find(|k| !known.iter().any(|p| key_matches(k, p))) {
             None => Ok(()),
-            Some(k) => Err(Error::fatal(format!(
-                "unknown config key `{k}` (known keys: {})",
-                known.join(", ")
-            ))),
+            Some(k) => Err(Error::fatal(format!("unknown config key `{k}` (known keys: {})", known.join(", ")))),
         }
     }
 }
 
 /// `pattern` is a key, or a prefix ending in `.` that admits any key below it.
 fn key_matches(key: &str, pattern: &str) -> bool {
-    if pattern.ends_with('.') {
-        key.starts_with(pattern)
-    } else {
-        key == pattern
-    }
+    if pattern.ends_with('.') { key.starts_with(pattern) } else { key == pattern }
 }
 
 #[cfg(test)]
@@ -109,6 +116,19 @@ mod tests {
         assert!(e.message().contains("`min`"), "{e}");
         assert!(c.require("max").unwrap_err().message().contains("`max`"));
         assert_eq!(c.parse_or("other", 7u64).unwrap(), 7);
+    }
+
+    #[test]
+    fn reserved_keys_are_apart_and_expand() {
+        let c = Config::from_pairs([
+            ("weir.version", "7"),
+            ("weir.plugin", "p"),
+            ("tag", "${weir.plugin}@${weir.version}"),
+        ]);
+        assert_eq!(c.version(), Some(7));
+        assert!(c.reject_unknown(&["tag"]).is_ok());
+        assert_eq!(c.expand(c.get("tag").unwrap()), "p@7");
+        assert_eq!(c.iter().count(), 1);
     }
 
     #[test]

@@ -16,18 +16,12 @@ pub struct Error {
 impl Error {
     /// The message itself is bad (malformed payload, failed validation): retrying cannot help.
     pub fn fatal(message: impl Into<String>) -> Self {
-        Error {
-            message: message.into(),
-            retryable: false,
-        }
+        Error { message: message.into(), retryable: false }
     }
 
     /// Something outside the message failed and may succeed later.
     pub fn retryable(message: impl Into<String>) -> Self {
-        Error {
-            message: message.into(),
-            retryable: true,
-        }
+        Error { message: message.into(), retryable: true }
     }
 
     /// The human-readable reason.

@@ -106,10 +106,7 @@ mod tests {
         assert_eq!(get_path(&doc, "a.z"), None);
         assert!(set_path(&mut doc, "a.new.deep", json!(5)));
         assert_eq!(get_path(&doc, "a.new.deep"), Some(&json!(5)));
-        assert!(
-            !set_path(&mut doc, "a.new.deep.more", json!(1)),
-            "cannot descend into a number"
-        );
+        assert!(!set_path(&mut doc, "a.new.deep.more", json!(1)), "cannot descend into a number");
         assert_eq!(remove_path(&mut doc, "a.b.0"), Some(json!(1)));
         assert_eq!(get_path(&doc, "a.b.0.c"), Some(&json!("x")));
     }

@@ -41,11 +41,7 @@ impl<F: Filter> Plugin for FilterPlugin<F> {
     }
 
     fn process(&mut self, msg: Message) -> Result<Outcome, Error> {
-        Ok(if self.0.filter(&msg)? {
-            Outcome::forward(msg)
-        } else {
-            Outcome::Drop
-        })
+        Ok(if self.0.filter(&msg)? { Outcome::forward(msg) } else { Outcome::Drop })
     }
 }
 

@@ -87,9 +87,7 @@ pub mod __private {
 
 /// What a plugin usually needs: `use weir_sdk::prelude::*;`.
 pub mod prelude {
-    pub use crate::{
-        Config, Error, Filter, Map, Message, Outcome, Output, Plugin, headers, json, state,
-    };
+    pub use crate::{Config, Error, Filter, Map, Message, Outcome, Output, Plugin, headers, json, state};
     pub use crate::{debug, error, info, warn};
 }
 

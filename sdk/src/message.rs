@@ -98,8 +98,7 @@ impl Message {
 
     /// The payload as UTF-8 text, or a fatal error.
     pub fn text(&self) -> Result<&str, Error> {
-        std::str::from_utf8(&self.value)
-            .map_err(|e| Error::fatal(format!("payload is not UTF-8: {e}")))
+        std::str::from_utf8(&self.value).map_err(|e| Error::fatal(format!("payload is not UTF-8: {e}")))
     }
 
     /// The payload decoded from JSON; a decode failure is fatal.
@@ -114,10 +113,7 @@ impl Message {
 
     /// The first header named `name`.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// All headers in order.
@@ -167,12 +163,7 @@ pub struct Output {
 impl Output {
     /// An output with this payload and nothing else.
     pub fn new(value: impl Into<Vec<u8>>) -> Self {
-        Output {
-            key: None,
-            value: value.into(),
-            headers: Vec::new(),
-            topic: None,
-        }
+        Output { key: None, value: value.into(), headers: Vec::new(), topic: None }
     }
 
     /// An output whose payload is `value` encoded as JSON.
@@ -207,11 +198,7 @@ impl Output {
         wit::Output {
             key: self.key,
             value: self.value,
-            headers: self
-                .headers
-                .into_iter()
-                .map(|(name, value)| wit::Header { name, value })
-                .collect(),
+            headers: self.headers.into_iter().map(|(name, value)| wit::Header { name, value }).collect(),
             topic: self.topic,
         }
     }
@@ -220,12 +207,7 @@ impl Output {
 /// Passing a message on keeps its key, payload and headers and moves them without copying.
 impl From<Message> for Output {
     fn from(m: Message) -> Self {
-        Output {
-            key: m.key,
-            value: m.value,
-            headers: m.headers,
-            topic: None,
-        }
+        Output { key: m.key, value: m.value, headers: m.headers, topic: None }
     }
 }
 

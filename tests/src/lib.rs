@@ -11,16 +11,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use weir_host::client::Client;
+use weir_host::pipeline::{PipelineSpec, StepSpec};
+use weir_host::types::TopicConfig;
 use weir_host::wire::{FetchPosition, FetchedRecord};
 
 pub use weir_host;
 
 /// The workspace root (where `Cargo.toml` and `plugins/` are).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
 /// `(target dir, profile dir name)` of the running test binary: `<target>/<profile>/deps/x`.
@@ -30,11 +29,7 @@ fn target_layout() -> (PathBuf, String) {
     if dir.ends_with("deps") {
         dir.pop();
     }
-    let profile = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("debug")
-        .to_string();
+    let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug").to_string();
     (dir.parent().expect("target dir").to_path_buf(), profile)
 }
 
@@ -51,17 +46,9 @@ pub fn weir_bin() -> &'static Path {
     BIN.get_or_init(|| {
         let (target, profile) = target_layout();
         let mut cmd = cargo();
-        cmd.args(["build", "-p", "weir-host", "--bin", "weir", "--target-dir"])
-            .arg(&target);
+        cmd.args(["build", "-p", "weir-host", "--bin", "weir", "--target-dir"]).arg(&target);
         if profile != "debug" {
-            cmd.args([
-                "--profile",
-                if profile == "release" {
-                    "release"
-                } else {
-                    &profile
-                },
-            ]);
+            cmd.args(["--profile", if profile == "release" { "release" } else { &profile }]);
         }
         run_build(cmd, "the weir binary");
         target.join(&profile).join("weir")
@@ -74,12 +61,8 @@ fn plugin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let (target, _) = target_layout();
-        let built = weir_host::build::build_components(
-            &workspace_root(),
-            &plugin_packages(),
-            &target.join("plugins"),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let built = weir_host::build::build_components(&workspace_root(), &plugin_packages(), &target.join("plugins"))
+            .unwrap_or_else(|e| panic!("{e}"));
         built[0].parent().expect("artifact dir").to_path_buf()
     })
 }
@@ -96,14 +79,8 @@ fn plugin_packages() -> Vec<String> {
 }
 
 fn run_build(mut cmd: Command, what: &str) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build {what}: {e}"));
-    assert!(
-        out.status.success(),
-        "building {what} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run cargo to build {what}: {e}"));
+    assert!(out.status.success(), "building {what} failed:\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// The component built from `plugins/<name>` (e.g. `json-filter`).
@@ -143,12 +120,7 @@ impl Server {
         let root = tempfile::tempdir()?;
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let (child, addr) = spawn(root.path(), &extra)?;
-        Ok(Server {
-            child: Some(child),
-            addr,
-            root,
-            extra,
-        })
+        Ok(Server { child: Some(child), addr, root, extra })
     }
 
     /// The data directory.
@@ -171,9 +143,7 @@ impl Server {
 
     /// SIGTERM and wait for a graceful exit; returns its exit status.
     pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
-        let Some(mut c) = self.child.take() else {
-            bail!("server not running")
-        };
+        let Some(mut c) = self.child.take() else { bail!("server not running") };
         let pid = c.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status()?;
         Ok(c.wait()?)
@@ -209,10 +179,7 @@ impl Drop for Server {
 }
 
 fn spawn(root: &Path, extra: &[String]) -> Result<(Child, SocketAddr)> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(root.join("server.log"))?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(root.join("server.log"))?;
     let mut child = Command::new(weir_bin())
         .arg("serve")
         .arg("--data-dir")
@@ -233,17 +200,12 @@ fn spawn(root: &Path, extra: &[String]) -> Result<(Child, SocketAddr)> {
         // Keep draining so the server never blocks on a full pipe.
         let _ = std::io::copy(&mut reader.take(u64::MAX), &mut std::io::sink());
     });
-    let line = rx
-        .recv_timeout(Duration::from_secs(120))
-        .context("weir serve did not report its address")?;
+    let line = rx.recv_timeout(Duration::from_secs(120)).context("weir serve did not report its address")?;
     let addr = line
         .trim()
         .strip_prefix("weir listening on ")
         .with_context(|| {
-            format!(
-                "unexpected first line from weir serve: {line:?} (see {}/server.log)",
-                root.display()
-            )
+            format!("unexpected first line from weir serve: {line:?} (see {}/server.log)", root.display())
         })?
         .parse()?;
     Ok((child, addr))
@@ -280,23 +242,15 @@ pub async fn consume_n(
         .partitions
         .iter()
         .enumerate()
-        .map(|(p, (s, _))| FetchPosition {
-            partition: p as u32,
-            offset: *s,
-        })
+        .map(|(p, (s, _))| FetchPosition { partition: p as u32, offset: *s })
         .collect();
     let deadline = Instant::now() + timeout;
     let mut out = Vec::with_capacity(count);
     while out.len() < count {
         if Instant::now() > deadline {
-            bail!(
-                "timed out: {} of {count} records arrived in `{topic}`",
-                out.len()
-            );
+            bail!("timed out: {} of {count} records arrived in `{topic}`", out.len());
         }
-        let parts = client
-            .fetch(topic, positions.clone(), 50_000, Duration::from_millis(500))
-            .await?;
+        let parts = client.fetch(topic, positions.clone(), 50_000, Duration::from_millis(500)).await?;
         for part in parts {
             let n = part.records.len() as u64;
             for (i, r) in part.records.into_iter().enumerate() {
@@ -311,4 +265,19 @@ pub async fn consume_n(
 /// The value of a fetched record as text.
 pub fn text(r: &FetchedRecord) -> String {
     String::from_utf8_lossy(&r.2).into_owned()
+}
+
+/// A topic config with `partitions` partitions and defaults otherwise.
+pub fn topic(partitions: u32) -> TopicConfig {
+    TopicConfig { partitions, ..TopicConfig::default() }
+}
+
+/// A pipeline step.
+pub fn step(plugin: &str, config: &[(&str, &str)]) -> StepSpec {
+    StepSpec::new(plugin, config)
+}
+
+/// A pipeline with default settings.
+pub fn pipeline(name: &str, source: &str, sink: &str, steps: Vec<StepSpec>) -> PipelineSpec {
+    PipelineSpec::new(name, source, steps, sink)
 }

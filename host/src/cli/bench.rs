@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_bytes::ByteBuf;
 use weir_host::client::{Client, Pending, produced};
-use weir_host::pipeline::{PipelineSpec, StartPosition, StepSpec};
+use weir_host::pipeline::{PipelineSpec, StepSpec};
 use weir_host::types::{Durability, TopicConfig};
 use weir_host::wire::{FetchPosition, WireRecord};
 
@@ -79,20 +79,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         durability: format!("{:?}", args.durability).to_lowercase(),
         ..Report::default()
     };
-    report.produce_msgs_per_s = median(&args, "produce (1 producer)", |i| {
-        produce_stage(&server, &args, i, 1)
-    })
-    .await?;
-    report.produce_4_producers_msgs_per_s = median(&args, "produce (4 producers)", |i| {
-        produce_stage(&server, &args, i + 100, 4)
-    })
-    .await?;
-    report.consume_msgs_per_s =
-        median(&args, "consume", |i| consume_stage(&server, &args, i)).await?;
-    report.pipeline_msgs_per_s = median(&args, "pipeline (json-filter)", |i| {
-        pipeline_stage(&server, &args, i)
-    })
-    .await?;
+    report.produce_msgs_per_s = median(&args, "produce (1 producer)", |i| produce_stage(&server, &args, i, 1)).await?;
+    report.produce_4_producers_msgs_per_s =
+        median(&args, "produce (4 producers)", |i| produce_stage(&server, &args, i + 100, 4)).await?;
+    report.consume_msgs_per_s = median(&args, "consume", |i| consume_stage(&server, &args, i)).await?;
+    report.pipeline_msgs_per_s = median(&args, "pipeline (json-filter)", |i| pipeline_stage(&server, &args, i)).await?;
     drop(server);
     if args.json {
         return output::json(&report);
@@ -107,11 +98,7 @@ fn print_table(r: &Report) {
         r.messages, r.message_bytes, r.durability
     );
     let row = |name: &str, v: f64| {
-        vec![
-            name.to_string(),
-            format!("{:.0}", v),
-            format!("{:.1}", v * r.message_bytes as f64 / 1e6),
-        ]
+        vec![name.to_string(), format!("{:.0}", v), format!("{:.1}", v * r.message_bytes as f64 / 1e6)]
     };
     output::table(
         &["STAGE", "MSG/S", "MB/S"],
@@ -162,32 +149,16 @@ fn message(i: u64, size: usize) -> Vec<u8> {
 }
 
 fn records(from: u64, n: usize, size: usize) -> Vec<WireRecord> {
-    (from..from + n as u64)
-        .map(|i| WireRecord(None, ByteBuf::from(message(i, size)), Vec::new()))
-        .collect()
+    (from..from + n as u64).map(|i| WireRecord(None, ByteBuf::from(message(i, size)), Vec::new())).collect()
 }
 
 async fn create(client: &Client, name: &str, partitions: u32) -> anyhow::Result<()> {
-    client
-        .create_topic(
-            name,
-            TopicConfig {
-                partitions,
-                ..TopicConfig::default()
-            },
-        )
-        .await?;
+    client.create_topic(name, TopicConfig { partitions, ..TopicConfig::default() }).await?;
     Ok(())
 }
 
 /// Produce `count` messages to `topic` over one connection, `IN_FLIGHT` batches at a time.
-async fn produce_all(
-    client: &Client,
-    topic: &str,
-    count: u64,
-    size: usize,
-    batch: usize,
-) -> anyhow::Result<()> {
+async fn produce_all(client: &Client, topic: &str, count: u64, size: usize, batch: usize) -> anyhow::Result<()> {
     const IN_FLIGHT: usize = 32;
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut sent = 0u64;
@@ -205,12 +176,7 @@ async fn produce_all(
     Ok(())
 }
 
-async fn produce_stage(
-    server: &BenchServer,
-    args: &BenchArgs,
-    run: usize,
-    producers: u64,
-) -> anyhow::Result<f64> {
+async fn produce_stage(server: &BenchServer, args: &BenchArgs, run: usize, producers: u64) -> anyhow::Result<f64> {
     let topic = format!("produce-{run}");
     let admin = Client::connect(server.addr.clone()).await?;
     create(&admin, &topic, args.partitions).await?;
@@ -238,22 +204,15 @@ async fn consume_stage(server: &BenchServer, args: &BenchArgs, run: usize) -> an
     let client = Client::connect(server.addr.clone()).await?;
     create(&client, &topic, args.partitions).await?;
     produce_all(&client, &topic, args.count, args.size, args.batch).await?;
-    let mut positions: Vec<FetchPosition> = (0..args.partitions)
-        .map(|partition| FetchPosition {
-            partition,
-            offset: 0,
-        })
-        .collect();
+    let mut positions: Vec<FetchPosition> =
+        (0..args.partitions).map(|partition| FetchPosition { partition, offset: 0 }).collect();
     let start = Instant::now();
     let mut got = 0u64;
     while got < args.count {
-        let parts = client
-            .fetch(&topic, positions.clone(), 50_000, Duration::from_secs(1))
-            .await?;
+        let parts = client.fetch(&topic, positions.clone(), 50_000, Duration::from_secs(1)).await?;
         for part in parts {
             got += part.records.len() as u64;
-            positions[part.partition as usize].offset =
-                part.first_offset + part.records.len() as u64;
+            positions[part.partition as usize].offset = part.first_offset + part.records.len() as u64;
         }
     }
     Ok(got as f64 / start.elapsed().as_secs_f64())
@@ -265,22 +224,8 @@ async fn pipeline_stage(server: &BenchServer, args: &BenchArgs, run: usize) -> a
     create(&client, &source, args.partitions).await?;
     create(&client, &sink, args.partitions).await?;
     produce_all(&client, &source, args.count, args.size, args.batch).await?;
-    let spec = PipelineSpec {
-        name: format!("bench-{run}"),
-        source,
-        group: None,
-        steps: vec![StepSpec {
-            plugin: "bench-filter".into(),
-            config: [
-                ("field".to_string(), "status".to_string()),
-                ("equals".to_string(), "paid".to_string()),
-            ]
-            .into(),
-        }],
-        sink,
-        start: StartPosition::Earliest,
-        batch_max_messages: None,
-    };
+    let step = StepSpec::new("bench-filter", &[("field", "status"), ("equals", "paid")]);
+    let spec = PipelineSpec::new(&format!("bench-{run}"), &source, vec![step], &sink);
     let start = Instant::now();
     client.create_pipeline(spec.clone()).await?;
     loop {
@@ -300,26 +245,15 @@ async fn pipeline_stage(server: &BenchServer, args: &BenchArgs, run: usize) -> a
 
 /// Build `plugins/json-filter` from this binary's source tree.
 fn build_filter_plugin() -> anyhow::Result<Vec<u8>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("source tree")?
-        .to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("source tree")?.to_path_buf();
     if !root.join("plugins/json-filter").exists() {
-        bail!(
-            "no source tree at {}: pass the json-filter component with --filter-plugin FILE",
-            root.display()
-        );
+        bail!("no source tree at {}: pass the json-filter component with --filter-plugin FILE", root.display());
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), PathBuf::from)
-        .join("plugins");
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("plugins");
     eprintln!("building plugins/json-filter for wasm32-wasip2 …");
-    let built =
-        weir_host::build::build_components(&root, &["weir-plugin-json-filter".into()], &target)?;
-    let path = built
-        .iter()
-        .find(|p| p.ends_with("weir_plugin_json_filter.wasm"))
-        .context("json-filter component")?;
+    let built = weir_host::build::build_components(&root, &["weir-plugin-json-filter".into()], &target)?;
+    let path = built.iter().find(|p| p.ends_with("weir_plugin_json_filter.wasm")).context("json-filter component")?;
     Ok(std::fs::read(path)?)
 }
 
@@ -337,12 +271,7 @@ impl BenchServer {
             .arg("serve")
             .arg("--data-dir")
             .arg(dir.path().join("data"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--durability",
-                &format!("{durability:?}").to_lowercase(),
-            ])
+            .args(["--listen", "127.0.0.1:0", "--durability", &format!("{durability:?}").to_lowercase()])
             .env("WEIR_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -350,16 +279,8 @@ impl BenchServer {
             .context("starting the server under test")?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().context("server stdout")?).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("weir listening on ")
-            .context("server did not start")?
-            .to_string();
-        Ok(BenchServer {
-            child,
-            addr,
-            _dir: dir,
-        })
+        let addr = line.trim().strip_prefix("weir listening on ").context("server did not start")?.to_string();
+        Ok(BenchServer { child, addr, _dir: dir })
     }
 }
 

@@ -62,10 +62,7 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
             Some(o) => o,
             None => start_offset(&args.from, *start, *end)?,
         };
-        positions.push(FetchPosition {
-            partition: p as u32,
-            offset,
-        });
+        positions.push(FetchPosition { partition: p as u32, offset });
     }
     // Without --follow, stop at the high watermarks seen now.
     let ends: Vec<u64> = info.partitions.iter().map(|(_, e)| *e).collect();
@@ -73,20 +70,13 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     loop {
-        let pending: Vec<FetchPosition> = positions
-            .iter()
-            .copied()
-            .filter(|p| args.follow || p.offset < ends[p.partition as usize])
-            .collect();
+        let pending: Vec<FetchPosition> =
+            positions.iter().copied().filter(|p| args.follow || p.offset < ends[p.partition as usize]).collect();
         if pending.is_empty() {
             break;
         }
         let want = args.max.map_or(10_000, |m| (m - printed).min(10_000)) as u32;
-        let wait = if args.follow {
-            Duration::from_secs(5)
-        } else {
-            Duration::ZERO
-        };
+        let wait = if args.follow { Duration::from_secs(5) } else { Duration::ZERO };
         let parts = client.fetch(&args.topic, pending, want, wait).await?;
         let mut commits = Vec::new();
         for part in parts {
@@ -107,10 +97,7 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
         }
         out.flush()?;
         if let Some(g) = &args.group {
-            client
-                .commit_offsets(g, &args.topic, commits)
-                .await
-                .context("committing offsets")?;
+            client.commit_offsets(g, &args.topic, commits).await.context("committing offsets")?;
         }
         if args.max.is_some_and(|m| printed >= m) {
             break;
@@ -168,18 +155,13 @@ pub async fn run_group(client: &Client, cmd: GroupCmd) -> anyhow::Result<()> {
             if json {
                 return output::json(&groups);
             }
-            let rows = groups
-                .iter()
-                .map(|g| vec![g.group.clone(), g.topic.clone(), g.lag().to_string()])
-                .collect();
+            let rows = groups.iter().map(|g| vec![g.group.clone(), g.topic.clone(), g.lag().to_string()]).collect();
             output::table(&["GROUP", "TOPIC", "LAG"], rows);
         }
         GroupCmd::Describe { group, json } => {
             let mine: Vec<_> = groups.into_iter().filter(|g| g.group == group).collect();
             if mine.is_empty() {
-                bail!(
-                    "unknown group `{group}`: it has committed no offsets (see `weir group list`)"
-                );
+                bail!("unknown group `{group}`: it has committed no offsets (see `weir group list`)");
             }
             if json {
                 return output::json(&mine);

@@ -2,6 +2,7 @@
 
 mod bench;
 mod consume;
+mod dlq;
 mod output;
 mod pipeline;
 mod plugin;
@@ -20,12 +21,7 @@ use weir_host::client::Client;
 #[command(name = "weir", version, about, long_about = None)]
 pub struct Cli {
     /// Address of the weir server.
-    #[arg(
-        long,
-        global = true,
-        env = "WEIR_SERVER",
-        default_value = "127.0.0.1:7070"
-    )]
+    #[arg(long, global = true, env = "WEIR_SERVER", default_value = "127.0.0.1:7070")]
     server: String,
 
     #[command(subcommand)]
@@ -52,6 +48,9 @@ enum Command {
     /// Consumer groups and their lag.
     #[command(subcommand)]
     Group(consume::GroupCmd),
+    /// Dead-letter topics: replay them once the plugin is fixed.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCmd),
     /// Measure produce, consume and pipeline throughput against a temporary server.
     Bench(bench::BenchArgs),
 }
@@ -59,10 +58,7 @@ enum Command {
 /// Parse arguments, run the command, and turn errors into a message and exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -90,21 +86,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Group(cmd) => consume::run_group(&connect(&server).await?, cmd).await,
         Command::Plugin(cmd) => plugin::run(&connect(&server).await?, cmd).await,
         Command::Pipeline(cmd) => pipeline::run(&connect(&server).await?, cmd).await,
+        Command::Dlq(cmd) => dlq::run(&connect(&server).await?, cmd).await,
     }
 }
 
 async fn connect(server: &str) -> anyhow::Result<Client> {
-    Client::connect(server.to_string())
-        .await
-        .context("connecting")
+    Client::connect(server.to_string()).await.context("connecting")
 }
 
 /// `weir consume | head` closes our stdout early; that is success, not an error.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
 /// Parse `K=V`.
@@ -117,6 +109,36 @@ pub fn parse_kv(s: &str) -> Result<(String, String), String> {
 
 /// Parse a duration like `500ms`, `10s`, `7d`.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 500ms, 10s, 5m, 7d"))
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 500ms, 10s, 5m, 7d"))
+}
+
+/// Parse a byte size like `65536`, `64KiB`, `64MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: usize = digits.parse().map_err(|_| format!("invalid size {s:?}: use e.g. 65536, 512KiB, 64MiB, 1GiB"))?;
+    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("invalid size unit {other:?} in {s:?}: use KiB, MiB or GiB")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_key_values_parse() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("12XB").is_err());
+        assert_eq!(parse_kv("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert!(parse_kv("novalue").is_err());
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::bail;
 use clap::Subcommand;
 use weir_host::client::Client;
-use weir_host::pipeline::{PipelineSpec, PipelineStatus, RunState, StartPosition, StepSpec};
+use weir_host::pipeline::{ErrorPolicy, PipelineSpec, PipelineStatus, RunState, StartPosition, StepSpec};
 
 use super::output;
 
@@ -33,6 +33,8 @@ pub enum PipelineCmd {
         /// Consumer group for the source offsets (default `pipeline.NAME`).
         #[arg(long)]
         group: Option<String>,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// List pipelines.
     List {
@@ -57,25 +59,15 @@ pub enum PipelineCmd {
 
 pub async fn run(client: &Client, cmd: PipelineCmd) -> anyhow::Result<()> {
     match cmd {
-        PipelineCmd::Create {
-            name,
-            source,
-            plugins,
-            sink,
-            config,
-            from,
-            group,
-        } => {
+        PipelineCmd::Create { name, source, plugins, sink, config, from, group, policy } => {
             let steps = steps(plugins, &config)?;
-            let spec = PipelineSpec {
-                name,
-                source,
-                group,
-                steps,
-                sink,
-                start: from,
-                batch_max_messages: None,
-            };
+            let mut spec = PipelineSpec::new(&name, &source, steps, &sink);
+            spec.group = group;
+            spec.start = from;
+            spec.on_error = policy.on_error;
+            spec.max_attempts = policy.max_attempts;
+            spec.backoff_ms = policy.backoff.map(|d| d.as_millis() as u64);
+            spec.dead_letter_topic = policy.dead_letter_topic;
             let status = client.create_pipeline(spec).await?;
             println!(
                 "created pipeline {} ({} → {} → {})",
@@ -96,12 +88,7 @@ pub async fn run(client: &Client, cmd: PipelineCmd) -> anyhow::Result<()> {
                     vec![
                         p.spec.name.clone(),
                         state(p),
-                        format!(
-                            "{} → {} → {}",
-                            p.spec.source,
-                            p.plugins.join(" → "),
-                            p.spec.sink
-                        ),
+                        format!("{} → {} → {}", p.spec.source, p.plugins.join(" → "), p.spec.sink),
                         p.processed.to_string(),
                         p.lag().to_string(),
                     ]
@@ -124,30 +111,40 @@ pub async fn run(client: &Client, cmd: PipelineCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What happens when a step fails on a message.
+#[derive(clap::Args)]
+pub struct PolicyArgs {
+    /// `halt` stops the pipeline at the message; `retry` retries then halts; `skip` goes on;
+    /// `dead-letter` writes the message to the dead-letter topic with the reason and goes on.
+    #[arg(long, value_enum, default_value_t = ErrorPolicy::Halt)]
+    on_error: ErrorPolicy,
+    /// Attempts per message for retryable failures and traps (default: 1 for halt, 10 for
+    /// retry, 3 otherwise).
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// Wait before the first retry, doubling each time (e.g. 100ms).
+    #[arg(long, value_parser = super::parse_duration)]
+    backoff: Option<std::time::Duration>,
+    /// Dead-letter topic (default `NAME.dlq`, created with the pipeline).
+    #[arg(long)]
+    dead_letter_topic: Option<String>,
+}
+
 /// Build steps from `--plugin`s and `--config [STEP:]K=V`s.
 fn steps(plugins: Vec<String>, config: &[String]) -> anyhow::Result<Vec<StepSpec>> {
     let mut configs: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); plugins.len()];
     for c in config {
         let (step, kv) = match c.split_once(':') {
-            Some((s, kv)) if s.parse::<usize>().is_ok() && !s.contains('=') => {
-                (s.parse::<usize>()?, kv)
-            }
+            Some((s, kv)) if s.parse::<usize>().is_ok() && !s.contains('=') => (s.parse::<usize>()?, kv),
             _ => (1, c.as_str()),
         };
         if step == 0 || step > plugins.len() {
-            bail!(
-                "--config {c:?} names step {step}, but the pipeline has {} step(s)",
-                plugins.len()
-            );
+            bail!("--config {c:?} names step {step}, but the pipeline has {} step(s)", plugins.len());
         }
         let (k, v) = super::parse_kv(kv).map_err(anyhow::Error::msg)?;
         configs[step - 1].insert(k, v);
     }
-    Ok(plugins
-        .into_iter()
-        .zip(configs)
-        .map(|(plugin, config)| StepSpec { plugin, config })
-        .collect())
+    Ok(plugins.into_iter().zip(configs).map(|(plugin, config)| StepSpec { plugin, config }).collect())
 }
 
 fn state(p: &PipelineStatus) -> String {
@@ -162,32 +159,27 @@ fn print_status(p: &PipelineStatus) {
     println!("state      {}", state(p));
     println!("source     {} (group {})", p.spec.source, p.spec.group());
     for (i, (step, plugin)) in p.spec.steps.iter().zip(&p.plugins).enumerate() {
-        let cfg: Vec<String> = step
-            .config
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        println!("step {}     {plugin} {}", i + 1, cfg.join(" "));
+        let cfg: Vec<String> = step.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let shadow = p.shadows.get(i).cloned().flatten().map(|s| format!(" (shadow {s})")).unwrap_or_default();
+        println!("step {}     {plugin}{shadow} {}", i + 1, cfg.join(" "));
     }
     println!("sink       {}", p.spec.sink);
+    let policy = format!("{:?}", p.spec.on_error).to_lowercase();
     println!(
-        "processed  {} in {} batches; emitted {}, dropped {}",
-        p.processed, p.batches, p.emitted, p.dropped
+        "on error   {policy} after {} attempt(s); dead letters to {}",
+        p.spec.attempts(),
+        p.spec.dead_letter_topic()
     );
+    println!("processed  {} in {} batches; emitted {}, dropped {}", p.processed, p.batches, p.emitted, p.dropped);
+    println!("failures   {} failed, {} dead-lettered, {} retries", p.failed, p.dead_lettered, p.retries);
+    println!("swaps      {} (pause p99 {} µs)", p.swaps, p.swap_pause_p99_us);
     if let Some(e) = &p.last_error {
         println!("error      {e}");
     }
     let rows = p
         .partitions
         .iter()
-        .map(|(part, c, hw)| {
-            vec![
-                part.to_string(),
-                c.to_string(),
-                hw.to_string(),
-                hw.saturating_sub(*c).to_string(),
-            ]
-        })
+        .map(|(part, c, hw)| vec![part.to_string(), c.to_string(), hw.to_string(), hw.saturating_sub(*c).to_string()])
         .collect();
     output::table(&["PARTITION", "COMMITTED", "END", "LAG"], rows);
 }

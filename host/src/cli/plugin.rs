@@ -1,38 +1,131 @@
-//! `weir plugin …`.
+//! `weir plugin …`: deploy (live or shadow), versions, rollback, promote, diff, remove.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use weir_host::client::Client;
+use weir_host::limits;
+use weir_host::wire::{PluginInfo, Sandbox};
 
 use super::output;
 
 #[derive(Subcommand)]
 pub enum PluginCmd {
-    /// Deploy a component as the next version of NAME.
+    /// Deploy a component as the next version of NAME. Every pipeline step following NAME
+    /// switches to it at its next batch boundary, after its `init` succeeded for each one.
     Deploy {
         /// Plugin name.
         name: String,
         /// The component, built for wasm32-wasip2.
         file: PathBuf,
+        /// Run it beside the live version on the same input without emitting anything; see
+        /// `weir plugin diff` and `weir plugin promote`.
+        #[arg(long)]
+        shadow: bool,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
     },
-    /// The latest version of every plugin.
+    /// Every plugin: live and shadow version, versions, users.
     List {
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
+    /// Every version of a plugin.
+    Versions {
+        /// Plugin name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One version in full: `NAME` (the live one) or `NAME@V`.
+    Describe {
+        /// Plugin reference.
+        reference: String,
+    },
+    /// Make an earlier version live again (hot swap, like a deploy).
+    Rollback {
+        /// Plugin name.
+        name: String,
+        /// Version to go back to (default: the one below the live version).
+        #[arg(long)]
+        to: Option<u32>,
+    },
+    /// How the shadow's outcomes compare with the live version's.
+    Diff {
+        /// Plugin name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the shadow version live (hot swap) and stop shadowing.
+    Promote {
+        /// Plugin name.
+        name: String,
+    },
+    /// Delete every version of a plugin that no pipeline uses.
+    Remove {
+        /// Plugin name.
+        name: String,
+    },
+}
+
+/// Sandbox limits and grants, fixed per version at deploy.
+#[derive(Args)]
+pub struct SandboxArgs {
+    /// Linear memory limit (e.g. 64MiB; at most 512MiB).
+    #[arg(long, default_value = "64MiB", value_parser = super::parse_size)]
+    memory: usize,
+    /// CPU time per batch, in milliseconds; a plugin running longer is interrupted.
+    #[arg(long, default_value_t = limits::PLUGIN_CPU_MS_PER_BATCH)]
+    cpu_ms: u64,
+    /// Output bytes per batch.
+    #[arg(long, default_value = "64MiB", value_parser = super::parse_size)]
+    max_output: usize,
+    /// Largest state value.
+    #[arg(long, default_value = "1MiB", value_parser = super::parse_size)]
+    max_state_value: usize,
+    /// State bytes written per batch.
+    #[arg(long, default_value = "64MiB", value_parser = super::parse_size)]
+    max_state_per_batch: usize,
+    /// Log lines per second; more are counted and dropped.
+    #[arg(long, default_value_t = limits::PLUGIN_LOG_LINES_PER_S)]
+    log_rate: u32,
+    /// Let the plugin read the real wall and monotonic clocks (default: frozen at 0, so
+    /// replays are deterministic; use message timestamps instead).
+    #[arg(long)]
+    allow_clock: bool,
+    /// Let the plugin read this environment variable of the server; repeat for more.
+    #[arg(long = "allow-env", value_name = "NAME")]
+    allow_env: Vec<String>,
+}
+
+impl SandboxArgs {
+    fn sandbox(self) -> Sandbox {
+        Sandbox {
+            memory_bytes: self.memory,
+            cpu_ms_per_batch: self.cpu_ms,
+            output_bytes_per_batch: self.max_output,
+            state_value_bytes: self.max_state_value,
+            state_bytes_per_batch: self.max_state_per_batch,
+            log_lines_per_s: self.log_rate,
+            allow_clock: self.allow_clock,
+            allow_env: self.allow_env,
+        }
+    }
 }
 
 pub async fn run(client: &Client, cmd: PluginCmd) -> anyhow::Result<()> {
     match cmd {
-        PluginCmd::Deploy { name, file } => {
-            let wasm =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let info = client.deploy_plugin(&name, wasm).await?;
+        PluginCmd::Deploy { name, file, shadow, sandbox } => {
+            let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let info = client.deploy_plugin_with(&name, wasm, Some(sandbox.sandbox()), shadow).await?;
+            let role = if shadow { "as the shadow" } else { "live" };
             println!(
-                "deployed {} ({}, {}, sha {})",
+                "deployed {} {role} ({}, {}, hash {})",
                 info.label(),
                 info.world,
                 output::bytes(info.size),
@@ -48,16 +141,92 @@ pub async fn run(client: &Client, cmd: PluginCmd) -> anyhow::Result<()> {
                 .iter()
                 .map(|p| {
                     vec![
-                        p.name.clone(),
-                        p.version.to_string(),
-                        output::bytes(p.size),
-                        p.hash[..12].to_string(),
-                        output::time(p.deployed_ms),
+                        p.live.name.clone(),
+                        p.live.version.to_string(),
+                        p.shadow.map_or("-".into(), |v| v.to_string()),
+                        p.versions.to_string(),
+                        output::bytes(p.live.size),
+                        if p.used_by.is_empty() { "-".into() } else { p.used_by.join(",") },
                     ]
                 })
                 .collect();
-            output::table(&["PLUGIN", "VERSION", "SIZE", "HASH", "DEPLOYED"], rows);
+            output::table(&["PLUGIN", "LIVE", "SHADOW", "VERSIONS", "SIZE", "USED BY"], rows);
+        }
+        PluginCmd::Versions { name, json } => {
+            let versions = client.plugin_versions(&name).await?;
+            if json {
+                return output::json(&versions);
+            }
+            let rows = versions
+                .iter()
+                .map(|v| {
+                    vec![
+                        v.version.to_string(),
+                        v.hash[..12].to_string(),
+                        output::bytes(v.size),
+                        output::time(v.deployed_ms),
+                    ]
+                })
+                .collect();
+            output::table(&["VERSION", "HASH", "SIZE", "DEPLOYED"], rows);
+        }
+        PluginCmd::Describe { reference } => describe(&client.describe_plugin(&reference).await?),
+        PluginCmd::Rollback { name, to } => {
+            let info = client.rollback_plugin(&name, to).await?;
+            println!("{} is live again", info.label());
+        }
+        PluginCmd::Promote { name } => {
+            let info = client.promote_plugin(&name).await?;
+            println!("promoted {} to live", info.label());
+        }
+        PluginCmd::Diff { name, json } => {
+            let d = client.plugin_diff(&name).await?;
+            if json {
+                return output::json(&d);
+            }
+            let Some(shadow) = d.shadow_version else {
+                println!("`{name}` has no shadow version; deploy one with `weir plugin deploy {name} FILE --shadow`");
+                return Ok(());
+            };
+            let live = d.live_version.map_or("-".into(), |v| v.to_string());
+            println!(
+                "{name}@{shadow} (shadow) vs {name}@{live} (live): {} matched, {} differed, {} shadow failures",
+                d.matched, d.differed, d.shadow_failures
+            );
+            for s in &d.samples {
+                println!(
+                    "- {} step {} partition {} offset {}:\n    live:   {}\n    shadow: {}",
+                    s.pipeline, s.step, s.partition, s.offset, s.live, s.shadow
+                );
+            }
+        }
+        PluginCmd::Remove { name } => {
+            client.remove_plugin(&name).await?;
+            println!("removed every version of {name}");
         }
     }
     Ok(())
+}
+
+fn describe(p: &PluginInfo) {
+    let s = &p.sandbox;
+    println!("plugin      {}", p.label());
+    println!("world       {}", p.world);
+    println!("hash        {}", p.hash);
+    println!("size        {}", output::bytes(p.size));
+    println!("deployed    {}", output::time(p.deployed_ms));
+    println!("memory      {}", output::bytes(s.memory_bytes as u64));
+    println!("cpu/batch   {} ms", s.cpu_ms_per_batch);
+    println!("output      {} per batch", output::bytes(s.output_bytes_per_batch as u64));
+    println!(
+        "state       {} per value, {} per batch",
+        output::bytes(s.state_value_bytes as u64),
+        output::bytes(s.state_bytes_per_batch as u64)
+    );
+    println!("log rate    {} lines/s", s.log_lines_per_s);
+    let env = if s.allow_env.is_empty() { "none".to_string() } else { s.allow_env.join(", ") };
+    println!(
+        "grants      clock: {}, environment: {env}, filesystem: none, network: none",
+        if s.allow_clock { "real" } else { "frozen" }
+    );
 }

@@ -36,11 +36,9 @@ pub struct ProduceArgs {
 
 pub async fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
     let input: Box<dyn tokio::io::AsyncRead + Unpin + Send> = match &args.file {
-        Some(path) => Box::new(
-            tokio::fs::File::open(path)
-                .await
-                .with_context(|| format!("opening {}", path.display()))?,
-        ),
+        Some(path) => {
+            Box::new(tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?)
+        }
         None => Box::new(tokio::io::stdin()),
     };
     let mut lines = BufReader::new(input).lines();
@@ -50,18 +48,12 @@ pub async fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
     let batch_size = args.batch.max(1);
     while let Some(line) = lines.next_line().await.context("reading input")? {
         batch.push(WireRecord(
-            args.key
-                .as_ref()
-                .map(|k| ByteBuf::from(k.as_bytes().to_vec())),
+            args.key.as_ref().map(|k| ByteBuf::from(k.as_bytes().to_vec())),
             ByteBuf::from(line.into_bytes()),
             args.headers.clone(),
         ));
         if batch.len() >= batch_size {
-            in_flight.push_back(client.start_produce(
-                &args.topic,
-                args.partition,
-                std::mem::take(&mut batch),
-            )?);
+            in_flight.push_back(client.start_produce(&args.topic, args.partition, std::mem::take(&mut batch))?);
             if in_flight.len() >= IN_FLIGHT {
                 acked += produced(in_flight.pop_front().expect("non-empty").wait().await?)?.len();
             }

@@ -38,27 +38,19 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing();
     let listener = TcpListener::bind(&args.listen).await.with_context(|| {
-        format!(
-            "cannot listen on {}; is another server running there? pick another with --listen",
-            args.listen
-        )
+        format!("cannot listen on {}; is another server running there? pick another with --listen", args.listen)
     })?;
     let config = BrokerConfig {
         data_dir: args.data_dir.clone(),
         durability: args.durability,
         retention_interval: args.retention_interval,
     };
-    let broker = Broker::open(config)
-        .await
-        .with_context(|| format!("starting on {}", args.data_dir.display()))?;
+    let broker = Broker::open(config).await.with_context(|| format!("starting on {}", args.data_dir.display()))?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to learn the port when --listen ends in :0.
     println!("weir listening on {addr}");
     tracing::info!(%addr, data_dir = %args.data_dir.display(), durability = ?args.durability, "weir serving");
-    let limits = ServerLimits {
-        max_frame_bytes: args.max_frame_bytes,
-        max_connections: args.max_connections,
-    };
+    let limits = ServerLimits { max_frame_bytes: args.max_frame_bytes, max_connections: args.max_connections };
     server::run(listener, broker.clone(), limits, shutdown_signal()).await?;
     tracing::info!("shutting down: finishing in-flight batches");
     broker.shutdown().await;
@@ -69,10 +61,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 /// SIGINT or SIGTERM.

@@ -54,14 +54,7 @@ pub enum TopicCmd {
 
 pub async fn run(client: &Client, cmd: TopicCmd) -> anyhow::Result<()> {
     match cmd {
-        TopicCmd::Create {
-            name,
-            partitions,
-            durability,
-            retention,
-            retention_bytes,
-            max_message_bytes,
-        } => {
+        TopicCmd::Create { name, partitions, durability, retention, retention_bytes, max_message_bytes } => {
             let config = TopicConfig {
                 partitions,
                 durability,
@@ -110,31 +103,18 @@ pub async fn run(client: &Client, cmd: TopicCmd) -> anyhow::Result<()> {
                     (None, None) => "forever".to_string(),
                     (ms, b) => format!(
                         "{}{}",
-                        ms.map(|m| format!(
-                            "{} ",
-                            humantime::format_duration(Duration::from_millis(m))
-                        ))
-                        .unwrap_or_default(),
+                        ms.map(|m| format!("{} ", humantime::format_duration(Duration::from_millis(m))))
+                            .unwrap_or_default(),
                         b.map(output::bytes).unwrap_or_default()
                     ),
                 }
             );
-            println!(
-                "max message {}",
-                output::bytes(t.config.max_message_bytes as u64)
-            );
+            println!("max message {}", output::bytes(t.config.max_message_bytes as u64));
             let rows = t
                 .partitions
                 .iter()
                 .enumerate()
-                .map(|(p, (s, e))| {
-                    vec![
-                        p.to_string(),
-                        s.to_string(),
-                        e.to_string(),
-                        (e - s).to_string(),
-                    ]
-                })
+                .map(|(p, (s, e))| vec![p.to_string(), s.to_string(), e.to_string(), (e - s).to_string()])
                 .collect();
             output::table(&["PARTITION", "START", "END", "MESSAGES"], rows);
         }

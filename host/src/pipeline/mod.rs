@@ -9,118 +9,33 @@
 //!   sink topics, state or the committed offset) before that commit, and all of it after.
 //! * After a restart a worker resumes at the committed offset: outputs are neither lost nor
 //!   duplicated.
-//! * A failure never skips a message silently: the pipeline halts naming the step, plugin,
-//!   offset and error.
+//! * Versions change only at batch boundaries: a batch runs wholly on one version of each
+//!   step, and a partition never goes back to a version it left unless told to (rollback).
+//! * A failure is never skipped silently: the failure policy decides, per message, after a
+//!   batch is re-run one message at a time; a halt names the step, plugin, offset and error.
 
+mod plan;
+mod shadow;
+mod spec;
 mod worker;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::registry::{Registry, RegistryError};
+pub use shadow::{DiffSample, ShadowReport};
+pub use spec::{ErrorPolicy, PipelineSpec, PipelineStatus, RunState, StartPosition, StepSpec};
+
+use crate::registry::{PluginInfo, Registry, RegistryError};
+use crate::runtime::LoadedPlugin;
 use crate::storage::{Store, StoreError, keys};
-use crate::types::{check_name, now_ms};
-
-/// What a pipeline reads, runs and writes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PipelineSpec {
-    /// Name.
-    pub name: String,
-    /// Source topic.
-    pub source: String,
-    /// Consumer group holding the pipeline's offsets; default `pipeline.<name>`.
-    #[serde(default)]
-    pub group: Option<String>,
-    /// Steps, in order.
-    pub steps: Vec<StepSpec>,
-    /// Topic receiving the last step's outputs that are not routed elsewhere.
-    pub sink: String,
-    /// Where to start when the group has no committed offset.
-    #[serde(default)]
-    pub start: StartPosition,
-    /// Messages per batch (default [`crate::limits::PIPELINE_BATCH_MESSAGES`]).
-    #[serde(default)]
-    pub batch_max_messages: Option<usize>,
-}
-
-impl PipelineSpec {
-    /// The consumer group that holds this pipeline's source offsets.
-    pub fn group(&self) -> String {
-        self.group
-            .clone()
-            .unwrap_or_else(|| format!("pipeline.{}", self.name))
-    }
-}
-
-/// One step: a plugin and its config.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StepSpec {
-    /// `NAME` (follows the latest version) or `NAME@V` (pinned).
-    pub plugin: String,
-    /// `key = value` config passed to the plugin's `init`.
-    #[serde(default)]
-    pub config: BTreeMap<String, String>,
-}
-
-/// Where a pipeline without committed offsets starts reading.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum StartPosition {
-    /// The oldest stored record.
-    #[default]
-    Earliest,
-    /// Only records produced after the pipeline starts.
-    Latest,
-}
-
-/// A pipeline's run state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RunState {
-    /// Processing.
-    Running,
-    /// Stopped on a failure; the error says where and why.
-    Halted,
-}
-
-/// What `weir pipeline status` shows.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PipelineStatus {
-    /// The spec.
-    pub spec: PipelineSpec,
-    /// Run state.
-    pub state: RunState,
-    /// Resolved `plugin@version` of each step.
-    pub plugins: Vec<String>,
-    /// Input messages processed and committed.
-    pub processed: u64,
-    /// Outputs written (sink and routed).
-    pub emitted: u64,
-    /// Inputs dropped by a step.
-    pub dropped: u64,
-    /// Batches committed.
-    pub batches: u64,
-    /// `(partition, committed next offset, high watermark)`.
-    pub partitions: Vec<(u32, u64, u64)>,
-    /// The error that halted the pipeline.
-    pub last_error: Option<String>,
-}
-
-impl PipelineStatus {
-    /// Unprocessed records over all partitions.
-    pub fn lag(&self) -> u64 {
-        self.partitions
-            .iter()
-            .map(|(_, c, hw)| hw.saturating_sub(*c))
-            .sum()
-    }
-}
+use crate::types::{TopicConfig, check_name, now_ms};
+use plan::{Active, Plan};
+use shadow::ShadowBoard;
 
 /// Why a pipeline operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +80,9 @@ struct PipelineRecord {
     halted: Option<String>,
 }
 
+/// Swap pauses kept for the percentile in status.
+const SWAP_PAUSES_KEPT: usize = 1024;
+
 /// Counters shared by a pipeline's workers.
 #[derive(Default)]
 pub(crate) struct Counters {
@@ -172,15 +90,59 @@ pub(crate) struct Counters {
     emitted: AtomicU64,
     dropped: AtomicU64,
     batches: AtomicU64,
+    failed: AtomicU64,
+    dead_lettered: AtomicU64,
+    retries: AtomicU64,
+    swaps: AtomicU64,
+    /// Recent swap pauses, µs.
+    swap_pauses: Mutex<VecDeque<u64>>,
+}
+
+impl Counters {
+    fn add(&self, c: &worker::Counts) {
+        self.processed.fetch_add(c.processed, Ordering::Relaxed);
+        self.emitted.fetch_add(c.emitted, Ordering::Relaxed);
+        self.dropped.fetch_add(c.dropped, Ordering::Relaxed);
+        self.failed.fetch_add(c.failed, Ordering::Relaxed);
+        self.dead_lettered.fetch_add(c.dead_lettered, Ordering::Relaxed);
+        self.retries.fetch_add(c.retries, Ordering::Relaxed);
+        self.batches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn record_swap(&self, pause: Duration) {
+        self.swaps.fetch_add(1, Ordering::Relaxed);
+        let mut p = self.swap_pauses.lock().expect("swap pauses");
+        if p.len() == SWAP_PAUSES_KEPT {
+            p.pop_front();
+        }
+        p.push_back(pause.as_micros() as u64);
+    }
+
+    fn swap_pause_p99_us(&self) -> u64 {
+        let mut p: Vec<u64> = self.swap_pauses.lock().expect("swap pauses").iter().copied().collect();
+        if p.is_empty() {
+            return 0;
+        }
+        p.sort_unstable();
+        p[(p.len() * 99).div_ceil(100) - 1]
+    }
 }
 
 /// A running (or halted) pipeline.
 pub(crate) struct Running {
     record: Mutex<PipelineRecord>,
-    plugins: Vec<String>,
+    plan: Arc<Plan>,
     counters: Counters,
+    /// The last failure handled without halting (skipped, dead-lettered, a failed swap).
+    last_failure: Mutex<Option<String>>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Running {
+    fn note_failure(&self, reason: String) {
+        *self.last_failure.lock().expect("last failure") = Some(reason);
+    }
 }
 
 /// All pipelines of the server.
@@ -188,25 +150,22 @@ pub struct Pipelines {
     store: Arc<Store>,
     registry: Arc<Registry>,
     running: Mutex<HashMap<String, Arc<Running>>>,
+    shadows: Arc<ShadowBoard>,
 }
 
 impl Pipelines {
     /// Start every stored pipeline (halted ones stay halted).
-    pub async fn start(
-        store: Arc<Store>,
-        registry: Arc<Registry>,
-    ) -> Result<Arc<Pipelines>, PipelineError> {
-        let me = Arc::new(Pipelines {
-            store: store.clone(),
-            registry,
-            running: Mutex::new(HashMap::new()),
-        });
+    pub async fn start(store: Arc<Store>, registry: Arc<Registry>) -> Result<Arc<Pipelines>, PipelineError> {
+        let shadows = Arc::new(ShadowBoard::default());
+        for name in registry.names() {
+            if let Some(s) = registry.shadow(&name) {
+                shadows.reset(&name, registry.live(&name).map(|l| l.version), Some(s.version));
+            }
+        }
+        let me = Arc::new(Pipelines { store: store.clone(), registry, running: Mutex::new(HashMap::new()), shadows });
         for (key, value) in store.meta_scan("pipeline/")? {
-            let record: PipelineRecord =
-                rmp_serde::from_slice(&value).map_err(|e| StoreError::Corrupt {
-                    what: key.clone(),
-                    why: e.to_string(),
-                })?;
+            let record: PipelineRecord = rmp_serde::from_slice(&value)
+                .map_err(|e| StoreError::Corrupt { what: key.clone(), why: e.to_string() })?;
             let name = record.spec.name.clone();
             if let Err(e) = me.launch(record).await {
                 tracing::error!(pipeline = %name, error = %e, "pipeline could not start");
@@ -216,31 +175,20 @@ impl Pipelines {
     }
 
     /// Validate, store and start a pipeline.
-    pub async fn create(
-        self: &Arc<Self>,
-        spec: PipelineSpec,
-    ) -> Result<PipelineStatus, PipelineError> {
+    pub async fn create(self: &Arc<Self>, spec: PipelineSpec) -> Result<PipelineStatus, PipelineError> {
         check_name("pipeline", &spec.name).map_err(PipelineError::Invalid)?;
-        if self
-            .running
-            .lock()
-            .expect("pipelines")
-            .contains_key(&spec.name)
-        {
+        if self.running.lock().expect("pipelines").contains_key(&spec.name) {
             return Err(PipelineError::Exists(spec.name));
         }
         self.validate(&spec)?;
+        if spec.on_error == ErrorPolicy::DeadLetter {
+            self.ensure_dead_letter_topic(&spec).await?;
+        }
         let id = self.next_id().await?;
-        let record = PipelineRecord {
-            spec: spec.clone(),
-            id,
-            created_ms: now_ms(),
-            halted: None,
-        };
+        let record = PipelineRecord { spec: spec.clone(), id, created_ms: now_ms(), halted: None };
         self.launch(record.clone()).await?;
         // Persist after the steps proved they start, so a bad spec leaves nothing behind.
-        let persisted = self.persist(&record).await;
-        if let Err(e) = persisted {
+        if let Err(e) = self.persist(&record).await {
             self.stop(&spec.name).await;
             return Err(e);
         }
@@ -249,17 +197,10 @@ impl Pipelines {
 
     /// Stop a pipeline and delete it with its state and offsets.
     pub async fn delete(&self, name: &str) -> Result<(), PipelineError> {
-        let running = self
-            .stop(name)
-            .await
-            .ok_or_else(|| PipelineError::Unknown(name.to_string()))?;
+        let running = self.stop(name).await.ok_or_else(|| PipelineError::Unknown(name.to_string()))?;
         let record = running.record.lock().expect("record").clone();
-        self.store
-            .meta_write(vec![(format!("pipeline/{name}"), None)])
-            .await?;
-        self.store
-            .delete_state_prefix(keys::state_scope_prefix(record.id).to_vec())
-            .await?;
+        self.store.meta_write(vec![(format!("pipeline/{name}"), None)]).await?;
+        self.store.delete_state_prefix(keys::state_scope_prefix(record.id).to_vec()).await?;
         Ok(())
     }
 
@@ -271,72 +212,126 @@ impl Pipelines {
         if let Ok(topic) = self.store.topic(&record.spec.source) {
             let committed = self.store.committed(&record.spec.group(), &topic)?;
             for (p, c) in committed.iter().enumerate() {
-                let hw = topic.partitions()[p].high_watermark();
-                partitions.push((p as u32, c.unwrap_or(0), hw));
+                partitions.push((
+                    p as u32,
+                    c.unwrap_or(topic.partitions()[p].log_start()),
+                    topic.partitions()[p].high_watermark(),
+                ));
             }
         }
         let c = &running.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let last_failure = running.last_failure.lock().expect("last failure").clone();
         Ok(PipelineStatus {
-            state: if record.halted.is_some() {
-                RunState::Halted
-            } else {
-                RunState::Running
-            },
-            last_error: record.halted.clone(),
+            state: if record.halted.is_some() { RunState::Halted } else { RunState::Running },
+            last_error: record.halted.clone().or(last_failure),
             spec: record.spec,
-            plugins: running.plugins.clone(),
-            processed: c.processed.load(Ordering::Relaxed),
-            emitted: c.emitted.load(Ordering::Relaxed),
-            dropped: c.dropped.load(Ordering::Relaxed),
-            batches: c.batches.load(Ordering::Relaxed),
+            plugins: running.plan.live_labels(),
+            shadows: running.plan.shadow_labels(),
+            processed: load(&c.processed),
+            emitted: load(&c.emitted),
+            dropped: load(&c.dropped),
+            batches: load(&c.batches),
+            failed: load(&c.failed),
+            dead_lettered: load(&c.dead_lettered),
+            retries: load(&c.retries),
+            swaps: load(&c.swaps),
+            swap_pause_p99_us: c.swap_pause_p99_us(),
             partitions,
         })
     }
 
     /// Status of every pipeline, by name.
     pub fn list(&self) -> Vec<PipelineStatus> {
-        let mut names: Vec<String> = self
-            .running
-            .lock()
-            .expect("pipelines")
-            .keys()
-            .cloned()
-            .collect();
+        let mut names: Vec<String> = self.running.lock().expect("pipelines").keys().cloned().collect();
         names.sort();
         names.iter().filter_map(|n| self.status(n).ok()).collect()
     }
 
     /// Stop every worker (graceful shutdown): in-flight batches finish and commit first.
     pub async fn shutdown(&self) {
-        let names: Vec<String> = self
-            .running
-            .lock()
-            .expect("pipelines")
-            .keys()
-            .cloned()
-            .collect();
+        let names: Vec<String> = self.running.lock().expect("pipelines").keys().cloned().collect();
         for name in names {
             self.stop(&name).await;
         }
     }
 
-    /// Whether any pipeline step uses plugin `name`, and which pipelines.
+    /// Pipelines with a step running plugin `name` (pinned or not).
     pub fn users_of(&self, plugin: &str) -> Vec<String> {
         let running = self.running.lock().expect("pipelines");
         let mut users: Vec<String> = running
             .iter()
-            .filter(|(_, r)| {
-                let record = r.record.lock().expect("record");
-                record
-                    .spec
-                    .steps
-                    .iter()
-                    .any(|s| s.plugin.split('@').next() == Some(plugin))
-            })
+            .filter(|(_, r)| r.plan.slots.iter().any(|s| s.plugin == plugin))
             .map(|(n, _)| n.clone())
             .collect();
         users.sort();
         users
+    }
+
+    /// Prove that `info` starts (its `init` accepts the config) in every step that follows
+    /// plugin `info.name`. Returns the pipelines checked.
+    pub async fn check_version(&self, info: &PluginInfo, loaded: &LoadedPlugin) -> Result<Vec<String>, String> {
+        let active = Arc::new(Active { info: info.clone(), loaded: loaded.clone() });
+        let followers = self.followers(&info.name);
+        let runtime = self.registry.runtime().clone();
+        let checked = followers.iter().map(|(r, _)| r.plan.spec.name.clone()).collect();
+        tokio::task::spawn_blocking(move || {
+            for (r, step) in followers {
+                plan::probe(&runtime, &r.plan.spec, step, &active).map_err(|e| {
+                    format!(
+                        "{} does not start in pipeline `{}` step {}: {e}",
+                        active.info.label(),
+                        r.plan.spec.name,
+                        step + 1
+                    )
+                })?;
+            }
+            Ok(checked)
+        })
+        .await
+        .map_err(|e| format!("check task failed: {e}"))?
+    }
+
+    /// Make `info` the live version of every step following its plugin; each partition picks
+    /// it up at its next batch boundary.
+    pub fn swap_live(&self, info: &PluginInfo, loaded: &LoadedPlugin) {
+        let active = Arc::new(Active { info: info.clone(), loaded: loaded.clone() });
+        for (r, step) in self.followers(&info.name) {
+            r.plan.slots[step].set_live(active.clone());
+        }
+        if let Some(report) = self.shadows.report(&info.name) {
+            self.shadows.reset(&info.name, Some(info.version), report.shadow_version);
+        }
+    }
+
+    /// Run `shadow` (or nothing) beside every step following `plugin`, and restart its diff.
+    pub fn set_shadow(&self, plugin: &str, live: Option<u32>, shadow: Option<(&PluginInfo, &LoadedPlugin)>) {
+        let active = shadow.map(|(info, loaded)| Arc::new(Active { info: info.clone(), loaded: loaded.clone() }));
+        for (r, step) in self.followers(plugin) {
+            r.plan.slots[step].set_shadow(active.clone());
+        }
+        self.shadows.reset(plugin, live, shadow.map(|(i, _)| i.version));
+    }
+
+    /// How the shadow of `plugin` compares with its live version so far.
+    pub fn shadow_report(&self, plugin: &str) -> ShadowReport {
+        self.shadows
+            .report(plugin)
+            .unwrap_or_else(|| ShadowReport { plugin: plugin.to_string(), ..ShadowReport::default() })
+    }
+
+    /// `(pipeline, step)` of every unpinned step running `plugin`.
+    fn followers(&self, plugin: &str) -> Vec<(Arc<Running>, usize)> {
+        let running = self.running.lock().expect("pipelines");
+        let mut out = Vec::new();
+        for r in running.values() {
+            for (i, s) in r.plan.slots.iter().enumerate() {
+                if s.plugin == plugin && !s.pinned {
+                    out.push((r.clone(), i));
+                }
+            }
+        }
+        out
     }
 
     fn get(&self, name: &str) -> Result<Arc<Running>, PipelineError> {
@@ -355,8 +350,12 @@ impl Pipelines {
                 spec.name
             )));
         }
-        if spec.steps.len() > u16::MAX as usize {
-            return Err(PipelineError::Invalid("too many steps".into()));
+        if spec.steps.len() > 64 {
+            return Err(PipelineError::Invalid(format!(
+                "pipeline `{}` has {} steps; at most 64 are allowed",
+                spec.name,
+                spec.steps.len()
+            )));
         }
         self.store.topic(&spec.source)?;
         self.store.topic(&spec.sink)?;
@@ -375,36 +374,36 @@ impl Pipelines {
         Ok(())
     }
 
+    async fn ensure_dead_letter_topic(&self, spec: &PipelineSpec) -> Result<(), PipelineError> {
+        let name = spec.dead_letter_topic();
+        if self.store.topic(&name).is_ok() {
+            return Ok(());
+        }
+        let partitions = self.store.topic(&spec.source)?.partition_count();
+        match self.store.create_topic(&name, TopicConfig { partitions, ..TopicConfig::default() }).await {
+            Ok(_) | Err(StoreError::TopicExists(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn next_id(&self) -> Result<u32, PipelineError> {
         static ID_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         let _g = ID_LOCK.lock().await;
         let next = match self.store.meta_get("seq/pipeline")? {
-            Some(v) => {
-                u32::from_be_bytes(v.as_slice().try_into().map_err(|_| StoreError::Corrupt {
-                    what: "seq/pipeline".into(),
-                    why: "not 4 bytes".into(),
-                })?)
-            }
+            Some(v) => u32::from_be_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt { what: "seq/pipeline".into(), why: "not 4 bytes".into() })?,
+            ),
             None => 1,
         };
-        self.store
-            .meta_write(vec![(
-                "seq/pipeline".into(),
-                Some((next + 1).to_be_bytes().to_vec()),
-            )])
-            .await?;
+        self.store.meta_write(vec![("seq/pipeline".into(), Some((next + 1).to_be_bytes().to_vec()))]).await?;
         Ok(next)
     }
 
     async fn persist(&self, record: &PipelineRecord) -> Result<(), PipelineError> {
-        let encoded =
-            rmp_serde::to_vec_named(record).map_err(|e| PipelineError::Invalid(e.to_string()))?;
-        self.store
-            .meta_write(vec![(
-                format!("pipeline/{}", record.spec.name),
-                Some(encoded),
-            )])
-            .await?;
+        let encoded = rmp_serde::to_vec_named(record).map_err(|e| PipelineError::Invalid(e.to_string()))?;
+        self.store.meta_write(vec![(format!("pipeline/{}", record.spec.name), Some(encoded))]).await?;
         Ok(())
     }
 
@@ -412,22 +411,28 @@ impl Pipelines {
     async fn launch(self: &Arc<Self>, record: PipelineRecord) -> Result<(), PipelineError> {
         let name = record.spec.name.clone();
         let halted = record.halted.is_some();
-        let plan =
-            worker::Plan::prepare(&self.store, &self.registry, &record.spec, record.id).await?;
+        let plan = Plan::prepare(&self.store, &self.registry, &record.spec, record.id, self.shadows.clone()).await?;
         let (stop, _) = watch::channel(false);
         let running = Arc::new(Running {
             record: Mutex::new(record),
-            plugins: plan.plugin_labels(),
+            plan: Arc::new(plan),
             counters: Counters::default(),
+            last_failure: Mutex::new(None),
             stop,
             tasks: Mutex::new(Vec::new()),
         });
-        self.running
-            .lock()
-            .expect("pipelines")
-            .insert(name, running.clone());
+        self.running.lock().expect("pipelines").insert(name, running.clone());
         if !halted {
-            let tasks = plan.spawn(self.clone(), running.clone());
+            let tasks = (0..running.plan.source.partition_count())
+                .map(|p| {
+                    let (me, running) = (self.clone(), running.clone());
+                    tokio::spawn(async move {
+                        if let Err(error) = worker::run_partition(&running.plan, p, &running).await {
+                            me.halt(&running, error).await;
+                        }
+                    })
+                })
+                .collect();
             *running.tasks.lock().expect("tasks") = tasks;
         }
         Ok(())
@@ -445,8 +450,8 @@ impl Pipelines {
     }
 
     /// Record a failure: the pipeline halts (all partitions) and says why, durably.
-    pub(crate) async fn halt(&self, running: &Arc<Running>, error: String) {
-        tracing::error!(pipeline = %running.record.lock().expect("record").spec.name, %error, "pipeline halted");
+    async fn halt(&self, running: &Arc<Running>, error: String) {
+        tracing::error!(pipeline = %running.plan.spec.name, %error, "pipeline halted");
         let _ = running.stop.send(true);
         let record = {
             let mut record = running.record.lock().expect("record");

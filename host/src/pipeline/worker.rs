@@ -1,203 +1,47 @@
-//! The per-partition worker: read a batch, run it through every step, commit once.
+//! The per-partition worker: at each batch boundary pick up version swaps, read a batch, run
+//! it through every step (and any shadow), apply the failure policy, commit once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{PipelineError, PipelineSpec, Pipelines, Running, StartPosition};
+use super::plan::{Active, Plan};
+use super::{ErrorPolicy, Running, StartPosition};
 use crate::limits;
-use crate::registry::{PluginInfo, Registry};
-use crate::runtime::{
-    Batch, Header, LoadedPlugin, Message, Outcome, PluginInstance, Runtime, StateScope,
-};
-use crate::storage::{Append, Commit, NewRecord, OffsetCommit, Store, StoredRecord, Topic, keys};
+use crate::runtime::{Batch, Header, Message, Outcome, PluginError, PluginInstance};
+use crate::storage::{Append, Commit, NewRecord, OffsetCommit, StoredRecord, Topic};
 use crate::types::now_ms;
 
-/// A step with its plugin resolved and compiled.
-struct Step {
-    info: PluginInfo,
-    loaded: LoadedPlugin,
-    config: Vec<(String, String)>,
-}
-
-/// Everything a pipeline's workers share.
-pub(super) struct Plan {
-    store: Arc<Store>,
-    runtime: Arc<Runtime>,
-    spec: PipelineSpec,
-    group: String,
-    scope: u32,
-    source: Arc<Topic>,
-    sink: Arc<Topic>,
-    steps: Vec<Step>,
-}
-
-impl Plan {
-    /// Resolve topics and plugins, compile each step, and prove each step's `init` accepts its
-    /// config — before anything is stored or started.
-    pub(super) async fn prepare(
-        store: &Arc<Store>,
-        registry: &Arc<Registry>,
-        spec: &PipelineSpec,
-        scope: u32,
-    ) -> Result<Plan, PipelineError> {
-        let source = store.topic(&spec.source)?;
-        let sink = store.topic(&spec.sink)?;
-        let (registry_c, spec_c) = (registry.clone(), spec.clone());
-        let steps = tokio::task::spawn_blocking(move || resolve_steps(&registry_c, &spec_c))
-            .await
-            .map_err(|e| {
-                PipelineError::Invalid(format!("plugin compilation task failed: {e}"))
-            })??;
-        let plan = Plan {
-            store: store.clone(),
-            runtime: registry.runtime().clone(),
-            spec: spec.clone(),
-            group: spec.group(),
-            scope,
-            source,
-            sink,
-            steps,
-        };
-        Ok(plan)
-    }
-
-    /// `name@version` of each step.
-    pub(super) fn plugin_labels(&self) -> Vec<String> {
-        self.steps.iter().map(|s| s.info.label()).collect()
-    }
-
-    /// One worker task per source partition.
-    pub(super) fn spawn(
-        self,
-        pipelines: Arc<Pipelines>,
-        running: Arc<Running>,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
-        let plan = Arc::new(self);
-        (0..plan.source.partition_count())
-            .map(|p| {
-                let (plan, pipelines, running) = (plan.clone(), pipelines.clone(), running.clone());
-                tokio::spawn(async move {
-                    if let Err(error) = run_partition(&plan, p, &running).await {
-                        pipelines.halt(&running, error).await;
-                    }
-                })
-            })
-            .collect()
-    }
-
-    /// Instances of every step for one partition, initialised.
-    fn instantiate(&self, partition: u32) -> Result<Vec<PluginInstance>, String> {
-        (0..self.steps.len())
-            .map(|i| self.instantiate_step(i, partition))
-            .collect()
-    }
-
-    /// A fresh, initialised instance of step `i` for one partition.
-    fn instantiate_step(&self, i: usize, partition: u32) -> Result<PluginInstance, String> {
-        let step = &self.steps[i];
-        let scope = StateScope {
-            store: Some(self.store.clone()),
-            prefix: keys::state_prefix(self.scope, i as u16, partition).to_vec(),
-        };
-        let label = format!("{}/{} {}", self.spec.name, i + 1, step.info.label());
-        let mut inst = self
-            .runtime
-            .instantiate(&step.loaded, &step.info.sandbox, label, scope)
-            .map_err(|e| format!("step {} ({}): {e}", i + 1, step.info.label()))?;
-        inst.init(&step.config)
-            .map_err(|e| format!("step {} ({}): {e}", i + 1, step.info.label()))?;
-        Ok(inst)
-    }
-}
-
-fn resolve_steps(registry: &Registry, spec: &PipelineSpec) -> Result<Vec<Step>, PipelineError> {
-    let mut steps = Vec::with_capacity(spec.steps.len());
-    for (i, s) in spec.steps.iter().enumerate() {
-        let info = registry.resolve(&s.plugin)?;
-        let loaded = registry.component(&info)?;
-        let config: Vec<_> = s
-            .config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        // Prove init accepts the config on a throwaway instance with local state.
-        let scope = StateScope {
-            store: None,
-            prefix: Vec::new(),
-        };
-        let mut probe = registry
-            .runtime()
-            .instantiate(
-                &loaded,
-                &info.sandbox,
-                format!("{} (check)", info.label()),
-                scope,
-            )
-            .map_err(|e| PipelineError::Step {
-                step: i + 1,
-                plugin: info.label(),
-                message: e.to_string(),
-            })?;
-        probe.init(&config).map_err(|e| PipelineError::Step {
-            step: i + 1,
-            plugin: info.label(),
-            message: e.to_string(),
-        })?;
-        steps.push(Step {
-            info,
-            loaded,
-            config,
-        });
-    }
-    Ok(steps)
+/// One step as a worker holds it: its instance, the generation it was built for, and the
+/// shadow instance beside it.
+pub(super) struct StepInstance {
+    live: PluginInstance,
+    active: Arc<Active>,
+    shadow: Option<(PluginInstance, Arc<Active>)>,
+    generation: u64,
 }
 
 /// The worker loop of one partition. Returns only on stop (`Ok`) or on a failure that halts
 /// the pipeline (`Err` with the reason), after committing everything before the failure.
-async fn run_partition(
-    plan: &Arc<Plan>,
-    partition: u32,
-    running: &Arc<Running>,
-) -> Result<(), String> {
+pub(super) async fn run_partition(plan: &Arc<Plan>, partition: u32, running: &Arc<Running>) -> Result<(), String> {
     let mut stop = running.stop.subscribe();
-    let mut instances = {
+    let mut steps: Vec<StepInstance> = {
         let plan = plan.clone();
-        tokio::task::spawn_blocking(move || plan.instantiate(partition))
-            .await
-            .map_err(|e| e.to_string())??
+        tokio::task::spawn_blocking(move || instantiate_all(&plan, partition)).await.map_err(|e| e.to_string())??
     };
     let mut offset = start_offset(plan, partition).map_err(|e| e.to_string())?;
-    let batch_max = plan
-        .spec
-        .batch_max_messages
-        .unwrap_or(limits::PIPELINE_BATCH_MESSAGES);
-    let part = plan
-        .source
-        .partition(partition)
-        .map_err(|e| e.to_string())?;
+    let batch_max = plan.spec.batch_max_messages.unwrap_or(limits::PIPELINE_BATCH_MESSAGES);
+    let part = plan.source.partition(partition).map_err(|e| e.to_string())?;
     loop {
         if *stop.borrow() {
             return Ok(());
         }
         let records = plan
             .store
-            .read(
-                &plan.source,
-                partition,
-                offset,
-                batch_max,
-                limits::PIPELINE_BATCH_BYTES,
-            )
-            .map_err(|e| {
-                format!(
-                    "reading partition {partition} of `{}`: {e}",
-                    plan.source.name
-                )
-            })?;
+            .read(&plan.source, partition, offset, batch_max, limits::PIPELINE_BATCH_BYTES)
+            .map_err(|e| format!("reading partition {partition} of `{}`: {e}", plan.source.name))?;
         if records.is_empty() {
             tokio::select! {
                 _ = part.wait_for(offset, Duration::from_secs(1)) => {}
@@ -205,23 +49,18 @@ async fn run_partition(
             }
             continue;
         }
-        let (plan_c, insts) = (plan.clone(), instances);
-        let (insts, done) = tokio::task::spawn_blocking(move || {
-            let mut insts = insts;
-            let done = run_batch(&plan_c, &mut insts, partition, records);
-            (insts, done)
+        let (plan_c, running_c) = (plan.clone(), running.clone());
+        let (back, done) = tokio::task::spawn_blocking(move || {
+            let mut steps = steps;
+            // The batch boundary: the previous batch committed on the old version.
+            swap_if_needed(&plan_c, &running_c, &mut steps, partition);
+            let done = run_batch(&plan_c, &running_c, &mut steps, partition, records);
+            (steps, done)
         })
         .await
         .map_err(|e| format!("worker task failed: {e}"))?;
-        instances = insts;
-        let Done {
-            mut commit,
-            next_offset,
-            processed,
-            emitted,
-            dropped,
-            failure,
-        } = done;
+        steps = back;
+        let Done { mut commit, next_offset, counts, failure } = done;
         if next_offset > offset {
             commit.offsets.push(OffsetCommit {
                 group: plan.group.clone(),
@@ -229,19 +68,51 @@ async fn run_partition(
                 partition,
                 next_offset,
             });
-            plan.store
-                .submit(commit)
-                .await
-                .map_err(|e| format!("committing partition {partition}: {e}"))?;
+            plan.store.submit(commit).await.map_err(|e| format!("committing partition {partition}: {e}"))?;
             offset = next_offset;
-            let c = &running.counters;
-            c.processed.fetch_add(processed, Ordering::Relaxed);
-            c.emitted.fetch_add(emitted, Ordering::Relaxed);
-            c.dropped.fetch_add(dropped, Ordering::Relaxed);
-            c.batches.fetch_add(1, Ordering::Relaxed);
+            running.counters.add(&counts);
         }
         if let Some(reason) = failure {
             return Err(reason);
+        }
+    }
+}
+
+fn instantiate_all(plan: &Plan, partition: u32) -> Result<Vec<StepInstance>, String> {
+    (0..plan.slots.len()).map(|i| build_step(plan, i, partition)).collect()
+}
+
+fn build_step(plan: &Plan, i: usize, partition: u32) -> Result<StepInstance, String> {
+    let slot = &plan.slots[i];
+    let (active, generation) = slot.live();
+    let live = plan.instantiate(i, &active, partition, false)?;
+    // A shadow that does not start is left out rather than blocking the live version.
+    let shadow = slot.shadow().and_then(|a| plan.instantiate(i, &a, partition, true).ok().map(|inst| (inst, a)));
+    Ok(StepInstance { live, active, shadow, generation })
+}
+
+/// Rebuild the instances of steps whose slot changed (deploy, rollback, promote, shadow).
+/// The time this takes is the swap pause, recorded for status and benchmarks.
+fn swap_if_needed(plan: &Plan, running: &Running, steps: &mut [StepInstance], partition: u32) {
+    for (i, st) in steps.iter_mut().enumerate() {
+        if plan.slots[i].generation() == st.generation {
+            continue;
+        }
+        let started = Instant::now();
+        match build_step(plan, i, partition) {
+            Ok(new) => {
+                let swapped = new.active.info.version != st.active.info.version;
+                *st = new;
+                if swapped {
+                    running.counters.record_swap(started.elapsed());
+                }
+            }
+            // Init was proven before the swap was published; if it fails here anyway, keep
+            // running the old version and say so.
+            Err(e) => {
+                st.generation = plan.slots[i].generation();
+                running.note_failure(format!("swap on partition {partition} kept the old version: {e}"));
+            }
         }
     }
 }
@@ -259,97 +130,158 @@ fn start_offset(plan: &Plan, partition: u32) -> Result<u64, crate::storage::Stor
     })
 }
 
+/// Counts of one batch, added to the pipeline's counters on commit.
+#[derive(Default)]
+pub(super) struct Counts {
+    pub processed: u64,
+    pub emitted: u64,
+    pub dropped: u64,
+    pub failed: u64,
+    pub dead_lettered: u64,
+    pub retries: u64,
+}
+
 /// What a processed batch commits, and where processing stopped.
 struct Done {
     /// Outputs and state of the processed prefix of the batch (offsets added by the caller).
     commit: Commit,
-    /// The source offset to commit: one past the last processed input.
+    /// The source offset to commit: one past the last input dealt with.
     next_offset: u64,
-    processed: u64,
-    emitted: u64,
-    dropped: u64,
+    counts: Counts,
     /// Why processing stopped before the end of the batch, naming step, plugin and offset.
     failure: Option<String>,
 }
 
-/// A step's failure on specific input.
+/// A step's failure on some input.
 struct StepFailure {
     step: usize,
-    /// Offset of the input that failed, when known (a `fail` outcome; a single-message run).
+    /// Offset of the input that failed, when known.
     offset: Option<u64>,
     error: String,
+    /// Whether another attempt may succeed (a retryable `fail`, a trap, a CPU overrun).
+    retryable: bool,
 }
 
 /// Run a batch through every step. The fast path is one component call per step for the
 /// whole batch. If anything fails, the batch's effects are discarded and it is re-run one
-/// message at a time on fresh instances, so the failure is pinned to one offset and every
-/// message before it is committed; nothing after it is.
+/// message at a time, where the failure policy applies to the failing message alone.
 fn run_batch(
     plan: &Plan,
-    insts: &mut [PluginInstance],
+    running: &Running,
+    steps: &mut [StepInstance],
     partition: u32,
     records: Vec<StoredRecord>,
 ) -> Done {
-    let first = records[0].offset;
-    let last = records[records.len() - 1].offset;
-    let n = records.len() as u64;
-    let slow = records.clone();
-    match run_steps(plan, insts, partition, records) {
-        Ok(out) => plan.finish(insts, partition, out, last + 1, n, None),
+    let (first, last) = (records[0].offset, records[records.len() - 1].offset);
+    let n = records.len();
+    match run_steps(plan, steps, partition, records, true) {
+        Ok(out) => {
+            let counts = Counts { processed: n as u64, ..Counts::default() };
+            finish(plan, steps, partition, out, last + 1, counts, None)
+        }
         Err(_) => {
-            insts
-                .iter_mut()
-                .for_each(PluginInstance::discard_state_writes);
-            run_one_by_one(plan, insts, partition, slow, first)
+            steps.iter_mut().for_each(|s| s.live.discard_state_writes());
+            // Read the batch again rather than keep a copy on the fast path.
+            match plan.store.read(&plan.source, partition, first, n, usize::MAX) {
+                Ok(records) => run_one_by_one(plan, running, steps, partition, records),
+                Err(e) => {
+                    let reason = format!("re-reading partition {partition} of `{}`: {e}", plan.source.name);
+                    finish(plan, steps, partition, Outputs::default(), first, Counts::default(), Some(reason))
+                }
+            }
         }
     }
 }
 
 fn run_one_by_one(
     plan: &Plan,
-    insts: &mut [PluginInstance],
+    running: &Running,
+    steps: &mut [StepInstance],
     partition: u32,
     records: Vec<StoredRecord>,
-    first: u64,
 ) -> Done {
     let mut acc = Outputs::default();
-    let mut next = first;
-    let mut processed = 0;
+    let mut counts = Counts::default();
+    let mut next = records[0].offset;
     for rec in records {
         let offset = rec.offset;
-        if let Err(reason) = refresh(plan, insts, partition) {
-            return plan.finish(insts, partition, acc, next, processed, Some(reason));
-        }
-        match run_steps(plan, insts, partition, vec![rec]) {
-            Ok(out) => {
-                insts.iter_mut().for_each(PluginInstance::checkpoint);
-                acc.append(out);
-                next = offset + 1;
-                processed += 1;
+        let mut attempt = 1;
+        let failure = loop {
+            if let Err(reason) = refresh(plan, steps, partition) {
+                return finish(plan, steps, partition, acc, next, counts, Some(reason));
             }
-            Err(f) => {
-                let step = &plan.steps[f.step];
-                let reason = format!(
-                    "step {} ({}) failed at offset {} of partition {partition}: {}",
-                    f.step + 1,
-                    step.info.label(),
-                    f.offset.unwrap_or(offset),
-                    f.error
-                );
-                // Only this message's state writes are dropped; earlier messages' stay.
-                insts.iter_mut().for_each(PluginInstance::rollback);
-                return plan.finish(insts, partition, acc, next, processed, Some(reason));
+            match run_steps(plan, steps, partition, vec![rec.clone()], false) {
+                Ok(out) => {
+                    steps.iter_mut().for_each(|s| s.live.checkpoint());
+                    acc.append(out);
+                    break None;
+                }
+                Err(f) => {
+                    steps.iter_mut().for_each(|s| s.live.rollback());
+                    if !f.retryable || attempt >= plan.spec.attempts() || *running.stop.borrow() {
+                        break Some(f);
+                    }
+                    std::thread::sleep(plan.spec.backoff(attempt));
+                    attempt += 1;
+                    counts.retries += 1;
+                }
             }
+        };
+        if let Some(f) = failure {
+            let label = steps[f.step].active.info.label();
+            let reason = format!(
+                "step {} ({label}) failed at offset {} of partition {partition} after {attempt} attempt(s): {}",
+                f.step + 1,
+                f.offset.unwrap_or(offset),
+                f.error
+            );
+            match plan.spec.on_error {
+                ErrorPolicy::Halt | ErrorPolicy::Retry => {
+                    return finish(plan, steps, partition, acc, next, counts, Some(reason));
+                }
+                ErrorPolicy::Skip => {}
+                ErrorPolicy::DeadLetter => {
+                    acc.routed
+                        .push((plan.spec.dead_letter_topic(), dead_letter(plan, &label, &f, attempt, partition, rec)));
+                    counts.dead_lettered += 1;
+                }
+            }
+            counts.failed += 1;
+            running.note_failure(reason);
         }
+        counts.processed += 1;
+        next = offset + 1;
     }
-    plan.finish(insts, partition, acc, next, processed, None)
+    finish(plan, steps, partition, acc, next, counts, None)
+}
+
+/// The original message, with headers saying where it failed and why.
+fn dead_letter(plan: &Plan, label: &str, f: &StepFailure, attempts: u32, partition: u32, rec: StoredRecord) -> Message {
+    let mut headers: Vec<Header> = rec.headers.into_iter().map(|(name, value)| Header { name, value }).collect();
+    let mut add = |name: &str, value: String| headers.push(Header { name: name.into(), value });
+    add("weir-dlq-pipeline", plan.spec.name.clone());
+    add("weir-dlq-step", (f.step + 1).to_string());
+    add("weir-dlq-plugin", label.to_string());
+    add("weir-dlq-error", f.error.clone());
+    add("weir-dlq-attempts", attempts.to_string());
+    add("weir-dlq-topic", plan.source.name.clone());
+    add("weir-dlq-partition", partition.to_string());
+    add("weir-dlq-offset", rec.offset.to_string());
+    Message {
+        key: rec.key.map(|k| k.to_vec()),
+        value: rec.value.to_vec(),
+        headers,
+        timestamp_ms: rec.timestamp_ms,
+        partition,
+        offset: rec.offset,
+    }
 }
 
 /// Replace instances a trap left unusable.
-fn refresh(plan: &Plan, insts: &mut [PluginInstance], partition: u32) -> Result<(), String> {
-    for (i, inst) in insts.iter_mut().enumerate() {
-        if inst.is_poisoned() {
-            *inst = plan.instantiate_step(i, partition)?;
+fn refresh(plan: &Plan, steps: &mut [StepInstance], partition: u32) -> Result<(), String> {
+    for (i, st) in steps.iter_mut().enumerate() {
+        if st.live.is_poisoned() {
+            st.live = plan.instantiate(i, &st.active, partition, false)?;
         }
     }
     Ok(())
@@ -373,31 +305,26 @@ impl Outputs {
 
 type Routed = Vec<(String, Message)>;
 
-/// The chain: each step's non-routed outputs are the next step's inputs.
+/// The chain: each step's non-routed outputs are the next step's inputs. With `shadows`,
+/// each step's shadow runs on the same input and its outcomes are compared.
 fn run_steps(
     plan: &Plan,
-    insts: &mut [PluginInstance],
+    steps: &mut [StepInstance],
     partition: u32,
     records: Vec<StoredRecord>,
+    shadows: bool,
 ) -> Result<Outputs, StepFailure> {
-    let mut msgs: Vec<Message> = records
-        .into_iter()
-        .map(|r| to_message(r, partition))
-        .collect();
+    let mut msgs: Vec<Message> = records.into_iter().map(|r| to_message(r, partition)).collect();
     let mut out = Outputs::default();
-    for (i, inst) in insts.iter_mut().enumerate() {
+    for (i, st) in steps.iter_mut().enumerate() {
         if msgs.is_empty() {
             break;
         }
-        let batch = Batch {
-            topic: plan.source.name.clone(),
-            messages: msgs,
-        };
-        let outcomes = inst.process(&batch).map_err(|e| StepFailure {
-            step: i,
-            offset: None,
-            error: e.to_string(),
-        })?;
+        let batch = Batch { topic: plan.source.name.clone(), messages: msgs };
+        let outcomes = st.live.process(&batch).map_err(|e| plugin_failure(i, e))?;
+        if shadows {
+            run_shadow(plan, i, st, partition, &batch, &outcomes);
+        }
         let mut next = Vec::with_capacity(batch.messages.len());
         for (input, outcome) in batch.messages.into_iter().zip(outcomes) {
             match outcome {
@@ -419,12 +346,8 @@ fn run_steps(
                 }
                 Outcome::Drop => out.dropped += 1,
                 Outcome::Fail(f) => {
-                    let retry = if f.retryable { " (retryable)" } else { "" };
-                    return Err(StepFailure {
-                        step: i,
-                        offset: Some(input.offset),
-                        error: format!("{}{retry}", f.message),
-                    });
+                    let error = format!("{}{}", f.message, if f.retryable { " (retryable)" } else { "" });
+                    return Err(StepFailure { step: i, offset: Some(input.offset), error, retryable: f.retryable });
                 }
             }
         }
@@ -434,104 +357,89 @@ fn run_steps(
     Ok(out)
 }
 
-impl Plan {
-    /// Turn a run's outputs and the instances' state writes into a commit.
-    fn finish(
-        &self,
-        insts: &mut [PluginInstance],
-        partition: u32,
-        out: Outputs,
-        next_offset: u64,
-        processed: u64,
-        failure: Option<String>,
-    ) -> Done {
-        let now = now_ms();
-        let state = insts
-            .iter_mut()
-            .flat_map(|i| i.take_state_writes(now))
-            .collect();
-        let emitted = (out.sink.len() + out.routed.len()) as u64;
-        let dropped = out.dropped;
-        match self.route(partition, out.sink, out.routed) {
-            Ok(appends) => Done {
-                commit: Commit {
-                    appends,
-                    state,
-                    ..Commit::default()
-                },
-                next_offset,
-                processed,
-                emitted,
-                dropped,
-                failure,
-            },
-            // Routing to a missing topic fails the whole batch: nothing of it commits.
-            Err(reason) => Done {
-                commit: Commit::default(),
-                next_offset: 0,
-                processed: 0,
-                emitted: 0,
-                dropped: 0,
-                failure: Some(reason),
-            },
-        }
-    }
+fn plugin_failure(step: usize, e: PluginError) -> StepFailure {
+    let retryable = matches!(e, PluginError::Trap(_) | PluginError::CpuExceeded { .. });
+    StepFailure { step, offset: None, error: e.to_string(), retryable }
+}
 
-    /// Group outputs into per-partition appends, in output order. Keyed outputs go by key
-    /// hash; keyless ones to the source partition's counterpart, which keeps their order.
-    fn route(
-        &self,
-        partition: u32,
-        sink: Vec<Message>,
-        routed: Routed,
-    ) -> Result<Vec<Append>, String> {
-        let mut appends: Vec<Append> = Vec::new();
-        let mut index: HashMap<(u32, u32), usize> = HashMap::new();
-        let mut topics: HashMap<String, Arc<Topic>> = HashMap::new();
-        let mut push = |topic: &Arc<Topic>, msg: Message| {
-            let p = match &msg.key {
-                Some(k) => topic.partition_for(Some(k)),
-                None => partition % topic.partition_count(),
-            };
-            let i = *index.entry((topic.id, p)).or_insert_with(|| {
-                appends.push(Append {
-                    topic: topic.clone(),
-                    partition: p,
-                    records: Vec::new(),
-                });
-                appends.len() - 1
-            });
-            appends[i].records.push(to_record(msg));
-        };
-        for msg in sink {
-            push(&self.sink, msg);
-        }
-        for (name, msg) in routed {
-            let topic = match topics.get(&name) {
-                Some(t) => t.clone(),
-                None => {
-                    let t = self.store.topic(&name).map_err(|_| {
-                        format!("a step routed an output to topic `{name}`, which does not exist; create it with `weir topic create {name}`")
-                    })?;
-                    topics.insert(name, t.clone());
-                    t
-                }
-            };
-            push(&topic, msg);
-        }
-        Ok(appends)
+/// Run step `i`'s shadow on the live step's input and record how its outcomes compare. The
+/// shadow's state writes are discarded; a trapped shadow is rebuilt at the next boundary.
+fn run_shadow(plan: &Plan, i: usize, st: &mut StepInstance, partition: u32, batch: &Batch, live: &[Outcome]) {
+    let Some((shadow, active)) = &mut st.shadow else { return };
+    let result = shadow.process(batch);
+    shadow.discard_state_writes();
+    let offsets: Vec<u64> = batch.messages.iter().map(|m| m.offset).collect();
+    let at = (plan.spec.name.as_str(), i, partition);
+    plan.shadows.compare(&active.info.name, at, &offsets, live, result.as_deref().map_err(|e| e.to_string()));
+    if shadow.is_poisoned() {
+        st.generation = u64::MAX; // force a rebuild at the next boundary
     }
+}
+
+/// Turn a run's outputs and the instances' state writes into a commit.
+fn finish(
+    plan: &Plan,
+    steps: &mut [StepInstance],
+    partition: u32,
+    out: Outputs,
+    next_offset: u64,
+    mut counts: Counts,
+    failure: Option<String>,
+) -> Done {
+    let now = now_ms();
+    let state = steps.iter_mut().flat_map(|s| s.live.take_state_writes(now)).collect();
+    counts.emitted = (out.sink.len() + out.routed.len()) as u64 - counts.dead_lettered;
+    counts.dropped = out.dropped;
+    match route(plan, partition, out.sink, out.routed) {
+        Ok(appends) => Done { commit: Commit { appends, state, ..Commit::default() }, next_offset, counts, failure },
+        // Routing to a missing topic fails the whole batch: nothing of it commits.
+        Err(reason) => {
+            Done { commit: Commit::default(), next_offset: 0, counts: Counts::default(), failure: Some(reason) }
+        }
+    }
+}
+
+/// Group outputs into per-partition appends, in output order. Keyed outputs go by key
+/// hash; keyless ones to the source partition's counterpart, which keeps their order.
+fn route(plan: &Plan, partition: u32, sink: Vec<Message>, routed: Routed) -> Result<Vec<Append>, String> {
+    let mut appends: Vec<Append> = Vec::new();
+    let mut index: HashMap<(u32, u32), usize> = HashMap::new();
+    let mut topics: HashMap<String, Arc<Topic>> = HashMap::new();
+    let mut push = |topic: &Arc<Topic>, msg: Message| {
+        let p = match &msg.key {
+            Some(k) => topic.partition_for(Some(k)),
+            None => partition % topic.partition_count(),
+        };
+        let i = *index.entry((topic.id, p)).or_insert_with(|| {
+            appends.push(Append { topic: topic.clone(), partition: p, records: Vec::new() });
+            appends.len() - 1
+        });
+        appends[i].records.push(to_record(msg));
+    };
+    for msg in sink {
+        push(&plan.sink, msg);
+    }
+    for (name, msg) in routed {
+        let topic = match topics.get(&name) {
+            Some(t) => t.clone(),
+            None => {
+                let t = plan.store.topic(&name).map_err(|_| {
+                    format!("a step routed an output to topic `{name}`, which does not exist; create it with `weir topic create {name}`")
+                })?;
+                topics.insert(name, t.clone());
+                t
+            }
+        };
+        push(&topic, msg);
+    }
+    Ok(appends)
 }
 
 fn to_message(r: StoredRecord, partition: u32) -> Message {
     Message {
         key: r.key.map(|k| k.to_vec()),
         value: r.value.to_vec(),
-        headers: r
-            .headers
-            .into_iter()
-            .map(|(name, value)| Header { name, value })
-            .collect(),
+        headers: r.headers.into_iter().map(|(name, value)| Header { name, value }).collect(),
         timestamp_ms: r.timestamp_ms,
         partition,
         offset: r.offset,

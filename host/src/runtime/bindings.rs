@@ -6,6 +6,8 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "plugin",
+    // Shadow deploys compare live and candidate outcomes.
+    additional_derives: [PartialEq],
 });
 
 pub use weir::plugin::{log, state, types};

@@ -170,9 +170,7 @@ impl HostState {
 fn wasi_ctx(sandbox: &Sandbox, output: &GuestOutput) -> WasiCtx {
     let mut b = WasiCtxBuilder::new();
     b.stdout(output.clone()).stderr(output.clone());
-    b.allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false);
+    b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
     b.socket_addr_check(|_, _| Box::pin(async { false }));
     for name in &sandbox.allow_env {
         if let Ok(v) = std::env::var(name) {
@@ -208,10 +206,7 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -250,12 +245,7 @@ impl state::Host for HostState {
         }
     }
 
-    fn set(
-        &mut self,
-        key: Vec<u8>,
-        value: Vec<u8>,
-        ttl_ms: Option<u64>,
-    ) -> Result<(), state::StateError> {
+    fn set(&mut self, key: Vec<u8>, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), state::StateError> {
         if key.len() > limits::STATE_KEY_BYTES {
             return Err(state::StateError::LimitExceeded(format!(
                 "key of {} bytes exceeds {} bytes",
@@ -278,26 +268,14 @@ impl state::Host for HostState {
             )));
         }
         self.pending_bytes += added;
-        self.pending.insert(
-            key,
-            PendingState {
-                value: Some(value),
-                ttl_ms,
-            },
-        );
+        self.pending.insert(key, PendingState { value: Some(value), ttl_ms });
         Ok(())
     }
 
     fn delete(&mut self, key: Vec<u8>) {
         if key.len() <= limits::STATE_KEY_BYTES {
             self.pending_bytes += key.len();
-            self.pending.insert(
-                key,
-                PendingState {
-                    value: None,
-                    ttl_ms: None,
-                },
-            );
+            self.pending.insert(key, PendingState { value: None, ttl_ms: None });
         }
     }
 }
@@ -318,19 +296,10 @@ impl GuestOutput {
 
     /// What was printed since the last clear, as one line without the backtrace hint.
     pub(crate) fn summary(&self) -> Option<String> {
-        let bytes: Vec<u8> = self
-            .0
-            .lock()
-            .expect("guest output")
-            .iter()
-            .copied()
-            .collect();
+        let bytes: Vec<u8> = self.0.lock().expect("guest output").iter().copied().collect();
         let text = String::from_utf8_lossy(&bytes);
-        let lines: Vec<&str> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with("note: run with"))
-            .collect();
+        let lines: Vec<&str> =
+            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("note: run with")).collect();
         (!lines.is_empty()).then(|| lines.join(" "))
     }
 }

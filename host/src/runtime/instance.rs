@@ -29,10 +29,7 @@ impl PluginInstance {
         let mut store = Store::new(engine, HostState::new(sandbox, label, scope));
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(ticks(sandbox.cpu_ms_per_batch));
-        let plugin = loaded
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| trap_error(e, sandbox.cpu_ms_per_batch))?;
+        let plugin = loaded.pre.instantiate(&mut store).map_err(|e| trap_error(e, sandbox.cpu_ms_per_batch))?;
         Ok(PluginInstance {
             store,
             plugin,
@@ -99,9 +96,7 @@ impl PluginInstance {
 
     fn arm(&mut self) -> Result<(), PluginError> {
         if self.poisoned {
-            return Err(PluginError::Trap(
-                "instance unusable after an earlier trap".into(),
-            ));
+            return Err(PluginError::Trap("instance unusable after an earlier trap".into()));
         }
         self.store.set_epoch_deadline(ticks(self.cpu_ms));
         self.store.data().output.clear();
@@ -110,10 +105,7 @@ impl PluginInstance {
 
     fn check(&self, batch: &types::Batch, outcomes: &[types::Outcome]) -> Result<(), PluginError> {
         if outcomes.len() != batch.messages.len() {
-            return Err(PluginError::WrongOutcomeCount {
-                expected: batch.messages.len(),
-                got: outcomes.len(),
-            });
+            return Err(PluginError::WrongOutcomeCount { expected: batch.messages.len(), got: outcomes.len() });
         }
         let bytes: usize = outcomes
             .iter()
@@ -123,23 +115,15 @@ impl PluginInstance {
             })
             .sum();
         if bytes > self.output_limit {
-            return Err(PluginError::OutputTooLarge {
-                bytes,
-                limit: self.output_limit,
-            });
+            return Err(PluginError::OutputTooLarge { bytes, limit: self.output_limit });
         }
         Ok(())
     }
 
     fn trapped(&mut self, e: wasmtime::Error) -> PluginError {
         self.poisoned = true;
-        match (
-            trap_error(e, self.cpu_ms),
-            self.store.data().output.summary(),
-        ) {
-            (PluginError::Trap(t), Some(printed)) => {
-                PluginError::Trap(format!("{t}; the plugin printed: {printed}"))
-            }
+        match (trap_error(e, self.cpu_ms), self.store.data().output.summary()) {
+            (PluginError::Trap(t), Some(printed)) => PluginError::Trap(format!("{t}; the plugin printed: {printed}")),
             (other, _) => other,
         }
     }
@@ -153,10 +137,7 @@ fn output_size(o: &types::Output) -> usize {
     o.value.len()
         + o.key.as_ref().map_or(0, Vec::len)
         + o.topic.as_ref().map_or(0, String::len)
-        + o.headers
-            .iter()
-            .map(|h| h.name.len() + h.value.len())
-            .sum::<usize>()
+        + o.headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>()
 }
 
 fn trap_error(e: wasmtime::Error, cpu_ms: u64) -> PluginError {

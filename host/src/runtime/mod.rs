@@ -128,26 +128,15 @@ pub struct Runtime {
 impl Runtime {
     /// Build the engine and linker; compiled components are cached under `cache_dir`.
     pub fn new(cache_dir: &Path) -> Result<Runtime, PluginError> {
-        std::fs::create_dir_all(cache_dir).map_err(|e| {
-            PluginError::Engine(format!("cannot create {}: {e}", cache_dir.display()))
-        })?;
-        let engine =
-            Engine::new(&engine_config()).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        std::fs::create_dir_all(cache_dir)
+            .map_err(|e| PluginError::Engine(format!("cannot create {}: {e}", cache_dir.display())))?;
+        let engine = Engine::new(&engine_config()).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        bindings::Plugin::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
-        bindings::Plugin::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
-            &mut linker,
-            |s| s,
-        )
-        .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         let epoch = EpochTicker::start(&engine);
-        Ok(Runtime {
-            engine,
-            linker,
-            cache_dir: cache_dir.to_path_buf(),
-            _epoch: epoch,
-        })
+        Ok(Runtime { engine, linker, cache_dir: cache_dir.to_path_buf(), _epoch: epoch })
     }
 
     /// Validate and compile `wasm` (or load its cached compilation).
@@ -182,9 +171,7 @@ impl Runtime {
     }
 
     fn compile_cached(&self, wasm: &[u8], hash: &str) -> Result<Component, PluginError> {
-        let path = self
-            .cache_dir
-            .join(format!("{hash}-{}.cwasm", self.engine_tag()));
+        let path = self.cache_dir.join(format!("{hash}-{}.cwasm", self.engine_tag()));
         if path.exists() {
             // SAFETY: the file was written by `precompile_component` of an engine with the same
             // compatibility hash (in its name), in a directory only weir writes.
@@ -204,8 +191,7 @@ impl Runtime {
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|e| PluginError::Engine(format!("cannot write {}: {e}", path.display())))?;
         // SAFETY: `compiled` was just produced by this engine.
-        unsafe { Component::deserialize(&self.engine, &compiled) }
-            .map_err(|e| PluginError::Engine(format!("{e:#}")))
+        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|e| PluginError::Engine(format!("{e:#}")))
     }
 
     /// A short tag of the engine's compatibility hash, so a wasmtime upgrade misses the cache.
@@ -243,9 +229,7 @@ fn engine_config() -> Config {
 /// Core modules and random bytes get an error that says what they are and what to do.
 fn check_header(wasm: &[u8]) -> Result<(), PluginError> {
     if wasm.is_empty() {
-        return Err(PluginError::Invalid(
-            "the file is empty; pass the .wasm built for wasm32-wasip2".into(),
-        ));
+        return Err(PluginError::Invalid("the file is empty; pass the .wasm built for wasm32-wasip2".into()));
     }
     if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
         return Err(PluginError::Invalid(format!(

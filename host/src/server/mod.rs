@@ -29,10 +29,7 @@ pub struct ServerLimits {
 
 impl Default for ServerLimits {
     fn default() -> Self {
-        ServerLimits {
-            max_frame_bytes: limits::MAX_FRAME_BYTES,
-            max_connections: limits::MAX_CONNECTIONS,
-        }
+        ServerLimits { max_frame_bytes: limits::MAX_FRAME_BYTES, max_connections: limits::MAX_CONNECTIONS }
     }
 }
 
@@ -82,15 +79,9 @@ async fn refuse(stream: TcpStream, limits: ServerLimits) {
     let mut framed = FramedWrite::new(stream, wire::codec(limits.max_frame_bytes));
     let err = WireError::new(
         ErrorCode::Busy,
-        format!(
-            "the server has reached its limit of {} connections; retry later",
-            limits.max_connections
-        ),
+        format!("the server has reached its limit of {} connections; retry later", limits.max_connections),
     );
-    if let Ok(frame) = wire::encode(&ResponseFrame {
-        id: 0,
-        result: Err(err),
-    }) {
+    if let Ok(frame) = wire::encode(&ResponseFrame { id: 0, result: Err(err) }) {
         let _ = framed.send(frame).await;
     }
 }
@@ -105,10 +96,7 @@ async fn serve_connection(
     let (rd, wr) = stream.into_split();
     let mut frames = FramedRead::new(rd, wire::codec(limits.max_frame_bytes));
     let (tx, rx) = mpsc::channel::<Bytes>(limits::MAX_IN_FLIGHT_PER_CONNECTION);
-    let writer = tokio::spawn(write_responses(
-        FramedWrite::new(wr, wire::codec(limits.max_frame_bytes)),
-        rx,
-    ));
+    let writer = tokio::spawn(write_responses(FramedWrite::new(wr, wire::codec(limits.max_frame_bytes)), rx));
     let in_flight = Arc::new(Semaphore::new(limits::MAX_IN_FLIGHT_PER_CONNECTION));
     let mut greeted = false;
     loop {
@@ -143,19 +131,14 @@ async fn serve_connection(
                 }
             }
         }
-        let permit = in_flight
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed");
+        let permit = in_flight.clone().acquire_owned().await.expect("semaphore never closed");
         // Dispatch here, in arrival order; only the wait for the result runs concurrently.
         let pending = broker.dispatch(request);
         let tx = tx.clone();
         tokio::spawn(async move {
             let result = pending.await;
             let body = wire::encode(&ResponseFrame { id, result }).unwrap_or_else(|e| {
-                wire::encode(&ResponseFrame { id, result: Err(e) })
-                    .expect("an error frame always encodes")
+                wire::encode(&ResponseFrame { id, result: Err(e) }).expect("an error frame always encodes")
             });
             let _ = tx.send(body).await;
             drop(permit);
@@ -187,10 +170,7 @@ async fn write_responses(
 }
 
 async fn send_error(tx: &mpsc::Sender<Bytes>, id: u64, err: WireError) {
-    if let Ok(body) = wire::encode(&ResponseFrame {
-        id,
-        result: Err(err),
-    }) {
+    if let Ok(body) = wire::encode(&ResponseFrame { id, result: Err(err) }) {
         let _ = tx.send(body).await;
     }
 }
@@ -205,10 +185,7 @@ fn check_hello(request: &Request) -> Result<(), WireError> {
                 wire::PROTOCOL_VERSION
             ),
         )),
-        _ => Err(WireError::new(
-            ErrorCode::Handshake,
-            "the first request on a connection must be Hello",
-        )),
+        _ => Err(WireError::new(ErrorCode::Handshake, "the first request on a connection must be Hello")),
     }
 }
 

@@ -92,26 +92,15 @@ impl Store {
     /// Open (or create) the store at `opts.path`, recover every partition's offsets from the
     /// log and start the group-commit thread.
     pub fn open(opts: StoreOptions) -> Result<Store> {
-        std::fs::create_dir_all(&opts.path).map_err(|e| {
-            StoreError::Invalid(format!(
-                "cannot create data dir {}: {e}",
-                opts.path.display()
-            ))
-        })?;
+        std::fs::create_dir_all(&opts.path)
+            .map_err(|e| StoreError::Invalid(format!("cannot create data dir {}: {e}", opts.path.display())))?;
         let db = Arc::new(open_db(&opts.path)?);
         check_format(&db)?;
         let (topics, next_topic_id) = load_topics(&db)?;
         let topics = Arc::new(RwLock::new(topics));
         let poison = Arc::new(OnceLock::new());
         let writer = writer::spawn(db.clone(), topics.clone(), poison.clone(), next_topic_id)?;
-        Ok(Store {
-            db,
-            topics,
-            writer,
-            poison,
-            default_durability: opts.default_durability,
-            path: opts.path,
-        })
+        Ok(Store { db, topics, writer, poison, default_durability: opts.default_durability, path: opts.path })
     }
 
     /// Directory of the database.
@@ -139,9 +128,7 @@ impl Store {
                 config.partitions
             )));
         }
-        if config.max_message_bytes == 0
-            || config.max_message_bytes > crate::limits::MAX_FRAME_BYTES / 2
-        {
+        if config.max_message_bytes == 0 || config.max_message_bytes > crate::limits::MAX_FRAME_BYTES / 2 {
             return Err(StoreError::Invalid(format!(
                 "max message bytes must be between 1 and {}, got {}",
                 crate::limits::MAX_FRAME_BYTES / 2,
@@ -170,24 +157,12 @@ impl Store {
 
     /// The topic with id `id`, if it still exists.
     pub fn topic_by_id(&self, id: u32) -> Option<Arc<Topic>> {
-        self.topics
-            .read()
-            .expect("topics lock")
-            .by_id
-            .get(&id)
-            .cloned()
+        self.topics.read().expect("topics lock").by_id.get(&id).cloned()
     }
 
     /// Every topic, by name.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
-        let mut all: Vec<_> = self
-            .topics
-            .read()
-            .expect("topics lock")
-            .by_name
-            .values()
-            .cloned()
-            .collect();
+        let mut all: Vec<_> = self.topics.read().expect("topics lock").by_name.values().cloned().collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
@@ -199,20 +174,8 @@ impl Store {
     }
 
     /// Append records to one partition of a topic and wait until they are durable.
-    pub async fn append(
-        &self,
-        topic: &Arc<Topic>,
-        partition: u32,
-        records: Vec<NewRecord>,
-    ) -> Result<u64> {
-        let commit = Commit {
-            appends: vec![Append {
-                topic: topic.clone(),
-                partition,
-                records,
-            }],
-            ..Commit::default()
-        };
+    pub async fn append(&self, topic: &Arc<Topic>, partition: u32, records: Vec<NewRecord>) -> Result<u64> {
+        let commit = Commit { appends: vec![Append { topic: topic.clone(), partition, records }], ..Commit::default() };
         let receipt = self.submit(commit).await?;
         Ok(receipt.first_offsets[0])
     }
@@ -246,11 +209,9 @@ impl Store {
             let (Some(k), Some(v)) = (it.key(), it.value()) else {
                 break;
             };
-            let offset =
-                keys::log_key_offset(k).ok_or_else(|| corrupt(topic, partition, "short key"))?;
+            let offset = keys::log_key_offset(k).ok_or_else(|| corrupt(topic, partition, "short key"))?;
             bytes += v.len();
-            let rec = record::decode(offset, Bytes::copy_from_slice(v))
-                .map_err(|e| corrupt(topic, partition, &e))?;
+            let rec = record::decode(offset, Bytes::copy_from_slice(v)).map_err(|e| corrupt(topic, partition, &e))?;
             out.push(rec);
             it.next();
         }
@@ -271,11 +232,7 @@ impl Store {
                 // Deleted by retention meanwhile: everything before it is older.
                 None => 0,
             };
-            if ts < timestamp_ms {
-                lo = mid + 1
-            } else {
-                hi = mid
-            }
+            if ts < timestamp_ms { lo = mid + 1 } else { hi = mid }
         }
         Ok(lo)
     }
@@ -284,9 +241,7 @@ impl Store {
     /// committed).
     pub fn committed(&self, group: &str, topic: &Topic) -> Result<Vec<Option<u64>>> {
         let cf = self.cf(CF_OFFSETS);
-        let keys: Vec<_> = (0..topic.partition_count())
-            .map(|p| keys::offset_key(group, topic.id, p))
-            .collect();
+        let keys: Vec<_> = (0..topic.partition_count()).map(|p| keys::offset_key(group, topic.id, p)).collect();
         self.db
             .multi_get_cf(keys.iter().map(|k| (cf, k.as_slice())))
             .into_iter()
@@ -297,10 +252,7 @@ impl Store {
     /// Every group with a committed offset, with the topic ids it has offsets in.
     pub fn groups(&self) -> Result<Vec<(String, Vec<u32>)>> {
         let mut out: Vec<(String, Vec<u32>)> = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_OFFSETS), IteratorMode::Start)
-        {
+        for item in self.db.iterator_cf(self.cf(CF_OFFSETS), IteratorMode::Start) {
             let (k, _) = item?;
             let Some((group, topic, _)) = keys::parse_offset_key(&k) else {
                 continue;
@@ -319,24 +271,13 @@ impl Store {
 
     /// A state value (raw key in the `state` CF), unless absent or expired at `now_ms`.
     pub fn state_get(&self, key: &[u8], now_ms: u64) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .db
-            .get_pinned_cf(self.cf(CF_STATE), key)?
-            .and_then(|v| writer::decode_state(&v, now_ms)))
+        Ok(self.db.get_pinned_cf(self.cf(CF_STATE), key)?.and_then(|v| writer::decode_state(&v, now_ms)))
     }
 
     /// Live state entries whose raw key starts with `prefix`, at most `limit`.
-    pub fn state_scan(
-        &self,
-        prefix: &[u8],
-        now_ms: u64,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    pub fn state_scan(&self, prefix: &[u8], now_ms: u64, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(
-            self.cf(CF_STATE),
-            IteratorMode::From(prefix, Direction::Forward),
-        ) {
+        for item in self.db.iterator_cf(self.cf(CF_STATE), IteratorMode::From(prefix, Direction::Forward)) {
             let (k, v) = item?;
             if !k.starts_with(prefix) || out.len() >= limit {
                 break;
@@ -360,21 +301,14 @@ impl Store {
 
     /// Durably write metadata entries (`None` deletes), atomically.
     pub async fn meta_write(&self, entries: Vec<(String, Option<Vec<u8>>)>) -> Result<()> {
-        let commit = Commit {
-            meta: entries,
-            durability: Some(Durability::Sync),
-            ..Commit::default()
-        };
+        let commit = Commit { meta: entries, durability: Some(Durability::Sync), ..Commit::default() };
         self.submit(commit).await.map(drop)
     }
 
     /// Delete all state under `prefix` (a pipeline's, or one step's) durably.
     pub async fn delete_state_prefix(&self, prefix: Vec<u8>) -> Result<()> {
-        let commit = Commit {
-            delete_state_prefixes: vec![prefix],
-            durability: Some(Durability::Sync),
-            ..Commit::default()
-        };
+        let commit =
+            Commit { delete_state_prefixes: vec![prefix], durability: Some(Durability::Sync), ..Commit::default() };
         self.submit(commit).await.map(drop)
     }
 
@@ -415,10 +349,7 @@ impl Store {
     /// The smallest offset such that [offset, end) is within `max_bytes` (approximately).
     fn size_cut(&self, topic: &Topic, partition: u32, start: u64, end: u64, max_bytes: u64) -> u64 {
         let size = |from: u64| -> u64 {
-            let (a, b) = (
-                keys::log_key(topic.id, partition, from),
-                keys::log_key(topic.id, partition, end),
-            );
+            let (a, b) = (keys::log_key(topic.id, partition, from), keys::log_key(topic.id, partition, end));
             let ranges = [rocksdb::Range::new(&a, &b)];
             // Flushed data only: memtables are bounded and small next to a retention limit.
             self.db.get_approximate_sizes_cf(self.cf(CF_LOG), &ranges)[0]
@@ -429,11 +360,7 @@ impl Store {
         let (mut lo, mut hi) = (start, end);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if size(mid) > max_bytes {
-                lo = mid + 1
-            } else {
-                hi = mid
-            }
+            if size(mid) > max_bytes { lo = mid + 1 } else { hi = mid }
         }
         lo
     }
@@ -450,9 +377,7 @@ impl Store {
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(name)
-            .expect("column family created at open")
+        self.db.cf_handle(name).expect("column family created at open")
     }
 }
 
@@ -463,17 +388,12 @@ impl Drop for Store {
 }
 
 fn corrupt(topic: &Topic, partition: u32, why: &str) -> StoreError {
-    StoreError::Corrupt {
-        what: format!("topic `{}` partition {partition}", topic.name),
-        why: why.to_string(),
-    }
+    StoreError::Corrupt { what: format!("topic `{}` partition {partition}", topic.name), why: why.to_string() }
 }
 
 fn decode_u64(v: &[u8]) -> Result<u64> {
-    let b: [u8; 8] = v.try_into().map_err(|_| StoreError::Corrupt {
-        what: "offset".into(),
-        why: format!("{} bytes", v.len()),
-    })?;
+    let b: [u8; 8] =
+        v.try_into().map_err(|_| StoreError::Corrupt { what: "offset".into(), why: format!("{} bytes", v.len()) })?;
     Ok(u64::from_be_bytes(b))
 }
 
@@ -513,21 +433,13 @@ fn check_format(db: &DB) -> Result<()> {
         Some(v) => {
             let found = decode_u64(&v)? as u32;
             if found != FORMAT_VERSION {
-                return Err(StoreError::Format {
-                    found,
-                    expected: FORMAT_VERSION,
-                });
+                return Err(StoreError::Format { found, expected: FORMAT_VERSION });
             }
         }
         None => {
             let mut wo = rocksdb::WriteOptions::default();
             wo.set_sync(true);
-            db.put_cf_opt(
-                meta,
-                META_FORMAT,
-                u64::from(FORMAT_VERSION).to_be_bytes(),
-                &wo,
-            )?;
+            db.put_cf_opt(meta, META_FORMAT, u64::from(FORMAT_VERSION).to_be_bytes(), &wo)?;
         }
     }
     Ok(())
@@ -536,10 +448,7 @@ fn check_format(db: &DB) -> Result<()> {
 fn meta_scan(db: &DB, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
     let cf = db.cf_handle(CF_META).expect("meta cf");
     let mut out = Vec::new();
-    for item in db.iterator_cf(
-        cf,
-        IteratorMode::From(prefix.as_bytes(), Direction::Forward),
-    ) {
+    for item in db.iterator_cf(cf, IteratorMode::From(prefix.as_bytes(), Direction::Forward)) {
         let (k, v) = item?;
         if !k.starts_with(prefix.as_bytes()) {
             break;
@@ -553,20 +462,11 @@ fn meta_scan(db: &DB, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
 fn load_topics(db: &DB) -> Result<(Topics, u32)> {
     let mut topics = Topics::default();
     for (key, value) in meta_scan(db, META_TOPIC_PREFIX)? {
-        let rec: TopicRecord = rmp_serde::from_slice(&value).map_err(|e| StoreError::Corrupt {
-            what: key.clone(),
-            why: e.to_string(),
-        })?;
-        let partitions = (0..rec.config.partitions)
-            .map(|p| recover_partition(db, rec.id, p))
-            .collect::<Result<Vec<_>>>()?;
-        let topic = Arc::new(Topic::new(
-            rec.id,
-            rec.name,
-            rec.config,
-            rec.created_ms,
-            partitions,
-        ));
+        let rec: TopicRecord =
+            rmp_serde::from_slice(&value).map_err(|e| StoreError::Corrupt { what: key.clone(), why: e.to_string() })?;
+        let partitions =
+            (0..rec.config.partitions).map(|p| recover_partition(db, rec.id, p)).collect::<Result<Vec<_>>>()?;
+        let topic = Arc::new(Topic::new(rec.id, rec.name, rec.config, rec.created_ms, partitions));
         topics.by_id.insert(topic.id, topic.clone());
         topics.by_name.insert(topic.name.clone(), topic);
     }
@@ -591,10 +491,8 @@ fn recover_partition(db: &DB, topic_id: u32, partition: u32) -> Result<Partition
     it.seek_for_prev(upper);
     let last = match (it.key(), it.value()) {
         (Some(k), Some(v)) if it.valid() && k >= lower.as_slice() => {
-            let ts = record::timestamp_of(v).map_err(|why| StoreError::Corrupt {
-                what: format!("topic {topic_id} partition {partition}"),
-                why,
-            })?;
+            let ts = record::timestamp_of(v)
+                .map_err(|why| StoreError::Corrupt { what: format!("topic {topic_id} partition {partition}"), why })?;
             keys::log_key_offset(k).map(|o| (o, ts))
         }
         _ => None,
@@ -612,20 +510,11 @@ mod tests {
     use crate::types::now_ms;
 
     fn open(dir: &Path) -> Store {
-        Store::open(StoreOptions {
-            path: dir.to_path_buf(),
-            default_durability: Durability::Os,
-        })
-        .expect("open")
+        Store::open(StoreOptions { path: dir.to_path_buf(), default_durability: Durability::Os }).expect("open")
     }
 
     fn recs(n: usize) -> Vec<NewRecord> {
-        (0..n)
-            .map(|i| NewRecord {
-                value: Bytes::from(format!("v{i}")),
-                ..NewRecord::default()
-            })
-            .collect()
+        (0..n).map(|i| NewRecord { value: Bytes::from(format!("v{i}")), ..NewRecord::default() }).collect()
     }
 
     #[tokio::test]
@@ -633,15 +522,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = open(dir.path());
-            let t = store
-                .create_topic(
-                    "t",
-                    TopicConfig {
-                        partitions: 2,
-                        ..TopicConfig::default()
-                    },
-                )
-                .await?;
+            let t = store.create_topic("t", TopicConfig { partitions: 2, ..TopicConfig::default() }).await?;
             assert_eq!(store.append(&t, 0, recs(3)).await?, 0);
             assert_eq!(store.append(&t, 0, recs(2)).await?, 3);
             assert_eq!(store.append(&t, 1, recs(1)).await?, 0);
@@ -649,16 +530,9 @@ mod tests {
         }
         let store = open(dir.path());
         let t = store.topic("t")?;
-        assert_eq!(
-            store.append(&t, 0, recs(1)).await?,
-            5,
-            "the next offset is recovered from the log"
-        );
+        assert_eq!(store.append(&t, 0, recs(1)).await?, 5, "the next offset is recovered from the log");
         let read = store.read(&t, 0, 0, 100, usize::MAX)?;
-        assert_eq!(
-            read.iter().map(|r| r.offset).collect::<Vec<_>>(),
-            vec![0, 1, 2, 3, 4, 5]
-        );
+        assert_eq!(read.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4, 5]);
         assert_eq!(read[4].value, Bytes::from("v1"));
         Ok(())
     }
@@ -667,38 +541,20 @@ mod tests {
     async fn retention_by_age_keeps_the_last_record_and_its_offset() -> Result<()> {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(dir.path());
-        let config = TopicConfig {
-            retention_ms: Some(1_000),
-            ..TopicConfig::default()
-        };
+        let config = TopicConfig { retention_ms: Some(1_000), ..TopicConfig::default() };
         let t = store.create_topic("t", config).await?;
         store.append(&t, 0, recs(10)).await?;
-        assert_eq!(
-            store.enforce_retention(now_ms()).await?,
-            0,
-            "nothing is old yet"
-        );
+        assert_eq!(store.enforce_retention(now_ms()).await?, 0, "nothing is old yet");
         // An hour later everything is past retention, but the last record stays.
         assert_eq!(store.enforce_retention(now_ms() + 3_600_000).await?, 9);
         let p = t.partition(0)?;
         assert_eq!((p.log_start(), p.high_watermark()), (9, 10));
-        assert_eq!(
-            store
-                .read(&t, 0, 0, 100, usize::MAX)?
-                .iter()
-                .map(|r| r.offset)
-                .collect::<Vec<_>>(),
-            vec![9]
-        );
+        assert_eq!(store.read(&t, 0, 0, 100, usize::MAX)?.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![9]);
         store.close();
         drop(store);
         let store = open(dir.path());
         let t = store.topic("t")?;
-        assert_eq!(
-            store.append(&t, 0, recs(1)).await?,
-            10,
-            "offsets continue after retention and a restart"
-        );
+        assert_eq!(store.append(&t, 0, recs(1)).await?, 10, "offsets continue after retention and a restart");
         assert_eq!(t.partition(0)?.log_start(), 9);
         Ok(())
     }
@@ -711,11 +567,7 @@ mod tests {
         store.append(&t, 0, recs(5)).await?;
         let ts = store.read(&t, 0, 0, 1, usize::MAX)?[0].timestamp_ms;
         assert_eq!(store.offset_for_time(&t, 0, 0)?, 0);
-        assert_eq!(
-            store.offset_for_time(&t, 0, ts + 3_600_000)?,
-            5,
-            "past the end: the high watermark"
-        );
+        assert_eq!(store.offset_for_time(&t, 0, ts + 3_600_000)?, 5, "past the end: the high watermark");
         Ok(())
     }
 }

@@ -28,11 +28,7 @@ impl NewRecord {
     pub fn size(&self) -> usize {
         self.value.len()
             + self.key.as_ref().map_or(0, |k| k.len())
-            + self
-                .headers
-                .iter()
-                .map(|(n, v)| n.len() + v.len() + 2)
-                .sum::<usize>()
+            + self.headers.iter().map(|(n, v)| n.len() + v.len() + 2).sum::<usize>()
             + 16
     }
 }
@@ -79,11 +75,7 @@ pub fn timestamp_of(buf: &[u8]) -> Result<u64, String> {
     if buf.first() != Some(&RECORD_V1) {
         return Err(format!("unknown record version {:?}", buf.first()));
     }
-    let ts: [u8; 8] = buf
-        .get(1..9)
-        .ok_or("truncated timestamp")?
-        .try_into()
-        .map_err(|_| "truncated")?;
+    let ts: [u8; 8] = buf.get(1..9).ok_or("truncated timestamp")?.try_into().map_err(|_| "truncated")?;
     Ok(u64::from_le_bytes(ts))
 }
 
@@ -108,13 +100,7 @@ pub fn decode(offset: u64, buf: Bytes) -> Result<StoredRecord, String> {
         let value = take(&buf, &mut pos, v)?;
         headers.push((utf8(name)?, utf8(value)?));
     }
-    Ok(StoredRecord {
-        offset,
-        timestamp_ms,
-        key,
-        headers,
-        value: buf.slice(pos..),
-    })
+    Ok(StoredRecord { offset, timestamp_ms, key, headers, value: buf.slice(pos..) })
 }
 
 fn utf8(b: Bytes) -> Result<String, String> {
@@ -122,10 +108,7 @@ fn utf8(b: Bytes) -> Result<String, String> {
 }
 
 fn take(buf: &Bytes, pos: &mut usize, n: usize) -> Result<Bytes, String> {
-    let end = pos
-        .checked_add(n)
-        .filter(|e| *e <= buf.len())
-        .ok_or("truncated field")?;
+    let end = pos.checked_add(n).filter(|e| *e <= buf.len()).ok_or("truncated field")?;
     let out = buf.slice(*pos..end);
     *pos = end;
     Ok(out)
@@ -182,14 +165,7 @@ mod tests {
         assert!(got.value.is_empty());
         assert!(decode(0, Bytes::copy_from_slice(&buf[..5])).is_err());
         let mut keyed = Vec::new();
-        encode(
-            &NewRecord {
-                key: Some(Bytes::from_static(b"abc")),
-                ..Default::default()
-            },
-            1,
-            &mut keyed,
-        );
+        encode(&NewRecord { key: Some(Bytes::from_static(b"abc")), ..Default::default() }, 1, &mut keyed);
         assert!(decode(0, Bytes::copy_from_slice(&keyed[..keyed.len() - 1])).is_err());
     }
 }

@@ -52,13 +52,11 @@ impl Topic {
 
     /// Partition `p`, or an error naming the valid range.
     pub fn partition(&self, p: u32) -> Result<&Partition> {
-        self.partitions
-            .get(p as usize)
-            .ok_or_else(|| StoreError::UnknownPartition {
-                topic: self.name.clone(),
-                partition: p,
-                partitions: self.partition_count(),
-            })
+        self.partitions.get(p as usize).ok_or_else(|| StoreError::UnknownPartition {
+            topic: self.name.clone(),
+            partition: p,
+            partitions: self.partition_count(),
+        })
     }
 
     /// Every partition, in order.

@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::record::{self, NewRecord};
 use super::{
-    CF_LOG, CF_META, CF_OFFSETS, CF_STATE, META_TOPIC_PREFIX, META_TOPIC_SEQ, Result, StoreError,
-    Topic, TopicRecord, Topics, keys,
+    CF_LOG, CF_META, CF_OFFSETS, CF_STATE, META_TOPIC_PREFIX, META_TOPIC_SEQ, Result, StoreError, Topic, TopicRecord,
+    Topics, keys,
 };
 use crate::limits;
 use crate::types::{Durability, TopicConfig, now_ms};
@@ -83,26 +83,10 @@ pub struct Receipt {
 }
 
 enum Job {
-    Commit {
-        commit: Commit,
-        durability: Durability,
-        reply: oneshot::Sender<Result<Receipt>>,
-    },
-    CreateTopic {
-        name: String,
-        config: TopicConfig,
-        reply: oneshot::Sender<Result<Arc<Topic>>>,
-    },
-    DeleteTopic {
-        topic: Arc<Topic>,
-        reply: oneshot::Sender<Result<()>>,
-    },
-    Truncate {
-        topic: Arc<Topic>,
-        partition: u32,
-        new_start: u64,
-        reply: oneshot::Sender<Result<u64>>,
-    },
+    Commit { commit: Commit, durability: Durability, reply: oneshot::Sender<Result<Receipt>> },
+    CreateTopic { name: String, config: TopicConfig, reply: oneshot::Sender<Result<Arc<Topic>>> },
+    DeleteTopic { topic: Arc<Topic>, reply: oneshot::Sender<Result<()>> },
+    Truncate { topic: Arc<Topic>, partition: u32, new_start: u64, reply: oneshot::Sender<Result<u64>> },
 }
 
 /// The submitting side of the writer.
@@ -125,20 +109,12 @@ pub(crate) fn spawn(
     next_topic_id: u32,
 ) -> Result<Handle> {
     let (tx, rx) = mpsc::channel(limits::WRITE_QUEUE_DEPTH);
-    let writer = Writer {
-        db,
-        topics,
-        poison,
-        next_topic_id,
-    };
+    let writer = Writer { db, topics, poison, next_topic_id };
     let thread = std::thread::Builder::new()
         .name("weir-group-commit".into())
         .spawn(move || writer.run(rx))
         .map_err(|e| StoreError::Invalid(format!("cannot start the group-commit thread: {e}")))?;
-    Ok(Handle {
-        tx: std::sync::Mutex::new(Some(tx)),
-        thread: std::sync::Mutex::new(Some(thread)),
-    })
+    Ok(Handle { tx: std::sync::Mutex::new(Some(tx)), thread: std::sync::Mutex::new(Some(thread)) })
 }
 
 impl Handle {
@@ -152,26 +128,16 @@ impl Handle {
         default: Durability,
     ) -> impl Future<Output = Result<Receipt>> + Send + 'static {
         let durability = commit.durability.unwrap_or_else(|| {
-            commit.appends.iter().fold(Durability::Os, |d, a| {
-                d.max(a.topic.config.durability.unwrap_or(default))
-            })
+            commit.appends.iter().fold(Durability::Os, |d, a| d.max(a.topic.config.durability.unwrap_or(default)))
         });
         // Offsets-only commits (consumer positions) are as durable as the default: a
         // committed position must not go backwards after a crash.
-        let durability = if commit.appends.is_empty() && commit.durability.is_none() {
-            default
-        } else {
-            durability
-        };
+        let durability = if commit.appends.is_empty() && commit.durability.is_none() { default } else { durability };
         let (reply, rx) = oneshot::channel();
         let sender = self.sender();
         // Reserve the queue slot now, in the caller's order; `send` on a clone would keep the
         // order only for callers on one task. A full queue is waited for in the future.
-        let job = Job::Commit {
-            commit,
-            durability,
-            reply,
-        };
+        let job = Job::Commit { commit, durability, reply };
         let sent = match &sender {
             Some(tx) => match tx.try_send(job) {
                 Ok(()) => Ok(None),
@@ -182,28 +148,15 @@ impl Handle {
         };
         async move {
             if let Some(job) = sent? {
-                sender
-                    .expect("sender")
-                    .send(job)
-                    .await
-                    .map_err(|_| StoreError::Closed)?;
+                sender.expect("sender").send(job).await.map_err(|_| StoreError::Closed)?;
             }
             rx.await.map_err(|_| StoreError::Closed)?
         }
     }
 
-    pub(crate) async fn create_topic(
-        &self,
-        name: String,
-        config: TopicConfig,
-    ) -> Result<Arc<Topic>> {
+    pub(crate) async fn create_topic(&self, name: String, config: TopicConfig) -> Result<Arc<Topic>> {
         let (reply, rx) = oneshot::channel();
-        self.send(Job::CreateTopic {
-            name,
-            config,
-            reply,
-        })
-        .await?;
+        self.send(Job::CreateTopic { name, config, reply }).await?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -213,20 +166,9 @@ impl Handle {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    pub(crate) async fn truncate(
-        &self,
-        topic: Arc<Topic>,
-        partition: u32,
-        new_start: u64,
-    ) -> Result<u64> {
+    pub(crate) async fn truncate(&self, topic: Arc<Topic>, partition: u32, new_start: u64) -> Result<u64> {
         let (reply, rx) = oneshot::channel();
-        self.send(Job::Truncate {
-            topic,
-            partition,
-            new_start,
-            reply,
-        })
-        .await?;
+        self.send(Job::Truncate { topic, partition, new_start, reply }).await?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -262,29 +204,16 @@ impl Writer {
                 },
             };
             match first {
-                Job::Commit {
-                    commit,
-                    durability,
-                    reply,
-                } => {
+                Job::Commit { commit, durability, reply } => {
                     carry = self.group_commit(&mut rx, commit, durability, reply);
                 }
-                Job::CreateTopic {
-                    name,
-                    config,
-                    reply,
-                } => {
+                Job::CreateTopic { name, config, reply } => {
                     let _ = reply.send(self.guarded(|w| w.create_topic(&name, config)));
                 }
                 Job::DeleteTopic { topic, reply } => {
                     let _ = reply.send(self.guarded(|w| w.delete_topic(&topic)));
                 }
-                Job::Truncate {
-                    topic,
-                    partition,
-                    new_start,
-                    reply,
-                } => {
+                Job::Truncate { topic, partition, new_start, reply } => {
                     let _ = reply.send(self.guarded(|w| w.truncate(&topic, partition, new_start)));
                 }
             }
@@ -321,12 +250,7 @@ impl Writer {
         let mut next = Some((first, durability, reply));
         let mut carry = None;
         while let Some((commit, durability, reply)) = next.take() {
-            bytes += commit
-                .appends
-                .iter()
-                .flat_map(|a| &a.records)
-                .map(NewRecord::size)
-                .sum::<usize>();
+            bytes += commit.appends.iter().flat_map(|a| &a.records).map(NewRecord::size).sum::<usize>();
             match self.fold(&mut batch, &commit, &mut watermarks) {
                 Ok(receipt) => {
                     sync |= durability == Durability::Sync;
@@ -336,17 +260,11 @@ impl Writer {
                     let _ = reply.send(Err(e));
                 }
             }
-            if pending.len() >= limits::MAX_GROUP_COMMIT_REQUESTS
-                || bytes >= limits::MAX_GROUP_COMMIT_BYTES
-            {
+            if pending.len() >= limits::MAX_GROUP_COMMIT_REQUESTS || bytes >= limits::MAX_GROUP_COMMIT_BYTES {
                 break;
             }
             match rx.try_recv() {
-                Ok(Job::Commit {
-                    commit,
-                    durability,
-                    reply,
-                }) => next = Some((commit, durability, reply)),
+                Ok(Job::Commit { commit, durability, reply }) => next = Some((commit, durability, reply)),
                 Ok(other) => carry = Some(other),
                 Err(_) => {}
             }
@@ -379,11 +297,7 @@ impl Writer {
             for (i, rec) in a.records.iter().enumerate() {
                 buf.clear();
                 record::encode(rec, ts, &mut buf);
-                batch.put_cf(
-                    cf_log,
-                    keys::log_key(a.topic.id, a.partition, first + i as u64),
-                    &buf,
-                );
+                batch.put_cf(cf_log, keys::log_key(a.topic.id, a.partition, first + i as u64), &buf);
             }
             let next = first + a.records.len() as u64;
             p.next_offset.store(next, Ordering::Relaxed);
@@ -407,11 +321,7 @@ impl Writer {
         }
         for prefix in &commit.delete_state_prefixes {
             let end = keys::prefix_end(prefix);
-            let end = if end.is_empty() {
-                vec![0xff; prefix.len() + 1]
-            } else {
-                end
-            };
+            let end = if end.is_empty() { vec![0xff; prefix.len() + 1] } else { end };
             batch.delete_range_cf(cf_state, prefix.as_slice(), end.as_slice());
         }
         let cf_offsets = self.db.cf_handle(CF_OFFSETS).expect("offsets cf");
@@ -461,40 +371,20 @@ impl Writer {
     }
 
     fn create_topic(&mut self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
-        if self
-            .topics
-            .read()
-            .expect("topics")
-            .by_name
-            .contains_key(name)
-        {
+        if self.topics.read().expect("topics").by_name.contains_key(name) {
             return Err(StoreError::TopicExists(name.to_string()));
         }
         let id = self.next_topic_id;
-        let rec = TopicRecord {
-            id,
-            name: name.to_string(),
-            config,
-            created_ms: now_ms(),
-        };
+        let rec = TopicRecord { id, name: name.to_string(), config, created_ms: now_ms() };
         let mut batch = WriteBatch::default();
         let cf_meta = self.db.cf_handle(CF_META).expect("meta cf");
-        let encoded =
-            rmp_serde::to_vec_named(&rec).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let encoded = rmp_serde::to_vec_named(&rec).map_err(|e| StoreError::Invalid(e.to_string()))?;
         batch.put_cf(cf_meta, format!("{META_TOPIC_PREFIX}{name}"), encoded);
         batch.put_cf(cf_meta, META_TOPIC_SEQ, u64::from(id + 1).to_be_bytes());
         self.db.write_opt(batch, &sync_write())?;
         self.next_topic_id += 1;
-        let partitions = (0..rec.config.partitions)
-            .map(|_| super::Partition::new(0, 0, 0))
-            .collect();
-        let topic = Arc::new(Topic::new(
-            id,
-            rec.name,
-            rec.config,
-            rec.created_ms,
-            partitions,
-        ));
+        let partitions = (0..rec.config.partitions).map(|_| super::Partition::new(0, 0, 0)).collect();
+        let topic = Arc::new(Topic::new(id, rec.name, rec.config, rec.created_ms, partitions));
         let mut topics = self.topics.write().expect("topics");
         topics.by_id.insert(id, topic.clone());
         topics.by_name.insert(topic.name.clone(), topic.clone());
@@ -510,10 +400,7 @@ impl Writer {
         batch.delete_cf(cf_meta, format!("{META_TOPIC_PREFIX}{}", topic.name));
         // Group offsets in the topic: found by scanning the (small) offsets CF.
         let cf_offsets = self.db.cf_handle(CF_OFFSETS).expect("offsets cf");
-        for item in self
-            .db
-            .iterator_cf(cf_offsets, rocksdb::IteratorMode::Start)
-        {
+        for item in self.db.iterator_cf(cf_offsets, rocksdb::IteratorMode::Start) {
             let (k, _) = item?;
             if keys::parse_offset_key(&k).is_some_and(|(_, t, _)| t == topic.id) {
                 batch.delete_cf(cf_offsets, &k);
@@ -577,14 +464,8 @@ fn validate(commit: &Commit) -> Result<()> {
 
 /// Keys and headers are bounded so that one record cannot carry a blob outside its value.
 pub(crate) fn check_record_limits(r: &NewRecord) -> Result<()> {
-    if r.key
-        .as_ref()
-        .is_some_and(|k| k.len() > limits::MAX_KEY_BYTES)
-    {
-        return Err(StoreError::Invalid(format!(
-            "message key exceeds {} bytes",
-            limits::MAX_KEY_BYTES
-        )));
+    if r.key.as_ref().is_some_and(|k| k.len() > limits::MAX_KEY_BYTES) {
+        return Err(StoreError::Invalid(format!("message key exceeds {} bytes", limits::MAX_KEY_BYTES)));
     }
     if r.headers.len() > limits::MAX_HEADERS {
         return Err(StoreError::Invalid(format!(
@@ -593,15 +474,10 @@ pub(crate) fn check_record_limits(r: &NewRecord) -> Result<()> {
             limits::MAX_HEADERS
         )));
     }
-    if let Some((n, _)) = r
-        .headers
-        .iter()
-        .find(|(n, v)| n.len() > limits::MAX_KEY_BYTES || v.len() > limits::MAX_KEY_BYTES)
+    if let Some((n, _)) =
+        r.headers.iter().find(|(n, v)| n.len() > limits::MAX_KEY_BYTES || v.len() > limits::MAX_KEY_BYTES)
     {
-        return Err(StoreError::Invalid(format!(
-            "header `{n}` exceeds {} bytes",
-            limits::MAX_KEY_BYTES
-        )));
+        return Err(StoreError::Invalid(format!("header `{n}` exceeds {} bytes", limits::MAX_KEY_BYTES)));
     }
     Ok(())
 }

@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use super::WireError;
-pub use crate::pipeline::{PipelineSpec, PipelineStatus, StartPosition, StepSpec};
+pub use crate::pipeline::{ErrorPolicy, PipelineSpec, PipelineStatus, ShadowReport, StartPosition, StepSpec};
 pub use crate::registry::PluginInfo;
+pub use crate::runtime::Sandbox;
 pub use crate::types::{Durability, TopicConfig};
 
 /// A request with the id its response will carry.
@@ -104,15 +105,55 @@ pub enum Request {
     },
     /// Every consumer group with committed offsets, with lag.
     ListGroups,
-    /// Deploy a new version of a plugin.
+    /// Deploy a new version of a plugin: checked against every pipeline following it, then
+    /// hot-swapped in (or run as the shadow).
     DeployPlugin {
         /// Plugin name.
         name: String,
         /// The component's bytes.
         wasm: ByteBuf,
+        /// Limits and grants; default: the safe defaults.
+        #[serde(default)]
+        sandbox: Option<Sandbox>,
+        /// Run beside the live version without emitting, instead of replacing it.
+        #[serde(default)]
+        shadow: bool,
     },
-    /// Every plugin's latest version.
+    /// Every plugin: live and shadow versions, and who uses it.
     ListPlugins,
+    /// Every version of one plugin.
+    PluginVersions {
+        /// Plugin name.
+        name: String,
+    },
+    /// One version: `NAME` (live) or `NAME@V`.
+    DescribePlugin {
+        /// Reference.
+        reference: String,
+    },
+    /// Delete every version of a plugin no pipeline uses.
+    RemovePlugin {
+        /// Plugin name.
+        name: String,
+    },
+    /// Make an earlier version live again (default: the one before the live one).
+    RollbackPlugin {
+        /// Plugin name.
+        name: String,
+        /// Version to go back to.
+        #[serde(default)]
+        to: Option<u32>,
+    },
+    /// Make the shadow version live.
+    PromotePlugin {
+        /// Plugin name.
+        name: String,
+    },
+    /// How the shadow's outcomes compare with the live version's.
+    PluginDiff {
+        /// Plugin name.
+        name: String,
+    },
     /// Create a pipeline.
     CreatePipeline {
         /// What it reads, runs and writes.
@@ -165,8 +206,12 @@ pub enum Response {
     Groups(Vec<GroupInfo>),
     /// One plugin version.
     Plugin(PluginInfo),
-    /// Several plugin versions.
-    Plugins(Vec<PluginInfo>),
+    /// Plugins with their live and shadow versions.
+    Plugins(Vec<PluginEntry>),
+    /// Versions of one plugin, oldest first.
+    PluginVersions(Vec<PluginInfo>),
+    /// A shadow comparison.
+    ShadowDiff(ShadowReport),
     /// One pipeline.
     Pipeline(PipelineStatus),
     /// Several pipelines.
@@ -188,12 +233,7 @@ impl WireRecord {
 /// A record read back: `(timestamp_ms, key, value, headers)`; its offset is the partition's
 /// `first_offset` plus its index, since offsets are dense.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FetchedRecord(
-    pub u64,
-    pub Option<ByteBuf>,
-    pub ByteBuf,
-    pub Vec<(String, String)>,
-);
+pub struct FetchedRecord(pub u64, pub Option<ByteBuf>, pub ByteBuf, pub Vec<(String, String)>);
 
 /// Where to read in one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,9 +286,19 @@ pub struct GroupInfo {
 impl GroupInfo {
     /// Records not yet consumed, over all partitions.
     pub fn lag(&self) -> u64 {
-        self.partitions
-            .iter()
-            .map(|(_, c, hw)| hw.saturating_sub(c.unwrap_or(0)))
-            .sum()
+        self.partitions.iter().map(|(_, c, hw)| hw.saturating_sub(c.unwrap_or(0))).sum()
     }
+}
+
+/// A plugin in `weir plugin list`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PluginEntry {
+    /// The live version.
+    pub live: PluginInfo,
+    /// The shadow version, if one runs.
+    pub shadow: Option<u32>,
+    /// How many versions exist.
+    pub versions: u32,
+    /// Pipelines with a step running it.
+    pub used_by: Vec<String>,
 }

@@ -34,12 +34,8 @@ pub fn encode<T: Serialize>(frame: &T) -> Result<Bytes, WireError> {
 
 /// Decode a frame body.
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
-    rmp_serde::from_slice(body).map_err(|e| {
-        WireError::new(
-            ErrorCode::MalformedFrame,
-            format!("malformed frame of {} bytes: {e}", body.len()),
-        )
-    })
+    rmp_serde::from_slice(body)
+        .map_err(|e| WireError::new(ErrorCode::MalformedFrame, format!("malformed frame of {} bytes: {e}", body.len())))
 }
 
 /// The length-delimited codec both sides use, bounded at `max_frame_bytes`.
@@ -139,10 +135,7 @@ impl From<ErrorCode> for u16 {
 impl TryFrom<u16> for ErrorCode {
     type Error = String;
     fn try_from(v: u16) -> Result<Self, String> {
-        ErrorCode::ALL
-            .into_iter()
-            .find(|c| *c as u16 == v)
-            .ok_or_else(|| format!("unknown error code {v}"))
+        ErrorCode::ALL.into_iter().find(|c| *c as u16 == v).ok_or_else(|| format!("unknown error code {v}"))
     }
 }
 
@@ -173,10 +166,7 @@ pub struct WireError {
 impl WireError {
     /// An error with this code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        WireError {
-            code,
-            message: message.into(),
-        }
+        WireError { code, message: message.into() }
     }
 
     /// An invalid-argument error.
@@ -226,10 +216,7 @@ mod tests {
 
     #[test]
     fn frames_round_trip() {
-        let f = RequestFrame {
-            id: 7,
-            request: Request::DescribeTopic { name: "t".into() },
-        };
+        let f = RequestFrame { id: 7, request: Request::DescribeTopic { name: "t".into() } };
         let back: RequestFrame = decode(&encode(&f).unwrap()).unwrap();
         assert_eq!(back.id, 7);
         assert!(matches!(back.request, Request::DescribeTopic { name } if name == "t"));

@@ -40,19 +40,15 @@ thread_local! {
 
 impl weir_sdk::bindings::Guest for Hostile {
     fn init(config: Vec<(String, String)>) -> Result<(), String> {
-        let mut s = Settings {
-            huge_mb: 100,
-            ..Settings::default()
-        };
+        let mut s = Settings { huge_mb: 100, ..Settings::default() };
         for (k, v) in config {
             match k.as_str() {
                 "mode" => s.mode = v,
                 "trigger" => s.trigger = Some(v.into_bytes()),
                 "huge-mb" => {
-                    s.huge_mb = v
-                        .parse()
-                        .map_err(|_| format!("config key `huge-mb` must be a number, got {v:?}"))?
+                    s.huge_mb = v.parse().map_err(|_| format!("config key `huge-mb` must be a number, got {v:?}"))?
                 }
+                reserved if reserved.starts_with("weir.") => {}
                 other => return Err(format!("unknown config key `{other}`")),
             }
         }
@@ -66,11 +62,7 @@ impl weir_sdk::bindings::Guest for Hostile {
     fn process(batch: types::Batch) -> Vec<types::Outcome> {
         let s = SETTINGS.with(|cell| cell.borrow().clone());
         let n = batch.messages.len();
-        let mut out: Vec<types::Outcome> = batch
-            .messages
-            .into_iter()
-            .map(|m| misbehave(&s, m))
-            .collect();
+        let mut out: Vec<types::Outcome> = batch.messages.into_iter().map(|m| misbehave(&s, m)).collect();
         if s.mode == "wrong-count" && n > 0 {
             out.pop();
         }
@@ -83,12 +75,7 @@ fn triggered(s: &Settings, m: &types::Message) -> bool {
 }
 
 fn pass(m: types::Message) -> types::Outcome {
-    types::Outcome::Emit(vec![types::Output {
-        key: m.key,
-        value: m.value,
-        headers: m.headers,
-        topic: None,
-    }])
+    types::Outcome::Emit(vec![types::Output { key: m.key, value: m.value, headers: m.headers, topic: None }])
 }
 
 fn misbehave(s: &Settings, m: types::Message) -> types::Outcome {
@@ -104,12 +91,7 @@ fn misbehave(s: &Settings, m: types::Message) -> types::Outcome {
             let chunk = vec![b'x'; 1024 * 1024];
             types::Outcome::Emit(
                 (0..s.huge_mb)
-                    .map(|_| types::Output {
-                        key: None,
-                        value: chunk.clone(),
-                        headers: vec![],
-                        topic: None,
-                    })
+                    .map(|_| types::Output { key: None, value: chunk.clone(), headers: vec![], topic: None })
                     .collect(),
             )
         }
@@ -136,19 +118,11 @@ fn misbehave(s: &Settings, m: types::Message) -> types::Outcome {
 }
 
 fn text(s: String) -> types::Output {
-    types::Output {
-        key: None,
-        value: s.into_bytes(),
-        headers: vec![],
-        topic: None,
-    }
+    types::Output { key: None, value: s.into_bytes(), headers: vec![], topic: None }
 }
 
 fn fail(message: &str, retryable: bool) -> types::Outcome {
-    types::Outcome::Fail(types::Failure {
-        message: message.to_string(),
-        retryable,
-    })
+    types::Outcome::Fail(types::Failure { message: message.to_string(), retryable })
 }
 
 #[allow(clippy::empty_loop)]
@@ -181,10 +155,7 @@ fn escape_attempts() -> String {
     let tcp = std::net::TcpStream::connect("127.0.0.1:22").map(|_| "connected".to_string());
     let env = std::env::var("HOME").map_err(|e| e.to_string());
     let vars = std::env::vars().count();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     format!(
         "file={} dir={} write={} tcp={} env={} vars={vars} clock={now}",
         short(file),

@@ -61,9 +61,7 @@ impl Filter for JsonFilter {
         };
         let number = match op {
             Op::Gt | Op::Lt => Some(operand.parse::<f64>().map_err(|_| {
-                Error::fatal(format!(
-                    "config key `equals` must be a number for op {op:?}, got {operand:?}"
-                ))
+                Error::fatal(format!("config key `equals` must be a number for op {op:?}, got {operand:?}"))
             })?),
             _ => None,
         };
@@ -76,13 +74,7 @@ impl Filter for JsonFilter {
                 )));
             }
         };
-        Ok(JsonFilter {
-            field: config.require("field")?.to_string(),
-            op,
-            operand,
-            number,
-            drop_invalid,
-        })
+        Ok(JsonFilter { field: config.require("field")?.to_string(), op, operand, number, drop_invalid })
     }
 
     fn filter(&mut self, msg: &Message) -> Result<bool, Error> {
@@ -106,9 +98,7 @@ impl JsonFilter {
             (Op::Ne, Some(v)) => as_text(v) != self.operand,
             (Op::Gt, Some(v)) => v.as_f64().zip(self.number).is_some_and(|(a, b)| a > b),
             (Op::Lt, Some(v)) => v.as_f64().zip(self.number).is_some_and(|(a, b)| a < b),
-            (Op::Contains, Some(Value::Array(items))) => {
-                items.iter().any(|i| as_text(i) == self.operand)
-            }
+            (Op::Contains, Some(Value::Array(items))) => items.iter().any(|i| as_text(i) == self.operand),
             (Op::Contains, Some(v)) => as_text(v).contains(self.operand.as_str()),
         }
     }
@@ -163,22 +153,10 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_key() {
-        let err = |pairs: &[(&str, &str)]| {
-            JsonFilter::init(&Config::from_pairs(pairs.iter().copied()))
-                .err()
-                .unwrap()
-        };
+        let err = |pairs: &[(&str, &str)]| JsonFilter::init(&Config::from_pairs(pairs.iter().copied())).err().unwrap();
         assert!(err(&[("equals", "1")]).message().contains("`field`"));
         assert!(err(&[("field", "a")]).message().contains("`equals`"));
-        assert!(
-            err(&[("field", "a"), ("equals", "1"), ("typo", "x")])
-                .message()
-                .contains("`typo`")
-        );
-        assert!(
-            err(&[("field", "a"), ("op", "gt"), ("equals", "x")])
-                .message()
-                .contains("`equals`")
-        );
+        assert!(err(&[("field", "a"), ("equals", "1"), ("typo", "x")]).message().contains("`typo`"));
+        assert!(err(&[("field", "a"), ("op", "gt"), ("equals", "x")]).message().contains("`equals`"));
     }
 }

@@ -8,6 +8,10 @@
 //! | `drop` = `a,b.c` | remove these paths |
 //! | `set.<path>` = `<value>` | set `path`; the value is JSON if it parses (`42`, `true`, `{"a":1}`), else a string |
 //!
+//! Values of `set.` may name where they run: `${weir.pipeline}`, `${weir.step}`,
+//! `${weir.plugin}`, `${weir.version}` — e.g. `set.processed_by=${weir.plugin}@${weir.version}`
+//! tags each output with the plugin version that produced it.
+//!
 //! The key, headers and routing of the message are kept. A payload that is not a JSON object
 //! fails (fatal) and the pipeline's failure policy decides.
 
@@ -24,34 +28,17 @@ pub struct JsonTransform {
 impl Map for JsonTransform {
     fn init(config: &Config) -> Result<Self, Error> {
         config.reject_unknown(&["rename.", "drop", "set."])?;
-        let renames: Vec<_> = config
-            .with_prefix("rename.")
-            .map(|(f, t)| (f.to_string(), t.to_string()))
-            .collect();
+        let renames: Vec<_> = config.with_prefix("rename.").map(|(f, t)| (f.to_string(), t.to_string())).collect();
         let drops = config
             .get("drop")
-            .map(|d| {
-                d.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
+            .map(|d| d.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
             .unwrap_or_default();
-        let sets: Vec<_> = config
-            .with_prefix("set.")
-            .map(|(p, v)| (p.to_string(), parse_value(v)))
-            .collect();
+        let sets: Vec<_> =
+            config.with_prefix("set.").map(|(p, v)| (p.to_string(), parse_value(&config.expand(v)))).collect();
         if let Some((_, to)) = renames.iter().find(|(_, to)| to.is_empty()) {
-            return Err(Error::fatal(format!(
-                "config key `rename.` needs a target path, got {to:?}"
-            )));
+            return Err(Error::fatal(format!("config key `rename.` needs a target path, got {to:?}")));
         }
-        Ok(JsonTransform {
-            renames,
-            drops,
-            sets,
-        })
+        Ok(JsonTransform { renames, drops, sets })
     }
 
     fn map(&mut self, msg: Message) -> Result<Output, Error> {
@@ -83,9 +70,7 @@ impl JsonTransform {
         }
         for (path, value) in &self.sets {
             if !set_path(doc, path, value.clone()) {
-                return Err(Error::fatal(format!(
-                    "cannot set `{path}`: a parent is not an object"
-                )));
+                return Err(Error::fatal(format!("cannot set `{path}`: a parent is not an object")));
             }
         }
         Ok(())
@@ -109,28 +94,18 @@ mod tests {
     #[test]
     fn renames_drops_and_sets_in_order() {
         let out = run(
-            &[
-                ("rename.user.mail", "email"),
-                ("drop", "secret, user.tmp"),
-                ("set.meta.v", "2"),
-                ("set.source", "web"),
-            ],
+            &[("rename.user.mail", "email"), ("drop", "secret, user.tmp"), ("set.meta.v", "2"), ("set.source", "web")],
             r#"{"user":{"mail":"a@b","tmp":1,"name":"x"},"secret":"s"}"#,
         )
         .unwrap();
-        assert_eq!(
-            out,
-            json!({"user":{"name":"x"},"email":"a@b","meta":{"v":2},"source":"web"})
-        );
+        assert_eq!(out, json!({"user":{"name":"x"},"email":"a@b","meta":{"v":2},"source":"web"}));
     }
 
     #[test]
     fn rejects_non_objects_and_bad_config() {
         assert!(run(&[("set.a", "1")], "[1,2]").is_err());
         assert!(run(&[("set.a", "1")], "nope").is_err());
-        let e = JsonTransform::init(&Config::from_pairs([("sett.a", "1")]))
-            .err()
-            .unwrap();
+        let e = JsonTransform::init(&Config::from_pairs([("sett.a", "1")])).err().unwrap();
         assert!(e.message().contains("`sett.a`"), "{e}");
     }
 }

@@ -9,53 +9,18 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_bytes::ByteBuf;
 use weir_tests::weir_host::client::{Client, produced};
-use weir_tests::weir_host::pipeline::{PipelineSpec, RunState, StartPosition, StepSpec};
+use weir_tests::weir_host::pipeline::{RunState, StepSpec};
 use weir_tests::weir_host::types::TopicConfig;
 use weir_tests::weir_host::wire::WireRecord;
-use weir_tests::{Server, consume_n, eventually, plugin_bytes, text};
+use weir_tests::{Server, consume_n, eventually, pipeline, plugin_bytes, step, text, topic};
 
 const LONG: Duration = Duration::from_secs(120);
-
-fn topic(partitions: u32) -> TopicConfig {
-    TopicConfig {
-        partitions,
-        ..TopicConfig::default()
-    }
-}
-
-fn step(plugin: &str, config: &[(&str, &str)]) -> StepSpec {
-    StepSpec {
-        plugin: plugin.into(),
-        config: config
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    }
-}
-
-fn pipeline(name: &str, source: &str, sink: &str, steps: Vec<StepSpec>) -> PipelineSpec {
-    PipelineSpec {
-        name: name.into(),
-        source: source.into(),
-        group: None,
-        steps,
-        sink: sink.into(),
-        start: StartPosition::Earliest,
-        batch_max_messages: None,
-    }
-}
 
 fn order(i: u64) -> WireRecord {
     let status = if i % 3 == 0 { "paid" } else { "new" };
     let customer = format!("c{}", i % 97);
-    let value = format!(
-        r#"{{"id":{i},"customer":"{customer}","status":"{status}","card":"4111-1111-1111-1111"}}"#
-    );
-    WireRecord(
-        Some(ByteBuf::from(customer.into_bytes())),
-        ByteBuf::from(value.into_bytes()),
-        vec![],
-    )
+    let value = format!(r#"{{"id":{i},"customer":"{customer}","status":"{status}","card":"4111-1111-1111-1111"}}"#);
+    WireRecord(Some(ByteBuf::from(customer.into_bytes())), ByteBuf::from(value.into_bytes()), vec![])
 }
 
 /// Produce `ids` in batches of 1,000 with up to 8 batches in flight.
@@ -63,11 +28,7 @@ async fn produce_orders(client: &Client, topic: &str, ids: std::ops::Range<u64>)
     let mut pending = std::collections::VecDeque::new();
     let ids: Vec<u64> = ids.collect();
     for chunk in ids.chunks(1000) {
-        pending.push_back(client.start_produce(
-            topic,
-            None,
-            chunk.iter().map(|i| order(*i)).collect(),
-        )?);
+        pending.push_back(client.start_produce(topic, None, chunk.iter().map(|i| order(*i)).collect())?);
         if pending.len() >= 8 {
             produced(pending.pop_front().expect("non-empty").wait().await?)?;
         }
@@ -79,26 +40,15 @@ async fn produce_orders(client: &Client, topic: &str, ids: std::ops::Range<u64>)
 }
 
 async fn deploy_standard(client: &Client) -> Result<()> {
-    client
-        .deploy_plugin("json-filter", plugin_bytes("json-filter"))
-        .await?;
-    client
-        .deploy_plugin("json-transform", plugin_bytes("json-transform"))
-        .await?;
+    client.deploy_plugin("json-filter", plugin_bytes("json-filter")).await?;
+    client.deploy_plugin("json-transform", plugin_bytes("json-transform")).await?;
     Ok(())
 }
 
 fn billing_steps() -> Vec<StepSpec> {
     vec![
         step("json-filter", &[("field", "status"), ("equals", "paid")]),
-        step(
-            "json-transform",
-            &[
-                ("rename.id", "order_id"),
-                ("drop", "card"),
-                ("set.stage", "billed"),
-            ],
-        ),
+        step("json-transform", &[("rename.id", "order_id"), ("drop", "card"), ("set.stage", "billed")]),
     ]
 }
 
@@ -109,9 +59,7 @@ async fn hundred_thousand_messages_through_a_two_step_pipeline() -> Result<()> {
     client.create_topic("orders", topic(4)).await?;
     client.create_topic("billing", topic(2)).await?;
     deploy_standard(&client).await?;
-    client
-        .create_pipeline(pipeline("billing", "orders", "billing", billing_steps()))
-        .await?;
+    client.create_pipeline(pipeline("billing", "orders", "billing", billing_steps())).await?;
 
     const N: u64 = 100_000;
     produce_orders(&client, "orders", 0..N).await?;
@@ -127,10 +75,7 @@ async fn hundred_thousand_messages_through_a_two_step_pipeline() -> Result<()> {
         assert!(seen.insert(id), "order {id} emitted twice");
         assert_eq!(doc["stage"], "billed");
         assert_eq!(doc["status"], "paid");
-        assert!(
-            doc.get("card").is_none() && doc.get("id").is_none(),
-            "{doc}"
-        );
+        assert!(doc.get("card").is_none() && doc.get("id").is_none(), "{doc}");
         // Keys survive the chain, and order per key is kept.
         let key = String::from_utf8(rec.1.clone().expect("key").into_vec())?;
         assert_eq!(doc["customer"], key.as_str());
@@ -149,13 +94,7 @@ async fn hundred_thousand_messages_through_a_two_step_pipeline() -> Result<()> {
     assert_eq!(status.processed, N);
     assert_eq!(status.emitted, expected.len() as u64);
     assert_eq!(status.dropped, N - expected.len() as u64);
-    let total: u64 = client
-        .describe_topic("billing")
-        .await?
-        .partitions
-        .iter()
-        .map(|(s, e)| e - s)
-        .sum();
+    let total: u64 = client.describe_topic("billing").await?.partitions.iter().map(|(s, e)| e - s).sum();
     assert_eq!(total, expected.len() as u64);
     Ok(())
 }
@@ -168,9 +107,7 @@ async fn kill_9_mid_pipeline_loses_and_duplicates_nothing() -> Result<()> {
     client.create_topic("billing", topic(2)).await?;
     deploy_standard(&client).await?;
     let steps = vec![step("json-transform", &[("set.stage", "billed")])];
-    client
-        .create_pipeline(pipeline("billing", "orders", "billing", steps))
-        .await?;
+    client.create_pipeline(pipeline("billing", "orders", "billing", steps)).await?;
 
     // A producer keeps appending while the pipeline works; it records what was acknowledged.
     let acked = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
@@ -219,34 +156,16 @@ async fn kill_9_mid_pipeline_loses_and_duplicates_nothing() -> Result<()> {
         *outputs.entry(id_of(&r.2)).or_default() += 1;
         assert!(text(r).contains("\"stage\":\"billed\""));
     }
-    let dups: Vec<_> = outputs
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(id, _)| *id)
-        .collect();
-    assert!(
-        dups.is_empty(),
-        "outputs duplicated after the crash: {:?}",
-        &dups[..dups.len().min(10)]
-    );
-    assert_eq!(
-        outputs.keys().copied().collect::<HashSet<_>>(),
-        unique,
-        "outputs lost after the crash"
-    );
+    let dups: Vec<_> = outputs.iter().filter(|(_, n)| **n > 1).map(|(id, _)| *id).collect();
+    assert!(dups.is_empty(), "outputs duplicated after the crash: {:?}", &dups[..dups.len().min(10)]);
+    assert_eq!(outputs.keys().copied().collect::<HashSet<_>>(), unique, "outputs lost after the crash");
     let status = eventually("the pipeline to catch up", LONG, || async {
         let s = client.pipeline_status("billing").await?;
         Ok((s.lag() == 0).then_some(s))
     })
     .await?;
     assert_eq!(status.state, RunState::Running);
-    let total: u64 = client
-        .describe_topic("billing")
-        .await?
-        .partitions
-        .iter()
-        .map(|(s, e)| e - s)
-        .sum();
+    let total: u64 = client.describe_topic("billing").await?.partitions.iter().map(|(s, e)| e - s).sum();
     assert_eq!(total as usize, ids.len());
     Ok(())
 }
@@ -264,21 +183,11 @@ async fn bad_components_are_refused_saying_why() -> Result<()> {
         ("empty file", vec![], "empty"),
         (
             "random bytes",
-            (0..4096u32)
-                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-                .collect(),
+            (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect(),
             "not a WebAssembly file",
         ),
-        (
-            "core module",
-            b"\0asm\x01\0\0\0".to_vec(),
-            "core WebAssembly module, not a component",
-        ),
-        (
-            "another world",
-            weir_tests::not_a_plugin(),
-            "does not implement the world weir:plugin/plugin@0.1.0",
-        ),
+        ("core module", b"\0asm\x01\0\0\0".to_vec(), "core WebAssembly module, not a component"),
+        ("another world", weir_tests::not_a_plugin(), "does not implement the world weir:plugin/plugin@0.1.0"),
     ];
     for (what, bytes, expect) in cases {
         let err = client.deploy_plugin("p", bytes).await.expect_err(what);
@@ -286,14 +195,9 @@ async fn bad_components_are_refused_saying_why() -> Result<()> {
         assert!(msg.contains(expect), "{what}: {msg}");
         assert!(msg.contains("plugin `p`"), "{what} names the plugin: {msg}");
     }
-    assert!(
-        client.list_plugins().await?.is_empty(),
-        "nothing was registered"
-    );
+    assert!(client.list_plugins().await?.is_empty(), "nothing was registered");
     // A good component still deploys, as version 1.
-    let info = client
-        .deploy_plugin("p", plugin_bytes("json-filter"))
-        .await?;
+    let info = client.deploy_plugin("p", plugin_bytes("json-filter")).await?;
     assert_eq!(info.version, 1);
     Ok(())
 }
@@ -302,66 +206,31 @@ async fn bad_components_are_refused_saying_why() -> Result<()> {
 async fn unknown_names_and_oversized_messages_get_clear_errors() -> Result<()> {
     let server = Server::start()?;
     let client = server.client().await?;
-    let err = client
-        .produce("nope", vec![WireRecord::value("x")])
-        .await
-        .expect_err("unknown topic");
+    let err = client.produce("nope", vec![WireRecord::value("x")]).await.expect_err("unknown topic");
     assert!(
-        err.to_string().contains("unknown topic `nope`")
-            && err.to_string().contains("weir topic create nope"),
+        err.to_string().contains("unknown topic `nope`") && err.to_string().contains("weir topic create nope"),
         "{err}"
     );
 
-    client
-        .create_topic(
-            "small",
-            TopicConfig {
-                max_message_bytes: 1000,
-                ..topic(1)
-            },
-        )
-        .await?;
+    client.create_topic("small", TopicConfig { max_message_bytes: 1000, ..topic(1) }).await?;
     client.create_topic("out", topic(1)).await?;
     let err = client
-        .produce(
-            "small",
-            vec![WireRecord::value("ok"), WireRecord::value(vec![b'x'; 1001])],
-        )
+        .produce("small", vec![WireRecord::value("ok"), WireRecord::value(vec![b'x'; 1001])])
         .await
         .expect_err("oversized");
-    assert!(
-        err.to_string()
-            .contains("1001 bytes exceeds the 1000-byte limit"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("1001 bytes exceeds the 1000-byte limit"), "{err}");
     // The whole request was refused: nothing of it was stored.
     assert_eq!(client.describe_topic("small").await?.partitions[0], (0, 0));
-    client
-        .produce("small", vec![WireRecord::value("fits")])
-        .await?;
+    client.produce("small", vec![WireRecord::value("fits")]).await?;
 
     let spec = pipeline("p", "small", "out", vec![step("ghost", &[])]);
-    let err = client
-        .create_pipeline(spec)
-        .await
-        .expect_err("unknown plugin");
+    let err = client.create_pipeline(spec).await.expect_err("unknown plugin");
     assert!(err.to_string().contains("unknown plugin `ghost`"), "{err}");
     deploy_standard(&client).await?;
-    let spec = pipeline(
-        "p",
-        "small",
-        "out",
-        vec![step("json-filter", &[("equals", "1")])],
-    );
+    let spec = pipeline("p", "small", "out", vec![step("json-filter", &[("equals", "1")])]);
     let err = client.create_pipeline(spec).await.expect_err("bad config");
-    assert!(
-        err.to_string().contains("missing config key `field`"),
-        "{err}"
-    );
-    assert!(
-        client.list_pipelines().await?.is_empty(),
-        "a refused pipeline leaves nothing behind"
-    );
+    assert!(err.to_string().contains("missing config key `field`"), "{err}");
+    assert!(client.list_pipelines().await?.is_empty(), "a refused pipeline leaves nothing behind");
     Ok(())
 }
 
@@ -376,11 +245,7 @@ async fn a_malformed_frame_closes_only_its_connection() -> Result<()> {
     raw.write_all(&[0, 0, 0, 5, 0xc1, 1, 2, 3, 4]).await?;
     let mut reply = Vec::new();
     tokio::time::timeout(LONG, raw.read_to_end(&mut reply)).await??;
-    assert!(
-        String::from_utf8_lossy(&reply).contains("malformed frame"),
-        "got {:?}",
-        String::from_utf8_lossy(&reply)
-    );
+    assert!(String::from_utf8_lossy(&reply).contains("malformed frame"), "got {:?}", String::from_utf8_lossy(&reply));
 
     let mut huge = tokio::net::TcpStream::connect(server.addr).await?;
     huge.write_all(&u32::MAX.to_be_bytes()).await?;
@@ -393,8 +258,7 @@ async fn a_malformed_frame_closes_only_its_connection() -> Result<()> {
     );
 
     // The well-behaved client is unaffected.
-    good.produce("t", vec![WireRecord::value("still here")])
-        .await?;
+    good.produce("t", vec![WireRecord::value("still here")]).await?;
     assert_eq!(good.describe_topic("t").await?.partitions[0], (0, 1));
     Ok(())
 }
@@ -405,17 +269,11 @@ async fn a_trapping_plugin_halts_its_pipeline_at_the_offending_offset() -> Resul
     let client = server.client().await?;
     client.create_topic("in", topic(1)).await?;
     client.create_topic("out", topic(1)).await?;
-    client
-        .deploy_plugin("hostile", plugin_bytes("hostile"))
-        .await?;
+    client.deploy_plugin("hostile", plugin_bytes("hostile")).await?;
     let steps = vec![step("hostile", &[("mode", "panic"), ("trigger", "boom")])];
-    client
-        .create_pipeline(pipeline("fragile", "in", "out", steps))
-        .await?;
+    client.create_pipeline(pipeline("fragile", "in", "out", steps)).await?;
     let values = ["a", "b", "boom", "c"];
-    client
-        .produce("in", values.iter().map(|v| WireRecord::value(*v)).collect())
-        .await?;
+    client.produce("in", values.iter().map(|v| WireRecord::value(*v)).collect()).await?;
 
     let status = eventually("the pipeline to halt", LONG, || async {
         let s = client.pipeline_status("fragile").await?;
@@ -428,17 +286,11 @@ async fn a_trapping_plugin_halts_its_pipeline_at_the_offending_offset() -> Resul
     assert!(error.contains("trap"), "{error}");
     // Messages before the trap were processed and committed; the trap and after were not.
     let out = client.read_all("out").await?;
-    assert_eq!(
-        out.iter().map(|(_, _, r)| text(r)).collect::<Vec<_>>(),
-        vec!["a", "b"]
-    );
+    assert_eq!(out.iter().map(|(_, _, r)| text(r)).collect::<Vec<_>>(), vec!["a", "b"]);
     assert_eq!(status.partitions, vec![(0, 2, 4)]);
     // The server is unaffected, and the halt survives a restart.
     client.produce("in", vec![WireRecord::value("d")]).await?;
-    assert_eq!(
-        client.pipeline_status("fragile").await?.state,
-        RunState::Halted
-    );
+    assert_eq!(client.pipeline_status("fragile").await?.state, RunState::Halted);
     Ok(())
 }
 
@@ -470,40 +322,20 @@ async fn the_cli_produces_and_consumes_lines() -> Result<()> {
     };
     let ok = |c: &mut Command| -> Result<String> {
         let out = c.output()?;
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         Ok(String::from_utf8(out.stdout)?)
     };
     ok(weir().args(["topic", "create", "lines", "--partitions", "1"]))?;
-    let mut produce = weir()
-        .args(["produce", "lines"])
-        .stdin(Stdio::piped())
-        .spawn()?;
-    produce
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"one\ntwo\nthree\n")?;
+    let mut produce = weir().args(["produce", "lines"]).stdin(Stdio::piped()).spawn()?;
+    produce.stdin.take().expect("stdin").write_all(b"one\ntwo\nthree\n")?;
     assert!(produce.wait()?.success());
     assert_eq!(ok(weir().args(["consume", "lines"]))?, "one\ntwo\nthree\n");
     // A group resumes where it committed.
-    assert_eq!(
-        ok(weir().args(["consume", "lines", "--group", "g", "--max", "2"]))?,
-        "one\ntwo\n"
-    );
-    assert_eq!(
-        ok(weir().args(["consume", "lines", "--group", "g"]))?,
-        "three\n"
-    );
+    assert_eq!(ok(weir().args(["consume", "lines", "--group", "g", "--max", "2"]))?, "one\ntwo\n");
+    assert_eq!(ok(weir().args(["consume", "lines", "--group", "g"]))?, "three\n");
     let json = ok(weir().args(["consume", "lines", "--from", "2", "--json"]))?;
     let line: serde_json::Value = serde_json::from_str(json.trim())?;
-    assert_eq!(
-        (line["offset"].as_u64(), line["value"].as_str()),
-        (Some(2), Some("three"))
-    );
+    assert_eq!((line["offset"].as_u64(), line["value"].as_str()), (Some(2), Some("three")));
     let err = weir().args(["consume", "missing"]).output()?;
     assert!(!err.status.success());
     assert!(String::from_utf8_lossy(&err.stderr).contains("unknown topic `missing`"));

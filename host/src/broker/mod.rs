@@ -11,19 +11,20 @@ use bytes::Bytes;
 use futures_util::future::select_all;
 
 use crate::limits;
+
+mod plugins;
 use crate::pipeline::{PipelineError, Pipelines};
 use crate::registry::{Registry, RegistryError};
-use crate::runtime::{PluginError, Runtime, Sandbox};
+use crate::runtime::{PluginError, Runtime};
 use crate::storage::{Append, Commit, NewRecord, Store, StoreOptions, Topic};
 use crate::types::{Durability, now_ms};
 use crate::wire::{
-    ErrorCode, FetchPosition, FetchedPartition, FetchedRecord, GroupInfo, Request, Response,
-    TopicInfo, WireError, WireRecord,
+    ErrorCode, FetchPosition, FetchedPartition, FetchedRecord, GroupInfo, Request, Response, TopicInfo, WireError,
+    WireRecord,
 };
 
 /// A response still being computed.
-pub type ResponseFuture =
-    Pin<Box<dyn Future<Output = Result<Response, WireError>> + Send + 'static>>;
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response, WireError>> + Send + 'static>>;
 
 /// How the broker is set up.
 #[derive(Debug, Clone)]
@@ -75,12 +76,7 @@ impl Broker {
         let runtime = Arc::new(Runtime::new(&config.data_dir.join("compiled"))?);
         let registry = Arc::new(Registry::open(store.clone(), runtime)?);
         let pipelines = Pipelines::start(store.clone(), registry.clone()).await?;
-        let broker = Arc::new(Broker {
-            store,
-            registry,
-            pipelines,
-            config,
-        });
+        let broker = Arc::new(Broker { store, registry, pipelines, config });
         broker.spawn_retention();
         Ok(broker)
     }
@@ -114,11 +110,7 @@ impl Broker {
     /// dispatched in order commit in order; the future resolves when the response is ready.
     pub fn dispatch(self: &Arc<Self>, request: Request) -> ResponseFuture {
         match request {
-            Request::Produce {
-                topic,
-                partition,
-                records,
-            } => self.produce(&topic, partition, records),
+            Request::Produce { topic, partition, records } => self.produce(&topic, partition, records),
             other => {
                 let me = self.clone();
                 Box::pin(async move { me.handle(other).await })
@@ -138,40 +130,22 @@ impl Broker {
                 self.store.delete_topic(&name).await?;
                 Ok(Response::Ok)
             }
-            Request::ListTopics => Ok(Response::Topics(
-                self.store
-                    .topics()
-                    .iter()
-                    .map(|t| self.topic_info(t))
-                    .collect(),
-            )),
+            Request::ListTopics => {
+                Ok(Response::Topics(self.store.topics().iter().map(|t| self.topic_info(t)).collect()))
+            }
             Request::DescribeTopic { name } => {
                 let topic = self.store.topic(&name)?;
                 Ok(Response::Topic(self.topic_info(&topic)))
             }
-            Request::Fetch {
-                topic,
-                partitions,
-                max_records,
-                max_bytes,
-                max_wait_ms,
-            } => {
-                self.fetch(&topic, &partitions, max_records, max_bytes, max_wait_ms)
-                    .await
+            Request::Fetch { topic, partitions, max_records, max_bytes, max_wait_ms } => {
+                self.fetch(&topic, &partitions, max_records, max_bytes, max_wait_ms).await
             }
-            Request::CommitOffsets {
-                group,
-                topic,
-                offsets,
-            } => self.commit_offsets(group, &topic, offsets).await,
+            Request::CommitOffsets { group, topic, offsets } => self.commit_offsets(group, &topic, offsets).await,
             Request::FetchOffsets { group, topic } => {
                 let topic = self.store.topic(&topic)?;
                 Ok(Response::Offsets(self.store.committed(&group, &topic)?))
             }
-            Request::OffsetsForTime {
-                topic,
-                timestamp_ms,
-            } => {
+            Request::OffsetsForTime { topic, timestamp_ms } => {
                 let t = self.store.topic(&topic)?;
                 let offsets = (0..t.partition_count())
                     .map(|p| self.store.offset_for_time(&t, p, timestamp_ms).map(Some))
@@ -179,22 +153,37 @@ impl Broker {
                 Ok(Response::Offsets(offsets))
             }
             Request::ListGroups => self.list_groups(),
-            Request::DeployPlugin { name, wasm } => {
-                let info = self
-                    .registry
-                    .deploy(&name, wasm.into_vec(), Sandbox::default())
-                    .await
-                    .map_err(registry_error)?;
-                Ok(Response::Plugin(info))
+            Request::DeployPlugin { name, wasm, sandbox, shadow } => {
+                Ok(Response::Plugin(self.deploy(&name, wasm.into_vec(), sandbox.unwrap_or_default(), shadow).await?))
             }
-            Request::ListPlugins => Ok(Response::Plugins(self.registry.list())),
-            Request::CreatePipeline { spec } => Ok(Response::Pipeline(
-                self.pipelines.create(spec).await.map_err(pipeline_error)?,
-            )),
+            Request::ListPlugins => Ok(Response::Plugins(self.list_plugins())),
+            Request::PluginVersions { name } => {
+                let versions = self.registry.versions(&name);
+                if versions.is_empty() {
+                    return Err(registry_error(RegistryError::Unknown(name)));
+                }
+                Ok(Response::PluginVersions(versions))
+            }
+            Request::DescribePlugin { reference } => {
+                Ok(Response::Plugin(self.registry.resolve(&reference).map_err(registry_error)?))
+            }
+            Request::RemovePlugin { name } => {
+                self.remove_plugin(&name).await?;
+                Ok(Response::Ok)
+            }
+            Request::RollbackPlugin { name, to } => Ok(Response::Plugin(self.rollback(&name, to).await?)),
+            Request::PromotePlugin { name } => Ok(Response::Plugin(self.promote(&name).await?)),
+            Request::PluginDiff { name } => {
+                self.registry.resolve(&name).map_err(registry_error)?;
+                Ok(Response::ShadowDiff(self.pipelines.shadow_report(&name)))
+            }
+            Request::CreatePipeline { spec } => {
+                Ok(Response::Pipeline(self.pipelines.create(spec).await.map_err(pipeline_error)?))
+            }
             Request::ListPipelines => Ok(Response::Pipelines(self.pipelines.list())),
-            Request::PipelineStatus { name } => Ok(Response::Pipeline(
-                self.pipelines.status(&name).map_err(pipeline_error)?,
-            )),
+            Request::PipelineStatus { name } => {
+                Ok(Response::Pipeline(self.pipelines.status(&name).map_err(pipeline_error)?))
+            }
             Request::DeletePipeline { name } => {
                 self.pipelines.delete(&name).await.map_err(pipeline_error)?;
                 Ok(Response::Ok)
@@ -204,12 +193,7 @@ impl Broker {
     }
 
     /// Partition the records, submit them as one commit now, and wait for durability later.
-    fn produce(
-        self: &Arc<Self>,
-        topic: &str,
-        partition: Option<u32>,
-        records: Vec<WireRecord>,
-    ) -> ResponseFuture {
+    fn produce(self: &Arc<Self>, topic: &str, partition: Option<u32>, records: Vec<WireRecord>) -> ResponseFuture {
         let prepared = self.prepare_produce(topic, partition, records);
         let commit = match prepared {
             Ok(c) => c,
@@ -220,10 +204,7 @@ impl Broker {
         Box::pin(async move {
             let receipt = pending.await?;
             // slots[i] = (append index, index within it) of record i.
-            let positions = slots
-                .into_iter()
-                .map(|(a, i, p)| (p, receipt.first_offsets[a] + i as u64))
-                .collect();
+            let positions = slots.into_iter().map(|(a, i, p)| (p, receipt.first_offsets[a] + i as u64)).collect();
             Ok(Response::Produced { positions })
         })
     }
@@ -257,14 +238,9 @@ impl Broker {
                     ),
                 ));
             }
-            let p = partition
-                .unwrap_or_else(|| topic.partition_for(key.as_deref().map(|k| k.as_slice())));
+            let p = partition.unwrap_or_else(|| topic.partition_for(key.as_deref().map(|k| k.as_slice())));
             let a = *by_partition.entry(p).or_insert_with(|| {
-                appends.push(Append {
-                    topic: topic.clone(),
-                    partition: p,
-                    records: Vec::new(),
-                });
+                appends.push(Append { topic: topic.clone(), partition: p, records: Vec::new() });
                 appends.len() - 1
             });
             slots.push((a, appends[a].records.len(), p));
@@ -274,13 +250,7 @@ impl Broker {
                 headers,
             });
         }
-        Ok((
-            Commit {
-                appends,
-                ..Commit::default()
-            },
-            slots,
-        ))
+        Ok((Commit { appends, ..Commit::default() }, slots))
     }
 
     /// Read from each asked partition; if none has anything, wait (long poll) until one does.
@@ -306,16 +276,10 @@ impl Broker {
         let waits = positions.iter().map(|pos| {
             let topic = topic.clone();
             let pos = *pos;
-            Box::pin(async move {
-                topic.partitions()[pos.partition as usize]
-                    .wait_for(pos.offset, wait)
-                    .await
-            })
+            Box::pin(async move { topic.partitions()[pos.partition as usize].wait_for(pos.offset, wait).await })
         });
         select_all(waits).await;
-        Ok(Response::Fetched {
-            partitions: self.read_partitions(&topic, positions, max_records, max_bytes)?,
-        })
+        Ok(Response::Fetched { partitions: self.read_partitions(&topic, positions, max_records, max_bytes)? })
     }
 
     fn read_partitions(
@@ -332,15 +296,12 @@ impl Broker {
             let records = if records_left == 0 {
                 Vec::new()
             } else {
-                self.store
-                    .read(topic, pos.partition, pos.offset, records_left, bytes_left)?
+                self.store.read(topic, pos.partition, pos.offset, records_left, bytes_left)?
             };
             records_left -= records.len();
             let bytes: usize = records.iter().map(|r| r.value.len()).sum();
             bytes_left = bytes_left.saturating_sub(bytes).max(1);
-            let first_offset = records
-                .first()
-                .map_or(pos.offset.max(p.log_start()), |r| r.offset);
+            let first_offset = records.first().map_or(pos.offset.max(p.log_start()), |r| r.offset);
             out.push(FetchedPartition {
                 partition: pos.partition,
                 first_offset,
@@ -385,12 +346,7 @@ impl Broker {
                 next_offset,
             });
         }
-        self.store
-            .submit(Commit {
-                offsets: commits,
-                ..Commit::default()
-            })
-            .await?;
+        self.store.submit(Commit { offsets: commits, ..Commit::default() }).await?;
         Ok(Response::Ok)
     }
 
@@ -407,11 +363,7 @@ impl Broker {
                     .enumerate()
                     .map(|(p, c)| (p as u32, c, topic.partitions()[p].high_watermark()))
                     .collect();
-                out.push(GroupInfo {
-                    group: group.clone(),
-                    topic: topic.name.clone(),
-                    partitions,
-                });
+                out.push(GroupInfo { group: group.clone(), topic: topic.name.clone(), partitions });
             }
         }
         Ok(Response::Groups(out))
@@ -421,16 +373,9 @@ impl Broker {
         TopicInfo {
             name: topic.name.clone(),
             config: topic.config.clone(),
-            durability: topic
-                .config
-                .durability
-                .unwrap_or(self.store.default_durability()),
+            durability: topic.config.durability.unwrap_or(self.store.default_durability()),
             created_ms: topic.created_ms,
-            partitions: topic
-                .partitions()
-                .iter()
-                .map(|p| (p.log_start(), p.high_watermark()))
-                .collect(),
+            partitions: topic.partitions().iter().map(|p| (p.log_start(), p.high_watermark())).collect(),
         }
     }
 
@@ -447,20 +392,14 @@ impl Broker {
         }
         Err(WireError::new(
             ErrorCode::InUse,
-            format!(
-                "topic `{topic}` is used by pipeline(s) {}; delete them first",
-                users.join(", ")
-            ),
+            format!("topic `{topic}` is used by pipeline(s) {}; delete them first", users.join(", ")),
         ))
     }
 }
 
 /// The answer to `Hello`.
 pub fn hello() -> Response {
-    Response::Hello {
-        version: crate::wire::PROTOCOL_VERSION,
-        server: format!("weir {}", env!("CARGO_PKG_VERSION")),
-    }
+    Response::Hello { version: crate::wire::PROTOCOL_VERSION, server: format!("weir {}", env!("CARGO_PKG_VERSION")) }
 }
 
 fn registry_error(e: RegistryError) -> WireError {
@@ -471,10 +410,7 @@ fn registry_code(e: &RegistryError) -> ErrorCode {
     match e {
         RegistryError::Unknown(_) => ErrorCode::UnknownPlugin,
         RegistryError::Invalid(_) => ErrorCode::InvalidArgument,
-        RegistryError::Plugin {
-            source: PluginError::Init(_),
-            ..
-        } => ErrorCode::PluginInit,
+        RegistryError::Plugin { source: PluginError::Init(_), .. } => ErrorCode::PluginInit,
         RegistryError::Plugin { .. } => ErrorCode::InvalidPlugin,
         RegistryError::Store(s) => store_code(s),
     }

@@ -1,0 +1,144 @@
+//! Shadow deploys: a candidate version runs beside the live one on the same input, emitting
+//! nothing and writing no state; its outcomes are compared with the live ones here.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::Outcome;
+
+/// Differences kept per plugin as samples.
+const SAMPLES_MAX: usize = 20;
+/// Characters of an outcome kept in a sample.
+const SAMPLE_CHARS: usize = 300;
+
+/// What `weir plugin diff NAME` shows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShadowReport {
+    /// Plugin name.
+    pub plugin: String,
+    /// The shadow version compared, if one is deployed.
+    pub shadow_version: Option<u32>,
+    /// The live version it was compared with.
+    pub live_version: Option<u32>,
+    /// Inputs on which both versions produced the same outcome.
+    pub matched: u64,
+    /// Inputs on which they differed (including shadow failures).
+    pub differed: u64,
+    /// Shadow calls that trapped or broke the contract.
+    pub shadow_failures: u64,
+    /// Up to 20 differences, oldest first.
+    pub samples: Vec<DiffSample>,
+}
+
+/// One input on which the versions disagreed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiffSample {
+    /// Pipeline.
+    pub pipeline: String,
+    /// Step, from 1.
+    pub step: usize,
+    /// Source partition.
+    pub partition: u32,
+    /// Source offset.
+    pub offset: u64,
+    /// The live outcome, abbreviated.
+    pub live: String,
+    /// The shadow outcome, abbreviated.
+    pub shadow: String,
+}
+
+/// Running comparisons, per plugin name.
+#[derive(Default)]
+pub(crate) struct ShadowBoard {
+    reports: Mutex<HashMap<String, ShadowReport>>,
+}
+
+impl ShadowBoard {
+    /// Start a fresh comparison for a new shadow (or none).
+    pub(crate) fn reset(&self, plugin: &str, live: Option<u32>, shadow: Option<u32>) {
+        let report = ShadowReport {
+            plugin: plugin.to_string(),
+            live_version: live,
+            shadow_version: shadow,
+            ..Default::default()
+        };
+        self.reports.lock().expect("shadow board").insert(plugin.to_string(), report);
+    }
+
+    /// The comparison so far.
+    pub(crate) fn report(&self, plugin: &str) -> Option<ShadowReport> {
+        self.reports.lock().expect("shadow board").get(plugin).cloned()
+    }
+
+    /// Compare one batch's outcomes. `offsets` are the inputs' source offsets.
+    pub(crate) fn compare(
+        &self,
+        plugin: &str,
+        at: (&str, usize, u32),
+        offsets: &[u64],
+        live: &[Outcome],
+        shadow: Result<&[Outcome], String>,
+    ) {
+        let mut reports = self.reports.lock().expect("shadow board");
+        let Some(r) = reports.get_mut(plugin) else { return };
+        let (pipeline, step, partition) = at;
+        let sample = |r: &mut ShadowReport, offset: u64, live: String, shadow: String| {
+            if r.samples.len() < SAMPLES_MAX {
+                r.samples.push(DiffSample {
+                    pipeline: pipeline.to_string(),
+                    step: step + 1,
+                    partition,
+                    offset,
+                    live,
+                    shadow,
+                });
+            }
+        };
+        match shadow {
+            Err(e) => {
+                r.shadow_failures += 1;
+                r.differed += offsets.len() as u64;
+                sample(r, offsets[0], format!("{} outcomes", live.len()), cut(&format!("failed: {e}")));
+            }
+            Ok(shadow) => {
+                for ((l, s), offset) in live.iter().zip(shadow).zip(offsets) {
+                    if l == s {
+                        r.matched += 1;
+                    } else {
+                        r.differed += 1;
+                        sample(r, *offset, describe(l), describe(s));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An outcome in a line: `emit 1: {"a":1}`, `drop`, `fail: reason`.
+fn describe(o: &Outcome) -> String {
+    cut(&match o {
+        Outcome::Emit(outs) => {
+            let shown: Vec<String> = outs
+                .iter()
+                .map(|o| {
+                    let to = o.topic.as_ref().map(|t| format!("→{t} ")).unwrap_or_default();
+                    format!("{to}{}", String::from_utf8_lossy(&o.value))
+                })
+                .collect();
+            format!("emit {}: {}", outs.len(), shown.join(" | "))
+        }
+        Outcome::Drop => "drop".into(),
+        Outcome::Fail(f) => format!("fail: {}", f.message),
+    })
+}
+
+fn cut(s: &str) -> String {
+    if s.chars().count() <= SAMPLE_CHARS {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(SAMPLE_CHARS).collect();
+    out.push('…');
+    out
+}

@@ -1,0 +1,225 @@
+//! What a pipeline is, as users write it and as the wire and the `meta` column family carry
+//! it, and what `weir pipeline status` reports.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What a pipeline reads, runs and writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// Name.
+    pub name: String,
+    /// Source topic.
+    pub source: String,
+    /// Consumer group holding the pipeline's offsets; default `pipeline.<name>`.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Steps, in order.
+    pub steps: Vec<StepSpec>,
+    /// Topic receiving the last step's outputs that are not routed elsewhere.
+    pub sink: String,
+    /// Where to start when the group has no committed offset.
+    #[serde(default)]
+    pub start: StartPosition,
+    /// Messages per batch (default [`crate::limits::PIPELINE_BATCH_MESSAGES`]).
+    #[serde(default)]
+    pub batch_max_messages: Option<usize>,
+    /// What happens to a message a step fails on.
+    #[serde(default)]
+    pub on_error: ErrorPolicy,
+    /// Attempts per message before the policy applies (default: 1 for `halt`, 10 for
+    /// `retry`, 3 otherwise). Only retryable failures and traps are tried again.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Wait before the first retry, doubling each time up to 30 s (default 50 ms).
+    #[serde(default)]
+    pub backoff_ms: Option<u64>,
+    /// Topic for dead letters (default `<name>.dlq`, created with the pipeline).
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+}
+
+/// Longest wait between two attempts at one message.
+const BACKOFF_MAX_MS: u64 = 30_000;
+
+impl PipelineSpec {
+    /// A pipeline with defaults for everything but its topology.
+    pub fn new(name: &str, source: &str, steps: Vec<StepSpec>, sink: &str) -> PipelineSpec {
+        PipelineSpec {
+            name: name.into(),
+            source: source.into(),
+            group: None,
+            steps,
+            sink: sink.into(),
+            start: StartPosition::Earliest,
+            batch_max_messages: None,
+            on_error: ErrorPolicy::Halt,
+            max_attempts: None,
+            backoff_ms: None,
+            dead_letter_topic: None,
+        }
+    }
+
+    /// The consumer group that holds this pipeline's source offsets.
+    pub fn group(&self) -> String {
+        self.group.clone().unwrap_or_else(|| format!("pipeline.{}", self.name))
+    }
+
+    /// Attempts per message before the failure policy applies.
+    pub fn attempts(&self) -> u32 {
+        self.max_attempts
+            .unwrap_or(match self.on_error {
+                ErrorPolicy::Halt => 1,
+                ErrorPolicy::Retry => 10,
+                ErrorPolicy::Skip | ErrorPolicy::DeadLetter => 3,
+            })
+            .max(1)
+    }
+
+    /// The wait before attempt `attempt + 1` (attempts count from 1).
+    pub fn backoff(&self, attempt: u32) -> std::time::Duration {
+        let base = self.backoff_ms.unwrap_or(50);
+        let ms = base.saturating_mul(1u64 << (attempt - 1).min(20)).min(BACKOFF_MAX_MS);
+        std::time::Duration::from_millis(ms)
+    }
+
+    /// The dead-letter topic.
+    pub fn dead_letter_topic(&self) -> String {
+        self.dead_letter_topic.clone().unwrap_or_else(|| format!("{}.dlq", self.name))
+    }
+}
+
+/// One step: a plugin and its config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    /// `NAME` (follows the live version, hot-swapped on deploy) or `NAME@V` (pinned).
+    pub plugin: String,
+    /// `key = value` config passed to the plugin's `init`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+impl StepSpec {
+    /// A step running `plugin` with `config`.
+    pub fn new(plugin: &str, config: &[(&str, &str)]) -> StepSpec {
+        StepSpec { plugin: plugin.into(), config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+    }
+
+    /// The plugin name, without a pinned version.
+    pub fn plugin_name(&self) -> &str {
+        self.plugin.split('@').next().unwrap_or(&self.plugin)
+    }
+
+    /// Whether the step pins a version (`NAME@V`) instead of following the live one.
+    pub fn is_pinned(&self) -> bool {
+        self.plugin.contains('@')
+    }
+}
+
+/// Where a pipeline without committed offsets starts reading.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartPosition {
+    /// The oldest stored record.
+    #[default]
+    Earliest,
+    /// Only records produced after the pipeline starts.
+    Latest,
+}
+
+/// What becomes of a message a step fails on, after its attempts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorPolicy {
+    /// Stop the pipeline at the message (it stays stopped across restarts).
+    #[default]
+    Halt,
+    /// Keep retrying retryable failures and traps (up to the attempts), then halt.
+    Retry,
+    /// Count it as failed and go on.
+    Skip,
+    /// Write the original message to the dead-letter topic with headers saying why, and go on.
+    DeadLetter,
+}
+
+/// A pipeline's run state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunState {
+    /// Processing.
+    Running,
+    /// Stopped on a failure; the error says where and why.
+    Halted,
+}
+
+/// What `weir pipeline status` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PipelineStatus {
+    /// The spec.
+    pub spec: PipelineSpec,
+    /// Run state.
+    pub state: RunState,
+    /// Live `plugin@version` of each step.
+    pub plugins: Vec<String>,
+    /// Shadow `plugin@version` of each step, if one runs beside it.
+    #[serde(default)]
+    pub shadows: Vec<Option<String>>,
+    /// Input messages processed and committed.
+    pub processed: u64,
+    /// Outputs written (sink and routed).
+    pub emitted: u64,
+    /// Inputs dropped by a step.
+    pub dropped: u64,
+    /// Batches committed.
+    pub batches: u64,
+    /// Messages that failed every attempt (skipped or dead-lettered).
+    #[serde(default)]
+    pub failed: u64,
+    /// Messages written to the dead-letter topic.
+    #[serde(default)]
+    pub dead_lettered: u64,
+    /// Attempts repeated after a retryable failure or trap.
+    #[serde(default)]
+    pub retries: u64,
+    /// Hot swaps applied (plugin version changes), summed over partitions.
+    #[serde(default)]
+    pub swaps: u64,
+    /// 99th percentile of the time a partition stalled to swap versions, µs.
+    #[serde(default)]
+    pub swap_pause_p99_us: u64,
+    /// `(partition, committed next offset, high watermark)`.
+    pub partitions: Vec<(u32, u64, u64)>,
+    /// The error that halted the pipeline, or else the last failure it handled.
+    pub last_error: Option<String>,
+}
+
+impl PipelineStatus {
+    /// Unprocessed records over all partitions.
+    pub fn lag(&self) -> u64 {
+        self.partitions.iter().map(|(_, c, hw)| hw.saturating_sub(*c)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_policy() {
+        let mut s = PipelineSpec::new("p", "a", vec![StepSpec::new("x", &[])], "b");
+        assert_eq!(
+            (s.attempts(), s.dead_letter_topic(), s.group()),
+            (1, "p.dlq".to_string(), "pipeline.p".to_string())
+        );
+        s.on_error = ErrorPolicy::DeadLetter;
+        assert_eq!(s.attempts(), 3);
+        assert_eq!(s.backoff(1).as_millis(), 50);
+        assert_eq!(s.backoff(3).as_millis(), 200);
+        assert_eq!(s.backoff(40).as_millis(), 30_000);
+        assert!(StepSpec::new("x@2", &[]).is_pinned());
+        assert_eq!(StepSpec::new("x@2", &[]).plugin_name(), "x");
+    }
+}
