@@ -13,7 +13,7 @@
 //! | `alloc` | allocate until memory runs out (memory limit) |
 //! | `recurse` | unbounded recursion (stack overflow) |
 //! | `huge-output` | emit `huge-mb` MiB (default 100) of output (output limit) |
-//! | `wrong-count` | return one outcome fewer than inputs |
+//! | `wrong-count` | return one outcome fewer than inputs (for a batch holding the trigger) |
 //! | `fail` | fail with a non-retryable error |
 //! | `fail-retryable` | fail with a retryable error |
 //! | `escape` | try files, sockets, environment and clock; emit what each attempt returned |
@@ -61,9 +61,9 @@ impl weir_sdk::bindings::Guest for Hostile {
 
     fn process(batch: types::Batch) -> Vec<types::Outcome> {
         let s = SETTINGS.with(|cell| cell.borrow().clone());
-        let n = batch.messages.len();
+        let short = s.mode == "wrong-count" && batch.messages.iter().any(|m| triggered(&s, m));
         let mut out: Vec<types::Outcome> = batch.messages.into_iter().map(|m| misbehave(&s, m)).collect();
-        if s.mode == "wrong-count" && n > 0 {
+        if short {
             out.pop();
         }
         out
@@ -95,6 +95,7 @@ fn misbehave(s: &Settings, m: types::Message) -> types::Outcome {
                     .collect(),
             )
         }
+        "wrong-count" => pass(m),
         "fail" => fail("this message is bad", false),
         "fail-retryable" => fail("a dependency is busy", true),
         "escape" => types::Outcome::Emit(vec![text(escape_attempts())]),

@@ -2,3 +2,4 @@
 //! area. Each test starts its own `weir serve` process through the shared harness.
 
 mod e2e;
+mod lifecycle;
