@@ -323,8 +323,11 @@ impl Pipelines {
     /// `(pipeline, step)` of every unpinned step running `plugin`.
     fn followers(&self, plugin: &str) -> Vec<(Arc<Running>, usize)> {
         let running = self.running.lock().expect("pipelines");
+        let mut names: Vec<&String> = running.keys().collect();
+        // In name order, so a refused deploy names the same pipeline every time.
+        names.sort();
         let mut out = Vec::new();
-        for r in running.values() {
+        for r in names.into_iter().map(|n| &running[n]) {
             for (i, s) in r.plan.slots.iter().enumerate() {
                 if s.plugin == plugin && !s.pinned {
                     out.push((r.clone(), i));

@@ -68,9 +68,12 @@ pub(super) async fn run_partition(plan: &Arc<Plan>, partition: u32, running: &Ar
                 partition,
                 next_offset,
             });
-            plan.store.submit(commit).await.map_err(|e| format!("committing partition {partition}: {e}"))?;
-            offset = next_offset;
+            let committed = plan.store.submit(commit);
+            // Counted before the commit is acknowledged, so a status that sees the new offset
+            // (lag 0) also sees the counts; a failed commit halts the pipeline anyway.
             running.counters.add(&counts);
+            committed.await.map_err(|e| format!("committing partition {partition}: {e}"))?;
+            offset = next_offset;
         }
         if let Some(reason) = failure {
             return Err(reason);
