@@ -60,6 +60,8 @@ struct Report {
     produce_4_producers_msgs_per_s: f64,
     consume_msgs_per_s: f64,
     pipeline_msgs_per_s: f64,
+    swap_pause_p99_ms: f64,
+    instantiate_us: f64,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -72,7 +74,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let server = BenchServer::start(args.durability)?;
     let client = Client::connect(server.addr.clone()).await?;
-    client.deploy_plugin("bench-filter", filter).await?;
+    client.deploy_plugin("bench-filter", filter.clone()).await?;
     let mut report = Report {
         message_bytes: args.size,
         messages: args.count,
@@ -84,6 +86,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         median(&args, "produce (4 producers)", |i| produce_stage(&server, &args, i + 100, 4)).await?;
     report.consume_msgs_per_s = median(&args, "consume", |i| consume_stage(&server, &args, i)).await?;
     report.pipeline_msgs_per_s = median(&args, "pipeline (json-filter)", |i| pipeline_stage(&server, &args, i)).await?;
+    report.swap_pause_p99_ms = median(&args, "hot-swap pause", |i| swap_stage(&server, &args, i, &filter)).await?;
+    report.instantiate_us = median(&args, "plugin instantiate", |_| instantiate_stage(&filter)).await?;
     drop(server);
     if args.json {
         return output::json(&report);
@@ -109,6 +113,7 @@ fn print_table(r: &Report) {
             row("topic → wasm json-filter → topic", r.pipeline_msgs_per_s),
         ],
     );
+    println!("hot-swap pause p99: {:.3} ms; plugin instantiate: {:.1} µs", r.swap_pause_p99_ms, r.instantiate_us);
 }
 
 /// Run a stage `repeat` times with a progress bar and return the median rate.
@@ -241,6 +246,58 @@ async fn pipeline_stage(server: &BenchServer, args: &BenchArgs, run: usize) -> a
     let rate = args.count as f64 / start.elapsed().as_secs_f64();
     client.delete_pipeline(&spec.name).await?;
     Ok(rate)
+}
+
+/// Swap the plugin of a pipeline under load 50 times; the p99 of the pauses the workers
+/// recorded (instantiating and initialising the new version at a batch boundary), in ms.
+async fn swap_stage(server: &BenchServer, args: &BenchArgs, run: usize, filter: &[u8]) -> anyhow::Result<f64> {
+    const SWAPS: usize = 50;
+    let (source, sink, plugin) = (format!("swap-in-{run}"), format!("swap-out-{run}"), format!("swap-{run}"));
+    let client = Client::connect(server.addr.clone()).await?;
+    create(&client, &source, args.partitions).await?;
+    create(&client, &sink, args.partitions).await?;
+    client.deploy_plugin(&plugin, filter.to_vec()).await?;
+    let step = StepSpec::new(&plugin, &[("field", "status"), ("equals", "paid")]);
+    client.create_pipeline(PipelineSpec::new(&format!("swap-{run}"), &source, vec![step], &sink)).await?;
+    let per_swap = (args.count / SWAPS as u64).max(args.batch as u64);
+    for _ in 0..SWAPS {
+        produce_all(&client, &source, per_swap, args.size, args.batch).await?;
+        client.deploy_plugin(&plugin, filter.to_vec()).await?;
+    }
+    // One more round so every partition meets the last swap at a batch boundary.
+    produce_all(&client, &source, per_swap, args.size, args.batch).await?;
+    let total = per_swap * (SWAPS as u64 + 1);
+    loop {
+        let status = client.pipeline_status(&format!("swap-{run}")).await?;
+        if status.processed >= total {
+            return Ok(status.swap_pause_p99_us as f64 / 1000.0);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Average time to instantiate the component from its `InstancePre` (pooling allocator,
+/// precompiled code), in µs, measured in process over 2,000 instances.
+async fn instantiate_stage(filter: &[u8]) -> anyhow::Result<f64> {
+    let filter = filter.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir()?;
+        let runtime = weir_host::runtime::Runtime::new(dir.path())?;
+        let loaded = runtime.load(&filter)?;
+        let sandbox = weir_host::runtime::Sandbox::default();
+        let scope = || weir_host::runtime::StateScope { store: None, prefix: Vec::new() };
+        // Warm the pool's slots first.
+        for _ in 0..100 {
+            drop(runtime.instantiate(&loaded, &sandbox, "bench".into(), scope())?);
+        }
+        const N: u32 = 2_000;
+        let start = Instant::now();
+        for _ in 0..N {
+            drop(runtime.instantiate(&loaded, &sandbox, "bench".into(), scope())?);
+        }
+        Ok(start.elapsed().as_secs_f64() * 1e6 / f64::from(N))
+    })
+    .await?
 }
 
 /// Build `plugins/json-filter` from this binary's source tree.
