@@ -81,6 +81,18 @@ impl Config {
         Ok(self.parse(key)?.unwrap_or(default))
     }
 
+    /// `key` as a duration in milliseconds (`500ms`, `10s`, `5m`, `24h`, `7d`), or `default`.
+    pub fn duration_ms_or(&self, key: &str, default: u64) -> Result<u64, Error> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(raw) => parse_duration_ms(raw).ok_or_else(|| {
+                Error::fatal(format!(
+                    "config key `{key}` has invalid duration {raw:?}: use e.g. 500ms, 10s, 5m, 24h, 7d"
+                ))
+            }),
+        }
+    }
+
     /// All keys starting with `prefix`, with the prefix removed, in key order.
     pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         self.entries.iter().filter_map(move |(k, v)| k.strip_prefix(prefix).map(|rest| (rest, v.as_str())))
@@ -100,6 +112,23 @@ impl Config {
     }
 }
 
+/// `500ms`, `10s`, `5m`, `24h`, `7d` in milliseconds; a bare number is milliseconds.
+fn parse_duration_ms(raw: &str) -> Option<u64> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (n, unit) = raw.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let mult = match unit.trim() {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
 /// `pattern` is a key, or a prefix ending in `.` that admits any key below it.
 fn key_matches(key: &str, pattern: &str) -> bool {
     if pattern.ends_with('.') { key.starts_with(pattern) } else { key == pattern }
@@ -116,6 +145,14 @@ mod tests {
         assert!(e.message().contains("`min`"), "{e}");
         assert!(c.require("max").unwrap_err().message().contains("`max`"));
         assert_eq!(c.parse_or("other", 7u64).unwrap(), 7);
+    }
+
+    #[test]
+    fn durations_parse() {
+        let c = Config::from_pairs([("w", "5m"), ("bad", "5 weeks")]);
+        assert_eq!(c.duration_ms_or("w", 0).unwrap(), 300_000);
+        assert_eq!(c.duration_ms_or("none", 7).unwrap(), 7);
+        assert!(c.duration_ms_or("bad", 0).unwrap_err().message().contains("`bad`"));
     }
 
     #[test]

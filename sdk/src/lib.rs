@@ -55,12 +55,14 @@ mod kinds;
 mod message;
 #[doc(hidden)]
 pub mod rt;
+mod select;
 pub mod state;
 
 pub use config::Config;
 pub use error::Error;
 pub use kinds::{Filter, FilterPlugin, Map, MapPlugin, Plugin};
 pub use message::{Message, Outcome, Output, headers};
+pub use select::Selector;
 
 // Re-exported so plugins need no serde dependencies of their own to encode payloads.
 pub use rmp_serde;
@@ -87,7 +89,7 @@ pub mod __private {
 
 /// What a plugin usually needs: `use weir_sdk::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Config, Error, Filter, Map, Message, Outcome, Output, Plugin, headers, json, state};
+    pub use crate::{Config, Error, Filter, Map, Message, Outcome, Output, Plugin, Selector, headers, json, state};
     pub use crate::{debug, error, info, warn};
 }
 
