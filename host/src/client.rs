@@ -18,8 +18,9 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::limits;
 use crate::wire::{
-    self, FetchPosition, FetchedPartition, GroupInfo, PipelineSpec, PipelineStatus, PluginEntry, PluginInfo, Request,
-    RequestFrame, Response, ResponseFrame, Sandbox, ShadowReport, TopicConfig, TopicInfo, WireError, WireRecord,
+    self, ApplyChange, FetchPosition, FetchedPartition, GroupInfo, PipelineSpec, PipelineStatus, PluginEntry,
+    PluginInfo, Request, RequestFrame, ResetTarget, Response, ResponseFrame, Sandbox, ShadowReport, StateEntry,
+    TopicConfig, TopicInfo, WireError, WireRecord,
 };
 
 /// Why a client call failed.
@@ -335,6 +336,80 @@ impl Client {
             Response::Pipeline(p) => Ok(p),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Create a pipeline or bring it to `spec`.
+    pub async fn apply_pipeline(&self, spec: PipelineSpec) -> Result<(PipelineStatus, ApplyChange), ClientError> {
+        self.expect(Request::ApplyPipeline { spec }, |r| match r {
+            Response::Applied { status, change } => Ok((status, change)),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Pause a pipeline.
+    pub async fn pause_pipeline(&self, name: &str) -> Result<PipelineStatus, ClientError> {
+        self.pipeline_request(Request::PausePipeline { name: name.into() }).await
+    }
+
+    /// Resume a paused or halted pipeline.
+    pub async fn resume_pipeline(&self, name: &str) -> Result<PipelineStatus, ClientError> {
+        self.pipeline_request(Request::ResumePipeline { name: name.into() }).await
+    }
+
+    /// Move a pipeline's source offsets for replay.
+    pub async fn reset_pipeline(
+        &self,
+        name: &str,
+        to: ResetTarget,
+        reset_state: bool,
+    ) -> Result<PipelineStatus, ClientError> {
+        self.pipeline_request(Request::ResetPipeline { name: name.into(), to, reset_state }).await
+    }
+
+    /// A step's state under `key`, per partition.
+    pub async fn state_get(&self, pipeline: &str, step: usize, key: &[u8]) -> Result<Vec<StateEntry>, ClientError> {
+        self.state_request(Request::StateGet { pipeline: pipeline.into(), step, key: ByteBuf::from(key.to_vec()) })
+            .await
+    }
+
+    /// A step's state entries under `prefix`.
+    pub async fn state_list(
+        &self,
+        pipeline: &str,
+        step: usize,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<StateEntry>, ClientError> {
+        let request =
+            Request::StateList { pipeline: pipeline.into(), step, prefix: ByteBuf::from(prefix.to_vec()), limit };
+        self.state_request(request).await
+    }
+
+    /// Delete a key from a step's state; returns how many partitions had it.
+    pub async fn state_delete(&self, pipeline: &str, step: usize, key: &[u8]) -> Result<u64, ClientError> {
+        let request = Request::StateDelete { pipeline: pipeline.into(), step, key: ByteBuf::from(key.to_vec()) };
+        self.expect(request, |r| match r {
+            Response::Count(n) => Ok(n),
+            other => Err(other),
+        })
+        .await
+    }
+
+    async fn state_request(&self, request: Request) -> Result<Vec<StateEntry>, ClientError> {
+        self.expect(request, |r| match r {
+            Response::State(s) => Ok(s),
+            other => Err(other),
+        })
+        .await
+    }
+
+    async fn pipeline_request(&self, request: Request) -> Result<PipelineStatus, ClientError> {
+        self.expect(request, |r| match r {
+            Response::Pipeline(p) => Ok(p),
+            other => Err(other),
+        })
+        .await
     }
 
     /// Delete a pipeline.

@@ -188,6 +188,29 @@ impl Broker {
                 self.pipelines.delete(&name).await.map_err(pipeline_error)?;
                 Ok(Response::Ok)
             }
+            Request::ApplyPipeline { spec } => {
+                let (status, change) = self.pipelines.apply(spec).await.map_err(pipeline_error)?;
+                Ok(Response::Applied { status, change })
+            }
+            Request::PausePipeline { name } => {
+                Ok(Response::Pipeline(self.pipelines.pause(&name).await.map_err(pipeline_error)?))
+            }
+            Request::ResumePipeline { name } => {
+                Ok(Response::Pipeline(self.pipelines.resume(&name).await.map_err(pipeline_error)?))
+            }
+            Request::ResetPipeline { name, to, reset_state } => {
+                Ok(Response::Pipeline(self.pipelines.reset(&name, to, reset_state).await.map_err(pipeline_error)?))
+            }
+            Request::StateGet { pipeline, step, key } => {
+                Ok(Response::State(self.pipelines.state_get(&pipeline, step, &key).map_err(pipeline_error)?))
+            }
+            Request::StateList { pipeline, step, prefix, limit } => {
+                Ok(Response::State(self.pipelines.state_list(&pipeline, step, &prefix, limit).map_err(pipeline_error)?))
+            }
+            Request::StateDelete { pipeline, step, key } => {
+                let n = self.pipelines.state_delete(&pipeline, step, &key).await.map_err(pipeline_error)?;
+                Ok(Response::Count(n as u64))
+            }
             Request::Produce { .. } => unreachable!("dispatched directly"),
         }
     }

@@ -8,6 +8,7 @@ mod pipeline;
 mod plugin;
 mod produce;
 mod serve;
+mod state;
 mod topic;
 
 use std::process::ExitCode;
@@ -48,6 +49,9 @@ enum Command {
     /// Consumer groups and their lag.
     #[command(subcommand)]
     Group(consume::GroupCmd),
+    /// Inspect and edit the state of pipeline steps.
+    #[command(subcommand)]
+    State(state::StateCmd),
     /// Dead-letter topics: replay them once the plugin is fixed.
     #[command(subcommand)]
     Dlq(dlq::DlqCmd),
@@ -87,6 +91,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin(cmd) => plugin::run(&connect(&server).await?, cmd).await,
         Command::Pipeline(cmd) => pipeline::run(&connect(&server).await?, cmd).await,
         Command::Dlq(cmd) => dlq::run(&connect(&server).await?, cmd).await,
+        Command::State(cmd) => state::run(&connect(&server).await?, cmd).await,
     }
 }
 

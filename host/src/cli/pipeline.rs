@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Subcommand;
 use weir_host::client::Client;
-use weir_host::pipeline::{ErrorPolicy, PipelineSpec, PipelineStatus, RunState, StartPosition, StepSpec};
+use weir_host::pipeline::{ErrorPolicy, PipelineSpec, PipelineStatus, ResetTarget, RunState, StartPosition, StepSpec};
 
 use super::output;
 
@@ -54,6 +54,37 @@ pub enum PipelineCmd {
     Delete {
         /// Pipeline name.
         name: String,
+    },
+    /// Create or update a pipeline from a TOML spec file. Re-applying the same file changes
+    /// nothing; changing only step versions hot-swaps them; any other change restarts the
+    /// pipeline at its committed offsets with its state kept.
+    Apply {
+        /// The spec file (see examples/pipelines/).
+        file: std::path::PathBuf,
+    },
+    /// Stop processing after in-flight batches (kept across server restarts).
+    Pause {
+        /// Pipeline name.
+        name: String,
+    },
+    /// Continue a paused or halted pipeline at its committed offsets.
+    Resume {
+        /// Pipeline name.
+        name: String,
+    },
+    /// Reprocess history: move the pipeline's source offsets, e.g. after fixing a plugin.
+    Reset {
+        /// Pipeline name.
+        name: String,
+        /// Offset to restart from, in every partition.
+        #[arg(long, conflicts_with = "to_time", required_unless_present = "to_time")]
+        to_offset: Option<u64>,
+        /// Time to restart from: RFC 3339 (`2026-11-24T08:00:00Z`), or a duration ago (`15m`).
+        #[arg(long)]
+        to_time: Option<String>,
+        /// Also delete all of the pipeline's state.
+        #[arg(long)]
+        reset_state: bool,
     },
 }
 
@@ -107,6 +138,32 @@ pub async fn run(client: &Client, cmd: PipelineCmd) -> anyhow::Result<()> {
             client.delete_pipeline(&name).await?;
             println!("deleted pipeline {name}");
         }
+        PipelineCmd::Apply { file } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let spec: PipelineSpec =
+                toml::from_str(&text).with_context(|| format!("{} is not a valid pipeline spec", file.display()))?;
+            let (status, change) = client.apply_pipeline(spec).await?;
+            println!("pipeline {}: {}", status.spec.name, format!("{change:?}").to_lowercase());
+        }
+        PipelineCmd::Pause { name } => {
+            client.pause_pipeline(&name).await?;
+            println!("paused pipeline {name}");
+        }
+        PipelineCmd::Resume { name } => {
+            client.resume_pipeline(&name).await?;
+            println!("resumed pipeline {name}");
+        }
+        PipelineCmd::Reset { name, to_offset, to_time, reset_state } => {
+            let to = match (to_offset, to_time) {
+                (Some(o), _) => ResetTarget::Offset(o),
+                (None, Some(t)) => ResetTarget::Time(parse_time(&t)?),
+                (None, None) => bail!("give --to-offset or --to-time"),
+            };
+            let status = client.reset_pipeline(&name, to, reset_state).await?;
+            let at: Vec<String> = status.partitions.iter().map(|(p, c, _)| format!("{p}:{c}")).collect();
+            let state = if reset_state { ", state deleted" } else { "" };
+            println!("reset pipeline {name} to partition:offset {}{state}", at.join(" "));
+        }
     }
     Ok(())
 }
@@ -150,7 +207,19 @@ fn steps(plugins: Vec<String>, config: &[String]) -> anyhow::Result<Vec<StepSpec
 fn state(p: &PipelineStatus) -> String {
     match p.state {
         RunState::Running => "running".into(),
+        RunState::Paused => "paused".into(),
         RunState::Halted => "HALTED".into(),
+    }
+}
+
+/// RFC 3339, or a duration meaning that long ago, in ms since the epoch.
+fn parse_time(t: &str) -> anyhow::Result<u64> {
+    if let Ok(at) = humantime::parse_rfc3339_weak(t) {
+        return Ok(at.duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64);
+    }
+    match humantime::parse_duration(t) {
+        Ok(ago) => Ok(weir_host::types::now_ms().saturating_sub(ago.as_millis() as u64)),
+        Err(_) => bail!("invalid --to-time {t:?}: use RFC 3339 (2026-11-24T08:00:00Z) or a duration ago (15m)"),
     }
 }
 
@@ -173,6 +242,27 @@ fn print_status(p: &PipelineStatus) {
     println!("processed  {} in {} batches; emitted {}, dropped {}", p.processed, p.batches, p.emitted, p.dropped);
     println!("failures   {} failed, {} dead-lettered, {} retries", p.failed, p.dead_lettered, p.retries);
     println!("swaps      {} (pause p99 {} µs)", p.swaps, p.swap_pause_p99_us);
+    let step_rows = p
+        .steps
+        .iter()
+        .zip(&p.plugins)
+        .enumerate()
+        .map(|(i, (s, plugin))| {
+            let rate = if s.busy_us == 0 { 0 } else { s.input * 1_000_000 / s.busy_us };
+            let latency = if s.calls == 0 { 0 } else { s.busy_us / s.calls };
+            vec![
+                (i + 1).to_string(),
+                plugin.clone(),
+                s.input.to_string(),
+                s.output.to_string(),
+                s.dropped.to_string(),
+                s.errors.to_string(),
+                format!("{rate}"),
+                format!("{latency}"),
+            ]
+        })
+        .collect();
+    output::table(&["STEP", "PLUGIN", "IN", "OUT", "DROPPED", "ERRORS", "MSG/S BUSY", "µS/BATCH"], step_rows);
     if let Some(e) = &p.last_error {
         println!("error      {e}");
     }

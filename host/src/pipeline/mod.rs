@@ -14,6 +14,7 @@
 //! * A failure is never skipped silently: the failure policy decides, per message, after a
 //!   batch is re-run one message at a time; a halt names the step, plugin, offset and error.
 
+mod control;
 mod plan;
 mod shadow;
 mod spec;
@@ -27,8 +28,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+pub use control::{STATE_LIST_MAX, StateEntry};
 pub use shadow::{DiffSample, ShadowReport};
-pub use spec::{ErrorPolicy, PipelineSpec, PipelineStatus, RunState, StartPosition, StepSpec};
+pub use spec::{
+    ApplyChange, ErrorPolicy, PipelineSpec, PipelineStatus, ResetTarget, RunState, StartPosition, StepSpec, StepStats,
+};
 
 use crate::registry::{PluginInfo, Registry, RegistryError};
 use crate::runtime::LoadedPlugin;
@@ -78,6 +82,9 @@ struct PipelineRecord {
     /// Set when the pipeline halted; it stays halted across restarts.
     #[serde(default)]
     halted: Option<String>,
+    /// Set by `pause`; a paused pipeline stays paused across restarts.
+    #[serde(default)]
+    paused: bool,
 }
 
 /// Swap pauses kept for the percentile in status.
@@ -96,10 +103,26 @@ pub(crate) struct Counters {
     swaps: AtomicU64,
     /// Recent swap pauses, µs.
     swap_pauses: Mutex<VecDeque<u64>>,
+    /// Per step.
+    steps: Mutex<Vec<StepStats>>,
 }
 
 impl Counters {
+    fn new(steps: usize) -> Counters {
+        Counters { steps: Mutex::new(vec![StepStats::default(); steps]), ..Counters::default() }
+    }
+
     fn add(&self, c: &worker::Counts) {
+        let mut steps = self.steps.lock().expect("step stats");
+        for (total, s) in steps.iter_mut().zip(&c.steps) {
+            total.input += s.input;
+            total.output += s.output;
+            total.dropped += s.dropped;
+            total.errors += s.errors;
+            total.calls += s.calls;
+            total.busy_us += s.busy_us;
+        }
+        drop(steps);
         self.processed.fetch_add(c.processed, Ordering::Relaxed);
         self.emitted.fetch_add(c.emitted, Ordering::Relaxed);
         self.dropped.fetch_add(c.dropped, Ordering::Relaxed);
@@ -128,20 +151,36 @@ impl Counters {
     }
 }
 
-/// A running (or halted) pipeline.
+/// A pipeline known to the server: running, paused or halted.
 pub(crate) struct Running {
     record: Mutex<PipelineRecord>,
     plan: Arc<Plan>,
     counters: Counters,
     /// The last failure handled without halting (skipped, dead-lettered, a failed swap).
     last_failure: Mutex<Option<String>>,
-    stop: watch::Sender<bool>,
+    /// Tells the current workers to stop after their batch; replaced at every (re)start.
+    stop: Mutex<watch::Sender<bool>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Bounds how many partitions process a batch at once (`parallelism`).
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Running {
     fn note_failure(&self, reason: String) {
         *self.last_failure.lock().expect("last failure") = Some(reason);
+    }
+
+    fn signal_stop(&self) {
+        let _ = self.stop.lock().expect("stop").send(true);
+    }
+
+    fn state(&self) -> RunState {
+        let record = self.record.lock().expect("record");
+        match (&record.halted, record.paused) {
+            (Some(_), _) => RunState::Halted,
+            (None, true) => RunState::Paused,
+            (None, false) => RunState::Running,
+        }
     }
 }
 
@@ -185,7 +224,7 @@ impl Pipelines {
             self.ensure_dead_letter_topic(&spec).await?;
         }
         let id = self.next_id().await?;
-        let record = PipelineRecord { spec: spec.clone(), id, created_ms: now_ms(), halted: None };
+        let record = PipelineRecord { spec: spec.clone(), id, created_ms: now_ms(), halted: None, paused: false };
         self.launch(record.clone()).await?;
         // Persist after the steps proved they start, so a bad spec leaves nothing behind.
         if let Err(e) = self.persist(&record).await {
@@ -223,7 +262,8 @@ impl Pipelines {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let last_failure = running.last_failure.lock().expect("last failure").clone();
         Ok(PipelineStatus {
-            state: if record.halted.is_some() { RunState::Halted } else { RunState::Running },
+            state: running.state(),
+            steps: c.steps.lock().expect("step stats").clone(),
             last_error: record.halted.clone().or(last_failure),
             spec: record.spec,
             plugins: running.plan.live_labels(),
@@ -329,7 +369,7 @@ impl Pipelines {
         let mut out = Vec::new();
         for r in names.into_iter().map(|n| &running[n]) {
             for (i, s) in r.plan.slots.iter().enumerate() {
-                if s.plugin == plugin && !s.pinned {
+                if s.plugin == plugin && !s.is_pinned() {
                     out.push((r.clone(), i));
                 }
             }
@@ -410,52 +450,65 @@ impl Pipelines {
         Ok(())
     }
 
-    /// Start workers for a pipeline record (or register it halted).
+    /// Register a pipeline record and start its workers (unless it is halted or paused).
     async fn launch(self: &Arc<Self>, record: PipelineRecord) -> Result<(), PipelineError> {
         let name = record.spec.name.clone();
-        let halted = record.halted.is_some();
         let plan = Plan::prepare(&self.store, &self.registry, &record.spec, record.id, self.shadows.clone()).await?;
-        let (stop, _) = watch::channel(false);
+        let parallelism =
+            record.spec.parallelism.unwrap_or(usize::MAX).clamp(1, plan.source.partition_count() as usize);
         let running = Arc::new(Running {
+            counters: Counters::new(record.spec.steps.len()),
             record: Mutex::new(record),
             plan: Arc::new(plan),
-            counters: Counters::default(),
             last_failure: Mutex::new(None),
-            stop,
+            stop: Mutex::new(watch::channel(false).0),
             tasks: Mutex::new(Vec::new()),
+            permits: Arc::new(tokio::sync::Semaphore::new(parallelism)),
         });
         self.running.lock().expect("pipelines").insert(name, running.clone());
-        if !halted {
-            let tasks = (0..running.plan.source.partition_count())
-                .map(|p| {
-                    let (me, running) = (self.clone(), running.clone());
-                    tokio::spawn(async move {
-                        if let Err(error) = worker::run_partition(&running.plan, p, &running).await {
-                            me.halt(&running, error).await;
-                        }
-                    })
-                })
-                .collect();
-            *running.tasks.lock().expect("tasks") = tasks;
+        if running.state() == RunState::Running {
+            self.spawn_workers(&running);
         }
         Ok(())
     }
 
-    /// Signal a pipeline's workers to stop after their current batch and wait for them.
-    async fn stop(&self, name: &str) -> Option<Arc<Running>> {
-        let running = self.running.lock().expect("pipelines").remove(name)?;
-        let _ = running.stop.send(true);
+    /// One worker task per source partition, all listening to a fresh stop signal.
+    fn spawn_workers(self: &Arc<Self>, running: &Arc<Running>) {
+        let (tx, rx) = watch::channel(false);
+        *running.stop.lock().expect("stop") = tx;
+        let tasks = (0..running.plan.source.partition_count())
+            .map(|p| {
+                let (me, running, stop) = (self.clone(), running.clone(), rx.clone());
+                tokio::spawn(async move {
+                    if let Err(error) = worker::run_partition(&running.plan, p, &running, stop).await {
+                        me.halt(&running, error).await;
+                    }
+                })
+            })
+            .collect();
+        *running.tasks.lock().expect("tasks") = tasks;
+    }
+
+    /// Stop a pipeline's workers after their current batch and wait for them.
+    async fn stop_workers(running: &Running) {
+        running.signal_stop();
         let tasks = std::mem::take(&mut *running.tasks.lock().expect("tasks"));
         for t in tasks {
             let _ = t.await;
         }
+    }
+
+    /// Forget a pipeline after stopping its workers.
+    async fn stop(&self, name: &str) -> Option<Arc<Running>> {
+        let running = self.running.lock().expect("pipelines").remove(name)?;
+        Self::stop_workers(&running).await;
         Some(running)
     }
 
     /// Record a failure: the pipeline halts (all partitions) and says why, durably.
     async fn halt(&self, running: &Arc<Running>, error: String) {
         tracing::error!(pipeline = %running.plan.spec.name, %error, "pipeline halted");
-        let _ = running.stop.send(true);
+        running.signal_stop();
         let record = {
             let mut record = running.record.lock().expect("record");
             if record.halted.is_some() {

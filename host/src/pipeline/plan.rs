@@ -2,7 +2,7 @@
 //! that runs now (and the shadow beside it). Deploys, rollbacks and promotions replace what a
 //! slot holds; workers notice at their next batch boundary.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::shadow::ShadowBoard;
@@ -26,7 +26,7 @@ pub(crate) struct Slot {
     /// The step's config, as `init` receives it (reserved `weir.*` keys added per version).
     pub config: Vec<(String, String)>,
     /// Whether the spec pins a version (then deploys do not touch it).
-    pub pinned: bool,
+    pinned: AtomicBool,
     /// Plugin name.
     pub plugin: String,
     live: RwLock<Arc<Active>>,
@@ -44,6 +44,15 @@ impl Slot {
     /// The shadow version, if any.
     pub(crate) fn shadow(&self) -> Option<Arc<Active>> {
         self.shadow.read().expect("slot").clone()
+    }
+
+    /// Whether the step pins a version (deploys of the plugin do not touch it).
+    pub(crate) fn is_pinned(&self) -> bool {
+        self.pinned.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_pinned(&self, pinned: bool) {
+        self.pinned.store(pinned, Ordering::Release);
     }
 
     /// The current generation (changes on any replacement, live or shadow).
@@ -190,7 +199,7 @@ fn resolve_slots(registry: &Registry, spec: &PipelineSpec) -> Result<Vec<Slot>, 
         };
         slots.push(Slot {
             config: s.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            pinned: s.is_pinned(),
+            pinned: AtomicBool::new(s.is_pinned()),
             plugin: s.plugin_name().to_string(),
             live: RwLock::new(active),
             shadow: RwLock::new(shadow),

@@ -39,6 +39,9 @@ pub struct PipelineSpec {
     /// Topic for dead letters (default `<name>.dlq`, created with the pipeline).
     #[serde(default)]
     pub dead_letter_topic: Option<String>,
+    /// Most partitions processed at once (default: all of them).
+    #[serde(default)]
+    pub parallelism: Option<usize>,
 }
 
 /// Longest wait between two attempts at one message.
@@ -59,7 +62,21 @@ impl PipelineSpec {
             max_attempts: None,
             backoff_ms: None,
             dead_letter_topic: None,
+            parallelism: None,
         }
+    }
+
+    /// Whether `other` differs from this spec only in the versions its steps run (which a
+    /// hot swap can apply without a restart).
+    pub fn differs_only_in_versions(&self, other: &PipelineSpec) -> bool {
+        let same_steps = self.steps.len() == other.steps.len()
+            && self
+                .steps
+                .iter()
+                .zip(&other.steps)
+                .all(|(a, b)| a.plugin_name() == b.plugin_name() && a.config == b.config);
+        let strip = |s: &PipelineSpec| PipelineSpec { steps: Vec::new(), ..s.clone() };
+        same_steps && strip(self) == strip(other)
     }
 
     /// The consumer group that holds this pipeline's source offsets.
@@ -97,9 +114,35 @@ impl PipelineSpec {
 pub struct StepSpec {
     /// `NAME` (follows the live version, hot-swapped on deploy) or `NAME@V` (pinned).
     pub plugin: String,
-    /// `key = value` config passed to the plugin's `init`.
-    #[serde(default)]
+    /// `key = value` config passed to the plugin's `init`. In spec files, numbers and booleans
+    /// are accepted and passed as their text.
+    #[serde(default, deserialize_with = "scalar_map")]
     pub config: BTreeMap<String, String>,
+}
+
+/// A map whose values may be strings, numbers or booleans, kept as text.
+fn scalar_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Int(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    let raw = BTreeMap::<String, Scalar>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Scalar::Text(s) => s,
+                Scalar::Int(i) => i.to_string(),
+                Scalar::Float(f) => f.to_string(),
+                Scalar::Bool(b) => b.to_string(),
+            };
+            (k, text)
+        })
+        .collect())
 }
 
 impl StepSpec {
@@ -151,8 +194,51 @@ pub enum ErrorPolicy {
 pub enum RunState {
     /// Processing.
     Running,
-    /// Stopped on a failure; the error says where and why.
+    /// Stopped by `weir pipeline pause`; `resume` continues at the committed offset.
+    Paused,
+    /// Stopped on a failure; the error says where and why. `resume` retries the message.
     Halted,
+}
+
+/// One step's counters in `weir pipeline status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepStats {
+    /// Messages handed to the step.
+    pub input: u64,
+    /// Outputs it emitted (to the next step, the sink or routed).
+    pub output: u64,
+    /// Inputs it dropped.
+    pub dropped: u64,
+    /// Calls that failed (fail outcomes, traps, limits).
+    pub errors: u64,
+    /// `process` calls.
+    pub calls: u64,
+    /// Time spent inside the plugin, µs.
+    pub busy_us: u64,
+}
+
+/// What `weir pipeline apply` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApplyChange {
+    /// The pipeline did not exist and was created.
+    Created,
+    /// The spec was already in effect.
+    Unchanged,
+    /// Only step versions changed: hot-swapped at batch boundaries, no restart.
+    Swapped,
+    /// The topology changed: the pipeline restarted at its committed offsets, state kept.
+    Restarted,
+}
+
+/// Where `weir pipeline reset` moves a pipeline's source offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResetTarget {
+    /// This offset in every partition (clamped to what is stored).
+    Offset(u64),
+    /// The first offset at or after this time (ms since the epoch) in each partition.
+    Time(u64),
 }
 
 /// What `weir pipeline status` shows.
@@ -184,6 +270,9 @@ pub struct PipelineStatus {
     /// Attempts repeated after a retryable failure or trap.
     #[serde(default)]
     pub retries: u64,
+    /// Per-step counters.
+    #[serde(default)]
+    pub steps: Vec<StepStats>,
     /// Hot swaps applied (plugin version changes), summed over partitions.
     #[serde(default)]
     pub swaps: u64,

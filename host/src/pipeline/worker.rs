@@ -5,10 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
+
 use bytes::Bytes;
 
 use super::plan::{Active, Plan};
-use super::{ErrorPolicy, Running, StartPosition};
+use super::{ErrorPolicy, Running, StartPosition, StepStats};
 use crate::limits;
 use crate::runtime::{Batch, Header, Message, Outcome, PluginError, PluginInstance};
 use crate::storage::{Append, Commit, NewRecord, OffsetCommit, StoredRecord, Topic};
@@ -25,8 +27,12 @@ pub(super) struct StepInstance {
 
 /// The worker loop of one partition. Returns only on stop (`Ok`) or on a failure that halts
 /// the pipeline (`Err` with the reason), after committing everything before the failure.
-pub(super) async fn run_partition(plan: &Arc<Plan>, partition: u32, running: &Arc<Running>) -> Result<(), String> {
-    let mut stop = running.stop.subscribe();
+pub(super) async fn run_partition(
+    plan: &Arc<Plan>,
+    partition: u32,
+    running: &Arc<Running>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), String> {
     let mut steps: Vec<StepInstance> = {
         let plan = plan.clone();
         tokio::task::spawn_blocking(move || instantiate_all(&plan, partition)).await.map_err(|e| e.to_string())??
@@ -49,16 +55,18 @@ pub(super) async fn run_partition(plan: &Arc<Plan>, partition: u32, running: &Ar
             }
             continue;
         }
-        let (plan_c, running_c) = (plan.clone(), running.clone());
+        let permit = running.permits.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+        let (plan_c, running_c, stop_c) = (plan.clone(), running.clone(), stop.clone());
         let (back, done) = tokio::task::spawn_blocking(move || {
             let mut steps = steps;
             // The batch boundary: the previous batch committed on the old version.
             swap_if_needed(&plan_c, &running_c, &mut steps, partition);
-            let done = run_batch(&plan_c, &running_c, &mut steps, partition, records);
+            let done = run_batch(&plan_c, &running_c, &mut steps, partition, records, &stop_c);
             (steps, done)
         })
         .await
         .map_err(|e| format!("worker task failed: {e}"))?;
+        drop(permit);
         steps = back;
         let Done { mut commit, next_offset, counts, failure } = done;
         if next_offset > offset {
@@ -142,6 +150,8 @@ pub(super) struct Counts {
     pub failed: u64,
     pub dead_lettered: u64,
     pub retries: u64,
+    /// Per step.
+    pub steps: Vec<StepStats>,
 }
 
 /// What a processed batch commits, and where processing stopped.
@@ -174,19 +184,21 @@ fn run_batch(
     steps: &mut [StepInstance],
     partition: u32,
     records: Vec<StoredRecord>,
+    stop: &watch::Receiver<bool>,
 ) -> Done {
+    let mut stats = vec![StepStats::default(); steps.len()];
     let (first, last) = (records[0].offset, records[records.len() - 1].offset);
     let n = records.len();
-    match run_steps(plan, steps, partition, records, true) {
+    match run_steps(plan, steps, partition, records, true, &mut stats) {
         Ok(out) => {
-            let counts = Counts { processed: n as u64, ..Counts::default() };
+            let counts = Counts { processed: n as u64, steps: stats, ..Counts::default() };
             finish(plan, steps, partition, out, last + 1, counts, None)
         }
         Err(_) => {
             steps.iter_mut().for_each(|s| s.live.discard_state_writes());
             // Read the batch again rather than keep a copy on the fast path.
             match plan.store.read(&plan.source, partition, first, n, usize::MAX) {
-                Ok(records) => run_one_by_one(plan, running, steps, partition, records),
+                Ok(records) => run_one_by_one(plan, running, steps, partition, records, stop, stats),
                 Err(e) => {
                     let reason = format!("re-reading partition {partition} of `{}`: {e}", plan.source.name);
                     finish(plan, steps, partition, Outputs::default(), first, Counts::default(), Some(reason))
@@ -202,9 +214,11 @@ fn run_one_by_one(
     steps: &mut [StepInstance],
     partition: u32,
     records: Vec<StoredRecord>,
+    stop: &watch::Receiver<bool>,
+    stats: Vec<StepStats>,
 ) -> Done {
     let mut acc = Outputs::default();
-    let mut counts = Counts::default();
+    let mut counts = Counts { steps: stats, ..Counts::default() };
     let mut next = records[0].offset;
     for rec in records {
         let offset = rec.offset;
@@ -213,7 +227,7 @@ fn run_one_by_one(
             if let Err(reason) = refresh(plan, steps, partition) {
                 return finish(plan, steps, partition, acc, next, counts, Some(reason));
             }
-            match run_steps(plan, steps, partition, vec![rec.clone()], false) {
+            match run_steps(plan, steps, partition, vec![rec.clone()], false, &mut counts.steps) {
                 Ok(out) => {
                     steps.iter_mut().for_each(|s| s.live.checkpoint());
                     acc.append(out);
@@ -221,7 +235,7 @@ fn run_one_by_one(
                 }
                 Err(f) => {
                     steps.iter_mut().for_each(|s| s.live.rollback());
-                    if !f.retryable || attempt >= plan.spec.attempts() || *running.stop.borrow() {
+                    if !f.retryable || attempt >= plan.spec.attempts() || *stop.borrow() {
                         break Some(f);
                     }
                     std::thread::sleep(plan.spec.backoff(attempt));
@@ -316,6 +330,7 @@ fn run_steps(
     partition: u32,
     records: Vec<StoredRecord>,
     shadows: bool,
+    stats: &mut [StepStats],
 ) -> Result<Outputs, StepFailure> {
     let mut msgs: Vec<Message> = records.into_iter().map(|r| to_message(r, partition)).collect();
     let mut out = Outputs::default();
@@ -324,7 +339,16 @@ fn run_steps(
             break;
         }
         let batch = Batch { topic: plan.source.name.clone(), messages: msgs };
-        let outcomes = st.live.process(&batch).map_err(|e| plugin_failure(i, e))?;
+        let started = Instant::now();
+        let called = st.live.process(&batch);
+        let stat = &mut stats[i];
+        stat.calls += 1;
+        stat.input += batch.messages.len() as u64;
+        stat.busy_us += started.elapsed().as_micros() as u64;
+        let outcomes = called.map_err(|e| {
+            stat.errors += 1;
+            plugin_failure(i, e)
+        })?;
         if shadows {
             run_shadow(plan, i, st, partition, &batch, &outcomes);
         }
@@ -332,6 +356,7 @@ fn run_steps(
         for (input, outcome) in batch.messages.into_iter().zip(outcomes) {
             match outcome {
                 Outcome::Emit(outputs) => {
+                    stats[i].output += outputs.len() as u64;
                     for o in outputs {
                         let msg = Message {
                             key: o.key,
@@ -347,8 +372,12 @@ fn run_steps(
                         }
                     }
                 }
-                Outcome::Drop => out.dropped += 1,
+                Outcome::Drop => {
+                    out.dropped += 1;
+                    stats[i].dropped += 1;
+                }
                 Outcome::Fail(f) => {
+                    stats[i].errors += 1;
                     let error = format!("{}{}", f.message, if f.retryable { " (retryable)" } else { "" });
                     return Err(StepFailure { step: i, offset: Some(input.offset), error, retryable: f.retryable });
                 }

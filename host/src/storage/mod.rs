@@ -417,10 +417,19 @@ fn open_db(path: &Path) -> Result<DB> {
     log.set_level_compaction_dynamic_level_bytes(true);
     let mut small = Options::default();
     small.set_write_buffer_size(16 << 20);
+    let mut state = small.clone();
+    // Expired state entries (TTL) are already invisible to reads; compaction drops them.
+    state.set_compaction_filter("weir-state-ttl", |_level, _key, value| {
+        if writer::decode_state(value, crate::types::now_ms()).is_some() {
+            rocksdb::compaction_filter::Decision::Keep
+        } else {
+            rocksdb::compaction_filter::Decision::Remove
+        }
+    });
     let cfs = vec![
         ColumnFamilyDescriptor::new(CF_LOG, log),
         ColumnFamilyDescriptor::new(CF_OFFSETS, small.clone()),
-        ColumnFamilyDescriptor::new(CF_STATE, small.clone()),
+        ColumnFamilyDescriptor::new(CF_STATE, state),
         ColumnFamilyDescriptor::new(CF_META, small),
     ];
     Ok(DB::open_cf_descriptors(&opts, path, cfs)?)

@@ -4,7 +4,10 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use super::WireError;
-pub use crate::pipeline::{ErrorPolicy, PipelineSpec, PipelineStatus, ShadowReport, StartPosition, StepSpec};
+pub use crate::pipeline::{
+    ApplyChange, ErrorPolicy, PipelineSpec, PipelineStatus, ResetTarget, ShadowReport, StartPosition, StateEntry,
+    StepSpec,
+};
 pub use crate::registry::PluginInfo;
 pub use crate::runtime::Sandbox;
 pub use crate::types::{Durability, TopicConfig};
@@ -171,6 +174,59 @@ pub enum Request {
         /// Name.
         name: String,
     },
+    /// Create a pipeline or bring it to this spec (swap versions or restart as needed).
+    ApplyPipeline {
+        /// The desired spec.
+        spec: PipelineSpec,
+    },
+    /// Stop processing after in-flight batches.
+    PausePipeline {
+        /// Name.
+        name: String,
+    },
+    /// Continue a paused or halted pipeline.
+    ResumePipeline {
+        /// Name.
+        name: String,
+    },
+    /// Move the source offsets for replay.
+    ResetPipeline {
+        /// Name.
+        name: String,
+        /// Where to.
+        to: ResetTarget,
+        /// Also delete all of the pipeline's state.
+        reset_state: bool,
+    },
+    /// A step's state under one key, per partition.
+    StateGet {
+        /// Pipeline.
+        pipeline: String,
+        /// Step, from 1.
+        step: usize,
+        /// Key.
+        key: ByteBuf,
+    },
+    /// A step's state entries under a key prefix.
+    StateList {
+        /// Pipeline.
+        pipeline: String,
+        /// Step, from 1.
+        step: usize,
+        /// Key prefix (empty: all).
+        prefix: ByteBuf,
+        /// Most entries.
+        limit: usize,
+    },
+    /// Delete a key from a step's state in every partition.
+    StateDelete {
+        /// Pipeline.
+        pipeline: String,
+        /// Step, from 1.
+        step: usize,
+        /// Key.
+        key: ByteBuf,
+    },
 }
 
 /// Everything the server answers.
@@ -216,6 +272,17 @@ pub enum Response {
     Pipeline(PipelineStatus),
     /// Several pipelines.
     Pipelines(Vec<PipelineStatus>),
+    /// What an apply did.
+    Applied {
+        /// The pipeline now.
+        status: PipelineStatus,
+        /// What changed.
+        change: ApplyChange,
+    },
+    /// State entries.
+    State(Vec<StateEntry>),
+    /// How many things a request affected.
+    Count(u64),
 }
 
 /// A record on the wire, as produced: `(key, value, headers)` packed as an array to keep

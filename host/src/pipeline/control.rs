@@ -1,0 +1,234 @@
+//! Operating a pipeline after creation: apply a changed spec, pause and resume, reset to an
+//! offset or a time for replay, and inspect or edit step state.
+
+use std::sync::Arc;
+
+use super::plan::{self, Active};
+use super::{
+    ApplyChange, PipelineError, PipelineRecord, PipelineSpec, PipelineStatus, Pipelines, ResetTarget, RunState,
+};
+use crate::storage::{Commit, OffsetCommit, StateWrite, keys};
+use crate::types::now_ms;
+
+/// Most state entries one listing returns.
+pub const STATE_LIST_MAX: usize = 10_000;
+
+/// One state entry of a step: in which partition, under which key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StateEntry {
+    /// Source partition the entry belongs to.
+    pub partition: u32,
+    /// The plugin's key.
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    /// The value.
+    #[serde(with = "serde_bytes")]
+    pub value: Vec<u8>,
+}
+
+impl Pipelines {
+    /// Create the pipeline, or bring an existing one to `spec`: nothing if equal; a hot swap
+    /// if only step versions differ; otherwise a restart at the committed offsets, with the
+    /// pipeline's state kept.
+    pub async fn apply(self: &Arc<Self>, spec: PipelineSpec) -> Result<(PipelineStatus, ApplyChange), PipelineError> {
+        let Ok(running) = self.get(&spec.name) else {
+            return Ok((self.create(spec).await?, ApplyChange::Created));
+        };
+        let old = running.record.lock().expect("record").spec.clone();
+        if old == spec {
+            return Ok((self.status(&spec.name)?, ApplyChange::Unchanged));
+        }
+        self.validate(&spec)?;
+        if old.differs_only_in_versions(&spec) {
+            self.swap_versions(&running, &spec).await?;
+            return Ok((self.status(&spec.name)?, ApplyChange::Swapped));
+        }
+        let mut record = running.record.lock().expect("record").clone();
+        // The new spec is proven to start before the old pipeline stops.
+        plan::Plan::prepare(&self.store, &self.registry, &spec, record.id, self.shadows.clone()).await?;
+        if spec.on_error == super::ErrorPolicy::DeadLetter {
+            self.ensure_dead_letter_topic(&spec).await?;
+        }
+        self.stop(&spec.name).await;
+        record.spec = spec;
+        record.halted = None;
+        self.persist(&record).await?;
+        let name = record.spec.name.clone();
+        self.launch(record).await?;
+        Ok((self.status(&name)?, ApplyChange::Restarted))
+    }
+
+    /// Point each changed step at its new reference (`NAME` or `NAME@V`) after proving it starts.
+    async fn swap_versions(&self, running: &Arc<super::Running>, spec: &PipelineSpec) -> Result<(), PipelineError> {
+        let mut changes = Vec::new();
+        for (i, step) in spec.steps.iter().enumerate() {
+            let info = self.registry.resolve(&step.plugin)?;
+            let slot = &running.plan.slots[i];
+            if slot.live().0.info.version == info.version && slot.is_pinned() == step.is_pinned() {
+                continue;
+            }
+            let (registry, info_c) = (self.registry.clone(), info.clone());
+            let loaded = tokio::task::spawn_blocking(move || registry.component(&info_c))
+                .await
+                .map_err(|e| PipelineError::Invalid(e.to_string()))??;
+            let active = Arc::new(Active { info, loaded });
+            let (runtime, spec_c, active_c) = (self.registry.runtime().clone(), spec.clone(), active.clone());
+            tokio::task::spawn_blocking(move || plan::probe(&runtime, &spec_c, i, &active_c))
+                .await
+                .map_err(|e| PipelineError::Invalid(e.to_string()))?
+                .map_err(|message| PipelineError::Step { step: i + 1, plugin: active.info.label(), message })?;
+            changes.push((i, active, step.is_pinned()));
+        }
+        for (i, active, pinned) in changes {
+            let slot = &running.plan.slots[i];
+            slot.set_pinned(pinned);
+            slot.set_live(active);
+        }
+        let record = {
+            let mut record = running.record.lock().expect("record");
+            record.spec = spec.clone();
+            record.clone()
+        };
+        self.persist(&record).await
+    }
+
+    /// Stop processing after the in-flight batches; stays paused across restarts.
+    pub async fn pause(&self, name: &str) -> Result<PipelineStatus, PipelineError> {
+        let running = self.get(name)?;
+        let record = {
+            let mut record = running.record.lock().expect("record");
+            record.paused = true;
+            record.clone()
+        };
+        Self::stop_workers(&running).await;
+        self.persist(&record).await?;
+        self.status(name)
+    }
+
+    /// Continue a paused or halted pipeline at its committed offsets (a halted pipeline
+    /// retries the message it halted on).
+    pub async fn resume(self: &Arc<Self>, name: &str) -> Result<PipelineStatus, PipelineError> {
+        let running = self.get(name)?;
+        if running.state() == RunState::Running {
+            return self.status(name);
+        }
+        Self::stop_workers(&running).await;
+        let record = {
+            let mut record = running.record.lock().expect("record");
+            record.paused = false;
+            record.halted = None;
+            record.clone()
+        };
+        self.persist(&record).await?;
+        *running.last_failure.lock().expect("last failure") = None;
+        self.spawn_workers(&running);
+        self.status(name)
+    }
+
+    /// Move the source offsets back (or forward) for replay, optionally forgetting all state.
+    /// The pipeline stops its workers, commits the new offsets, and resumes (unless paused).
+    pub async fn reset(
+        self: &Arc<Self>,
+        name: &str,
+        to: ResetTarget,
+        reset_state: bool,
+    ) -> Result<PipelineStatus, PipelineError> {
+        let running = self.get(name)?;
+        Self::stop_workers(&running).await;
+        let plan = &running.plan;
+        let mut offsets = Vec::new();
+        for (p, part) in plan.source.partitions().iter().enumerate() {
+            let offset = match to {
+                ResetTarget::Offset(o) => o.clamp(part.log_start(), part.high_watermark()),
+                ResetTarget::Time(t) => self.store.offset_for_time(&plan.source, p as u32, t)?,
+            };
+            offsets.push(OffsetCommit {
+                group: plan.group.clone(),
+                topic: plan.source.clone(),
+                partition: p as u32,
+                next_offset: offset,
+            });
+        }
+        let scope = running.record.lock().expect("record").id;
+        let delete_state_prefixes =
+            if reset_state { vec![keys::state_scope_prefix(scope).to_vec()] } else { Vec::new() };
+        self.store.submit(Commit { offsets, delete_state_prefixes, ..Commit::default() }).await?;
+        let record = {
+            let mut record = running.record.lock().expect("record");
+            record.halted = None;
+            record.clone()
+        };
+        self.persist(&record).await?;
+        if !record.paused {
+            self.spawn_workers(&running);
+        }
+        self.status(name)
+    }
+
+    /// The value of `key` in step `step` (from 1), in every partition that has it.
+    pub fn state_get(&self, name: &str, step: usize, key: &[u8]) -> Result<Vec<StateEntry>, PipelineError> {
+        let (record, partitions) = self.state_scope(name, step)?;
+        let mut out = Vec::new();
+        for p in 0..partitions {
+            let mut full = keys::state_prefix(record.id, (step - 1) as u16, p).to_vec();
+            full.extend_from_slice(key);
+            if let Some(value) = self.store.state_get(&full, now_ms())? {
+                out.push(StateEntry { partition: p, key: key.to_vec(), value });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Entries of step `step` whose key starts with `prefix`, at most `limit`.
+    pub fn state_list(
+        &self,
+        name: &str,
+        step: usize,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<StateEntry>, PipelineError> {
+        let (record, partitions) = self.state_scope(name, step)?;
+        let limit = limit.clamp(1, STATE_LIST_MAX);
+        let mut out = Vec::new();
+        for p in 0..partitions {
+            let scope = keys::state_prefix(record.id, (step - 1) as u16, p);
+            let mut full = scope.to_vec();
+            full.extend_from_slice(prefix);
+            for (k, value) in self.store.state_scan(&full, now_ms(), limit - out.len())? {
+                out.push(StateEntry { partition: p, key: k[scope.len()..].to_vec(), value });
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Delete `key` from step `step` in every partition; returns how many entries went.
+    pub async fn state_delete(&self, name: &str, step: usize, key: &[u8]) -> Result<usize, PipelineError> {
+        let (record, _) = self.state_scope(name, step)?;
+        let found = self.state_get(name, step, key)?;
+        let state = found
+            .iter()
+            .map(|e| {
+                let mut full = keys::state_prefix(record.id, (step - 1) as u16, e.partition).to_vec();
+                full.extend_from_slice(key);
+                StateWrite { key: full, value: None, expires_at_ms: 0 }
+            })
+            .collect();
+        self.store.submit(Commit { state, ..Commit::default() }).await?;
+        Ok(found.len())
+    }
+
+    fn state_scope(&self, name: &str, step: usize) -> Result<(PipelineRecord, u32), PipelineError> {
+        let running = self.get(name)?;
+        let record = running.record.lock().expect("record").clone();
+        if step == 0 || step > record.spec.steps.len() {
+            return Err(PipelineError::Invalid(format!(
+                "pipeline `{name}` has {} step(s); steps are numbered from 1, got {step}",
+                record.spec.steps.len()
+            )));
+        }
+        Ok((record, running.plan.source.partition_count()))
+    }
+}
