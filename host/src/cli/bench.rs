@@ -41,10 +41,10 @@ pub struct BenchArgs {
     /// Durability of the server under test.
     #[arg(long, value_enum, default_value_t = Durability::Sync)]
     durability: Durability,
-    /// The json-filter component for the pipeline stage; default: build `plugins/json-filter`
-    /// of this source tree.
+    /// Directory holding the json-filter, json-transform and router components
+    /// (`weir_plugin_*.wasm`); default: build them from this source tree.
     #[arg(long)]
-    filter_plugin: Option<PathBuf>,
+    plugin_dir: Option<PathBuf>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -60,6 +60,7 @@ struct Report {
     produce_4_producers_msgs_per_s: f64,
     consume_msgs_per_s: f64,
     pipeline_msgs_per_s: f64,
+    pipeline3_msgs_per_s: f64,
     swap_pause_p99_ms: f64,
     instantiate_us: f64,
 }
@@ -68,13 +69,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.count == 0 || args.size == 0 || args.repeat == 0 || args.batch == 0 {
         bail!("--count, --size, --batch and --repeat must be at least 1");
     }
-    let filter = match &args.filter_plugin {
-        Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
-        None => build_filter_plugin()?,
-    };
+    let plugins = load_plugins(args.plugin_dir.as_deref())?;
+    let filter = plugins["json-filter"].clone();
     let server = BenchServer::start(args.durability)?;
     let client = Client::connect(server.addr.clone()).await?;
     client.deploy_plugin("bench-filter", filter.clone()).await?;
+    client.deploy_plugin("bench-transform", plugins["json-transform"].clone()).await?;
+    client.deploy_plugin("bench-router", plugins["router"].clone()).await?;
     let mut report = Report {
         message_bytes: args.size,
         messages: args.count,
@@ -86,6 +87,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         median(&args, "produce (4 producers)", |i| produce_stage(&server, &args, i + 100, 4)).await?;
     report.consume_msgs_per_s = median(&args, "consume", |i| consume_stage(&server, &args, i)).await?;
     report.pipeline_msgs_per_s = median(&args, "pipeline (json-filter)", |i| pipeline_stage(&server, &args, i)).await?;
+    report.pipeline3_msgs_per_s =
+        median(&args, "pipeline (3 steps, fan-out)", |i| pipeline3_stage(&server, &args, i)).await?;
     report.swap_pause_p99_ms = median(&args, "hot-swap pause", |i| swap_stage(&server, &args, i, &filter)).await?;
     report.instantiate_us = median(&args, "plugin instantiate", |_| instantiate_stage(&filter)).await?;
     drop(server);
@@ -111,6 +114,7 @@ fn print_table(r: &Report) {
             row("produce, 4 producers", r.produce_4_producers_msgs_per_s),
             row("consume", r.consume_msgs_per_s),
             row("topic → wasm json-filter → topic", r.pipeline_msgs_per_s),
+            row("filter → transform → router ×3 topics", r.pipeline3_msgs_per_s),
         ],
     );
     println!("hot-swap pause p99: {:.3} ms; plugin instantiate: {:.1} µs", r.swap_pause_p99_ms, r.instantiate_us);
@@ -141,9 +145,11 @@ where
     Ok(rates[rates.len() / 2])
 }
 
-/// A JSON message of exactly `size` bytes (padded), which json-filter keeps.
+/// A JSON message of exactly `size` bytes (padded), which json-filter keeps, with a region
+/// for the router.
 fn message(i: u64, size: usize) -> Vec<u8> {
-    let head = format!(r#"{{"id":{i},"status":"paid","pad":""#);
+    let region = ["eu", "us", "apac"][(i % 3) as usize];
+    let head = format!(r#"{{"id":{i},"status":"paid","region":"{region}","pad":""#);
     let mut v = head.into_bytes();
     let tail = b"\"}";
     while v.len() + tail.len() < size {
@@ -233,16 +239,7 @@ async fn pipeline_stage(server: &BenchServer, args: &BenchArgs, run: usize) -> a
     let spec = PipelineSpec::new(&format!("bench-{run}"), &source, vec![step], &sink);
     let start = Instant::now();
     client.create_pipeline(spec.clone()).await?;
-    loop {
-        let status = client.pipeline_status(&spec.name).await?;
-        if let Some(e) = status.last_error {
-            bail!("the benchmark pipeline halted: {e}");
-        }
-        if status.processed >= args.count {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_processed(&client, &spec.name, args.count).await?;
     let rate = args.count as f64 / start.elapsed().as_secs_f64();
     client.delete_pipeline(&spec.name).await?;
     Ok(rate)
@@ -300,18 +297,72 @@ async fn instantiate_stage(filter: &[u8]) -> anyhow::Result<f64> {
     .await?
 }
 
-/// Build `plugins/json-filter` from this binary's source tree.
-fn build_filter_plugin() -> anyhow::Result<Vec<u8>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("source tree")?.to_path_buf();
-    if !root.join("plugins/json-filter").exists() {
-        bail!("no source tree at {}: pass the json-filter component with --filter-plugin FILE", root.display());
+/// The components the bench deploys, by plugin name: read from `dir`, or built from this
+/// binary's source tree.
+fn load_plugins(dir: Option<&Path>) -> anyhow::Result<std::collections::HashMap<String, Vec<u8>>> {
+    const NAMES: [&str; 3] = ["json-filter", "json-transform", "router"];
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("source tree")?.to_path_buf();
+            if !root.join("plugins/json-filter").exists() {
+                bail!("no source tree at {}: pass a directory of built plugins with --plugin-dir", root.display());
+            }
+            let target =
+                std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("plugins");
+            eprintln!("building the benchmark plugins for wasm32-wasip2 …");
+            let packages: Vec<String> = NAMES.iter().map(|n| format!("weir-plugin-{n}")).collect();
+            let built = weir_host::build::build_components(&root, &packages, &target)?;
+            built[0].parent().context("artifact dir")?.to_path_buf()
+        }
+    };
+    NAMES
+        .iter()
+        .map(|n| {
+            let path = dir.join(format!("weir_plugin_{}.wasm", n.replace('-', "_")));
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            Ok((n.to_string(), bytes))
+        })
+        .collect()
+}
+
+/// Filter → transform → router fanning out to three topics, on JSON messages.
+async fn pipeline3_stage(server: &BenchServer, args: &BenchArgs, run: usize) -> anyhow::Result<f64> {
+    let source = format!("p3-in-{run}");
+    let client = Client::connect(server.addr.clone()).await?;
+    create(&client, &source, args.partitions).await?;
+    for t in ["eu", "us", "other"] {
+        create(&client, &format!("p3-{t}-{run}"), args.partitions).await?;
     }
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("plugins");
-    eprintln!("building plugins/json-filter for wasm32-wasip2 …");
-    let built = weir_host::build::build_components(&root, &["weir-plugin-json-filter".into()], &target)?;
-    let path = built.iter().find(|p| p.ends_with("weir_plugin_json_filter.wasm")).context("json-filter component")?;
-    Ok(std::fs::read(path)?)
+    produce_all(&client, &source, args.count, args.size, args.batch).await?;
+    let (eu, us) = (format!("p3-eu-{run}"), format!("p3-us-{run}"));
+    let steps = vec![
+        StepSpec::new("bench-filter", &[("field", "status"), ("equals", "paid")]),
+        StepSpec::new("bench-transform", &[("drop", "pad"), ("set.stage", "billed")]),
+        StepSpec::new("bench-router", &[("by", "field:region"), ("route.eu", &eu), ("route.us", &us)]),
+    ];
+    let name = format!("bench3-{run}");
+    let spec = PipelineSpec::new(&name, &source, steps, &format!("p3-other-{run}"));
+    let start = Instant::now();
+    client.create_pipeline(spec).await?;
+    wait_processed(&client, &name, args.count).await?;
+    let rate = args.count as f64 / start.elapsed().as_secs_f64();
+    client.delete_pipeline(&name).await?;
+    Ok(rate)
+}
+
+/// Poll a pipeline's status until it has processed `count` messages.
+async fn wait_processed(client: &Client, name: &str, count: u64) -> anyhow::Result<()> {
+    loop {
+        let status = client.pipeline_status(name).await?;
+        if let Some(e) = status.last_error {
+            bail!("the benchmark pipeline {name} failed: {e}");
+        }
+        if status.processed >= count {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 /// A `weir serve` child process with its own data directory and port.
