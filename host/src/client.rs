@@ -18,9 +18,10 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::limits;
 use crate::wire::{
-    self, ApplyChange, FetchPosition, FetchedPartition, GroupInfo, PipelineSpec, PipelineStatus, PluginEntry,
-    PluginInfo, Request, RequestFrame, ResetTarget, Response, ResponseFrame, Sandbox, ShadowReport, StateEntry,
-    TopicConfig, TopicInfo, WireError, WireRecord,
+    self, ApplyChange, Binding, Delivery, Destination, ExchangeInfo, ExchangeType, FetchPosition, FetchedPartition,
+    FetchedRecord, GroupInfo, GroupMembers, Membership, Nack, NewQueueMessage, PipelineSpec, PipelineStatus,
+    PluginEntry, PluginInfo, QueueConfig, QueueInfo, Request, RequestFrame, ResetTarget, Response, ResponseFrame,
+    Sandbox, ShadowReport, StateEntry, TopicConfig, TopicInfo, WireError, WireRecord,
 };
 
 /// Why a client call failed.
@@ -210,7 +211,9 @@ impl Client {
 
     /// Store a group's next offsets.
     pub async fn commit_offsets(&self, group: &str, topic: &str, offsets: Vec<(u32, u64)>) -> Result<(), ClientError> {
-        self.request(Request::CommitOffsets { group: group.into(), topic: topic.into(), offsets }).await.map(drop)
+        self.request(Request::CommitOffsets { group: group.into(), topic: topic.into(), offsets, member: None })
+            .await
+            .map(drop)
     }
 
     /// A group's committed next offset per partition.
@@ -407,6 +410,244 @@ impl Client {
     async fn pipeline_request(&self, request: Request) -> Result<PipelineStatus, ClientError> {
         self.expect(request, |r| match r {
             Response::Pipeline(p) => Ok(p),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Create a queue.
+    pub async fn create_queue(&self, name: &str, config: QueueConfig) -> Result<QueueInfo, ClientError> {
+        self.expect(Request::CreateQueue { name: name.into(), config }, |r| match r {
+            Response::Queue(q) => Ok(q),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Delete a queue.
+    pub async fn delete_queue(&self, name: &str) -> Result<(), ClientError> {
+        self.request(Request::DeleteQueue { name: name.into() }).await.map(drop)
+    }
+
+    /// Remove every message of a queue; returns how many.
+    pub async fn purge_queue(&self, name: &str) -> Result<u64, ClientError> {
+        self.expect(Request::PurgeQueue { name: name.into() }, |r| match r {
+            Response::Count(n) => Ok(n),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Every queue.
+    pub async fn list_queues(&self) -> Result<Vec<QueueInfo>, ClientError> {
+        self.expect(Request::ListQueues, |r| match r {
+            Response::Queues(q) => Ok(q),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// One queue.
+    pub async fn describe_queue(&self, name: &str) -> Result<QueueInfo, ClientError> {
+        self.expect(Request::DescribeQueue { name: name.into() }, |r| match r {
+            Response::Queue(q) => Ok(q),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Send messages; per message, whether it was enqueued (false: a dedup repeat).
+    pub async fn queue_send(&self, queue: &str, messages: Vec<NewQueueMessage>) -> Result<Vec<bool>, ClientError> {
+        self.expect(Request::QueueSend { queue: queue.into(), messages }, |r| match r {
+            Response::Sent(s) => Ok(s),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Receive up to `max` messages, waiting up to `wait` for the first.
+    pub async fn queue_receive(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>, ClientError> {
+        let request =
+            Request::QueueReceive { queue: queue.into(), max, wait_ms: wait.as_millis() as u64, visibility_ms: None };
+        self.expect(request, |r| match r {
+            Response::Deliveries(d) => Ok(d),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Acknowledge deliveries.
+    pub async fn queue_ack(&self, queue: &str, receipts: Vec<String>) -> Result<(), ClientError> {
+        self.request(Request::QueueAck { queue: queue.into(), receipts }).await.map(drop)
+    }
+
+    /// Hand deliveries back.
+    pub async fn queue_nack(&self, queue: &str, receipts: Vec<String>, how: Nack) -> Result<(), ClientError> {
+        self.request(Request::QueueNack { queue: queue.into(), receipts, how }).await.map(drop)
+    }
+
+    /// Extend deliveries' visibility by `timeout` from now.
+    pub async fn queue_extend(&self, queue: &str, receipts: Vec<String>, timeout: Duration) -> Result<(), ClientError> {
+        let request = Request::QueueExtend { queue: queue.into(), receipts, timeout_ms: timeout.as_millis() as u64 };
+        self.request(request).await.map(drop)
+    }
+
+    /// Join a consumer group.
+    pub async fn join_group(
+        &self,
+        group: &str,
+        topic: &str,
+        member: Option<String>,
+        session: Duration,
+    ) -> Result<Membership, ClientError> {
+        let request = Request::JoinGroup {
+            group: group.into(),
+            topic: topic.into(),
+            member,
+            session_timeout_ms: session.as_millis() as u64,
+        };
+        self.membership(request).await
+    }
+
+    /// Heartbeat; returns the current assignment.
+    pub async fn heartbeat(&self, group: &str, topic: &str, member: &str) -> Result<Membership, ClientError> {
+        self.membership(Request::Heartbeat { group: group.into(), topic: topic.into(), member: member.into() }).await
+    }
+
+    /// Leave a consumer group.
+    pub async fn leave_group(&self, group: &str, topic: &str, member: &str) -> Result<(), ClientError> {
+        self.request(Request::LeaveGroup { group: group.into(), topic: topic.into(), member: member.into() })
+            .await
+            .map(drop)
+    }
+
+    /// Commit offsets as a group member (refused after a rebalance).
+    pub async fn commit_as_member(
+        &self,
+        group: &str,
+        topic: &str,
+        m: &Membership,
+        offsets: Vec<(u32, u64)>,
+    ) -> Result<(), ClientError> {
+        let member = Some((m.member_id.clone(), m.generation));
+        self.request(Request::CommitOffsets { group: group.into(), topic: topic.into(), offsets, member })
+            .await
+            .map(drop)
+    }
+
+    /// Members of every group.
+    pub async fn describe_groups(&self) -> Result<Vec<GroupMembers>, ClientError> {
+        self.expect(Request::DescribeGroups, |r| match r {
+            Response::GroupMembers(g) => Ok(g),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Per partition, the first offset at or after `timestamp_ms`.
+    pub async fn offsets_for_time(&self, topic: &str, timestamp_ms: u64) -> Result<Vec<Option<u64>>, ClientError> {
+        self.expect(Request::OffsetsForTime { topic: topic.into(), timestamp_ms }, |r| match r {
+            Response::Offsets(o) => Ok(o),
+            other => Err(other),
+        })
+        .await
+    }
+
+    async fn membership(&self, request: Request) -> Result<Membership, ClientError> {
+        self.expect(request, |r| match r {
+            Response::Membership(m) => Ok(m),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Create an exchange.
+    pub async fn create_exchange(
+        &self,
+        name: &str,
+        kind: ExchangeType,
+        alternate: Option<String>,
+    ) -> Result<ExchangeInfo, ClientError> {
+        self.exchange_request(Request::CreateExchange { name: name.into(), kind, alternate }).await
+    }
+
+    /// Delete an exchange.
+    pub async fn delete_exchange(&self, name: &str) -> Result<(), ClientError> {
+        self.request(Request::DeleteExchange { name: name.into() }).await.map(drop)
+    }
+
+    /// Bind a destination to an exchange.
+    pub async fn bind(&self, exchange: &str, binding: Binding) -> Result<ExchangeInfo, ClientError> {
+        self.exchange_request(Request::Bind { exchange: exchange.into(), binding }).await
+    }
+
+    /// Remove bindings to a destination.
+    pub async fn unbind(
+        &self,
+        exchange: &str,
+        destination: Destination,
+        key: Option<String>,
+    ) -> Result<ExchangeInfo, ClientError> {
+        self.exchange_request(Request::Unbind { exchange: exchange.into(), destination, key }).await
+    }
+
+    /// Every exchange.
+    pub async fn list_exchanges(&self) -> Result<Vec<ExchangeInfo>, ClientError> {
+        self.expect(Request::ListExchanges, |r| match r {
+            Response::Exchanges(e) => Ok(e),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Publish through an exchange; returns the destinations.
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        value: Vec<u8>,
+        headers: Vec<(String, String)>,
+    ) -> Result<Vec<String>, ClientError> {
+        let request = Request::Publish {
+            exchange: exchange.into(),
+            routing_key: routing_key.into(),
+            key: None,
+            value: ByteBuf::from(value),
+            headers,
+        };
+        self.expect(request, |r| match r {
+            Response::Published(d) => Ok(d),
+            other => Err(other),
+        })
+        .await
+    }
+
+    async fn exchange_request(&self, request: Request) -> Result<ExchangeInfo, ClientError> {
+        self.expect(request, |r| match r {
+            Response::Exchange(e) => Ok(e),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Send a request to `topic` with a correlation id and reply-to, and wait up to `timeout`
+    /// for the reply.
+    pub async fn request_reply(
+        &self,
+        topic: &str,
+        value: Vec<u8>,
+        headers: Vec<(String, String)>,
+        timeout: Duration,
+    ) -> Result<FetchedRecord, ClientError> {
+        let request = Request::Request {
+            topic: topic.into(),
+            key: None,
+            value: ByteBuf::from(value),
+            headers,
+            timeout_ms: timeout.as_millis() as u64,
+        };
+        self.expect(request, |r| match r {
+            Response::Reply(rec) => Ok(rec),
             other => Err(other),
         })
         .await

@@ -11,8 +11,12 @@
 pub mod broker;
 pub mod build;
 pub mod client;
+pub mod consumer;
+pub mod exchange;
+pub mod groups;
 pub mod limits;
 pub mod pipeline;
+pub mod queue;
 pub mod registry;
 pub mod runtime;
 pub mod server;

@@ -98,3 +98,26 @@ pub const PLUGIN_LOG_LINE_BYTES: usize = 4096;
 
 /// Instance slots in the pooling allocator: every pipeline step on every partition holds one.
 pub const PLUGIN_INSTANCES_MAX: u32 = 1000;
+
+/// Messages an ephemeral topic keeps per partition for subscribers that fall behind; older
+/// ones are gone (a slow subscriber skips ahead, as with Redis Pub/Sub output buffers).
+pub const EPHEMERAL_RING_RECORDS: usize = 10_000;
+
+/// Messages a queue may hold (*configurable* per queue): the in-memory index costs about
+/// 100 bytes per message.
+pub const QUEUE_MAX_MESSAGES: usize = 1_000_000;
+
+/// Messages one receive may return.
+pub const QUEUE_RECEIVE_MAX: usize = 10_000;
+
+/// Longest visibility timeout or delay (12 hours, as SQS).
+pub const QUEUE_MAX_DELAY_MS: u64 = 12 * 3_600_000;
+
+/// Members of one consumer group.
+pub const GROUP_MAX_MEMBERS: usize = 1_000;
+
+/// Bindings of one exchange.
+pub const EXCHANGE_MAX_BINDINGS: usize = 10_000;
+
+/// Requests waiting for a reply at once, server-wide.
+pub const PENDING_REQUESTS_MAX: usize = 100_000;

@@ -40,6 +40,11 @@ pub struct TopicConfig {
     /// Largest accepted message value.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+    /// Kept in memory only (the last [`crate::limits::EPHEMERAL_RING_RECORDS`] per partition)
+    /// and never written to disk: Redis Pub/Sub style fan-out to live subscribers. The topic
+    /// itself survives a restart; its messages do not, and its offsets start again at 0.
+    #[serde(default)]
+    pub ephemeral: bool,
 }
 
 fn default_max_message_bytes() -> usize {
@@ -54,6 +59,7 @@ impl Default for TopicConfig {
             retention_ms: None,
             retention_bytes: None,
             max_message_bytes: default_max_message_bytes(),
+            ephemeral: false,
         }
     }
 }

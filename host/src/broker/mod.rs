@@ -12,7 +12,10 @@ use futures_util::future::select_all;
 
 use crate::limits;
 
+mod messaging;
 mod plugins;
+mod replies;
+
 use crate::pipeline::{PipelineError, Pipelines};
 use crate::registry::{Registry, RegistryError};
 use crate::runtime::{PluginError, Runtime};
@@ -22,6 +25,7 @@ use crate::wire::{
     ErrorCode, FetchPosition, FetchedPartition, FetchedRecord, GroupInfo, Request, Response, TopicInfo, WireError,
     WireRecord,
 };
+pub use replies::{CORRELATION_ID, REPLY_TO, REPLY_TOPIC};
 
 /// A response still being computed.
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response, WireError>> + Send + 'static>>;
@@ -45,6 +49,13 @@ pub struct Broker {
     pub registry: Arc<Registry>,
     /// Running pipelines.
     pub pipelines: Arc<Pipelines>,
+    /// Queues.
+    pub queues: Arc<crate::queue::Queues>,
+    /// Consumer-group membership.
+    pub groups: crate::groups::Coordinator,
+    /// Exchanges and bindings.
+    pub exchanges: crate::exchange::Exchanges,
+    replies: Arc<replies::ReplyHub>,
     config: BrokerConfig,
 }
 
@@ -64,6 +75,12 @@ pub enum OpenError {
     /// Pipelines did not load.
     #[error("cannot load pipelines: {0}")]
     Pipelines(#[from] PipelineError),
+    /// Queues did not load.
+    #[error("cannot load queues: {0}")]
+    Queues(#[from] crate::queue::QueueError),
+    /// Exchanges did not load.
+    #[error("cannot load exchanges: {0}")]
+    Exchanges(#[from] crate::exchange::ExchangeError),
 }
 
 impl Broker {
@@ -75,9 +92,14 @@ impl Broker {
         })?);
         let runtime = Arc::new(Runtime::new(&config.data_dir.join("compiled"))?);
         let registry = Arc::new(Registry::open(store.clone(), runtime)?);
-        let pipelines = Pipelines::start(store.clone(), registry.clone()).await?;
-        let broker = Arc::new(Broker { store, registry, pipelines, config });
+        let queues = Arc::new(crate::queue::Queues::open(store.clone())?);
+        let exchanges = crate::exchange::Exchanges::open(store.clone())?;
+        let replies = replies::ReplyHub::start(&store).await?;
+        let pipelines = Pipelines::start(store.clone(), registry.clone(), queues.clone()).await?;
+        let groups = crate::groups::Coordinator::default();
+        let broker = Arc::new(Broker { store, registry, pipelines, queues, groups, exchanges, replies, config });
         broker.spawn_retention();
+        broker.spawn_timers();
         Ok(broker)
     }
 
@@ -106,6 +128,23 @@ impl Broker {
         });
     }
 
+    /// Queue visibility deadlines, delays and dead-lettering; group session expiry.
+    fn spawn_timers(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(50));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                every.tick().await;
+                let Some(broker) = weak.upgrade() else { return };
+                if let Err(e) = broker.queues.tick().await {
+                    tracing::warn!(error = %e, "queue timers failed");
+                }
+                broker.groups.expire();
+            }
+        });
+    }
+
     /// Start handling a request. Writes are submitted before this returns, so requests
     /// dispatched in order commit in order; the future resolves when the response is ready.
     pub fn dispatch(self: &Arc<Self>, request: Request) -> ResponseFuture {
@@ -119,6 +158,10 @@ impl Broker {
     }
 
     async fn handle(self: Arc<Self>, request: Request) -> Result<Response, WireError> {
+        let request = match self.handle_messaging(request).await {
+            Ok(done) => return done,
+            Err(other) => other,
+        };
         match request {
             Request::Hello { .. } => Ok(hello()),
             Request::CreateTopic { name, config } => {
@@ -140,7 +183,12 @@ impl Broker {
             Request::Fetch { topic, partitions, max_records, max_bytes, max_wait_ms } => {
                 self.fetch(&topic, &partitions, max_records, max_bytes, max_wait_ms).await
             }
-            Request::CommitOffsets { group, topic, offsets } => self.commit_offsets(group, &topic, offsets).await,
+            Request::CommitOffsets { group, topic, offsets, member } => {
+                if let Some((member, generation)) = member {
+                    self.groups.check(&group, &topic, &member, generation).map_err(messaging::group_error)?;
+                }
+                self.commit_offsets(group, &topic, offsets).await
+            }
             Request::FetchOffsets { group, topic } => {
                 let topic = self.store.topic(&topic)?;
                 Ok(Response::Offsets(self.store.committed(&group, &topic)?))
@@ -212,6 +260,7 @@ impl Broker {
                 Ok(Response::Count(n as u64))
             }
             Request::Produce { .. } => unreachable!("dispatched directly"),
+            other => Err(WireError::new(ErrorCode::Internal, format!("request not handled: {other:?}"))),
         }
     }
 

@@ -3,10 +3,12 @@
 mod bench;
 mod consume;
 mod dlq;
+mod exchange;
 mod output;
 mod pipeline;
 mod plugin;
 mod produce;
+mod queue;
 mod serve;
 mod state;
 mod topic;
@@ -49,6 +51,16 @@ enum Command {
     /// Consumer groups and their lag.
     #[command(subcommand)]
     Group(consume::GroupCmd),
+    /// Queues: competing consumers, visibility timeouts, priorities, delays, dead letters.
+    #[command(subcommand)]
+    Queue(queue::QueueCmd),
+    /// Exchanges and routing keys (AMQP semantics) routing to topics and queues.
+    #[command(subcommand)]
+    Exchange(exchange::ExchangeCmd),
+    /// Publish through an exchange with a routing key.
+    Publish(exchange::PublishArgs),
+    /// Send a request to a topic and print the reply (request/reply with a correlation id).
+    Request(exchange::RequestArgs),
     /// Inspect and edit the state of pipeline steps.
     #[command(subcommand)]
     State(state::StateCmd),
@@ -92,6 +104,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pipeline(cmd) => pipeline::run(&connect(&server).await?, cmd).await,
         Command::Dlq(cmd) => dlq::run(&connect(&server).await?, cmd).await,
         Command::State(cmd) => state::run(&connect(&server).await?, cmd).await,
+        Command::Queue(cmd) => queue::run(&connect(&server).await?, cmd).await,
+        Command::Exchange(cmd) => exchange::run(&connect(&server).await?, cmd).await,
+        Command::Publish(args) => exchange::publish(&connect(&server).await?, args).await,
+        Command::Request(args) => exchange::request(&connect(&server).await?, args).await,
     }
 }
 

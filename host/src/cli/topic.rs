@@ -30,6 +30,10 @@ pub enum TopicCmd {
         /// Largest accepted message value, in bytes.
         #[arg(long, default_value_t = limits::MAX_MESSAGE_BYTES)]
         max_message_bytes: usize,
+        /// Keep messages in memory only and fan them out to live subscribers (Redis Pub/Sub
+        /// style): lowest latency, nothing persisted, gone on restart.
+        #[arg(long, conflicts_with_all = ["durability", "retention", "retention_bytes"])]
+        ephemeral: bool,
     },
     /// List topics.
     List {
@@ -54,13 +58,14 @@ pub enum TopicCmd {
 
 pub async fn run(client: &Client, cmd: TopicCmd) -> anyhow::Result<()> {
     match cmd {
-        TopicCmd::Create { name, partitions, durability, retention, retention_bytes, max_message_bytes } => {
+        TopicCmd::Create { name, partitions, durability, retention, retention_bytes, max_message_bytes, ephemeral } => {
             let config = TopicConfig {
                 partitions,
                 durability,
                 retention_ms: retention.map(|d| d.as_millis() as u64),
                 retention_bytes,
                 max_message_bytes,
+                ephemeral,
             };
             let t = client.create_topic(&name, config).await?;
             println!(

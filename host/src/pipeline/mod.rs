@@ -190,18 +190,29 @@ pub struct Pipelines {
     registry: Arc<Registry>,
     running: Mutex<HashMap<String, Arc<Running>>>,
     shadows: Arc<ShadowBoard>,
+    queues: Arc<crate::queue::Queues>,
 }
 
 impl Pipelines {
     /// Start every stored pipeline (halted ones stay halted).
-    pub async fn start(store: Arc<Store>, registry: Arc<Registry>) -> Result<Arc<Pipelines>, PipelineError> {
+    pub async fn start(
+        store: Arc<Store>,
+        registry: Arc<Registry>,
+        queues: Arc<crate::queue::Queues>,
+    ) -> Result<Arc<Pipelines>, PipelineError> {
         let shadows = Arc::new(ShadowBoard::default());
         for name in registry.names() {
             if let Some(s) = registry.shadow(&name) {
                 shadows.reset(&name, registry.live(&name).map(|l| l.version), Some(s.version));
             }
         }
-        let me = Arc::new(Pipelines { store: store.clone(), registry, running: Mutex::new(HashMap::new()), shadows });
+        let me = Arc::new(Pipelines {
+            store: store.clone(),
+            registry,
+            running: Mutex::new(HashMap::new()),
+            shadows,
+            queues,
+        });
         for (key, value) in store.meta_scan("pipeline/")? {
             let record: PipelineRecord = rmp_serde::from_slice(&value)
                 .map_err(|e| StoreError::Corrupt { what: key.clone(), why: e.to_string() })?;

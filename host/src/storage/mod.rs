@@ -47,6 +47,8 @@ pub(crate) const CF_OFFSETS: &str = "offsets";
 pub(crate) const CF_STATE: &str = "state";
 /// Column family of metadata (topics, plugins, pipelines).
 pub(crate) const CF_META: &str = "meta";
+/// Column family of queue messages (the queue module owns its key layout).
+pub(crate) const CF_QUEUES: &str = "queues";
 
 const META_FORMAT: &[u8] = b"format";
 const META_TOPIC_PREFIX: &str = "topic/";
@@ -196,6 +198,9 @@ impl Store {
         if start >= end || max_records == 0 {
             return Ok(Vec::new());
         }
+        if topic.config.ephemeral {
+            return Ok(p.read_ephemeral(start, max_records));
+        }
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(keys::log_key(topic.id, partition, end).to_vec());
         // Reads are sequential scans of recent data: no point polluting the block cache
@@ -289,6 +294,24 @@ impl Store {
         Ok(out)
     }
 
+    /// Every entry of the `queues` column family under `prefix`, in key order (recovery).
+    pub fn queue_scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_QUEUES), IteratorMode::From(prefix, Direction::Forward)) {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// One entry of the `queues` column family.
+    pub fn queue_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(CF_QUEUES), key)?)
+    }
+
     /// A metadata value.
     pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.db.get_cf(self.cf(CF_META), key.as_bytes())?)
@@ -316,7 +339,7 @@ impl Store {
     /// `retention_bytes`, always keeping each partition's last record. Returns records deleted.
     pub async fn enforce_retention(&self, now_ms: u64) -> Result<u64> {
         let mut deleted = 0;
-        for topic in self.topics() {
+        for topic in self.topics().into_iter().filter(|t| !t.config.ephemeral) {
             for p in 0..topic.partition_count() {
                 let Some(new_start) = self.retention_point(&topic, p, now_ms)? else {
                     continue;
@@ -430,7 +453,8 @@ fn open_db(path: &Path) -> Result<DB> {
         ColumnFamilyDescriptor::new(CF_LOG, log),
         ColumnFamilyDescriptor::new(CF_OFFSETS, small.clone()),
         ColumnFamilyDescriptor::new(CF_STATE, state),
-        ColumnFamilyDescriptor::new(CF_META, small),
+        ColumnFamilyDescriptor::new(CF_META, small.clone()),
+        ColumnFamilyDescriptor::new(CF_QUEUES, small),
     ];
     Ok(DB::open_cf_descriptors(&opts, path, cfs)?)
 }

@@ -100,6 +100,8 @@ pub struct Partition {
     pub(crate) last_timestamp_ms: AtomicU64,
     /// Woken when the high watermark moves.
     notify: Notify,
+    /// The records of an ephemeral topic's partition (empty for durable topics).
+    pub(crate) ring: std::sync::Mutex<std::collections::VecDeque<super::StoredRecord>>,
 }
 
 impl Partition {
@@ -110,6 +112,7 @@ impl Partition {
             high_watermark: AtomicU64::new(next),
             last_timestamp_ms: AtomicU64::new(last_ts),
             notify: Notify::new(),
+            ring: std::sync::Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -121,6 +124,27 @@ impl Partition {
     /// One past the last readable offset.
     pub fn high_watermark(&self) -> u64 {
         self.high_watermark.load(Ordering::Acquire)
+    }
+
+    /// Add records of an ephemeral partition (offsets from `first`), dropping the oldest
+    /// beyond the ring's bound.
+    pub(crate) fn push_ephemeral(&self, records: Vec<super::StoredRecord>) {
+        let mut ring = self.ring.lock().expect("ring");
+        ring.extend(records);
+        while ring.len() > crate::limits::EPHEMERAL_RING_RECORDS {
+            ring.pop_front();
+        }
+        if let Some(first) = ring.front() {
+            self.log_start.store(first.offset, Ordering::Release);
+        }
+    }
+
+    /// Records of an ephemeral partition from `from`, at most `max`.
+    pub(crate) fn read_ephemeral(&self, from: u64, max: usize) -> Vec<super::StoredRecord> {
+        let ring = self.ring.lock().expect("ring");
+        let Some(first) = ring.front().map(|r| r.offset) else { return Vec::new() };
+        let skip = from.saturating_sub(first) as usize;
+        ring.iter().skip(skip).take(max).cloned().collect()
     }
 
     pub(crate) fn set_log_start(&self, start: u64) {

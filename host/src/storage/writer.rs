@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::record::{self, NewRecord};
 use super::{
-    CF_LOG, CF_META, CF_OFFSETS, CF_STATE, META_TOPIC_PREFIX, META_TOPIC_SEQ, Result, StoreError, Topic, TopicRecord,
-    Topics, keys,
+    CF_LOG, CF_META, CF_OFFSETS, CF_QUEUES, CF_STATE, META_TOPIC_PREFIX, META_TOPIC_SEQ, Result, StoreError, Topic,
+    TopicRecord, Topics, keys,
 };
 use crate::limits;
 use crate::types::{Durability, TopicConfig, now_ms};
@@ -34,6 +34,8 @@ pub struct Commit {
     pub meta: Vec<(String, Option<Vec<u8>>)>,
     /// State key prefixes to delete entirely.
     pub delete_state_prefixes: Vec<Vec<u8>>,
+    /// Puts (`Some`) and deletes (`None`) in the `queues` column family.
+    pub queue: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// `None`: the strongest durability of the appended topics, or the store default.
     pub durability: Option<Durability>,
 }
@@ -192,6 +194,20 @@ struct Pending {
     receipt: Receipt,
 }
 
+/// Records for an ephemeral partition, published to its ring after the group's write.
+struct Ephemeral {
+    topic: Arc<Topic>,
+    partition: u32,
+    records: Vec<super::StoredRecord>,
+}
+
+/// What a group accumulates besides the `WriteBatch`.
+#[derive(Default)]
+struct GroupEffects {
+    watermarks: HashMap<(u32, u32), (Arc<Topic>, u64)>,
+    ephemeral: Vec<Ephemeral>,
+}
+
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut carry: Option<Job> = None;
@@ -244,14 +260,14 @@ impl Writer {
     ) -> Option<Job> {
         let mut batch = WriteBatch::default();
         let mut pending = Vec::new();
-        let mut watermarks: HashMap<(u32, u32), (Arc<Topic>, u64)> = HashMap::new();
+        let mut effects = GroupEffects::default();
         let mut sync = false;
         let mut bytes = 0usize;
         let mut next = Some((first, durability, reply));
         let mut carry = None;
         while let Some((commit, durability, reply)) = next.take() {
             bytes += commit.appends.iter().flat_map(|a| &a.records).map(NewRecord::size).sum::<usize>();
-            match self.fold(&mut batch, &commit, &mut watermarks) {
+            match self.fold(&mut batch, &commit, &mut effects) {
                 Ok(receipt) => {
                     sync |= durability == Durability::Sync;
                     pending.push(Pending { reply, receipt });
@@ -269,18 +285,13 @@ impl Writer {
                 Err(_) => {}
             }
         }
-        self.write_group(batch, sync, pending, watermarks);
+        self.write_group(batch, sync, pending, effects);
         carry
     }
 
     /// Add one commit to the batch, assigning offsets. Validates everything first so that a
     /// refused commit leaves nothing in the batch.
-    fn fold(
-        &self,
-        batch: &mut WriteBatch,
-        commit: &Commit,
-        watermarks: &mut HashMap<(u32, u32), (Arc<Topic>, u64)>,
-    ) -> Result<Receipt> {
+    fn fold(&self, batch: &mut WriteBatch, commit: &Commit, effects: &mut GroupEffects) -> Result<Receipt> {
         if let Some(why) = self.poison.get() {
             return Err(StoreError::Poisoned(why.clone()));
         }
@@ -294,15 +305,22 @@ impl Writer {
             let first = p.next_offset.load(Ordering::Relaxed);
             // Append time never goes backwards in a partition, so seeking by time can bisect.
             let ts = now.max(p.last_timestamp_ms.load(Ordering::Relaxed));
-            for (i, rec) in a.records.iter().enumerate() {
-                buf.clear();
-                record::encode(rec, ts, &mut buf);
-                batch.put_cf(cf_log, keys::log_key(a.topic.id, a.partition, first + i as u64), &buf);
+            if a.topic.config.ephemeral {
+                // Never on disk: handed to the partition's ring once the group is written.
+                let records =
+                    a.records.iter().enumerate().map(|(i, r)| ephemeral_record(r, first + i as u64, ts)).collect();
+                effects.ephemeral.push(Ephemeral { topic: a.topic.clone(), partition: a.partition, records });
+            } else {
+                for (i, rec) in a.records.iter().enumerate() {
+                    buf.clear();
+                    record::encode(rec, ts, &mut buf);
+                    batch.put_cf(cf_log, keys::log_key(a.topic.id, a.partition, first + i as u64), &buf);
+                }
             }
             let next = first + a.records.len() as u64;
             p.next_offset.store(next, Ordering::Relaxed);
             p.last_timestamp_ms.store(ts, Ordering::Relaxed);
-            watermarks.insert((a.topic.id, a.partition), (a.topic.clone(), next));
+            effects.watermarks.insert((a.topic.id, a.partition), (a.topic.clone(), next));
             receipt.first_offsets.push(first);
             receipt.timestamps_ms.push(ts);
         }
@@ -336,23 +354,29 @@ impl Writer {
                 None => batch.delete_cf(cf_meta, k.as_bytes()),
             }
         }
+        let cf_queues = self.db.cf_handle(CF_QUEUES).expect("queues cf");
+        for (k, v) in &commit.queue {
+            match v {
+                Some(v) => batch.put_cf(cf_queues, k, v),
+                None => batch.delete_cf(cf_queues, k),
+            }
+        }
     }
 
-    fn write_group(
-        &self,
-        batch: WriteBatch,
-        sync: bool,
-        pending: Vec<Pending>,
-        watermarks: HashMap<(u32, u32), (Arc<Topic>, u64)>,
-    ) {
+    fn write_group(&self, batch: WriteBatch, sync: bool, pending: Vec<Pending>, effects: GroupEffects) {
         if pending.is_empty() {
             return;
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
-        match self.db.write_opt(batch, &wo) {
+        // A group of ephemeral appends only has nothing to make durable.
+        let written = if batch.is_empty() { Ok(()) } else { self.db.write_opt(batch, &wo) };
+        match written {
             Ok(()) => {
-                for ((_, partition), (topic, next)) in &watermarks {
+                for e in effects.ephemeral {
+                    e.topic.partitions()[e.partition as usize].push_ephemeral(e.records);
+                }
+                for ((_, partition), (topic, next)) in &effects.watermarks {
                     topic.partitions()[*partition as usize].publish(*next);
                 }
                 for p in pending {
@@ -433,6 +457,10 @@ impl Writer {
         p.set_log_start(new_start);
         Ok(new_start - start)
     }
+}
+
+fn ephemeral_record(r: &NewRecord, offset: u64, timestamp_ms: u64) -> super::StoredRecord {
+    super::StoredRecord { offset, timestamp_ms, key: r.key.clone(), headers: r.headers.clone(), value: r.value.clone() }
 }
 
 /// Reject a commit that breaks a limit or names a deleted topic, before it touches the batch.

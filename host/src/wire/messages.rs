@@ -4,10 +4,13 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use super::WireError;
+pub use crate::exchange::{Binding, Destination, ExchangeInfo, ExchangeType};
+pub use crate::groups::{GroupMembers, Membership};
 pub use crate::pipeline::{
     ApplyChange, ErrorPolicy, PipelineSpec, PipelineStatus, ResetTarget, ShadowReport, StartPosition, StateEntry,
     StepSpec,
 };
+pub use crate::queue::{Delivery, Nack, NewQueueMessage, QueueConfig, QueueInfo};
 pub use crate::registry::PluginInfo;
 pub use crate::runtime::Sandbox;
 pub use crate::types::{Durability, TopicConfig};
@@ -91,6 +94,10 @@ pub enum Request {
         topic: String,
         /// `(partition, next offset)` pairs.
         offsets: Vec<(u32, u64)>,
+        /// `(member id, generation)` of a group member: the commit is refused if the group
+        /// rebalanced since. `None` for admin commits (seek).
+        #[serde(default)]
+        member: Option<(String, u64)>,
     },
     /// A group's committed next offset per partition.
     FetchOffsets {
@@ -173,6 +180,170 @@ pub enum Request {
     DeletePipeline {
         /// Name.
         name: String,
+    },
+    /// Create a queue (and its dead-letter queue if named and missing).
+    CreateQueue {
+        /// Name.
+        name: String,
+        /// Settings.
+        config: QueueConfig,
+    },
+    /// Delete a queue and its messages.
+    DeleteQueue {
+        /// Name.
+        name: String,
+    },
+    /// Remove every message of a queue.
+    PurgeQueue {
+        /// Name.
+        name: String,
+    },
+    /// Every queue with counts.
+    ListQueues,
+    /// One queue with counts.
+    DescribeQueue {
+        /// Name.
+        name: String,
+    },
+    /// Enqueue messages (one durable commit for all of them).
+    QueueSend {
+        /// Queue.
+        queue: String,
+        /// Messages.
+        messages: Vec<NewQueueMessage>,
+    },
+    /// Receive messages; waits up to `wait_ms` for the first.
+    QueueReceive {
+        /// Queue.
+        queue: String,
+        /// Most messages.
+        max: usize,
+        /// Long-poll wait.
+        wait_ms: u64,
+        /// Visibility timeout for these deliveries (default: the queue's).
+        #[serde(default)]
+        visibility_ms: Option<u64>,
+    },
+    /// Acknowledge deliveries.
+    QueueAck {
+        /// Queue.
+        queue: String,
+        /// Receipts.
+        receipts: Vec<String>,
+    },
+    /// Hand deliveries back.
+    QueueNack {
+        /// Queue.
+        queue: String,
+        /// Receipts.
+        receipts: Vec<String>,
+        /// Requeue or dead-letter.
+        how: Nack,
+    },
+    /// Extend deliveries' visibility.
+    QueueExtend {
+        /// Queue.
+        queue: String,
+        /// Receipts.
+        receipts: Vec<String>,
+        /// New timeout from now.
+        timeout_ms: u64,
+    },
+    /// Join a consumer group reading a topic.
+    JoinGroup {
+        /// Group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Rejoin as this member (default: a new id).
+        #[serde(default)]
+        member: Option<String>,
+        /// Dropped after this long without a heartbeat.
+        session_timeout_ms: u64,
+    },
+    /// Stay in the group; learn the current assignment.
+    Heartbeat {
+        /// Group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Member.
+        member: String,
+    },
+    /// Leave the group now.
+    LeaveGroup {
+        /// Group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Member.
+        member: String,
+    },
+    /// Members of every group.
+    DescribeGroups,
+    /// Create an exchange.
+    CreateExchange {
+        /// Name.
+        name: String,
+        /// Type.
+        kind: ExchangeType,
+        /// Exchange for unroutable messages.
+        #[serde(default)]
+        alternate: Option<String>,
+    },
+    /// Delete an exchange.
+    DeleteExchange {
+        /// Name.
+        name: String,
+    },
+    /// Bind a destination.
+    Bind {
+        /// Exchange.
+        exchange: String,
+        /// Binding.
+        binding: Binding,
+    },
+    /// Remove bindings to a destination.
+    Unbind {
+        /// Exchange.
+        exchange: String,
+        /// Destination.
+        destination: Destination,
+        /// Only the binding with this key.
+        #[serde(default)]
+        key: Option<String>,
+    },
+    /// Every exchange.
+    ListExchanges,
+    /// Publish through an exchange.
+    Publish {
+        /// Exchange.
+        exchange: String,
+        /// Routing key.
+        routing_key: String,
+        /// Message key (topic partitioning).
+        #[serde(default)]
+        key: Option<ByteBuf>,
+        /// Payload.
+        value: ByteBuf,
+        /// Headers.
+        #[serde(default)]
+        headers: Vec<(String, String)>,
+    },
+    /// Produce a request with a correlation id and a reply-to, and wait for the reply.
+    Request {
+        /// Topic the request goes to.
+        topic: String,
+        /// Message key.
+        #[serde(default)]
+        key: Option<ByteBuf>,
+        /// Payload.
+        value: ByteBuf,
+        /// Headers.
+        #[serde(default)]
+        headers: Vec<(String, String)>,
+        /// How long to wait.
+        timeout_ms: u64,
     },
     /// Create a pipeline or bring it to this spec (swap versions or restart as needed).
     ApplyPipeline {
@@ -283,6 +454,26 @@ pub enum Response {
     State(Vec<StateEntry>),
     /// How many things a request affected.
     Count(u64),
+    /// One queue.
+    Queue(QueueInfo),
+    /// Several queues.
+    Queues(Vec<QueueInfo>),
+    /// Per message sent: enqueued (`false`: a dedup repeat, accepted but not enqueued).
+    Sent(Vec<bool>),
+    /// Received messages.
+    Deliveries(Vec<Delivery>),
+    /// A member's assignment.
+    Membership(Membership),
+    /// Group members.
+    GroupMembers(Vec<GroupMembers>),
+    /// One exchange.
+    Exchange(ExchangeInfo),
+    /// Several exchanges.
+    Exchanges(Vec<ExchangeInfo>),
+    /// Where a published message went.
+    Published(Vec<String>),
+    /// The reply to a request.
+    Reply(FetchedRecord),
 }
 
 /// A record on the wire, as produced: `(key, value, headers)` packed as an array to keep

@@ -96,11 +96,23 @@ pub enum ErrorCode {
     NotFound = 21,
     /// The entity exists already.
     AlreadyExists = 22,
+    /// The queue does not exist.
+    UnknownQueue = 23,
+    /// The exchange does not exist.
+    UnknownExchange = 24,
+    /// No binding matched and there is no alternate exchange.
+    Unroutable = 25,
+    /// The consumer group rebalanced; heartbeat for the new assignment.
+    Rebalanced = 26,
+    /// The receipt no longer names a current delivery.
+    StaleReceipt = 27,
+    /// The queue is full.
+    QueueFull = 28,
 }
 
 impl ErrorCode {
     /// Every code, for decoding.
-    const ALL: [ErrorCode; 22] = [
+    const ALL: [ErrorCode; 28] = [
         ErrorCode::Internal,
         ErrorCode::MalformedFrame,
         ErrorCode::FrameTooLarge,
@@ -123,6 +135,12 @@ impl ErrorCode {
         ErrorCode::Timeout,
         ErrorCode::NotFound,
         ErrorCode::AlreadyExists,
+        ErrorCode::UnknownQueue,
+        ErrorCode::UnknownExchange,
+        ErrorCode::Unroutable,
+        ErrorCode::Rebalanced,
+        ErrorCode::StaleReceipt,
+        ErrorCode::QueueFull,
     ];
 }
 

@@ -1,0 +1,316 @@
+//! Exchanges and routing keys (RabbitMQ/AMQP 0-9-1 semantics): a publish names an exchange
+//! and a routing key; the exchange's bindings decide which topics and queues get a copy.
+//!
+//! * `direct`: bindings whose key equals the routing key.
+//! * `topic`: bindings whose pattern matches the routing key: words split on `.`, `*` is
+//!   exactly one word, `#` is zero or more words.
+//! * `fanout`: every binding.
+//! * `headers`: bindings whose `K=V` matches are all (or, with `any`, some) in the headers.
+//!
+//! A message that matches nothing is unroutable: it goes to the exchange's alternate exchange
+//! if one is set, else the publisher gets an error. Nothing is dropped silently.
+//! Exchanges are stored in `meta` as `exchange/<name>`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits;
+use crate::storage::{Store, StoreError};
+use crate::types::{check_name, now_ms};
+
+/// How an exchange matches bindings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExchangeType {
+    /// Binding key equals the routing key.
+    Direct,
+    /// AMQP topic patterns (`*`, `#`).
+    Topic,
+    /// Every binding.
+    Fanout,
+    /// Header matches.
+    Headers,
+}
+
+/// Where a binding delivers.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Destination {
+    /// Append to a topic.
+    Topic(String),
+    /// Send to a queue.
+    Queue(String),
+}
+
+impl Destination {
+    /// Parse `topic:NAME` or `queue:NAME`.
+    pub fn parse(s: &str) -> Result<Destination, String> {
+        match s.split_once(':') {
+            Some(("topic", n)) if !n.is_empty() => Ok(Destination::Topic(n.to_string())),
+            Some(("queue", n)) if !n.is_empty() => Ok(Destination::Queue(n.to_string())),
+            _ => Err(format!("invalid destination {s:?}: use topic:NAME or queue:NAME")),
+        }
+    }
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Topic(t) => write!(f, "topic:{t}"),
+            Destination::Queue(q) => write!(f, "queue:{q}"),
+        }
+    }
+}
+
+/// One binding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    /// Where matching messages go.
+    pub destination: Destination,
+    /// Binding key or topic pattern (direct and topic exchanges).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// `K=V` header matches (headers exchanges).
+    #[serde(default)]
+    pub matches: Vec<(String, String)>,
+    /// Headers exchanges: match when any pair matches (default: all).
+    #[serde(default)]
+    pub match_any: bool,
+}
+
+/// An exchange and its bindings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExchangeInfo {
+    /// Name.
+    pub name: String,
+    /// Type.
+    pub kind: ExchangeType,
+    /// Bindings.
+    pub bindings: Vec<Binding>,
+    /// Exchange that receives unroutable messages.
+    #[serde(default)]
+    pub alternate: Option<String>,
+    /// Creation time.
+    pub created_ms: u64,
+}
+
+/// Why an exchange operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExchangeError {
+    /// No such exchange.
+    #[error("unknown exchange `{0}`: create it with `weir exchange create {0} --type direct|topic|fanout|headers`")]
+    Unknown(String),
+    /// It exists.
+    #[error("exchange `{0}` already exists")]
+    Exists(String),
+    /// Nothing matched and there is no alternate exchange.
+    #[error(
+        "unroutable: no binding of exchange `{exchange}` ({kind:?}) matches routing key {key:?}; bind a destination or set an alternate exchange"
+    )]
+    Unroutable {
+        /// Exchange.
+        exchange: String,
+        /// Its type.
+        kind: ExchangeType,
+        /// The routing key.
+        key: String,
+    },
+    /// A bad argument; the text says which.
+    #[error("{0}")]
+    Invalid(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Alternate exchanges followed before giving up (a cycle would loop forever otherwise).
+const ALTERNATE_HOPS_MAX: usize = 8;
+
+/// Every exchange.
+pub struct Exchanges {
+    store: Arc<Store>,
+    map: RwLock<BTreeMap<String, ExchangeInfo>>,
+}
+
+impl Exchanges {
+    /// Load the stored exchanges.
+    pub fn open(store: Arc<Store>) -> Result<Exchanges, ExchangeError> {
+        let mut map = BTreeMap::new();
+        for (k, v) in store.meta_scan("exchange/")? {
+            let e: ExchangeInfo =
+                rmp_serde::from_slice(&v).map_err(|e| StoreError::Corrupt { what: k.clone(), why: e.to_string() })?;
+            map.insert(e.name.clone(), e);
+        }
+        Ok(Exchanges { store, map: RwLock::new(map) })
+    }
+
+    /// Create an exchange.
+    pub async fn create(
+        &self,
+        name: &str,
+        kind: ExchangeType,
+        alternate: Option<String>,
+    ) -> Result<ExchangeInfo, ExchangeError> {
+        check_name("exchange", name).map_err(ExchangeError::Invalid)?;
+        if self.map.read().expect("exchanges").contains_key(name) {
+            return Err(ExchangeError::Exists(name.to_string()));
+        }
+        let e = ExchangeInfo { name: name.to_string(), kind, bindings: Vec::new(), alternate, created_ms: now_ms() };
+        self.save(e).await
+    }
+
+    /// Delete an exchange.
+    pub async fn delete(&self, name: &str) -> Result<(), ExchangeError> {
+        self.get(name)?;
+        self.store.meta_write(vec![(format!("exchange/{name}"), None)]).await?;
+        self.map.write().expect("exchanges").remove(name);
+        Ok(())
+    }
+
+    /// Add a binding (binding the same thing twice is a no-op).
+    pub async fn bind(&self, name: &str, binding: Binding) -> Result<ExchangeInfo, ExchangeError> {
+        let mut e = self.get(name)?;
+        check_binding(&e, &binding)?;
+        if !e.bindings.contains(&binding) {
+            if e.bindings.len() >= limits::EXCHANGE_MAX_BINDINGS {
+                return Err(ExchangeError::Invalid(format!(
+                    "exchange `{name}` has its maximum of {} bindings",
+                    limits::EXCHANGE_MAX_BINDINGS
+                )));
+            }
+            e.bindings.push(binding);
+        }
+        self.save(e).await
+    }
+
+    /// Remove bindings to `destination` (with `key`, if given).
+    pub async fn unbind(
+        &self,
+        name: &str,
+        destination: &Destination,
+        key: Option<&str>,
+    ) -> Result<ExchangeInfo, ExchangeError> {
+        let mut e = self.get(name)?;
+        let before = e.bindings.len();
+        e.bindings.retain(|b| !(b.destination == *destination && key.is_none_or(|k| b.key.as_deref() == Some(k))));
+        if e.bindings.len() == before {
+            return Err(ExchangeError::Invalid(format!("exchange `{name}` has no binding to {destination} like that")));
+        }
+        self.save(e).await
+    }
+
+    /// One exchange.
+    pub fn get(&self, name: &str) -> Result<ExchangeInfo, ExchangeError> {
+        self.map.read().expect("exchanges").get(name).cloned().ok_or_else(|| ExchangeError::Unknown(name.to_string()))
+    }
+
+    /// Every exchange.
+    pub fn list(&self) -> Vec<ExchangeInfo> {
+        self.map.read().expect("exchanges").values().cloned().collect()
+    }
+
+    /// The destinations of a message, each once, following alternate exchanges when nothing
+    /// matches.
+    pub fn route(
+        &self,
+        name: &str,
+        routing_key: &str,
+        headers: &[(String, String)],
+    ) -> Result<Vec<Destination>, ExchangeError> {
+        let mut current = self.get(name)?;
+        for _ in 0..ALTERNATE_HOPS_MAX {
+            let mut dests: Vec<Destination> = current
+                .bindings
+                .iter()
+                .filter(|b| matches(&current, b, routing_key, headers))
+                .map(|b| b.destination.clone())
+                .collect();
+            dests.sort();
+            dests.dedup();
+            if !dests.is_empty() {
+                return Ok(dests);
+            }
+            match &current.alternate {
+                Some(alt) => current = self.get(alt)?,
+                None => break,
+            }
+        }
+        let first = self.get(name)?;
+        Err(ExchangeError::Unroutable { exchange: name.to_string(), kind: first.kind, key: routing_key.to_string() })
+    }
+
+    async fn save(&self, e: ExchangeInfo) -> Result<ExchangeInfo, ExchangeError> {
+        let encoded = rmp_serde::to_vec_named(&e).map_err(|err| ExchangeError::Invalid(err.to_string()))?;
+        self.store.meta_write(vec![(format!("exchange/{}", e.name), Some(encoded))]).await?;
+        self.map.write().expect("exchanges").insert(e.name.clone(), e.clone());
+        Ok(e)
+    }
+}
+
+fn check_binding(e: &ExchangeInfo, b: &Binding) -> Result<(), ExchangeError> {
+    match e.kind {
+        ExchangeType::Direct | ExchangeType::Topic if b.key.is_none() => {
+            Err(ExchangeError::Invalid(format!("a {:?} exchange binds with a key: add --key", e.kind).to_lowercase()))
+        }
+        ExchangeType::Headers if b.matches.is_empty() => {
+            Err(ExchangeError::Invalid("a headers exchange binds with header matches: add --match K=V".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn matches(e: &ExchangeInfo, b: &Binding, key: &str, headers: &[(String, String)]) -> bool {
+    match e.kind {
+        ExchangeType::Fanout => true,
+        ExchangeType::Direct => b.key.as_deref() == Some(key),
+        ExchangeType::Topic => b.key.as_deref().is_some_and(|p| topic_matches(p, key)),
+        ExchangeType::Headers => {
+            let has = |(k, v): &(String, String)| headers.iter().any(|(hk, hv)| hk == k && hv == v);
+            if b.match_any { b.matches.iter().any(has) } else { b.matches.iter().all(has) }
+        }
+    }
+}
+
+/// AMQP topic matching: `*` matches exactly one word, `#` zero or more; words split on `.`.
+pub fn topic_matches(pattern: &str, key: &str) -> bool {
+    let p: Vec<&str> = pattern.split('.').collect();
+    let k: Vec<&str> = if key.is_empty() { Vec::new() } else { key.split('.').collect() };
+    // can[i][j]: pattern words from i match key words from j.
+    let mut can = vec![vec![false; k.len() + 1]; p.len() + 1];
+    can[p.len()][k.len()] = true;
+    for i in (0..p.len()).rev() {
+        for j in (0..=k.len()).rev() {
+            can[i][j] = match p[i] {
+                "#" => can[i + 1][j] || (j < k.len() && can[i][j + 1]),
+                "*" => j < k.len() && can[i + 1][j + 1],
+                word => j < k.len() && k[j] == word && can[i + 1][j + 1],
+            };
+        }
+    }
+    can[0][0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::topic_matches;
+
+    #[test]
+    fn amqp_topic_patterns() {
+        let cases = [
+            ("a.b.c", "a.b.c", true),
+            ("a.*.c", "a.b.c", true),
+            ("a.*.c", "a.c", false),
+            ("#", "", true),
+            ("#", "a.b", true),
+            ("a.#", "a", true),
+            ("#.c", "a.b.c", true),
+            ("a.#.c", "a.c", true),
+        ];
+        for (p, k, want) in cases {
+            assert_eq!(topic_matches(p, k), want, "{p} vs {k}");
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The in-memory index of one queue: which message is deliverable next, which wait for a
+//! timer, which are in flight, and the FIFO groups. Pure bookkeeping, no I/O: the caller
+//! persists what changed.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use super::DeliveryState;
+
+/// Where a message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Status {
+    /// Deliverable now.
+    Ready,
+    /// Delayed, or handed back with a delay; deliverable at `visible_at`.
+    Waiting,
+    /// Received; comes back at `visible_at` unless acked.
+    InFlight,
+    /// Behind the head of its FIFO group.
+    Blocked,
+    /// Past its deliveries, waiting to be moved to the dead-letter queue.
+    Parked,
+}
+
+/// One message's bookkeeping.
+#[derive(Debug, Clone)]
+pub(super) struct Entry {
+    pub priority: u8,
+    pub group: Option<String>,
+    pub deliveries: u32,
+    pub visible_at: u64,
+    pub status: Status,
+}
+
+impl Entry {
+    pub(super) fn new(priority: u8, group: Option<String>, deliveries: u32, visible_at: u64) -> Entry {
+        Entry { priority, group, deliveries, visible_at, status: Status::Waiting }
+    }
+}
+
+/// A queue's index.
+#[derive(Debug, Default)]
+pub(super) struct Index {
+    /// Sequence number of the next message.
+    pub next_seq: u64,
+    entries: HashMap<u64, Entry>,
+    /// Deliverable messages: highest priority first, then oldest.
+    ready: BTreeSet<(Reverse<u8>, u64)>,
+    /// `(time, seq)` of waiting and in-flight messages.
+    timers: BTreeSet<(u64, u64)>,
+    /// Messages of each FIFO group, in send order; only the head is ever deliverable.
+    groups: HashMap<String, VecDeque<u64>>,
+    parked: Vec<u64>,
+    /// Dedup ids and when they expire.
+    pub dedup: HashMap<String, u64>,
+}
+
+impl Index {
+    pub(super) fn reserve_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq - 1
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(super) fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    pub(super) fn get(&self, seq: u64) -> Option<&Entry> {
+        self.entries.get(&seq)
+    }
+
+    /// `(ready, waiting, in flight)`.
+    pub(super) fn counts(&self) -> (u64, u64, u64) {
+        let in_flight = self.entries.values().filter(|e| e.status == Status::InFlight).count() as u64;
+        let ready = self.ready.len() as u64;
+        (ready, self.entries.len() as u64 - ready - in_flight, in_flight)
+    }
+
+    /// When the next timer fires.
+    pub(super) fn next_timer(&self) -> Option<u64> {
+        self.timers.first().map(|(t, _)| *t)
+    }
+
+    /// Add a message (new, or recovered with its status).
+    pub(super) fn insert(&mut self, seq: u64, entry: Entry) {
+        let group = entry.group.clone();
+        let in_flight = entry.status == Status::InFlight;
+        self.entries.insert(seq, entry);
+        let head = match group {
+            None => true,
+            Some(g) => {
+                let q = self.groups.entry(g).or_default();
+                q.push_back(seq);
+                q.len() == 1
+            }
+        };
+        if in_flight {
+            let e = &self.entries[&seq];
+            self.timers.insert((e.visible_at, seq));
+        } else if head {
+            self.place(seq);
+        } else {
+            self.entries.get_mut(&seq).expect("inserted").status = Status::Blocked;
+        }
+    }
+
+    /// Make an eligible message ready or waiting by its time.
+    fn place(&mut self, seq: u64) {
+        let now = crate::types::now_ms();
+        let e = self.entries.get_mut(&seq).expect("placed entry exists");
+        if e.visible_at <= now {
+            e.status = Status::Ready;
+            self.ready.insert((Reverse(e.priority), seq));
+        } else {
+            e.status = Status::Waiting;
+            self.timers.insert((e.visible_at, seq));
+        }
+    }
+
+    /// Take up to `max` ready messages into flight until `now + visibility_ms`.
+    pub(super) fn take_ready(&mut self, max: usize, now: u64, visibility_ms: u64) -> Vec<(u64, DeliveryState)> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some((_, seq)) = self.ready.pop_first() else { break };
+            let e = self.entries.get_mut(&seq).expect("ready entry exists");
+            e.deliveries += 1;
+            e.status = Status::InFlight;
+            e.visible_at = now + visibility_ms;
+            self.timers.insert((e.visible_at, seq));
+            out.push((seq, DeliveryState { deliveries: e.deliveries, visible_at_ms: e.visible_at, in_flight: true }));
+        }
+        out
+    }
+
+    /// Forget a message; the next of its group becomes eligible.
+    pub(super) fn remove(&mut self, seq: u64) {
+        let Some(e) = self.entries.remove(&seq) else { return };
+        self.ready.remove(&(Reverse(e.priority), seq));
+        self.timers.remove(&(e.visible_at, seq));
+        self.parked.retain(|s| *s != seq);
+        if let Some(g) = e.group {
+            let q = self.groups.get_mut(&g).expect("group of an entry exists");
+            let was_head = q.front() == Some(&seq);
+            q.retain(|s| *s != seq);
+            match q.front().copied() {
+                None => {
+                    self.groups.remove(&g);
+                }
+                Some(next) if was_head => self.place(next),
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Hand an in-flight message back, deliverable at `visible_at`.
+    pub(super) fn requeue(&mut self, seq: u64, visible_at: u64) -> DeliveryState {
+        let e = self.entries.get_mut(&seq).expect("requeued entry exists");
+        self.timers.remove(&(e.visible_at, seq));
+        e.visible_at = visible_at;
+        let deliveries = e.deliveries;
+        self.place(seq);
+        DeliveryState { deliveries, visible_at_ms: visible_at, in_flight: false }
+    }
+
+    /// Move an in-flight message's deadline.
+    pub(super) fn extend(&mut self, seq: u64, deadline: u64) -> DeliveryState {
+        let e = self.entries.get_mut(&seq).expect("extended entry exists");
+        self.timers.remove(&(e.visible_at, seq));
+        e.visible_at = deadline;
+        self.timers.insert((deadline, seq));
+        DeliveryState { deliveries: e.deliveries, visible_at_ms: deadline, in_flight: true }
+    }
+
+    /// Fire timers up to `now`: waiting messages become ready; in-flight messages come back,
+    /// or are parked for the dead-letter queue once delivered `max_deliveries` times.
+    pub(super) fn expire(&mut self, now: u64, max_deliveries: Option<u32>) {
+        while let Some(&(t, seq)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.pop_first();
+            let e = self.entries.get_mut(&seq).expect("timer entry exists");
+            if e.status == Status::InFlight && max_deliveries.is_some_and(|m| e.deliveries >= m) {
+                e.status = Status::Parked;
+                self.parked.push(seq);
+            } else {
+                e.status = Status::Ready;
+                self.ready.insert((Reverse(e.priority), seq));
+            }
+        }
+    }
+
+    /// Messages parked for the dead-letter queue since the last call.
+    pub(super) fn take_parked(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.parked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(priority: u8, group: Option<&str>) -> Entry {
+        Entry::new(priority, group.map(str::to_string), 0, 0)
+    }
+
+    #[test]
+    fn priority_first_then_fifo() {
+        let mut ix = Index::default();
+        for (seq, p) in [(0, 1), (1, 5), (2, 1), (3, 5)] {
+            ix.insert(seq, entry(p, None));
+        }
+        let got: Vec<u64> = ix.take_ready(10, 0, 1000).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(got, vec![1, 3, 0, 2]);
+    }
+
+    #[test]
+    fn a_group_delivers_one_at_a_time_in_order() {
+        let mut ix = Index::default();
+        ix.insert(0, entry(0, Some("g")));
+        ix.insert(1, entry(9, Some("g")));
+        ix.insert(2, entry(0, None));
+        let first: Vec<u64> = ix.take_ready(10, 0, 1000).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(first, vec![0, 2], "the group's second message waits for its head");
+        ix.remove(0);
+        assert_eq!(ix.take_ready(10, 0, 1000).into_iter().map(|(s, _)| s).collect::<Vec<_>>(), vec![1]);
+    }
+
+    #[test]
+    fn timeouts_redeliver_then_park() {
+        let mut ix = Index::default();
+        ix.insert(0, entry(0, None));
+        let (_, st) = ix.take_ready(1, 0, 100)[0];
+        assert_eq!((st.deliveries, st.visible_at_ms), (1, 100));
+        ix.expire(99, Some(2));
+        assert!(ix.take_ready(1, 99, 100).is_empty(), "invisible before its deadline");
+        ix.expire(100, Some(2));
+        let (_, st) = ix.take_ready(1, 100, 100)[0];
+        assert_eq!(st.deliveries, 2);
+        ix.expire(200, Some(2));
+        assert_eq!(ix.take_parked(), vec![0]);
+        assert!(ix.take_ready(1, 200, 100).is_empty());
+    }
+}

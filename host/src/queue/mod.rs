@@ -1,0 +1,767 @@
+//! Queues: point-to-point delivery with SQS and RabbitMQ quorum-queue semantics, persisted in
+//! the `queues` column family.
+//!
+//! A message is *ready*, *waiting* (delayed, or nacked with a delay), *in flight* (received,
+//! invisible until its visibility deadline, identified by a receipt), or blocked behind the
+//! head of its FIFO group. Competing consumers each get a different message; an unacked
+//! message returns after its visibility timeout with its delivery count raised; after
+//! `max_deliveries` it moves to the dead-letter queue with the reason. Higher priority first,
+//! FIFO within a priority and within a group. A repeated dedup id within the window is
+//! accepted but not enqueued again.
+//!
+//! Invariants:
+//! * Every state change is durable before it is acknowledged to a client; the in-memory
+//!   index is rebuilt from the column family at start.
+//! * Writes for one queue are submitted while its lock is held, so they commit in the order
+//!   the index changed.
+//! * A receipt names one delivery (`seq-deliveries`); it stops working once the message is
+//!   delivered again, acked or dead-lettered.
+//!
+//! Key layout (`queues` CF): `b·qid·seq` the message (immutable), `s·qid·seq` its delivery
+//! state, `d·qid·dedup-id` a dedup id's expiry.
+
+mod index;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::limits;
+use crate::storage::{Commit, Store, StoreError};
+use crate::types::{check_name, now_ms};
+use index::{Entry, Index, Status};
+
+/// Header carrying how many times a message has been delivered.
+pub const DELIVERY_COUNT: &str = "weir-delivery-count";
+/// Header carrying a message's priority.
+pub const PRIORITY: &str = "weir-priority";
+/// Header on a dead letter saying why it was moved.
+pub const DEAD_LETTER_REASON: &str = "weir-dead-letter-reason";
+/// Header on a dead letter naming the queue it came from.
+pub const DEAD_LETTER_SOURCE: &str = "weir-dead-letter-source";
+
+/// Settings of a queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueConfig {
+    /// How long a received message stays invisible before it is delivered again.
+    pub visibility_timeout_ms: u64,
+    /// Deliveries before the message moves to the dead-letter queue (`None`: unlimited).
+    #[serde(default)]
+    pub max_deliveries: Option<u32>,
+    /// Queue receiving messages past `max_deliveries` (and explicit dead-letter nacks).
+    #[serde(default)]
+    pub dead_letter: Option<String>,
+    /// How long a dedup id is remembered.
+    pub dedup_window_ms: u64,
+    /// Most messages held.
+    pub max_messages: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            visibility_timeout_ms: 30_000,
+            max_deliveries: None,
+            dead_letter: None,
+            dedup_window_ms: 5 * 60_000,
+            max_messages: limits::QUEUE_MAX_MESSAGES,
+        }
+    }
+}
+
+/// A message to enqueue.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewQueueMessage {
+    /// Payload.
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+    /// Metadata.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// 0 (lowest, the default) to 9.
+    #[serde(default)]
+    pub priority: u8,
+    /// Invisible for this long after sending.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Sending the same id again within the queue's dedup window enqueues nothing.
+    #[serde(default)]
+    pub dedup_id: Option<String>,
+    /// FIFO group: one message of a group is in flight at a time, in send order.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// A received message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Ack, nack or extend with this.
+    pub receipt: String,
+    /// Payload.
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+    /// Metadata, with `weir-delivery-count` and `weir-priority` added.
+    pub headers: Vec<(String, String)>,
+    /// Times delivered, this one included.
+    pub deliveries: u32,
+    /// Priority.
+    pub priority: u8,
+    /// FIFO group.
+    pub group: Option<String>,
+    /// Send time, ms since the epoch.
+    pub enqueued_ms: u64,
+}
+
+/// Counts and settings of a queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueueInfo {
+    /// Name.
+    pub name: String,
+    /// Settings.
+    pub config: QueueConfig,
+    /// Deliverable now.
+    pub ready: u64,
+    /// Delayed or blocked behind their FIFO group.
+    pub waiting: u64,
+    /// Received and not yet acked.
+    pub in_flight: u64,
+    /// Creation time.
+    pub created_ms: u64,
+}
+
+/// What to do with a message handed back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Nack {
+    /// Make it deliverable again (after `delay_ms`).
+    Requeue {
+        /// Wait before it is visible again.
+        delay_ms: u64,
+    },
+    /// Move it to the dead-letter queue now.
+    DeadLetter,
+}
+
+/// Why a queue operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// No such queue.
+    #[error("unknown queue `{0}`: create it with `weir queue create {0}`")]
+    Unknown(String),
+    /// A queue of that name exists.
+    #[error("queue `{0}` already exists")]
+    Exists(String),
+    /// The receipt does not name a current delivery.
+    #[error(
+        "receipt {receipt} of queue `{queue}` is not valid any more: the message was acked, delivered again after its visibility timeout, or dead-lettered"
+    )]
+    StaleReceipt {
+        /// Queue.
+        queue: String,
+        /// Receipt.
+        receipt: String,
+    },
+    /// A setting or argument is out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// The queue is full.
+    #[error("queue `{queue}` holds its maximum of {max} messages; consume some or raise --max-messages")]
+    Full {
+        /// Queue.
+        queue: String,
+        /// Its limit.
+        max: usize,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+type Result<T, E = QueueError> = std::result::Result<T, E>;
+
+/// A queue as stored in `meta` (`queue/<name>`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct QueueRecord {
+    id: u32,
+    name: String,
+    config: QueueConfig,
+    created_ms: u64,
+}
+
+/// The immutable part of a message (`b` key).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Body {
+    #[serde(with = "serde_bytes")]
+    body: Vec<u8>,
+    headers: Vec<(String, String)>,
+    priority: u8,
+    group: Option<String>,
+    enqueued_ms: u64,
+    available_at_ms: u64,
+}
+
+/// Delivery state (`s` key): written on receive, nack and extend.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct DeliveryState {
+    deliveries: u32,
+    visible_at_ms: u64,
+    in_flight: bool,
+}
+
+/// One queue: settings, index and the wake-up for waiting receivers.
+pub struct Queue {
+    /// Numeric id in keys.
+    pub id: u32,
+    /// Name.
+    pub name: String,
+    /// Settings.
+    pub config: QueueConfig,
+    created_ms: u64,
+    index: Mutex<Index>,
+    notify: Notify,
+}
+
+/// Every queue of the server.
+pub struct Queues {
+    store: Arc<Store>,
+    queues: RwLock<HashMap<String, Arc<Queue>>>,
+    next_id: Mutex<u32>,
+}
+
+fn key(kind: u8, qid: u32, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(13);
+    k.push(kind);
+    k.extend_from_slice(&qid.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn dedup_key(qid: u32, id: &str) -> Vec<u8> {
+    let mut k = vec![b'd'];
+    k.extend_from_slice(&qid.to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn prefix(kind: u8, qid: u32) -> Vec<u8> {
+    let mut k = vec![kind];
+    k.extend_from_slice(&qid.to_be_bytes());
+    k
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    rmp_serde::to_vec(v).expect("queue records always encode")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &[u8], v: &[u8]) -> Result<T> {
+    rmp_serde::from_slice(v)
+        .map_err(|e| StoreError::Corrupt { what: format!("queue entry {what:02x?}"), why: e.to_string() }.into())
+}
+
+impl Queues {
+    /// Load every queue and rebuild its index from the store.
+    pub fn open(store: Arc<Store>) -> Result<Queues> {
+        let mut queues = HashMap::new();
+        let now = now_ms();
+        for (k, v) in store.meta_scan("queue/")? {
+            let rec: QueueRecord = decode(k.as_bytes(), &v)?;
+            let index = recover(&store, rec.id, now)?;
+            let q = Queue {
+                id: rec.id,
+                name: rec.name.clone(),
+                config: rec.config,
+                created_ms: rec.created_ms,
+                index: Mutex::new(index),
+                notify: Notify::new(),
+            };
+            queues.insert(rec.name, Arc::new(q));
+        }
+        let next_id = match store.meta_get("seq/queue")? {
+            Some(v) => u32::from_be_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt { what: "seq/queue".into(), why: "not 4 bytes".into() })?,
+            ),
+            None => 1,
+        };
+        Ok(Queues { store, queues: RwLock::new(queues), next_id: Mutex::new(next_id) })
+    }
+
+    /// Create a queue (and its dead-letter queue, if named and missing).
+    pub async fn create(&self, name: &str, config: QueueConfig) -> Result<QueueInfo> {
+        check_name("queue", name).map_err(QueueError::Invalid)?;
+        check_config(&config)?;
+        if self.get(name).is_ok() {
+            return Err(QueueError::Exists(name.to_string()));
+        }
+        if let Some(dlq) = &config.dead_letter {
+            if dlq == name {
+                return Err(QueueError::Invalid(format!("queue `{name}` cannot be its own dead-letter queue")));
+            }
+            if self.get(dlq).is_err() {
+                Box::pin(self.create(dlq, QueueConfig::default())).await?;
+            }
+        }
+        let id = {
+            let mut next = self.next_id.lock().expect("queue ids");
+            *next += 1;
+            *next - 1
+        };
+        let rec = QueueRecord { id, name: name.to_string(), config: config.clone(), created_ms: now_ms() };
+        let meta = vec![
+            (format!("queue/{name}"), Some(rmp_serde::to_vec_named(&rec).expect("encodes"))),
+            ("seq/queue".to_string(), Some((id + 1).to_be_bytes().to_vec())),
+        ];
+        self.store.meta_write(meta).await?;
+        let q = Arc::new(Queue {
+            id,
+            name: name.to_string(),
+            config,
+            created_ms: rec.created_ms,
+            index: Mutex::new(Index::default()),
+            notify: Notify::new(),
+        });
+        self.queues.write().expect("queues").insert(name.to_string(), q.clone());
+        Ok(q.info())
+    }
+
+    /// Delete a queue and every message in it.
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        let q = self.get(name)?;
+        self.store.meta_write(vec![(format!("queue/{name}"), None)]).await?;
+        self.queues.write().expect("queues").remove(name);
+        self.purge_keys(&q).await
+    }
+
+    /// Remove every message (in flight ones too); returns how many.
+    pub async fn purge(&self, name: &str) -> Result<u64> {
+        let q = self.get(name)?;
+        let n = {
+            let mut index = q.index.lock().expect("queue index");
+            let n = index.len() as u64;
+            let next_seq = index.next_seq;
+            *index = Index::default();
+            index.next_seq = next_seq;
+            n
+        };
+        self.purge_keys(&q).await?;
+        Ok(n)
+    }
+
+    async fn purge_keys(&self, q: &Queue) -> Result<()> {
+        let mut writes = Vec::new();
+        for kind in [b'b', b's', b'd'] {
+            for (k, _) in self.store.queue_scan(&prefix(kind, q.id))? {
+                writes.push((k, None));
+            }
+        }
+        self.store.submit(Commit { queue: writes, ..Commit::default() }).await?;
+        Ok(())
+    }
+
+    /// The queue named `name`.
+    pub fn get(&self, name: &str) -> Result<Arc<Queue>> {
+        self.queues.read().expect("queues").get(name).cloned().ok_or_else(|| QueueError::Unknown(name.to_string()))
+    }
+
+    /// Every queue, by name.
+    pub fn list(&self) -> Vec<QueueInfo> {
+        let mut all: Vec<QueueInfo> = self.queues.read().expect("queues").values().map(|q| q.info()).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Validate and stage a send: the writes to commit, and what to do once committed.
+    /// `None` when the dedup id was seen within the window (accepted, not enqueued).
+    pub fn prepare_send(&self, name: &str, msg: NewQueueMessage) -> Result<Option<PreparedSend>> {
+        let q = self.get(name)?;
+        check_message(&msg)?;
+        let now = now_ms();
+        let mut index = q.index.lock().expect("queue index");
+        if let Some(id) = &msg.dedup_id
+            && index.dedup.get(id).is_some_and(|exp| *exp > now)
+        {
+            return Ok(None);
+        }
+        if index.len() >= q.config.max_messages {
+            return Err(QueueError::Full { queue: q.name.clone(), max: q.config.max_messages });
+        }
+        let seq = index.reserve_seq();
+        let body = Body {
+            body: msg.body,
+            headers: msg.headers,
+            priority: msg.priority,
+            group: msg.group,
+            enqueued_ms: now,
+            available_at_ms: now + msg.delay_ms,
+        };
+        let mut writes = vec![(key(b'b', q.id, seq), Some(encode(&body)))];
+        if let Some(id) = &msg.dedup_id {
+            let exp = now + q.config.dedup_window_ms;
+            index.dedup.insert(id.clone(), exp);
+            writes.push((dedup_key(q.id, id), Some(exp.to_be_bytes().to_vec())));
+        }
+        let entry = Entry::new(body.priority, body.group.clone(), 0, body.available_at_ms);
+        Ok(Some(PreparedSend { queue: q.clone(), seq, entry, writes }))
+    }
+
+    /// Send one message durably. Returns whether it was enqueued (false: a dedup repeat).
+    pub async fn send(&self, name: &str, msg: NewQueueMessage) -> Result<bool> {
+        let Some(prepared) = self.prepare_send(name, msg)? else { return Ok(false) };
+        let writes = prepared.writes.clone();
+        self.store.submit(Commit { queue: writes, ..Commit::default() }).await?;
+        prepared.commit();
+        Ok(true)
+    }
+
+    /// Receive up to `max` messages, waiting up to `wait` for the first one.
+    pub async fn receive(
+        &self,
+        name: &str,
+        max: usize,
+        wait: Duration,
+        visibility_ms: Option<u64>,
+    ) -> Result<Vec<Delivery>> {
+        let q = self.get(name)?;
+        let max = max.clamp(1, limits::QUEUE_RECEIVE_MAX);
+        let visibility = visibility_ms.unwrap_or(q.config.visibility_timeout_ms).min(limits::QUEUE_MAX_DELAY_MS);
+        let deadline = tokio::time::Instant::now() + wait.min(Duration::from_millis(limits::MAX_FETCH_WAIT_MS));
+        loop {
+            let notified = q.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (taken, pending) = {
+                let mut index = q.index.lock().expect("queue index");
+                // Messages past their deliveries are parked here and moved by `tick`.
+                index.expire(now_ms(), q.config.max_deliveries);
+                let taken = index.take_ready(max, now_ms(), visibility);
+                let writes: Vec<_> = taken.iter().map(|(seq, st)| (key(b's', q.id, *seq), Some(encode(st)))).collect();
+                let pending =
+                    (!writes.is_empty()).then(|| self.store.submit(Commit { queue: writes, ..Commit::default() }));
+                (taken, pending)
+            };
+            if let Some(pending) = pending {
+                pending.await?;
+                return self.deliveries(&q, taken);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            // Wake for a send, a nack, or the next timer (delay or visibility deadline).
+            let next_timer = q.index.lock().expect("queue index").next_timer();
+            let until = next_timer
+                .map(|t| now + Duration::from_millis(t.saturating_sub(now_ms()).max(1)))
+                .map_or(deadline, |t| t.min(deadline));
+            let _ = tokio::time::timeout_at(until, notified).await;
+        }
+    }
+
+    fn deliveries(&self, q: &Queue, taken: Vec<(u64, DeliveryState)>) -> Result<Vec<Delivery>> {
+        taken
+            .into_iter()
+            .map(|(seq, st)| {
+                let k = key(b'b', q.id, seq);
+                let raw = self.store.queue_get(&k)?.ok_or_else(|| StoreError::Corrupt {
+                    what: format!("queue {} message {seq}", q.name),
+                    why: "body missing".into(),
+                })?;
+                let b: Body = decode(&k, &raw)?;
+                let mut headers = b.headers;
+                headers.push((DELIVERY_COUNT.into(), st.deliveries.to_string()));
+                if b.priority > 0 {
+                    headers.push((PRIORITY.into(), b.priority.to_string()));
+                }
+                Ok(Delivery {
+                    receipt: receipt(seq, st.deliveries),
+                    body: b.body,
+                    headers,
+                    deliveries: st.deliveries,
+                    priority: b.priority,
+                    group: b.group,
+                    enqueued_ms: b.enqueued_ms,
+                })
+            })
+            .collect()
+    }
+
+    /// Acknowledge deliveries: the messages are gone for good.
+    pub async fn ack(&self, name: &str, receipts: &[String]) -> Result<()> {
+        let q = self.get(name)?;
+        let pending = {
+            let mut index = q.index.lock().expect("queue index");
+            let writes = self.ack_locked(&q, &mut index, receipts)?;
+            self.store.submit(Commit { queue: writes, ..Commit::default() })
+        };
+        pending.await?;
+        q.notify.notify_waiters();
+        Ok(())
+    }
+
+    /// Stage acks for a caller's own commit (a pipeline acks in the commit of its outputs):
+    /// the index forgets the messages now; the returned deletes must be committed.
+    pub fn ack_in_commit(&self, name: &str, receipts: &[String]) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>> {
+        let q = self.get(name)?;
+        let mut index = q.index.lock().expect("queue index");
+        let writes = self.ack_locked(&q, &mut index, receipts)?;
+        drop(index);
+        q.notify.notify_waiters();
+        Ok(writes)
+    }
+
+    fn ack_locked(&self, q: &Queue, index: &mut Index, receipts: &[String]) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>> {
+        let seqs = receipts.iter().map(|r| self.in_flight(q, index, r)).collect::<Result<Vec<_>>>()?;
+        let mut writes = Vec::with_capacity(seqs.len() * 2);
+        for seq in seqs {
+            index.remove(seq);
+            writes.push((key(b'b', q.id, seq), None));
+            writes.push((key(b's', q.id, seq), None));
+        }
+        Ok(writes)
+    }
+
+    /// Hand deliveries back: requeue them (after a delay) or dead-letter them now.
+    pub async fn nack(&self, name: &str, receipts: &[String], how: Nack) -> Result<()> {
+        let q = self.get(name)?;
+        let now = now_ms();
+        let mut moves = Vec::new();
+        let pending = {
+            let mut index = q.index.lock().expect("queue index");
+            let seqs = receipts.iter().map(|r| self.in_flight(&q, &index, r)).collect::<Result<Vec<_>>>()?;
+            let mut writes = Vec::new();
+            for seq in seqs {
+                match how {
+                    Nack::Requeue { delay_ms } => {
+                        let st = index.requeue(seq, now + delay_ms.min(limits::QUEUE_MAX_DELAY_MS));
+                        writes.push((key(b's', q.id, seq), Some(encode(&st))));
+                    }
+                    Nack::DeadLetter => {
+                        moves.push((seq, "dead-lettered by a consumer (nack --dead-letter)".to_string()))
+                    }
+                }
+            }
+            (!writes.is_empty()).then(|| self.store.submit(Commit { queue: writes, ..Commit::default() }))
+        };
+        if let Some(p) = pending {
+            p.await?;
+        }
+        for (seq, reason) in moves {
+            self.dead_letter(&q, seq, &reason).await?;
+        }
+        q.notify.notify_waiters();
+        Ok(())
+    }
+
+    /// Give in-flight deliveries more time.
+    pub async fn extend(&self, name: &str, receipts: &[String], timeout_ms: u64) -> Result<()> {
+        let q = self.get(name)?;
+        let deadline = now_ms() + timeout_ms.min(limits::QUEUE_MAX_DELAY_MS);
+        let pending = {
+            let mut index = q.index.lock().expect("queue index");
+            let seqs = receipts.iter().map(|r| self.in_flight(&q, &index, r)).collect::<Result<Vec<_>>>()?;
+            let writes: Vec<_> = seqs
+                .into_iter()
+                .map(|seq| (key(b's', q.id, seq), Some(encode(&index.extend(seq, deadline)))))
+                .collect();
+            self.store.submit(Commit { queue: writes, ..Commit::default() })
+        };
+        pending.await?;
+        Ok(())
+    }
+
+    fn in_flight(&self, q: &Queue, index: &Index, receipt: &str) -> Result<u64> {
+        let stale = || QueueError::StaleReceipt { queue: q.name.clone(), receipt: receipt.to_string() };
+        let (seq, deliveries) = parse_receipt(receipt).ok_or_else(stale)?;
+        match index.get(seq) {
+            Some(e) if matches!(e.status, Status::InFlight) && e.deliveries == deliveries => Ok(seq),
+            _ => Err(stale()),
+        }
+    }
+
+    /// Deliveries past their deadline come back, or move to the dead-letter queue after
+    /// `max_deliveries`; delayed messages whose time came become ready. Called by receives and
+    /// by the broker's timer.
+    pub async fn tick(&self) -> Result<()> {
+        let queues: Vec<Arc<Queue>> = self.queues.read().expect("queues").values().cloned().collect();
+        let now = now_ms();
+        for q in queues {
+            let (expired, woke) = {
+                let mut index = q.index.lock().expect("queue index");
+                index.expire(now, q.config.max_deliveries);
+                let expired = index.take_parked();
+                let woke = index.ready_len() > 0;
+                index.dedup.retain(|_, exp| *exp > now);
+                (expired, woke)
+            };
+            for seq in expired {
+                let reason =
+                    format!("delivered {} times without an ack (max deliveries)", q.config.max_deliveries.unwrap_or(0));
+                self.dead_letter(&q, seq, &reason).await?;
+            }
+            if woke {
+                q.notify.notify_waiters();
+            }
+        }
+        Ok(())
+    }
+
+    /// Move one message to the queue's dead-letter queue (or drop it, if it has none),
+    /// atomically: the delete here and the put there are one commit.
+    async fn dead_letter(&self, q: &Arc<Queue>, seq: u64, reason: &str) -> Result<()> {
+        let k = key(b'b', q.id, seq);
+        let Some(raw) = self.store.queue_get(&k)? else { return Ok(()) };
+        let mut body: Body = decode(&k, &raw)?;
+        let mut writes = vec![(k, None), (key(b's', q.id, seq), None)];
+        let target = q.config.dead_letter.as_deref().and_then(|d| self.get(d).ok());
+        let staged = match &target {
+            Some(dlq) => {
+                body.headers.push((DEAD_LETTER_REASON.into(), reason.to_string()));
+                body.headers.push((DEAD_LETTER_SOURCE.into(), q.name.clone()));
+                let msg = NewQueueMessage {
+                    body: body.body,
+                    headers: body.headers,
+                    priority: body.priority,
+                    group: body.group,
+                    ..Default::default()
+                };
+                let staged = self.prepare_send(&dlq.name, msg)?;
+                if let Some(s) = &staged {
+                    writes.extend(s.writes.clone());
+                }
+                staged
+            }
+            None => {
+                tracing::warn!(queue = %q.name, seq, reason, "message dropped: the queue has no dead-letter queue");
+                None
+            }
+        };
+        let pending = {
+            q.index.lock().expect("queue index").remove(seq);
+            self.store.submit(Commit { queue: writes, ..Commit::default() })
+        };
+        pending.await?;
+        if let Some(s) = staged {
+            s.commit();
+        }
+        Ok(())
+    }
+}
+
+impl Queue {
+    /// Counts and settings.
+    pub fn info(&self) -> QueueInfo {
+        let index = self.index.lock().expect("queue index");
+        let (ready, waiting, in_flight) = index.counts();
+        QueueInfo {
+            name: self.name.clone(),
+            config: self.config.clone(),
+            ready,
+            waiting,
+            in_flight,
+            created_ms: self.created_ms,
+        }
+    }
+}
+
+/// A send whose writes are to be committed by the caller, then [`PreparedSend::commit`]ted
+/// to the index (so a message is never delivered before it is durable).
+pub struct PreparedSend {
+    queue: Arc<Queue>,
+    seq: u64,
+    entry: Entry,
+    /// Writes for the `queues` column family.
+    pub writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl PreparedSend {
+    /// Make the message deliverable (after its writes were committed).
+    pub fn commit(self) {
+        self.queue.index.lock().expect("queue index").insert(self.seq, self.entry);
+        self.queue.notify.notify_waiters();
+    }
+}
+
+fn receipt(seq: u64, deliveries: u32) -> String {
+    format!("{seq}-{deliveries}")
+}
+
+fn parse_receipt(r: &str) -> Option<(u64, u32)> {
+    let (s, d) = r.split_once('-')?;
+    Some((s.parse().ok()?, d.parse().ok()?))
+}
+
+fn check_config(c: &QueueConfig) -> Result<()> {
+    if c.visibility_timeout_ms == 0 || c.visibility_timeout_ms > limits::QUEUE_MAX_DELAY_MS {
+        return Err(QueueError::Invalid(format!(
+            "visibility timeout must be between 1 ms and 12 h, got {} ms",
+            c.visibility_timeout_ms
+        )));
+    }
+    if c.max_deliveries == Some(0) {
+        return Err(QueueError::Invalid("max deliveries must be at least 1".into()));
+    }
+    if c.max_messages == 0 || c.max_messages > limits::QUEUE_MAX_MESSAGES {
+        return Err(QueueError::Invalid(format!("max messages must be between 1 and {}", limits::QUEUE_MAX_MESSAGES)));
+    }
+    if let Some(d) = &c.dead_letter {
+        check_name("queue", d).map_err(QueueError::Invalid)?;
+    }
+    Ok(())
+}
+
+fn check_message(m: &NewQueueMessage) -> Result<()> {
+    if m.priority > 9 {
+        return Err(QueueError::Invalid(format!("priority must be 0 to 9, got {}", m.priority)));
+    }
+    if m.body.len() > limits::MAX_MESSAGE_BYTES {
+        return Err(QueueError::Invalid(format!(
+            "message of {} bytes exceeds the {}-byte limit",
+            m.body.len(),
+            limits::MAX_MESSAGE_BYTES
+        )));
+    }
+    if m.delay_ms > limits::QUEUE_MAX_DELAY_MS {
+        return Err(QueueError::Invalid("delay must be at most 12 h".into()));
+    }
+    if m.headers.len() > limits::MAX_HEADERS || m.dedup_id.as_ref().is_some_and(|d| d.is_empty() || d.len() > 128) {
+        return Err(QueueError::Invalid("too many headers, or a dedup id that is empty or over 128 bytes".into()));
+    }
+    Ok(())
+}
+
+/// Rebuild a queue's index from its keys.
+fn recover(store: &Store, qid: u32, now: u64) -> Result<Index> {
+    let mut states: HashMap<u64, DeliveryState> = HashMap::new();
+    for (k, v) in store.queue_scan(&prefix(b's', qid))? {
+        let seq = u64::from_be_bytes(k[5..13].try_into().expect("key length"));
+        states.insert(seq, decode(&k, &v)?);
+    }
+    let mut index = Index::default();
+    for (k, v) in store.queue_scan(&prefix(b'b', qid))? {
+        let seq = u64::from_be_bytes(k[5..13].try_into().expect("key length"));
+        let b: Body = decode(&k, &v)?;
+        let st = states.get(&seq).copied();
+        let mut entry = Entry::new(
+            b.priority,
+            b.group,
+            st.map_or(0, |s| s.deliveries),
+            st.map_or(b.available_at_ms, |s| s.visible_at_ms),
+        );
+        if st.is_some_and(|s| s.in_flight && s.visible_at_ms > now) {
+            entry.status = Status::InFlight;
+        }
+        index.next_seq = index.next_seq.max(seq + 1);
+        index.insert(seq, entry);
+    }
+    for (k, v) in store.queue_scan(&prefix(b'd', qid))? {
+        let exp = u64::from_be_bytes(v.as_slice().try_into().unwrap_or([0; 8]));
+        if exp > now {
+            index.dedup.insert(String::from_utf8_lossy(&k[5..]).into_owned(), exp);
+        }
+    }
+    Ok(index)
+}
