@@ -60,6 +60,13 @@ impl<'a> GroupConsumer<'a> {
         &self.positions
     }
 
+    /// Read `partition` from `offset` next (it must be assigned to this member).
+    pub fn seek(&mut self, partition: u32, offset: u64) {
+        if let Some(p) = self.positions.get_mut(&partition) {
+            *p = offset;
+        }
+    }
+
     /// Heartbeat now, picking up a new assignment if the group rebalanced.
     pub async fn heartbeat(&mut self) -> Result<&Membership, ClientError> {
         let m = match self.client.heartbeat(&self.group, &self.topic, &self.membership.member_id).await {

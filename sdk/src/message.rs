@@ -116,6 +116,26 @@ impl Message {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
+    /// The `weir-type` header: the event or message type.
+    pub fn message_type(&self) -> Option<&str> {
+        self.header(headers::TYPE)
+    }
+
+    /// The `weir-correlation-id` header.
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.header(headers::CORRELATION_ID)
+    }
+
+    /// The `weir-reply-to` header: where a reply should go.
+    pub fn reply_to(&self) -> Option<&str> {
+        self.header(headers::REPLY_TO)
+    }
+
+    /// The `weir-idempotency-key` header.
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.header(headers::IDEMPOTENCY_KEY)
+    }
+
     /// All headers in order.
     pub fn headers(&self) -> &[(String, String)] {
         &self.headers
@@ -186,6 +206,18 @@ impl Output {
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
+    }
+
+    /// The reply to `request`: routed to its `weir-reply-to` topic and carrying its
+    /// correlation id, so the requester (`weir request`, `Client::request_reply`) receives it.
+    /// A message that asked for no reply is an error (fatal: it will not change on retry).
+    pub fn reply(request: &Message, value: impl Into<Vec<u8>>) -> Result<Self, Error> {
+        let (Some(to), Some(id)) = (request.reply_to(), request.correlation_id()) else {
+            return Err(Error::fatal(
+                "the message carries no weir-reply-to and weir-correlation-id headers to reply to",
+            ));
+        };
+        Ok(Output::new(value).header(headers::CORRELATION_ID, id).to(to))
     }
 
     /// Route to `topic` instead of the next step.

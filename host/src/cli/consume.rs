@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use weir_host::client::Client;
+use weir_host::consumer::GroupConsumer;
 use weir_host::wire::{FetchPosition, FetchedRecord};
 
 use super::output;
@@ -15,7 +16,9 @@ use super::output;
 pub struct ConsumeArgs {
     /// Topic to read.
     topic: String,
-    /// Consumer group: start at its committed offsets and commit as messages are printed.
+    /// Consume as a member of this group: read only the partitions the group assigns to
+    /// this member, from the group's committed offsets (its start when none), committing as
+    /// messages are printed.
     #[arg(long)]
     group: Option<String>,
     /// Where to start without a committed offset: `beginning`, `latest`, or an offset.
@@ -40,7 +43,7 @@ pub enum GroupCmd {
         #[arg(long)]
         json: bool,
     },
-    /// One group's position and lag per partition.
+    /// One group's position and lag per partition, and its live members.
     Describe {
         /// Group.
         group: String,
@@ -48,9 +51,25 @@ pub enum GroupCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Move a group's committed offsets in a topic (members pick them up on rejoin).
+    Seek {
+        /// Group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// This offset in every partition.
+        #[arg(long, conflicts_with = "to_time", required_unless_present = "to_time")]
+        to_offset: Option<u64>,
+        /// The first offset at or after this time: RFC 3339, or a duration ago (`15m`).
+        #[arg(long)]
+        to_time: Option<String>,
+    },
 }
 
 pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
+    if let Some(group) = args.group.clone() {
+        return consume_group(client, &args, &group).await;
+    }
     let info = client.describe_topic(&args.topic).await?;
     let committed = match &args.group {
         Some(g) => client.fetch_offsets(g, &args.topic).await?,
@@ -78,7 +97,6 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
         let want = args.max.map_or(10_000, |m| (m - printed).min(10_000)) as u32;
         let wait = if args.follow { Duration::from_secs(5) } else { Duration::ZERO };
         let parts = client.fetch(&args.topic, pending, want, wait).await?;
-        let mut commits = Vec::new();
         for part in parts {
             let mut offset = part.first_offset;
             for rec in part.records {
@@ -93,17 +111,53 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
                 }
             }
             positions[part.partition as usize].offset = offset;
-            commits.push((part.partition, offset));
         }
         out.flush()?;
-        if let Some(g) = &args.group {
-            client.commit_offsets(g, &args.topic, commits).await.context("committing offsets")?;
-        }
         if args.max.is_some_and(|m| printed >= m) {
             break;
         }
     }
     out.flush()?;
+    Ok(())
+}
+
+/// Consume as a member of `group`: only the partitions the group assigns to this member,
+/// from the group's committed offsets, committing as messages are printed.
+async fn consume_group(client: &Client, args: &ConsumeArgs, group: &str) -> anyhow::Result<()> {
+    let info = client.describe_topic(&args.topic).await?;
+    let ends: Vec<u64> = info.partitions.iter().map(|(_, e)| *e).collect();
+    let mut member = GroupConsumer::join(client, group, &args.topic, Duration::from_secs(10)).await?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut printed = 0u64;
+    loop {
+        let caught_up = member.positions().iter().all(|(p, o)| *o >= ends[*p as usize]);
+        if (!args.follow && caught_up) || args.max.is_some_and(|m| printed >= m) {
+            break;
+        }
+        let want = args.max.map_or(10_000, |m| (m - printed).min(10_000)) as u32;
+        let wait = if args.follow { Duration::from_secs(2) } else { Duration::ZERO };
+        let mut next: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
+        for (partition, offset, rec) in member.poll(want, wait).await? {
+            let full = args.max.is_some_and(|m| printed >= m);
+            if full || (!args.follow && offset >= ends[partition as usize]) {
+                next.entry(partition).or_insert(offset);
+                continue;
+            }
+            print_record(&mut out, args, partition, offset, &rec)?;
+            printed += 1;
+        }
+        // Records fetched but not printed are read again (by this member or the next owner).
+        for (p, o) in next {
+            member.seek(p, o);
+        }
+        out.flush()?;
+        if let Err(e) = member.commit().await {
+            eprintln!("warning: {e}");
+        }
+    }
+    out.flush()?;
+    member.leave().await.context("leaving the group")?;
     Ok(())
 }
 
@@ -158,13 +212,39 @@ pub async fn run_group(client: &Client, cmd: GroupCmd) -> anyhow::Result<()> {
             let rows = groups.iter().map(|g| vec![g.group.clone(), g.topic.clone(), g.lag().to_string()]).collect();
             output::table(&["GROUP", "TOPIC", "LAG"], rows);
         }
+        GroupCmd::Seek { group, topic, to_offset, to_time } => {
+            let info = client.describe_topic(&topic).await?;
+            let offsets: Vec<(u32, u64)> = match (to_offset, to_time) {
+                (Some(o), _) => {
+                    info.partitions.iter().enumerate().map(|(p, (s, e))| (p as u32, o.clamp(*s, *e))).collect()
+                }
+                (None, Some(t)) => {
+                    let at = super::pipeline::parse_time(&t)?;
+                    let found = client.offsets_for_time(&topic, at).await?;
+                    found.iter().enumerate().map(|(p, o)| (p as u32, o.unwrap_or(info.partitions[p].1))).collect()
+                }
+                (None, None) => bail!("give --to-offset or --to-time"),
+            };
+            client.commit_offsets(&group, &topic, offsets.clone()).await?;
+            let shown: Vec<String> = offsets.iter().map(|(p, o)| format!("{p}:{o}")).collect();
+            println!("group {group} on {topic} now at partition:offset {}", shown.join(" "));
+        }
         GroupCmd::Describe { group, json } => {
             let mine: Vec<_> = groups.into_iter().filter(|g| g.group == group).collect();
-            if mine.is_empty() {
-                bail!("unknown group `{group}`: it has committed no offsets (see `weir group list`)");
+            let members: Vec<_> = client.describe_groups().await?.into_iter().filter(|g| g.group == group).collect();
+            if mine.is_empty() && members.is_empty() {
+                bail!(
+                    "unknown group `{group}`: it has no members and has committed no offsets (see `weir group list`)"
+                );
             }
             if json {
-                return output::json(&mine);
+                return output::json(&serde_json::json!({ "offsets": mine, "members": members }));
+            }
+            for g in &members {
+                println!("{} on {} (generation {}):", g.group, g.topic, g.generation);
+                for (m, parts) in &g.members {
+                    println!("  {m}: partitions {parts:?}");
+                }
             }
             let mut rows = Vec::new();
             for g in &mine {

@@ -213,7 +213,7 @@ fn state(p: &PipelineStatus) -> String {
 }
 
 /// RFC 3339, or a duration meaning that long ago, in ms since the epoch.
-fn parse_time(t: &str) -> anyhow::Result<u64> {
+pub fn parse_time(t: &str) -> anyhow::Result<u64> {
     if let Ok(at) = humantime::parse_rfc3339_weak(t) {
         return Ok(at.duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64);
     }

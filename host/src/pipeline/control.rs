@@ -45,7 +45,7 @@ impl Pipelines {
         }
         let mut record = running.record.lock().expect("record").clone();
         // The new spec is proven to start before the old pipeline stops.
-        plan::Plan::prepare(&self.store, &self.registry, &spec, record.id, self.shadows.clone()).await?;
+        plan::Plan::prepare(&self.store, &self.registry, &self.queues, &spec, record.id, self.shadows.clone()).await?;
         if spec.on_error == super::ErrorPolicy::DeadLetter {
             self.ensure_dead_letter_topic(&spec).await?;
         }
@@ -134,17 +134,22 @@ impl Pipelines {
         reset_state: bool,
     ) -> Result<PipelineStatus, PipelineError> {
         let running = self.get(name)?;
-        Self::stop_workers(&running).await;
         let plan = &running.plan;
+        let Some(topic) = plan.source.topic() else {
+            return Err(PipelineError::Invalid(format!(
+                "pipeline `{name}` reads a queue; a queue has no offsets to reset"
+            )));
+        };
+        Self::stop_workers(&running).await;
         let mut offsets = Vec::new();
-        for (p, part) in plan.source.partitions().iter().enumerate() {
+        for (p, part) in topic.partitions().iter().enumerate() {
             let offset = match to {
                 ResetTarget::Offset(o) => o.clamp(part.log_start(), part.high_watermark()),
-                ResetTarget::Time(t) => self.store.offset_for_time(&plan.source, p as u32, t)?,
+                ResetTarget::Time(t) => self.store.offset_for_time(topic, p as u32, t)?,
             };
             offsets.push(OffsetCommit {
                 group: plan.group.clone(),
-                topic: plan.source.clone(),
+                topic: topic.clone(),
                 partition: p as u32,
                 next_offset: offset,
             });
@@ -229,6 +234,6 @@ impl Pipelines {
                 record.spec.steps.len()
             )));
         }
-        Ok((record, running.plan.source.partition_count()))
+        Ok((record, running.plan.source.workers(&running.plan.spec)))
     }
 }

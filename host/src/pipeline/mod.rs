@@ -259,7 +259,11 @@ impl Pipelines {
         let running = self.get(name)?;
         let record = running.record.lock().expect("record").clone();
         let mut partitions = Vec::new();
-        if let Ok(topic) = self.store.topic(&record.spec.source) {
+        let queue_depth = plan::queue_source(&record.spec).and_then(|q| self.queues.get(q).ok()).map(|q| {
+            let i = q.info();
+            i.ready + i.waiting + i.in_flight
+        });
+        if let Some(topic) = running.plan.source.topic().filter(|t| !t.is_deleted()) {
             let committed = self.store.committed(&record.spec.group(), &topic)?;
             for (p, c) in committed.iter().enumerate() {
                 partitions.push((
@@ -289,6 +293,7 @@ impl Pipelines {
             swaps: load(&c.swaps),
             swap_pause_p99_us: c.swap_pause_p99_us(),
             partitions,
+            queue_depth,
         })
     }
 
@@ -411,7 +416,14 @@ impl Pipelines {
                 spec.steps.len()
             )));
         }
-        self.store.topic(&spec.source)?;
+        match plan::queue_source(spec) {
+            Some(q) => {
+                self.queues.get(q).map_err(|e| PipelineError::Invalid(e.to_string()))?;
+            }
+            None => {
+                self.store.topic(&spec.source)?;
+            }
+        }
         self.store.topic(&spec.sink)?;
         check_name("group", &spec.group()).map_err(PipelineError::Invalid)?;
         if let Some(n) = spec.batch_max_messages
@@ -433,7 +445,10 @@ impl Pipelines {
         if self.store.topic(&name).is_ok() {
             return Ok(());
         }
-        let partitions = self.store.topic(&spec.source)?.partition_count();
+        let partitions = match plan::queue_source(spec) {
+            Some(_) => 1,
+            None => self.store.topic(&spec.source)?.partition_count(),
+        };
         match self.store.create_topic(&name, TopicConfig { partitions, ..TopicConfig::default() }).await {
             Ok(_) | Err(StoreError::TopicExists(_)) => Ok(()),
             Err(e) => Err(e.into()),
@@ -464,9 +479,11 @@ impl Pipelines {
     /// Register a pipeline record and start its workers (unless it is halted or paused).
     async fn launch(self: &Arc<Self>, record: PipelineRecord) -> Result<(), PipelineError> {
         let name = record.spec.name.clone();
-        let plan = Plan::prepare(&self.store, &self.registry, &record.spec, record.id, self.shadows.clone()).await?;
+        let plan =
+            Plan::prepare(&self.store, &self.registry, &self.queues, &record.spec, record.id, self.shadows.clone())
+                .await?;
         let parallelism =
-            record.spec.parallelism.unwrap_or(usize::MAX).clamp(1, plan.source.partition_count() as usize);
+            record.spec.parallelism.unwrap_or(usize::MAX).clamp(1, plan.source.workers(&record.spec) as usize);
         let running = Arc::new(Running {
             counters: Counters::new(record.spec.steps.len()),
             record: Mutex::new(record),
@@ -487,11 +504,17 @@ impl Pipelines {
     fn spawn_workers(self: &Arc<Self>, running: &Arc<Running>) {
         let (tx, rx) = watch::channel(false);
         *running.stop.lock().expect("stop") = tx;
-        let tasks = (0..running.plan.source.partition_count())
+        let tasks = (0..running.plan.source.workers(&running.plan.spec))
             .map(|p| {
                 let (me, running, stop) = (self.clone(), running.clone(), rx.clone());
                 tokio::spawn(async move {
-                    if let Err(error) = worker::run_partition(&running.plan, p, &running, stop).await {
+                    let done = match &running.plan.source {
+                        plan::Source::Topic(_) => worker::run_partition(&running.plan, p, &running, stop).await,
+                        plan::Source::Queue(_) => {
+                            worker::run_queue_worker(&running.plan, p, &running, stop, &me.queues).await
+                        }
+                    };
+                    if let Err(error) = done {
                         me.halt(&running, error).await;
                     }
                 })

@@ -71,6 +71,45 @@ impl Slot {
     }
 }
 
+/// What a pipeline reads.
+pub(crate) enum Source {
+    /// A topic, one worker per partition, offsets in the pipeline's group.
+    Topic(Arc<Topic>),
+    /// A queue, `parallelism` competing workers (default 1), acked in each batch's commit.
+    Queue(Arc<crate::queue::Queue>),
+}
+
+impl Source {
+    /// The topic or queue name.
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Source::Topic(t) => &t.name,
+            Source::Queue(q) => &q.name,
+        }
+    }
+
+    /// The topic, for what only topics have (offsets, partitions).
+    pub(crate) fn topic(&self) -> Option<&Arc<Topic>> {
+        match self {
+            Source::Topic(t) => Some(t),
+            Source::Queue(_) => None,
+        }
+    }
+
+    /// How many workers read it: a topic's partitions, or a queue's `parallelism`.
+    pub(crate) fn workers(&self, spec: &PipelineSpec) -> u32 {
+        match self {
+            Source::Topic(t) => t.partition_count(),
+            Source::Queue(_) => spec.parallelism.unwrap_or(1).clamp(1, 64) as u32,
+        }
+    }
+}
+
+/// The queue named by a `queue:NAME` source, if it is one.
+pub(crate) fn queue_source(spec: &PipelineSpec) -> Option<&str> {
+    spec.source.strip_prefix("queue:")
+}
+
 /// Everything a pipeline's workers share.
 pub(crate) struct Plan {
     pub store: Arc<Store>,
@@ -79,7 +118,7 @@ pub(crate) struct Plan {
     pub group: String,
     /// Numeric scope of the pipeline's state keys.
     pub scope: u32,
-    pub source: Arc<Topic>,
+    pub source: Source,
     pub sink: Arc<Topic>,
     pub slots: Vec<Slot>,
     pub shadows: Arc<ShadowBoard>,
@@ -91,11 +130,15 @@ impl Plan {
     pub(crate) async fn prepare(
         store: &Arc<Store>,
         registry: &Arc<Registry>,
+        queues: &crate::queue::Queues,
         spec: &PipelineSpec,
         scope: u32,
         shadows: Arc<ShadowBoard>,
     ) -> Result<Plan, PipelineError> {
-        let source = store.topic(&spec.source)?;
+        let source = match queue_source(spec) {
+            Some(q) => Source::Queue(queues.get(q).map_err(|e| PipelineError::Invalid(e.to_string()))?),
+            None => Source::Topic(store.topic(&spec.source)?),
+        };
         let sink = store.topic(&spec.sink)?;
         let (registry_c, spec_c) = (registry.clone(), spec.clone());
         let slots = tokio::task::spawn_blocking(move || resolve_slots(&registry_c, &spec_c))

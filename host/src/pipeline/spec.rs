@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub struct PipelineSpec {
     /// Name.
     pub name: String,
-    /// Source topic.
+    /// Source: a topic name, or `queue:NAME` to drain a queue with competing workers.
     pub source: String,
     /// Consumer group holding the pipeline's offsets; default `pipeline.<name>`.
     #[serde(default)]
@@ -279,16 +279,19 @@ pub struct PipelineStatus {
     /// 99th percentile of the time a partition stalled to swap versions, µs.
     #[serde(default)]
     pub swap_pause_p99_us: u64,
-    /// `(partition, committed next offset, high watermark)`.
+    /// `(partition, committed next offset, high watermark)` of a topic source.
     pub partitions: Vec<(u32, u64, u64)>,
+    /// Messages not yet acked in a queue source.
+    #[serde(default)]
+    pub queue_depth: Option<u64>,
     /// The error that halted the pipeline, or else the last failure it handled.
     pub last_error: Option<String>,
 }
 
 impl PipelineStatus {
-    /// Unprocessed records over all partitions.
+    /// Unprocessed records over all partitions (or in the queue).
     pub fn lag(&self) -> u64 {
-        self.partitions.iter().map(|(_, c, hw)| hw.saturating_sub(*c)).sum()
+        self.partitions.iter().map(|(_, c, hw)| hw.saturating_sub(*c)).sum::<u64>() + self.queue_depth.unwrap_or(0)
     }
 }
 

@@ -37,17 +37,18 @@ pub(super) async fn run_partition(
         let plan = plan.clone();
         tokio::task::spawn_blocking(move || instantiate_all(&plan, partition)).await.map_err(|e| e.to_string())??
     };
-    let mut offset = start_offset(plan, partition).map_err(|e| e.to_string())?;
+    let topic = plan.source.topic().ok_or("a partition worker needs a topic source")?.clone();
+    let mut offset = start_offset(plan, &topic, partition).map_err(|e| e.to_string())?;
     let batch_max = plan.spec.batch_max_messages.unwrap_or(limits::PIPELINE_BATCH_MESSAGES);
-    let part = plan.source.partition(partition).map_err(|e| e.to_string())?;
+    let part = topic.partition(partition).map_err(|e| e.to_string())?;
     loop {
         if *stop.borrow() {
             return Ok(());
         }
         let records = plan
             .store
-            .read(&plan.source, partition, offset, batch_max, limits::PIPELINE_BATCH_BYTES)
-            .map_err(|e| format!("reading partition {partition} of `{}`: {e}", plan.source.name))?;
+            .read(&topic, partition, offset, batch_max, limits::PIPELINE_BATCH_BYTES)
+            .map_err(|e| format!("reading partition {partition} of `{}`: {e}", topic.name))?;
         if records.is_empty() {
             tokio::select! {
                 _ = part.wait_for(offset, Duration::from_secs(1)) => {}
@@ -61,7 +62,7 @@ pub(super) async fn run_partition(
             let mut steps = steps;
             // The batch boundary: the previous batch committed on the old version.
             swap_if_needed(&plan_c, &running_c, &mut steps, partition);
-            let done = run_batch(&plan_c, &running_c, &mut steps, partition, records, &stop_c);
+            let done = run_batch(&plan_c, &running_c, &mut steps, partition, records, None, &stop_c);
             (steps, done)
         })
         .await
@@ -72,7 +73,7 @@ pub(super) async fn run_partition(
         if next_offset > offset {
             commit.offsets.push(OffsetCommit {
                 group: plan.group.clone(),
-                topic: plan.source.clone(),
+                topic: topic.clone(),
                 partition,
                 next_offset,
             });
@@ -128,10 +129,78 @@ fn swap_if_needed(plan: &Plan, running: &Running, steps: &mut [StepInstance], pa
     }
 }
 
+/// A worker draining a queue: receive a batch, run it, and commit its outputs, state and the
+/// acks of the messages dealt with in one write. Messages after a halting failure are handed
+/// back; a crash before the commit leaves every message of the batch in the queue, to be
+/// delivered again after its visibility timeout.
+pub(super) async fn run_queue_worker(
+    plan: &Arc<Plan>,
+    worker: u32,
+    running: &Arc<Running>,
+    mut stop: watch::Receiver<bool>,
+    queues: &crate::queue::Queues,
+) -> Result<(), String> {
+    let queue = plan.source.name().to_string();
+    let mut steps: Vec<StepInstance> = {
+        let plan = plan.clone();
+        tokio::task::spawn_blocking(move || instantiate_all(&plan, worker)).await.map_err(|e| e.to_string())??
+    };
+    let batch_max = plan.spec.batch_max_messages.unwrap_or(limits::PIPELINE_BATCH_MESSAGES);
+    loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        let got = tokio::select! {
+            got = queues.receive(&queue, batch_max, Duration::from_secs(1), None) => got.map_err(|e| e.to_string())?,
+            _ = stop.changed() => continue,
+        };
+        if got.is_empty() {
+            continue;
+        }
+        let receipts: Vec<String> = got.iter().map(|d| d.receipt.clone()).collect();
+        // Offsets here are positions in the batch, so "next offset" counts what was dealt with.
+        let records: Vec<StoredRecord> = got
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| StoredRecord {
+                offset: i as u64,
+                timestamp_ms: d.enqueued_ms,
+                key: None,
+                headers: d.headers,
+                value: Bytes::from(d.body),
+            })
+            .collect();
+        let permit = running.permits.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+        let (plan_c, running_c, stop_c) = (plan.clone(), running.clone(), stop.clone());
+        let (back, done) = tokio::task::spawn_blocking(move || {
+            let mut steps = steps;
+            swap_if_needed(&plan_c, &running_c, &mut steps, worker);
+            let copy = records.clone();
+            let done = run_batch(&plan_c, &running_c, &mut steps, worker, records, Some(copy), &stop_c);
+            (steps, done)
+        })
+        .await
+        .map_err(|e| format!("worker task failed: {e}"))?;
+        drop(permit);
+        steps = back;
+        let Done { mut commit, next_offset, counts, failure } = done;
+        let dealt = (next_offset as usize).min(receipts.len());
+        commit.queue = queues.ack_in_commit(&queue, &receipts[..dealt]).map_err(|e| e.to_string())?;
+        let committed = plan.store.submit(commit);
+        running.counters.add(&counts);
+        committed.await.map_err(|e| format!("committing a batch of queue `{queue}`: {e}"))?;
+        if let Some(reason) = failure {
+            let rest = receipts[dealt..].to_vec();
+            let _ = queues.nack(&queue, &rest, crate::queue::Nack::Requeue { delay_ms: 0 }).await;
+            return Err(reason);
+        }
+    }
+}
+
 /// The committed offset, or the configured start.
-fn start_offset(plan: &Plan, partition: u32) -> Result<u64, crate::storage::StoreError> {
-    let committed = plan.store.committed(&plan.group, &plan.source)?;
-    let p = plan.source.partition(partition)?;
+fn start_offset(plan: &Plan, topic: &Topic, partition: u32) -> Result<u64, crate::storage::StoreError> {
+    let committed = plan.store.committed(&plan.group, topic)?;
+    let p = topic.partition(partition)?;
     Ok(match committed[partition as usize] {
         Some(o) => o,
         None => match plan.spec.start {
@@ -184,6 +253,7 @@ fn run_batch(
     steps: &mut [StepInstance],
     partition: u32,
     records: Vec<StoredRecord>,
+    copy: Option<Vec<StoredRecord>>,
     stop: &watch::Receiver<bool>,
 ) -> Done {
     let mut stats = vec![StepStats::default(); steps.len()];
@@ -196,11 +266,16 @@ fn run_batch(
         }
         Err(_) => {
             steps.iter_mut().for_each(|s| s.live.discard_state_writes());
-            // Read the batch again rather than keep a copy on the fast path.
-            match plan.store.read(&plan.source, partition, first, n, usize::MAX) {
+            // A topic's batch is read again rather than copied on the fast path.
+            let again = match (copy, plan.source.topic()) {
+                (Some(records), _) => Ok(records),
+                (None, Some(topic)) => plan.store.read(topic, partition, first, n, usize::MAX),
+                (None, None) => Ok(Vec::new()),
+            };
+            match again {
                 Ok(records) => run_one_by_one(plan, running, steps, partition, records, stop, stats),
                 Err(e) => {
-                    let reason = format!("re-reading partition {partition} of `{}`: {e}", plan.source.name);
+                    let reason = format!("re-reading partition {partition} of `{}`: {e}", plan.source.name());
                     finish(plan, steps, partition, Outputs::default(), first, Counts::default(), Some(reason))
                 }
             }
@@ -281,7 +356,7 @@ fn dead_letter(plan: &Plan, label: &str, f: &StepFailure, attempts: u32, partiti
     add("weir-dlq-plugin", label.to_string());
     add("weir-dlq-error", f.error.clone());
     add("weir-dlq-attempts", attempts.to_string());
-    add("weir-dlq-topic", plan.source.name.clone());
+    add("weir-dlq-topic", plan.source.name().to_string());
     add("weir-dlq-partition", partition.to_string());
     add("weir-dlq-offset", rec.offset.to_string());
     Message {
@@ -338,7 +413,7 @@ fn run_steps(
         if msgs.is_empty() {
             break;
         }
-        let batch = Batch { topic: plan.source.name.clone(), messages: msgs };
+        let batch = Batch { topic: plan.source.name().to_string(), messages: msgs };
         let started = Instant::now();
         let called = st.live.process(&batch);
         let stat = &mut stats[i];

@@ -12,6 +12,9 @@
 //! `${weir.plugin}`, `${weir.version}` — e.g. `set.processed_by=${weir.plugin}@${weir.version}`
 //! tags each output with the plugin version that produced it.
 //!
+//! With `reply = true` the result is sent as the reply to a request (`weir request`): to the
+//! message's `weir-reply-to` topic with its correlation id.
+//!
 //! The key, headers and routing of the message are kept. A payload that is not a JSON object
 //! fails (fatal) and the pipeline's failure policy decides.
 
@@ -23,11 +26,12 @@ pub struct JsonTransform {
     renames: Vec<(String, String)>,
     drops: Vec<String>,
     sets: Vec<(String, Value)>,
+    reply: bool,
 }
 
 impl Map for JsonTransform {
     fn init(config: &Config) -> Result<Self, Error> {
-        config.reject_unknown(&["rename.", "drop", "set."])?;
+        config.reject_unknown(&["rename.", "drop", "set.", "reply"])?;
         let renames: Vec<_> = config.with_prefix("rename.").map(|(f, t)| (f.to_string(), t.to_string())).collect();
         let drops = config
             .get("drop")
@@ -38,7 +42,7 @@ impl Map for JsonTransform {
         if let Some((_, to)) = renames.iter().find(|(_, to)| to.is_empty()) {
             return Err(Error::fatal(format!("config key `rename.` needs a target path, got {to:?}")));
         }
-        Ok(JsonTransform { renames, drops, sets })
+        Ok(JsonTransform { renames, drops, sets, reply: config.parse_or("reply", false)? })
     }
 
     fn map(&mut self, msg: Message) -> Result<Output, Error> {
@@ -48,6 +52,9 @@ impl Map for JsonTransform {
         }
         self.apply(&mut doc)?;
         let value = weir_sdk::serde_json::to_vec(&doc)?;
+        if self.reply {
+            return Output::reply(&msg, value);
+        }
         let mut out = Output::from(msg);
         out.value = value;
         Ok(out)

@@ -3,4 +3,5 @@
 
 mod e2e;
 mod lifecycle;
+mod patterns;
 mod pipelines;
