@@ -93,6 +93,28 @@ impl Config {
         }
     }
 
+    /// The step's keys as a typed struct (serde): values that parse as JSON (`42`, `true`,
+    /// `[1,2]`) are taken as such, others as strings. Errors name the key, e.g.
+    /// "config key `min`: invalid type: string \"ten\", expected u64". Dotted keys
+    /// (`limits.max`) become nested objects.
+    pub fn deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+        let mut doc = serde_json::Value::Object(serde_json::Map::new());
+        for (k, v) in &self.entries {
+            if !crate::json::set_path(&mut doc, k, crate::json::parse_value(v)) {
+                return Err(Error::fatal(format!("config key `{k}` conflicts with another key")));
+            }
+        }
+        serde_path_to_error::deserialize(doc).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            if path == "." {
+                Error::fatal(format!("config: {inner}"))
+            } else {
+                Error::fatal(format!("config key `{path}`: {inner}"))
+            }
+        })
+    }
+
     /// All keys starting with `prefix`, with the prefix removed, in key order.
     pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         self.entries.iter().filter_map(move |(k, v)| k.strip_prefix(prefix).map(|rest| (rest, v.as_str())))
@@ -145,6 +167,31 @@ mod tests {
         assert!(e.message().contains("`min`"), "{e}");
         assert!(c.require("max").unwrap_err().message().contains("`max`"));
         assert_eq!(c.parse_or("other", 7u64).unwrap(), 7);
+    }
+
+    #[test]
+    fn typed_config_names_the_bad_key() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        struct S {
+            min: u64,
+            #[serde(default)]
+            tags: Vec<String>,
+            limits: Limits,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        struct Limits {
+            max: u32,
+        }
+        let ok: S =
+            Config::from_pairs([("min", "3"), ("tags", r#"["a"]"#), ("limits.max", "9")]).deserialize().unwrap();
+        assert_eq!((ok.min, ok.tags, ok.limits.max), (3, vec!["a".to_string()], 9));
+        let e = Config::from_pairs([("min", "ten"), ("limits.max", "1")]).deserialize::<S>().unwrap_err();
+        assert!(e.message().contains("config key `min`"), "{e}");
+        let e = Config::from_pairs([("min", "1"), ("limits.max", "-1")]).deserialize::<S>().unwrap_err();
+        assert!(e.message().contains("`limits.max`"), "{e}");
+        let e = Config::from_pairs([("min", "1"), ("limits.max", "1"), ("typo", "x")]).deserialize::<S>().unwrap_err();
+        assert!(e.message().contains("typo"), "{e}");
     }
 
     #[test]

@@ -38,9 +38,14 @@
 //! # Kinds
 //!
 //! * [`Plugin`]: the general form — each input becomes an [`Outcome`]: zero or more
-//!   [`Output`]s, a drop, or an [`Error`]. Export with [`export!`].
-//! * [`Filter`]: keep or drop each message unchanged. Export with [`export_filter!`].
-//! * [`Map`]: turn each message into exactly one output. Export with [`export_map!`].
+//!   [`Output`]s, a drop, or an [`Error`]. Export with `export!(T)`.
+//! * [`Filter`], [`Map`], [`FilterMap`], [`FlatMap`], [`Route`], [`Handler`] (state and
+//!   idempotency) and [`Aggregate`] (per-key tumbling windows): shorter forms, exported with
+//!   `export!(T as filter)`, `export!(T as map)`, … Typed kinds take and return [`Json`],
+//!   [`MsgPack`], `String`, `Vec<u8>`, or the raw [`Message`]/[`Output`].
+//!
+//! Configuration comes as `key=value` pairs ([`Config`]); [`Config::deserialize`] turns them
+//! into a typed struct whose errors name the bad key.
 //!
 //! Failures carry a retryable flag ([`Error::retryable`] vs [`Error::fatal`]); the pipeline's
 //! failure policy decides what happens next. State that must survive restarts lives in
@@ -48,6 +53,7 @@
 
 extern crate self as weir_sdk;
 
+mod codec;
 mod config;
 mod error;
 pub mod json;
@@ -58,9 +64,13 @@ pub mod rt;
 mod select;
 pub mod state;
 
+pub use codec::{FromMessage, IntoOutput, Json, Meta, MsgPack};
 pub use config::Config;
 pub use error::Error;
-pub use kinds::{Filter, FilterPlugin, Map, MapPlugin, Plugin};
+pub use kinds::{
+    Aggregate, AggregatePlugin, Filter, FilterMap, FilterMapPlugin, FilterPlugin, FlatMap, FlatMapPlugin, Handler,
+    HandlerPlugin, Idempotency, Map, MapPlugin, Plugin, Route, RoutePlugin, Window,
+};
 pub use message::{Message, Outcome, Output, headers};
 pub use select::Selector;
 
@@ -89,15 +99,41 @@ pub mod __private {
 
 /// What a plugin usually needs: `use weir_sdk::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Config, Error, Filter, Map, Message, Outcome, Output, Plugin, Selector, headers, json, state};
+    pub use crate::{
+        Aggregate, Config, Error, Filter, FilterMap, FlatMap, Handler, Json, Map, Message, Meta, MsgPack, Outcome,
+        Output, Plugin, Route, Selector, headers, json, state,
+    };
     pub use crate::{debug, error, info, warn};
 }
 
-/// Export a type implementing [`Plugin`] as this component's `weir:plugin` world.
+/// Export a plugin as this component's `weir:plugin` world: `export!(T)` for a [`Plugin`],
+/// `export!(T as filter)` (or `map`, `filter_map`, `flat_map`, `route`, `handler`,
+/// `aggregate`) for the other kinds.
 ///
 /// Use once per crate, at the end of `lib.rs`.
 #[macro_export]
 macro_rules! export {
+    ($plugin:ty as filter) => {
+        $crate::export!($crate::FilterPlugin<$plugin>);
+    };
+    ($plugin:ty as map) => {
+        $crate::export!($crate::MapPlugin<$plugin>);
+    };
+    ($plugin:ty as filter_map) => {
+        $crate::export!($crate::FilterMapPlugin<$plugin>);
+    };
+    ($plugin:ty as flat_map) => {
+        $crate::export!($crate::FlatMapPlugin<$plugin>);
+    };
+    ($plugin:ty as route) => {
+        $crate::export!($crate::RoutePlugin<$plugin>);
+    };
+    ($plugin:ty as handler) => {
+        $crate::export!($crate::HandlerPlugin<$plugin>);
+    };
+    ($plugin:ty as aggregate) => {
+        $crate::export!($crate::AggregatePlugin<$plugin>);
+    };
     ($plugin:ty) => {
         const _: () = {
             struct __WeirExport;
@@ -130,7 +166,7 @@ macro_rules! export {
 #[macro_export]
 macro_rules! export_filter {
     ($filter:ty) => {
-        $crate::export!($crate::FilterPlugin<$filter>);
+        $crate::export!($filter as filter);
     };
 }
 
@@ -138,7 +174,7 @@ macro_rules! export_filter {
 #[macro_export]
 macro_rules! export_map {
     ($map:ty) => {
-        $crate::export!($crate::MapPlugin<$map>);
+        $crate::export!($map as map);
     };
 }
 

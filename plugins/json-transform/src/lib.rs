@@ -30,6 +30,9 @@ pub struct JsonTransform {
 }
 
 impl Map for JsonTransform {
+    type In = Message;
+    type Out = Output;
+
     fn init(config: &Config) -> Result<Self, Error> {
         config.reject_unknown(&["rename.", "drop", "set.", "reply"])?;
         let renames: Vec<_> = config.with_prefix("rename.").map(|(f, t)| (f.to_string(), t.to_string())).collect();

@@ -1,5 +1,5 @@
 //! `window-count`: counts messages per key in tumbling windows, keeping the counts in state,
-//! and emits one result per key when its window closes.
+//! and emits one result per key when its window closes. Built on the SDK's `Aggregate` kind.
 //!
 //! Config:
 //!
@@ -8,19 +8,16 @@
 //! | `window` | window length (`10s`, `1m`, `1h`) | `1m` |
 //! | `by` | what to count by: `key`, `header:NAME`, `field:PATH` | `key` |
 //! | `time` | `append` (the log's append time) or `field:PATH` (event time, ms since the epoch) | `append` |
-//! | `max-keys` | most keys in one window; more fail the message | `10000` |
 //!
 //! A window closes when the first message of a later window arrives in the same partition;
 //! then every key counted in it is emitted as
 //! `{"key":K,"window_start":MS,"window_end":MS,"count":N}` with message key `K`. With event
-//! time, a message older than the open window is late and dropped (counted in `late`).
+//! time, a message older than the open window is late: dropped, and counted in state under
+//! `agg.late`. Messages without the `by` value are not counted.
 
-use weir_sdk::json::{Value, get_path};
+use weir_sdk::Window;
+use weir_sdk::json::{Value, get_path, json};
 use weir_sdk::prelude::*;
-
-const CURRENT: &[u8] = b"window";
-const KEYS: &[u8] = b"keys";
-const LATE: &[u8] = b"late";
 
 /// Where a message's time comes from.
 enum Clock {
@@ -33,12 +30,15 @@ pub struct WindowCount {
     window_ms: u64,
     by: Selector,
     clock: Clock,
-    max_keys: usize,
 }
 
-impl Plugin for WindowCount {
+impl Aggregate for WindowCount {
+    type In = Message;
+    type Acc = u64;
+    type Out = Json<Value>;
+
     fn init(config: &Config) -> Result<Self, Error> {
-        config.reject_unknown(&["window", "by", "time", "max-keys"])?;
+        config.reject_unknown(&["window", "by", "time"])?;
         let window_ms = config.duration_ms_or("window", 60_000)?;
         if window_ms == 0 {
             return Err(Error::fatal("config key `window` must be longer than 0"));
@@ -55,47 +55,20 @@ impl Plugin for WindowCount {
             },
         };
         let by = Selector::parse("by", config.get("by").unwrap_or("key"))?;
-        Ok(WindowCount { window_ms, by, clock, max_keys: config.parse_or("max-keys", 10_000)? })
+        Ok(WindowCount { window_ms, by, clock })
     }
 
-    fn process(&mut self, msg: Message) -> Result<Outcome, Error> {
-        let time = self.time_of(&msg)?;
-        let window = time - time % self.window_ms;
-        let Some(key) = self.by.select(&msg)? else { return Ok(Outcome::Drop) };
-        let mut outputs = Vec::new();
-        match state::get_json::<u64>(CURRENT)? {
-            Some(open) if window < open => {
-                let late: u64 = state::get_json(LATE)?.unwrap_or(0);
-                state::set_json(LATE, &(late + 1))?;
-                return Ok(Outcome::Drop);
-            }
-            Some(open) if window > open => outputs = self.close(open)?,
-            Some(_) => {}
-            None => {}
-        }
-        state::set_json(CURRENT, &window)?;
-        let mut keys: Vec<String> = state::get_json(KEYS)?.unwrap_or_default();
-        let count_key = format!("count:{key}");
-        let count: u64 = state::get_json(count_key.as_bytes())?.unwrap_or(0);
-        if count == 0 {
-            if keys.len() >= self.max_keys {
-                return Err(Error::fatal(format!(
-                    "more than {} keys in one window (config key `max-keys`)",
-                    self.max_keys
-                )));
-            }
-            keys.push(key.clone());
-            state::set_json(KEYS, &keys)?;
-        }
-        state::set_json(count_key.as_bytes(), &(count + 1))?;
-        Ok(if outputs.is_empty() { Outcome::Drop } else { Outcome::Emit(outputs) })
+    fn window_ms(&self) -> u64 {
+        self.window_ms
     }
-}
 
-impl WindowCount {
-    fn time_of(&self, msg: &Message) -> Result<u64, Error> {
+    fn key(&self, msg: &Message, _meta: &Meta) -> Result<String, Error> {
+        self.by.select(msg)?.ok_or_else(|| Error::fatal("message has no value to count by (config key `by`)"))
+    }
+
+    fn time(&self, msg: &Message, meta: &Meta) -> Result<u64, Error> {
         match &self.clock {
-            Clock::Append => Ok(msg.timestamp_ms()),
+            Clock::Append => Ok(meta.timestamp_ms),
             Clock::Field(path) => {
                 let doc: Value = msg.json()?;
                 get_path(&doc, path)
@@ -105,25 +78,17 @@ impl WindowCount {
         }
     }
 
-    /// Emit and forget every count of the window starting at `start`.
-    fn close(&self, start: u64) -> Result<Vec<Output>, Error> {
-        let keys: Vec<String> = state::get_json(KEYS)?.unwrap_or_default();
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            let count_key = format!("count:{key}");
-            let count: u64 = state::get_json(count_key.as_bytes())?.unwrap_or(0);
-            state::delete(count_key.as_bytes());
-            let result = weir_sdk::json::json!({
-                "key": key, "window_start": start, "window_end": start + self.window_ms, "count": count
-            });
-            out.push(Output::json(&result)?.key(key.into_bytes()));
-        }
-        state::delete(KEYS);
-        Ok(out)
+    fn add(&mut self, count: &mut u64, _msg: Message) -> Result<(), Error> {
+        *count += 1;
+        Ok(())
+    }
+
+    fn emit(&mut self, key: String, w: Window, count: u64) -> Result<Json<Value>, Error> {
+        Ok(Json(json!({ "key": key, "window_start": w.start_ms, "window_end": w.end_ms, "count": count })))
     }
 }
 
-weir_sdk::export!(WindowCount);
+weir_sdk::export!(WindowCount as aggregate);
 
 #[cfg(test)]
 mod tests {
@@ -134,13 +99,15 @@ mod tests {
         let err = |pairs: &[(&str, &str)]| WindowCount::init(&Config::from_pairs(pairs.iter().copied())).err().unwrap();
         assert!(err(&[("window", "0s")]).message().contains("`window`"));
         assert!(err(&[("time", "now")]).message().contains("`time`"));
-        assert!(err(&[("max-keys", "lots")]).message().contains("`max-keys`"));
+        assert!(err(&[("by", "x")]).message().contains("`by`"));
     }
 
     #[test]
     fn event_time_comes_from_the_field() {
         let w = WindowCount::init(&Config::from_pairs([("time", "field:ts"), ("window", "10s")])).unwrap();
-        assert_eq!(w.time_of(&Message::new(r#"{"ts":12345}"#)).unwrap(), 12345);
-        assert!(w.time_of(&Message::new(r#"{"ts":"x"}"#)).is_err());
+        let m = Message::new(r#"{"ts":12345}"#);
+        assert_eq!(w.time(&m, &m.meta()).unwrap(), 12345);
+        let bad = Message::new(r#"{"ts":"x"}"#);
+        assert!(w.time(&bad, &bad.meta()).is_err());
     }
 }

@@ -184,8 +184,8 @@ async fn tumbling_windows_count_per_key() -> Result<()> {
     assert_eq!(out.len(), 4, "{got:?}");
     assert_eq!(got, expected);
     // The open window and the late count are in state.
-    assert_eq!(text_values(&client.state_get("counts", 1, b"count:b").await?), vec!["1"]);
-    assert_eq!(text_values(&client.state_get("counts", 1, b"late").await?), vec!["1"]);
+    assert_eq!(text_values(&client.state_get("counts", 1, b"agg.acc:b").await?), vec!["1"]);
+    assert_eq!(text_values(&client.state_get("counts", 1, b"agg.late").await?), vec!["1"]);
     Ok(())
 }
 
