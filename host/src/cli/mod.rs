@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch: one module per command group.
 
+mod author;
 mod bench;
 mod consume;
 mod dlq;
@@ -100,7 +101,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(args) => produce::run(&connect(&server).await?, args).await,
         Command::Consume(args) => consume::run(&connect(&server).await?, args).await,
         Command::Group(cmd) => consume::run_group(&connect(&server).await?, cmd).await,
-        Command::Plugin(cmd) => plugin::run(&connect(&server).await?, cmd).await,
+        Command::Plugin(cmd) => plugin::run(&server, cmd).await,
         Command::Pipeline(cmd) => pipeline::run(&connect(&server).await?, cmd).await,
         Command::Dlq(cmd) => dlq::run(&connect(&server).await?, cmd).await,
         Command::State(cmd) => state::run(&connect(&server).await?, cmd).await,

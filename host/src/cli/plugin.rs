@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use weir_host::client::Client;
 use weir_host::limits;
 use weir_host::wire::{PluginInfo, Sandbox};
 
@@ -18,13 +17,59 @@ pub enum PluginCmd {
         /// Plugin name.
         name: String,
         /// The component, built for wasm32-wasip2.
-        file: PathBuf,
+        #[arg(required_unless_present = "watch")]
+        file: Option<PathBuf>,
+        /// Build the crate in this directory, deploy it, and rebuild and hot-swap on every
+        /// save until Ctrl-C.
+        #[arg(long, conflicts_with_all = ["file", "shadow"])]
+        watch: Option<PathBuf>,
         /// Run it beside the live version on the same input without emitting anything; see
         /// `weir plugin diff` and `weir plugin promote`.
         #[arg(long)]
         shadow: bool,
         #[command(flatten)]
         sandbox: SandboxArgs,
+    },
+    /// Scaffold a plugin crate (that builds as-is, with a test).
+    New {
+        /// Plugin (and crate) name.
+        name: String,
+        /// What kind of plugin.
+        #[arg(long, value_enum, default_value = "map")]
+        kind: super::author::Kind,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Path to weir's `sdk/` directory (default: the one this weir was built from).
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+    },
+    /// Build a plugin crate for wasm32-wasip2; the last line printed is the component's path.
+    Build {
+        /// The crate's directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Cargo target directory (default: $CARGO_TARGET_DIR/weir-plugins, or DIR/target).
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
+    },
+    /// Run a component locally, without a server, on one message per input line, and print
+    /// each input's outcome.
+    Test {
+        /// The component.
+        file: PathBuf,
+        /// One message payload per line.
+        #[arg(long)]
+        input: PathBuf,
+        /// Step config `KEY=VALUE`; repeat for more.
+        #[arg(long = "config", value_parser = super::parse_kv)]
+        config: Vec<(String, String)>,
+        /// Input lines are `{"value": …, "key": "…", "headers": {…}}` envelopes.
+        #[arg(long)]
+        envelope: bool,
+        /// Print one JSON object per input.
+        #[arg(long)]
+        json: bool,
     },
     /// Every plugin: live and shadow version, versions, users.
     List {
@@ -118,9 +163,27 @@ impl SandboxArgs {
     }
 }
 
-pub async fn run(client: &Client, cmd: PluginCmd) -> anyhow::Result<()> {
+pub async fn run(server: &str, cmd: PluginCmd) -> anyhow::Result<()> {
+    // Authoring commands work without a server.
+    let cmd = match cmd {
+        PluginCmd::New { name, kind, dir, sdk_path } => return super::author::new(&name, kind, dir, sdk_path),
+        PluginCmd::Build { dir, target_dir } => {
+            let path = tokio::task::spawn_blocking(move || super::author::build(&dir, target_dir)).await??;
+            println!("{}", path.display());
+            return Ok(());
+        }
+        PluginCmd::Test { file, input, config, envelope, json } => {
+            return tokio::task::spawn_blocking(move || super::author::test(&file, &input, config, envelope, json))
+                .await?;
+        }
+        other => other,
+    };
+    let client = &super::connect(server).await?;
     match cmd {
-        PluginCmd::Deploy { name, file, shadow, sandbox } => {
+        PluginCmd::New { .. } | PluginCmd::Build { .. } | PluginCmd::Test { .. } => unreachable!("handled above"),
+        PluginCmd::Deploy { name, watch: Some(dir), .. } => super::author::watch(client, &name, &dir).await?,
+        PluginCmd::Deploy { name, file, shadow, sandbox, .. } => {
+            let file = file.context("give the component file or --watch DIR")?;
             let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let info = client.deploy_plugin_with(&name, wasm, Some(sandbox.sandbox()), shadow).await?;
             let role = if shadow { "as the shadow" } else { "live" };
