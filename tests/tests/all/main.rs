@@ -5,3 +5,4 @@ mod e2e;
 mod lifecycle;
 mod patterns;
 mod pipelines;
+mod sdk;

@@ -1,0 +1,299 @@
+//! The plugin author's path: every SDK kind scaffolded, built and run as a real component; the
+//! scaffold → build → test → deploy → hot-swap loop, also through `deploy --watch`; and the
+//! library plugins not covered elsewhere (enrich, schema-validate, redact).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use serde_bytes::ByteBuf;
+use weir_tests::weir_host::client::Client;
+use weir_tests::weir_host::pipeline::ErrorPolicy;
+use weir_tests::weir_host::wire::WireRecord;
+use weir_tests::{Server, consume_n, eventually, pipeline, plugin_bytes, step, text, topic, weir_bin};
+
+const LONG: Duration = Duration::from_secs(300);
+
+/// Scaffolded crates share one target dir (their dependencies build once); cargo serialises
+/// builds in it anyway, so tests take turns.
+static BUILDS: Mutex<()> = Mutex::new(());
+
+/// The target dir of this test run (`<target>/<profile>/deps/all-…` → `<target>`).
+fn target_root() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    exe.parent().and_then(Path::parent).and_then(Path::parent).expect("target dir").to_path_buf()
+}
+
+/// Where scaffolded crates build: what `weir plugin build` picks with `CARGO_TARGET_DIR` set
+/// to [`target_root`].
+fn scaffold_target() -> PathBuf {
+    target_root().join("weir-plugins")
+}
+
+fn weir(args: &[&str], server: Option<&Server>) -> Result<String> {
+    let mut cmd = Command::new(weir_bin());
+    cmd.args(args);
+    if let Some(s) = server {
+        cmd.env("WEIR_SERVER", s.addr.to_string());
+    }
+    let out = cmd.output()?;
+    if !out.status.success() {
+        bail!("weir {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// `weir plugin new` then `weir plugin build`; returns the component path (the build's last
+/// output line).
+fn new_and_build(dir: &Path, name: &str, kind: &str) -> Result<PathBuf> {
+    let sdk = weir_tests::workspace_root().join("sdk");
+    let dir_s = dir.to_str().expect("utf-8 path");
+    weir(&["plugin", "new", name, "--kind", kind, "--dir", dir_s, "--sdk-path", sdk.to_str().expect("utf-8")], None)?;
+    build(dir)
+}
+
+fn build(dir: &Path) -> Result<PathBuf> {
+    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let target = scaffold_target();
+    let out = weir(
+        &["plugin", "build", dir.to_str().expect("utf-8"), "--target-dir", target.to_str().expect("utf-8")],
+        None,
+    )?;
+    let last = out.lines().last().unwrap_or_default();
+    let path = PathBuf::from(last);
+    assert!(path.exists() && last.ends_with(".wasm"), "the last line names the component: {out:?}");
+    Ok(path)
+}
+
+/// Run `input` through a one-step pipeline of `wasm` and return the sink's values.
+async fn run_through(
+    client: &Client,
+    name: &str,
+    wasm: &Path,
+    config: &[(&str, &str)],
+    input: Vec<WireRecord>,
+    expect: usize,
+) -> Result<Vec<String>> {
+    let (src, sink) = (format!("{name}-in"), format!("{name}-out"));
+    client.create_topic(&src, topic(1)).await?;
+    client.create_topic(&sink, topic(1)).await?;
+    client.deploy_plugin(name, std::fs::read(wasm)?).await?;
+    client.create_pipeline(pipeline(name, &src, &sink, vec![step(name, config)])).await?;
+    client.produce(&src, input).await?;
+    let out = consume_n(client, &sink, expect, LONG).await?;
+    eventually("the pipeline to catch up", LONG, || async {
+        let s = client.pipeline_status(name).await?;
+        Ok((s.lag() == 0).then_some(()))
+    })
+    .await?;
+    assert_eq!(client.read_all(&sink).await?.len(), expect, "{name}: exactly {expect} outputs");
+    Ok(out.iter().map(|(_, _, r)| text(r)).collect())
+}
+
+fn values(vs: &[&str]) -> Vec<WireRecord> {
+    vs.iter().map(|v| WireRecord::value(*v)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_sdk_kind_scaffolds_builds_and_runs_as_a_component() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let server = Server::start()?;
+    let c = server.client().await?;
+    let kind = |k: &str| new_and_build(&work.path().join(k), &format!("k-{k}"), k);
+
+    let out = run_through(
+        &c,
+        "filter",
+        &kind("filter")?,
+        &[("field", "s"), ("value", "ok")],
+        values(&[r#"{"s":"ok"}"#, r#"{"s":"no"}"#]),
+        1,
+    )
+    .await?;
+    assert_eq!(out, vec![r#"{"s":"ok"}"#]);
+    let out =
+        run_through(&c, "map", &kind("map")?, &[("fee_cents", "5")], values(&[r#"{"id":3,"total_cents":100}"#]), 1)
+            .await?;
+    assert_eq!(out, vec![r#"{"order":3,"amount_cents":105}"#]);
+    let out = run_through(&c, "fmap", &kind("filter-map")?, &[], values(&["1.5", "x", "2"]), 2).await?;
+    assert_eq!(out, vec!["1.5", "2.0"]);
+    let out = run_through(&c, "flat", &kind("flat-map")?, &[], values(&["a b c"]), 3).await?;
+    assert_eq!(out, vec!["a", "b", "c"]);
+    c.create_topic("urgent", topic(1)).await?;
+    let high = WireRecord(None, ByteBuf::from(b"fire".to_vec()), vec![("priority".into(), "high".into())]);
+    let out = run_through(&c, "route", &kind("route")?, &[], vec![high, WireRecord::value("calm")], 1).await?;
+    assert_eq!(
+        (out, text(&consume_n(&c, "urgent", 1, LONG).await?[0].2)),
+        (vec!["calm".to_string()], "fire".to_string())
+    );
+    let pay = |id: &str, cents: i64| {
+        WireRecord(
+            None,
+            ByteBuf::from(format!(r#"{{"account":"a","cents":{cents}}}"#).into_bytes()),
+            vec![("weir-idempotency-key".into(), id.into())],
+        )
+    };
+    let out =
+        run_through(&c, "handler", &kind("handler")?, &[], vec![pay("p1", 10), pay("p1", 10), pay("p2", 5)], 2).await?;
+    assert_eq!(
+        out,
+        vec![r#"{"account":"a","balance_cents":10}"#, r#"{"account":"a","balance_cents":15}"#],
+        "the repeated payment was handled once"
+    );
+    let plug = run_through(&c, "plugin", &kind("plugin")?, &[], values(&["hi"]), 1).await?;
+    assert_eq!(plug, vec!["HI"]);
+    // Aggregate: counts close when a later window starts; a tiny window keeps the test short.
+    let wasm = kind("aggregate")?;
+    c.create_topic("agg-in", topic(1)).await?;
+    c.create_topic("agg-out", topic(1)).await?;
+    c.deploy_plugin("agg", std::fs::read(&wasm)?).await?;
+    c.create_pipeline(pipeline("agg", "agg-in", "agg-out", vec![step("agg", &[("window", "1ms")])])).await?;
+    let keyed = |k: &str| WireRecord(Some(ByteBuf::from(k.as_bytes().to_vec())), ByteBuf::from(b"x".to_vec()), vec![]);
+    c.produce("agg-in", vec![keyed("a"), keyed("a")]).await?;
+    // Once the clock has passed their append time, a new message falls in a later 1 ms window
+    // and closes the first.
+    let appended = c.read_all("agg-in").await?[1].2.0;
+    eventually("the clock to pass the first window", LONG, || async {
+        Ok((weir_tests::weir_host::types::now_ms() > appended).then_some(()))
+    })
+    .await?;
+    c.produce("agg-in", vec![keyed("b")]).await?;
+    let closed = consume_n(&c, "agg-out", 1, LONG).await?;
+    assert!(text(&closed[0].2).starts_with("a: "), "{}", text(&closed[0].2));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scaffold_build_test_deploy_and_hot_swap() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let dir = work.path().join("shout");
+    let wasm = new_and_build(&dir, "shout", "plugin")?;
+    // Test locally, without a server.
+    let input = work.path().join("in.jsonl");
+    std::fs::write(&input, "hello\nworld\n")?;
+    let local = weir(&["plugin", "test", wasm.to_str().unwrap(), "--input", input.to_str().unwrap()], None)?;
+    assert_eq!(local, "#0 hello → HELLO\n#1 world → WORLD\n");
+    let json = weir(&["plugin", "test", wasm.to_str().unwrap(), "--input", input.to_str().unwrap(), "--json"], None)?;
+    let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap())?;
+    assert_eq!(first["outputs"][0]["value"], "HELLO");
+
+    let server = Server::start()?;
+    let c = server.client().await?;
+    c.create_topic("words", topic(1)).await?;
+    c.create_topic("loud", topic(1)).await?;
+    weir(&["plugin", "deploy", "shout", wasm.to_str().unwrap()], Some(&server))?;
+    weir(&["pipeline", "create", "loud", "--source", "words", "--plugin", "shout", "--sink", "loud"], Some(&server))?;
+    c.produce("words", values(&["one"])).await?;
+    assert_eq!(text(&consume_n(&c, "loud", 1, LONG).await?[0].2), "ONE");
+
+    // Change the code, rebuild, redeploy: the running pipeline swaps to it.
+    let lib = dir.join("src/lib.rs");
+    let code = std::fs::read_to_string(&lib)?
+        .replace("msg.text()?.to_uppercase()", "format!(\"{}!\", msg.text()?.to_uppercase())");
+    std::fs::write(&lib, code)?;
+    let v2 = build(&dir)?;
+    let out = weir(&["plugin", "deploy", "shout", v2.to_str().unwrap()], Some(&server))?;
+    assert!(out.contains("shout@2"), "{out}");
+    c.produce("words", values(&["two"])).await?;
+    assert_eq!(text(&consume_n(&c, "loud", 2, LONG).await?[1].2), "TWO!");
+
+    // Watch mode: every save is rebuilt and swapped in.
+    let mut watcher = Command::new(weir_bin())
+        .args(["plugin", "deploy", "shout", "--watch", dir.to_str().unwrap()])
+        .env("WEIR_SERVER", server.addr.to_string())
+        .env("CARGO_TARGET_DIR", target_root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let result = async {
+        eventually("watch to deploy version 3", LONG, || async {
+            Ok((c.describe_plugin("shout").await?.version == 3).then_some(()))
+        })
+        .await?;
+        let code = std::fs::read_to_string(&lib)?.replace("\"{}!\"", "\"{}?\"");
+        std::fs::write(&lib, code)?;
+        eventually("watch to deploy version 4", LONG, || async {
+            Ok((c.describe_plugin("shout").await?.version == 4).then_some(()))
+        })
+        .await?;
+        c.produce("words", values(&["three"])).await?;
+        assert_eq!(text(&consume_n(&c, "loud", 3, LONG).await?[2].2), "THREE?");
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    result
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enrich_joins_a_table_kept_in_state() -> Result<()> {
+    let server = Server::start()?;
+    let c = server.client().await?;
+    let config =
+        [("by", "field:customer"), ("into", "profile"), ("table.c1", r#"{"tier":"gold"}"#), ("missing", "pass")];
+    let update = WireRecord(
+        None,
+        ByteBuf::from(br#"{"key":"c2","value":{"tier":"silver"}}"#.to_vec()),
+        vec![("weir-type".into(), "enrich-update".into())],
+    );
+    let input = vec![
+        WireRecord::value(r#"{"customer":"c1"}"#),
+        WireRecord::value(r#"{"customer":"c2"}"#),
+        update,
+        WireRecord::value(r#"{"customer":"c2"}"#),
+    ];
+    let wasm = weir_tests::plugin("enrich");
+    let out = run_through(&c, "enrich", &wasm, &config, input, 3).await?;
+    assert_eq!(
+        out,
+        vec![
+            r#"{"customer":"c1","profile":{"tier":"gold"}}"#,
+            r#"{"customer":"c2"}"#,
+            r#"{"customer":"c2","profile":{"tier":"silver"}}"#
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schema_validate_dead_letters_invalid_messages_with_the_reason() -> Result<()> {
+    let server = Server::start()?;
+    let c = server.client().await?;
+    c.create_topic("in", topic(1)).await?;
+    c.create_topic("valid", topic(1)).await?;
+    c.deploy_plugin("schema", plugin_bytes("schema-validate")).await?;
+    let schema = r#"{"type":"object","required":["id"],"properties":{"id":{"type":"integer"}}}"#;
+    let mut spec = pipeline("v", "in", "valid", vec![step("schema", &[("schema", schema)])]);
+    spec.on_error = ErrorPolicy::DeadLetter;
+    c.create_pipeline(spec).await?;
+    c.produce("in", values(&[r#"{"id":1}"#, r#"{"id":"one"}"#, r#"{}"#])).await?;
+    assert_eq!(text(&consume_n(&c, "valid", 1, LONG).await?[0].2), r#"{"id":1}"#);
+    let dead = consume_n(&c, "v.dlq", 2, LONG).await?;
+    let reason =
+        |i: usize| dead[i].2.3.iter().find(|(k, _)| k == "weir-dlq-error").map(|(_, v)| v.clone()).unwrap_or_default();
+    assert!(reason(0).contains("/id") && reason(0).contains("integer"), "{}", reason(0));
+    assert!(reason(1).contains("\"id\" is a required property"), "{}", reason(1));
+    assert_eq!(
+        dead[1].2.3.iter().find(|(k, _)| k == "weir-dlq-attempts").map(|(_, v)| v.as_str()),
+        Some("1"),
+        "invalid data is not retried"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redact_masks_fields_emails_and_card_numbers() -> Result<()> {
+    let server = Server::start()?;
+    let c = server.client().await?;
+    let input = values(&[
+        r#"{"name":"Jo","card":"4111 1111 1111 1111","note":"mail jo@example.org, card 5500-0000-0000-0004"}"#,
+    ]);
+    let wasm = weir_tests::plugin("redact");
+    let out = run_through(&c, "redact", &wasm, &[("fields", "card"), ("emails", "true"), ("cards", "true")], input, 1)
+        .await?;
+    assert_eq!(out, vec![r#"{"card":"***","name":"Jo","note":"mail j***@example.org, card **** **** **** 0004"}"#]);
+    Ok(())
+}
