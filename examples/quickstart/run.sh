@@ -5,9 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-cargo build --release -p weir-host --bin weir
+# WEIR_PROFILE=dev reuses the test build (the integration tests run this script that way).
+profile=${WEIR_PROFILE:-release}
+cargo build --profile "$profile" -p weir-host --bin weir
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-weir="$target/release/weir"
+bin_dir=$profile; [ "$profile" = dev ] && bin_dir=debug
+weir="$target/$bin_dir/weir"
 cargo build --profile wasm --target wasm32-wasip2 -p weir-plugin-json-filter -p weir-plugin-json-transform --target-dir "$target/plugins"
 plugins="$target/plugins/wasm32-wasip2/wasm"
 

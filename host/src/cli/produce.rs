@@ -21,8 +21,11 @@ pub struct ProduceArgs {
     #[arg(long)]
     file: Option<PathBuf>,
     /// Key of every message (messages with one key share a partition and keep their order).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "key_field")]
     key: Option<String>,
+    /// Key each message by this top-level field of its JSON line (e.g. `order_id`).
+    #[arg(long)]
+    key_field: Option<String>,
     /// Header on every message, `NAME=VALUE`; repeat for more.
     #[arg(long = "header", value_parser = super::parse_kv)]
     headers: Vec<(String, String)>,
@@ -47,8 +50,13 @@ pub async fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
     let mut acked = 0usize;
     let batch_size = args.batch.max(1);
     while let Some(line) = lines.next_line().await.context("reading input")? {
+        let key = match (&args.key, &args.key_field) {
+            (Some(k), _) => Some(k.clone()),
+            (None, Some(field)) => Some(key_of(&line, field)?),
+            (None, None) => None,
+        };
         batch.push(WireRecord(
-            args.key.as_ref().map(|k| ByteBuf::from(k.as_bytes().to_vec())),
+            key.map(|k| ByteBuf::from(k.into_bytes())),
             ByteBuf::from(line.into_bytes()),
             args.headers.clone(),
         ));
@@ -67,4 +75,15 @@ pub async fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
     }
     eprintln!("produced {acked} message(s) to {}", args.topic);
     Ok(())
+}
+
+/// The value of `field` in a JSON line, as a key.
+fn key_of(line: &str, field: &str) -> anyhow::Result<String> {
+    let doc: serde_json::Value =
+        serde_json::from_str(line).with_context(|| format!("--key-field needs JSON lines; got {line:?}"))?;
+    match &doc[field] {
+        serde_json::Value::String(s) => Ok(s.clone()),
+        serde_json::Value::Null => anyhow::bail!("line has no field `{field}` for --key-field: {line}"),
+        other => Ok(other.to_string()),
+    }
 }

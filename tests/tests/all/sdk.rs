@@ -297,3 +297,37 @@ async fn redact_masks_fields_emails_and_card_numbers() -> Result<()> {
     assert_eq!(out, vec![r#"{"card":"***","name":"Jo","note":"mail j***@example.org, card **** **** **** 0004"}"#]);
     Ok(())
 }
+
+/// Run an example script with the test build of `weir` and return its output.
+fn run_example(script: &str, env: &[(&str, &str)]) -> Result<String> {
+    let out = Command::new(weir_tests::workspace_root().join(script))
+        .env("WEIR_PROFILE", "dev")
+        .envs(env.iter().copied())
+        .output()?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        bail!("{script} failed:\n{text}");
+    }
+    Ok(text)
+}
+
+#[test]
+fn the_ecommerce_example_runs_the_whole_order_flow() -> Result<()> {
+    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let out = run_example("examples/ecommerce/run.sh", &[("ORDERS", "100")])?;
+    for event in
+        ["OrderCreated", "PaymentProcessed", "InventoryUpdated", "ShipmentCreated", "== OK: the order flow holds"]
+    {
+        assert!(out.contains(event), "missing {event} in:\n{out}");
+    }
+    assert!(!out.contains("FAIL"), "{out}");
+    Ok(())
+}
+
+#[test]
+fn the_readme_quickstart_runs() -> Result<()> {
+    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let out = run_example("examples/quickstart/run.sh", &[])?;
+    assert!(out.contains("== OK: 1000 orders in, 250 billed orders out"), "{out}");
+    Ok(())
+}
