@@ -135,6 +135,9 @@ macro_rules! export {
         $crate::export!($crate::AggregatePlugin<$plugin>);
     };
     ($plugin:ty) => {
+        // Only a wasm build exports the world; natively the crate is an ordinary library
+        // (unit tests, benchmarks) and defines no `init`/`process` symbols.
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct __WeirExport;
 

@@ -1,0 +1,290 @@
+//! `weir bench`: throughput, latency and lifecycle figures for weir, measured over loopback
+//! against a temporary `weir serve` process that the bench starts itself — and with
+//! `--peers`, the same workloads against Redis Streams and NATS JetStream in the same run.
+//!
+//! Each throughput stage runs `--repeat` times on fresh topics and reports the median.
+
+mod peers;
+mod plot;
+mod stages;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use weir_host::client::Client;
+use weir_host::types::Durability;
+
+use super::output;
+
+#[derive(Args, Clone)]
+pub struct BenchArgs {
+    /// Messages per throughput stage.
+    #[arg(long, default_value_t = 1_000_000)]
+    count: u64,
+    /// Bytes per message value.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Messages per produce request (and per peer pipeline/batch).
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Partitions of the benchmark topics.
+    #[arg(long, default_value_t = 4)]
+    partitions: u32,
+    /// Runs per stage; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Durability of the server under test.
+    #[arg(long, value_enum, default_value_t = Durability::Sync)]
+    durability: Durability,
+    /// Offered rate of the end-to-end latency stage, messages per second.
+    #[arg(long, default_value_t = 50_000)]
+    rate: u64,
+    /// How long the latency stage offers load, seconds.
+    #[arg(long, default_value_t = 5)]
+    latency_seconds: u64,
+    /// Messages stored before the restart/recovery stage (0 skips it).
+    #[arg(long, default_value_t = 10_000_000)]
+    recovery_messages: u64,
+    /// Also run Redis Streams and NATS JetStream (Debian's redis-server and nats-server).
+    #[arg(long)]
+    peers: bool,
+    /// Write charts (SVG) into this directory.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Directory holding the json-filter, json-transform and router components
+    /// (`weir_plugin_*.wasm`); default: build them from this source tree.
+    #[arg(long)]
+    plugin_dir: Option<PathBuf>,
+    /// Small sizes for a smoke run (20,000 messages, 1 repeat, 100,000 for recovery).
+    #[arg(long)]
+    quick: bool,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The figures, as `--json` prints them. Peer figures are `null` without `--peers`.
+#[derive(Serialize, Default, Clone)]
+pub struct Report {
+    message_bytes: usize,
+    messages: u64,
+    durability: String,
+    produce_msgs_per_s: f64,
+    produce_4_producers_msgs_per_s: f64,
+    consume_msgs_per_s: f64,
+    e2e_latency_p50_ms: f64,
+    e2e_latency_p99_ms: f64,
+    e2e_latency_p999_ms: f64,
+    e2e_offered_msgs_per_s: u64,
+    pipeline_msgs_per_s: f64,
+    pipeline3_msgs_per_s: f64,
+    wasm_vs_native_ratio: f64,
+    swap_pause_p99_ms: f64,
+    instantiate_us: f64,
+    recovery_s: Option<f64>,
+    recovery_messages: u64,
+    redis_xadd_msgs_per_s: Option<f64>,
+    redis_xreadgroup_msgs_per_s: Option<f64>,
+    redis_durability: Option<String>,
+    jetstream_publish_msgs_per_s: Option<f64>,
+    jetstream_consume_msgs_per_s: Option<f64>,
+    jetstream_durability: Option<String>,
+}
+
+pub async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
+    if args.quick {
+        (args.count, args.repeat, args.latency_seconds) = (20_000, 1, 1);
+        args.recovery_messages = args.recovery_messages.min(100_000);
+    }
+    if args.count == 0 || args.size < 32 || args.repeat == 0 || args.batch == 0 || args.rate == 0 {
+        bail!("--count, --batch, --repeat and --rate must be at least 1, and --size at least 32 bytes");
+    }
+    let plugins = load_plugins(args.plugin_dir.as_deref())?;
+    let mut report = Report {
+        message_bytes: args.size,
+        messages: args.count,
+        durability: format!("{:?}", args.durability).to_lowercase(),
+        e2e_offered_msgs_per_s: args.rate,
+        recovery_messages: args.recovery_messages,
+        ..Report::default()
+    };
+    stages::run_all(&args, &plugins, &mut report).await?;
+    if args.peers {
+        peers::run_all(&args, &mut report).await?;
+    }
+    if let Some(dir) = &args.plot {
+        plot::write(dir, &report)?;
+        eprintln!("charts written to {}", dir.display());
+    }
+    if args.json {
+        return output::json(&report);
+    }
+    print_table(&report);
+    Ok(())
+}
+
+fn print_table(r: &Report) {
+    println!(
+        "weir bench: {} messages of {} bytes per stage, weir durability {}, median of runs",
+        r.messages, r.message_bytes, r.durability
+    );
+    let rate = |v: f64| format!("{v:.0}");
+    let mut rows = vec![
+        vec![
+            "weir produce, 1 producer".into(),
+            rate(r.produce_msgs_per_s),
+            format!("fsync per group commit ({})", r.durability),
+        ],
+        vec!["weir produce, 4 producers".into(), rate(r.produce_4_producers_msgs_per_s), String::new()],
+        vec!["weir consume".into(), rate(r.consume_msgs_per_s), String::new()],
+        vec!["topic → wasm json-filter → topic".into(), rate(r.pipeline_msgs_per_s), String::new()],
+        vec!["filter → transform → router ×3".into(), rate(r.pipeline3_msgs_per_s), String::new()],
+    ];
+    let peer = |rows: &mut Vec<Vec<String>>, name: &str, v: Option<f64>, note: &Option<String>| {
+        if let Some(v) = v {
+            rows.push(vec![name.to_string(), rate(v), note.clone().unwrap_or_default()]);
+        }
+    };
+    peer(&mut rows, "redis XADD (pipelined)", r.redis_xadd_msgs_per_s, &r.redis_durability);
+    peer(&mut rows, "redis XREADGROUP", r.redis_xreadgroup_msgs_per_s, &None);
+    peer(&mut rows, "jetstream publish (async)", r.jetstream_publish_msgs_per_s, &r.jetstream_durability);
+    peer(&mut rows, "jetstream consume (pull)", r.jetstream_consume_msgs_per_s, &None);
+    output::table(&["STAGE", "MSG/S", "DURABILITY"], rows);
+    println!(
+        "end-to-end latency at {} msg/s offered: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+        r.e2e_offered_msgs_per_s, r.e2e_latency_p50_ms, r.e2e_latency_p99_ms, r.e2e_latency_p999_ms
+    );
+    println!("wasm ÷ native time for the same filter: {:.2}", r.wasm_vs_native_ratio);
+    println!("hot-swap pause p99: {:.3} ms; plugin instantiate: {:.1} µs", r.swap_pause_p99_ms, r.instantiate_us);
+    if let Some(s) = r.recovery_s {
+        println!("restart after kill -9 with {} messages stored: {s:.2} s until serving", r.recovery_messages);
+    }
+}
+
+/// Run a stage `repeat` times with a progress bar and return the median.
+async fn median<F, Fut>(args: &BenchArgs, name: &str, mut stage: F) -> anyhow::Result<f64>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<f64>>,
+{
+    let bar = progress(name, args.repeat as u64);
+    let mut values = Vec::with_capacity(args.repeat);
+    for i in 0..args.repeat {
+        let v = stage(i).await?;
+        bar.set_message(format!("{v:.0}"));
+        bar.inc(1);
+        if bar.is_hidden() {
+            // No terminal (CI, a pipe): progress as plain lines instead.
+            eprintln!("{name}: run {} of {}: {v:.2}", i + 1, args.repeat);
+        }
+        values.push(v);
+    }
+    bar.finish();
+    values.sort_by(f64::total_cmp);
+    Ok(values[values.len() / 2])
+}
+
+/// A progress bar on stderr for one stage.
+fn progress(name: &str, len: u64) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>32} [{bar:30}] {pos}/{len} {msg}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(name.to_string());
+    bar
+}
+
+/// The components the bench deploys, by plugin name: read from `dir`, or built from this
+/// binary's source tree.
+fn load_plugins(dir: Option<&Path>) -> anyhow::Result<HashMap<String, Vec<u8>>> {
+    const NAMES: [&str; 3] = ["json-filter", "json-transform", "router"];
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("source tree")?.to_path_buf();
+            if !root.join("plugins/json-filter").exists() {
+                bail!("no source tree at {}: pass a directory of built plugins with --plugin-dir", root.display());
+            }
+            let target =
+                std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("plugins");
+            eprintln!("building the benchmark plugins for wasm32-wasip2 …");
+            let packages: Vec<String> = NAMES.iter().map(|n| format!("weir-plugin-{n}")).collect();
+            let built = weir_host::build::build_components(&root, &packages, &target)?;
+            built[0].parent().context("artifact dir")?.to_path_buf()
+        }
+    };
+    NAMES
+        .iter()
+        .map(|n| {
+            let path = dir.join(format!("weir_plugin_{}.wasm", n.replace('-', "_")));
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            Ok((n.to_string(), bytes))
+        })
+        .collect()
+}
+
+/// A `weir serve` child process with its own data directory and port.
+pub(crate) struct BenchServer {
+    child: Option<Child>,
+    pub addr: String,
+    dir: tempfile::TempDir,
+    durability: Durability,
+}
+
+impl BenchServer {
+    fn start(durability: Durability) -> anyhow::Result<BenchServer> {
+        let dir = tempfile::Builder::new().prefix("weir-bench-").tempdir()?;
+        let (child, addr) = spawn_server(dir.path(), durability)?;
+        Ok(BenchServer { child: Some(child), addr, dir, durability })
+    }
+
+    async fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::connect(self.addr.clone()).await?)
+    }
+
+    /// SIGKILL, then start again on the same data directory; returns when it listens.
+    fn kill9_and_restart(&mut self) -> anyhow::Result<()> {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let (child, addr) = spawn_server(self.dir.path(), self.durability)?;
+        self.child = Some(child);
+        self.addr = addr;
+        Ok(())
+    }
+}
+
+fn spawn_server(dir: &Path, durability: Durability) -> anyhow::Result<(Child, String)> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--listen", "127.0.0.1:0", "--durability", &format!("{durability:?}").to_lowercase()])
+        .env("WEIR_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting the server under test")?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("server stdout")?).read_line(&mut line)?;
+    let addr = line.trim().strip_prefix("weir listening on ").context("server did not start")?.to_string();
+    Ok((child, addr))
+}
+
+impl Drop for BenchServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

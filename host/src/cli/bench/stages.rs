@@ -1,0 +1,373 @@
+//! The weir stages of the bench.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use serde_bytes::ByteBuf;
+use weir_host::client::{Client, Pending, produced};
+use weir_host::pipeline::{PipelineSpec, StepSpec};
+use weir_host::types::TopicConfig;
+use weir_host::wire::{FetchPosition, WireRecord};
+
+use super::{BenchArgs, BenchServer, Report, median, progress};
+
+/// Produce requests in flight per producer: enough to hide a group commit's fsync.
+const IN_FLIGHT: usize = 32;
+
+pub(super) async fn run_all(
+    args: &BenchArgs,
+    plugins: &HashMap<String, Vec<u8>>,
+    r: &mut Report,
+) -> anyhow::Result<()> {
+    let mut server = BenchServer::start(args.durability)?;
+    let client = server.client().await?;
+    client.deploy_plugin("bench-filter", plugins["json-filter"].clone()).await?;
+    client.deploy_plugin("bench-transform", plugins["json-transform"].clone()).await?;
+    client.deploy_plugin("bench-router", plugins["router"].clone()).await?;
+    let s = &server;
+    r.produce_msgs_per_s = median(args, "weir produce (1 producer)", |i| produce_stage(s, args, i, 1)).await?;
+    r.produce_4_producers_msgs_per_s =
+        median(args, "weir produce (4 producers)", |i| produce_stage(s, args, i + 100, 4)).await?;
+    r.consume_msgs_per_s = median(args, "weir consume", |i| consume_stage(s, args, i)).await?;
+    (r.e2e_latency_p50_ms, r.e2e_latency_p99_ms, r.e2e_latency_p999_ms) = latency_stage(s, args).await?;
+    r.pipeline_msgs_per_s = median(args, "pipeline (json-filter)", |i| pipeline_stage(s, args, i)).await?;
+    r.pipeline3_msgs_per_s = median(args, "pipeline (3 steps, fan-out)", |i| pipeline3_stage(s, args, i)).await?;
+    let filter = plugins["json-filter"].clone();
+    r.wasm_vs_native_ratio = median(args, "wasm ÷ native (json-filter)", |_| wasm_vs_native(&filter, args)).await?;
+    r.swap_pause_p99_ms = median(args, "hot-swap pause p99 (ms)", |i| swap_stage(s, args, i, &filter)).await?;
+    r.instantiate_us = median(args, "plugin instantiate (µs)", |_| instantiate_stage(&filter)).await?;
+    drop(client);
+    if args.recovery_messages > 0 {
+        r.recovery_s = Some(recovery_stage(&mut server, args).await?);
+    }
+    Ok(())
+}
+
+/// A JSON message of exactly `size` bytes (padded), which json-filter keeps, with a region
+/// for the router.
+pub(super) fn message(i: u64, size: usize) -> Vec<u8> {
+    let region = ["eu", "us", "apac"][(i % 3) as usize];
+    let mut v = format!(r#"{{"id":{i},"status":"paid","region":"{region}","pad":""#).into_bytes();
+    while v.len() + 2 < size {
+        v.push(b'x');
+    }
+    v.extend_from_slice(b"\"}");
+    v
+}
+
+fn records(from: u64, n: usize, size: usize) -> Vec<WireRecord> {
+    (from..from + n as u64).map(|i| WireRecord(None, ByteBuf::from(message(i, size)), Vec::new())).collect()
+}
+
+async fn create(client: &Client, name: &str, partitions: u32) -> anyhow::Result<()> {
+    client.create_topic(name, TopicConfig { partitions, ..TopicConfig::default() }).await?;
+    Ok(())
+}
+
+/// Produce `count` messages to `topic` over one connection, [`IN_FLIGHT`] batches at a time.
+async fn produce_all(client: &Client, topic: &str, count: u64, size: usize, batch: usize) -> anyhow::Result<()> {
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    let mut sent = 0u64;
+    while sent < count {
+        let n = batch.min((count - sent) as usize);
+        pending.push_back(client.start_produce(topic, None, records(sent, n, size))?);
+        sent += n as u64;
+        if pending.len() >= IN_FLIGHT {
+            produced(pending.pop_front().expect("non-empty").wait().await?)?;
+        }
+    }
+    for p in pending {
+        produced(p.wait().await?)?;
+    }
+    Ok(())
+}
+
+async fn produce_stage(server: &BenchServer, args: &BenchArgs, run: usize, producers: u64) -> anyhow::Result<f64> {
+    let topic = format!("produce-{run}");
+    create(&server.client().await?, &topic, args.partitions).await?;
+    let mut clients = Vec::new();
+    for _ in 0..producers {
+        clients.push(server.client().await?);
+    }
+    let per = args.count / producers;
+    let start = Instant::now();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|c| {
+            let (topic, size, batch) = (topic.clone(), args.size, args.batch);
+            tokio::spawn(async move { produce_all(&c, &topic, per, size, batch).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    Ok((per * producers) as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn consume_stage(server: &BenchServer, args: &BenchArgs, run: usize) -> anyhow::Result<f64> {
+    let topic = format!("consume-{run}");
+    let client = server.client().await?;
+    create(&client, &topic, args.partitions).await?;
+    produce_all(&client, &topic, args.count, args.size, args.batch).await?;
+    let mut positions: Vec<FetchPosition> =
+        (0..args.partitions).map(|partition| FetchPosition { partition, offset: 0 }).collect();
+    let start = Instant::now();
+    let mut got = 0u64;
+    while got < args.count {
+        let parts = client.fetch(&topic, positions.clone(), 50_000, Duration::from_secs(1)).await?;
+        for part in parts {
+            got += part.records.len() as u64;
+            positions[part.partition as usize].offset = part.first_offset + part.records.len() as u64;
+        }
+    }
+    Ok(got as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Offer `rate` msg/s (a batch every millisecond) for `latency_seconds`, while a consumer
+/// long-polls; latency is from just before the produce request to the consumer seeing the
+/// message (which includes the durable commit). Returns (p50, p99, p99.9) in ms.
+async fn latency_stage(server: &BenchServer, args: &BenchArgs) -> anyhow::Result<(f64, f64, f64)> {
+    let topic = "latency";
+    let producer = server.client().await?;
+    create(&producer, topic, 1).await?;
+    let total = args.rate * args.latency_seconds;
+    let bar = progress("end-to-end latency", total);
+    let base = Instant::now();
+    let consumer = {
+        let client = server.client().await?;
+        tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(total as usize);
+            let mut offset = 0;
+            while (latencies.len() as u64) < total {
+                let parts = client
+                    .fetch(topic, vec![FetchPosition { partition: 0, offset }], 10_000, Duration::from_secs(5))
+                    .await?;
+                let now = base.elapsed().as_nanos() as u64;
+                for r in &parts[0].records {
+                    let sent: u64 =
+                        std::str::from_utf8(&r.2[..20]).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(now);
+                    latencies.push(now.saturating_sub(sent));
+                }
+                offset = parts[0].first_offset + parts[0].records.len() as u64;
+            }
+            anyhow::Ok(latencies)
+        })
+    };
+    let per_tick = (args.rate / 1000).max(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut acks = VecDeque::new();
+    let mut sent = 0;
+    while sent < total {
+        tick.tick().await;
+        let n = per_tick.min(total - sent);
+        let stamp = format!("{:>20}", base.elapsed().as_nanos());
+        let batch = (0..n)
+            .map(|_| {
+                let mut v = stamp.clone().into_bytes();
+                v.resize(args.size, b' ');
+                WireRecord(None, ByteBuf::from(v), Vec::new())
+            })
+            .collect();
+        acks.push_back(producer.start_produce(topic, None, batch)?);
+        sent += n;
+        bar.set_position(sent);
+        while acks.len() > 1000 {
+            produced(acks.pop_front().expect("non-empty").wait().await?)?;
+        }
+    }
+    for a in acks {
+        produced(a.wait().await?)?;
+    }
+    let mut latencies = consumer.await??;
+    bar.finish();
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)] as f64 / 1e6;
+    Ok((pct(0.50), pct(0.99), pct(0.999)))
+}
+
+async fn pipeline_stage(server: &BenchServer, args: &BenchArgs, run: usize) -> anyhow::Result<f64> {
+    let (source, sink) = (format!("pipe-in-{run}"), format!("pipe-out-{run}"));
+    let client = server.client().await?;
+    create(&client, &source, args.partitions).await?;
+    create(&client, &sink, args.partitions).await?;
+    produce_all(&client, &source, args.count, args.size, args.batch).await?;
+    let step = StepSpec::new("bench-filter", &[("field", "status"), ("equals", "paid")]);
+    let spec = PipelineSpec::new(&format!("bench-{run}"), &source, vec![step], &sink);
+    timed_pipeline(&client, spec, args.count).await
+}
+
+/// Filter → transform → router fanning out to three topics, on JSON messages.
+async fn pipeline3_stage(server: &BenchServer, args: &BenchArgs, run: usize) -> anyhow::Result<f64> {
+    let source = format!("p3-in-{run}");
+    let client = server.client().await?;
+    create(&client, &source, args.partitions).await?;
+    for t in ["eu", "us", "other"] {
+        create(&client, &format!("p3-{t}-{run}"), args.partitions).await?;
+    }
+    produce_all(&client, &source, args.count, args.size, args.batch).await?;
+    let (eu, us) = (format!("p3-eu-{run}"), format!("p3-us-{run}"));
+    let steps = vec![
+        StepSpec::new("bench-filter", &[("field", "status"), ("equals", "paid")]),
+        StepSpec::new("bench-transform", &[("drop", "pad"), ("set.stage", "billed")]),
+        StepSpec::new("bench-router", &[("by", "field:region"), ("route.eu", &eu), ("route.us", &us)]),
+    ];
+    let spec = PipelineSpec::new(&format!("bench3-{run}"), &source, steps, &format!("p3-other-{run}"));
+    timed_pipeline(&client, spec, args.count).await
+}
+
+/// Create the pipeline over a pre-filled source and time it until everything is processed.
+async fn timed_pipeline(client: &Client, spec: PipelineSpec, count: u64) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    client.create_pipeline(spec.clone()).await?;
+    wait_processed(client, &spec.name, count).await?;
+    let rate = count as f64 / start.elapsed().as_secs_f64();
+    client.delete_pipeline(&spec.name).await?;
+    Ok(rate)
+}
+
+/// Poll a pipeline's status until it has processed `count` messages.
+async fn wait_processed(client: &Client, name: &str, count: u64) -> anyhow::Result<()> {
+    loop {
+        let status = client.pipeline_status(name).await?;
+        if let Some(e) = status.last_error {
+            bail!("the benchmark pipeline {name} failed: {e}");
+        }
+        if status.processed >= count {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The same filter, natively (the plugin crate linked into this binary) and as a component
+/// (batches of 2,048 across the boundary): wasm time ÷ native time, in process.
+async fn wasm_vs_native(filter: &[u8], args: &BenchArgs) -> anyhow::Result<f64> {
+    use weir_host::runtime::{Batch, Message, Runtime, Sandbox, StateScope};
+    use weir_sdk::{Config, FilterPlugin, Plugin};
+    let (filter, count, size) = (filter.to_vec(), args.count.min(1_000_000), args.size);
+    tokio::task::spawn_blocking(move || {
+        let config = [("field".to_string(), "status".to_string()), ("equals".to_string(), "paid".to_string())];
+        let payloads: Vec<Vec<u8>> = (0..2048).map(|i| message(i, size)).collect();
+        let rounds = (count / 2048).max(1);
+
+        let mut native = FilterPlugin::<weir_plugin_json_filter::JsonFilter>::init(&Config::from_pairs(config.clone()))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let start = Instant::now();
+        for _ in 0..rounds {
+            for p in &payloads {
+                let out = native.process(weir_sdk::Message::new(p.clone())).map_err(|e| anyhow::anyhow!("{e}"))?;
+                std::hint::black_box(out);
+            }
+        }
+        let native_s = start.elapsed().as_secs_f64();
+
+        let dir = tempfile::tempdir()?;
+        let runtime = Runtime::new(dir.path())?;
+        let loaded = runtime.load(&filter)?;
+        let mut inst = runtime.instantiate(
+            &loaded,
+            &Sandbox::default(),
+            "bench".into(),
+            StateScope { store: None, prefix: Vec::new() },
+        )?;
+        inst.init(&config)?;
+        let start = Instant::now();
+        for _ in 0..rounds {
+            let messages = payloads
+                .iter()
+                .enumerate()
+                .map(|(i, p)| Message {
+                    key: None,
+                    value: p.clone(),
+                    headers: Vec::new(),
+                    timestamp_ms: 0,
+                    partition: 0,
+                    offset: i as u64,
+                })
+                .collect();
+            std::hint::black_box(inst.process(&Batch { topic: "bench".into(), messages })?);
+        }
+        Ok(start.elapsed().as_secs_f64() / native_s)
+    })
+    .await?
+}
+
+/// Swap the plugin of a pipeline under load 50 times; the p99 of the pauses the workers
+/// recorded (instantiating and initialising the new version at a batch boundary), in ms.
+async fn swap_stage(server: &BenchServer, args: &BenchArgs, run: usize, filter: &[u8]) -> anyhow::Result<f64> {
+    const SWAPS: usize = 50;
+    let (source, sink, plugin) = (format!("swap-in-{run}"), format!("swap-out-{run}"), format!("swap-{run}"));
+    let client = server.client().await?;
+    create(&client, &source, args.partitions).await?;
+    create(&client, &sink, args.partitions).await?;
+    client.deploy_plugin(&plugin, filter.to_vec()).await?;
+    let step = StepSpec::new(&plugin, &[("field", "status"), ("equals", "paid")]);
+    client.create_pipeline(PipelineSpec::new(&format!("swap-{run}"), &source, vec![step], &sink)).await?;
+    let per_swap = (args.count / SWAPS as u64).max(args.batch as u64);
+    for _ in 0..SWAPS {
+        produce_all(&client, &source, per_swap, args.size, args.batch).await?;
+        client.deploy_plugin(&plugin, filter.to_vec()).await?;
+    }
+    // One more round so every partition meets the last swap at a batch boundary.
+    produce_all(&client, &source, per_swap, args.size, args.batch).await?;
+    wait_processed(&client, &format!("swap-{run}"), per_swap * (SWAPS as u64 + 1)).await?;
+    Ok(client.pipeline_status(&format!("swap-{run}")).await?.swap_pause_p99_us as f64 / 1000.0)
+}
+
+/// Average time to instantiate the component from its `InstancePre` (pooling allocator,
+/// precompiled code), in µs, measured in process over 2,000 instances.
+async fn instantiate_stage(filter: &[u8]) -> anyhow::Result<f64> {
+    use weir_host::runtime::{Runtime, Sandbox, StateScope};
+    let filter = filter.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir()?;
+        let runtime = Runtime::new(dir.path())?;
+        let loaded = runtime.load(&filter)?;
+        let sandbox = Sandbox::default();
+        let scope = || StateScope { store: None, prefix: Vec::new() };
+        // Warm the pool's slots first.
+        for _ in 0..100 {
+            drop(runtime.instantiate(&loaded, &sandbox, "bench".into(), scope())?);
+        }
+        const N: u32 = 2_000;
+        let start = Instant::now();
+        for _ in 0..N {
+            drop(runtime.instantiate(&loaded, &sandbox, "bench".into(), scope())?);
+        }
+        Ok(start.elapsed().as_secs_f64() * 1e6 / f64::from(N))
+    })
+    .await?
+}
+
+/// Store `recovery_messages`, kill -9 the server, and time the restart until it serves
+/// them all again (RocksDB replays its WAL; offsets are recovered from the log).
+async fn recovery_stage(server: &mut BenchServer, args: &BenchArgs) -> anyhow::Result<f64> {
+    let bar = progress("restart with stored messages", args.recovery_messages);
+    let client = server.client().await?;
+    create(&client, "recovery", args.partitions).await?;
+    let producers = 4;
+    let per = args.recovery_messages / producers;
+    let mut tasks = Vec::new();
+    for _ in 0..producers {
+        let c = server.client().await?;
+        let (size, batch) = (args.size, args.batch.max(1000));
+        tasks.push(tokio::spawn(async move { produce_all(&c, "recovery", per, size, batch).await }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    bar.set_position(per * producers);
+    drop(client);
+    let start = Instant::now();
+    server.kill9_and_restart()?;
+    let client = server.client().await?;
+    let stored: u64 = client.describe_topic("recovery").await?.partitions.iter().map(|(s, e)| e - s).sum();
+    let elapsed = start.elapsed().as_secs_f64();
+    bar.finish();
+    if stored != per * producers {
+        bail!("after the restart the topic holds {stored} messages, not {}", per * producers);
+    }
+    Ok(elapsed)
+}
