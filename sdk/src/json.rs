@@ -81,6 +81,94 @@ pub fn remove_path(doc: &mut Value, path: &str) -> Option<Value> {
     }
 }
 
+/// The value at `path` in the JSON document `doc`, found without building the rest of the
+/// document: objects on the way are scanned key by key and everything else is skipped, so a
+/// lookup costs little more than validating the bytes. `Ok(None)` when the path is absent.
+pub fn find(doc: &[u8], path: &str) -> Result<Option<Value>, serde_json::Error> {
+    let segments: Vec<&str> = path.split('.').collect();
+    let mut de = serde_json::Deserializer::from_slice(doc);
+    let found = serde::de::DeserializeSeed::deserialize(Find { path: &segments, depth: 0 }, &mut de)?;
+    de.end()?;
+    Ok(found)
+}
+
+/// Walks one level of a path: in an object, the matching key's value is searched deeper and
+/// the rest skipped; in an array, the element with the segment's index.
+#[derive(Clone, Copy)]
+struct Find<'p> {
+    path: &'p [&'p str],
+    depth: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Find<'_> {
+    type Value = Option<Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        if self.depth == self.path.len() {
+            return <Value as serde::Deserialize>::deserialize(d).map(Some);
+        }
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Find<'_> {
+    type Value = Option<Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let want = self.path[self.depth];
+        let mut found = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if found.is_none() && key == want {
+                found = map.next_value_seed(Find { path: self.path, depth: self.depth + 1 })?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let want: Option<usize> = self.path[self.depth].parse().ok();
+        let mut found = None;
+        let mut i = 0;
+        loop {
+            if Some(i) == want {
+                match seq.next_element_seed(Find { path: self.path, depth: self.depth + 1 })? {
+                    Some(v) => found = v,
+                    None => break,
+                }
+            } else if seq.next_element::<serde::de::IgnoredAny>()?.is_none() {
+                break;
+            }
+            i += 1;
+        }
+        Ok(found)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
 /// A config value as JSON: valid JSON text is taken as such (`42`, `true`, `{"a":1}`),
 /// anything else as a string. `"42"` in quotes stays a string.
 pub fn parse_value(raw: &str) -> Value {
@@ -109,6 +197,19 @@ mod tests {
         assert!(!set_path(&mut doc, "a.new.deep.more", json!(1)), "cannot descend into a number");
         assert_eq!(remove_path(&mut doc, "a.b.0"), Some(json!(1)));
         assert_eq!(get_path(&doc, "a.b.0.c"), Some(&json!("x")));
+    }
+
+    #[test]
+    fn find_reads_one_path_without_building_the_document() {
+        let doc = br#"{"a":{"b":[1,{"c":"x\"y"}],"skip":{"deep":[1,2,3]}},"n":7}"#;
+        assert_eq!(find(doc, "a.b.1.c").unwrap(), Some(json!("x\"y")));
+        assert_eq!(find(doc, "n").unwrap(), Some(json!(7)));
+        assert_eq!(find(doc, "a.skip").unwrap(), Some(json!({"deep":[1,2,3]})));
+        assert_eq!(find(doc, "a.b.5").unwrap(), None);
+        assert_eq!(find(doc, "n.x").unwrap(), None);
+        assert_eq!(find(doc, "zzz").unwrap(), None);
+        assert!(find(b"{not json", "a").is_err());
+        assert!(find(br#"{"a":1} trailing"#, "a").is_err());
     }
 
     #[test]

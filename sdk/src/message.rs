@@ -248,6 +248,8 @@ impl From<Message> for Output {
 pub enum Outcome {
     /// Zero or more outputs.
     Emit(Vec<Output>),
+    /// The input, unchanged, passes on (the host reuses it: nothing is copied back).
+    Keep,
     /// Filtered out on purpose.
     Drop,
 }
@@ -258,8 +260,8 @@ impl Outcome {
         Outcome::Emit(vec![output])
     }
 
-    /// Pass the input on unchanged.
-    pub fn forward(msg: Message) -> Self {
-        Outcome::one(msg.into())
+    /// Pass the input on unchanged ([`Outcome::Keep`]).
+    pub fn forward(_msg: Message) -> Self {
+        Outcome::Keep
     }
 }

@@ -31,6 +31,7 @@ pub fn process<P: Plugin>(slot: &RefCell<Option<P>>, batch: wit::Batch) -> Vec<w
 fn to_wit(result: Result<Outcome, crate::Error>) -> wit::Outcome {
     match result {
         Ok(Outcome::Emit(outputs)) => wit::Outcome::Emit(outputs.into_iter().map(|o| o.into_wit()).collect()),
+        Ok(Outcome::Keep) => wit::Outcome::Keep,
         Ok(Outcome::Drop) => wit::Outcome::Drop,
         Err(e) => wit::Outcome::Fail(wit::Failure { retryable: e.is_retryable(), message: e.message().to_string() }),
     }

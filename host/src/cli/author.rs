@@ -142,6 +142,10 @@ pub fn test(
                     .collect();
                 json!({"input": offset, "outcome": "emit", "outputs": outs})
             }
+            Ok(Outcome::Keep) => {
+                emitted += 1;
+                json!({"input": offset, "outcome": "keep"})
+            }
             Ok(Outcome::Drop) => {
                 dropped += 1;
                 json!({"input": offset, "outcome": "drop"})
@@ -187,6 +191,7 @@ fn print_outcome(line: &serde_json::Value, input: &str) {
                 println!("#{n} {input} → {}{to}", o["value"].as_str().unwrap_or(""));
             }
         }
+        Some("keep") => println!("#{n} {input} → kept (unchanged)"),
         Some("drop") => println!("#{n} {input} → dropped"),
         _ => println!(
             "#{n} {input} → FAILED{}: {}",

@@ -129,6 +129,7 @@ fn describe(o: &Outcome) -> String {
                 .collect();
             format!("emit {}: {}", outs.len(), shown.join(" | "))
         }
+        Outcome::Keep => "keep (unchanged)".into(),
         Outcome::Drop => "drop".into(),
         Outcome::Fail(f) => format!("fail: {}", f.message),
     })

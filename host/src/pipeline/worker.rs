@@ -447,6 +447,10 @@ fn run_steps(
                         }
                     }
                 }
+                Outcome::Keep => {
+                    stats[i].output += 1;
+                    next.push(input);
+                }
                 Outcome::Drop => {
                     out.dropped += 1;
                     stats[i].dropped += 1;

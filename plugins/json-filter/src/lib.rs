@@ -13,7 +13,7 @@
 //! compare numbers. A message whose field is absent fails every comparison but `ne` and
 //! `missing`.
 
-use weir_sdk::json::{Value, as_text, get_path};
+use weir_sdk::json::{Value, as_text, find};
 use weir_sdk::prelude::*;
 
 /// How the field is compared.
@@ -78,12 +78,12 @@ impl Filter for JsonFilter {
     }
 
     fn filter(&mut self, msg: &Message) -> Result<bool, Error> {
-        let doc: Value = match msg.json() {
-            Ok(doc) => doc,
-            Err(_) if self.drop_invalid => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        Ok(self.matches(get_path(&doc, &self.field)))
+        // Only the field is decoded; the rest of the payload is validated and skipped.
+        match find(msg.value(), &self.field) {
+            Ok(v) => Ok(self.matches(v.as_ref())),
+            Err(_) if self.drop_invalid => Ok(false),
+            Err(e) => Err(Error::from(e)),
+        }
     }
 }
 

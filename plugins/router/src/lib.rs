@@ -88,6 +88,7 @@ mod tests {
     fn dest(r: &mut Router, m: Message) -> Option<Option<String>> {
         match r.process(m).unwrap() {
             Outcome::Emit(o) => Some(o[0].topic.clone()),
+            Outcome::Keep => Some(None),
             Outcome::Drop => None,
         }
     }

@@ -61,6 +61,10 @@ pub struct BenchArgs {
     /// (`weir_plugin_*.wasm`); default: build them from this source tree.
     #[arg(long)]
     plugin_dir: Option<PathBuf>,
+    /// Run only these stages (repeat the flag): produce, consume, latency, pipeline,
+    /// pipeline3, wasm-vs-native, swap, instantiate, recovery — e.g. to profile one.
+    #[arg(long, value_name = "STAGE")]
+    only: Vec<String>,
     /// Small sizes for a smoke run (20,000 messages, 1 repeat, 100,000 for recovery).
     #[arg(long)]
     quick: bool,
@@ -286,5 +290,12 @@ impl Drop for BenchServer {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+impl BenchArgs {
+    /// Whether stage `name` is to run.
+    fn wants(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == name)
     }
 }

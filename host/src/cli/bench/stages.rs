@@ -26,19 +26,35 @@ pub(super) async fn run_all(
     client.deploy_plugin("bench-transform", plugins["json-transform"].clone()).await?;
     client.deploy_plugin("bench-router", plugins["router"].clone()).await?;
     let s = &server;
-    r.produce_msgs_per_s = median(args, "weir produce (1 producer)", |i| produce_stage(s, args, i, 1)).await?;
-    r.produce_4_producers_msgs_per_s =
-        median(args, "weir produce (4 producers)", |i| produce_stage(s, args, i + 100, 4)).await?;
-    r.consume_msgs_per_s = median(args, "weir consume", |i| consume_stage(s, args, i)).await?;
-    (r.e2e_latency_p50_ms, r.e2e_latency_p99_ms, r.e2e_latency_p999_ms) = latency_stage(s, args).await?;
-    r.pipeline_msgs_per_s = median(args, "pipeline (json-filter)", |i| pipeline_stage(s, args, i)).await?;
-    r.pipeline3_msgs_per_s = median(args, "pipeline (3 steps, fan-out)", |i| pipeline3_stage(s, args, i)).await?;
     let filter = plugins["json-filter"].clone();
-    r.wasm_vs_native_ratio = median(args, "wasm ÷ native (json-filter)", |_| wasm_vs_native(&filter, args)).await?;
-    r.swap_pause_p99_ms = median(args, "hot-swap pause p99 (ms)", |i| swap_stage(s, args, i, &filter)).await?;
-    r.instantiate_us = median(args, "plugin instantiate (µs)", |_| instantiate_stage(&filter)).await?;
+    if args.wants("produce") {
+        r.produce_msgs_per_s = median(args, "weir produce (1 producer)", |i| produce_stage(s, args, i, 1)).await?;
+        r.produce_4_producers_msgs_per_s =
+            median(args, "weir produce (4 producers)", |i| produce_stage(s, args, i + 100, 4)).await?;
+    }
+    if args.wants("consume") {
+        r.consume_msgs_per_s = median(args, "weir consume", |i| consume_stage(s, args, i)).await?;
+    }
+    if args.wants("latency") {
+        (r.e2e_latency_p50_ms, r.e2e_latency_p99_ms, r.e2e_latency_p999_ms) = latency_stage(s, args).await?;
+    }
+    if args.wants("pipeline") {
+        r.pipeline_msgs_per_s = median(args, "pipeline (json-filter)", |i| pipeline_stage(s, args, i)).await?;
+    }
+    if args.wants("pipeline3") {
+        r.pipeline3_msgs_per_s = median(args, "pipeline (3 steps, fan-out)", |i| pipeline3_stage(s, args, i)).await?;
+    }
+    if args.wants("wasm-vs-native") {
+        r.wasm_vs_native_ratio = median(args, "wasm ÷ native (json-filter)", |_| wasm_vs_native(&filter, args)).await?;
+    }
+    if args.wants("swap") {
+        r.swap_pause_p99_ms = median(args, "hot-swap pause p99 (ms)", |i| swap_stage(s, args, i, &filter)).await?;
+    }
+    if args.wants("instantiate") {
+        r.instantiate_us = median(args, "plugin instantiate (µs)", |_| instantiate_stage(&filter)).await?;
+    }
     drop(client);
-    if args.recovery_messages > 0 {
+    if args.recovery_messages > 0 && args.wants("recovery") {
         r.recovery_s = Some(recovery_stage(&mut server, args).await?);
     }
     Ok(())
@@ -289,7 +305,10 @@ async fn wasm_vs_native(filter: &[u8], args: &BenchArgs) -> anyhow::Result<f64> 
                 .collect();
             std::hint::black_box(inst.process(&Batch { topic: "bench".into(), messages })?);
         }
-        Ok(start.elapsed().as_secs_f64() / native_s)
+        let wasm_s = start.elapsed().as_secs_f64();
+        let per = |s: f64| s * 1e9 / (rounds * 2048) as f64;
+        eprintln!("native {:.0} ns/msg, wasm {:.0} ns/msg", per(native_s), per(wasm_s));
+        Ok(wasm_s / native_s)
     })
     .await?
 }
