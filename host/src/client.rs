@@ -81,6 +81,14 @@ impl Pending {
 impl Client {
     /// Connect and say hello.
     pub async fn connect(addr: impl ToSocketAddrs + std::fmt::Display) -> Result<Client, ClientError> {
+        Client::connect_with_token(addr, None).await
+    }
+
+    /// Connect and say hello with a token (for servers started with `--auth-token-file`).
+    pub async fn connect_with_token(
+        addr: impl ToSocketAddrs + std::fmt::Display,
+        token: Option<String>,
+    ) -> Result<Client, ClientError> {
         let shown = addr.to_string();
         let stream = TcpStream::connect(addr).await.map_err(|source| ClientError::Connect { addr: shown, source })?;
         let _ = stream.set_nodelay(true);
@@ -96,7 +104,7 @@ impl Client {
         ));
         let client = Client { frames, waiters, next_id: AtomicU64::new(1), closed };
         let client_name = format!("weir-client {}", env!("CARGO_PKG_VERSION"));
-        client.request(Request::Hello { version: wire::PROTOCOL_VERSION, client: client_name }).await?;
+        client.request(Request::Hello { version: wire::PROTOCOL_VERSION, client: client_name, token }).await?;
         Ok(client)
     }
 

@@ -121,3 +121,11 @@ pub const EXCHANGE_MAX_BINDINGS: usize = 10_000;
 
 /// Requests waiting for a reply at once, server-wide.
 pub const PENDING_REQUESTS_MAX: usize = 100_000;
+
+/// How long a frame may take to arrive once its first byte did (*configurable*:
+/// `--frame-timeout`): a client trickling a frame byte by byte (slowloris) is cut off.
+pub const FRAME_TIMEOUT_MS: u64 = 30_000;
+
+/// How long responses may wait for a client to read them (*configurable*:
+/// `--write-timeout`) before the connection is closed.
+pub const WRITE_TIMEOUT_MS: u64 = 60_000;

@@ -17,6 +17,8 @@ use weir_host::wire::{FetchPosition, FetchedRecord};
 
 pub use weir_host;
 
+pub mod crash_loop;
+
 /// The workspace root (where `Cargo.toml` and `plugins/` are).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
@@ -156,6 +158,16 @@ impl Server {
         self.child = Some(child);
         self.addr = addr;
         Ok(())
+    }
+
+    /// Resident memory of the server process, KiB (from /proc).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
     /// The server's log so far.

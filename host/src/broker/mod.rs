@@ -39,6 +39,8 @@ pub struct BrokerConfig {
     pub durability: Durability,
     /// How often retention runs.
     pub retention_interval: Duration,
+    /// Open even if the WAL is damaged, keeping what precedes the damage.
+    pub recover_wal: bool,
 }
 
 /// The broker.
@@ -89,6 +91,7 @@ impl Broker {
         let store = Arc::new(Store::open(StoreOptions {
             path: config.data_dir.join("db"),
             default_durability: config.durability,
+            recover_wal: config.recover_wal,
         })?);
         let runtime = Arc::new(Runtime::new(&config.data_dir.join("compiled"))?);
         let registry = Arc::new(Registry::open(store.clone(), runtime)?);

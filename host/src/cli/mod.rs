@@ -28,6 +28,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "WEIR_SERVER", default_value = "127.0.0.1:7070")]
     server: String,
 
+    /// Token for a server started with --auth-token-file.
+    #[arg(long, global = true, env = "WEIR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -93,27 +97,34 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let server = cli.server;
+    let server = Target { addr: cli.server, token: cli.token };
+    let server = &server;
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Bench(args) => bench::run(args).await,
-        Command::Topic(cmd) => topic::run(&connect(&server).await?, cmd).await,
-        Command::Produce(args) => produce::run(&connect(&server).await?, args).await,
-        Command::Consume(args) => consume::run(&connect(&server).await?, args).await,
-        Command::Group(cmd) => consume::run_group(&connect(&server).await?, cmd).await,
-        Command::Plugin(cmd) => plugin::run(&server, cmd).await,
-        Command::Pipeline(cmd) => pipeline::run(&connect(&server).await?, cmd).await,
-        Command::Dlq(cmd) => dlq::run(&connect(&server).await?, cmd).await,
-        Command::State(cmd) => state::run(&connect(&server).await?, cmd).await,
-        Command::Queue(cmd) => queue::run(&connect(&server).await?, cmd).await,
-        Command::Exchange(cmd) => exchange::run(&connect(&server).await?, cmd).await,
-        Command::Publish(args) => exchange::publish(&connect(&server).await?, args).await,
-        Command::Request(args) => exchange::request(&connect(&server).await?, args).await,
+        Command::Topic(cmd) => topic::run(&connect(server).await?, cmd).await,
+        Command::Produce(args) => produce::run(&connect(server).await?, args).await,
+        Command::Consume(args) => consume::run(&connect(server).await?, args).await,
+        Command::Group(cmd) => consume::run_group(&connect(server).await?, cmd).await,
+        Command::Plugin(cmd) => plugin::run(server, cmd).await,
+        Command::Pipeline(cmd) => pipeline::run(&connect(server).await?, cmd).await,
+        Command::Dlq(cmd) => dlq::run(&connect(server).await?, cmd).await,
+        Command::State(cmd) => state::run(&connect(server).await?, cmd).await,
+        Command::Queue(cmd) => queue::run(&connect(server).await?, cmd).await,
+        Command::Exchange(cmd) => exchange::run(&connect(server).await?, cmd).await,
+        Command::Publish(args) => exchange::publish(&connect(server).await?, args).await,
+        Command::Request(args) => exchange::request(&connect(server).await?, args).await,
     }
 }
 
-async fn connect(server: &str) -> anyhow::Result<Client> {
-    Client::connect(server.to_string()).await.context("connecting")
+/// Where client commands connect, and with which token.
+pub struct Target {
+    addr: String,
+    token: Option<String>,
+}
+
+async fn connect(server: &Target) -> anyhow::Result<Client> {
+    Client::connect_with_token(server.addr.clone(), server.token.clone()).await.context("connecting")
 }
 
 /// `weir consume | head` closes our stdout early; that is success, not an error.

@@ -163,7 +163,7 @@ impl SandboxArgs {
     }
 }
 
-pub async fn run(server: &str, cmd: PluginCmd) -> anyhow::Result<()> {
+pub async fn run(server: &super::Target, cmd: PluginCmd) -> anyhow::Result<()> {
     // Authoring commands work without a server.
     let cmd = match cmd {
         PluginCmd::New { name, kind, dir, sdk_path } => return super::author::new(&name, kind, dir, sdk_path),

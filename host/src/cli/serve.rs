@@ -33,6 +33,20 @@ pub struct ServeArgs {
     /// How often retention deletes old records.
     #[arg(long, default_value = "30s", value_parser = super::parse_duration)]
     retention_interval: Duration,
+    /// Require a token from every client: one token per line, `[name:]token [grant]...`,
+    /// grants like `read:orders*`, `write:orders*`, `admin:*` (none: everything).
+    #[arg(long)]
+    auth_token_file: Option<PathBuf>,
+    /// How long a frame may take to arrive once it started (slow clients are cut off).
+    #[arg(long, default_value = "30s", value_parser = super::parse_duration)]
+    frame_timeout: Duration,
+    /// How long responses may wait for a client to read them before it is disconnected.
+    #[arg(long, default_value = "60s", value_parser = super::parse_duration)]
+    write_timeout: Duration,
+    /// Start even if the write-ahead log is damaged, keeping what precedes the damage. Without
+    /// this, a damaged log stops the start (rather than silently dropping acknowledged writes).
+    #[arg(long)]
+    recover_wal: bool,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -40,18 +54,33 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&args.listen).await.with_context(|| {
         format!("cannot listen on {}; is another server running there? pick another with --listen", args.listen)
     })?;
+    let tokens = match &args.auth_token_file {
+        Some(path) => {
+            Some(std::sync::Arc::new(weir_host::server::auth::Tokens::load(path).map_err(anyhow::Error::msg)?))
+        }
+        None => None,
+    };
     let config = BrokerConfig {
         data_dir: args.data_dir.clone(),
         durability: args.durability,
         retention_interval: args.retention_interval,
+        recover_wal: args.recover_wal,
     };
     let broker = Broker::open(config).await.with_context(|| format!("starting on {}", args.data_dir.display()))?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to learn the port when --listen ends in :0.
     println!("weir listening on {addr}");
     tracing::info!(%addr, data_dir = %args.data_dir.display(), durability = ?args.durability, "weir serving");
-    let limits = ServerLimits { max_frame_bytes: args.max_frame_bytes, max_connections: args.max_connections };
-    server::run(listener, broker.clone(), limits, shutdown_signal()).await?;
+    let limits = ServerLimits {
+        max_frame_bytes: args.max_frame_bytes,
+        max_connections: args.max_connections,
+        frame_timeout: args.frame_timeout,
+        write_timeout: args.write_timeout,
+    };
+    if tokens.is_some() {
+        tracing::info!("clients must authenticate with a token");
+    }
+    server::run(listener, broker.clone(), limits, tokens, shutdown_signal()).await?;
     tracing::info!("shutting down: finishing in-flight batches");
     broker.shutdown().await;
     tracing::info!("stopped");

@@ -2,11 +2,18 @@
 //! arrival order, and writes responses back as they complete.
 //!
 //! Bounded per the limits: connections (a semaphore; excess connections get a `Busy` error
-//! frame and are closed), frame size (codec), and requests in flight per connection (the
-//! reader stops reading until responses drain).
+//! frame and are closed), frame size (codec), requests in flight per connection (the reader
+//! stops reading until responses drain), the time a frame may take to arrive once started
+//! (slow clients), and the time a response may take to be taken by the client.
+//!
+//! With a token file, `Hello` must carry a known token and every request is checked against
+//! the token's grants ([`auth`]).
+
+pub mod auth;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -25,11 +32,20 @@ pub struct ServerLimits {
     pub max_frame_bytes: usize,
     /// Concurrent connections.
     pub max_connections: usize,
+    /// How long a frame may take to arrive once its first byte did.
+    pub frame_timeout: Duration,
+    /// How long a response may wait for the client to read it.
+    pub write_timeout: Duration,
 }
 
 impl Default for ServerLimits {
     fn default() -> Self {
-        ServerLimits { max_frame_bytes: limits::MAX_FRAME_BYTES, max_connections: limits::MAX_CONNECTIONS }
+        ServerLimits {
+            max_frame_bytes: limits::MAX_FRAME_BYTES,
+            max_connections: limits::MAX_CONNECTIONS,
+            frame_timeout: Duration::from_millis(limits::FRAME_TIMEOUT_MS),
+            write_timeout: Duration::from_millis(limits::WRITE_TIMEOUT_MS),
+        }
     }
 }
 
@@ -39,6 +55,7 @@ pub async fn run(
     listener: TcpListener,
     broker: Arc<Broker>,
     limits: ServerLimits,
+    tokens: Option<Arc<auth::Tokens>>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let connections = Arc::new(Semaphore::new(limits.max_connections));
@@ -62,9 +79,9 @@ pub async fn run(
             tokio::spawn(refuse(stream, limits));
             continue;
         };
-        let (broker, closing) = (broker.clone(), closing.clone());
+        let (broker, closing, tokens) = (broker.clone(), closing.clone(), tokens.clone());
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, peer, broker, limits, closing).await {
+            if let Err(e) = serve_connection(stream, peer, broker, limits, tokens, closing).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);
@@ -91,24 +108,25 @@ async fn serve_connection(
     peer: SocketAddr,
     broker: Arc<Broker>,
     limits: ServerLimits,
+    tokens: Option<Arc<auth::Tokens>>,
     mut closing: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let (rd, wr) = stream.into_split();
     let mut frames = FramedRead::new(rd, wire::codec(limits.max_frame_bytes));
     let (tx, rx) = mpsc::channel::<Bytes>(limits::MAX_IN_FLIGHT_PER_CONNECTION);
-    let writer = tokio::spawn(write_responses(FramedWrite::new(wr, wire::codec(limits.max_frame_bytes)), rx));
+    let writer = tokio::spawn(write_responses(
+        FramedWrite::new(wr, wire::codec(limits.max_frame_bytes)),
+        rx,
+        limits.write_timeout,
+    ));
     let in_flight = Arc::new(Semaphore::new(limits::MAX_IN_FLIGHT_PER_CONNECTION));
+    let mut identity: Option<auth::Identity> = None;
     let mut greeted = false;
     loop {
-        let next = tokio::select! {
-            f = frames.next() => f,
-            _ = closing.changed() => None,
-        };
-        let Some(frame) = next else { break };
-        let frame = match frame {
-            Ok(f) => f,
-            Err(e) => {
-                let err = frame_error(&e, limits.max_frame_bytes);
+        let frame = match next_frame(&mut frames, &mut closing, limits.frame_timeout).await {
+            Next::Frame(f) => f,
+            Next::Closed => break,
+            Next::Error(err) => {
                 tracing::info!(%peer, error = %err, "closing connection");
                 send_error(&tx, 0, err).await;
                 break;
@@ -123,13 +141,27 @@ async fn serve_connection(
             }
         };
         if !greeted {
-            match check_hello(&request) {
-                Ok(()) => greeted = true,
+            let hello = check_hello(&request).and_then(|token| match &tokens {
+                Some(t) => t.identify(token).map(Some),
+                None => Ok(None),
+            });
+            match hello {
+                Ok(id) => {
+                    greeted = true;
+                    identity = id;
+                }
                 Err(err) => {
+                    tracing::info!(%peer, error = %err, "refusing connection");
                     send_error(&tx, id, err).await;
                     break;
                 }
             }
+        }
+        if let Some(who) = &identity
+            && let Err(err) = who.authorize(&request)
+        {
+            send_error(&tx, id, err).await;
+            continue;
         }
         let permit = in_flight.clone().acquire_owned().await.expect("semaphore never closed");
         // Dispatch here, in arrival order; only the wait for the result runs concurrently.
@@ -149,22 +181,73 @@ async fn serve_connection(
     Ok(())
 }
 
+/// What reading the next frame gave.
+enum Next {
+    Frame(bytes::BytesMut),
+    Closed,
+    Error(WireError),
+}
+
+/// The next frame, with a deadline on frames that started arriving: a client may be idle
+/// as long as it likes between frames, but not trickle one in (slowloris).
+async fn next_frame(
+    frames: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, tokio_util::codec::LengthDelimitedCodec>,
+    closing: &mut watch::Receiver<bool>,
+    timeout: Duration,
+) -> Next {
+    let mut partial_since: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            f = frames.next() => return match f {
+                None => Next::Closed,
+                Some(Ok(f)) => Next::Frame(f),
+                Some(Err(e)) => Next::Error(frame_error(&e, frames.decoder().max_frame_length())),
+            },
+            _ = closing.changed() => return Next::Closed,
+            () = tokio::time::sleep(timeout / 4) => {
+                if frames.read_buffer().is_empty() {
+                    partial_since = None;
+                    continue;
+                }
+                let since = *partial_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= timeout {
+                    return Next::Error(WireError::new(
+                        ErrorCode::MalformedFrame,
+                        format!(
+                            "a frame started {} ms ago is still incomplete ({} bytes so far); send whole frames promptly",
+                            since.elapsed().as_millis(),
+                            frames.read_buffer().len()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
 /// Write response frames, flushing only when no more are queued so bursts share a syscall.
+/// A client that stops reading for longer than `timeout` is disconnected, so its unread
+/// responses (and the requests waiting behind them) are freed.
 async fn write_responses(
     mut sink: FramedWrite<tokio::net::tcp::OwnedWriteHalf, tokio_util::codec::LengthDelimitedCodec>,
     mut rx: mpsc::Receiver<Bytes>,
+    timeout: Duration,
 ) {
     while let Some(frame) = rx.recv().await {
-        if sink.feed(frame).await.is_err() {
-            return;
-        }
-        while let Ok(more) = rx.try_recv() {
-            if sink.feed(more).await.is_err() {
+        let burst = async {
+            sink.feed(frame).await?;
+            while let Ok(more) = rx.try_recv() {
+                sink.feed(more).await?;
+            }
+            SinkExt::<Bytes>::flush(&mut sink).await
+        };
+        match tokio::time::timeout(timeout, burst).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::info!("closing a connection whose client stopped reading responses");
                 return;
             }
-        }
-        if SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
-            return;
         }
     }
 }
@@ -175,9 +258,10 @@ async fn send_error(tx: &mpsc::Sender<Bytes>, id: u64, err: WireError) {
     }
 }
 
-fn check_hello(request: &Request) -> Result<(), WireError> {
+/// The token of a valid `Hello`.
+fn check_hello(request: &Request) -> Result<Option<&str>, WireError> {
     match request {
-        Request::Hello { version, .. } if *version == wire::PROTOCOL_VERSION => Ok(()),
+        Request::Hello { version, token, .. } if *version == wire::PROTOCOL_VERSION => Ok(token.as_deref()),
         Request::Hello { version, .. } => Err(WireError::new(
             ErrorCode::Handshake,
             format!(

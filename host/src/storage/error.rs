@@ -59,6 +59,16 @@ pub enum StoreError {
         /// Why it failed to decode.
         why: String,
     },
+    /// The write-ahead log does not replay: the disk lost or changed data.
+    #[error(
+        "the write-ahead log in {path} is damaged ({detail}); weir will not start and silently drop acknowledged writes. Restore the data directory from a backup, or start with --recover-wal to keep everything before the damage and lose what follows"
+    )]
+    DamagedWal {
+        /// Database directory.
+        path: String,
+        /// What RocksDB found.
+        detail: String,
+    },
     /// The store is shutting down.
     #[error("the store is shutting down")]
     Closed,

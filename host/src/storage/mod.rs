@@ -61,6 +61,9 @@ pub struct StoreOptions {
     pub path: PathBuf,
     /// Durability of topics created without one.
     pub default_durability: Durability,
+    /// Open even if the WAL is damaged, keeping what precedes the damage (point-in-time
+    /// recovery). Without it a damaged WAL is refused with [`StoreError::DamagedWal`].
+    pub recover_wal: bool,
 }
 
 /// A topic as stored in `meta`.
@@ -96,7 +99,7 @@ impl Store {
     pub fn open(opts: StoreOptions) -> Result<Store> {
         std::fs::create_dir_all(&opts.path)
             .map_err(|e| StoreError::Invalid(format!("cannot create data dir {}: {e}", opts.path.display())))?;
-        let db = Arc::new(open_db(&opts.path)?);
+        let db = Arc::new(open_db(&opts.path, opts.recover_wal).map_err(|e| damaged_wal(e, &opts.path))?);
         check_format(&db)?;
         let (topics, next_topic_id) = load_topics(&db)?;
         let topics = Arc::new(RwLock::new(topics));
@@ -420,10 +423,31 @@ fn decode_u64(v: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(b))
 }
 
+/// A corruption reported while opening is a damaged write-ahead log (or worse): say so and
+/// say how to recover.
+fn damaged_wal(e: StoreError, path: &Path) -> StoreError {
+    match e {
+        StoreError::Rocks(r) if r.kind() == rocksdb::ErrorKind::Corruption => {
+            StoreError::DamagedWal { path: path.display().to_string(), detail: r.to_string() }
+        }
+        other => other,
+    }
+}
+
 /// RocksDB tuned for an append-mostly log: big memtables so group commits rarely stall on
 /// flushes, level compaction with dynamic level sizes, lz4 for the log.
-fn open_db(path: &Path) -> Result<DB> {
+///
+/// The WAL must replay completely (absolute consistency): a process crash never tears a
+/// record (each write is one `write(2)`), so damage means the disk lost or changed data, and
+/// starting anyway would drop acknowledged writes silently. `recover_wal` opts into
+/// point-in-time recovery instead.
+fn open_db(path: &Path, recover_wal: bool) -> Result<DB> {
     let mut opts = Options::default();
+    opts.set_wal_recovery_mode(if recover_wal {
+        rocksdb::DBRecoveryMode::PointInTime
+    } else {
+        rocksdb::DBRecoveryMode::AbsoluteConsistency
+    });
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     opts.increase_parallelism(2);
@@ -543,7 +567,8 @@ mod tests {
     use crate::types::now_ms;
 
     fn open(dir: &Path) -> Store {
-        Store::open(StoreOptions { path: dir.to_path_buf(), default_durability: Durability::Os }).expect("open")
+        Store::open(StoreOptions { path: dir.to_path_buf(), default_durability: Durability::Os, recover_wal: false })
+            .expect("open")
     }
 
     fn recs(n: usize) -> Vec<NewRecord> {

@@ -43,6 +43,9 @@ pub enum Request {
         version: u32,
         /// Free text naming the client, for logs.
         client: String,
+        /// The client's token, when the server requires one.
+        #[serde(default)]
+        token: Option<String>,
     },
     /// Create a topic.
     CreateTopic {

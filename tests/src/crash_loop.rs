@@ -1,0 +1,369 @@
+//! The crash loop: mixed load against a real `weir serve`, killed with SIGKILL at a random
+//! moment each cycle, restarted, and checked for what weir promises.
+//!
+//! Load per cycle: producers appending with acks (each owns a partition, so order is known),
+//! a consumer-group member committing, a two-step wasm pipeline (dedup → transform, keeping
+//! state), a queue producer and two queue workers acking. After each restart:
+//! * every acknowledged produce is present exactly once, in order within its partition;
+//! * committed group offsets never went backwards;
+//! * the pipeline's outputs are exactly once per input, and its dedup state has one entry
+//!   per output;
+//! * (at the end) every acknowledged queue message was delivered or dead-lettered.
+//!
+//! With `soak`, the same load runs without kills and throughput and the server's RSS are
+//! reported over time.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde_bytes::ByteBuf;
+use weir_host::client::Client;
+use weir_host::consumer::GroupConsumer;
+use weir_host::queue::{NewQueueMessage, QueueConfig};
+use weir_host::wire::WireRecord;
+
+use crate::{Server, eventually, pipeline, plugin_bytes, step, topic};
+
+/// How a crash loop runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Kill/restart cycles.
+    pub cycles: u32,
+    /// Seed of the kill timing.
+    pub seed: u64,
+    /// `sync` or `os`.
+    pub durability: String,
+    /// Messages per produce request.
+    pub batch: usize,
+    /// Shortest and longest time load runs before the kill, ms.
+    pub run_ms: (u64, u64),
+    /// Run without kills for this long instead, reporting throughput and memory.
+    pub soak: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { cycles: 5, seed: 1, durability: "sync".into(), batch: 200, run_ms: (300, 1500), soak: None }
+    }
+}
+
+/// What a crash loop found.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    /// Cycles run.
+    pub cycles: u32,
+    /// Acknowledged produces and queue sends.
+    pub acked: u64,
+    /// Acknowledged messages or pipeline outputs missing.
+    pub lost: u64,
+    /// Messages or outputs present more than once.
+    pub duplicated: u64,
+    /// Other broken promises (offsets going backwards, state out of step), described.
+    pub violations: Vec<String>,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cycles {}, acked {}, lost {}, duplicated {}", self.cycles, self.acked, self.lost, self.duplicated)
+    }
+}
+
+impl Summary {
+    /// Whether every promise held.
+    pub fn ok(&self) -> bool {
+        self.lost == 0 && self.duplicated == 0 && self.violations.is_empty()
+    }
+}
+
+const PRODUCERS: u32 = 2;
+const EVENTS: &str = "events";
+const PROCESSED: &str = "processed";
+const JOBS: &str = "jobs";
+const GROUP: &str = "auditors";
+
+/// What the load recorded as acknowledged, across cycles.
+#[derive(Default)]
+struct Ledger {
+    /// Acknowledged event ids per producer, in order.
+    events: BTreeMap<u32, Vec<u64>>,
+    /// Per partition, the highest offset a commit was acknowledged for.
+    committed: BTreeMap<u32, u64>,
+    /// Acknowledged queue sends.
+    jobs_sent: BTreeSet<u64>,
+    /// Queue messages received by workers.
+    jobs_seen: BTreeSet<u64>,
+    /// Next ids.
+    next_event: BTreeMap<u32, u64>,
+    next_job: u64,
+}
+
+/// Run the crash loop.
+pub async fn run(config: &Config) -> Result<Summary> {
+    let mut server = Server::start_with(&["--durability", &config.durability])?;
+    setup(&server.client().await?).await?;
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let mut summary = Summary::default();
+    if let Some(d) = config.soak {
+        return soak(&server, config, ledger, d).await;
+    }
+    for cycle in 1..=config.cycles {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = spawn_load(&server, config, &ledger, &stop).await?;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(config.run_ms.0..=config.run_ms.1))).await;
+        server.kill9();
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            let _ = t.await;
+        }
+        server.restart()?;
+        let client = server.client().await?;
+        verify(&client, &ledger, &mut summary).await?;
+        summary.cycles = cycle;
+        eprintln!("cycle {cycle}: {summary}");
+    }
+    drain_jobs(&server.client().await?, &ledger, &mut summary).await?;
+    let l = ledger.lock().expect("ledger");
+    summary.acked = l.events.values().map(|v| v.len() as u64).sum::<u64>() + l.jobs_sent.len() as u64;
+    Ok(summary)
+}
+
+async fn setup(c: &Client) -> Result<()> {
+    c.create_topic(EVENTS, topic(PRODUCERS)).await?;
+    c.create_topic(PROCESSED, topic(2)).await?;
+    c.deploy_plugin("dedup", plugin_bytes("dedup")).await?;
+    c.deploy_plugin("stamp", plugin_bytes("json-transform")).await?;
+    let steps = vec![step("dedup", &[("by", "key"), ("window", "1d")]), step("stamp", &[("set.seen", "true")])];
+    c.create_pipeline(pipeline("chain", EVENTS, PROCESSED, steps)).await?;
+    c.create_queue(
+        JOBS,
+        QueueConfig {
+            visibility_timeout_ms: 500,
+            max_deliveries: Some(50),
+            dead_letter: Some("jobs-dlq".into()),
+            ..QueueConfig::default()
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+fn event(producer: u32, seq: u64) -> WireRecord {
+    let id = format!("{producer}-{seq}");
+    let value = format!(r#"{{"producer":{producer},"seq":{seq}}}"#);
+    WireRecord(Some(ByteBuf::from(id.into_bytes())), ByteBuf::from(value.into_bytes()), vec![])
+}
+
+fn parse_event(value: &[u8]) -> Option<(u32, u64)> {
+    let v: serde_json::Value = serde_json::from_slice(value).ok()?;
+    Some((v["producer"].as_u64()? as u32, v["seq"].as_u64()?))
+}
+
+/// Start every load task; they stop when `stop` is set or the server goes away.
+async fn spawn_load(
+    server: &Server,
+    config: &Config,
+    ledger: &Arc<Mutex<Ledger>>,
+    stop: &Arc<AtomicBool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    for p in 0..PRODUCERS {
+        let (client, ledger, stop, batch) = (server.client().await?, ledger.clone(), stop.clone(), config.batch);
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let from = *ledger.lock().expect("ledger").next_event.entry(p).or_insert(0);
+                let records = (from..from + batch as u64).map(|s| event(p, s)).collect();
+                // The ids are reserved whether or not the produce is acknowledged, so an
+                // unacknowledged batch that did land is never confused with a later one.
+                ledger.lock().expect("ledger").next_event.insert(p, from + batch as u64);
+                match client.start_produce(EVENTS, Some(p), records).map(|pending| pending.wait()) {
+                    Ok(wait) => match wait.await {
+                        Ok(_) => ledger
+                            .lock()
+                            .expect("ledger")
+                            .events
+                            .entry(p)
+                            .or_default()
+                            .extend(from..from + batch as u64),
+                        Err(_) => return,
+                    },
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    let (client, ledger_c, stop_c) = (server.client().await?, ledger.clone(), stop.clone());
+    tasks.push(tokio::spawn(async move {
+        let Ok(mut member) = GroupConsumer::join(&client, GROUP, EVENTS, Duration::from_secs(10)).await else { return };
+        while !stop_c.load(Ordering::Relaxed) {
+            if member.poll(500, Duration::from_millis(50)).await.is_err() {
+                return;
+            }
+            let positions = member.positions().clone();
+            if member.commit().await.is_ok() {
+                let mut l = ledger_c.lock().expect("ledger");
+                for (p, o) in positions {
+                    let floor = l.committed.entry(p).or_insert(0);
+                    *floor = (*floor).max(o);
+                }
+            }
+        }
+    }));
+    let (client, ledger_c, stop_c) = (server.client().await?, ledger.clone(), stop.clone());
+    tasks.push(tokio::spawn(async move {
+        while !stop_c.load(Ordering::Relaxed) {
+            let from = {
+                let mut l = ledger_c.lock().expect("ledger");
+                l.next_job += 50;
+                l.next_job - 50
+            };
+            let msgs = (from..from + 50)
+                .map(|j| NewQueueMessage { body: j.to_string().into_bytes(), ..Default::default() })
+                .collect();
+            match client.queue_send(JOBS, msgs).await {
+                Ok(_) => ledger_c.lock().expect("ledger").jobs_sent.extend(from..from + 50),
+                Err(_) => return,
+            }
+        }
+    }));
+    for _ in 0..2 {
+        let (client, ledger_c, stop_c) = (server.client().await?, ledger.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop_c.load(Ordering::Relaxed) {
+                let Ok(got) = client.queue_receive(JOBS, 50, Duration::from_millis(100)).await else { return };
+                ledger_c
+                    .lock()
+                    .expect("ledger")
+                    .jobs_seen
+                    .extend(got.iter().filter_map(|d| std::str::from_utf8(&d.body).ok()?.parse::<u64>().ok()));
+                if client.queue_ack(JOBS, got.iter().map(|d| d.receipt.clone()).collect()).await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    Ok(tasks)
+}
+
+/// Check every promise against the restarted server.
+async fn verify(c: &Client, ledger: &Arc<Mutex<Ledger>>, s: &mut Summary) -> Result<()> {
+    let events = c.read_all(EVENTS).await?;
+    let mut count: HashMap<(u32, u64), u32> = HashMap::new();
+    let mut last: BTreeMap<u32, u64> = BTreeMap::new();
+    for (partition, offset, r) in &events {
+        let Some((p, seq)) = parse_event(&r.2) else { bail!("undecodable event at {partition}/{offset}") };
+        *count.entry((p, seq)).or_default() += 1;
+        if let Some(prev) = last.insert(*partition, seq)
+            && seq <= prev
+        {
+            s.violations.push(format!("partition {partition} out of order at offset {offset}: {prev} then {seq}"));
+        }
+    }
+    let (acked, floors) = {
+        let l = ledger.lock().expect("ledger");
+        (l.events.clone(), l.committed.clone())
+    };
+    let lost: u64 = acked
+        .iter()
+        .flat_map(|(p, seqs)| seqs.iter().map(move |q| (*p, *q)))
+        .filter(|k| !count.contains_key(k))
+        .count() as u64;
+    let dup: u64 = count.values().filter(|n| **n > 1).map(|n| u64::from(n - 1)).sum();
+    s.lost = s.lost.max(lost);
+    s.duplicated = s.duplicated.max(dup);
+    // Committed offsets never go backwards.
+    let now = c.fetch_offsets(GROUP, EVENTS).await?;
+    for (p, floor) in floors {
+        let got = now[p as usize].unwrap_or(0);
+        if got < floor {
+            s.violations.push(format!("group offset of partition {p} went back from {floor} to {got}"));
+        }
+    }
+    // The pipeline catches up with exactly one output per event, and one state entry each.
+    eventually("the pipeline to catch up", Duration::from_secs(120), || async {
+        Ok((c.pipeline_status("chain").await?.lag() == 0).then_some(()))
+    })
+    .await?;
+    let outputs = c.read_all(PROCESSED).await?;
+    let mut seen: HashSet<(u32, u64)> = HashSet::new();
+    let mut out_dup = 0;
+    for (_, _, r) in &outputs {
+        if let Some(k) = parse_event(&r.2)
+            && !seen.insert(k)
+        {
+            out_dup += 1;
+        }
+    }
+    let out_lost = count.keys().filter(|k| !seen.contains(k)).count() as u64;
+    s.lost = s.lost.max(lost + out_lost);
+    s.duplicated = s.duplicated.max(dup + out_dup);
+    let state = c.state_list("chain", 1, b"seen:", weir_host::pipeline::STATE_LIST_MAX).await?.len();
+    if state != outputs.len() && outputs.len() < weir_host::pipeline::STATE_LIST_MAX {
+        s.violations.push(format!("dedup state holds {state} keys for {} outputs", outputs.len()));
+    }
+    Ok(())
+}
+
+/// Receive what is left in the queue; every acknowledged send must have been delivered or
+/// dead-lettered.
+async fn drain_jobs(c: &Client, ledger: &Arc<Mutex<Ledger>>, s: &mut Summary) -> Result<()> {
+    let mut seen = ledger.lock().expect("ledger").jobs_seen.clone();
+    for q in [JOBS, "jobs-dlq"] {
+        loop {
+            let got = c.queue_receive(q, 1000, Duration::from_millis(600)).await?;
+            if got.is_empty() {
+                break;
+            }
+            seen.extend(got.iter().filter_map(|d| std::str::from_utf8(&d.body).ok()?.parse::<u64>().ok()));
+            c.queue_ack(q, got.iter().map(|d| d.receipt.clone()).collect()).await?;
+        }
+    }
+    let sent = ledger.lock().expect("ledger").jobs_sent.clone();
+    s.lost += sent.difference(&seen).count() as u64;
+    Ok(())
+}
+
+/// The load without kills, reporting throughput and the server's RSS every 10 s.
+async fn soak(server: &Server, config: &Config, ledger: Arc<Mutex<Ledger>>, duration: Duration) -> Result<Summary> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = spawn_load(server, config, &ledger, &stop).await?;
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    let mut last = 0u64;
+    while start.elapsed() < duration {
+        tokio::time::sleep(Duration::from_secs(10).min(duration)).await;
+        let acked: u64 = ledger.lock().expect("ledger").events.values().map(|v| v.len() as u64).sum();
+        let rss = server.rss_kib().unwrap_or(0);
+        eprintln!(
+            "soak {:>4}s: {:>8.0} events/s acked, server RSS {} MiB",
+            start.elapsed().as_secs(),
+            (acked - last) as f64 / 10.0,
+            rss / 1024
+        );
+        samples.push(rss);
+        last = acked;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut summary = Summary::default();
+    let client = server.client().await?;
+    verify(&client, &ledger, &mut summary).await?;
+    // Memory is flat if the last third's peak is within 20% of the middle third's.
+    let third = samples.len() / 3;
+    if third > 0 {
+        let mid = samples[third..2 * third].iter().max().copied().unwrap_or(0);
+        let end = samples[2 * third..].iter().max().copied().unwrap_or(0);
+        if end > mid + mid / 5 {
+            summary.violations.push(format!("server RSS grew from {} MiB to {} MiB", mid / 1024, end / 1024));
+        }
+    }
+    summary.acked = last;
+    Ok(summary)
+}
