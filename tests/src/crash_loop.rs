@@ -125,12 +125,18 @@ pub async fn run(config: &Config) -> Result<Summary> {
         let client = server.client().await?;
         verify(&client, &ledger, &mut summary).await?;
         summary.cycles = cycle;
+        summary.acked = acked(&ledger);
         eprintln!("cycle {cycle}: {summary}");
     }
     drain_jobs(&server.client().await?, &ledger, &mut summary).await?;
-    let l = ledger.lock().expect("ledger");
-    summary.acked = l.events.values().map(|v| v.len() as u64).sum::<u64>() + l.jobs_sent.len() as u64;
+    summary.acked = acked(&ledger);
     Ok(summary)
+}
+
+/// Acknowledged produces and queue sends so far.
+fn acked(ledger: &Mutex<Ledger>) -> u64 {
+    let l = ledger.lock().expect("ledger");
+    l.events.values().map(|v| v.len() as u64).sum::<u64>() + l.jobs_sent.len() as u64
 }
 
 async fn setup(c: &Client) -> Result<()> {

@@ -38,6 +38,13 @@ fn target_layout() -> (PathBuf, String) {
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(workspace_root());
+    // The variables `cargo test` sets for this crate would change the nested build's
+    // fingerprints, and the outer build would then rebuild everything next time.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CARGO_") && !matches!(k.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR") {
+            c.env_remove(k);
+        }
+    }
     c
 }
 
@@ -108,7 +115,19 @@ pub struct Server {
     /// Address it listens on.
     pub addr: SocketAddr,
     root: tempfile::TempDir,
-    extra: Vec<String>,
+    /// How the next (re)start runs.
+    pub launch: Launch,
+}
+
+/// How a server process is started.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// Extra `weir serve` flags.
+    pub flags: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Largest file the process may write, bytes (`ulimit -f`): a disk that fills up.
+    pub file_size_limit: Option<u64>,
 }
 
 impl Server {
@@ -119,10 +138,19 @@ impl Server {
 
     /// Start a server with extra `weir serve` flags.
     pub fn start_with(extra: &[&str]) -> Result<Server> {
+        Server::launch(Launch { flags: extra.iter().map(|s| s.to_string()).collect(), ..Launch::default() })
+    }
+
+    /// Start a server as `launch` says.
+    pub fn launch(launch: Launch) -> Result<Server> {
         let root = tempfile::tempdir()?;
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn(root.path(), &extra)?;
-        Ok(Server { child: Some(child), addr, root, extra })
+        let (child, addr) = spawn(root.path(), &launch)?;
+        Ok(Server { child: Some(child), addr, root, launch })
+    }
+
+    /// The temporary directory holding the data directory and the server log.
+    pub fn root(&self) -> &Path {
+        self.root.path()
     }
 
     /// The data directory.
@@ -154,7 +182,7 @@ impl Server {
     /// Start again on the same data directory (a new port).
     pub fn restart(&mut self) -> Result<()> {
         self.kill9();
-        let (child, addr) = spawn(self.root.path(), &self.extra)?;
+        let (child, addr) = spawn(self.root.path(), &self.launch)?;
         self.child = Some(child);
         self.addr = addr;
         Ok(())
@@ -190,18 +218,28 @@ impl Drop for Server {
     }
 }
 
-fn spawn(root: &Path, extra: &[String]) -> Result<(Child, SocketAddr)> {
+/// `weir serve` on `root/data`, as `launch` says.
+pub fn serve_command(root: &Path, launch: &Launch) -> Command {
+    let mut cmd = match launch.file_size_limit {
+        // SIGXFSZ ignored, so writing past the limit fails with EFBIG instead of killing.
+        Some(bytes) => {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(format!("trap '' XFSZ; ulimit -f {}; exec \"$0\" \"$@\"", bytes.div_ceil(1024)))
+                .arg(weir_bin());
+            c
+        }
+        None => Command::new(weir_bin()),
+    };
+    cmd.arg("serve").arg("--data-dir").arg(root.join("data")).args(["--listen", "127.0.0.1:0"]).args(&launch.flags);
+    cmd.envs(launch.env.iter().map(|(k, v)| (k, v)));
+    cmd
+}
+
+fn spawn(root: &Path, launch: &Launch) -> Result<(Child, SocketAddr)> {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(root.join("server.log"))?;
-    let mut child = Command::new(weir_bin())
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(root.join("data"))
-        .args(["--listen", "127.0.0.1:0"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .context("spawning weir serve")?;
+    let mut child =
+        serve_command(root, launch).stdout(Stdio::piped()).stderr(log).spawn().context("spawning weir serve")?;
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

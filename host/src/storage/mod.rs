@@ -99,7 +99,7 @@ impl Store {
     pub fn open(opts: StoreOptions) -> Result<Store> {
         std::fs::create_dir_all(&opts.path)
             .map_err(|e| StoreError::Invalid(format!("cannot create data dir {}: {e}", opts.path.display())))?;
-        let db = Arc::new(open_db(&opts.path, opts.recover_wal).map_err(|e| damaged_wal(e, &opts.path))?);
+        let db = Arc::new(open_checked(&opts.path, opts.recover_wal)?);
         check_format(&db)?;
         let (topics, next_topic_id) = load_topics(&db)?;
         let topics = Arc::new(RwLock::new(topics));
@@ -423,6 +423,32 @@ fn decode_u64(v: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(b))
 }
 
+/// Open, replaying the WAL completely if it is whole. A damaged *tail* — the last record cut
+/// short, as a crash or a full disk leaves it; a record the disk never completed was never
+/// acknowledged — is dropped with a warning. Damage before the tail stops the start with
+/// [`StoreError::DamagedWal`] unless `recover_wal` allows point-in-time recovery.
+fn open_checked(path: &Path, recover_wal: bool) -> Result<DB> {
+    if recover_wal {
+        return open_db(path, rocksdb::DBRecoveryMode::PointInTime);
+    }
+    match open_db(path, rocksdb::DBRecoveryMode::AbsoluteConsistency) {
+        Err(StoreError::Rocks(e)) if e.kind() == rocksdb::ErrorKind::Corruption => {
+            match open_db(path, rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords) {
+                Ok(db) => {
+                    tracing::warn!(
+                        path = %path.display(),
+                        detail = %e,
+                        "the write-ahead log had a damaged tail (an incomplete last write, as a crash or a full disk leaves); it was dropped"
+                    );
+                    Ok(db)
+                }
+                Err(e) => Err(damaged_wal(e, path)),
+            }
+        }
+        other => other.map_err(|e| damaged_wal(e, path)),
+    }
+}
+
 /// A corruption reported while opening is a damaged write-ahead log (or worse): say so and
 /// say how to recover.
 fn damaged_wal(e: StoreError, path: &Path) -> StoreError {
@@ -437,17 +463,10 @@ fn damaged_wal(e: StoreError, path: &Path) -> StoreError {
 /// RocksDB tuned for an append-mostly log: big memtables so group commits rarely stall on
 /// flushes, level compaction with dynamic level sizes, lz4 for the log.
 ///
-/// The WAL must replay completely (absolute consistency): a process crash never tears a
-/// record (each write is one `write(2)`), so damage means the disk lost or changed data, and
-/// starting anyway would drop acknowledged writes silently. `recover_wal` opts into
-/// point-in-time recovery instead.
-fn open_db(path: &Path, recover_wal: bool) -> Result<DB> {
+/// `recovery` says how much WAL damage opening tolerates (see [`open_checked`]).
+fn open_db(path: &Path, recovery: rocksdb::DBRecoveryMode) -> Result<DB> {
     let mut opts = Options::default();
-    opts.set_wal_recovery_mode(if recover_wal {
-        rocksdb::DBRecoveryMode::PointInTime
-    } else {
-        rocksdb::DBRecoveryMode::AbsoluteConsistency
-    });
+    opts.set_wal_recovery_mode(recovery);
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     opts.increase_parallelism(2);

@@ -5,4 +5,5 @@ mod e2e;
 mod lifecycle;
 mod patterns;
 mod pipelines;
+mod reliability;
 mod sdk;
