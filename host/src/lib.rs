@@ -13,6 +13,8 @@ pub mod build;
 pub mod client;
 pub mod consumer;
 pub mod exchange;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod groups;
 pub mod limits;
 pub mod pipeline;

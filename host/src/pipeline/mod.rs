@@ -33,6 +33,8 @@ pub use shadow::{DiffSample, ShadowReport};
 pub use spec::{
     ApplyChange, ErrorPolicy, PipelineSpec, PipelineStatus, ResetTarget, RunState, StartPosition, StepSpec, StepStats,
 };
+#[doc(hidden)]
+pub use worker::fuzz_outcomes;
 
 use crate::registry::{PluginInfo, Registry, RegistryError};
 use crate::runtime::LoadedPlugin;

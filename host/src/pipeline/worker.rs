@@ -427,45 +427,71 @@ fn run_steps(
         if shadows {
             run_shadow(plan, i, st, partition, &batch, &outcomes);
         }
-        let mut next = Vec::with_capacity(batch.messages.len());
-        for (input, outcome) in batch.messages.into_iter().zip(outcomes) {
-            match outcome {
-                Outcome::Emit(outputs) => {
-                    stats[i].output += outputs.len() as u64;
-                    for o in outputs {
-                        let msg = Message {
-                            key: o.key,
-                            value: o.value,
-                            headers: o.headers,
-                            timestamp_ms: input.timestamp_ms,
-                            partition: input.partition,
-                            offset: input.offset,
-                        };
-                        match o.topic {
-                            Some(t) => out.routed.push((t, msg)),
-                            None => next.push(msg),
-                        }
-                    }
-                }
-                Outcome::Keep => {
-                    stats[i].output += 1;
-                    next.push(input);
-                }
-                Outcome::Drop => {
-                    out.dropped += 1;
-                    stats[i].dropped += 1;
-                }
-                Outcome::Fail(f) => {
-                    stats[i].errors += 1;
-                    let error = format!("{}{}", f.message, if f.retryable { " (retryable)" } else { "" });
-                    return Err(StepFailure { step: i, offset: Some(input.offset), error, retryable: f.retryable });
-                }
-            }
-        }
+        let next = apply_outcomes(i, batch.messages, outcomes, &mut out, &mut stats[i])?;
         msgs = next;
     }
     out.sink = msgs;
     Ok(out)
+}
+
+/// What a step's outcomes make of its inputs: the next step's inputs, with routed outputs and
+/// drops added to `out`; the first failure stops the batch.
+fn apply_outcomes(
+    step: usize,
+    inputs: Vec<Message>,
+    outcomes: Vec<Outcome>,
+    out: &mut Outputs,
+    stat: &mut StepStats,
+) -> Result<Vec<Message>, StepFailure> {
+    let mut next = Vec::with_capacity(inputs.len());
+    for (input, outcome) in inputs.into_iter().zip(outcomes) {
+        match outcome {
+            Outcome::Emit(outputs) => {
+                stat.output += outputs.len() as u64;
+                for o in outputs {
+                    let msg = Message {
+                        key: o.key,
+                        value: o.value,
+                        headers: o.headers,
+                        timestamp_ms: input.timestamp_ms,
+                        partition: input.partition,
+                        offset: input.offset,
+                    };
+                    match o.topic {
+                        Some(t) => out.routed.push((t, msg)),
+                        None => next.push(msg),
+                    }
+                }
+            }
+            Outcome::Keep => {
+                stat.output += 1;
+                next.push(input);
+            }
+            Outcome::Drop => {
+                out.dropped += 1;
+                stat.dropped += 1;
+            }
+            Outcome::Fail(f) => {
+                stat.errors += 1;
+                let error = format!("{}{}", f.message, if f.retryable { " (retryable)" } else { "" });
+                return Err(StepFailure { step, offset: Some(input.offset), error, retryable: f.retryable });
+            }
+        }
+    }
+    Ok(next)
+}
+
+/// The host side of the component boundary for fuzzing: check a guest's outcomes for `n`
+/// inputs as an instance does, then apply them as a worker does. Must never panic.
+#[doc(hidden)]
+pub fn fuzz_outcomes(inputs: Vec<Message>, outcomes: Vec<Outcome>, output_limit: usize) -> Result<usize, String> {
+    crate::runtime::check_outcomes(inputs.len(), &outcomes, output_limit).map_err(|e| e.to_string())?;
+    let n = inputs.len();
+    let mut out = Outputs::default();
+    let mut stat = StepStats::default();
+    let next = apply_outcomes(0, inputs, outcomes, &mut out, &mut stat).map_err(|f| f.error)?;
+    assert!(out.dropped as usize <= n, "more drops than inputs");
+    Ok(next.len() + out.routed.len())
 }
 
 fn plugin_failure(step: usize, e: PluginError) -> StepFailure {

@@ -246,3 +246,94 @@ mod tests {
         assert!(ix.take_ready(1, 200, 100).is_empty());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One step of a random workload.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Send { priority: u8, group: Option<u8>, delay: u64 },
+        Receive { max: usize, visibility: u64 },
+        Ack(usize),
+        Requeue(usize, u64),
+        Advance(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..10, proptest::option::of(0u8..3), prop_oneof![Just(0u64), 1u64..50])
+                .prop_map(|(priority, group, delay)| Op::Send { priority, group, delay }),
+            (1usize..5, 1u64..50).prop_map(|(max, visibility)| Op::Receive { max, visibility }),
+            any::<usize>().prop_map(Op::Ack),
+            (any::<usize>(), 0u64..20).prop_map(|(i, d)| Op::Requeue(i, d)),
+            (1u64..60).prop_map(Op::Advance),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        /// The queue state machine keeps every message in exactly one state, at most one
+        /// message per FIFO group in flight, delivery counts that only grow, and never
+        /// delivers a message while it is in flight.
+        #[test]
+        fn the_queue_state_machine_keeps_its_invariants(ops in proptest::collection::vec(op(), 1..120)) {
+            // Times are virtual, far in the past so `place` sees them as due when advanced.
+            let mut ix = Index::default();
+            let mut now = 1u64;
+            let mut in_flight: HashMap<u64, u32> = HashMap::new();
+            let mut deliveries: HashMap<u64, u32> = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Send { priority, group, delay } => {
+                        let seq = ix.reserve_seq();
+                        ix.insert(seq, Entry::new(priority, group.map(|g| g.to_string()), 0, if delay == 0 { 0 } else { now + delay }));
+                    }
+                    Op::Receive { max, visibility } => {
+                        ix.expire(now, Some(5));
+                        for (seq, st) in ix.take_ready(max, now, visibility) {
+                            prop_assert!(!in_flight.contains_key(&seq), "message {} delivered while in flight", seq);
+                            let before = deliveries.insert(seq, st.deliveries).unwrap_or(0);
+                            prop_assert!(st.deliveries > before, "delivery count went from {} to {}", before, st.deliveries);
+                            in_flight.insert(seq, st.deliveries);
+                        }
+                    }
+                    Op::Ack(i) => {
+                        if let Some(&seq) = in_flight.keys().nth(i % in_flight.len().max(1)) {
+                            in_flight.remove(&seq);
+                            ix.remove(seq);
+                        }
+                    }
+                    Op::Requeue(i, d) => {
+                        if let Some(&seq) = in_flight.keys().nth(i % in_flight.len().max(1)) {
+                            in_flight.remove(&seq);
+                            ix.requeue(seq, now + d);
+                        }
+                    }
+                    Op::Advance(t) => {
+                        now += t;
+                        ix.expire(now, Some(5));
+                        // Whatever timed out is no longer in flight.
+                        in_flight.retain(|seq, _| ix.get(*seq).is_some_and(|e| e.status == Status::InFlight));
+                    }
+                }
+                let (ready, waiting, flying) = ix.counts();
+                prop_assert_eq!(ready + waiting + flying, ix.len() as u64);
+                prop_assert_eq!(flying as usize, in_flight.len());
+                let mut groups: HashMap<&str, usize> = HashMap::new();
+                for seq in in_flight.keys() {
+                    if let Some(g) = ix.get(*seq).and_then(|e| e.group.as_deref()) {
+                        *groups.entry(g).or_default() += 1;
+                    }
+                }
+                prop_assert!(groups.values().all(|n| *n <= 1), "two messages of one group in flight: {:?}", groups);
+            }
+        }
+    }
+}

@@ -104,20 +104,7 @@ impl PluginInstance {
     }
 
     fn check(&self, batch: &types::Batch, outcomes: &[types::Outcome]) -> Result<(), PluginError> {
-        if outcomes.len() != batch.messages.len() {
-            return Err(PluginError::WrongOutcomeCount { expected: batch.messages.len(), got: outcomes.len() });
-        }
-        let bytes: usize = outcomes
-            .iter()
-            .map(|o| match o {
-                types::Outcome::Emit(outs) => outs.iter().map(output_size).sum(),
-                _ => 0,
-            })
-            .sum();
-        if bytes > self.output_limit {
-            return Err(PluginError::OutputTooLarge { bytes, limit: self.output_limit });
-        }
-        Ok(())
+        check_outcomes(batch.messages.len(), outcomes, self.output_limit)
     }
 
     fn trapped(&mut self, e: wasmtime::Error) -> PluginError {
@@ -127,6 +114,24 @@ impl PluginInstance {
             (other, _) => other,
         }
     }
+}
+
+/// The contract of `process`: one outcome per input, and outputs within the byte budget.
+pub fn check_outcomes(inputs: usize, outcomes: &[types::Outcome], output_limit: usize) -> Result<(), PluginError> {
+    if outcomes.len() != inputs {
+        return Err(PluginError::WrongOutcomeCount { expected: inputs, got: outcomes.len() });
+    }
+    let bytes: usize = outcomes
+        .iter()
+        .map(|o| match o {
+            types::Outcome::Emit(outs) => outs.iter().map(output_size).sum(),
+            _ => 0,
+        })
+        .sum();
+    if bytes > output_limit {
+        return Err(PluginError::OutputTooLarge { bytes, limit: output_limit });
+    }
+    Ok(())
 }
 
 fn ticks(cpu_ms: u64) -> u64 {

@@ -23,7 +23,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use bindings::types::{Batch, Failure, Header, Message, Outcome, Output};
 pub use host::{HostState, StateScope};
-pub use instance::PluginInstance;
+pub use instance::{PluginInstance, check_outcomes};
 
 use crate::limits;
 

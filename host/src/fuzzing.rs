@@ -1,0 +1,104 @@
+//! Entry points for fuzzing the code that reads what clients and plugins send: the frame
+//! decoder, pipeline specs and token files, and the host side of the component boundary.
+//! Used by the cargo-fuzz targets in `tests/fuzz/` (long runs) and by property tests (short
+//! runs in the test suite). Each must return normally for any input.
+
+use bytes::BytesMut;
+use tokio_util::codec::Decoder;
+
+use crate::pipeline::PipelineSpec;
+use crate::runtime::{Failure, Header, Message, Outcome, Output};
+use crate::wire::{self, RequestFrame, ResponseFrame};
+
+/// Bytes off the socket: length-prefixed framing, then request and response decoding.
+pub fn frame(data: &[u8]) {
+    let mut codec = wire::codec(64 * 1024);
+    let mut buf = BytesMut::from(data);
+    while let Ok(Some(f)) = codec.decode(&mut buf) {
+        let _ = wire::decode::<RequestFrame>(&f);
+    }
+    let _ = wire::decode::<RequestFrame>(data);
+    let _ = wire::decode::<ResponseFrame>(data);
+}
+
+/// Text from a user: pipeline spec files (TOML) and token files.
+pub fn spec(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(spec) = toml::from_str::<PipelineSpec>(text) {
+        let _ = (spec.group(), spec.attempts(), spec.dead_letter_topic(), spec.differs_only_in_versions(&spec));
+        for a in 1..5 {
+            let _ = spec.backoff(a);
+        }
+    }
+    let _ = crate::server::auth::Tokens::parse(text);
+}
+
+/// What a guest may return from `process`, built from bytes: any number of outcomes of any
+/// kind, any sizes, any topics — checked and applied as the host does.
+pub fn outcomes(data: &[u8]) {
+    let mut bytes = data.iter().copied();
+    let mut next = move || bytes.next().unwrap_or(0);
+    let inputs: Vec<Message> = (0..next() % 8)
+        .map(|i| Message {
+            key: None,
+            value: vec![next(); next() as usize],
+            headers: vec![],
+            timestamp_ms: 0,
+            partition: 0,
+            offset: i.into(),
+        })
+        .collect();
+    let outcomes: Vec<Outcome> = (0..next() % 10)
+        .map(|_| match next() % 4 {
+            0 => Outcome::Keep,
+            1 => Outcome::Drop,
+            2 => Outcome::Fail(Failure { message: "x".repeat(next() as usize), retryable: next() % 2 == 0 }),
+            _ => Outcome::Emit(
+                (0..next() % 4)
+                    .map(|_| Output {
+                        key: (next() % 2 == 0).then(|| vec![next()]),
+                        value: vec![0; next() as usize * 16],
+                        headers: (0..next() % 3)
+                            .map(|_| Header { name: "h".into(), value: "v".repeat(next() as usize) })
+                            .collect(),
+                        topic: (next() % 3 == 0).then(|| "t".repeat(next() as usize % 4)),
+                    })
+                    .collect(),
+            ),
+        })
+        .collect();
+    let _ = crate::pipeline::fuzz_outcomes(inputs, outcomes, usize::from(next()) * 64);
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_frame_decoder_takes_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            super::frame(&data);
+        }
+
+        #[test]
+        fn spec_and_token_parsing_take_any_text(text in "\\PC{0,300}") {
+            super::spec(text.as_bytes());
+        }
+
+        #[test]
+        fn the_host_takes_any_outcomes(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            super::outcomes(&data);
+        }
+    }
+
+    #[test]
+    fn encoded_frames_survive_the_decoder() {
+        let f = crate::wire::RequestFrame { id: 3, request: crate::wire::Request::ListTopics };
+        let body = crate::wire::encode(&f).unwrap();
+        let mut framed = (body.len() as u32).to_be_bytes().to_vec();
+        framed.extend_from_slice(&body);
+        super::frame(&framed);
+    }
+}
