@@ -12,11 +12,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde_bytes::ByteBuf;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::limits;
+use crate::tls::ClientTls;
 use crate::wire::{
     self, ApplyChange, Binding, Delivery, Destination, ExchangeInfo, ExchangeType, FetchPosition, FetchedPartition,
     FetchedRecord, GroupInfo, GroupMembers, Membership, Nack, NewQueueMessage, PipelineSpec, PipelineStatus,
@@ -47,6 +49,26 @@ pub enum ClientError {
     /// The server answered something this client does not expect.
     #[error("unexpected response from the server: {0}")]
     Protocol(String),
+    /// The TLS handshake failed.
+    #[error(
+        "TLS handshake with {addr} failed: {source}; is the server started with --tls-cert, and does --tls-ca hold the CA that signed it?"
+    )]
+    Tls {
+        /// Address tried.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// How to connect: a token for servers started with `--auth-token-file`, TLS for servers
+/// started with `--tls-cert`.
+#[derive(Clone, Default)]
+pub struct ConnectOptions {
+    /// Sent in `Hello`.
+    pub token: Option<String>,
+    /// `None`: plaintext.
+    pub tls: Option<ClientTls>,
 }
 
 type Waiters = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Result<Response, WireError>>>>>>;
@@ -89,10 +111,51 @@ impl Client {
         addr: impl ToSocketAddrs + std::fmt::Display,
         token: Option<String>,
     ) -> Result<Client, ClientError> {
+        Client::connect_with(addr, ConnectOptions { token, tls: None }).await
+    }
+
+    /// Connect with a token and/or TLS, and say hello.
+    pub async fn connect_with(
+        addr: impl ToSocketAddrs + std::fmt::Display,
+        options: ConnectOptions,
+    ) -> Result<Client, ClientError> {
         let shown = addr.to_string();
-        let stream = TcpStream::connect(addr).await.map_err(|source| ClientError::Connect { addr: shown, source })?;
+        let stream =
+            TcpStream::connect(addr).await.map_err(|source| ClientError::Connect { addr: shown.clone(), source })?;
         let _ = stream.set_nodelay(true);
-        let (rd, wr) = stream.into_split();
+        let client = match options.tls {
+            None => {
+                let (rd, wr) = stream.into_split();
+                Client::over(rd, wr)
+            }
+            Some(tls) => {
+                let connector = tokio_rustls::TlsConnector::from(tls.config);
+                let stream = connector
+                    .connect(tls.server_name, stream)
+                    .await
+                    .map_err(|source| ClientError::Tls { addr: shown.clone(), source })?;
+                let (rd, wr) = tokio::io::split(stream);
+                Client::over(rd, wr)
+            }
+        };
+        let client_name = format!("weir-client {}", env!("CARGO_PKG_VERSION"));
+        let hello = Request::Hello { version: wire::PROTOCOL_VERSION, client: client_name, token: options.token };
+        match client.request(hello).await {
+            Ok(_) => Ok(client),
+            // A TLS server drops a plaintext hello without a frame we could read.
+            Err(ClientError::Closed(reason)) => Err(ClientError::Closed(format!(
+                "{reason} (during the handshake with {shown}: if the server was started with --tls-cert, connect with --tls-ca)"
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The reader and writer tasks over one connection's halves.
+    fn over<R, W>(rd: R, wr: W) -> Client
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (frames, rx) = mpsc::unbounded_channel();
         let waiters: Waiters = Arc::new(Mutex::new(Some(HashMap::new())));
         let closed = Arc::new(Mutex::new(None));
@@ -102,10 +165,7 @@ impl Client {
             waiters.clone(),
             closed.clone(),
         ));
-        let client = Client { frames, waiters, next_id: AtomicU64::new(1), closed };
-        let client_name = format!("weir-client {}", env!("CARGO_PKG_VERSION"));
-        client.request(Request::Hello { version: wire::PROTOCOL_VERSION, client: client_name, token }).await?;
-        Ok(client)
+        Client { frames, waiters, next_id: AtomicU64::new(1), closed }
     }
 
     /// Send a request now; the response comes back through the returned [`Pending`].
@@ -679,8 +739,8 @@ fn unexpected(r: Response) -> ClientError {
     ClientError::Protocol(format!("{r:?}").chars().take(200).collect())
 }
 
-async fn write_frames(
-    mut sink: FramedWrite<tokio::net::tcp::OwnedWriteHalf, tokio_util::codec::LengthDelimitedCodec>,
+async fn write_frames<W: AsyncWrite + Unpin>(
+    mut sink: FramedWrite<W, tokio_util::codec::LengthDelimitedCodec>,
     mut rx: mpsc::UnboundedReceiver<Bytes>,
 ) {
     while let Some(frame) = rx.recv().await {
@@ -698,8 +758,8 @@ async fn write_frames(
     }
 }
 
-async fn read_frames(
-    mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, tokio_util::codec::LengthDelimitedCodec>,
+async fn read_frames<R: AsyncRead + Unpin>(
+    mut frames: FramedRead<R, tokio_util::codec::LengthDelimitedCodec>,
     waiters: Waiters,
     closed: Arc<Mutex<Option<String>>>,
 ) {

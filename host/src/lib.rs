@@ -23,5 +23,6 @@ pub mod registry;
 pub mod runtime;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod types;
 pub mod wire;

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use weir_host::client::Client;
+use weir_host::client::{Client, ConnectOptions};
 
 /// weir: a stream-processing broker with WebAssembly plugins.
 #[derive(Parser)]
@@ -31,6 +31,15 @@ pub struct Cli {
     /// Token for a server started with --auth-token-file.
     #[arg(long, global = true, env = "WEIR_TOKEN", hide_env_values = true)]
     token: Option<String>,
+
+    /// Connect with TLS, trusting the CA certificates in this PEM file (for a server
+    /// started with --tls-cert).
+    #[arg(long, global = true, env = "WEIR_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+
+    /// The name the server's certificate must carry (default: the host part of --server).
+    #[arg(long, global = true, env = "WEIR_TLS_SERVER_NAME", requires = "tls_ca")]
+    tls_server_name: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -97,7 +106,14 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let server = Target { addr: cli.server, token: cli.token };
+    let tls = match &cli.tls_ca {
+        Some(ca) => {
+            let name = cli.tls_server_name.as_deref().unwrap_or(weir_host::tls::host_of(&cli.server));
+            Some(weir_host::tls::ClientTls::new(ca, name)?)
+        }
+        None => None,
+    };
+    let server = Target { addr: cli.server, token: cli.token, tls };
     let server = &server;
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
@@ -117,14 +133,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Where client commands connect, and with which token.
+/// Where client commands connect, with which token, over TLS or not.
 pub struct Target {
     addr: String,
     token: Option<String>,
+    tls: Option<weir_host::tls::ClientTls>,
 }
 
 async fn connect(server: &Target) -> anyhow::Result<Client> {
-    Client::connect_with_token(server.addr.clone(), server.token.clone()).await.context("connecting")
+    let options = ConnectOptions { token: server.token.clone(), tls: server.tls.clone() };
+    Client::connect_with(server.addr.clone(), options).await.context("connecting")
 }
 
 /// `weir consume | head` closes our stdout early; that is success, not an error.

@@ -47,6 +47,13 @@ pub struct ServeArgs {
     /// this, a damaged log stops the start (rather than silently dropping acknowledged writes).
     #[arg(long)]
     recover_wal: bool,
+    /// Serve TLS only, with this certificate chain (PEM); needs --tls-key. Clients pass
+    /// --tls-ca (or WEIR_TLS_CA) with the CA that signed it.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -60,6 +67,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(weir_host::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    let security = server::Security { tokens, tls };
     let config = BrokerConfig {
         data_dir: args.data_dir.clone(),
         durability: args.durability,
@@ -77,10 +89,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         frame_timeout: args.frame_timeout,
         write_timeout: args.write_timeout,
     };
-    if tokens.is_some() {
+    if security.tokens.is_some() {
         tracing::info!("clients must authenticate with a token");
     }
-    server::run(listener, broker.clone(), limits, tokens, shutdown_signal()).await?;
+    if security.tls.is_some() {
+        tracing::info!("clients must connect with TLS");
+    }
+    server::run(listener, broker.clone(), limits, security, shutdown_signal()).await?;
     tracing::info!("shutting down: finishing in-flight batches");
     broker.shutdown().await;
     tracing::info!("stopped");

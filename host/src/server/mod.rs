@@ -7,7 +7,8 @@
 //! (slow clients), and the time a response may take to be taken by the client.
 //!
 //! With a token file, `Hello` must carry a known token and every request is checked against
-//! the token's grants ([`auth`]).
+//! the token's grants ([`auth`]). With a certificate, every connection is TLS ([`crate::tls`]);
+//! the handshake shares the frame deadline, so a client cannot hold a slot by stalling it.
 
 pub mod auth;
 
@@ -17,9 +18,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use crate::broker::Broker;
 use crate::limits;
@@ -49,15 +52,26 @@ impl Default for ServerLimits {
     }
 }
 
+/// Who may connect, and how: tokens and their grants, and TLS.
+#[derive(Clone, Default)]
+pub struct Security {
+    /// Required tokens (`--auth-token-file`); `None` serves everyone.
+    pub tokens: Option<Arc<auth::Tokens>>,
+    /// TLS for every connection (`--tls-cert`, `--tls-key`); `None` is plaintext.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+}
+
 /// Serve `listener` until `shutdown` resolves, then stop accepting and let the broker drain.
 /// Taking the listener (not an address) lets callers bind port 0.
 pub async fn run(
     listener: TcpListener,
     broker: Arc<Broker>,
     limits: ServerLimits,
-    tokens: Option<Arc<auth::Tokens>>,
+    security: Security,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let tls = security.tls.map(TlsAcceptor::from);
+    let tokens = security.tokens;
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let (closing_tx, closing) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -76,12 +90,26 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tokio::spawn(refuse(stream, limits));
+            tokio::spawn(refuse(stream, tls.clone(), limits));
             continue;
         };
-        let (broker, closing, tokens) = (broker.clone(), closing.clone(), tokens.clone());
+        let (broker, closing, tokens, tls) = (broker.clone(), closing.clone(), tokens.clone(), tls.clone());
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, peer, broker, limits, tokens, closing).await {
+            let conn = Connection { peer, broker, limits, tokens, closing };
+            let served = match tls {
+                None => {
+                    let (rd, wr) = stream.into_split();
+                    conn.serve(rd, wr).await
+                }
+                Some(tls) => match handshake(&tls, stream, limits.frame_timeout).await {
+                    Ok(stream) => {
+                        let (rd, wr) = tokio::io::split(stream);
+                        conn.serve(rd, wr).await
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);
@@ -91,8 +119,35 @@ pub async fn run(
     Ok(())
 }
 
+/// The TLS handshake, within the frame deadline (a client that stalls it is cut off).
+async fn handshake(
+    tls: &TlsAcceptor,
+    stream: TcpStream,
+    timeout: Duration,
+) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(timeout, tls.accept(stream)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "TLS handshake failed (a plaintext client, or one that does not trust our certificate?)");
+            Err(e)
+        }
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake took too long")),
+    }
+}
+
 /// Tell a client over the connection limit why it is refused.
-async fn refuse(stream: TcpStream, limits: ServerLimits) {
+async fn refuse(stream: TcpStream, tls: Option<TlsAcceptor>, limits: ServerLimits) {
+    match tls {
+        None => send_busy(stream, limits).await,
+        Some(tls) => {
+            if let Ok(stream) = handshake(&tls, stream, limits.frame_timeout).await {
+                send_busy(stream, limits).await;
+            }
+        }
+    }
+}
+
+async fn send_busy(stream: impl AsyncWrite + Unpin, limits: ServerLimits) {
     let mut framed = FramedWrite::new(stream, wire::codec(limits.max_frame_bytes));
     let err = WireError::new(
         ErrorCode::Busy,
@@ -103,82 +158,92 @@ async fn refuse(stream: TcpStream, limits: ServerLimits) {
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+/// One client connection's context.
+struct Connection {
     peer: SocketAddr,
     broker: Arc<Broker>,
     limits: ServerLimits,
     tokens: Option<Arc<auth::Tokens>>,
-    mut closing: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let (rd, wr) = stream.into_split();
-    let mut frames = FramedRead::new(rd, wire::codec(limits.max_frame_bytes));
-    let (tx, rx) = mpsc::channel::<Bytes>(limits::MAX_IN_FLIGHT_PER_CONNECTION);
-    let writer = tokio::spawn(write_responses(
-        FramedWrite::new(wr, wire::codec(limits.max_frame_bytes)),
-        rx,
-        limits.write_timeout,
-    ));
-    let in_flight = Arc::new(Semaphore::new(limits::MAX_IN_FLIGHT_PER_CONNECTION));
-    let mut identity: Option<auth::Identity> = None;
-    let mut greeted = false;
-    loop {
-        let frame = match next_frame(&mut frames, &mut closing, limits.frame_timeout).await {
-            Next::Frame(f) => f,
-            Next::Closed => break,
-            Next::Error(err) => {
-                tracing::info!(%peer, error = %err, "closing connection");
-                send_error(&tx, 0, err).await;
-                break;
-            }
-        };
-        let RequestFrame { id, request } = match wire::decode::<RequestFrame>(&frame) {
-            Ok(r) => r,
-            Err(err) => {
-                tracing::info!(%peer, error = %err, "closing connection");
-                send_error(&tx, 0, err).await;
-                break;
-            }
-        };
-        if !greeted {
-            let hello = check_hello(&request).and_then(|token| match &tokens {
-                Some(t) => t.identify(token).map(Some),
-                None => Ok(None),
-            });
-            match hello {
-                Ok(id) => {
-                    greeted = true;
-                    identity = id;
-                }
-                Err(err) => {
-                    tracing::info!(%peer, error = %err, "refusing connection");
-                    send_error(&tx, id, err).await;
+    closing: watch::Receiver<bool>,
+}
+
+impl Connection {
+    /// Read requests from `rd` and answer on `wr` until the client leaves or the server stops.
+    /// Generic over the halves so plain TCP keeps its lock-free `into_split`.
+    async fn serve<R, W>(self, rd: R, wr: W) -> std::io::Result<()>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection { peer, broker, limits, tokens, mut closing } = self;
+        let mut frames = FramedRead::new(rd, wire::codec(limits.max_frame_bytes));
+        let (tx, rx) = mpsc::channel::<Bytes>(limits::MAX_IN_FLIGHT_PER_CONNECTION);
+        let writer = tokio::spawn(write_responses(
+            FramedWrite::new(wr, wire::codec(limits.max_frame_bytes)),
+            rx,
+            limits.write_timeout,
+        ));
+        let in_flight = Arc::new(Semaphore::new(limits::MAX_IN_FLIGHT_PER_CONNECTION));
+        let mut identity: Option<auth::Identity> = None;
+        let mut greeted = false;
+        loop {
+            let frame = match next_frame(&mut frames, &mut closing, limits.frame_timeout).await {
+                Next::Frame(f) => f,
+                Next::Closed => break,
+                Next::Error(err) => {
+                    tracing::info!(%peer, error = %err, "closing connection");
+                    send_error(&tx, 0, err).await;
                     break;
                 }
+            };
+            let RequestFrame { id, request } = match wire::decode::<RequestFrame>(&frame) {
+                Ok(r) => r,
+                Err(err) => {
+                    tracing::info!(%peer, error = %err, "closing connection");
+                    send_error(&tx, 0, err).await;
+                    break;
+                }
+            };
+            if !greeted {
+                let hello = check_hello(&request).and_then(|token| match &tokens {
+                    Some(t) => t.identify(token).map(Some),
+                    None => Ok(None),
+                });
+                match hello {
+                    Ok(id) => {
+                        greeted = true;
+                        identity = id;
+                    }
+                    Err(err) => {
+                        tracing::info!(%peer, error = %err, "refusing connection");
+                        send_error(&tx, id, err).await;
+                        break;
+                    }
+                }
             }
-        }
-        if let Some(who) = &identity
-            && let Err(err) = who.authorize(&request)
-        {
-            send_error(&tx, id, err).await;
-            continue;
-        }
-        let permit = in_flight.clone().acquire_owned().await.expect("semaphore never closed");
-        // Dispatch here, in arrival order; only the wait for the result runs concurrently.
-        let pending = broker.dispatch(request);
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let result = pending.await;
-            let body = wire::encode(&ResponseFrame { id, result }).unwrap_or_else(|e| {
-                wire::encode(&ResponseFrame { id, result: Err(e) }).expect("an error frame always encodes")
+            if let Some(who) = &identity
+                && let Err(err) = who.authorize(&request)
+            {
+                send_error(&tx, id, err).await;
+                continue;
+            }
+            let permit = in_flight.clone().acquire_owned().await.expect("semaphore never closed");
+            // Dispatch here, in arrival order; only the wait for the result runs concurrently.
+            let pending = broker.dispatch(request);
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let result = pending.await;
+                let body = wire::encode(&ResponseFrame { id, result }).unwrap_or_else(|e| {
+                    wire::encode(&ResponseFrame { id, result: Err(e) }).expect("an error frame always encodes")
+                });
+                let _ = tx.send(body).await;
+                drop(permit);
             });
-            let _ = tx.send(body).await;
-            drop(permit);
-        });
+        }
+        drop(tx);
+        let _ = writer.await;
+        Ok(())
     }
-    drop(tx);
-    let _ = writer.await;
-    Ok(())
 }
 
 /// What reading the next frame gave.
@@ -190,8 +255,8 @@ enum Next {
 
 /// The next frame, with a deadline on frames that started arriving: a client may be idle
 /// as long as it likes between frames, but not trickle one in (slowloris).
-async fn next_frame(
-    frames: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, tokio_util::codec::LengthDelimitedCodec>,
+async fn next_frame<R: AsyncRead + Unpin>(
+    frames: &mut FramedRead<R, LengthDelimitedCodec>,
     closing: &mut watch::Receiver<bool>,
     timeout: Duration,
 ) -> Next {
@@ -228,8 +293,8 @@ async fn next_frame(
 /// Write response frames, flushing only when no more are queued so bursts share a syscall.
 /// A client that stops reading for longer than `timeout` is disconnected, so its unread
 /// responses (and the requests waiting behind them) are freed.
-async fn write_responses(
-    mut sink: FramedWrite<tokio::net::tcp::OwnedWriteHalf, tokio_util::codec::LengthDelimitedCodec>,
+async fn write_responses<W: AsyncWrite + Unpin>(
+    mut sink: FramedWrite<W, LengthDelimitedCodec>,
     mut rx: mpsc::Receiver<Bytes>,
     timeout: Duration,
 ) {

@@ -1,6 +1,6 @@
 //! Reliability and security: the crash loop, fault injection (a full disk, a damaged WAL, an
 //! unusable data directory), hostile clients (slow frames, connection floods, clients that
-//! never read), authentication and ACLs, and plugins trying to escape their sandbox.
+//! never read), authentication, ACLs and TLS, and plugins trying to escape their sandbox.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use weir_tests::crash_loop::{self, Config};
-use weir_tests::weir_host::client::{Client, ClientError};
+use weir_tests::weir_host::client::{Client, ClientError, ConnectOptions};
+use weir_tests::weir_host::tls::ClientTls;
 use weir_tests::weir_host::wire::{ErrorCode, FetchPosition, WireRecord};
 use weir_tests::{Launch, Server, consume_n, eventually, pipeline, plugin_bytes, serve_command, step, text, topic};
 
@@ -292,6 +293,65 @@ async fn without_a_token_the_server_refuses_and_with_one_it_serves() -> Result<(
         .env("WEIR_SERVER", server.addr.to_string())
         .output()?;
     assert!(!denied.status.success() && String::from_utf8_lossy(&denied.stderr).contains("requires a token"));
+    Ok(())
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM files.
+fn self_signed(dir: &std::path::Path) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_file, cert.pem())?;
+    std::fs::write(&key_file, signing_key.serialize_pem())?;
+    Ok((cert_file, key_file))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_tls_clients_connect_encrypted_and_plaintext_is_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (cert, key) = self_signed(dir.path())?;
+    let server =
+        Server::start_with(&["--tls-cert", cert.to_str().expect("utf-8"), "--tls-key", key.to_str().expect("utf-8")])?;
+
+    let tls = ClientTls::new(&cert, "localhost")?;
+    let client = Client::connect_with(server.addr.to_string(), ConnectOptions { token: None, tls: Some(tls) }).await?;
+    client.create_topic("secret", topic(1)).await?;
+    client.produce("secret", vec![WireRecord::value("over tls")]).await?;
+    assert_eq!(text(&client.read_all("secret").await?[0].2), "over tls");
+
+    // A plaintext client is told what to do; the server keeps serving TLS clients.
+    let err = Client::connect(server.addr.to_string()).await.err().expect("plaintext refused");
+    assert!(err.to_string().contains("connect with --tls-ca"), "{err}");
+    // A certificate for another name is rejected by the client.
+    let wrong = ClientTls::new(&cert, "broker.example")?;
+    let err = Client::connect_with(server.addr.to_string(), ConnectOptions { token: None, tls: Some(wrong) })
+        .await
+        .err()
+        .expect("name mismatch refused");
+    assert!(err.to_string().contains("TLS handshake"), "{err}");
+
+    // The CLI: --tls-ca from the environment, the server name from --server's host.
+    let cli = |ca: Option<&std::path::Path>| {
+        let mut cmd = std::process::Command::new(weir_tests::weir_bin());
+        cmd.args(["consume", "secret"]).env("WEIR_SERVER", server.addr.to_string());
+        if let Some(ca) = ca {
+            cmd.env("WEIR_TLS_CA", ca);
+        }
+        cmd.output()
+    };
+    let out = cli(Some(&cert))?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "over tls");
+    let out = cli(None)?;
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--tls-ca"));
+    // TLS to a plaintext server fails with a clear error, not a hang.
+    let plain = Server::start()?;
+    let tls = ClientTls::new(&cert, "localhost")?;
+    let err = Client::connect_with(plain.addr.to_string(), ConnectOptions { token: None, tls: Some(tls) })
+        .await
+        .err()
+        .expect("no TLS there");
+    assert!(err.to_string().contains("is the server started with --tls-cert"), "{err}");
     Ok(())
 }
 
