@@ -85,26 +85,37 @@ pub fn remove_path(doc: &mut Value, path: &str) -> Option<Value> {
 /// document: objects on the way are scanned key by key and everything else is skipped, so a
 /// lookup costs little more than validating the bytes. `Ok(None)` when the path is absent.
 pub fn find(doc: &[u8], path: &str) -> Result<Option<Value>, serde_json::Error> {
-    let segments: Vec<&str> = path.split('.').collect();
     let mut de = serde_json::Deserializer::from_slice(doc);
-    let found = serde::de::DeserializeSeed::deserialize(Find { path: &segments, depth: 0 }, &mut de)?;
+    let found = serde::de::DeserializeSeed::deserialize(Find { rest: Some(path) }, &mut de)?;
     de.end()?;
     Ok(found)
 }
 
 /// Walks one level of a path: in an object, the matching key's value is searched deeper and
-/// the rest skipped; in an array, the element with the segment's index.
+/// the rest skipped; in an array, the element with the segment's index. The path is split as
+/// it is walked, so a lookup allocates nothing but the value it returns.
 #[derive(Clone, Copy)]
 struct Find<'p> {
-    path: &'p [&'p str],
-    depth: usize,
+    /// The segments still to walk, dot-separated; `None` once the value is reached.
+    rest: Option<&'p str>,
+}
+
+impl<'p> Find<'p> {
+    /// This level's segment, and the seed for the level below.
+    fn step(self) -> (&'p str, Find<'p>) {
+        let rest = self.rest.unwrap_or_default();
+        match rest.split_once('.') {
+            Some((segment, deeper)) => (segment, Find { rest: Some(deeper) }),
+            None => (rest, Find { rest: None }),
+        }
+    }
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for Find<'_> {
     type Value = Option<Value>;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        if self.depth == self.path.len() {
+        if self.rest.is_none() {
             return <Value as serde::Deserialize>::deserialize(d).map(Some);
         }
         d.deserialize_any(self)
@@ -119,11 +130,11 @@ impl<'de> serde::de::Visitor<'de> for Find<'_> {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let want = self.path[self.depth];
+        let (want, deeper) = self.step();
         let mut found = None;
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if found.is_none() && key == want {
-                found = map.next_value_seed(Find { path: self.path, depth: self.depth + 1 })?;
+        while let Some(is_wanted) = map.next_key_seed(KeyIs(want))? {
+            if found.is_none() && is_wanted {
+                found = map.next_value_seed(deeper)?;
             } else {
                 map.next_value::<serde::de::IgnoredAny>()?;
             }
@@ -132,12 +143,13 @@ impl<'de> serde::de::Visitor<'de> for Find<'_> {
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let want: Option<usize> = self.path[self.depth].parse().ok();
+        let (segment, deeper) = self.step();
+        let want: Option<usize> = segment.parse().ok();
         let mut found = None;
         let mut i = 0;
         loop {
             if Some(i) == want {
-                match seq.next_element_seed(Find { path: self.path, depth: self.depth + 1 })? {
+                match seq.next_element_seed(deeper)? {
                     Some(v) => found = v,
                     None => break,
                 }
@@ -166,6 +178,30 @@ impl<'de> serde::de::Visitor<'de> for Find<'_> {
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(None)
+    }
+}
+
+/// Whether a map key equals the wanted path segment, compared where the key lies (a `String`
+/// or `Cow` key would allocate for every key of every message).
+struct KeyIs<'w>(&'w str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<bool, E> {
+        Ok(key == self.0)
     }
 }
 
@@ -208,6 +244,7 @@ mod tests {
         assert_eq!(find(doc, "a.b.5").unwrap(), None);
         assert_eq!(find(doc, "n.x").unwrap(), None);
         assert_eq!(find(doc, "zzz").unwrap(), None);
+        assert_eq!(find(br#"{"x":1,"a\u0062":2}"#, "ab").unwrap(), Some(json!(2)), "escaped keys compare decoded");
         assert!(find(b"{not json", "a").is_err());
         assert!(find(br#"{"a":1} trailing"#, "a").is_err());
     }

@@ -46,6 +46,9 @@ pub(super) async fn run_all(
     }
     if args.wants("wasm-vs-native") {
         r.wasm_vs_native_ratio = median(args, "wasm ÷ native (json-filter)", |_| wasm_vs_native(&filter, args)).await?;
+        let passthrough = &plugins["hostile"];
+        r.wasm_boundary_ns_per_msg =
+            median(args, "wasm boundary (ns/msg)", |_| boundary_stage(passthrough, args)).await?;
     }
     if args.wants("swap") {
         r.swap_pause_p99_ms = median(args, "hot-swap pause p99 (ms)", |i| swap_stage(s, args, i, &filter)).await?;
@@ -260,13 +263,12 @@ async fn wait_processed(client: &Client, name: &str, count: u64) -> anyhow::Resu
 /// The same filter, natively (the plugin crate linked into this binary) and as a component
 /// (batches of 2,048 across the boundary): wasm time ÷ native time, in process.
 async fn wasm_vs_native(filter: &[u8], args: &BenchArgs) -> anyhow::Result<f64> {
-    use weir_host::runtime::{Batch, Message, Runtime, Sandbox, StateScope};
     use weir_sdk::{Config, FilterPlugin, Plugin};
     let (filter, count, size) = (filter.to_vec(), args.count.min(1_000_000), args.size);
     tokio::task::spawn_blocking(move || {
         let config = [("field".to_string(), "status".to_string()), ("equals".to_string(), "paid".to_string())];
-        let payloads: Vec<Vec<u8>> = (0..2048).map(|i| message(i, size)).collect();
-        let rounds = (count / 2048).max(1);
+        let payloads: Vec<Vec<u8>> = (0..BATCH).map(|i| message(i as u64, size)).collect();
+        let rounds = (count / BATCH as u64).max(1);
 
         let mut native = FilterPlugin::<weir_plugin_json_filter::JsonFilter>::init(&Config::from_pairs(config.clone()))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -278,39 +280,62 @@ async fn wasm_vs_native(filter: &[u8], args: &BenchArgs) -> anyhow::Result<f64> 
             }
         }
         let native_s = start.elapsed().as_secs_f64();
-
-        let dir = tempfile::tempdir()?;
-        let runtime = Runtime::new(dir.path())?;
-        let loaded = runtime.load(&filter)?;
-        let mut inst = runtime.instantiate(
-            &loaded,
-            &Sandbox::default(),
-            "bench".into(),
-            StateScope { store: None, prefix: Vec::new() },
-        )?;
-        inst.init(&config)?;
-        let start = Instant::now();
-        for _ in 0..rounds {
-            let messages = payloads
-                .iter()
-                .enumerate()
-                .map(|(i, p)| Message {
-                    key: None,
-                    value: p.clone(),
-                    headers: Vec::new(),
-                    timestamp_ms: 0,
-                    partition: 0,
-                    offset: i as u64,
-                })
-                .collect();
-            std::hint::black_box(inst.process(&Batch { topic: "bench".into(), messages })?);
-        }
-        let wasm_s = start.elapsed().as_secs_f64();
-        let per = |s: f64| s * 1e9 / (rounds * 2048) as f64;
+        let wasm_s = time_component(&filter, &config, &payloads, rounds)?;
+        let per = |s: f64| s * 1e9 / (rounds * BATCH as u64) as f64;
         eprintln!("native {:.0} ns/msg, wasm {:.0} ns/msg", per(native_s), per(wasm_s));
         Ok(wasm_s / native_s)
     })
     .await?
+}
+
+/// Messages per `process` call in the in-process stages.
+const BATCH: usize = 2048;
+
+/// What crossing the boundary alone costs per message: a component that passes every message
+/// on unchanged (`hostile` with a trigger that never matches), in ns.
+async fn boundary_stage(passthrough: &[u8], args: &BenchArgs) -> anyhow::Result<f64> {
+    let (component, count, size) = (passthrough.to_vec(), args.count.min(1_000_000), args.size);
+    tokio::task::spawn_blocking(move || {
+        let config = [("mode".to_string(), "fail".to_string()), ("trigger".to_string(), "never".to_string())];
+        let payloads: Vec<Vec<u8>> = (0..BATCH).map(|i| message(i as u64, size)).collect();
+        let rounds = (count / BATCH as u64).max(1);
+        let s = time_component(&component, &config, &payloads, rounds)?;
+        Ok(s * 1e9 / (rounds * BATCH as u64) as f64)
+    })
+    .await?
+}
+
+/// Seconds for `rounds` calls of `process` with `payloads` as one batch, in process.
+fn time_component(
+    wasm: &[u8],
+    config: &[(String, String)],
+    payloads: &[Vec<u8>],
+    rounds: u64,
+) -> anyhow::Result<f64> {
+    use weir_host::runtime::{Batch, Message, Runtime, Sandbox, StateScope};
+    let dir = tempfile::tempdir()?;
+    let runtime = Runtime::new(dir.path())?;
+    let loaded = runtime.load(wasm)?;
+    let mut inst =
+        runtime.instantiate(&loaded, &Sandbox::default(), "bench".into(), StateScope { store: None, prefix: Vec::new() })?;
+    inst.init(config)?;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let messages = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Message {
+                key: None,
+                value: p.clone(),
+                headers: Vec::new(),
+                timestamp_ms: 0,
+                partition: 0,
+                offset: i as u64,
+            })
+            .collect();
+        std::hint::black_box(inst.process(&Batch { topic: "bench".into(), messages })?);
+    }
+    Ok(start.elapsed().as_secs_f64())
 }
 
 /// Swap the plugin of a pipeline under load 50 times; the p99 of the pauses the workers
