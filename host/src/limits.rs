@@ -107,6 +107,15 @@ pub const EPHEMERAL_RING_RECORDS: usize = 10_000;
 /// 100 bytes per message.
 pub const QUEUE_MAX_MESSAGES: usize = 1_000_000;
 
+/// Memory all RocksDB memtables may hold together, across column families: past it, the
+/// largest is flushed. Without a shared budget each column family grows its own buffers and
+/// the server's memory climbs with the number of families and the write rate.
+pub const STORE_MEMTABLE_BYTES: usize = 192 * 1024 * 1024;
+
+/// RocksDB's block cache, which also holds index and filter blocks: without it in the cache
+/// they are pinned per table file, so memory would grow with the data on disk.
+pub const STORE_BLOCK_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Messages one receive may return.
 pub const QUEUE_RECEIVE_MAX: usize = 10_000;
 

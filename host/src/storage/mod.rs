@@ -476,12 +476,24 @@ fn open_db(path: &Path, recovery: rocksdb::DBRecoveryMode) -> Result<DB> {
     opts.set_max_total_wal_size(512 << 20);
     // Keep throughput steady under pressure rather than failing writes.
     opts.set_max_write_buffer_number(4);
-    let mut log = Options::default();
+    // Bounded memory: one memtable budget for every column family, and index and filter
+    // blocks in a bounded cache rather than pinned per table file.
+    opts.set_write_buffer_manager(&rocksdb::WriteBufferManager::new_write_buffer_manager(
+        crate::limits::STORE_MEMTABLE_BYTES,
+        false,
+    ));
+    let cache = rocksdb::Cache::new_lru_cache(crate::limits::STORE_BLOCK_CACHE_BYTES);
+    let mut tables = rocksdb::BlockBasedOptions::default();
+    tables.set_block_cache(&cache);
+    tables.set_cache_index_and_filter_blocks(true);
+    tables.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    opts.set_block_based_table_factory(&tables);
+    let mut log = opts.clone();
     log.set_write_buffer_size(64 << 20);
     log.set_max_write_buffer_number(4);
     log.set_compression_type(rocksdb::DBCompressionType::Lz4);
     log.set_level_compaction_dynamic_level_bytes(true);
-    let mut small = Options::default();
+    let mut small = opts.clone();
     small.set_write_buffer_size(16 << 20);
     let mut state = small.clone();
     // Expired state entries (TTL) are already invisible to reads; compaction drops them.
