@@ -32,13 +32,13 @@ use crate::wire::{
 pub enum ClientError {
     /// Connecting or talking to the server failed.
     #[error(
-        "cannot reach the weir server at {addr}: {source}; is `weir serve` running there? (set --server or WEIR_SERVER)"
+        "cannot reach the weir server at {addr}: {error}; is `weir serve` running there? (set --server or WEIR_SERVER)"
     )]
     Connect {
         /// Address tried.
         addr: String,
-        /// Why.
-        source: std::io::Error,
+        /// Why. (Shown in the message, not as a source, so error chains print it once.)
+        error: std::io::Error,
     },
     /// The server answered with an error.
     #[error(transparent)]
@@ -50,15 +50,33 @@ pub enum ClientError {
     #[error("unexpected response from the server: {0}")]
     Protocol(String),
     /// The TLS handshake failed.
-    #[error(
-        "TLS handshake with {addr} failed: {source}; is the server started with --tls-cert, and does --tls-ca hold the CA that signed it?"
-    )]
+    #[error("TLS handshake with {addr} failed: {error}; {}", tls_hint(error))]
     Tls {
         /// Address tried.
         addr: String,
-        /// Why.
-        source: std::io::Error,
+        /// Why. (Shown in the message, not as a source, so error chains print it once.)
+        error: std::io::Error,
     },
+}
+
+/// What to do about a failed TLS handshake, from rustls's reason.
+fn tls_hint(error: &std::io::Error) -> &'static str {
+    use tokio_rustls::rustls::{CertificateError, Error as TlsError};
+    let wrong_name = matches!(
+        error.get_ref().and_then(|e| e.downcast_ref::<TlsError>()),
+        Some(TlsError::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+        ))
+    );
+    if wrong_name {
+        return "the server's certificate does not name the host in --server; connect by a name it carries or pass --tls-server-name";
+    }
+    let reason = error.to_string();
+    if reason.contains("CaUsedAsEndEntity") {
+        "the server's certificate is marked as a CA; issue it with basicConstraints CA:FALSE (see the README's Security section)"
+    } else {
+        "is the server started with --tls-cert, and does --tls-ca hold the CA that signed its certificate?"
+    }
 }
 
 /// How to connect: a token for servers started with `--auth-token-file`, TLS for servers
@@ -121,8 +139,9 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let shown = addr.to_string();
         let stream =
-            TcpStream::connect(addr).await.map_err(|source| ClientError::Connect { addr: shown.clone(), source })?;
+            TcpStream::connect(addr).await.map_err(|error| ClientError::Connect { addr: shown.clone(), error })?;
         let _ = stream.set_nodelay(true);
+        let plaintext = options.tls.is_none();
         let client = match options.tls {
             None => {
                 let (rd, wr) = stream.into_split();
@@ -133,7 +152,7 @@ impl Client {
                 let stream = connector
                     .connect(tls.server_name, stream)
                     .await
-                    .map_err(|source| ClientError::Tls { addr: shown.clone(), source })?;
+                    .map_err(|error| ClientError::Tls { addr: shown.clone(), error })?;
                 let (rd, wr) = tokio::io::split(stream);
                 Client::over(rd, wr)
             }
@@ -142,10 +161,12 @@ impl Client {
         let hello = Request::Hello { version: wire::PROTOCOL_VERSION, client: client_name, token: options.token };
         match client.request(hello).await {
             Ok(_) => Ok(client),
-            // A TLS server drops a plaintext hello without a frame we could read.
-            Err(ClientError::Closed(reason)) => Err(ClientError::Closed(format!(
-                "{reason} (during the handshake with {shown}: if the server was started with --tls-cert, connect with --tls-ca)"
-            ))),
+            // A TLS server answers a plaintext hello with TLS bytes, not a frame we can read.
+            Err(ClientError::Closed(reason)) if plaintext && reason.starts_with("read failed") => {
+                Err(ClientError::Closed(format!(
+                    "{reason} (during the handshake with {shown}: if the server was started with --tls-cert, connect with --tls-ca)"
+                )))
+            }
             Err(e) => Err(e),
         }
     }
@@ -756,6 +777,9 @@ async fn write_frames<W: AsyncWrite + Unpin>(
             return;
         }
     }
+    // The client was dropped: shut the connection down (over TLS, with close_notify), so the
+    // server frees its slot at once rather than keeping an idle connection.
+    let _ = SinkExt::<Bytes>::close(&mut sink).await;
 }
 
 async fn read_frames<R: AsyncRead + Unpin>(

@@ -74,8 +74,13 @@ pub fn outcomes(data: &[u8]) {
 mod tests {
     use proptest::prelude::*;
 
+    /// 2,000 inputs per entry point in the suite; `PROPTEST_CASES=1000000` for a longer run.
+    fn cases() -> u32 {
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000)
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
         #[test]
         fn the_frame_decoder_takes_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..600)) {

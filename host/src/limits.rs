@@ -107,9 +107,9 @@ pub const EPHEMERAL_RING_RECORDS: usize = 10_000;
 /// 100 bytes per message.
 pub const QUEUE_MAX_MESSAGES: usize = 1_000_000;
 
-/// Memory all RocksDB memtables may hold together, across column families: past it, the
-/// largest is flushed. Without a shared budget each column family grows its own buffers and
-/// the server's memory climbs with the number of families and the write rate.
+/// Memory all RocksDB memtables may hold together, across column families: past it, RocksDB
+/// flushes memtables to get back under it (a soft limit: writes are not stalled). Without a
+/// shared budget each column family grows its own buffers up to its own maximum.
 pub const STORE_MEMTABLE_BYTES: usize = 192 * 1024 * 1024;
 
 /// RocksDB's block cache, which also holds index and filter blocks: without it in the cache
@@ -130,6 +130,12 @@ pub const EXCHANGE_MAX_BINDINGS: usize = 10_000;
 
 /// Requests waiting for a reply at once, server-wide.
 pub const PENDING_REQUESTS_MAX: usize = 100_000;
+
+/// Connections over the limit being told so at once; past this many, more are just closed.
+pub const REFUSALS_IN_FLIGHT: usize = 64;
+
+/// How long telling a refused connection why (a TLS handshake and one frame) may take.
+pub const REFUSAL_TIMEOUT_MS: u64 = 1_000;
 
 /// How long a frame may take to arrive once its first byte did (*configurable*:
 /// `--frame-timeout`): a client trickling a frame byte by byte (slowloris) is cut off.

@@ -330,7 +330,10 @@ async fn verify_events_streaming(c: &Client, ledger: &Arc<Mutex<Ledger>>, s: &mu
             let Some(page) = page.into_iter().next().filter(|p| !p.records.is_empty()) else { break };
             for (i, r) in page.records.iter().enumerate() {
                 let at = page.first_offset + i as u64;
-                let Some((_, seq)) = parse_event(&r.2) else { bail!("undecodable event at {partition}/{at}") };
+                let Some((producer, seq)) = parse_event(&r.2) else { bail!("undecodable event at {partition}/{at}") };
+                if producer != partition {
+                    s.violations.push(format!("an event of producer {producer} in partition {partition} at {at}"));
+                }
                 match prev {
                     Some(q) if seq == q => s.duplicated += 1,
                     Some(q) if seq < q => s.violations.push(format!("partition {partition} out of order at {at}")),

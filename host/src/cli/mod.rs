@@ -106,14 +106,8 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let tls = match &cli.tls_ca {
-        Some(ca) => {
-            let name = cli.tls_server_name.as_deref().unwrap_or(weir_host::tls::host_of(&cli.server));
-            Some(weir_host::tls::ClientTls::new(ca, name)?)
-        }
-        None => None,
-    };
-    let server = Target { addr: cli.server, token: cli.token, tls };
+    let server =
+        Target { addr: cli.server, token: cli.token, tls_ca: cli.tls_ca, tls_server_name: cli.tls_server_name };
     let server = &server;
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
@@ -137,11 +131,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 pub struct Target {
     addr: String,
     token: Option<String>,
-    tls: Option<weir_host::tls::ClientTls>,
+    tls_ca: Option<std::path::PathBuf>,
+    tls_server_name: Option<String>,
 }
 
+/// Connect as the global flags say (read only by client commands, so a stray `WEIR_TLS_CA`
+/// cannot break `weir serve`).
 async fn connect(server: &Target) -> anyhow::Result<Client> {
-    let options = ConnectOptions { token: server.token.clone(), tls: server.tls.clone() };
+    let tls = match &server.tls_ca {
+        Some(ca) => {
+            let name = server.tls_server_name.as_deref().unwrap_or(weir_host::tls::host_of(&server.addr));
+            Some(weir_host::tls::ClientTls::new(ca, name)?)
+        }
+        None => None,
+    };
+    let options = ConnectOptions { token: server.token.clone(), tls };
     Client::connect_with(server.addr.clone(), options).await.context("connecting")
 }
 

@@ -73,6 +73,8 @@ pub async fn run(
     let tls = security.tls.map(TlsAcceptor::from);
     let tokens = security.tokens;
     let connections = Arc::new(Semaphore::new(limits.max_connections));
+    // Refusing costs a task (and under TLS a handshake): bounded too, beyond it we just close.
+    let refusals = Arc::new(Semaphore::new(limits::REFUSALS_IN_FLIGHT));
     let (closing_tx, closing) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -90,7 +92,14 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tokio::spawn(refuse(stream, tls.clone(), limits));
+            if let Ok(refusing) = refusals.clone().try_acquire_owned() {
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let timeout = Duration::from_millis(limits::REFUSAL_TIMEOUT_MS);
+                    let _ = tokio::time::timeout(timeout, refuse(stream, tls, limits)).await;
+                    drop(refusing);
+                });
+            }
             continue;
         };
         let (broker, closing, tokens, tls) = (broker.clone(), closing.clone(), tokens.clone(), tls.clone());
@@ -156,6 +165,7 @@ async fn send_busy(stream: impl AsyncWrite + Unpin, limits: ServerLimits) {
     if let Ok(frame) = wire::encode(&ResponseFrame { id: 0, result: Err(err) }) {
         let _ = framed.send(frame).await;
     }
+    let _ = SinkExt::<Bytes>::close(&mut framed).await;
 }
 
 /// One client connection's context.
@@ -315,6 +325,8 @@ async fn write_responses<W: AsyncWrite + Unpin>(
             }
         }
     }
+    // Every response is written: shut the connection down (over TLS, with close_notify).
+    let _ = tokio::time::timeout(timeout, SinkExt::<Bytes>::close(&mut sink)).await;
 }
 
 async fn send_error(tx: &mpsc::Sender<Bytes>, id: u64, err: WireError) {
@@ -339,7 +351,9 @@ fn check_hello(request: &Request) -> Result<Option<&str>, WireError> {
 }
 
 fn frame_error(e: &std::io::Error, max: usize) -> WireError {
-    if e.kind() == std::io::ErrorKind::InvalidData {
+    // The codec's own error; TLS record errors are `InvalidData` too but are not about size.
+    let too_large = e.get_ref().is_some_and(|inner| inner.is::<tokio_util::codec::LengthDelimitedCodecError>());
+    if too_large {
         WireError::new(
             ErrorCode::FrameTooLarge,
             format!(

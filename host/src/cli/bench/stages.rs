@@ -306,18 +306,17 @@ async fn boundary_stage(passthrough: &[u8], args: &BenchArgs) -> anyhow::Result<
 }
 
 /// Seconds for `rounds` calls of `process` with `payloads` as one batch, in process.
-fn time_component(
-    wasm: &[u8],
-    config: &[(String, String)],
-    payloads: &[Vec<u8>],
-    rounds: u64,
-) -> anyhow::Result<f64> {
+fn time_component(wasm: &[u8], config: &[(String, String)], payloads: &[Vec<u8>], rounds: u64) -> anyhow::Result<f64> {
     use weir_host::runtime::{Batch, Message, Runtime, Sandbox, StateScope};
     let dir = tempfile::tempdir()?;
     let runtime = Runtime::new(dir.path())?;
     let loaded = runtime.load(wasm)?;
-    let mut inst =
-        runtime.instantiate(&loaded, &Sandbox::default(), "bench".into(), StateScope { store: None, prefix: Vec::new() })?;
+    let mut inst = runtime.instantiate(
+        &loaded,
+        &Sandbox::default(),
+        "bench".into(),
+        StateScope { store: None, prefix: Vec::new() },
+    )?;
     inst.init(config)?;
     let start = Instant::now();
     for _ in 0..rounds {
