@@ -59,6 +59,16 @@ pub enum ClientError {
     },
 }
 
+impl ClientError {
+    /// The server's error code, when the server answered with an error.
+    pub fn code(&self) -> Option<wire::ErrorCode> {
+        match self {
+            ClientError::Server(e) => Some(e.code),
+            _ => None,
+        }
+    }
+}
+
 /// What to do about a failed TLS handshake, from rustls's reason.
 fn tls_hint(error: &std::io::Error) -> &'static str {
     use tokio_rustls::rustls::{CertificateError, Error as TlsError};

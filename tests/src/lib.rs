@@ -331,3 +331,20 @@ pub fn step(plugin: &str, config: &[(&str, &str)]) -> StepSpec {
 pub fn pipeline(name: &str, source: &str, sink: &str, steps: Vec<StepSpec>) -> PipelineSpec {
     PipelineSpec::new(name, source, steps, sink)
 }
+
+/// What the `hostile` plugin's `escape` mode reports when every attempt was refused: files,
+/// directories, writes, sockets, environment, variables and the clock.
+pub const ESCAPES_REFUSED: [&str; 7] =
+    ["file=ERR(", "dir=ERR(", "write=ERR(", "tcp=ERR(", "env=ERR(", "vars=0", "clock=0"];
+
+/// Deploy `hostile` as `escape` with no grants, run it in `escape` mode over one message
+/// (topic `in` → pipeline `p` → topic `out`), and return its report of what each attempt to
+/// leave the sandbox returned.
+pub async fn escape_report(client: &Client) -> Result<String> {
+    client.create_topic("in", topic(1)).await?;
+    client.create_topic("out", topic(1)).await?;
+    client.deploy_plugin("escape", plugin_bytes("hostile")).await?;
+    client.create_pipeline(pipeline("p", "in", "out", vec![step("escape", &[("mode", "escape")])])).await?;
+    client.produce("in", vec![weir_host::wire::WireRecord::value("x")]).await?;
+    Ok(text(&consume_n(client, "out", 1, Duration::from_secs(60)).await?[0].2))
+}

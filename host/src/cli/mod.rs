@@ -24,22 +24,8 @@ use weir_host::client::{Client, ConnectOptions};
 #[derive(Parser)]
 #[command(name = "weir", version, about, long_about = None)]
 pub struct Cli {
-    /// Address of the weir server.
-    #[arg(long, global = true, env = "WEIR_SERVER", default_value = "127.0.0.1:7070")]
-    server: String,
-
-    /// Token for a server started with --auth-token-file.
-    #[arg(long, global = true, env = "WEIR_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-
-    /// Connect with TLS, trusting the CA certificates in this PEM file (for a server
-    /// started with --tls-cert).
-    #[arg(long, global = true, env = "WEIR_TLS_CA")]
-    tls_ca: Option<std::path::PathBuf>,
-
-    /// The name the server's certificate must carry (default: the host part of --server).
-    #[arg(long, global = true, env = "WEIR_TLS_SERVER_NAME", requires = "tls_ca")]
-    tls_server_name: Option<String>,
+    #[command(flatten)]
+    server: Target,
 
     #[command(subcommand)]
     command: Command,
@@ -106,9 +92,7 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let server =
-        Target { addr: cli.server, token: cli.token, tls_ca: cli.tls_ca, tls_server_name: cli.tls_server_name };
-    let server = &server;
+    let server = &cli.server;
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Bench(args) => bench::run(args).await,
@@ -127,11 +111,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Where client commands connect, with which token, over TLS or not.
+/// Where client commands connect, with which token, over TLS or not (the global flags).
+#[derive(clap::Args)]
 pub struct Target {
+    /// Address of the weir server.
+    #[arg(
+        long = "server",
+        value_name = "SERVER",
+        global = true,
+        env = "WEIR_SERVER",
+        default_value = "127.0.0.1:7070"
+    )]
     addr: String,
+
+    /// Token for a server started with --auth-token-file.
+    #[arg(long, global = true, env = "WEIR_TOKEN", hide_env_values = true)]
     token: Option<String>,
+
+    /// Connect with TLS, trusting the CA certificates in this PEM file (for a server
+    /// started with --tls-cert).
+    #[arg(long, global = true, env = "WEIR_TLS_CA")]
     tls_ca: Option<std::path::PathBuf>,
+
+    /// The name the server's certificate must carry (default: the host part of --server).
+    #[arg(long, global = true, env = "WEIR_TLS_SERVER_NAME", requires = "tls_ca")]
     tls_server_name: Option<String>,
 }
 

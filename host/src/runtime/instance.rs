@@ -62,7 +62,7 @@ impl PluginInstance {
                 return Err(self.trapped(e));
             }
         };
-        if let Err(e) = self.check(batch, &outcomes) {
+        if let Err(e) = check_outcomes(batch.messages.len(), &outcomes, self.output_limit) {
             self.store.data_mut().rollback();
             return Err(e);
         }
@@ -101,10 +101,6 @@ impl PluginInstance {
         self.store.set_epoch_deadline(ticks(self.cpu_ms));
         self.store.data().output.clear();
         Ok(())
-    }
-
-    fn check(&self, batch: &types::Batch, outcomes: &[types::Outcome]) -> Result<(), PluginError> {
-        check_outcomes(batch.messages.len(), outcomes, self.output_limit)
     }
 
     fn trapped(&mut self, e: wasmtime::Error) -> PluginError {

@@ -273,6 +273,8 @@ async fn next_frame<R: AsyncRead + Unpin>(
     let mut partial_since: Option<Instant> = None;
     loop {
         tokio::select! {
+            // A buffered frame first: the deadline timer is then never armed for it.
+            biased;
             f = frames.next() => return match f {
                 None => Next::Closed,
                 Some(Ok(f)) => Next::Frame(f),

@@ -445,7 +445,7 @@ fn open_checked(path: &Path, recover_wal: bool) -> Result<DB> {
                 Err(e) => Err(damaged_wal(e, path)),
             }
         }
-        other => other.map_err(|e| damaged_wal(e, path)),
+        other => other,
     }
 }
 
@@ -490,7 +490,6 @@ fn open_db(path: &Path, recovery: rocksdb::DBRecoveryMode) -> Result<DB> {
     opts.set_block_based_table_factory(&tables);
     let mut log = opts.clone();
     log.set_write_buffer_size(64 << 20);
-    log.set_max_write_buffer_number(4);
     log.set_compression_type(rocksdb::DBCompressionType::Lz4);
     log.set_level_compaction_dynamic_level_bytes(true);
     let mut small = opts.clone();

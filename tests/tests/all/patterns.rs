@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::Result;
-use weir_tests::weir_host::client::ClientError;
 use weir_tests::weir_host::consumer::GroupConsumer;
 use weir_tests::weir_host::exchange::{Binding, Destination, ExchangeType};
 use weir_tests::weir_host::queue::{Nack, NewQueueMessage, QueueConfig};
@@ -38,13 +37,6 @@ fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
     h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-fn code(e: &ClientError) -> Option<ErrorCode> {
-    match e {
-        ClientError::Server(w) => Some(w.code),
-        _ => None,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unacked_message_comes_back_after_its_visibility_timeout() -> Result<()> {
     let server = Server::start()?;
@@ -62,7 +54,7 @@ async fn an_unacked_message_comes_back_after_its_visibility_timeout() -> Result<
     assert_eq!(header(&again[0].headers, "weir-delivery-count"), Some("2"));
     // The first receipt is stale now; the second acks.
     let stale = c.queue_ack("q", vec![first[0].receipt.clone()]).await.expect_err("stale");
-    assert_eq!(code(&stale), Some(ErrorCode::StaleReceipt));
+    assert_eq!(stale.code(), Some(ErrorCode::StaleReceipt));
     c.queue_ack("q", vec![again[0].receipt.clone()]).await?;
     assert_eq!(c.describe_queue("q").await?.in_flight, 0);
     assert!(c.queue_receive("q", 1, Duration::from_millis(500)).await?.is_empty(), "acked messages are gone");
@@ -233,7 +225,7 @@ async fn a_consumer_group_rebalances_when_members_join_and_die() -> Result<()> {
     let stale =
         weir_tests::weir_host::wire::Membership { member_id: cb_id(&members), generation: 1, partitions: vec![] };
     let err = c.commit_as_member("g", "t", &stale, vec![(0, 1)]).await.expect_err("fenced");
-    assert!(matches!(code(&err), Some(ErrorCode::Rebalanced | ErrorCode::NotFound)), "{err}");
+    assert!(matches!(err.code(), Some(ErrorCode::Rebalanced | ErrorCode::NotFound)), "{err}");
     let offsets = c.fetch_offsets("g", "t").await?;
     assert_eq!(offsets.iter().map(|o| o.unwrap_or(0)).sum::<u64>(), 40, "committed positions cover everything read");
     Ok(())
@@ -320,7 +312,7 @@ async fn topic_exchanges_match_amqp_patterns() -> Result<()> {
             }
             Err(e) => {
                 assert!(!routed, "{pattern:?} must match {key:?}: {e}");
-                assert_eq!(code(&e), Some(ErrorCode::Unroutable));
+                assert_eq!(e.code(), Some(ErrorCode::Unroutable));
             }
         }
     }
@@ -409,7 +401,7 @@ async fn request_reply_round_trip_and_timeout() -> Result<()> {
     // Nobody answers on this topic: a clear timeout.
     c.create_topic("silent", topic(1)).await?;
     let err = c.request_reply("silent", b"?".to_vec(), vec![], Duration::from_millis(300)).await.expect_err("timeout");
-    assert_eq!(code(&err), Some(ErrorCode::Timeout));
+    assert_eq!(err.code(), Some(ErrorCode::Timeout));
     assert!(err.to_string().contains("no reply within 300 ms"), "{err}");
     Ok(())
 }

@@ -8,19 +8,14 @@ use std::time::Duration;
 
 use anyhow::Result;
 use weir_tests::crash_loop::{self, Config};
-use weir_tests::weir_host::client::{Client, ClientError, ConnectOptions};
+use weir_tests::weir_host::client::{Client, ConnectOptions};
 use weir_tests::weir_host::tls::ClientTls;
 use weir_tests::weir_host::wire::{ErrorCode, FetchPosition, WireRecord};
-use weir_tests::{Launch, Server, consume_n, eventually, pipeline, plugin_bytes, serve_command, step, text, topic};
+use weir_tests::{
+    ESCAPES_REFUSED, Launch, Server, escape_report, eventually, plugin_bytes, serve_command, text, topic,
+};
 
 const LONG: Duration = Duration::from_secs(60);
-
-fn code(e: &ClientError) -> Option<ErrorCode> {
-    match e {
-        ClientError::Server(w) => Some(w.code),
-        _ => None,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn five_crash_loop_cycles_lose_and_duplicate_nothing() -> Result<()> {
@@ -60,7 +55,7 @@ async fn a_full_disk_refuses_writes_clearly_and_loses_nothing() -> Result<()> {
     assert!(msg.contains("restart"), "the error says what to do: {msg}");
     // Later writes get the same clear refusal; reads keep working.
     let again = c.produce("t", batch(9999)).await.expect_err("still refused");
-    assert_eq!(code(&again), Some(ErrorCode::Storage));
+    assert_eq!(again.code(), Some(ErrorCode::Storage));
     assert_eq!(c.read_all("t").await?.len() as u64, acked * 1000);
     // Space returns (no limit) and weir restarts: everything acknowledged is there.
     server.launch.file_size_limit = None;
@@ -169,6 +164,14 @@ fn an_unusable_data_dir_is_a_clear_error() -> Result<()> {
     Ok(())
 }
 
+/// Everything the server sends on a raw connection until it closes it, as text.
+fn reply_until_closed(mut stream: TcpStream) -> Result<String> {
+    stream.set_read_timeout(Some(LONG))?;
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply)?;
+    Ok(String::from_utf8_lossy(&reply).into_owned())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_client_trickling_a_frame_is_cut_off_and_others_are_served() -> Result<()> {
     let server = Server::start_with(&["--frame-timeout", "300ms"])?;
@@ -176,10 +179,8 @@ async fn a_slow_client_trickling_a_frame_is_cut_off_and_others_are_served() -> R
     good.create_topic("t", topic(1)).await?;
     let mut slow = TcpStream::connect(server.addr)?;
     slow.write_all(&[0, 0, 1])?; // three bytes of a length prefix, then nothing
-    slow.set_read_timeout(Some(LONG))?;
-    let mut reply = Vec::new();
-    slow.read_to_end(&mut reply)?;
-    assert!(String::from_utf8_lossy(&reply).contains("still incomplete"), "{:?}", String::from_utf8_lossy(&reply));
+    let reply = reply_until_closed(slow)?;
+    assert!(reply.contains("still incomplete"), "{reply:?}");
     // An idle connection (no partial frame) is not cut off.
     tokio::time::sleep(Duration::from_millis(600)).await;
     good.produce("t", vec![WireRecord::value("fine")]).await?;
@@ -190,15 +191,8 @@ async fn a_slow_client_trickling_a_frame_is_cut_off_and_others_are_served() -> R
 async fn a_connection_flood_is_refused_beyond_the_limit() -> Result<()> {
     let server = Server::start_with(&["--max-connections", "3"])?;
     let held: Vec<Client> = vec![server.client().await?, server.client().await?, server.client().await?];
-    let mut extra = TcpStream::connect(server.addr)?;
-    extra.set_read_timeout(Some(LONG))?;
-    let mut reply = Vec::new();
-    extra.read_to_end(&mut reply)?;
-    assert!(
-        String::from_utf8_lossy(&reply).contains("limit of 3 connections"),
-        "{:?}",
-        String::from_utf8_lossy(&reply)
-    );
+    let reply = reply_until_closed(TcpStream::connect(server.addr)?)?;
+    assert!(reply.contains("limit of 3 connections"), "{reply:?}");
     // A flood far past the limit: refusals are bounded too, and the held clients are served.
     let flood = (0..300).map(|_| TcpStream::connect(server.addr)).collect::<std::io::Result<Vec<_>>>()?;
     held[0].create_topic("t", topic(1)).await?;
@@ -270,7 +264,7 @@ async fn secured() -> Result<(Server, tempfile::TempDir)> {
 async fn without_a_token_the_server_refuses_and_with_one_it_serves() -> Result<()> {
     let (server, _dir) = secured().await?;
     let err = Client::connect(server.addr.to_string()).await.err().expect("refused");
-    assert_eq!(code(&err), Some(ErrorCode::Unauthenticated), "{err}");
+    assert_eq!(err.code(), Some(ErrorCode::Unauthenticated), "{err}");
     assert!(err.to_string().contains("requires a token"), "{err}");
     let err = Client::connect_with_token(server.addr.to_string(), Some("wrong-token-000".into()))
         .await
@@ -368,15 +362,15 @@ async fn acls_limit_each_token_to_its_grants() -> Result<()> {
     app.produce("orders-eu", vec![WireRecord::value("allowed")]).await?;
     assert_eq!(app.read_all("orders-eu").await?.len(), 1);
     let err = app.produce("billing", vec![WireRecord::value("no")]).await.expect_err("write outside the grant");
-    assert_eq!(code(&err), Some(ErrorCode::Forbidden));
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden));
     assert!(err.to_string().contains("token `app` has no Write permission on `billing`"), "{err}");
-    assert_eq!(code(&app.read_all("billing").await.expect_err("read outside the grant")), Some(ErrorCode::Forbidden));
+    assert_eq!(app.read_all("billing").await.expect_err("read outside the grant").code(), Some(ErrorCode::Forbidden));
     assert_eq!(
-        code(&app.create_topic("orders-us", topic(1)).await.expect_err("admin only")),
+        app.create_topic("orders-us", topic(1)).await.expect_err("admin only").code(),
         Some(ErrorCode::Forbidden)
     );
     assert_eq!(
-        code(&app.deploy_plugin("p", plugin_bytes("json-filter")).await.expect_err("admin only")),
+        app.deploy_plugin("p", plugin_bytes("json-filter")).await.expect_err("admin only").code(),
         Some(ErrorCode::Forbidden)
     );
     // A refused request does not end the connection.
@@ -388,14 +382,8 @@ async fn acls_limit_each_token_to_its_grants() -> Result<()> {
 async fn plugins_have_no_ambient_authority() -> Result<()> {
     let server =
         Server::launch(Launch { env: vec![("WEIR_TEST_SECRET".into(), "hunter2".into())], ..Launch::default() })?;
-    let c = server.client().await?;
-    c.create_topic("in", topic(1)).await?;
-    c.create_topic("out", topic(1)).await?;
-    c.deploy_plugin("escape", plugin_bytes("hostile")).await?;
-    c.create_pipeline(pipeline("p", "in", "out", vec![step("escape", &[("mode", "escape")])])).await?;
-    c.produce("in", vec![WireRecord::value("x")]).await?;
-    let report = text(&consume_n(&c, "out", 1, LONG).await?[0].2);
-    for denied in ["file=ERR(", "dir=ERR(", "write=ERR(", "tcp=ERR(", "env=ERR(", "vars=0", "clock=0"] {
+    let report = escape_report(&server.client().await?).await?;
+    for denied in ESCAPES_REFUSED {
         assert!(report.contains(denied), "expected {denied} in {report}");
     }
     assert!(!report.contains("hunter2"));

@@ -105,23 +105,37 @@ async fn produce_all(client: &Client, topic: &str, count: u64, size: usize, batc
 async fn produce_stage(server: &BenchServer, args: &BenchArgs, run: usize, producers: u64) -> anyhow::Result<f64> {
     let topic = format!("produce-{run}");
     create(&server.client().await?, &topic, args.partitions).await?;
+    let per = args.count / producers;
+    let took = produce_parallel(server, &topic, producers, per, args.size, args.batch).await?;
+    Ok((per * producers) as f64 / took.as_secs_f64())
+}
+
+/// `producers` connections producing `per` messages each at once; the time from the first
+/// request to the last acknowledgement (connecting is not timed).
+async fn produce_parallel(
+    server: &BenchServer,
+    topic: &str,
+    producers: u64,
+    per: u64,
+    size: usize,
+    batch: usize,
+) -> anyhow::Result<Duration> {
     let mut clients = Vec::new();
     for _ in 0..producers {
         clients.push(server.client().await?);
     }
-    let per = args.count / producers;
     let start = Instant::now();
     let tasks: Vec<_> = clients
         .into_iter()
         .map(|c| {
-            let (topic, size, batch) = (topic.clone(), args.size, args.batch);
+            let topic = topic.to_string();
             tokio::spawn(async move { produce_all(&c, &topic, per, size, batch).await })
         })
         .collect();
     for t in tasks {
         t.await??;
     }
-    Ok((per * producers) as f64 / start.elapsed().as_secs_f64())
+    Ok(start.elapsed())
 }
 
 async fn consume_stage(server: &BenchServer, args: &BenchArgs, run: usize) -> anyhow::Result<f64> {
@@ -392,15 +406,7 @@ async fn recovery_stage(server: &mut BenchServer, args: &BenchArgs) -> anyhow::R
     create(&client, "recovery", args.partitions).await?;
     let producers = 4;
     let per = args.recovery_messages / producers;
-    let mut tasks = Vec::new();
-    for _ in 0..producers {
-        let c = server.client().await?;
-        let (size, batch) = (args.size, args.batch.max(1000));
-        tasks.push(tokio::spawn(async move { produce_all(&c, "recovery", per, size, batch).await }));
-    }
-    for t in tasks {
-        t.await??;
-    }
+    produce_parallel(server, "recovery", producers, per, args.size, args.batch.max(1000)).await?;
     bar.set_position(per * producers);
     drop(client);
     let start = Instant::now();
