@@ -30,7 +30,7 @@ pub fn spec(data: &[u8]) {
             let _ = spec.backoff(a);
         }
     }
-    let _ = crate::server::auth::Tokens::parse(text);
+    let _ = crate::auth::Tokens::parse(text);
 }
 
 /// What a guest may return from `process`, built from bytes: any number of outcomes of any

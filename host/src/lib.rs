@@ -8,6 +8,7 @@
 //! The three API boundaries are the WIT package (`wit/`), the wire protocol ([`wire`]) and
 //! the on-disk format ([`storage::keys`], [`storage::record`]).
 
+pub mod auth;
 pub mod broker;
 pub mod build;
 pub mod client;

@@ -93,8 +93,16 @@ pub const STATE_BYTES_PER_BATCH: usize = 64 * 1024 * 1024;
 /// (*configurable* per plugin).
 pub const PLUGIN_LOG_LINES_PER_S: u32 = 100;
 
-/// Longest log line kept from a plugin; the rest is cut.
+/// Longest log line kept from a plugin; the rest is cut with [`truncated`]'s marker.
 pub const PLUGIN_LOG_LINE_BYTES: usize = 4096;
+
+/// Longest text a plugin hands back that the host keeps, logs or sends: a failure message,
+/// an `init` error, a trap report, and so a dead-letter reason or a halt reason. A plugin
+/// failing with 20 MiB of text must not put 20 MiB into the log, a status or a header.
+pub const PLUGIN_TEXT_BYTES: usize = 4096;
+
+/// Longest halt or failure reason a pipeline keeps (it quotes a plugin's text and adds where).
+pub const PIPELINE_REASON_BYTES: usize = 2 * PLUGIN_TEXT_BYTES;
 
 /// Instance slots in the pooling allocator: every pipeline step on every partition holds one.
 pub const PLUGIN_INSTANCES_MAX: u32 = 1000;
@@ -144,3 +152,30 @@ pub const FRAME_TIMEOUT_MS: u64 = 30_000;
 /// How long responses may wait for a client to read them (*configurable*:
 /// `--write-timeout`) before the connection is closed.
 pub const WRITE_TIMEOUT_MS: u64 = 60_000;
+
+/// `text` cut to at most `max` bytes (at a character boundary) with a marker saying how long
+/// it was: `… (truncated, 20971520 bytes)`. Shorter text comes back unchanged.
+pub fn truncated(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let len = text.len();
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    text.push_str(&format!("… (truncated, {len} bytes)"));
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_text_is_cut_with_a_marker() {
+        assert_eq!(super::truncated("short".into(), 10), "short");
+        assert_eq!(super::truncated("abcdef".into(), 3), "abc… (truncated, 6 bytes)");
+        // Never inside a character.
+        assert_eq!(super::truncated("ééé".into(), 3), "é… (truncated, 6 bytes)");
+    }
+}

@@ -93,14 +93,15 @@ impl Config {
         }
     }
 
-    /// The step's keys as a typed struct (serde): values that parse as JSON (`42`, `true`,
-    /// `[1,2]`) are taken as such, others as strings. Errors name the key, e.g.
-    /// "config key `min`: invalid type: string \"ten\", expected u64". Dotted keys
-    /// (`limits.max`) become nested objects.
+    /// The step's keys as a typed struct (serde). A value reaches a `String` field as written
+    /// (`007`, `1`, `true` stay text); it is parsed only where the field's type asks: numbers,
+    /// booleans, `std::time::Duration` (`500ms`, `10s`, `5m`), lists (`a,b` or `["a","b"]`),
+    /// enums by variant name. Dotted keys (`limits.max`) become nested structs. Errors name
+    /// the key, e.g. "config key `min`: invalid value: string \"ten\", expected u64".
     pub fn deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
-        let mut doc = serde_json::Value::Object(serde_json::Map::new());
+        let mut doc = crate::config_de::Node::Map(BTreeMap::new());
         for (k, v) in &self.entries {
-            if !crate::json::set_path(&mut doc, k, crate::json::parse_value(v)) {
+            if !doc.insert(k, v.clone()) {
                 return Err(Error::fatal(format!("config key `{k}` conflicts with another key")));
             }
         }
@@ -135,7 +136,7 @@ impl Config {
 }
 
 /// `500ms`, `10s`, `5m`, `24h`, `7d` in milliseconds; a bare number is milliseconds.
-fn parse_duration_ms(raw: &str) -> Option<u64> {
+pub(crate) fn parse_duration_ms(raw: &str) -> Option<u64> {
     let raw = raw.trim();
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (n, unit) = raw.split_at(split);
@@ -192,6 +193,74 @@ mod tests {
         assert!(e.message().contains("`limits.max`"), "{e}");
         let e = Config::from_pairs([("min", "1"), ("limits.max", "1"), ("typo", "x")]).deserialize::<S>().unwrap_err();
         assert!(e.message().contains("typo"), "{e}");
+    }
+
+    /// Issue 20: a value that looks like a number is still text for a text field.
+    #[test]
+    fn string_fields_take_the_text_as_written() {
+        #[derive(serde::Deserialize, Debug)]
+        struct S {
+            field: String,
+            value: String,
+            #[serde(default)]
+            maybe: Option<String>,
+        }
+        for raw in ["1", "true", "1.5", "007", "-0", "null", "[1]", "{\"a\":1}"] {
+            let s: S = Config::from_pairs([("field", "a"), ("value", raw), ("maybe", raw)]).deserialize().unwrap();
+            assert_eq!((s.value.as_str(), s.maybe.as_deref()), (raw, Some(raw)));
+            assert_eq!(s.field, "a");
+        }
+    }
+
+    #[test]
+    fn typed_fields_parse_only_what_they_ask_for() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        #[serde(rename_all = "kebab-case")]
+        enum Mode {
+            Strict,
+            Lenient,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        struct S {
+            n: u32,
+            x: f64,
+            on: bool,
+            every: std::time::Duration,
+            tags: Vec<String>,
+            ids: Vec<u64>,
+            mode: Mode,
+            zip: String,
+        }
+        let s: S = Config::from_pairs([
+            ("n", "42"),
+            ("x", "1.5"),
+            ("on", "true"),
+            ("every", "1500ms"),
+            ("tags", "a, b"),
+            ("ids", "[1,2]"),
+            ("mode", "lenient"),
+            ("zip", "02134"),
+        ])
+        .deserialize()
+        .unwrap();
+        assert_eq!((s.n, s.x, s.on), (42, 1.5, true));
+        assert_eq!(s.every, std::time::Duration::from_millis(1500));
+        assert_eq!((s.tags, s.ids), (vec!["a".to_string(), "b".to_string()], vec![1, 2]));
+        assert_eq!((s.mode, s.zip.as_str()), (Mode::Lenient, "02134"));
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct N {
+            n: u32,
+        }
+        let e = Config::from_pairs([("n", "abc")]).deserialize::<N>().unwrap_err();
+        assert!(e.message().contains("config key `n`") && e.message().contains("\"abc\""), "{e}");
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct D {
+            every: std::time::Duration,
+        }
+        let e = Config::from_pairs([("every", "soon")]).deserialize::<D>().unwrap_err();
+        assert!(e.message().contains("config key `every`") && e.message().contains("10s"), "{e}");
     }
 
     #[test]

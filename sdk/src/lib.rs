@@ -55,6 +55,7 @@ extern crate self as weir_sdk;
 
 mod codec;
 mod config;
+mod config_de;
 mod error;
 pub mod json;
 mod kinds;

@@ -12,10 +12,12 @@ use futures_util::future::select_all;
 
 use crate::limits;
 
+mod access;
 mod messaging;
 mod plugins;
 mod replies;
 
+use crate::auth::{Authority, Identity};
 use crate::pipeline::{PipelineError, Pipelines};
 use crate::registry::{Registry, RegistryError};
 use crate::runtime::{PluginError, Runtime};
@@ -41,6 +43,8 @@ pub struct BrokerConfig {
     pub retention_interval: Duration,
     /// Open even if the WAL is damaged, keeping what precedes the damage.
     pub recover_wal: bool,
+    /// Tokens and grants (`Authority::open()` serves everyone).
+    pub authority: Arc<Authority>,
 }
 
 /// The broker.
@@ -57,6 +61,8 @@ pub struct Broker {
     pub groups: crate::groups::Coordinator,
     /// Exchanges and bindings.
     pub exchanges: crate::exchange::Exchanges,
+    /// Who may do what.
+    pub authority: Arc<Authority>,
     replies: Arc<replies::ReplyHub>,
     config: BrokerConfig,
 }
@@ -98,9 +104,11 @@ impl Broker {
         let queues = Arc::new(crate::queue::Queues::open(store.clone())?);
         let exchanges = crate::exchange::Exchanges::open(store.clone())?;
         let replies = replies::ReplyHub::start(&store).await?;
-        let pipelines = Pipelines::start(store.clone(), registry.clone(), queues.clone()).await?;
+        let authority = config.authority.clone();
+        let pipelines = Pipelines::start(store.clone(), registry.clone(), queues.clone(), authority.clone()).await?;
         let groups = crate::groups::Coordinator::default();
-        let broker = Arc::new(Broker { store, registry, pipelines, queues, groups, exchanges, replies, config });
+        let broker =
+            Arc::new(Broker { store, registry, pipelines, queues, groups, exchanges, authority, replies, config });
         broker.spawn_retention();
         broker.spawn_timers();
         Ok(broker)
@@ -148,19 +156,41 @@ impl Broker {
         });
     }
 
-    /// Start handling a request. Writes are submitted before this returns, so requests
-    /// dispatched in order commit in order; the future resolves when the response is ready.
-    pub fn dispatch(self: &Arc<Self>, request: Request) -> ResponseFuture {
+    /// Put a new token set in force and halt the pipelines whose owners lost what they need.
+    /// Open connections pick up the new set at their next request.
+    pub async fn reload_tokens(&self, tokens: crate::auth::Tokens) -> Result<(), String> {
+        self.authority.replace(tokens)?;
+        self.pipelines.recheck_owners().await;
+        Ok(())
+    }
+
+    /// Start handling a request from `caller` (`None` on a server without tokens): refused
+    /// unless the caller's grants cover everything it needs (`access`). Writes are submitted
+    /// before this returns, so requests dispatched in order commit in order; the future
+    /// resolves when the response is ready.
+    pub fn dispatch(self: &Arc<Self>, caller: Option<Arc<Identity>>, request: Request) -> ResponseFuture {
+        if let Some(who) = &caller
+            && let Err(e) = self.authorize(who, &request)
+        {
+            return Box::pin(std::future::ready(Err(e)));
+        }
         match request {
             Request::Produce { topic, partition, records } => self.produce(&topic, partition, records),
             other => {
                 let me = self.clone();
-                Box::pin(async move { me.handle(other).await })
+                Box::pin(async move {
+                    let owner = caller.as_ref().map(|c| c.name.clone());
+                    let response = me.handle(other, owner).await?;
+                    Ok(match &caller {
+                        Some(who) => access::visible(who, response),
+                        None => response,
+                    })
+                })
             }
         }
     }
 
-    async fn handle(self: Arc<Self>, request: Request) -> Result<Response, WireError> {
+    async fn handle(self: Arc<Self>, request: Request, owner: Option<String>) -> Result<Response, WireError> {
         let request = match self.handle_messaging(request).await {
             Ok(done) => return done,
             Err(other) => other,
@@ -229,7 +259,7 @@ impl Broker {
                 Ok(Response::ShadowDiff(self.pipelines.shadow_report(&name)))
             }
             Request::CreatePipeline { spec } => {
-                Ok(Response::Pipeline(self.pipelines.create(spec).await.map_err(pipeline_error)?))
+                Ok(Response::Pipeline(self.pipelines.create(spec, owner).await.map_err(pipeline_error)?))
             }
             Request::ListPipelines => Ok(Response::Pipelines(self.pipelines.list())),
             Request::PipelineStatus { name } => {
@@ -240,7 +270,7 @@ impl Broker {
                 Ok(Response::Ok)
             }
             Request::ApplyPipeline { spec } => {
-                let (status, change) = self.pipelines.apply(spec).await.map_err(pipeline_error)?;
+                let (status, change) = self.pipelines.apply(spec, owner).await.map_err(pipeline_error)?;
                 Ok(Response::Applied { status, change })
             }
             Request::PausePipeline { name } => {
@@ -496,6 +526,7 @@ fn pipeline_error(e: PipelineError) -> WireError {
         PipelineError::Unknown(_) => ErrorCode::UnknownPipeline,
         PipelineError::Exists(_) => ErrorCode::PipelineExists,
         PipelineError::Invalid(_) => ErrorCode::InvalidArgument,
+        PipelineError::Forbidden(_) => ErrorCode::Forbidden,
         PipelineError::Step { .. } => ErrorCode::PluginInit,
         PipelineError::Registry(r) => registry_code(r),
         PipelineError::Store(s) => store_code(s),

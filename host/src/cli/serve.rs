@@ -1,11 +1,13 @@
 //! `weir serve`: open the data directory, start pipelines, serve clients until a signal.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use tokio::net::TcpListener;
+use weir_host::auth::{Authority, Tokens};
 use weir_host::broker::{Broker, BrokerConfig};
 use weir_host::limits;
 use weir_host::server::{self, ServerLimits};
@@ -34,7 +36,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "30s", value_parser = super::parse_duration)]
     retention_interval: Duration,
     /// Require a token from every client: one token per line, `[name:]token [grant]...`,
-    /// grants like `read:orders*`, `write:orders*`, `admin:*` (none: everything).
+    /// grants like `read:orders*`, `write:orders*`, `admin:*` (none: everything). The file is
+    /// read again when it changes or on SIGHUP; a file that does not parse keeps the old set.
     #[arg(long)]
     auth_token_file: Option<PathBuf>,
     /// How long a frame may take to arrive once it started (slow clients are cut off).
@@ -61,24 +64,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&args.listen).await.with_context(|| {
         format!("cannot listen on {}; is another server running there? pick another with --listen", args.listen)
     })?;
-    let tokens = match &args.auth_token_file {
-        Some(path) => {
-            Some(std::sync::Arc::new(weir_host::server::auth::Tokens::load(path).map_err(anyhow::Error::msg)?))
-        }
-        None => None,
+    let authority = match &args.auth_token_file {
+        Some(path) => Authority::with_tokens(Tokens::load(path).map_err(anyhow::Error::msg)?),
+        None => Authority::open(),
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(weir_host::tls::server_config(cert, key)?),
         _ => None,
     };
-    let security = server::Security { tokens, tls };
+    let security = server::Security { tls };
     let config = BrokerConfig {
         data_dir: args.data_dir.clone(),
         durability: args.durability,
         retention_interval: args.retention_interval,
         recover_wal: args.recover_wal,
+        authority: Arc::new(authority),
     };
     let broker = Broker::open(config).await.with_context(|| format!("starting on {}", args.data_dir.display()))?;
+    if let Some(path) = &args.auth_token_file {
+        tokio::spawn(reload_tokens(path.clone(), Arc::downgrade(&broker)));
+    }
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to learn the port when --listen ends in :0.
     println!("weir listening on {addr}");
@@ -89,7 +94,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         frame_timeout: args.frame_timeout,
         write_timeout: args.write_timeout,
     };
-    if security.tokens.is_some() {
+    if broker.authority.is_enforced() {
         tracing::info!("clients must authenticate with a token");
     }
     if security.tls.is_some() {
@@ -100,6 +105,37 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     broker.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How often the token file's modification time is looked at.
+const TOKEN_FILE_POLL: Duration = Duration::from_secs(1);
+
+/// Read the token file again on SIGHUP or when its modification time or size changes, and put
+/// it in force. A file that does not parse keeps the tokens in force, with an error logged.
+async fn reload_tokens(path: PathBuf, broker: std::sync::Weak<Broker>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let stamp = |p: &PathBuf| std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len()));
+    let mut seen = stamp(&path);
+    let mut hup = signal(SignalKind::hangup()).ok();
+    loop {
+        let asked = tokio::select! {
+            _ = async { match &mut hup { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+            () = tokio::time::sleep(TOKEN_FILE_POLL) => false,
+        };
+        let now = stamp(&path);
+        if !asked && now == seen {
+            continue;
+        }
+        seen = now;
+        let Some(broker) = broker.upgrade() else { return };
+        match Tokens::load(&path) {
+            Ok(tokens) => match broker.reload_tokens(tokens).await {
+                Ok(()) => tracing::info!(file = %path.display(), "token file reloaded"),
+                Err(e) => tracing::error!(error = %e, "token file not reloaded"),
+            },
+            Err(e) => tracing::error!(error = %e, "token file not reloaded; the tokens in force stay"),
+        }
+    }
 }
 
 fn init_tracing() {

@@ -30,28 +30,38 @@ impl Pipelines {
     /// Create the pipeline, or bring an existing one to `spec`: nothing if equal; a hot swap
     /// if only step versions differ; otherwise a restart at the committed offsets, with the
     /// pipeline's state kept.
-    pub async fn apply(self: &Arc<Self>, spec: PipelineSpec) -> Result<(PipelineStatus, ApplyChange), PipelineError> {
+    /// The pipeline then acts with `owner`'s grants.
+    pub async fn apply(
+        self: &Arc<Self>,
+        spec: PipelineSpec,
+        owner: Option<String>,
+    ) -> Result<(PipelineStatus, ApplyChange), PipelineError> {
         let Ok(running) = self.get(&spec.name) else {
-            return Ok((self.create(spec).await?, ApplyChange::Created));
+            return Ok((self.create(spec, owner).await?, ApplyChange::Created));
         };
-        let old = running.record.lock().expect("record").spec.clone();
-        if old == spec {
+        let old = running.record.lock().expect("record").clone();
+        if old.spec == spec {
+            if old.owner != owner {
+                self.set_owner(&running, owner).await?;
+            }
             return Ok((self.status(&spec.name)?, ApplyChange::Unchanged));
         }
         self.validate(&spec)?;
-        if old.differs_only_in_versions(&spec) {
+        if old.spec.differs_only_in_versions(&spec) {
             self.swap_versions(&running, &spec).await?;
+            self.set_owner(&running, owner).await?;
             return Ok((self.status(&spec.name)?, ApplyChange::Swapped));
         }
         let mut record = running.record.lock().expect("record").clone();
         // The new spec is proven to start before the old pipeline stops.
-        plan::Plan::prepare(&self.store, &self.registry, &self.queues, &spec, record.id, self.shadows.clone()).await?;
+        plan::Plan::prepare(self, &spec, record.id).await?;
         if spec.on_error == super::ErrorPolicy::DeadLetter {
             self.ensure_dead_letter_topic(&spec).await?;
         }
         self.stop(&spec.name).await;
         record.spec = spec;
         record.halted = None;
+        record.owner = owner;
         self.persist(&record).await?;
         let name = record.spec.name.clone();
         self.launch(record).await?;
@@ -92,6 +102,15 @@ impl Pipelines {
         self.persist(&record).await
     }
 
+    async fn set_owner(&self, running: &super::Running, owner: Option<String>) -> Result<(), PipelineError> {
+        let record = {
+            let mut record = running.record.lock().expect("record");
+            record.owner = owner;
+            record.clone()
+        };
+        self.persist(&record).await
+    }
+
     /// Stop processing after the in-flight batches; stays paused across restarts.
     pub async fn pause(&self, name: &str) -> Result<PipelineStatus, PipelineError> {
         let running = self.get(name)?;
@@ -112,6 +131,11 @@ impl Pipelines {
         if running.state() == RunState::Running {
             return self.status(name);
         }
+        let (spec, owner) = {
+            let record = running.record.lock().expect("record");
+            (record.spec.clone(), record.owner.clone())
+        };
+        self.owner_check(&spec, owner.as_deref()).map_err(PipelineError::Forbidden)?;
         Self::stop_workers(&running).await;
         let record = {
             let mut record = running.record.lock().expect("record");

@@ -31,11 +31,14 @@ use tokio::sync::watch;
 pub use control::{STATE_LIST_MAX, StateEntry};
 pub use shadow::{DiffSample, ShadowReport};
 pub use spec::{
-    ApplyChange, ErrorPolicy, PipelineSpec, PipelineStatus, ResetTarget, RunState, StartPosition, StepSpec, StepStats,
+    ApplyChange, ErrorPolicy, PipelineSpec, PipelineStatus, ResetTarget, RunState, SourceName, StartPosition, StepSpec,
+    StepStats,
 };
 #[doc(hidden)]
 pub use worker::fuzz_outcomes;
 
+use crate::auth::Authority;
+use crate::limits;
 use crate::registry::{PluginInfo, Registry, RegistryError};
 use crate::runtime::LoadedPlugin;
 use crate::storage::{Store, StoreError, keys};
@@ -56,6 +59,9 @@ pub enum PipelineError {
     /// The spec is invalid; the text names the field.
     #[error("{0}")]
     Invalid(String),
+    /// The identity the pipeline acts for lacks a grant it needs; the text names them.
+    #[error("{0}")]
+    Forbidden(String),
     /// A step's plugin refused its config or could not be instantiated.
     #[error("step {step} ({plugin}): {message}")]
     Step {
@@ -87,6 +93,10 @@ struct PipelineRecord {
     /// Set by `pause`; a paused pipeline stays paused across restarts.
     #[serde(default)]
     paused: bool,
+    /// The token that created or last applied it: the pipeline reads, writes and routes with
+    /// its grants. `None` when the server ran without a token file.
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 /// Swap pauses kept for the percentile in status.
@@ -169,7 +179,13 @@ pub(crate) struct Running {
 
 impl Running {
     fn note_failure(&self, reason: String) {
-        *self.last_failure.lock().expect("last failure") = Some(reason);
+        *self.last_failure.lock().expect("last failure") =
+            Some(limits::truncated(reason, limits::PIPELINE_REASON_BYTES));
+    }
+
+    /// The token whose grants the pipeline acts with.
+    fn owner(&self) -> Option<String> {
+        self.record.lock().expect("record").owner.clone()
     }
 
     fn signal_stop(&self) {
@@ -193,6 +209,7 @@ pub struct Pipelines {
     running: Mutex<HashMap<String, Arc<Running>>>,
     shadows: Arc<ShadowBoard>,
     queues: Arc<crate::queue::Queues>,
+    authority: Arc<Authority>,
 }
 
 impl Pipelines {
@@ -201,6 +218,7 @@ impl Pipelines {
         store: Arc<Store>,
         registry: Arc<Registry>,
         queues: Arc<crate::queue::Queues>,
+        authority: Arc<Authority>,
     ) -> Result<Arc<Pipelines>, PipelineError> {
         let shadows = Arc::new(ShadowBoard::default());
         for name in registry.names() {
@@ -214,6 +232,7 @@ impl Pipelines {
             running: Mutex::new(HashMap::new()),
             shadows,
             queues,
+            authority,
         });
         for (key, value) in store.meta_scan("pipeline/")? {
             let record: PipelineRecord = rmp_serde::from_slice(&value)
@@ -223,11 +242,48 @@ impl Pipelines {
                 tracing::error!(pipeline = %name, error = %e, "pipeline could not start");
             }
         }
+        // The token file may have changed while the server was down.
+        me.recheck_owners().await;
         Ok(me)
     }
 
-    /// Validate, store and start a pipeline.
-    pub async fn create(self: &Arc<Self>, spec: PipelineSpec) -> Result<PipelineStatus, PipelineError> {
+    /// Halt every pipeline whose owner lost a grant it needs (or the token itself), saying
+    /// which. Called after the token file is reloaded.
+    pub async fn recheck_owners(&self) {
+        let all: Vec<Arc<Running>> = self.running.lock().expect("pipelines").values().cloned().collect();
+        for running in all {
+            let record = running.record.lock().expect("record").clone();
+            if record.halted.is_some() {
+                continue;
+            }
+            if let Err(reason) = self.owner_check(&record.spec, record.owner.as_deref()) {
+                self.halt(&running, reason).await;
+            }
+        }
+    }
+
+    /// Whether `owner` holds every grant `spec` needs to run; the reason if not.
+    fn owner_check(&self, spec: &PipelineSpec, owner: Option<&str>) -> Result<(), String> {
+        let Some(owner) = owner else { return Ok(()) };
+        let lost = |why: String| {
+            format!(
+                "pipeline `{}` acts with the authority of token `{owner}`, which changed: {why}; apply it again with a token that has the grants",
+                spec.name
+            )
+        };
+        match self.authority.named(owner) {
+            Ok(None) => Ok(()),
+            Ok(Some(id)) => id.require(&spec.needs()).map_err(|e| lost(e.to_string())),
+            Err(e) => Err(lost(e.to_string())),
+        }
+    }
+
+    /// Validate, store and start a pipeline that acts with `owner`'s grants.
+    pub async fn create(
+        self: &Arc<Self>,
+        spec: PipelineSpec,
+        owner: Option<String>,
+    ) -> Result<PipelineStatus, PipelineError> {
         check_name("pipeline", &spec.name).map_err(PipelineError::Invalid)?;
         if self.running.lock().expect("pipelines").contains_key(&spec.name) {
             return Err(PipelineError::Exists(spec.name));
@@ -237,7 +293,8 @@ impl Pipelines {
             self.ensure_dead_letter_topic(&spec).await?;
         }
         let id = self.next_id().await?;
-        let record = PipelineRecord { spec: spec.clone(), id, created_ms: now_ms(), halted: None, paused: false };
+        let record =
+            PipelineRecord { spec: spec.clone(), id, created_ms: now_ms(), halted: None, paused: false, owner };
         self.launch(record.clone()).await?;
         // Persist after the steps proved they start, so a bad spec leaves nothing behind.
         if let Err(e) = self.persist(&record).await {
@@ -283,6 +340,7 @@ impl Pipelines {
             steps: c.steps.lock().expect("step stats").clone(),
             last_error: record.halted.clone().or(last_failure),
             spec: record.spec,
+            owner: record.owner,
             plugins: running.plan.live_labels(),
             shadows: running.plan.shadow_labels(),
             processed: load(&c.processed),
@@ -481,9 +539,7 @@ impl Pipelines {
     /// Register a pipeline record and start its workers (unless it is halted or paused).
     async fn launch(self: &Arc<Self>, record: PipelineRecord) -> Result<(), PipelineError> {
         let name = record.spec.name.clone();
-        let plan =
-            Plan::prepare(&self.store, &self.registry, &self.queues, &record.spec, record.id, self.shadows.clone())
-                .await?;
+        let plan = Plan::prepare(self, &record.spec, record.id).await?;
         let parallelism =
             record.spec.parallelism.unwrap_or(usize::MAX).clamp(1, plan.source.workers(&record.spec) as usize);
         let running = Arc::new(Running {
@@ -543,6 +599,7 @@ impl Pipelines {
 
     /// Record a failure: the pipeline halts (all partitions) and says why, durably.
     async fn halt(&self, running: &Arc<Running>, error: String) {
+        let error = limits::truncated(error, limits::PIPELINE_REASON_BYTES);
         tracing::error!(pipeline = %running.plan.spec.name, %error, "pipeline halted");
         running.signal_stop();
         let record = {

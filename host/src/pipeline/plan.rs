@@ -113,6 +113,8 @@ pub(crate) fn queue_source(spec: &PipelineSpec) -> Option<&str> {
 /// Everything a pipeline's workers share.
 pub(crate) struct Plan {
     pub store: Arc<Store>,
+    /// Whose grants routed outputs are checked against (the owner is in the record).
+    pub authority: Arc<crate::auth::Authority>,
     pub runtime: Arc<Runtime>,
     pub spec: PipelineSpec,
     pub group: String,
@@ -128,13 +130,11 @@ impl Plan {
     /// Resolve topics and plugins, compile each step, and prove each step's `init` accepts its
     /// config — before anything is stored or started.
     pub(crate) async fn prepare(
-        store: &Arc<Store>,
-        registry: &Arc<Registry>,
-        queues: &crate::queue::Queues,
+        pipelines: &super::Pipelines,
         spec: &PipelineSpec,
         scope: u32,
-        shadows: Arc<ShadowBoard>,
     ) -> Result<Plan, PipelineError> {
+        let (store, registry, queues) = (&pipelines.store, &pipelines.registry, &pipelines.queues);
         let source = match queue_source(spec) {
             Some(q) => Source::Queue(queues.get(q).map_err(|e| PipelineError::Invalid(e.to_string()))?),
             None => Source::Topic(store.topic(&spec.source)?),
@@ -146,6 +146,7 @@ impl Plan {
             .map_err(|e| PipelineError::Invalid(format!("plugin compilation task failed: {e}")))??;
         Ok(Plan {
             store: store.clone(),
+            authority: pipelines.authority.clone(),
             runtime: registry.runtime().clone(),
             spec: spec.clone(),
             group: spec.group(),
@@ -153,7 +154,7 @@ impl Plan {
             source,
             sink,
             slots,
-            shadows,
+            shadows: pipelines.shadows.clone(),
         })
     }
 

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{Kind, Need, Permission};
+
 /// What a pipeline reads, runs and writes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,6 +108,46 @@ impl PipelineSpec {
     pub fn dead_letter_topic(&self) -> String {
         self.dead_letter_topic.clone().unwrap_or_else(|| format!("{}.dlq", self.name))
     }
+
+    /// What the pipeline reads: a topic, or the queue of a `queue:NAME` source.
+    pub fn source(&self) -> SourceName<'_> {
+        match self.source.strip_prefix("queue:") {
+            Some(q) => SourceName::Queue(q),
+            None => SourceName::Topic(&self.source),
+        }
+    }
+
+    /// What running this pipeline needs from the identity it acts for: read on its source,
+    /// write on its sink (and dead-letter topic, with that policy), read on each plugin.
+    /// Topics a plugin routes outputs to are checked as they are written.
+    pub fn needs(&self) -> Vec<Need<'_>> {
+        let mut needs = vec![
+            match self.source() {
+                SourceName::Topic(t) => Need::on(Permission::Read, Kind::Topic, t),
+                SourceName::Queue(q) => Need::on(Permission::Read, Kind::Queue, q),
+            }
+            .because("its source"),
+        ];
+        needs.push(Need::on(Permission::Write, Kind::Topic, self.sink.as_str()).because("its sink"));
+        if self.on_error == ErrorPolicy::DeadLetter {
+            needs.push(
+                Need::on(Permission::Write, Kind::Topic, self.dead_letter_topic()).because("its dead-letter topic"),
+            );
+        }
+        for s in &self.steps {
+            needs.push(Need::on(Permission::Read, Kind::Plugin, s.plugin_name()).because("a step runs it"));
+        }
+        needs
+    }
+}
+
+/// A pipeline's source by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceName<'a> {
+    /// A topic, read partition by partition.
+    Topic(&'a str),
+    /// A queue, drained by competing workers.
+    Queue(&'a str),
 }
 
 /// One step: a plugin and its config.
@@ -246,6 +288,9 @@ pub enum ResetTarget {
 pub struct PipelineStatus {
     /// The spec.
     pub spec: PipelineSpec,
+    /// The token whose grants it acts with (`None` without a token file).
+    #[serde(default)]
+    pub owner: Option<String>,
     /// Run state.
     pub state: RunState,
     /// Live `plugin@version` of each step.

@@ -259,10 +259,11 @@ fn run_batch(
     let mut stats = vec![StepStats::default(); steps.len()];
     let (first, last) = (records[0].offset, records[records.len() - 1].offset);
     let n = records.len();
-    match run_steps(plan, steps, partition, records, true, &mut stats) {
+    let mut gate = RouteGate::new(plan, running);
+    match run_steps(plan, steps, &mut gate, partition, records, true, &mut stats) {
         Ok(out) => {
             let counts = Counts { processed: n as u64, steps: stats, ..Counts::default() };
-            finish(plan, steps, partition, out, last + 1, counts, None)
+            finish(plan, steps, &gate, partition, out, last + 1, counts, None)
         }
         Err(_) => {
             steps.iter_mut().for_each(|s| s.live.discard_state_writes());
@@ -273,20 +274,22 @@ fn run_batch(
                 (None, None) => Ok(Vec::new()),
             };
             match again {
-                Ok(records) => run_one_by_one(plan, running, steps, partition, records, stop, stats),
+                Ok(records) => run_one_by_one(plan, running, steps, &mut gate, partition, records, stop, stats),
                 Err(e) => {
                     let reason = format!("re-reading partition {partition} of `{}`: {e}", plan.source.name());
-                    finish(plan, steps, partition, Outputs::default(), first, Counts::default(), Some(reason))
+                    finish(plan, steps, &gate, partition, Outputs::default(), first, Counts::default(), Some(reason))
                 }
             }
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_one_by_one(
     plan: &Plan,
     running: &Running,
     steps: &mut [StepInstance],
+    gate: &mut RouteGate,
     partition: u32,
     records: Vec<StoredRecord>,
     stop: &watch::Receiver<bool>,
@@ -300,9 +303,9 @@ fn run_one_by_one(
         let mut attempt = 1;
         let failure = loop {
             if let Err(reason) = refresh(plan, steps, partition) {
-                return finish(plan, steps, partition, acc, next, counts, Some(reason));
+                return finish(plan, steps, gate, partition, acc, next, counts, Some(reason));
             }
-            match run_steps(plan, steps, partition, vec![rec.clone()], false, &mut counts.steps) {
+            match run_steps(plan, steps, gate, partition, vec![rec.clone()], false, &mut counts.steps) {
                 Ok(out) => {
                     steps.iter_mut().for_each(|s| s.live.checkpoint());
                     acc.append(out);
@@ -329,7 +332,7 @@ fn run_one_by_one(
             );
             match plan.spec.on_error {
                 ErrorPolicy::Halt | ErrorPolicy::Retry => {
-                    return finish(plan, steps, partition, acc, next, counts, Some(reason));
+                    return finish(plan, steps, gate, partition, acc, next, counts, Some(reason));
                 }
                 ErrorPolicy::Skip => {}
                 ErrorPolicy::DeadLetter => {
@@ -344,7 +347,7 @@ fn run_one_by_one(
         counts.processed += 1;
         next = offset + 1;
     }
-    finish(plan, steps, partition, acc, next, counts, None)
+    finish(plan, steps, gate, partition, acc, next, counts, None)
 }
 
 /// The original message, with headers saying where it failed and why.
@@ -402,6 +405,7 @@ type Routed = Vec<(String, Message)>;
 fn run_steps(
     plan: &Plan,
     steps: &mut [StepInstance],
+    gate: &mut RouteGate,
     partition: u32,
     records: Vec<StoredRecord>,
     shadows: bool,
@@ -427,7 +431,7 @@ fn run_steps(
         if shadows {
             run_shadow(plan, i, st, partition, &batch, &outcomes);
         }
-        let next = apply_outcomes(i, batch.messages, outcomes, &mut out, &mut stats[i])?;
+        let next = apply_outcomes(i, batch.messages, outcomes, &mut out, &mut stats[i], &mut |t| gate.check(t))?;
         msgs = next;
     }
     out.sink = msgs;
@@ -435,13 +439,15 @@ fn run_steps(
 }
 
 /// What a step's outcomes make of its inputs: the next step's inputs, with routed outputs and
-/// drops added to `out`; the first failure stops the batch.
+/// drops added to `out`; the first failure stops the batch. `may_route` refuses an output's
+/// topic (missing, or not writable by the pipeline's owner): a failure of that input.
 fn apply_outcomes(
     step: usize,
     inputs: Vec<Message>,
     outcomes: Vec<Outcome>,
     out: &mut Outputs,
     stat: &mut StepStats,
+    may_route: &mut dyn FnMut(&str) -> Result<(), String>,
 ) -> Result<Vec<Message>, StepFailure> {
     let mut next = Vec::with_capacity(inputs.len());
     for (input, outcome) in inputs.into_iter().zip(outcomes) {
@@ -458,7 +464,13 @@ fn apply_outcomes(
                         offset: input.offset,
                     };
                     match o.topic {
-                        Some(t) => out.routed.push((t, msg)),
+                        Some(t) => {
+                            if let Err(error) = may_route(&t) {
+                                stat.errors += 1;
+                                return Err(StepFailure { step, offset: Some(input.offset), error, retryable: false });
+                            }
+                            out.routed.push((t, msg))
+                        }
                         None => next.push(msg),
                     }
                 }
@@ -473,7 +485,8 @@ fn apply_outcomes(
             }
             Outcome::Fail(f) => {
                 stat.errors += 1;
-                let error = format!("{}{}", f.message, if f.retryable { " (retryable)" } else { "" });
+                let message = crate::limits::truncated(f.message, crate::limits::PLUGIN_TEXT_BYTES);
+                let error = format!("{message}{}", if f.retryable { " (retryable)" } else { "" });
                 return Err(StepFailure { step, offset: Some(input.offset), error, retryable: f.retryable });
             }
         }
@@ -489,7 +502,7 @@ pub fn fuzz_outcomes(inputs: Vec<Message>, outcomes: Vec<Outcome>, output_limit:
     let n = inputs.len();
     let mut out = Outputs::default();
     let mut stat = StepStats::default();
-    let next = apply_outcomes(0, inputs, outcomes, &mut out, &mut stat).map_err(|f| f.error)?;
+    let next = apply_outcomes(0, inputs, outcomes, &mut out, &mut stat, &mut |_| Ok(())).map_err(|f| f.error)?;
     assert!(out.dropped as usize <= n, "more drops than inputs");
     Ok(next.len() + out.routed.len())
 }
@@ -514,9 +527,11 @@ fn run_shadow(plan: &Plan, i: usize, st: &mut StepInstance, partition: u32, batc
 }
 
 /// Turn a run's outputs and the instances' state writes into a commit.
+#[allow(clippy::too_many_arguments)]
 fn finish(
     plan: &Plan,
     steps: &mut [StepInstance],
+    gate: &RouteGate,
     partition: u32,
     out: Outputs,
     next_offset: u64,
@@ -527,9 +542,9 @@ fn finish(
     let state = steps.iter_mut().flat_map(|s| s.live.take_state_writes(now)).collect();
     counts.emitted = (out.sink.len() + out.routed.len()) as u64 - counts.dead_lettered;
     counts.dropped = out.dropped;
-    match route(plan, partition, out.sink, out.routed) {
+    match route(plan, gate, partition, out.sink, out.routed) {
         Ok(appends) => Done { commit: Commit { appends, state, ..Commit::default() }, next_offset, counts, failure },
-        // Routing to a missing topic fails the whole batch: nothing of it commits.
+        // A routed topic deleted since it was checked fails the whole batch: nothing commits.
         Err(reason) => {
             Done { commit: Commit::default(), next_offset: 0, counts: Counts::default(), failure: Some(reason) }
         }
@@ -538,10 +553,15 @@ fn finish(
 
 /// Group outputs into per-partition appends, in output order. Keyed outputs go by key
 /// hash; keyless ones to the source partition's counterpart, which keeps their order.
-fn route(plan: &Plan, partition: u32, sink: Vec<Message>, routed: Routed) -> Result<Vec<Append>, String> {
+fn route(
+    plan: &Plan,
+    gate: &RouteGate,
+    partition: u32,
+    sink: Vec<Message>,
+    routed: Routed,
+) -> Result<Vec<Append>, String> {
     let mut appends: Vec<Append> = Vec::new();
     let mut index: HashMap<(u32, u32), usize> = HashMap::new();
-    let mut topics: HashMap<String, Arc<Topic>> = HashMap::new();
     let mut push = |topic: &Arc<Topic>, msg: Message| {
         let p = match &msg.key {
             Some(k) => topic.partition_for(Some(k)),
@@ -557,19 +577,70 @@ fn route(plan: &Plan, partition: u32, sink: Vec<Message>, routed: Routed) -> Res
         push(&plan.sink, msg);
     }
     for (name, msg) in routed {
-        let topic = match topics.get(&name) {
+        // Plugin routes were checked by the gate; dead letters go to the topic the pipeline
+        // was authorised for when it was created.
+        let topic = match gate.topic(&name) {
             Some(t) => t.clone(),
-            None => {
-                let t = plan.store.topic(&name).map_err(|_| {
-                    format!("a step routed an output to topic `{name}`, which does not exist; create it with `weir topic create {name}`")
-                })?;
-                topics.insert(name, t.clone());
-                t
-            }
+            None => plan.store.topic(&name).map_err(|_| format!("topic `{name}` does not exist (any more)"))?,
         };
+        if topic.is_deleted() {
+            return Err(format!("topic `{name}` was deleted while a batch routed to it"));
+        }
         push(&topic, msg);
     }
     Ok(appends)
+}
+
+/// Where outputs may be routed: topics that exist and that the pipeline's owner may write.
+/// Built per batch, so a reloaded token file takes effect at the next batch; each topic is
+/// looked up and checked once per batch.
+struct RouteGate {
+    store: Arc<crate::storage::Store>,
+    /// The owner's current grants (`Ok(None)`: no token file, or a pipeline without owner),
+    /// or why there are none.
+    owner: Result<Option<Arc<crate::auth::Identity>>, String>,
+    checked: HashMap<String, Result<Arc<Topic>, String>>,
+}
+
+impl RouteGate {
+    fn new(plan: &Plan, running: &Running) -> RouteGate {
+        let owner = match running.owner() {
+            None => Ok(None),
+            Some(name) => plan.authority.named(&name).map_err(|e| {
+                format!("the pipeline acts with the authority of token `{name}`, which it no longer has: {e}")
+            }),
+        };
+        RouteGate { store: plan.store.clone(), owner, checked: HashMap::new() }
+    }
+
+    fn check(&mut self, name: &str) -> Result<(), String> {
+        if let Some(done) = self.checked.get(name) {
+            return done.as_ref().map(|_| ()).map_err(Clone::clone);
+        }
+        let verdict = self.verdict(name);
+        let result = verdict.as_ref().map(|_| ()).map_err(Clone::clone);
+        self.checked.insert(name.to_string(), verdict);
+        result
+    }
+
+    fn verdict(&self, name: &str) -> Result<Arc<Topic>, String> {
+        let topic = self.store.topic(name).map_err(|_| {
+            format!("a step routed an output to topic `{name}`, which does not exist; create it with `weir topic create {name}`")
+        })?;
+        match &self.owner {
+            Ok(None) => Ok(topic),
+            Ok(Some(id)) => {
+                let need = crate::auth::Need::on(crate::auth::Permission::Write, crate::auth::Kind::Topic, name)
+                    .because("a step routed an output there");
+                id.require(std::slice::from_ref(&need)).map(|()| topic).map_err(|e| e.to_string())
+            }
+            Err(why) => Err(why.clone()),
+        }
+    }
+
+    fn topic(&self, name: &str) -> Option<&Arc<Topic>> {
+        self.checked.get(name).and_then(|r| r.as_ref().ok())
+    }
 }
 
 fn to_message(r: StoredRecord, partition: u32) -> Message {

@@ -217,15 +217,7 @@ impl log::Host for HostState {
         if !self.log_allowed() {
             return;
         }
-        let mut message = message;
-        if message.len() > limits::PLUGIN_LOG_LINE_BYTES {
-            let mut cut = limits::PLUGIN_LOG_LINE_BYTES;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push('…');
-        }
+        let message = limits::truncated(message, limits::PLUGIN_LOG_LINE_BYTES);
         let plugin = self.label.as_str();
         match level {
             types::Level::Trace => tracing::trace!(target: "weir::plugin", plugin, "{message}"),

@@ -45,7 +45,7 @@ impl PluginInstance {
         let r = self.plugin.call_init(&mut self.store, config);
         match r {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(msg)) => Err(PluginError::Init(msg)),
+            Ok(Err(msg)) => Err(PluginError::Init(limits::truncated(msg, limits::PLUGIN_TEXT_BYTES))),
             Err(e) => Err(self.trapped(e)),
         }
     }
@@ -112,20 +112,51 @@ impl PluginInstance {
     }
 }
 
-/// The contract of `process`: one outcome per input, and outputs within the byte budget.
+/// The contract of `process`: one outcome per input, outputs within the byte budget, and
+/// every output's key, headers and topic name within the limits a producer has.
 pub fn check_outcomes(inputs: usize, outcomes: &[types::Outcome], output_limit: usize) -> Result<(), PluginError> {
     if outcomes.len() != inputs {
         return Err(PluginError::WrongOutcomeCount { expected: inputs, got: outcomes.len() });
     }
-    let bytes: usize = outcomes
-        .iter()
-        .map(|o| match o {
-            types::Outcome::Emit(outs) => outs.iter().map(output_size).sum(),
-            _ => 0,
-        })
-        .sum();
+    let mut bytes = 0usize;
+    for (i, o) in outcomes.iter().enumerate() {
+        if let types::Outcome::Emit(outs) = o {
+            for out in outs {
+                check_output(out).map_err(|why| PluginError::InvalidOutput(format!("output for input {i}: {why}")))?;
+                bytes = bytes.saturating_add(output_size(out));
+            }
+        }
+    }
     if bytes > output_limit {
         return Err(PluginError::OutputTooLarge { bytes, limit: output_limit });
+    }
+    Ok(())
+}
+
+/// The limits a producer's record has, applied to a plugin's output before it is stored.
+fn check_output(o: &types::Output) -> Result<(), String> {
+    let too_long = |what: &str, len: usize, max: usize| format!("{what} of {len} bytes exceeds the limit of {max}");
+    if let Some(k) = &o.key
+        && k.len() > limits::MAX_KEY_BYTES
+    {
+        return Err(too_long("key", k.len(), limits::MAX_KEY_BYTES));
+    }
+    if o.headers.len() > limits::MAX_HEADERS {
+        return Err(format!("{} headers exceed the limit of {}", o.headers.len(), limits::MAX_HEADERS));
+    }
+    for h in &o.headers {
+        if h.name.len() > limits::MAX_KEY_BYTES {
+            return Err(too_long("a header name", h.name.len(), limits::MAX_KEY_BYTES));
+        }
+        if h.value.len() > limits::MAX_KEY_BYTES {
+            let name = limits::truncated(h.name.clone(), 64);
+            return Err(too_long(&format!("header `{name}`'s value"), h.value.len(), limits::MAX_KEY_BYTES));
+        }
+    }
+    if let Some(t) = &o.topic
+        && t.len() > limits::MAX_NAME_BYTES
+    {
+        return Err(too_long("a topic name", t.len(), limits::MAX_NAME_BYTES));
     }
     Ok(())
 }
@@ -148,5 +179,5 @@ fn trap_error(e: wasmtime::Error, cpu_ms: u64) -> PluginError {
     // The root cause (e.g. "wasm trap: wasm `unreachable` instruction executed"); the guest
     // backtrace goes to the debug log, not into a status line.
     tracing::debug!(error = ?e, "plugin trap");
-    PluginError::Trap(e.root_cause().to_string())
+    PluginError::Trap(limits::truncated(e.root_cause().to_string(), limits::PLUGIN_TEXT_BYTES))
 }

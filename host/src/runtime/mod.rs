@@ -65,6 +65,9 @@ pub enum PluginError {
         /// Limit.
         limit: usize,
     },
+    /// An output breaks a per-output limit (key, header or topic name size, header count).
+    #[error("plugin output is invalid: {0}")]
+    InvalidOutput(String),
     /// Compilation or the on-disk cache failed.
     #[error("{0}")]
     Engine(String),

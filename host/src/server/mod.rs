@@ -6,11 +6,11 @@
 //! stops reading until responses drain), the time a frame may take to arrive once started
 //! (slow clients), and the time a response may take to be taken by the client.
 //!
-//! With a token file, `Hello` must carry a known token and every request is checked against
-//! the token's grants ([`auth`]). With a certificate, every connection is TLS ([`crate::tls`]);
-//! the handshake shares the frame deadline, so a client cannot hold a slot by stalling it.
-
-pub mod auth;
+//! With a token file, `Hello` must carry a known token; the broker checks every request
+//! against the token's current grants ([`crate::auth`]), and a token removed by a reload stops
+//! working at the connection's next request. With a certificate, every connection is TLS
+//! ([`crate::tls`]); the handshake shares the frame deadline, so a client cannot hold a slot by
+//! stalling it. A response too large for a frame is replaced by an error frame saying so.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,9 +24,10 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
+use crate::auth::{Authority, Identity};
 use crate::broker::Broker;
 use crate::limits;
-use crate::wire::{self, ErrorCode, Request, RequestFrame, ResponseFrame, WireError};
+use crate::wire::{self, ErrorCode, Request, RequestFrame, Response, ResponseFrame, WireError};
 
 /// Server limits.
 #[derive(Debug, Clone, Copy)]
@@ -52,11 +53,9 @@ impl Default for ServerLimits {
     }
 }
 
-/// Who may connect, and how: tokens and their grants, and TLS.
+/// How clients connect. (Who may do what is the broker's [`crate::auth::Authority`].)
 #[derive(Clone, Default)]
 pub struct Security {
-    /// Required tokens (`--auth-token-file`); `None` serves everyone.
-    pub tokens: Option<Arc<auth::Tokens>>,
     /// TLS for every connection (`--tls-cert`, `--tls-key`); `None` is plaintext.
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
@@ -71,7 +70,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let tls = security.tls.map(TlsAcceptor::from);
-    let tokens = security.tokens;
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     // Refusing costs a task (and under TLS a handshake): bounded too, beyond it we just close.
     let refusals = Arc::new(Semaphore::new(limits::REFUSALS_IN_FLIGHT));
@@ -102,9 +100,9 @@ pub async fn run(
             }
             continue;
         };
-        let (broker, closing, tokens, tls) = (broker.clone(), closing.clone(), tokens.clone(), tls.clone());
+        let (broker, closing, tls) = (broker.clone(), closing.clone(), tls.clone());
         tokio::spawn(async move {
-            let conn = Connection { peer, broker, limits, tokens, closing };
+            let conn = Connection { peer, broker, limits, closing };
             let served = match tls {
                 None => {
                     let (rd, wr) = stream.into_split();
@@ -173,8 +171,38 @@ struct Connection {
     peer: SocketAddr,
     broker: Arc<Broker>,
     limits: ServerLimits,
-    tokens: Option<Arc<auth::Tokens>>,
     closing: watch::Receiver<bool>,
+}
+
+/// Who is on a connection: the token presented in `Hello`, and its identity as of the token
+/// set's generation, looked up again when the set changes (a reload may revoke it).
+struct Caller {
+    token: Option<String>,
+    identity: Result<Option<Arc<Identity>>, WireError>,
+    generation: u64,
+}
+
+impl Caller {
+    fn greet(authority: &Authority, token: Option<&str>) -> Result<Caller, WireError> {
+        let generation = authority.generation();
+        let identity = authority.identify(token)?;
+        Ok(Caller { token: token.map(str::to_string), identity: Ok(identity), generation })
+    }
+
+    /// The identity to act as now, or why there is none any more.
+    fn current(&mut self, authority: &Authority) -> Result<Option<Arc<Identity>>, WireError> {
+        let generation = authority.generation();
+        if generation != self.generation {
+            self.generation = generation;
+            self.identity = authority.identify(self.token.as_deref()).map_err(|e| {
+                WireError::new(
+                    ErrorCode::Unauthenticated,
+                    format!("{e}: the server's token file changed and no longer holds this connection's token"),
+                )
+            });
+        }
+        self.identity.clone()
+    }
 }
 
 impl Connection {
@@ -185,7 +213,7 @@ impl Connection {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let Connection { peer, broker, limits, tokens, mut closing } = self;
+        let Connection { peer, broker, limits, mut closing } = self;
         let mut frames = FramedRead::new(rd, wire::codec(limits.max_frame_bytes));
         let (tx, rx) = mpsc::channel::<Bytes>(limits::MAX_IN_FLIGHT_PER_CONNECTION);
         let writer = tokio::spawn(write_responses(
@@ -194,8 +222,7 @@ impl Connection {
             limits.write_timeout,
         ));
         let in_flight = Arc::new(Semaphore::new(limits::MAX_IN_FLIGHT_PER_CONNECTION));
-        let mut identity: Option<auth::Identity> = None;
-        let mut greeted = false;
+        let mut caller: Option<Caller> = None;
         loop {
             let frame = match next_frame(&mut frames, &mut closing, limits.frame_timeout).await {
                 Next::Frame(f) => f,
@@ -214,16 +241,9 @@ impl Connection {
                     break;
                 }
             };
-            if !greeted {
-                let hello = check_hello(&request).and_then(|token| match &tokens {
-                    Some(t) => t.identify(token).map(Some),
-                    None => Ok(None),
-                });
-                match hello {
-                    Ok(id) => {
-                        greeted = true;
-                        identity = id;
-                    }
+            if caller.is_none() {
+                match check_hello(&request).and_then(|token| Caller::greet(&broker.authority, token)) {
+                    Ok(c) => caller = Some(c),
                     Err(err) => {
                         tracing::info!(%peer, error = %err, "refusing connection");
                         send_error(&tx, id, err).await;
@@ -231,22 +251,21 @@ impl Connection {
                     }
                 }
             }
-            if let Some(who) = &identity
-                && let Err(err) = who.authorize(&request)
-            {
-                send_error(&tx, id, err).await;
-                continue;
-            }
+            let who = match caller.as_mut().expect("greeted").current(&broker.authority) {
+                Ok(who) => who,
+                Err(err) => {
+                    send_error(&tx, id, err).await;
+                    continue;
+                }
+            };
             let permit = in_flight.clone().acquire_owned().await.expect("semaphore never closed");
             // Dispatch here, in arrival order; only the wait for the result runs concurrently.
-            let pending = broker.dispatch(request);
+            let pending = broker.dispatch(who, request);
             let tx = tx.clone();
+            let max = limits.max_frame_bytes;
             tokio::spawn(async move {
                 let result = pending.await;
-                let body = wire::encode(&ResponseFrame { id, result }).unwrap_or_else(|e| {
-                    wire::encode(&ResponseFrame { id, result: Err(e) }).expect("an error frame always encodes")
-                });
-                let _ = tx.send(body).await;
+                let _ = tx.send(response_body(id, result, max)).await;
                 drop(permit);
             });
         }
@@ -329,6 +348,24 @@ async fn write_responses<W: AsyncWrite + Unpin>(
     }
     // Every response is written: shut the connection down (over TLS, with close_notify).
     let _ = tokio::time::timeout(timeout, SinkExt::<Bytes>::close(&mut sink)).await;
+}
+
+/// The encoded response, or an error frame saying why it cannot be sent: a response larger
+/// than a frame would otherwise close the connection with no explanation.
+fn response_body(id: u64, result: Result<Response, WireError>, max_frame_bytes: usize) -> Bytes {
+    let error_frame =
+        |e: WireError| wire::encode(&ResponseFrame { id, result: Err(e) }).expect("an error frame always encodes");
+    match wire::encode(&ResponseFrame { id, result }) {
+        Ok(body) if body.len() <= max_frame_bytes => body,
+        Ok(body) => error_frame(WireError::new(
+            ErrorCode::FrameTooLarge,
+            format!(
+                "the response of {} bytes exceeds the frame limit of {max_frame_bytes} bytes; ask for less (fewer records or entries per request)",
+                body.len()
+            ),
+        )),
+        Err(e) => error_frame(e),
+    }
 }
 
 async fn send_error(tx: &mpsc::Sender<Bytes>, id: u64, err: WireError) {

@@ -208,6 +208,16 @@ impl WireError {
     }
 }
 
+impl From<crate::auth::AuthError> for WireError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        let code = match &e {
+            crate::auth::AuthError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            _ => ErrorCode::Forbidden,
+        };
+        WireError::new(code, e.to_string())
+    }
+}
+
 impl From<crate::storage::StoreError> for WireError {
     fn from(e: crate::storage::StoreError) -> Self {
         WireError::new(WireError::from_store_ref(&e), e.to_string())

@@ -20,6 +20,11 @@
 //! | `log-flood` | write 10,000 log lines |
 //! | `state-bomb` | write state values until the limit refuses |
 //! | `init-fail` | refuse `init` |
+//! | `init-fail-huge` | refuse `init` with an error of `huge-mb` MiB |
+//! | `fail-huge` | fail with a message of `huge-mb` MiB |
+//! | `log-huge` | write one log line of `huge-mb` MiB, then pass the message on |
+//! | `header-huge` | emit the message with a header value of `huge-mb` MiB |
+//! | `route-to` | emit the message to the topic named by config `to` |
 
 use std::cell::RefCell;
 
@@ -32,6 +37,7 @@ struct Settings {
     mode: String,
     trigger: Option<Vec<u8>>,
     huge_mb: usize,
+    to: String,
 }
 
 thread_local! {
@@ -45,6 +51,7 @@ impl weir_sdk::bindings::Guest for Hostile {
             match k.as_str() {
                 "mode" => s.mode = v,
                 "trigger" => s.trigger = Some(v.into_bytes()),
+                "to" => s.to = v,
                 "huge-mb" => {
                     s.huge_mb = v.parse().map_err(|_| format!("config key `huge-mb` must be a number, got {v:?}"))?
                 }
@@ -54,6 +61,9 @@ impl weir_sdk::bindings::Guest for Hostile {
         }
         if s.mode == "init-fail" {
             return Err("config key `mode` is init-fail: refusing to start, as asked".into());
+        }
+        if s.mode == "init-fail-huge" {
+            return Err(huge(s.huge_mb));
         }
         SETTINGS.with(|cell| *cell.borrow_mut() = s);
         Ok(())
@@ -100,6 +110,21 @@ fn misbehave(s: &Settings, m: types::Message) -> types::Outcome {
         "fail" => fail("this message is bad", false),
         "fail-retryable" => fail("a dependency is busy", true),
         "escape" => types::Outcome::Emit(vec![text(escape_attempts())]),
+        "fail-huge" => fail(&huge(s.huge_mb), false),
+        "log-huge" => {
+            log::write(types::Level::Warn, &huge(s.huge_mb));
+            pass(m)
+        }
+        "header-huge" => {
+            let header = types::Header { name: "big".into(), value: huge(s.huge_mb) };
+            types::Outcome::Emit(vec![types::Output { key: None, value: m.value, headers: vec![header], topic: None }])
+        }
+        "route-to" => types::Outcome::Emit(vec![types::Output {
+            key: m.key,
+            value: m.value,
+            headers: m.headers,
+            topic: Some(s.to.clone()),
+        }]),
         "log-flood" => {
             for i in 0..10_000 {
                 log::write(types::Level::Info, &format!("flood line {i}"));
@@ -117,6 +142,11 @@ fn misbehave(s: &Settings, m: types::Message) -> types::Outcome {
         }
         _ => pass(m),
     }
+}
+
+/// `mb` MiB of text.
+fn huge(mb: usize) -> String {
+    "E".repeat(mb * 1024 * 1024)
 }
 
 fn text(s: String) -> types::Output {

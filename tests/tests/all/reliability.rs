@@ -9,10 +9,13 @@ use std::time::Duration;
 use anyhow::Result;
 use weir_tests::crash_loop::{self, Config};
 use weir_tests::weir_host::client::{Client, ConnectOptions};
+use weir_tests::weir_host::exchange::{Binding, Destination, ExchangeType};
+use weir_tests::weir_host::pipeline::{ResetTarget, RunState};
 use weir_tests::weir_host::tls::ClientTls;
 use weir_tests::weir_host::wire::{ErrorCode, FetchPosition, WireRecord};
 use weir_tests::{
-    ESCAPES_REFUSED, Launch, Server, escape_report, eventually, plugin_bytes, serve_command, text, topic,
+    ESCAPES_REFUSED, Launch, Server, consume_n, escape_report, eventually, pipeline, plugin_bytes, serve_command, step,
+    text, topic,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -363,7 +366,7 @@ async fn acls_limit_each_token_to_its_grants() -> Result<()> {
     assert_eq!(app.read_all("orders-eu").await?.len(), 1);
     let err = app.produce("billing", vec![WireRecord::value("no")]).await.expect_err("write outside the grant");
     assert_eq!(err.code(), Some(ErrorCode::Forbidden));
-    assert!(err.to_string().contains("token `app` has no Write permission on `billing`"), "{err}");
+    assert!(err.to_string().contains("token `app` has no write permission on topic `billing`"), "{err}");
     assert_eq!(app.read_all("billing").await.expect_err("read outside the grant").code(), Some(ErrorCode::Forbidden));
     assert_eq!(
         app.create_topic("orders-us", topic(1)).await.expect_err("admin only").code(),
@@ -405,4 +408,215 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// Issue 12: the tokens of the authority tests: an admin, and mallory, who may do anything
+/// with names starting `mal-` and nothing else.
+const MALLORY: &str = "admin:admin-token-123 admin:*\nmallory:m-secret-1 admin:mal-* read:mal-* write:mal-*\n";
+
+/// A server with [`MALLORY`]'s tokens, the admin's and mallory's clients, and the token file
+/// (to rewrite). The admin made topics `secrets`, `mal-in`, `mal-out` and queue `payroll`.
+async fn mallory_server() -> Result<(Server, tempfile::TempDir, Client, Client)> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, MALLORY)?;
+    let server = Server::start_with(&["--auth-token-file", file.to_str().expect("utf-8")])?;
+    let admin = Client::connect_with_token(server.addr.to_string(), Some("admin-token-123".into())).await?;
+    for t in ["secrets", "mal-in", "mal-out"] {
+        admin.create_topic(t, topic(1)).await?;
+    }
+    admin.produce("secrets", vec![WireRecord::value("the payroll")]).await?;
+    admin.create_queue("payroll", Default::default()).await?;
+    let mallory = Client::connect_with_token(server.addr.to_string(), Some("m-secret-1".into())).await?;
+    mallory.deploy_plugin("mal-pass", plugin_bytes("hostile")).await?;
+    Ok((server, dir, admin, mallory))
+}
+
+/// The refusal of `r`: Forbidden, naming the token, the permission and the resource.
+fn forbidden<T: std::fmt::Debug>(r: Result<T, weir_tests::weir_host::client::ClientError>, says: &str) {
+    let err = r.expect_err("refused");
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
+    assert!(err.to_string().contains(says), "expected {says:?} in: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn asking_weir_to_act_needs_the_grants_the_act_needs() -> Result<()> {
+    let (_server, _dir, admin, mallory) = mallory_server().await?;
+    let pass = |name: &str, source: &str, sink: &str| pipeline(name, source, sink, vec![step("mal-pass", &[])]);
+    // A pipeline reading a topic mallory cannot read.
+    forbidden(
+        mallory.create_pipeline(pass("mal-exfil", "secrets", "mal-out")).await,
+        "token `mallory` has no read permission on topic `secrets` (its source)",
+    );
+    forbidden(
+        mallory.apply_pipeline(pass("mal-exfil", "mal-in", "secrets")).await,
+        "token `mallory` has no write permission on topic `secrets` (its sink)",
+    );
+    forbidden(
+        mallory.create_pipeline(pass("mal-q", "queue:payroll", "mal-out")).await,
+        "no read permission on queue `payroll` (its source)",
+    );
+    let mut dlq = pass("mal-dlq", "mal-in", "mal-out");
+    dlq.on_error = weir_tests::weir_host::pipeline::ErrorPolicy::DeadLetter;
+    dlq.dead_letter_topic = Some("secrets".into());
+    forbidden(mallory.create_pipeline(dlq).await, "no write permission on topic `secrets` (its dead-letter topic)");
+    // A plugin mallory may not read cannot run in mallory's pipeline.
+    admin.deploy_plugin("payroll-export", plugin_bytes("hostile")).await?;
+    let theirs = pipeline("mal-theirs", "mal-in", "mal-out", vec![step("payroll-export", &[])]);
+    forbidden(mallory.create_pipeline(theirs).await, "no read permission on plugin `payroll-export`");
+    // An exchange binding delivers with its binder's authority; publishing needs only the exchange.
+    mallory.create_exchange("mal-x", ExchangeType::Fanout, None).await?;
+    let to_payroll = Binding { destination: Destination::Queue("payroll".into()), ..binding_to("mal-out") };
+    forbidden(
+        mallory.bind("mal-x", to_payroll).await,
+        "no write permission on queue `payroll` (the binding's destination)",
+    );
+    forbidden(
+        mallory.create_exchange("mal-y", ExchangeType::Fanout, Some("payroll-x".into())).await,
+        "no write permission on exchange `payroll-x` (its alternate exchange)",
+    );
+    mallory.bind("mal-x", binding_to("mal-out")).await?;
+    mallory.publish("mal-x", "", b"evil".to_vec(), vec![]).await?;
+    assert_eq!(admin.describe_queue("payroll").await?.ready, 0, "nothing reached payroll");
+    // Moving the offsets of someone else's pipeline is resetting it.
+    admin.create_pipeline(pass("audit", "mal-in", "mal-out")).await?;
+    forbidden(mallory.commit_offsets("pipeline.audit", "mal-in", vec![(0, 0)]).await, "pipeline `audit`");
+    forbidden(mallory.reset_pipeline("audit", ResetTarget::Offset(0), false).await, "pipeline `audit`");
+    forbidden(mallory.state_list("audit", 1, b"", 10).await, "no read permission on pipeline `audit`");
+    // Listings show only what the token may read.
+    let topics: Vec<String> = mallory.list_topics().await?.into_iter().map(|t| t.name).collect();
+    assert_eq!(topics, vec!["mal-in", "mal-out"]);
+    assert!(mallory.list_pipelines().await?.is_empty());
+    assert!(mallory.list_queues().await?.is_empty());
+    // Mallory's own pipeline runs, recorded as mallory's.
+    let own = mallory.create_pipeline(pass("mal-own", "mal-in", "mal-out")).await?;
+    assert_eq!(own.owner.as_deref(), Some("mallory"));
+    Ok(())
+}
+
+fn binding_to(topic: &str) -> Binding {
+    Binding { destination: Destination::Topic(topic.into()), key: None, matches: vec![], match_any: false }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_route_into_an_ungranted_topic_fails_its_message_and_writes_nothing() -> Result<()> {
+    let (_server, _dir, admin, mallory) = mallory_server().await?;
+    let route = |name: &str| {
+        pipeline(name, "mal-in", "mal-out", vec![step("mal-pass", &[("mode", "route-to"), ("to", "secrets")])])
+    };
+    mallory.create_pipeline(route("mal-route")).await?;
+    // The same route under the dead-letter policy: the message goes to the dead letters instead.
+    let mut dl = route("mal-dl");
+    dl.on_error = weir_tests::weir_host::pipeline::ErrorPolicy::DeadLetter;
+    dl.dead_letter_topic = Some("mal-dead".into());
+    mallory.create_pipeline(dl).await?;
+    mallory.produce("mal-in", vec![WireRecord::value("smuggled")]).await?;
+    let halted = eventually("the pipeline to halt", LONG, || async {
+        let s = mallory.pipeline_status("mal-route").await?;
+        Ok((s.state == RunState::Halted).then_some(s))
+    })
+    .await?;
+    let why = halted.last_error.unwrap_or_default();
+    assert!(
+        why.contains("token `mallory` has no write permission on topic `secrets` (a step routed an output there)"),
+        "{why}"
+    );
+    let dead = consume_n(&mallory, "mal-dead", 1, LONG).await?;
+    assert_eq!(text(&dead[0].2), "smuggled");
+    assert!(dead[0].2.3.iter().any(|(k, v)| k == "weir-dlq-error" && v.contains("topic `secrets`")));
+    assert_eq!(admin.read_all("secrets").await?.len(), 1, "only the admin's record is in `secrets`");
+    assert!(admin.read_all("mal-out").await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_token_loses_access_on_open_connections_and_its_pipelines_halt() -> Result<()> {
+    let (server, dir, admin, mallory) = mallory_server().await?;
+    mallory.create_pipeline(pipeline("mal-p", "mal-in", "mal-out", vec![step("mal-pass", &[])])).await?;
+    mallory.produce("mal-in", vec![WireRecord::value("one")]).await?;
+    assert_eq!(consume_n(&mallory, "mal-out", 1, LONG).await?.len(), 1);
+    // Fewer grants: the pipeline's sink is no longer writable by its owner.
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, "admin:admin-token-123 admin:*\nmallory:m-secret-1 read:mal-* write:mal-in\n")?;
+    let halted = eventually("the pipeline to halt after the reload", LONG, || async {
+        let s = admin.pipeline_status("mal-p").await?;
+        Ok((s.state == RunState::Halted).then_some(s))
+    })
+    .await?;
+    let why = halted.last_error.unwrap_or_default();
+    assert!(why.contains("token `mallory`") && why.contains("write permission on topic `mal-out` (its sink)"), "{why}");
+    forbidden(admin.resume_pipeline("mal-p").await, "write permission on topic `mal-out`");
+    // The token removed: mallory's open connection is refused at its next request.
+    std::fs::write(&file, "admin:admin-token-123 admin:*\n")?;
+    let err =
+        eventually("mallory's connection to be refused", LONG, || async { Ok(mallory.list_topics().await.err()) })
+            .await?;
+    assert_eq!(err.code(), Some(ErrorCode::Unauthenticated), "{err}");
+    assert!(err.to_string().contains("no longer holds this connection's token"), "{err}");
+    // A token file that does not parse keeps the tokens in force.
+    std::fs::write(&file, "broken\n")?;
+    eventually("the reload to be refused", LONG, || async {
+        Ok(server.log().contains("the tokens in force stay").then_some(()))
+    })
+    .await?;
+    admin.list_topics().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn huge_texts_from_plugins_are_truncated_and_status_stays_readable() -> Result<()> {
+    let server = Server::start()?;
+    let c = server.client().await?;
+    c.create_topic("in", topic(1)).await?;
+    c.create_topic("out", topic(1)).await?;
+    c.deploy_plugin("h", plugin_bytes("hostile")).await?;
+    let p = |name: &str, mode: &str, mb: &str| {
+        pipeline(name, "in", "out", vec![step("h", &[("mode", mode), ("huge-mb", mb), ("trigger", "bad")])])
+    };
+    // A 40 MiB init error: an error the client can read, not a closed connection.
+    let err = c.create_pipeline(p("init", "init-fail-huge", "40")).await.expect_err("init refuses");
+    assert_eq!(err.code(), Some(ErrorCode::PluginInit), "{err}");
+    assert!(err.to_string().contains("… (truncated, 41943040 bytes)"), "{}", &err.to_string()[..200]);
+    assert!(err.to_string().len() < 16 * 1024);
+    // A 20 MiB failure message and a 20 MiB log line.
+    c.create_pipeline(p("fail", "fail-huge", "20")).await?;
+    c.create_pipeline(p("log", "log-huge", "20")).await?;
+    c.create_pipeline(p("header", "header-huge", "1")).await?;
+    c.produce("in", vec![WireRecord::value("bad")]).await?;
+    for name in ["fail", "header"] {
+        let halted = eventually("the pipeline to halt", LONG, || async {
+            let s = c.pipeline_status(name).await?;
+            Ok((s.state == RunState::Halted).then_some(s))
+        })
+        .await?;
+        let why = halted.last_error.unwrap_or_default();
+        assert!(why.len() < 16 * 1024, "{name}: a bounded reason, {} bytes", why.len());
+        let expected =
+            if name == "fail" { "… (truncated, 20971520 bytes)" } else { "header `big`'s value of 1048576 bytes" };
+        assert!(why.contains(expected), "{name}: {why}");
+    }
+    eventually("the log line", LONG, || async {
+        Ok(server.log().contains("… (truncated, 20971520 bytes)").then_some(()))
+    })
+    .await?;
+    assert!(server.log().len() < 1 << 20, "the server log holds no 20 MiB line");
+    assert_eq!(c.list_pipelines().await?.len(), 3, "status of every pipeline stays readable");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_too_large_for_a_frame_is_an_error_frame() -> Result<()> {
+    let server = Server::start_with(&["--max-frame-bytes", "100000"])?;
+    let c = server.client().await?;
+    c.create_topic("t", topic(1)).await?;
+    for i in 0..2 {
+        c.produce("t", vec![WireRecord::value(format!("{i}{}", "x".repeat(60_000)))]).await?;
+    }
+    let pos = vec![FetchPosition { partition: 0, offset: 0 }];
+    let err = c.fetch("t", pos.clone(), 10, Duration::ZERO).await.expect_err("too large");
+    assert_eq!(err.code(), Some(ErrorCode::FrameTooLarge), "{err}");
+    assert!(err.to_string().contains("exceeds the frame limit of 100000 bytes; ask for less"), "{err}");
+    // The connection is still open.
+    assert_eq!(c.fetch("t", pos, 1, Duration::ZERO).await?[0].records.len(), 1);
+    Ok(())
 }

@@ -103,20 +103,27 @@ async fn every_sdk_kind_scaffolds_builds_and_runs_as_a_component() -> Result<()>
     let c = server.client().await?;
     let kind = |k: &str| new_and_build(&work.path().join(k), &format!("k-{k}"), k);
 
+    // Config values are text: a value of digits configures a text setting (issue 20).
+    let filter = kind("filter")?;
+    let input = work.path().join("in.jsonl");
+    std::fs::write(&input, "{\"a\":1}\n{\"a\":2}\n")?;
+    let wasm = filter.to_str().expect("utf-8");
+    let args = ["plugin", "test", wasm, "--input", input.to_str().expect("utf-8"), "--config", "field=a"];
+    let local = weir(&[&args[..], &["--config", "value=1"]].concat(), None)?;
+    assert_eq!(local, "#0 {\"a\":1} → kept (unchanged)\n#1 {\"a\":2} → dropped\n");
     let out = run_through(
         &c,
         "filter",
-        &kind("filter")?,
-        &[("field", "s"), ("value", "ok")],
-        values(&[r#"{"s":"ok"}"#, r#"{"s":"no"}"#]),
+        &filter,
+        &[("field", "s"), ("value", "007")],
+        values(&[r#"{"s":"007"}"#, r#"{"s":7}"#, r#"{"s":"no"}"#]),
         1,
     )
     .await?;
-    assert_eq!(out, vec![r#"{"s":"ok"}"#]);
-    let out =
-        run_through(&c, "map", &kind("map")?, &[("fee_cents", "5")], values(&[r#"{"id":3,"total_cents":100}"#]), 1)
-            .await?;
-    assert_eq!(out, vec![r#"{"order":3,"amount_cents":105}"#]);
+    assert_eq!(out, vec![r#"{"s":"007"}"#]);
+    let config = [("fee_cents", "5"), ("account", "0042")];
+    let out = run_through(&c, "map", &kind("map")?, &config, values(&[r#"{"id":3,"total_cents":100}"#]), 1).await?;
+    assert_eq!(out, vec![r#"{"order":3,"account":"0042","amount_cents":105}"#]);
     let out = run_through(&c, "fmap", &kind("filter-map")?, &[], values(&["1.5", "x", "2"]), 2).await?;
     assert_eq!(out, vec!["1.5", "2.0"]);
     let out = run_through(&c, "flat", &kind("flat-map")?, &[], values(&["a b c"]), 3).await?;
@@ -135,11 +142,14 @@ async fn every_sdk_kind_scaffolds_builds_and_runs_as_a_component() -> Result<()>
             vec![("weir-idempotency-key".into(), id.into())],
         )
     };
-    let out =
-        run_through(&c, "handler", &kind("handler")?, &[], vec![pay("p1", 10), pay("p1", 10), pay("p2", 5)], 2).await?;
+    let payments = vec![pay("p1", 10), pay("p1", 10), pay("p2", 5)];
+    let out = run_through(&c, "handler", &kind("handler")?, &[("currency", "978")], payments, 2).await?;
     assert_eq!(
         out,
-        vec![r#"{"account":"a","balance_cents":10}"#, r#"{"account":"a","balance_cents":15}"#],
+        vec![
+            r#"{"account":"a","balance_cents":10,"currency":"978"}"#,
+            r#"{"account":"a","balance_cents":15,"currency":"978"}"#
+        ],
         "the repeated payment was handled once"
     );
     let plug = run_through(&c, "plugin", &kind("plugin")?, &[], values(&["hi"]), 1).await?;
@@ -149,7 +159,8 @@ async fn every_sdk_kind_scaffolds_builds_and_runs_as_a_component() -> Result<()>
     c.create_topic("agg-in", topic(1)).await?;
     c.create_topic("agg-out", topic(1)).await?;
     c.deploy_plugin("agg", std::fs::read(&wasm)?).await?;
-    c.create_pipeline(pipeline("agg", "agg-in", "agg-out", vec![step("agg", &[("window", "1ms")])])).await?;
+    c.create_pipeline(pipeline("agg", "agg-in", "agg-out", vec![step("agg", &[("window", "1ms"), ("tag", "01")])]))
+        .await?;
     let keyed = |k: &str| WireRecord(Some(ByteBuf::from(k.as_bytes().to_vec())), ByteBuf::from(b"x".to_vec()), vec![]);
     c.produce("agg-in", vec![keyed("a"), keyed("a")]).await?;
     // Once the clock has passed their append time, a new message falls in a later 1 ms window
@@ -161,7 +172,7 @@ async fn every_sdk_kind_scaffolds_builds_and_runs_as_a_component() -> Result<()>
     .await?;
     c.produce("agg-in", vec![keyed("b")]).await?;
     let closed = consume_n(&c, "agg-out", 1, LONG).await?;
-    assert!(text(&closed[0].2).starts_with("a: "), "{}", text(&closed[0].2));
+    assert!(text(&closed[0].2).starts_with("01/a: "), "{}", text(&closed[0].2));
     Ok(())
 }
 
