@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 ORDERS=${ORDERS:-300}
 # WEIR_PROFILE=dev reuses the test build (the integration tests run this script that way).
 profile=${WEIR_PROFILE:-release}
-cargo build --profile "$profile" -p weir-host --bin weir
+cargo build --profile "$profile" -p weir-cli --bin weir
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 bin_dir=$profile; [ "$profile" = dev ] && bin_dir=debug
 weir="$target/$bin_dir/weir"

@@ -14,15 +14,13 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use serde::{Deserialize, Serialize};
-
 use crate::limits;
-use crate::storage::{Store, StoreError};
+use crate::mirror::{mirror, mirror_enum};
+use crate::storage::{Store, StoreError, keys, stored};
 use crate::types::{check_name, now_ms};
 
 /// How an exchange matches bindings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExchangeType {
     /// Binding key equals the routing key.
     Direct,
@@ -35,24 +33,12 @@ pub enum ExchangeType {
 }
 
 /// Where a binding delivers.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Destination {
     /// Append to a topic.
     Topic(String),
     /// Send to a queue.
     Queue(String),
-}
-
-impl Destination {
-    /// Parse `topic:NAME` or `queue:NAME`.
-    pub fn parse(s: &str) -> Result<Destination, String> {
-        match s.split_once(':') {
-            Some(("topic", n)) if !n.is_empty() => Ok(Destination::Topic(n.to_string())),
-            Some(("queue", n)) if !n.is_empty() => Ok(Destination::Queue(n.to_string())),
-            _ => Err(format!("invalid destination {s:?}: use topic:NAME or queue:NAME")),
-        }
-    }
 }
 
 impl std::fmt::Display for Destination {
@@ -65,23 +51,20 @@ impl std::fmt::Display for Destination {
 }
 
 /// One binding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
     /// Where matching messages go.
     pub destination: Destination,
     /// Binding key or topic pattern (direct and topic exchanges).
-    #[serde(default)]
     pub key: Option<String>,
     /// `K=V` header matches (headers exchanges).
-    #[serde(default)]
     pub matches: Vec<(String, String)>,
     /// Headers exchanges: match when any pair matches (default: all).
-    #[serde(default)]
     pub match_any: bool,
 }
 
 /// An exchange and its bindings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExchangeInfo {
     /// Name.
     pub name: String,
@@ -90,7 +73,6 @@ pub struct ExchangeInfo {
     /// Bindings.
     pub bindings: Vec<Binding>,
     /// Exchange that receives unroutable messages.
-    #[serde(default)]
     pub alternate: Option<String>,
     /// Creation time.
     pub created_ms: u64,
@@ -126,6 +108,28 @@ pub enum ExchangeError {
     Store(#[from] StoreError),
 }
 
+mirror_enum!(stored::ExchangeTypeV1 => ExchangeType { Direct, Topic, Fanout, Headers });
+mirror!(stored::BindingV1 => Binding { destination: into, key, matches, match_any });
+mirror!(stored::ExchangeV1 => ExchangeInfo { name, kind: into, bindings: each, alternate, created_ms });
+
+impl From<stored::DestinationV1> for Destination {
+    fn from(d: stored::DestinationV1) -> Destination {
+        match d {
+            stored::DestinationV1::Topic(t) => Destination::Topic(t),
+            stored::DestinationV1::Queue(q) => Destination::Queue(q),
+        }
+    }
+}
+
+impl From<Destination> for stored::DestinationV1 {
+    fn from(d: Destination) -> stored::DestinationV1 {
+        match d {
+            Destination::Topic(t) => stored::DestinationV1::Topic(t),
+            Destination::Queue(q) => stored::DestinationV1::Queue(q),
+        }
+    }
+}
+
 /// Alternate exchanges followed before giving up (a cycle would loop forever otherwise).
 const ALTERNATE_HOPS_MAX: usize = 8;
 
@@ -139,9 +143,8 @@ impl Exchanges {
     /// Load the stored exchanges.
     pub fn open(store: Arc<Store>) -> Result<Exchanges, ExchangeError> {
         let mut map = BTreeMap::new();
-        for (k, v) in store.meta_scan("exchange/")? {
-            let e: ExchangeInfo =
-                rmp_serde::from_slice(&v).map_err(|e| StoreError::Corrupt { what: k.clone(), why: e.to_string() })?;
+        for (k, v) in store.meta_scan(keys::meta::EXCHANGES)? {
+            let e: ExchangeInfo = stored::decode::<stored::ExchangeV1>(&k, &v)?.into();
             map.insert(e.name.clone(), e);
         }
         Ok(Exchanges { store, map: RwLock::new(map) })
@@ -165,7 +168,7 @@ impl Exchanges {
     /// Delete an exchange.
     pub async fn delete(&self, name: &str) -> Result<(), ExchangeError> {
         self.get(name)?;
-        self.store.meta_write(vec![(format!("exchange/{name}"), None)]).await?;
+        self.store.meta_write(vec![(keys::meta::exchange(name), None)]).await?;
         self.map.write().expect("exchanges").remove(name);
         Ok(())
     }
@@ -243,8 +246,8 @@ impl Exchanges {
     }
 
     async fn save(&self, e: ExchangeInfo) -> Result<ExchangeInfo, ExchangeError> {
-        let encoded = rmp_serde::to_vec_named(&e).map_err(|err| ExchangeError::Invalid(err.to_string()))?;
-        self.store.meta_write(vec![(format!("exchange/{}", e.name), Some(encoded))]).await?;
+        let encoded = stored::encode(&stored::ExchangeV1::from(e.clone()));
+        self.store.meta_write(vec![(keys::meta::exchange(&e.name), Some(encoded))]).await?;
         self.map.write().expect("exchanges").insert(e.name.clone(), e.clone());
         Ok(e)
     }

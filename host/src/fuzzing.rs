@@ -6,26 +6,38 @@
 use bytes::BytesMut;
 use tokio_util::codec::Decoder;
 
+use weir_client::wire::{self, RequestFrame, ResponseFrame};
+
 use crate::pipeline::PipelineSpec;
 use crate::runtime::{Failure, Header, Message, Outcome, Output};
-use crate::wire::{self, RequestFrame, ResponseFrame};
 
-/// Bytes off the socket: length-prefixed framing, then request and response decoding.
-pub fn frame(data: &[u8]) {
+/// Bytes off the socket: length-prefixed framing, then request and response decoding, then
+/// the request's translation into a broker command. Returns the requests that decoded.
+pub fn frame(data: &[u8]) -> Vec<RequestFrame> {
     let mut codec = wire::codec(64 * 1024);
     let mut buf = BytesMut::from(data);
+    let mut decoded = Vec::new();
     while let Ok(Some(f)) = codec.decode(&mut buf) {
-        let _ = wire::decode::<RequestFrame>(&f);
+        if let Ok(r) = wire::decode::<RequestFrame>(&f) {
+            decoded.push(r);
+        }
+        // Decoded again rather than cloned: requests can carry large buffers and are not `Clone`.
+        if let Ok(r) = wire::decode::<RequestFrame>(&f) {
+            crate::server::fuzz_command(r.request);
+        }
     }
     let _ = wire::decode::<RequestFrame>(data);
     let _ = wire::decode::<ResponseFrame>(data);
+    decoded
 }
 
 /// Text from a user: pipeline spec files (TOML) and token files.
 pub fn spec(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Ok(spec) = toml::from_str::<PipelineSpec>(text) {
+    if let Ok(spec) = toml::from_str::<wire::PipelineSpec>(text) {
+        let spec = PipelineSpec::from(spec);
         let _ = (spec.group(), spec.attempts(), spec.dead_letter_topic(), spec.differs_only_in_versions(&spec));
+        let _ = spec.needs();
         for a in 1..5 {
             let _ = spec.backoff(a);
         }
@@ -100,10 +112,15 @@ mod tests {
 
     #[test]
     fn encoded_frames_survive_the_decoder() {
-        let f = crate::wire::RequestFrame { id: 3, request: crate::wire::Request::ListTopics };
-        let body = crate::wire::encode(&f).unwrap();
+        use weir_client::wire::{Request, RequestFrame, encode};
+        let f = RequestFrame { id: 3, request: Request::ListTopics };
+        let body = encode(&f).unwrap();
         let mut framed = (body.len() as u32).to_be_bytes().to_vec();
         framed.extend_from_slice(&body);
-        super::frame(&framed);
+        framed.extend_from_slice(&framed.clone());
+        let decoded = super::frame(&framed);
+        assert_eq!(decoded.len(), 2, "both frames decode");
+        assert!(decoded.iter().all(|r| r.id == 3 && matches!(r.request, Request::ListTopics)));
+        assert!(super::frame(&framed[..framed.len() - 1]).len() == 1, "a truncated frame does not decode");
     }
 }

@@ -11,12 +11,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::limits;
 
 /// A member's view of its group after join or heartbeat.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {
     /// This member's id.
     pub member_id: String,
@@ -27,7 +25,7 @@ pub struct Membership {
 }
 
 /// A group's members, for `weir group describe`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct GroupMembers {
     /// Group.
     pub group: String,

@@ -1,16 +1,17 @@
 //! Every limit a client or a plugin can push against, named, with the reason for its value.
 //!
 //! Values here are defaults; the ones marked *configurable* have a `weir serve` flag or a
-//! per-topic / per-plugin setting.
+//! per-topic / per-plugin setting. Defaults a client also needs (the frame limit, a deploy's
+//! default sandbox) are defined in the wire protocol and named here with their reasons.
 
 /// Largest frame the server accepts (*configurable*: `--max-frame-bytes`). A produce request
 /// carries a batch, so this bounds a batch; 16 MiB holds 100,000 typical messages while
 /// keeping one client from pinning much memory.
-pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_FRAME_BYTES: usize = weir_client::wire::MAX_FRAME_BYTES;
 
 /// Largest single message value (*configurable* per topic). Kafka's default is 1 MiB; a
 /// message larger than that belongs in object storage with a pointer in the log.
-pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+pub const MAX_MESSAGE_BYTES: usize = weir_client::wire::MAX_MESSAGE_BYTES;
 
 /// Largest key, header name or header value; keys are hashed and compared, not stored blobs.
 pub const MAX_KEY_BYTES: usize = 16 * 1024;
@@ -30,7 +31,7 @@ pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 256;
 pub const MAX_FETCH_RECORDS: usize = 100_000;
 
 /// Most bytes a single fetch returns, under the frame limit with room for headers.
-pub const MAX_FETCH_BYTES: usize = 8 * 1024 * 1024;
+pub const MAX_FETCH_BYTES: usize = weir_client::wire::MAX_FETCH_BYTES;
 
 /// Longest a long-poll fetch may wait: a dead client's request must not linger forever.
 pub const MAX_FETCH_WAIT_MS: u64 = 60_000;
@@ -64,10 +65,10 @@ pub const PIPELINE_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 /// Largest total output of one batch of one step (*configurable* per plugin): a plugin
 /// emitting gigantic output fails its batch instead of exhausting host memory.
-pub const PLUGIN_OUTPUT_BYTES_PER_BATCH: usize = 64 * 1024 * 1024;
+pub const PLUGIN_OUTPUT_BYTES_PER_BATCH: usize = weir_client::wire::sandbox_defaults::OUTPUT_BYTES_PER_BATCH;
 
 /// Linear memory of one plugin instance (*configurable* per plugin).
-pub const PLUGIN_MEMORY_BYTES: usize = 64 * 1024 * 1024;
+pub const PLUGIN_MEMORY_BYTES: usize = weir_client::wire::sandbox_defaults::MEMORY_BYTES;
 
 /// Hard ceiling on any plugin's memory; the pooling allocator reserves this much address
 /// space per slot.
@@ -75,7 +76,7 @@ pub const PLUGIN_MEMORY_BYTES_MAX: usize = 512 * 1024 * 1024;
 
 /// CPU time one `process` call (one batch) may take before it is interrupted
 /// (*configurable* per plugin). Measured in epoch ticks of [`EPOCH_TICK_MS`].
-pub const PLUGIN_CPU_MS_PER_BATCH: u64 = 5_000;
+pub const PLUGIN_CPU_MS_PER_BATCH: u64 = weir_client::wire::sandbox_defaults::CPU_MS_PER_BATCH;
 
 /// Granularity of plugin CPU deadlines.
 pub const EPOCH_TICK_MS: u64 = 1;
@@ -84,14 +85,14 @@ pub const EPOCH_TICK_MS: u64 = 1;
 pub const STATE_KEY_BYTES: usize = 4 * 1024;
 
 /// Largest state value a plugin may write (*configurable* per plugin).
-pub const STATE_VALUE_BYTES: usize = 1024 * 1024;
+pub const STATE_VALUE_BYTES: usize = weir_client::wire::sandbox_defaults::STATE_VALUE_BYTES;
 
 /// Most state bytes one batch of one step may write, bounding the commit's size.
-pub const STATE_BYTES_PER_BATCH: usize = 64 * 1024 * 1024;
+pub const STATE_BYTES_PER_BATCH: usize = weir_client::wire::sandbox_defaults::STATE_BYTES_PER_BATCH;
 
 /// Log lines per second a plugin may write before lines are counted and dropped
 /// (*configurable* per plugin).
-pub const PLUGIN_LOG_LINES_PER_S: u32 = 100;
+pub const PLUGIN_LOG_LINES_PER_S: u32 = weir_client::wire::sandbox_defaults::LOG_LINES_PER_S;
 
 /// Longest log line kept from a plugin; the rest is cut with [`truncated`]'s marker.
 pub const PLUGIN_LOG_LINE_BYTES: usize = 4096;
@@ -113,7 +114,7 @@ pub const EPHEMERAL_RING_RECORDS: usize = 10_000;
 
 /// Messages a queue may hold (*configurable* per queue): the in-memory index costs about
 /// 100 bytes per message.
-pub const QUEUE_MAX_MESSAGES: usize = 1_000_000;
+pub const QUEUE_MAX_MESSAGES: usize = weir_client::wire::QUEUE_MAX_MESSAGES;
 
 /// Memory all RocksDB memtables may hold together, across column families: past it, RocksDB
 /// flushes memtables to get back under it (a soft limit: writes are not stalled). Without a

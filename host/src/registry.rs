@@ -1,19 +1,19 @@
 //! The plugin registry: every deployed version of every plugin, immutable once written,
 //! stored durably in the `meta` column family with the component bytes beside it.
 //!
-//! Keys: `plugin/<name>/<version, 10 digits>` → [`PluginInfo`]; `blob/<hash>` → component.
+//! Keys ([`keys::meta`]): a record per version, the component bytes by hash, and the live and
+//! shadow pointers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
-
+use crate::mirror::mirror;
 use crate::runtime::{LoadedPlugin, PluginError, Runtime, Sandbox, WORLD};
-use crate::storage::{Store, StoreError};
+use crate::storage::{Store, StoreError, keys, stored};
 use crate::types::{check_name, now_ms};
 
 /// One immutable version of a plugin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginInfo {
     /// Plugin name.
     pub name: String,
@@ -37,6 +37,12 @@ impl PluginInfo {
         format!("{}@{}", self.name, self.version)
     }
 }
+
+mirror!(stored::PluginV1 => PluginInfo { name, version, hash, size, world, deployed_ms, sandbox: into });
+mirror!(stored::SandboxV1 => Sandbox {
+    memory_bytes, cpu_ms_per_batch, output_bytes_per_batch, state_value_bytes, state_bytes_per_batch,
+    log_lines_per_s, allow_clock, allow_env
+});
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -108,12 +114,11 @@ impl Registry {
     /// Read every stored version and pointer.
     pub fn open(store: Arc<Store>, runtime: Arc<Runtime>) -> Result<Registry, RegistryError> {
         let mut inner = Inner::default();
-        for (key, value) in store.meta_scan("plugin/")? {
-            let info: PluginInfo = rmp_serde::from_slice(&value)
-                .map_err(|e| StoreError::Corrupt { what: key.clone(), why: e.to_string() })?;
+        for (key, value) in store.meta_scan(keys::meta::PLUGINS)? {
+            let info: PluginInfo = stored::decode::<stored::PluginV1>(&key, &value)?.into();
             inner.versions.entry(info.name.clone()).or_default().push(info);
         }
-        for (prefix, map) in [("plugin-live/", &mut inner.live), ("plugin-shadow/", &mut inner.shadow)] {
+        for (prefix, map) in [(keys::meta::LIVE, &mut inner.live), (keys::meta::SHADOW, &mut inner.shadow)] {
             for (key, value) in store.meta_scan(prefix)? {
                 let v: [u8; 4] = value
                     .as_slice()
@@ -158,10 +163,10 @@ impl Registry {
     /// Durably store a prepared version and place it as live or shadow.
     pub async fn commit(&self, candidate: Candidate, placement: Placement) -> Result<PluginInfo, RegistryError> {
         let Candidate { info, loaded, wasm } = candidate;
-        let encoded = rmp_serde::to_vec_named(&info).map_err(|e| RegistryError::Invalid(e.to_string()))?;
-        let blob_key = format!("blob/{}", info.hash);
+        let encoded = stored::encode(&stored::PluginV1::from(info.clone()));
+        let blob_key = keys::meta::blob(&info.hash);
         let mut writes = vec![
-            (version_key(&info.name, info.version), Some(encoded)),
+            (keys::meta::plugin_version(&info.name, info.version), Some(encoded)),
             pointer(placement, &info.name, Some(info.version)),
         ];
         if self.store.meta_get(&blob_key)?.is_none() {
@@ -231,12 +236,12 @@ impl Registry {
             .flat_map(|(_, v)| v.iter().map(|i| i.hash.clone()))
             .collect();
         let mut writes: Vec<(String, Option<Vec<u8>>)> =
-            versions.iter().map(|v| (version_key(name, v.version), None)).collect();
+            versions.iter().map(|v| (keys::meta::plugin_version(name, v.version), None)).collect();
         writes.push(pointer(Placement::Live, name, None));
         writes.push(pointer(Placement::Shadow, name, None));
         for hash in versions.iter().map(|v| &v.hash).collect::<std::collections::BTreeSet<_>>() {
             if !still_used.contains(hash) {
-                writes.push((format!("blob/{hash}"), None));
+                writes.push((keys::meta::blob(hash), None));
             }
         }
         self.store.meta_write(writes).await?;
@@ -290,7 +295,7 @@ impl Registry {
         }
         let wasm = self
             .store
-            .meta_get(&format!("blob/{}", info.hash))?
+            .meta_get(&keys::meta::blob(&info.hash))?
             .ok_or_else(|| StoreError::Corrupt { what: info.label(), why: "component bytes missing".into() })?;
         let loaded =
             self.runtime.load(&wasm).map_err(|source| RegistryError::Plugin { name: info.name.clone(), source })?;
@@ -305,11 +310,11 @@ impl Registry {
 }
 
 fn pointer(placement: Placement, name: &str, version: Option<u32>) -> (String, Option<Vec<u8>>) {
-    let prefix = match placement {
-        Placement::Live => "plugin-live",
-        Placement::Shadow => "plugin-shadow",
+    let key = match placement {
+        Placement::Live => keys::meta::live(name),
+        Placement::Shadow => keys::meta::shadow(name),
     };
-    (format!("{prefix}/{name}"), version.map(|v| v.to_be_bytes().to_vec()))
+    (key, version.map(|v| v.to_be_bytes().to_vec()))
 }
 
 /// Limits a deploy may ask for: positive, and memory under the pool's ceiling.
@@ -329,10 +334,6 @@ fn check_sandbox(s: &Sandbox) -> Result<(), String> {
         return Err(format!("invalid environment variable name {bad:?}"));
     }
     Ok(())
-}
-
-fn version_key(name: &str, version: u32) -> String {
-    format!("plugin/{name}/{version:010}")
 }
 
 /// Split `NAME` or `NAME@V`.

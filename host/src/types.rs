@@ -1,12 +1,8 @@
-//! Plain data shared by the wire protocol and the on-disk format: topic settings and
-//! durability. Changing a field here changes both API boundaries; add fields with
-//! `#[serde(default)]` so older clients and older data directories still decode.
-
-use serde::{Deserialize, Serialize};
+//! Plain data of the broker shared by its modules: topic settings and durability, names, time.
+//! (The wire and the on-disk format have their own types, converted at their edges.)
 
 /// When a write is acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
     /// Acknowledged after the group commit's WAL write is fsynced: survives power loss.
     #[default]
@@ -24,26 +20,21 @@ impl Durability {
 }
 
 /// Settings of a topic, fixed at creation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicConfig {
     /// Number of partitions; order is kept within a partition.
     pub partitions: u32,
     /// `None`: the server's default durability.
-    #[serde(default)]
     pub durability: Option<Durability>,
     /// Delete records older than this (ms). `None`: keep forever.
-    #[serde(default)]
     pub retention_ms: Option<u64>,
     /// Delete the oldest records of a partition beyond this many bytes. `None`: no limit.
-    #[serde(default)]
     pub retention_bytes: Option<u64>,
     /// Largest accepted message value.
-    #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
     /// Kept in memory only (the last [`crate::limits::EPHEMERAL_RING_RECORDS`] per partition)
     /// and never written to disk: Redis Pub/Sub style fan-out to live subscribers. The topic
     /// itself survives a restart; its messages do not, and its offsets start again at 0.
-    #[serde(default)]
     pub ephemeral: bool,
 }
 

@@ -23,6 +23,33 @@ pub mod headers {
     pub const TRACEPARENT: &str = "traceparent";
     /// How many times a queue message has been delivered.
     pub const DELIVERY_COUNT: &str = "weir-delivery-count";
+    /// The routing key a message was published with through an exchange.
+    pub const ROUTING_KEY: &str = "weir-routing-key";
+    /// The exchange a message was published through.
+    pub const EXCHANGE: &str = "weir-exchange";
+
+    // Dead letters, from pipelines and from queues alike: one vocabulary, `weir-dlq-*`.
+
+    /// Why the message was dead-lettered (a plugin's failure, or a queue's delivery limit).
+    pub const DLQ_ERROR: &str = "weir-dlq-error";
+    /// The topic a pipeline read the message from (where `weir dlq replay` sends it back).
+    pub const DLQ_TOPIC: &str = "weir-dlq-topic";
+    /// The queue the message was dead-lettered from.
+    pub const DLQ_QUEUE: &str = "weir-dlq-queue";
+    /// The pipeline whose step failed on it.
+    pub const DLQ_PIPELINE: &str = "weir-dlq-pipeline";
+    /// The failing step, from 1.
+    pub const DLQ_STEP: &str = "weir-dlq-step";
+    /// The failing plugin version, `name@version`.
+    pub const DLQ_PLUGIN: &str = "weir-dlq-plugin";
+    /// Attempts made before it was dead-lettered.
+    pub const DLQ_ATTEMPTS: &str = "weir-dlq-attempts";
+    /// Its source partition.
+    pub const DLQ_PARTITION: &str = "weir-dlq-partition";
+    /// Its source offset.
+    pub const DLQ_OFFSET: &str = "weir-dlq-offset";
+    /// The prefix of every dead-letter header (replays strip them).
+    pub const DLQ_PREFIX: &str = "weir-dlq-";
 }
 
 /// One input message, owned by the plugin while it decides what to do with it.

@@ -21,11 +21,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use serde_bytes::ByteBuf;
-use weir_host::client::Client;
-use weir_host::consumer::GroupConsumer;
-use weir_host::queue::{NewQueueMessage, QueueConfig};
-use weir_host::wire::WireRecord;
+use weir_client::client::Client;
+use weir_client::consumer::GroupConsumer;
+use weir_client::wire::WireRecord;
+use weir_client::wire::{NewQueueMessage, QueueConfig};
 
 use crate::{Server, eventually, pipeline, plugin_bytes, step, topic};
 
@@ -162,7 +161,7 @@ async fn setup(c: &Client) -> Result<()> {
 fn event(producer: u32, seq: u64) -> WireRecord {
     let id = format!("{producer}-{seq}");
     let value = format!(r#"{{"producer":{producer},"seq":{seq}}}"#);
-    WireRecord(Some(ByteBuf::from(id.into_bytes())), ByteBuf::from(value.into_bytes()), vec![])
+    WireRecord::keyed(id, value)
 }
 
 fn parse_event(value: &[u8]) -> Option<(u32, u64)> {
@@ -171,7 +170,7 @@ fn parse_event(value: &[u8]) -> Option<(u32, u64)> {
 }
 
 /// The id a queue job carries as its body.
-fn job_id(d: &weir_host::wire::Delivery) -> Option<u64> {
+fn job_id(d: &weir_client::wire::Delivery) -> Option<u64> {
     std::str::from_utf8(&d.body).ok()?.parse().ok()
 }
 
@@ -266,7 +265,7 @@ async fn verify(c: &Client, ledger: &Arc<Mutex<Ledger>>, s: &mut Summary) -> Res
     let mut count: HashMap<(u32, u64), u32> = HashMap::new();
     let mut last: BTreeMap<u32, u64> = BTreeMap::new();
     for (partition, offset, r) in &events {
-        let Some((p, seq)) = parse_event(&r.2) else { bail!("undecodable event at {partition}/{offset}") };
+        let Some((p, seq)) = parse_event(&r.value) else { bail!("undecodable event at {partition}/{offset}") };
         *count.entry((p, seq)).or_default() += 1;
         if let Some(prev) = last.insert(*partition, seq)
             && seq <= prev
@@ -301,7 +300,7 @@ async fn verify(c: &Client, ledger: &Arc<Mutex<Ledger>>, s: &mut Summary) -> Res
     let mut seen: HashSet<(u32, u64)> = HashSet::new();
     let mut out_dup = 0;
     for (_, _, r) in &outputs {
-        if let Some(k) = parse_event(&r.2)
+        if let Some(k) = parse_event(&r.value)
             && !seen.insert(k)
         {
             out_dup += 1;
@@ -327,12 +326,14 @@ async fn verify_events_streaming(c: &Client, ledger: &Arc<Mutex<Ledger>>, s: &mu
         let acked = ledger.lock().expect("ledger").events.get(&partition).cloned().unwrap_or_default();
         let (mut next_acked, mut prev, mut offset) = (0usize, None::<u64>, *start);
         while offset < *end {
-            let pos = vec![weir_host::wire::FetchPosition { partition, offset }];
+            let pos = vec![weir_client::wire::FetchPosition { partition, offset }];
             let page = c.fetch(EVENTS, pos, 50_000, Duration::ZERO).await?;
             let Some(page) = page.into_iter().next().filter(|p| !p.records.is_empty()) else { break };
             for (i, r) in page.records.iter().enumerate() {
                 let at = page.first_offset + i as u64;
-                let Some((producer, seq)) = parse_event(&r.2) else { bail!("undecodable event at {partition}/{at}") };
+                let Some((producer, seq)) = parse_event(&r.value) else {
+                    bail!("undecodable event at {partition}/{at}")
+                };
                 if producer != partition {
                     s.violations.push(format!("an event of producer {producer} in partition {partition} at {at}"));
                 }

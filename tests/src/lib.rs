@@ -10,11 +10,12 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use weir_host::client::Client;
-use weir_host::pipeline::{PipelineSpec, StepSpec};
-use weir_host::types::TopicConfig;
-use weir_host::wire::{FetchPosition, FetchedRecord};
+use weir_client::client::Client;
+use weir_client::wire::TopicConfig;
+use weir_client::wire::{FetchPosition, FetchedRecord};
+use weir_client::wire::{PipelineSpec, StepSpec};
 
+pub use weir_client;
 pub use weir_host;
 
 pub mod crash_loop;
@@ -55,7 +56,7 @@ pub fn weir_bin() -> &'static Path {
     BIN.get_or_init(|| {
         let (target, profile) = target_layout();
         let mut cmd = cargo();
-        cmd.args(["build", "-p", "weir-host", "--bin", "weir", "--target-dir"]).arg(&target);
+        cmd.args(["build", "-p", "weir-cli", "--bin", "weir", "--target-dir"]).arg(&target);
         if profile != "debug" {
             cmd.args(["--profile", if profile == "release" { "release" } else { &profile }]);
         }
@@ -314,7 +315,7 @@ pub async fn consume_n(
 
 /// The value of a fetched record as text.
 pub fn text(r: &FetchedRecord) -> String {
-    String::from_utf8_lossy(&r.2).into_owned()
+    String::from_utf8_lossy(&r.value).into_owned()
 }
 
 /// A topic config with `partitions` partitions and defaults otherwise.
@@ -345,6 +346,6 @@ pub async fn escape_report(client: &Client) -> Result<String> {
     client.create_topic("out", topic(1)).await?;
     client.deploy_plugin("escape", plugin_bytes("hostile")).await?;
     client.create_pipeline(pipeline("p", "in", "out", vec![step("escape", &[("mode", "escape")])])).await?;
-    client.produce("in", vec![weir_host::wire::WireRecord::value("x")]).await?;
+    client.produce("in", vec![weir_client::wire::WireRecord::value("x")]).await?;
     Ok(text(&consume_n(client, "out", 1, Duration::from_secs(60)).await?[0].2))
 }

@@ -9,66 +9,61 @@
 
 use std::borrow::Cow;
 
+use super::command::{
+    Command, ExchangeCommand, GroupCommand, PipelineCommand, PluginCommand, QueueCommand, Reply, StateCommand,
+    TopicCommand,
+};
+use super::{Broker, Result};
+use crate::auth::Permission::{Admin, Read, Write};
 use crate::auth::{Identity, Kind, Need, Permission};
-use crate::pipeline::{PipelineSpec, SourceName};
-use crate::wire::{Request, Response, WireError};
-
-use super::Broker;
+use crate::exchange::Destination;
+use crate::pipeline::{PipelineSpec, Source};
 
 impl Broker {
-    /// Refuse `request` unless `who` holds every grant it needs.
-    pub(super) fn authorize(&self, who: &Identity, request: &Request) -> Result<(), WireError> {
-        who.require(&self.needs(request)).map_err(WireError::from)
+    /// Refuse `command` unless `who` holds every grant it needs.
+    pub(super) fn authorize(&self, who: &Identity, command: &Command) -> Result<()> {
+        Ok(who.require(&self.needs(command))?)
     }
 
-    /// Everything `request` needs, the request's own resource first.
-    fn needs<'a>(&self, request: &'a Request) -> Vec<Need<'a>> {
-        use Permission::{Admin, Read, Write};
-        let on = |p, kind, name: &'a str| Need::on(p, kind, name);
-        match request {
-            Request::Hello { .. } => vec![Need::any(Read)],
-            Request::Produce { topic, .. } | Request::Request { topic, .. } => vec![on(Write, Kind::Topic, topic)],
-            Request::QueueSend { queue, .. } => vec![on(Write, Kind::Queue, queue)],
-            // The bindings' creators vouched for their destinations when they bound them.
-            Request::Publish { exchange, .. } => vec![on(Write, Kind::Exchange, exchange)],
-            Request::Fetch { topic, .. }
-            | Request::DescribeTopic { name: topic }
-            | Request::FetchOffsets { topic, .. }
-            | Request::OffsetsForTime { topic, .. }
-            | Request::JoinGroup { topic, .. }
-            | Request::Heartbeat { topic, .. }
-            | Request::LeaveGroup { topic, .. } => vec![on(Read, Kind::Topic, topic)],
-            Request::CommitOffsets { group, topic, .. } => {
+    /// Everything `command` needs, the command's own resource first.
+    fn needs<'a>(&self, command: &'a Command) -> Vec<Need<'a>> {
+        match command {
+            Command::Topic(c) => topic_needs(c),
+            Command::Group(c) => self.group_needs(c),
+            Command::Queue(c) => self.queue_needs(c),
+            Command::Exchange(c) => exchange_needs(c),
+            Command::Plugin(c) => plugin_needs(c),
+            Command::Pipeline(c) => self.pipeline_needs(c),
+            Command::State(c) => self.state_needs(c),
+        }
+    }
+
+    fn group_needs<'a>(&self, command: &'a GroupCommand) -> Vec<Need<'a>> {
+        match command {
+            GroupCommand::Commit { group, topic, .. } => {
                 let mut needs = vec![on(Read, Kind::Topic, topic)];
                 needs.extend(self.pipeline_group_need(group));
                 needs
             }
-            Request::QueueReceive { queue, .. }
-            | Request::QueueAck { queue, .. }
-            | Request::QueueNack { queue, .. }
-            | Request::QueueExtend { queue, .. }
-            | Request::DescribeQueue { name: queue } => vec![on(Read, Kind::Queue, queue)],
-            Request::PipelineStatus { name } => vec![on(Read, Kind::Pipeline, name)],
-            // State is made of the source's records: reading it is reading the source.
-            Request::StateGet { pipeline, .. } | Request::StateList { pipeline, .. } => {
-                let mut needs = vec![on(Read, Kind::Pipeline, pipeline)];
-                needs.extend(self.running_spec(pipeline).map(|s| source_need(&s, Read, "the pipeline's source")));
-                needs
-            }
-            Request::PluginVersions { name } | Request::PluginDiff { name } => vec![on(Read, Kind::Plugin, name)],
-            Request::DescribePlugin { reference } => {
-                vec![on(Read, Kind::Plugin, reference.split('@').next().unwrap_or(reference))]
-            }
-            // Listings are filtered to what the token may read (`visible`).
-            Request::ListTopics
-            | Request::ListGroups
-            | Request::ListQueues
-            | Request::ListPlugins
-            | Request::ListPipelines
-            | Request::ListExchanges
-            | Request::DescribeGroups => vec![Need::any(Read)],
-            Request::CreateTopic { name, .. } | Request::DeleteTopic { name } => vec![on(Admin, Kind::Topic, name)],
-            Request::CreateQueue { name, config } => {
+            GroupCommand::Offsets { topic, .. }
+            | GroupCommand::Join { topic, .. }
+            | GroupCommand::Heartbeat { topic, .. }
+            | GroupCommand::Leave { topic, .. } => vec![on(Read, Kind::Topic, topic)],
+            // Filtered to the topics the token may read (`visible`).
+            GroupCommand::List | GroupCommand::Describe => vec![],
+        }
+    }
+
+    fn queue_needs<'a>(&self, command: &'a QueueCommand) -> Vec<Need<'a>> {
+        match command {
+            QueueCommand::Send { queue, .. } => vec![on(Write, Kind::Queue, queue)],
+            QueueCommand::Receive { queue, .. }
+            | QueueCommand::Ack { queue, .. }
+            | QueueCommand::Nack { queue, .. }
+            | QueueCommand::Extend { queue, .. }
+            | QueueCommand::Describe { name: queue } => vec![on(Read, Kind::Queue, queue)],
+            QueueCommand::List => vec![],
+            QueueCommand::Create { name, config } => {
                 let mut needs = vec![on(Admin, Kind::Queue, name)];
                 if let Some(dlq) = &config.dead_letter {
                     // Its messages will be written there; creating it is a create.
@@ -77,47 +72,40 @@ impl Broker {
                 }
                 needs
             }
-            Request::DeleteQueue { name } | Request::PurgeQueue { name } => vec![on(Admin, Kind::Queue, name)],
-            Request::CreateExchange { name, alternate, .. } => {
-                let mut needs = vec![on(Admin, Kind::Exchange, name)];
-                needs.extend(
-                    alternate.as_deref().map(|a| on(Write, Kind::Exchange, a).because("its alternate exchange")),
-                );
-                needs
-            }
-            Request::DeleteExchange { name } | Request::Unbind { exchange: name, .. } => {
-                vec![on(Admin, Kind::Exchange, name)]
-            }
-            Request::Bind { exchange, binding } => {
-                let (kind, dest) = match &binding.destination {
-                    crate::exchange::Destination::Topic(t) => (Kind::Topic, t),
-                    crate::exchange::Destination::Queue(q) => (Kind::Queue, q),
-                };
-                vec![on(Admin, Kind::Exchange, exchange), on(Write, kind, dest).because("the binding's destination")]
-            }
-            Request::DeployPlugin { name, .. }
-            | Request::RemovePlugin { name }
-            | Request::RollbackPlugin { name, .. }
-            | Request::PromotePlugin { name } => vec![on(Admin, Kind::Plugin, name)],
-            Request::CreatePipeline { spec } | Request::ApplyPipeline { spec } => self.spec_needs(spec),
-            Request::ResumePipeline { name } => match self.running_spec(name) {
+            QueueCommand::Delete { name } | QueueCommand::Purge { name } => vec![on(Admin, Kind::Queue, name)],
+        }
+    }
+
+    fn pipeline_needs<'a>(&self, command: &'a PipelineCommand) -> Vec<Need<'a>> {
+        match command {
+            PipelineCommand::Create { spec } | PipelineCommand::Apply { spec } => self.spec_needs(spec),
+            PipelineCommand::Resume { name } => match self.running_spec(name) {
                 Some(spec) => self.spec_needs(&spec).into_iter().map(owned).collect(),
                 None => vec![on(Admin, Kind::Pipeline, name)],
             },
             // A replay reads the source again.
-            Request::ResetPipeline { name, .. } => {
+            PipelineCommand::Reset { name, .. } => {
                 let mut needs = vec![on(Admin, Kind::Pipeline, name)];
                 needs.extend(self.running_spec(name).map(|s| source_need(&s, Read, "the pipeline's source")));
                 needs
             }
-            Request::DeletePipeline { name }
-            | Request::PausePipeline { name }
-            | Request::StateDelete { pipeline: name, .. } => {
+            PipelineCommand::Delete { name } | PipelineCommand::Pause { name } => {
                 vec![on(Admin, Kind::Pipeline, name)]
             }
-            // Anything added later needs admin on everything until it is classified here.
-            #[allow(unreachable_patterns)]
-            _ => vec![Need { permission: Admin, resource: Some((Kind::Topic, Cow::Borrowed("*"))), why: None }],
+            PipelineCommand::Status { name } => vec![on(Read, Kind::Pipeline, name)],
+            PipelineCommand::List => vec![],
+        }
+    }
+
+    fn state_needs<'a>(&self, command: &'a StateCommand) -> Vec<Need<'a>> {
+        match command {
+            // State is made of the source's records: reading it is reading the source.
+            StateCommand::Get { pipeline, .. } | StateCommand::List { pipeline, .. } => {
+                let mut needs = vec![on(Read, Kind::Pipeline, pipeline)];
+                needs.extend(self.running_spec(pipeline).map(|s| source_need(&s, Read, "the pipeline's source")));
+                needs
+            }
+            StateCommand::Delete { pipeline, .. } => vec![on(Admin, Kind::Pipeline, pipeline)],
         }
     }
 
@@ -153,11 +141,65 @@ impl Broker {
     }
 }
 
+fn on(permission: Permission, kind: Kind, name: &str) -> Need<'_> {
+    Need::on(permission, kind, name)
+}
+
+fn topic_needs(command: &TopicCommand) -> Vec<Need<'_>> {
+    match command {
+        TopicCommand::Produce { topic, .. } | TopicCommand::Request { topic, .. } => {
+            vec![on(Write, Kind::Topic, topic)]
+        }
+        TopicCommand::Fetch { topic, .. }
+        | TopicCommand::Describe { name: topic }
+        | TopicCommand::OffsetsForTime { topic, .. } => vec![on(Read, Kind::Topic, topic)],
+        TopicCommand::Create { name, .. } | TopicCommand::Delete { name } => vec![on(Admin, Kind::Topic, name)],
+        TopicCommand::List => vec![],
+    }
+}
+
+fn exchange_needs(command: &ExchangeCommand) -> Vec<Need<'_>> {
+    match command {
+        // The bindings' creators vouched for their destinations when they bound them.
+        ExchangeCommand::Publish { exchange, .. } => vec![on(Write, Kind::Exchange, exchange)],
+        ExchangeCommand::Create { name, alternate, .. } => {
+            let mut needs = vec![on(Admin, Kind::Exchange, name)];
+            needs.extend(alternate.as_deref().map(|a| on(Write, Kind::Exchange, a).because("its alternate exchange")));
+            needs
+        }
+        ExchangeCommand::Delete { name } | ExchangeCommand::Unbind { exchange: name, .. } => {
+            vec![on(Admin, Kind::Exchange, name)]
+        }
+        ExchangeCommand::Bind { exchange, binding } => {
+            let (kind, dest) = match &binding.destination {
+                Destination::Topic(t) => (Kind::Topic, t),
+                Destination::Queue(q) => (Kind::Queue, q),
+            };
+            vec![on(Admin, Kind::Exchange, exchange), on(Write, kind, dest).because("the binding's destination")]
+        }
+        ExchangeCommand::List => vec![],
+    }
+}
+
+fn plugin_needs(command: &PluginCommand) -> Vec<Need<'_>> {
+    match command {
+        PluginCommand::Versions { name } | PluginCommand::Diff { name } => vec![on(Read, Kind::Plugin, name)],
+        PluginCommand::Describe { reference } => {
+            vec![on(Read, Kind::Plugin, reference.split('@').next().unwrap_or(reference))]
+        }
+        PluginCommand::Deploy { name, .. }
+        | PluginCommand::Remove { name }
+        | PluginCommand::Rollback { name, .. }
+        | PluginCommand::Promote { name } => vec![on(Admin, Kind::Plugin, name)],
+        PluginCommand::List => vec![],
+    }
+}
+
 /// `permission` on a pipeline's source, a topic or a queue.
 fn source_need(spec: &PipelineSpec, permission: Permission, why: &'static str) -> Need<'static> {
-    let (kind, name) = match spec.source() {
-        SourceName::Topic(t) => (Kind::Topic, t.to_string()),
-        SourceName::Queue(q) => (Kind::Queue, q.to_string()),
+    let (kind, name) = match &spec.source {
+        Source::Topic(t) => (Kind::Topic, t.clone()),
+        Source::Queue(q) => (Kind::Queue, q.clone()),
     };
     Need::on(permission, kind, name).because(why)
 }
@@ -167,36 +209,36 @@ fn owned(n: Need<'_>) -> Need<'static> {
 }
 
 /// A listing with only the entries `who` may read.
-pub(super) fn visible(who: &Identity, response: Response) -> Response {
-    let reads = |kind, name: &str| who.allows(&Need::on(Permission::Read, kind, name));
-    match response {
-        Response::Topics(mut v) => {
+pub(super) fn visible(who: &Identity, reply: Reply) -> Reply {
+    let reads = |kind, name: &str| who.allows(&Need::on(Read, kind, name));
+    match reply {
+        Reply::Topics(mut v) => {
             v.retain(|t| reads(Kind::Topic, &t.name));
-            Response::Topics(v)
+            Reply::Topics(v)
         }
-        Response::Queues(mut v) => {
+        Reply::Queues(mut v) => {
             v.retain(|q| reads(Kind::Queue, &q.name));
-            Response::Queues(v)
+            Reply::Queues(v)
         }
-        Response::Exchanges(mut v) => {
+        Reply::Exchanges(mut v) => {
             v.retain(|e| reads(Kind::Exchange, &e.name));
-            Response::Exchanges(v)
+            Reply::Exchanges(v)
         }
-        Response::Plugins(mut v) => {
+        Reply::Plugins(mut v) => {
             v.retain(|p| reads(Kind::Plugin, &p.live.name));
-            Response::Plugins(v)
+            Reply::Plugins(v)
         }
-        Response::Pipelines(mut v) => {
+        Reply::Pipelines(mut v) => {
             v.retain(|p| reads(Kind::Pipeline, &p.spec.name));
-            Response::Pipelines(v)
+            Reply::Pipelines(v)
         }
-        Response::Groups(mut v) => {
+        Reply::Groups(mut v) => {
             v.retain(|g| reads(Kind::Topic, &g.topic));
-            Response::Groups(v)
+            Reply::Groups(v)
         }
-        Response::GroupMembers(mut v) => {
+        Reply::GroupMembers(mut v) => {
             v.retain(|g| reads(Kind::Topic, &g.topic));
-            Response::GroupMembers(v)
+            Reply::GroupMembers(v)
         }
         other => other,
     }

@@ -16,10 +16,7 @@ use crate::types::TopicConfig;
 
 /// The ephemeral topic replies are produced to.
 pub const REPLY_TOPIC: &str = "weir.replies";
-/// Header naming where a reply should go.
-pub const REPLY_TO: &str = "weir-reply-to";
-/// Header tying a reply to its request.
-pub const CORRELATION_ID: &str = "weir-correlation-id";
+pub(crate) use weir_sdk::headers::{CORRELATION_ID, REPLY_TO};
 
 /// Waiting requesters by correlation id.
 pub(crate) struct ReplyHub {

@@ -14,15 +14,13 @@ use crate::types::now_ms;
 pub const STATE_LIST_MAX: usize = 10_000;
 
 /// One state entry of a step: in which partition, under which key.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateEntry {
     /// Source partition the entry belongs to.
     pub partition: u32,
     /// The plugin's key.
-    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// The value.
-    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
 }
 

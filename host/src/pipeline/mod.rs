@@ -25,13 +25,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub use control::{STATE_LIST_MAX, StateEntry};
 pub use shadow::{DiffSample, ShadowReport};
 pub use spec::{
-    ApplyChange, ErrorPolicy, PipelineSpec, PipelineStatus, ResetTarget, RunState, SourceName, StartPosition, StepSpec,
+    ApplyChange, ErrorPolicy, PipelineSpec, PipelineStatus, ResetTarget, RunState, Source, StartPosition, StepSpec,
     StepStats,
 };
 #[doc(hidden)]
@@ -39,9 +38,10 @@ pub use worker::fuzz_outcomes;
 
 use crate::auth::Authority;
 use crate::limits;
+use crate::mirror::{mirror, mirror_enum};
 use crate::registry::{PluginInfo, Registry, RegistryError};
 use crate::runtime::LoadedPlugin;
-use crate::storage::{Store, StoreError, keys};
+use crate::storage::{Store, StoreError, keys, stored};
 use crate::types::{TopicConfig, check_name, now_ms};
 use plan::{Active, Plan};
 use shadow::ShadowBoard;
@@ -59,6 +59,9 @@ pub enum PipelineError {
     /// The spec is invalid; the text names the field.
     #[error("{0}")]
     Invalid(String),
+    /// The source queue does not exist (or another queue failure).
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
     /// The identity the pipeline acts for lacks a grant it needs; the text names them.
     #[error("{0}")]
     Forbidden(String),
@@ -80,23 +83,42 @@ pub enum PipelineError {
     Store(#[from] StoreError),
 }
 
-/// A pipeline as stored in `meta` (`pipeline/<name>`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A pipeline as the server keeps it (stored as [`stored::PipelineV1`]).
+#[derive(Debug, Clone)]
 struct PipelineRecord {
     spec: PipelineSpec,
     /// Numeric scope of its state keys; never reused.
     id: u32,
     created_ms: u64,
     /// Set when the pipeline halted; it stays halted across restarts.
-    #[serde(default)]
     halted: Option<String>,
     /// Set by `pause`; a paused pipeline stays paused across restarts.
-    #[serde(default)]
     paused: bool,
     /// The token that created or last applied it: the pipeline reads, writes and routes with
     /// its grants. `None` when the server ran without a token file.
-    #[serde(default)]
     owner: Option<String>,
+}
+
+mirror!(stored::PipelineV1 => PipelineRecord { spec: into, id, created_ms, halted, paused, owner });
+mirror!(stored::PipelineSpecV1 => PipelineSpec {
+    name, source: into, group, steps: each, sink, start: into, batch_max_messages, on_error: into, max_attempts,
+    backoff_ms, dead_letter_topic, parallelism
+});
+mirror!(stored::StepV1 => StepSpec { plugin, config });
+mirror_enum!(stored::StartV1 => StartPosition { Earliest, Latest });
+mirror_enum!(stored::ErrorPolicyV1 => ErrorPolicy { Halt, Retry, Skip, DeadLetter });
+
+/// Sources are stored as text, as format version 1 always did.
+impl From<String> for Source {
+    fn from(text: String) -> Source {
+        Source::parse(&text)
+    }
+}
+
+impl From<Source> for String {
+    fn from(s: Source) -> String {
+        s.to_string()
+    }
 }
 
 /// Swap pauses kept for the percentile in status.
@@ -234,9 +256,8 @@ impl Pipelines {
             queues,
             authority,
         });
-        for (key, value) in store.meta_scan("pipeline/")? {
-            let record: PipelineRecord = rmp_serde::from_slice(&value)
-                .map_err(|e| StoreError::Corrupt { what: key.clone(), why: e.to_string() })?;
+        for (key, value) in store.meta_scan(keys::meta::PIPELINES)? {
+            let record: PipelineRecord = stored::decode::<stored::PipelineV1>(&key, &value)?.into();
             let name = record.spec.name.clone();
             if let Err(e) = me.launch(record).await {
                 tracing::error!(pipeline = %name, error = %e, "pipeline could not start");
@@ -308,7 +329,7 @@ impl Pipelines {
     pub async fn delete(&self, name: &str) -> Result<(), PipelineError> {
         let running = self.stop(name).await.ok_or_else(|| PipelineError::Unknown(name.to_string()))?;
         let record = running.record.lock().expect("record").clone();
-        self.store.meta_write(vec![(format!("pipeline/{name}"), None)]).await?;
+        self.store.meta_write(vec![(keys::meta::pipeline(name), None)]).await?;
         self.store.delete_state_prefix(keys::state_scope_prefix(record.id).to_vec()).await?;
         Ok(())
     }
@@ -318,12 +339,12 @@ impl Pipelines {
         let running = self.get(name)?;
         let record = running.record.lock().expect("record").clone();
         let mut partitions = Vec::new();
-        let queue_depth = plan::queue_source(&record.spec).and_then(|q| self.queues.get(q).ok()).map(|q| {
+        let queue_depth = record.spec.source.queue().and_then(|q| self.queues.get(q).ok()).map(|q| {
             let i = q.info();
             i.ready + i.waiting + i.in_flight
         });
         if let Some(topic) = running.plan.source.topic().filter(|t| !t.is_deleted()) {
-            let committed = self.store.committed(&record.spec.group(), &topic)?;
+            let committed = self.store.committed(&record.spec.group(), topic)?;
             for (p, c) in committed.iter().enumerate() {
                 partitions.push((
                     p as u32,
@@ -476,13 +497,9 @@ impl Pipelines {
                 spec.steps.len()
             )));
         }
-        match plan::queue_source(spec) {
-            Some(q) => {
-                self.queues.get(q).map_err(|e| PipelineError::Invalid(e.to_string()))?;
-            }
-            None => {
-                self.store.topic(&spec.source)?;
-            }
+        match &spec.source {
+            Source::Queue(q) => drop(self.queues.get(q)?),
+            Source::Topic(t) => drop(self.store.topic(t)?),
         }
         self.store.topic(&spec.sink)?;
         check_name("group", &spec.group()).map_err(PipelineError::Invalid)?;
@@ -505,9 +522,9 @@ impl Pipelines {
         if self.store.topic(&name).is_ok() {
             return Ok(());
         }
-        let partitions = match plan::queue_source(spec) {
-            Some(_) => 1,
-            None => self.store.topic(&spec.source)?.partition_count(),
+        let partitions = match &spec.source {
+            Source::Queue(_) => 1,
+            Source::Topic(t) => self.store.topic(t)?.partition_count(),
         };
         match self.store.create_topic(&name, TopicConfig { partitions, ..TopicConfig::default() }).await {
             Ok(_) | Err(StoreError::TopicExists(_)) => Ok(()),
@@ -518,21 +535,21 @@ impl Pipelines {
     async fn next_id(&self) -> Result<u32, PipelineError> {
         static ID_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         let _g = ID_LOCK.lock().await;
-        let next = match self.store.meta_get("seq/pipeline")? {
-            Some(v) => u32::from_be_bytes(
-                v.as_slice()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt { what: "seq/pipeline".into(), why: "not 4 bytes".into() })?,
-            ),
+        let next = match self.store.meta_get(keys::meta::PIPELINE_SEQ)? {
+            Some(v) => u32::from_be_bytes(v.as_slice().try_into().map_err(|_| StoreError::Corrupt {
+                what: keys::meta::PIPELINE_SEQ.into(),
+                why: "not 4 bytes".into(),
+            })?),
             None => 1,
         };
-        self.store.meta_write(vec![("seq/pipeline".into(), Some((next + 1).to_be_bytes().to_vec()))]).await?;
+        let seq = (next + 1).to_be_bytes().to_vec();
+        self.store.meta_write(vec![(keys::meta::PIPELINE_SEQ.into(), Some(seq))]).await?;
         Ok(next)
     }
 
     async fn persist(&self, record: &PipelineRecord) -> Result<(), PipelineError> {
-        let encoded = rmp_serde::to_vec_named(record).map_err(|e| PipelineError::Invalid(e.to_string()))?;
-        self.store.meta_write(vec![(format!("pipeline/{}", record.spec.name), Some(encoded))]).await?;
+        let encoded = stored::encode(&stored::PipelineV1::from(record.clone()));
+        self.store.meta_write(vec![(keys::meta::pipeline(&record.spec.name), Some(encoded))]).await?;
         Ok(())
     }
 
@@ -567,8 +584,8 @@ impl Pipelines {
                 let (me, running, stop) = (self.clone(), running.clone(), rx.clone());
                 tokio::spawn(async move {
                     let done = match &running.plan.source {
-                        plan::Source::Topic(_) => worker::run_partition(&running.plan, p, &running, stop).await,
-                        plan::Source::Queue(_) => {
+                        plan::Input::Topic(_) => worker::run_partition(&running.plan, p, &running, stop).await,
+                        plan::Input::Queue(_) => {
                             worker::run_queue_worker(&running.plan, p, &running, stop, &me.queues).await
                         }
                     };

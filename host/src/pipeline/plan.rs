@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::shadow::ShadowBoard;
-use super::{PipelineError, PipelineSpec};
+use super::{PipelineError, PipelineSpec, Source};
 use crate::registry::{PluginInfo, Registry};
 use crate::runtime::{LoadedPlugin, PluginInstance, Runtime, StateScope};
 use crate::storage::{Store, Topic, keys};
@@ -71,43 +71,38 @@ impl Slot {
     }
 }
 
-/// What a pipeline reads.
-pub(crate) enum Source {
+/// What a pipeline reads, resolved.
+pub(crate) enum Input {
     /// A topic, one worker per partition, offsets in the pipeline's group.
     Topic(Arc<Topic>),
     /// A queue, `parallelism` competing workers (default 1), acked in each batch's commit.
     Queue(Arc<crate::queue::Queue>),
 }
 
-impl Source {
+impl Input {
     /// The topic or queue name.
     pub(crate) fn name(&self) -> &str {
         match self {
-            Source::Topic(t) => &t.name,
-            Source::Queue(q) => &q.name,
+            Input::Topic(t) => &t.name,
+            Input::Queue(q) => &q.name,
         }
     }
 
     /// The topic, for what only topics have (offsets, partitions).
     pub(crate) fn topic(&self) -> Option<&Arc<Topic>> {
         match self {
-            Source::Topic(t) => Some(t),
-            Source::Queue(_) => None,
+            Input::Topic(t) => Some(t),
+            Input::Queue(_) => None,
         }
     }
 
     /// How many workers read it: a topic's partitions, or a queue's `parallelism`.
     pub(crate) fn workers(&self, spec: &PipelineSpec) -> u32 {
         match self {
-            Source::Topic(t) => t.partition_count(),
-            Source::Queue(_) => spec.parallelism.unwrap_or(1).clamp(1, 64) as u32,
+            Input::Topic(t) => t.partition_count(),
+            Input::Queue(_) => spec.parallelism.unwrap_or(1).clamp(1, 64) as u32,
         }
     }
-}
-
-/// The queue named by a `queue:NAME` source, if it is one.
-pub(crate) fn queue_source(spec: &PipelineSpec) -> Option<&str> {
-    spec.source.strip_prefix("queue:")
 }
 
 /// Everything a pipeline's workers share.
@@ -120,7 +115,7 @@ pub(crate) struct Plan {
     pub group: String,
     /// Numeric scope of the pipeline's state keys.
     pub scope: u32,
-    pub source: Source,
+    pub source: Input,
     pub sink: Arc<Topic>,
     pub slots: Vec<Slot>,
     pub shadows: Arc<ShadowBoard>,
@@ -135,9 +130,9 @@ impl Plan {
         scope: u32,
     ) -> Result<Plan, PipelineError> {
         let (store, registry, queues) = (&pipelines.store, &pipelines.registry, &pipelines.queues);
-        let source = match queue_source(spec) {
-            Some(q) => Source::Queue(queues.get(q).map_err(|e| PipelineError::Invalid(e.to_string()))?),
-            None => Source::Topic(store.topic(&spec.source)?),
+        let source = match &spec.source {
+            Source::Queue(q) => Input::Queue(queues.get(q)?),
+            Source::Topic(t) => Input::Topic(store.topic(t)?),
         };
         let sink = store.topic(&spec.sink)?;
         let (registry_c, spec_c) = (registry.clone(), spec.clone());

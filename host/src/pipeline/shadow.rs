@@ -4,8 +4,6 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
-
 use crate::runtime::Outcome;
 
 /// Differences kept per plugin as samples.
@@ -14,7 +12,7 @@ const SAMPLES_MAX: usize = 20;
 const SAMPLE_CHARS: usize = 300;
 
 /// What `weir plugin diff NAME` shows.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct ShadowReport {
     /// Plugin name.
     pub plugin: String,
@@ -33,7 +31,7 @@ pub struct ShadowReport {
 }
 
 /// One input on which the versions disagreed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct DiffSample {
     /// Pipeline.
     pub pipeline: String,

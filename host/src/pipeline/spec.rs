@@ -1,48 +1,36 @@
-//! What a pipeline is, as users write it and as the wire and the `meta` column family carry
-//! it, and what `weir pipeline status` reports.
+//! What a pipeline is — its spec, as the broker holds it — and what its status reports.
 
 use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
 
 use crate::auth::{Kind, Need, Permission};
 
 /// What a pipeline reads, runs and writes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PipelineSpec {
     /// Name.
     pub name: String,
-    /// Source: a topic name, or `queue:NAME` to drain a queue with competing workers.
-    pub source: String,
+    /// What it reads: a topic partition by partition, or a queue with competing workers.
+    pub source: Source,
     /// Consumer group holding the pipeline's offsets; default `pipeline.<name>`.
-    #[serde(default)]
     pub group: Option<String>,
     /// Steps, in order.
     pub steps: Vec<StepSpec>,
     /// Topic receiving the last step's outputs that are not routed elsewhere.
     pub sink: String,
     /// Where to start when the group has no committed offset.
-    #[serde(default)]
     pub start: StartPosition,
     /// Messages per batch (default [`crate::limits::PIPELINE_BATCH_MESSAGES`]).
-    #[serde(default)]
     pub batch_max_messages: Option<usize>,
     /// What happens to a message a step fails on.
-    #[serde(default)]
     pub on_error: ErrorPolicy,
     /// Attempts per message before the policy applies (default: 1 for `halt`, 10 for
     /// `retry`, 3 otherwise). Only retryable failures and traps are tried again.
-    #[serde(default)]
     pub max_attempts: Option<u32>,
     /// Wait before the first retry, doubling each time up to 30 s (default 50 ms).
-    #[serde(default)]
     pub backoff_ms: Option<u64>,
     /// Topic for dead letters (default `<name>.dlq`, created with the pipeline).
-    #[serde(default)]
     pub dead_letter_topic: Option<String>,
     /// Most partitions processed at once (default: all of them).
-    #[serde(default)]
     pub parallelism: Option<usize>,
 }
 
@@ -50,11 +38,12 @@ pub struct PipelineSpec {
 const BACKOFF_MAX_MS: u64 = 30_000;
 
 impl PipelineSpec {
-    /// A pipeline with defaults for everything but its topology.
+    /// A pipeline with defaults for everything but its topology (`source`: `NAME` or
+    /// `queue:NAME`).
     pub fn new(name: &str, source: &str, steps: Vec<StepSpec>, sink: &str) -> PipelineSpec {
         PipelineSpec {
             name: name.into(),
-            source: source.into(),
+            source: Source::parse(source),
             group: None,
             steps,
             sink: sink.into(),
@@ -109,22 +98,14 @@ impl PipelineSpec {
         self.dead_letter_topic.clone().unwrap_or_else(|| format!("{}.dlq", self.name))
     }
 
-    /// What the pipeline reads: a topic, or the queue of a `queue:NAME` source.
-    pub fn source(&self) -> SourceName<'_> {
-        match self.source.strip_prefix("queue:") {
-            Some(q) => SourceName::Queue(q),
-            None => SourceName::Topic(&self.source),
-        }
-    }
-
     /// What running this pipeline needs from the identity it acts for: read on its source,
     /// write on its sink (and dead-letter topic, with that policy), read on each plugin.
     /// Topics a plugin routes outputs to are checked as they are written.
     pub fn needs(&self) -> Vec<Need<'_>> {
         let mut needs = vec![
-            match self.source() {
-                SourceName::Topic(t) => Need::on(Permission::Read, Kind::Topic, t),
-                SourceName::Queue(q) => Need::on(Permission::Read, Kind::Queue, q),
+            match &self.source {
+                Source::Topic(t) => Need::on(Permission::Read, Kind::Topic, t.as_str()),
+                Source::Queue(q) => Need::on(Permission::Read, Kind::Queue, q.as_str()),
             }
             .because("its source"),
         ];
@@ -141,50 +122,65 @@ impl PipelineSpec {
     }
 }
 
-/// A pipeline's source by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceName<'a> {
+/// What a pipeline reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
     /// A topic, read partition by partition.
-    Topic(&'a str),
+    Topic(String),
     /// A queue, drained by competing workers.
-    Queue(&'a str),
+    Queue(String),
+}
+
+impl Source {
+    /// `NAME` or `topic:NAME` (a topic), `queue:NAME` (a queue).
+    pub fn parse(text: &str) -> Source {
+        match text.split_once(':') {
+            Some(("queue", q)) => Source::Queue(q.to_string()),
+            Some(("topic", t)) => Source::Topic(t.to_string()),
+            _ => Source::Topic(text.to_string()),
+        }
+    }
+
+    /// The topic, if it is one.
+    pub fn topic(&self) -> Option<&str> {
+        match self {
+            Source::Topic(t) => Some(t),
+            Source::Queue(_) => None,
+        }
+    }
+
+    /// The queue, if it is one.
+    pub fn queue(&self) -> Option<&str> {
+        match self {
+            Source::Queue(q) => Some(q),
+            Source::Topic(_) => None,
+        }
+    }
+
+    /// The topic or queue name.
+    pub fn name(&self) -> &str {
+        match self {
+            Source::Topic(n) | Source::Queue(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Topic(t) => write!(f, "{t}"),
+            Source::Queue(q) => write!(f, "queue:{q}"),
+        }
+    }
 }
 
 /// One step: a plugin and its config.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepSpec {
     /// `NAME` (follows the live version, hot-swapped on deploy) or `NAME@V` (pinned).
     pub plugin: String,
-    /// `key = value` config passed to the plugin's `init`. In spec files, numbers and booleans
-    /// are accepted and passed as their text.
-    #[serde(default, deserialize_with = "scalar_map")]
+    /// `key = value` config passed to the plugin's `init`.
     pub config: BTreeMap<String, String>,
-}
-
-/// A map whose values may be strings, numbers or booleans, kept as text.
-fn scalar_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Scalar {
-        Text(String),
-        Int(i64),
-        Float(f64),
-        Bool(bool),
-    }
-    let raw = BTreeMap::<String, Scalar>::deserialize(d)?;
-    Ok(raw
-        .into_iter()
-        .map(|(k, v)| {
-            let text = match v {
-                Scalar::Text(s) => s,
-                Scalar::Int(i) => i.to_string(),
-                Scalar::Float(f) => f.to_string(),
-                Scalar::Bool(b) => b.to_string(),
-            };
-            (k, text)
-        })
-        .collect())
 }
 
 impl StepSpec {
@@ -205,8 +201,7 @@ impl StepSpec {
 }
 
 /// Where a pipeline without committed offsets starts reading.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum StartPosition {
     /// The oldest stored record.
     #[default]
@@ -216,8 +211,7 @@ pub enum StartPosition {
 }
 
 /// What becomes of a message a step fails on, after its attempts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ErrorPolicy {
     /// Stop the pipeline at the message (it stays stopped across restarts).
     #[default]
@@ -231,8 +225,7 @@ pub enum ErrorPolicy {
 }
 
 /// A pipeline's run state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunState {
     /// Processing.
     Running,
@@ -243,7 +236,7 @@ pub enum RunState {
 }
 
 /// One step's counters in `weir pipeline status`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StepStats {
     /// Messages handed to the step.
     pub input: u64,
@@ -260,8 +253,7 @@ pub struct StepStats {
 }
 
 /// What `weir pipeline apply` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApplyChange {
     /// The pipeline did not exist and was created.
     Created,
@@ -274,8 +266,7 @@ pub enum ApplyChange {
 }
 
 /// Where `weir pipeline reset` moves a pipeline's source offsets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResetTarget {
     /// This offset in every partition (clamped to what is stored).
     Offset(u64),
@@ -284,19 +275,17 @@ pub enum ResetTarget {
 }
 
 /// What `weir pipeline status` shows.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct PipelineStatus {
     /// The spec.
     pub spec: PipelineSpec,
     /// The token whose grants it acts with (`None` without a token file).
-    #[serde(default)]
     pub owner: Option<String>,
     /// Run state.
     pub state: RunState,
     /// Live `plugin@version` of each step.
     pub plugins: Vec<String>,
     /// Shadow `plugin@version` of each step, if one runs beside it.
-    #[serde(default)]
     pub shadows: Vec<Option<String>>,
     /// Input messages processed and committed.
     pub processed: u64,
@@ -307,27 +296,20 @@ pub struct PipelineStatus {
     /// Batches committed.
     pub batches: u64,
     /// Messages that failed every attempt (skipped or dead-lettered).
-    #[serde(default)]
     pub failed: u64,
     /// Messages written to the dead-letter topic.
-    #[serde(default)]
     pub dead_lettered: u64,
     /// Attempts repeated after a retryable failure or trap.
-    #[serde(default)]
     pub retries: u64,
     /// Per-step counters.
-    #[serde(default)]
     pub steps: Vec<StepStats>,
     /// Hot swaps applied (plugin version changes), summed over partitions.
-    #[serde(default)]
     pub swaps: u64,
     /// 99th percentile of the time a partition stalled to swap versions, µs.
-    #[serde(default)]
     pub swap_pause_p99_us: u64,
     /// `(partition, committed next offset, high watermark)` of a topic source.
     pub partitions: Vec<(u32, u64, u64)>,
     /// Messages not yet acked in a queue source.
-    #[serde(default)]
     pub queue_depth: Option<u64>,
     /// The error that halted the pipeline, or else the last failure it handled.
     pub last_error: Option<String>,

@@ -15,6 +15,7 @@ use crate::limits;
 use crate::runtime::{Batch, Header, Message, Outcome, PluginError, PluginInstance};
 use crate::storage::{Append, Commit, NewRecord, OffsetCommit, StoredRecord, Topic};
 use crate::types::now_ms;
+use weir_sdk::headers;
 
 /// One step as a worker holds it: its instance, the generation it was built for, and the
 /// shadow instance beside it.
@@ -354,14 +355,14 @@ fn run_one_by_one(
 fn dead_letter(plan: &Plan, label: &str, f: &StepFailure, attempts: u32, partition: u32, rec: StoredRecord) -> Message {
     let mut headers: Vec<Header> = rec.headers.into_iter().map(|(name, value)| Header { name, value }).collect();
     let mut add = |name: &str, value: String| headers.push(Header { name: name.into(), value });
-    add("weir-dlq-pipeline", plan.spec.name.clone());
-    add("weir-dlq-step", (f.step + 1).to_string());
-    add("weir-dlq-plugin", label.to_string());
-    add("weir-dlq-error", f.error.clone());
-    add("weir-dlq-attempts", attempts.to_string());
-    add("weir-dlq-topic", plan.source.name().to_string());
-    add("weir-dlq-partition", partition.to_string());
-    add("weir-dlq-offset", rec.offset.to_string());
+    add(headers::DLQ_PIPELINE, plan.spec.name.clone());
+    add(headers::DLQ_STEP, (f.step + 1).to_string());
+    add(headers::DLQ_PLUGIN, label.to_string());
+    add(headers::DLQ_ERROR, f.error.clone());
+    add(headers::DLQ_ATTEMPTS, attempts.to_string());
+    add(headers::DLQ_TOPIC, plan.source.name().to_string());
+    add(headers::DLQ_PARTITION, partition.to_string());
+    add(headers::DLQ_OFFSET, rec.offset.to_string());
     Message {
         key: rec.key.map(|k| k.to_vec()),
         value: rec.value.to_vec(),

@@ -30,29 +30,23 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::limits;
-use crate::storage::{Commit, Store, StoreError};
+use crate::mirror::mirror;
+use crate::storage::{Commit, Store, StoreError, keys, stored};
 use crate::types::{check_name, now_ms};
 use index::{Entry, Index, Status};
+use weir_sdk::headers;
 
-/// Header carrying how many times a message has been delivered.
-pub const DELIVERY_COUNT: &str = "weir-delivery-count";
-/// Header carrying a message's priority.
-pub const PRIORITY: &str = "weir-priority";
-/// Header on a dead letter saying why it was moved.
-pub const DEAD_LETTER_REASON: &str = "weir-dead-letter-reason";
-/// Header on a dead letter naming the queue it came from.
-pub const DEAD_LETTER_SOURCE: &str = "weir-dead-letter-source";
+/// A put (`Some`) or delete (`None`) of a key in the `queues` column family.
+pub type QueueWrite = (Vec<u8>, Option<Vec<u8>>);
 
 /// Settings of a queue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueConfig {
     /// How long a received message stays invisible before it is delivered again.
     pub visibility_timeout_ms: u64,
     /// Deliveries before the message moves to the dead-letter queue (`None`: unlimited).
-    #[serde(default)]
     pub max_deliveries: Option<u32>,
     /// Queue receiving messages past `max_deliveries` (and explicit dead-letter nacks).
-    #[serde(default)]
     pub dead_letter: Option<String>,
     /// How long a dedup id is remembered.
     pub dedup_window_ms: u64,
@@ -73,35 +67,28 @@ impl Default for QueueConfig {
 }
 
 /// A message to enqueue.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewQueueMessage {
     /// Payload.
-    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     /// Metadata.
-    #[serde(default)]
     pub headers: Vec<(String, String)>,
     /// 0 (lowest, the default) to 9.
-    #[serde(default)]
     pub priority: u8,
     /// Invisible for this long after sending.
-    #[serde(default)]
     pub delay_ms: u64,
     /// Sending the same id again within the queue's dedup window enqueues nothing.
-    #[serde(default)]
     pub dedup_id: Option<String>,
     /// FIFO group: one message of a group is in flight at a time, in send order.
-    #[serde(default)]
     pub group: Option<String>,
 }
 
 /// A received message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     /// Ack, nack or extend with this.
     pub receipt: String,
     /// Payload.
-    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     /// Metadata, with `weir-delivery-count` and `weir-priority` added.
     pub headers: Vec<(String, String)>,
@@ -116,7 +103,7 @@ pub struct Delivery {
 }
 
 /// Counts and settings of a queue.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct QueueInfo {
     /// Name.
     pub name: String,
@@ -133,8 +120,7 @@ pub struct QueueInfo {
 }
 
 /// What to do with a message handed back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nack {
     /// Make it deliverable again (after `delay_ms`).
     Requeue {
@@ -183,14 +169,9 @@ pub enum QueueError {
 
 type Result<T, E = QueueError> = std::result::Result<T, E>;
 
-/// A queue as stored in `meta` (`queue/<name>`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct QueueRecord {
-    id: u32,
-    name: String,
-    config: QueueConfig,
-    created_ms: u64,
-}
+mirror!(stored::QueueConfigV1 => QueueConfig {
+    visibility_timeout_ms, max_deliveries, dead_letter, dedup_window_ms, max_messages
+});
 
 /// The immutable part of a message (`b` key).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -267,27 +248,27 @@ impl Queues {
     pub fn open(store: Arc<Store>) -> Result<Queues> {
         let mut queues = HashMap::new();
         let now = now_ms();
-        for (k, v) in store.meta_scan("queue/")? {
-            let rec: QueueRecord = decode(k.as_bytes(), &v)?;
+        for (k, v) in store.meta_scan(keys::meta::QUEUES)? {
+            let rec: stored::QueueV1 = stored::decode(&k, &v)?;
             let index = recover(&store, rec.id, now)?;
             let q = Queue {
                 id: rec.id,
                 name: rec.name.clone(),
-                config: rec.config,
+                config: rec.config.into(),
                 created_ms: rec.created_ms,
                 index: Mutex::new(index),
                 notify: Notify::new(),
             };
             queues.insert(rec.name, Arc::new(q));
         }
-        let next_id = match store.meta_get("seq/queue")? {
-            Some(v) => u32::from_be_bytes(
-                v.as_slice()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt { what: "seq/queue".into(), why: "not 4 bytes".into() })?,
-            ),
-            None => 1,
-        };
+        let next_id =
+            match store.meta_get(keys::meta::QUEUE_SEQ)? {
+                Some(v) => u32::from_be_bytes(v.as_slice().try_into().map_err(|_| StoreError::Corrupt {
+                    what: keys::meta::QUEUE_SEQ.into(),
+                    why: "not 4 bytes".into(),
+                })?),
+                None => 1,
+            };
         Ok(Queues { store, queues: RwLock::new(queues), next_id: Mutex::new(next_id) })
     }
 
@@ -311,10 +292,10 @@ impl Queues {
             *next += 1;
             *next - 1
         };
-        let rec = QueueRecord { id, name: name.to_string(), config: config.clone(), created_ms: now_ms() };
+        let rec = stored::QueueV1 { id, name: name.to_string(), config: config.clone().into(), created_ms: now_ms() };
         let meta = vec![
-            (format!("queue/{name}"), Some(rmp_serde::to_vec_named(&rec).expect("encodes"))),
-            ("seq/queue".to_string(), Some((id + 1).to_be_bytes().to_vec())),
+            (keys::meta::queue(name), Some(stored::encode(&rec))),
+            (keys::meta::QUEUE_SEQ.to_string(), Some((id + 1).to_be_bytes().to_vec())),
         ];
         self.store.meta_write(meta).await?;
         let q = Arc::new(Queue {
@@ -332,7 +313,7 @@ impl Queues {
     /// Delete a queue and every message in it.
     pub async fn delete(&self, name: &str) -> Result<()> {
         let q = self.get(name)?;
-        self.store.meta_write(vec![(format!("queue/{name}"), None)]).await?;
+        self.store.meta_write(vec![(keys::meta::queue(name), None)]).await?;
         self.queues.write().expect("queues").remove(name);
         self.purge_keys(&q).await
     }
@@ -472,9 +453,9 @@ impl Queues {
                 })?;
                 let b: Body = decode(&k, &raw)?;
                 let mut headers = b.headers;
-                headers.push((DELIVERY_COUNT.into(), st.deliveries.to_string()));
+                headers.push((headers::DELIVERY_COUNT.into(), st.deliveries.to_string()));
                 if b.priority > 0 {
-                    headers.push((PRIORITY.into(), b.priority.to_string()));
+                    headers.push((headers::PRIORITY.into(), b.priority.to_string()));
                 }
                 Ok(Delivery {
                     receipt: receipt(seq, st.deliveries),
@@ -504,7 +485,7 @@ impl Queues {
 
     /// Stage acks for a caller's own commit (a pipeline acks in the commit of its outputs):
     /// the index forgets the messages now; the returned deletes must be committed.
-    pub fn ack_in_commit(&self, name: &str, receipts: &[String]) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>> {
+    pub fn ack_in_commit(&self, name: &str, receipts: &[String]) -> Result<Vec<QueueWrite>> {
         let q = self.get(name)?;
         let mut index = q.index.lock().expect("queue index");
         let writes = self.ack_locked(&q, &mut index, receipts)?;
@@ -513,7 +494,7 @@ impl Queues {
         Ok(writes)
     }
 
-    fn ack_locked(&self, q: &Queue, index: &mut Index, receipts: &[String]) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>> {
+    fn ack_locked(&self, q: &Queue, index: &mut Index, receipts: &[String]) -> Result<Vec<QueueWrite>> {
         let seqs = receipts.iter().map(|r| self.in_flight(q, index, r)).collect::<Result<Vec<_>>>()?;
         let mut writes = Vec::with_capacity(seqs.len() * 2);
         for seq in seqs {
@@ -619,8 +600,8 @@ impl Queues {
         let target = q.config.dead_letter.as_deref().and_then(|d| self.get(d).ok());
         let staged = match &target {
             Some(dlq) => {
-                body.headers.push((DEAD_LETTER_REASON.into(), reason.to_string()));
-                body.headers.push((DEAD_LETTER_SOURCE.into(), q.name.clone()));
+                body.headers.push((headers::DLQ_ERROR.into(), reason.to_string()));
+                body.headers.push((headers::DLQ_QUEUE.into(), q.name.clone()));
                 let msg = NewQueueMessage {
                     body: body.body,
                     headers: body.headers,

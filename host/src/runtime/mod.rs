@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -74,7 +73,7 @@ pub enum PluginError {
 }
 
 /// What one plugin may use, fixed at deploy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sandbox {
     /// Linear memory limit in bytes.
     pub memory_bytes: usize,
@@ -89,10 +88,8 @@ pub struct Sandbox {
     /// Log lines per second.
     pub log_lines_per_s: u32,
     /// Whether the guest sees the real wall and monotonic clocks (else: frozen at 0).
-    #[serde(default)]
     pub allow_clock: bool,
     /// Environment variables the guest may read (copied from the server's environment).
-    #[serde(default)]
     pub allow_env: Vec<String>,
 }
 

@@ -24,10 +24,14 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
+mod convert;
+mod native;
+
+use weir_client::wire::{self, ErrorCode, Request, RequestFrame, Response, ResponseFrame, WireError};
+
 use crate::auth::{Authority, Identity};
-use crate::broker::Broker;
+use crate::broker::{Broker, Execution};
 use crate::limits;
-use crate::wire::{self, ErrorCode, Request, RequestFrame, Response, ResponseFrame, WireError};
 
 /// Server limits.
 #[derive(Debug, Clone, Copy)]
@@ -185,7 +189,7 @@ struct Caller {
 impl Caller {
     fn greet(authority: &Authority, token: Option<&str>) -> Result<Caller, WireError> {
         let generation = authority.generation();
-        let identity = authority.identify(token)?;
+        let identity = authority.identify(token).map_err(auth_error)?;
         Ok(Caller { token: token.map(str::to_string), identity: Ok(identity), generation })
     }
 
@@ -241,33 +245,29 @@ impl Connection {
                     break;
                 }
             };
-            if caller.is_none() {
+            let Some(caller) = caller.as_mut() else {
                 match check_hello(&request).and_then(|token| Caller::greet(&broker.authority, token)) {
-                    Ok(c) => caller = Some(c),
+                    Ok(c) => {
+                        caller = Some(c);
+                        let _ = tx.send(response_body(id, Ok(hello()), limits.max_frame_bytes)).await;
+                    }
                     Err(err) => {
                         tracing::info!(%peer, error = %err, "refusing connection");
                         send_error(&tx, id, err).await;
                         break;
                     }
                 }
-            }
-            let who = match caller.as_mut().expect("greeted").current(&broker.authority) {
-                Ok(who) => who,
+                continue;
+            };
+            let command = match caller.current(&broker.authority).and_then(|who| Ok((who, native::command(request)?))) {
+                Ok((who, command)) => broker.execute(who.as_ref(), command),
                 Err(err) => {
                     send_error(&tx, id, err).await;
                     continue;
                 }
             };
             let permit = in_flight.clone().acquire_owned().await.expect("semaphore never closed");
-            // Dispatch here, in arrival order; only the wait for the result runs concurrently.
-            let pending = broker.dispatch(who, request);
-            let tx = tx.clone();
-            let max = limits.max_frame_bytes;
-            tokio::spawn(async move {
-                let result = pending.await;
-                let _ = tx.send(response_body(id, result, max)).await;
-                drop(permit);
-            });
+            run_in_order(command, id, limits.max_frame_bytes, tx.clone(), permit).await;
         }
         drop(tx);
         let _ = writer.await;
@@ -348,6 +348,55 @@ async fn write_responses<W: AsyncWrite + Unpin>(
     }
     // Every response is written: shut the connection down (over TLS, with close_notify).
     let _ = tokio::time::timeout(timeout, SinkExt::<Bytes>::close(&mut sink)).await;
+}
+
+/// Start a command in arrival order: poll it once here, which submits a data-path write
+/// before the next frame is read, then let it finish concurrently; a configuration command
+/// finishes here first, so the next request sees its effect (a produce after a topic's
+/// creation finds the topic).
+async fn run_in_order(
+    command: Execution,
+    id: u64,
+    max_frame_bytes: usize,
+    tx: mpsc::Sender<Bytes>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let Execution { mut future, in_order } = command;
+    let respond = move |result: crate::broker::Result<crate::broker::Reply>| {
+        response_body(id, result.map(native::response).map_err(native::error), max_frame_bytes)
+    };
+    if in_order {
+        let body = respond(future.await);
+        let _ = tx.send(body).await;
+        return;
+    }
+    match std::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx))).await {
+        std::task::Poll::Ready(result) => {
+            let _ = tx.send(respond(result)).await;
+        }
+        std::task::Poll::Pending => {
+            tokio::spawn(async move {
+                let body = respond(future.await);
+                let _ = tx.send(body).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// Translate a request as the native door does, for fuzzing: must never panic.
+#[doc(hidden)]
+pub fn fuzz_command(request: Request) -> bool {
+    native::command(request).is_ok()
+}
+
+/// The answer to `Hello`.
+fn hello() -> Response {
+    Response::Hello { version: wire::PROTOCOL_VERSION, server: format!("weir {}", env!("CARGO_PKG_VERSION")) }
+}
+
+fn auth_error(e: crate::auth::AuthError) -> WireError {
+    native::error(e.into())
 }
 
 /// The encoded response, or an error frame saying why it cannot be sent: a response larger

@@ -24,7 +24,9 @@ pub enum StoreError {
     #[error("{0}")]
     Invalid(String),
     /// A message is larger than the topic allows.
-    #[error("message of {size} bytes exceeds the {max}-byte limit of topic `{topic}`")]
+    #[error(
+        "message of {size} bytes exceeds the {max}-byte limit of topic `{topic}`; split it or raise the limit at topic creation (--max-message-bytes)"
+    )]
     MessageTooLarge {
         /// Topic name.
         topic: String,

@@ -6,7 +6,7 @@
 //! | `log` | topic id u32 · partition u32 · offset u64 | [`record`](super::record) |
 //! | `offsets` | group · 0x00 · topic id u32 · partition u32 | next offset u64 BE |
 //! | `state` | scope u32 · step u16 · partition u32 · user key | expiry u64 BE · value |
-//! | `meta` | `format`, `topic/<name>`, `seq/<kind>`, `plugin/…`, `pipeline/<name>` | MessagePack |
+//! | `meta` | see [`meta`] | MessagePack records ([`super::stored`]), counters, component bytes |
 
 /// Length of a `log` key.
 pub const LOG_KEY_LEN: usize = 16;
@@ -111,5 +111,83 @@ mod tests {
         assert_eq!(prefix_end(&[1, 2]), vec![1, 3]);
         assert_eq!(prefix_end(&[1, 0xff]), vec![2]);
         assert!(prefix_end(&[0xff]).is_empty());
+    }
+}
+
+/// Keys of the `meta` column family: every one is written here and nowhere else.
+///
+/// | key | value |
+/// |---|---|
+/// | `format` | format version, u64 BE |
+/// | `seq/<kind>` | next id of topics, pipelines, queues (u64 or u32 BE) |
+/// | `topic/<name>` | [`super::stored::TopicV1`] |
+/// | `pipeline/<name>` | [`super::stored::PipelineV1`] |
+/// | `queue/<name>` | [`super::stored::QueueV1`] |
+/// | `exchange/<name>` | [`super::stored::ExchangeV1`] |
+/// | `plugin/<name>/<version, 10 digits>` | [`super::stored::PluginV1`] |
+/// | `plugin-live/<name>`, `plugin-shadow/<name>` | version, u32 BE |
+/// | `blob/<blake3 hex>` | component bytes |
+pub mod meta {
+    /// The format version.
+    pub const FORMAT: &str = "format";
+    /// Next topic id.
+    pub const TOPIC_SEQ: &str = "seq/topic";
+    /// Next pipeline state scope.
+    pub const PIPELINE_SEQ: &str = "seq/pipeline";
+    /// Next queue id.
+    pub const QUEUE_SEQ: &str = "seq/queue";
+    /// Prefix of every topic.
+    pub const TOPICS: &str = "topic/";
+    /// Prefix of every pipeline.
+    pub const PIPELINES: &str = "pipeline/";
+    /// Prefix of every queue.
+    pub const QUEUES: &str = "queue/";
+    /// Prefix of every exchange.
+    pub const EXCHANGES: &str = "exchange/";
+    /// Prefix of every plugin version.
+    pub const PLUGINS: &str = "plugin/";
+    /// Prefix of every live-version pointer.
+    pub const LIVE: &str = "plugin-live/";
+    /// Prefix of every shadow-version pointer.
+    pub const SHADOW: &str = "plugin-shadow/";
+
+    /// A topic's record.
+    pub fn topic(name: &str) -> String {
+        format!("{TOPICS}{name}")
+    }
+
+    /// A pipeline's record.
+    pub fn pipeline(name: &str) -> String {
+        format!("{PIPELINES}{name}")
+    }
+
+    /// A queue's record.
+    pub fn queue(name: &str) -> String {
+        format!("{QUEUES}{name}")
+    }
+
+    /// An exchange's record.
+    pub fn exchange(name: &str) -> String {
+        format!("{EXCHANGES}{name}")
+    }
+
+    /// A plugin version's record; zero-padded so versions scan in order.
+    pub fn plugin_version(name: &str, version: u32) -> String {
+        format!("{PLUGINS}{name}/{version:010}")
+    }
+
+    /// A plugin's live-version pointer.
+    pub fn live(name: &str) -> String {
+        format!("{LIVE}{name}")
+    }
+
+    /// A plugin's shadow-version pointer.
+    pub fn shadow(name: &str) -> String {
+        format!("{SHADOW}{name}")
+    }
+
+    /// A component's bytes, by content hash (shared by versions with the same bytes).
+    pub fn blob(hash: &str) -> String {
+        format!("blob/{hash}")
     }
 }

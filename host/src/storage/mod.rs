@@ -18,6 +18,7 @@
 mod error;
 pub mod keys;
 pub mod record;
+pub mod stored;
 mod topic;
 mod writer;
 
@@ -27,13 +28,13 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
 use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions};
-use serde::{Deserialize, Serialize};
 
 pub use error::{Result, StoreError};
 pub use record::{NewRecord, StoredRecord};
 pub use topic::{Partition, Topic};
 pub use writer::{Append, Commit, OffsetCommit, Receipt, StateWrite};
 
+use crate::mirror::{mirror, mirror_enum};
 use crate::types::{Durability, TopicConfig};
 
 /// On-disk format written by this build. Opening a directory of another format fails.
@@ -50,10 +51,6 @@ pub(crate) const CF_META: &str = "meta";
 /// Column family of queue messages (the queue module owns its key layout).
 pub(crate) const CF_QUEUES: &str = "queues";
 
-const META_FORMAT: &[u8] = b"format";
-const META_TOPIC_PREFIX: &str = "topic/";
-const META_TOPIC_SEQ: &[u8] = b"seq/topic";
-
 /// How the store is opened.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -64,15 +61,6 @@ pub struct StoreOptions {
     /// Open even if the WAL is damaged, keeping what precedes the damage (point-in-time
     /// recovery). Without it a damaged WAL is refused with [`StoreError::DamagedWal`].
     pub recover_wal: bool,
-}
-
-/// A topic as stored in `meta`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct TopicRecord {
-    id: u32,
-    name: String,
-    config: TopicConfig,
-    created_ms: u64,
 }
 
 /// The store. Cheap to share (`Arc<Store>`); reads run on the caller's thread, writes on the
@@ -253,7 +241,7 @@ impl Store {
         self.db
             .multi_get_cf(keys.iter().map(|k| (cf, k.as_slice())))
             .into_iter()
-            .map(|r| Ok(r?.map(|v| decode_u64(&v)).transpose()?))
+            .map(|r| r?.map(|v| decode_u64(&v)).transpose())
             .collect()
     }
 
@@ -516,7 +504,7 @@ fn open_db(path: &Path, recovery: rocksdb::DBRecoveryMode) -> Result<DB> {
 /// Write the format version into a new store; refuse a store of another version.
 fn check_format(db: &DB) -> Result<()> {
     let meta = db.cf_handle(CF_META).expect("meta cf");
-    match db.get_cf(meta, META_FORMAT)? {
+    match db.get_cf(meta, keys::meta::FORMAT)? {
         Some(v) => {
             let found = decode_u64(&v)? as u32;
             if found != FORMAT_VERSION {
@@ -526,7 +514,7 @@ fn check_format(db: &DB) -> Result<()> {
         None => {
             let mut wo = rocksdb::WriteOptions::default();
             wo.set_sync(true);
-            db.put_cf_opt(meta, META_FORMAT, u64::from(FORMAT_VERSION).to_be_bytes(), &wo)?;
+            db.put_cf_opt(meta, keys::meta::FORMAT, u64::from(FORMAT_VERSION).to_be_bytes(), &wo)?;
         }
     }
     Ok(())
@@ -548,17 +536,16 @@ fn meta_scan(db: &DB, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
 /// Load every topic and recover each partition's log start, next offset and last timestamp.
 fn load_topics(db: &DB) -> Result<(Topics, u32)> {
     let mut topics = Topics::default();
-    for (key, value) in meta_scan(db, META_TOPIC_PREFIX)? {
-        let rec: TopicRecord =
-            rmp_serde::from_slice(&value).map_err(|e| StoreError::Corrupt { what: key.clone(), why: e.to_string() })?;
+    for (key, value) in meta_scan(db, keys::meta::TOPICS)? {
+        let rec: stored::TopicV1 = stored::decode(&key, &value)?;
         let partitions =
             (0..rec.config.partitions).map(|p| recover_partition(db, rec.id, p)).collect::<Result<Vec<_>>>()?;
-        let topic = Arc::new(Topic::new(rec.id, rec.name, rec.config, rec.created_ms, partitions));
+        let topic = Arc::new(Topic::new(rec.id, rec.name, rec.config.into(), rec.created_ms, partitions));
         topics.by_id.insert(topic.id, topic.clone());
         topics.by_name.insert(topic.name.clone(), topic);
     }
     let cf = db.cf_handle(CF_META).expect("meta cf");
-    let next_id = match db.get_cf(cf, META_TOPIC_SEQ)? {
+    let next_id = match db.get_cf(cf, keys::meta::TOPIC_SEQ)? {
         Some(v) => decode_u64(&v)? as u32,
         None => 1,
     };
@@ -738,3 +725,8 @@ mod properties {
         }
     }
 }
+
+mirror_enum!(stored::DurabilityV1 => Durability { Sync, Os });
+mirror!(stored::TopicConfigV1 => TopicConfig {
+    partitions, durability: opt, retention_ms, retention_bytes, max_message_bytes, ephemeral
+});

@@ -14,10 +14,7 @@ use rocksdb::{DB, WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use super::record::{self, NewRecord};
-use super::{
-    CF_LOG, CF_META, CF_OFFSETS, CF_QUEUES, CF_STATE, META_TOPIC_PREFIX, META_TOPIC_SEQ, Result, StoreError, Topic,
-    TopicRecord, Topics, keys,
-};
+use super::{CF_LOG, CF_META, CF_OFFSETS, CF_QUEUES, CF_STATE, Result, StoreError, Topic, Topics, keys, stored};
 use crate::limits;
 use crate::types::{Durability, TopicConfig, now_ms};
 
@@ -399,16 +396,16 @@ impl Writer {
             return Err(StoreError::TopicExists(name.to_string()));
         }
         let id = self.next_topic_id;
-        let rec = TopicRecord { id, name: name.to_string(), config, created_ms: now_ms() };
+        let created_ms = now_ms();
+        let rec = stored::TopicV1 { id, name: name.to_string(), config: config.clone().into(), created_ms };
         let mut batch = WriteBatch::default();
         let cf_meta = self.db.cf_handle(CF_META).expect("meta cf");
-        let encoded = rmp_serde::to_vec_named(&rec).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        batch.put_cf(cf_meta, format!("{META_TOPIC_PREFIX}{name}"), encoded);
-        batch.put_cf(cf_meta, META_TOPIC_SEQ, u64::from(id + 1).to_be_bytes());
+        batch.put_cf(cf_meta, keys::meta::topic(name), stored::encode(&rec));
+        batch.put_cf(cf_meta, keys::meta::TOPIC_SEQ, u64::from(id + 1).to_be_bytes());
         self.db.write_opt(batch, &sync_write())?;
         self.next_topic_id += 1;
-        let partitions = (0..rec.config.partitions).map(|_| super::Partition::new(0, 0, 0)).collect();
-        let topic = Arc::new(Topic::new(id, rec.name, rec.config, rec.created_ms, partitions));
+        let partitions = (0..config.partitions).map(|_| super::Partition::new(0, 0, 0)).collect();
+        let topic = Arc::new(Topic::new(id, rec.name, config, created_ms, partitions));
         let mut topics = self.topics.write().expect("topics");
         topics.by_id.insert(id, topic.clone());
         topics.by_name.insert(topic.name.clone(), topic.clone());
@@ -421,7 +418,7 @@ impl Writer {
         let prefix = keys::log_topic_prefix(topic.id);
         batch.delete_range_cf(cf_log, prefix.to_vec(), keys::prefix_end(&prefix));
         let cf_meta = self.db.cf_handle(CF_META).expect("meta cf");
-        batch.delete_cf(cf_meta, format!("{META_TOPIC_PREFIX}{}", topic.name));
+        batch.delete_cf(cf_meta, keys::meta::topic(&topic.name));
         // Group offsets in the topic: found by scanning the (small) offsets CF.
         let cf_offsets = self.db.cf_handle(CF_OFFSETS).expect("offsets cf");
         for item in self.db.iterator_cf(cf_offsets, rocksdb::IteratorMode::Start) {

@@ -67,12 +67,12 @@ impl Map for JsonTransform {
 impl JsonTransform {
     fn apply(&self, doc: &mut Value) -> Result<(), Error> {
         for (from, to) in &self.renames {
-            if let Some(v) = remove_path(doc, from) {
-                if !set_path(doc, to, v) {
-                    return Err(Error::fatal(format!(
-                        "cannot rename `{from}` to `{to}`: a parent of `{to}` is not an object"
-                    )));
-                }
+            if let Some(v) = remove_path(doc, from)
+                && !set_path(doc, to, v)
+            {
+                return Err(Error::fatal(format!(
+                    "cannot rename `{from}` to `{to}`: a parent of `{to}` is not an object"
+                )));
             }
         }
         for path in &self.drops {

@@ -8,19 +8,23 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde_bytes::ByteBuf;
-use weir_tests::weir_host::client::{Client, produced};
-use weir_tests::weir_host::pipeline::{RunState, StepSpec};
-use weir_tests::weir_host::types::TopicConfig;
-use weir_tests::weir_host::wire::WireRecord;
+use weir_tests::weir_client::client::{Client, produced};
+use weir_tests::weir_client::wire::TopicConfig;
+use weir_tests::weir_client::wire::WireRecord;
+use weir_tests::weir_client::wire::{RunState, StepSpec};
 use weir_tests::{Server, consume_n, eventually, pipeline, plugin_bytes, step, text, topic};
 
 const LONG: Duration = Duration::from_secs(120);
 
 fn order(i: u64) -> WireRecord {
-    let status = if i % 3 == 0 { "paid" } else { "new" };
+    let status = if i.is_multiple_of(3) { "paid" } else { "new" };
     let customer = format!("c{}", i % 97);
     let value = format!(r#"{{"id":{i},"customer":"{customer}","status":"{status}","card":"4111-1111-1111-1111"}}"#);
-    WireRecord(Some(ByteBuf::from(customer.into_bytes())), ByteBuf::from(value.into_bytes()), vec![])
+    WireRecord {
+        key: Some(ByteBuf::from(customer.into_bytes())),
+        value: ByteBuf::from(value.into_bytes()),
+        headers: vec![],
+    }
 }
 
 /// Produce `ids` in batches of 1,000 with up to 8 batches in flight.
@@ -70,14 +74,14 @@ async fn hundred_thousand_messages_through_a_two_step_pipeline() -> Result<()> {
     let mut seen = HashSet::new();
     let mut last_per_key: HashMap<(u32, String), u64> = HashMap::new();
     for (partition, _, rec) in &out {
-        let doc: serde_json::Value = serde_json::from_slice(&rec.2)?;
+        let doc: serde_json::Value = serde_json::from_slice(&rec.value)?;
         let id = doc["order_id"].as_u64().expect("order_id");
         assert!(seen.insert(id), "order {id} emitted twice");
         assert_eq!(doc["stage"], "billed");
         assert_eq!(doc["status"], "paid");
         assert!(doc.get("card").is_none() && doc.get("id").is_none(), "{doc}");
         // Keys survive the chain, and order per key is kept.
-        let key = String::from_utf8(rec.1.clone().expect("key").into_vec())?;
+        let key = String::from_utf8(rec.key.clone().expect("key").into_vec())?;
         assert_eq!(doc["customer"], key.as_str());
         if let Some(prev) = last_per_key.insert((*partition, key.clone()), id) {
             assert!(prev < id, "order of key {key} broken: {prev} then {id}");
@@ -143,7 +147,7 @@ async fn kill_9_mid_pipeline_loses_and_duplicates_nothing() -> Result<()> {
     let client = server.client().await?;
     // Every acknowledged produce survived, exactly once.
     let source = client.read_all("orders").await?;
-    let ids: Vec<u64> = source.iter().map(|(_, _, r)| id_of(&r.2)).collect();
+    let ids: Vec<u64> = source.iter().map(|(_, _, r)| id_of(&r.value)).collect();
     let unique: HashSet<u64> = ids.iter().copied().collect();
     assert_eq!(unique.len(), ids.len(), "a produced record is stored twice");
     for id in &acked {
@@ -153,7 +157,7 @@ async fn kill_9_mid_pipeline_loses_and_duplicates_nothing() -> Result<()> {
     let out = consume_n(&client, "billing", ids.len(), LONG).await?;
     let mut outputs: BTreeMap<u64, usize> = BTreeMap::new();
     for (_, _, r) in &out {
-        *outputs.entry(id_of(&r.2)).or_default() += 1;
+        *outputs.entry(id_of(&r.value)).or_default() += 1;
         assert!(text(r).contains("\"stage\":\"billed\""));
     }
     let dups: Vec<_> = outputs.iter().filter(|(_, n)| **n > 1).map(|(id, _)| *id).collect();
@@ -339,5 +343,46 @@ async fn the_cli_produces_and_consumes_lines() -> Result<()> {
     let err = weir().args(["consume", "missing"]).output()?;
     assert!(!err.status.success());
     assert!(String::from_utf8_lossy(&err.stderr).contains("unknown topic `missing`"));
+    Ok(())
+}
+
+/// Issue 18: requests pipelined on one connection take effect in the order they were sent,
+/// for every kind that writes, and a configuration change is in place for the requests
+/// after it.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_pipelined_on_one_connection_take_effect_in_arrival_order() -> Result<()> {
+    use weir_tests::weir_client::wire::{NewQueueMessage, QueueConfig, Request};
+    let server = Server::start()?;
+    let c = server.client().await?;
+    // A topic created and produced to without waiting in between.
+    let created = c.start(Request::CreateTopic { name: "t".into(), config: topic(1) })?;
+    let first = c.start_produce("t", None, vec![WireRecord::value("0")])?;
+    created.wait().await?;
+    produced(first.wait().await?)?;
+    // 300 queue sends and 300 offset commits, interleaved, none awaited before the next.
+    c.create_queue("q", QueueConfig::default()).await?;
+    let produce = (1..300).map(|i| WireRecord::value(i.to_string())).collect();
+    c.produce("t", produce).await?;
+    let mut pending = Vec::new();
+    for i in 0..300u64 {
+        let message = NewQueueMessage { body: i.to_string().into_bytes(), ..NewQueueMessage::default() };
+        pending.push(c.start(Request::QueueSend { queue: "q".into(), messages: vec![message] })?);
+        let commit =
+            Request::CommitOffsets { group: "g".into(), topic: "t".into(), offsets: vec![(0, i + 1)], member: None };
+        pending.push(c.start(commit)?);
+    }
+    for p in pending {
+        p.wait().await?;
+    }
+    assert_eq!(c.fetch_offsets("g", "t").await?, vec![Some(300)], "the last commit sent is the one that holds");
+    let mut got = Vec::new();
+    while got.len() < 300 {
+        let batch = c.queue_receive("q", 1000, Duration::from_secs(5)).await?;
+        assert!(!batch.is_empty(), "every message was sent");
+        got.extend(
+            batch.into_iter().map(|d| String::from_utf8(d.body).expect("utf-8").parse::<u64>().expect("number")),
+        );
+    }
+    assert_eq!(got, (0..300).collect::<Vec<_>>(), "delivered in the order they were sent");
     Ok(())
 }

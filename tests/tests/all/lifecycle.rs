@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde_bytes::ByteBuf;
-use weir_tests::weir_host::client::Client;
-use weir_tests::weir_host::pipeline::{ErrorPolicy, PipelineSpec, RunState};
-use weir_tests::weir_host::wire::{FetchedRecord, Sandbox, WireRecord};
+use weir_tests::weir_client::client::Client;
+use weir_tests::weir_client::wire::{ErrorPolicy, PipelineSpec, RunState};
+use weir_tests::weir_client::wire::{FetchedRecord, Sandbox, WireRecord};
 use weir_tests::{
     ESCAPES_REFUSED, Server, consume_n, escape_report, eventually, pipeline, plugin_bytes, step, text, topic,
 };
@@ -22,7 +22,7 @@ fn json(i: u64) -> WireRecord {
 }
 
 fn doc(r: &FetchedRecord) -> serde_json::Value {
-    serde_json::from_slice(&r.2).expect("json output")
+    serde_json::from_slice(&r.value).expect("json output")
 }
 
 /// A pipeline that tags every output with the version of the plugin that processed it.
@@ -310,10 +310,11 @@ async fn hostile(mode: &str, sandbox: Sandbox, config: &[(&str, &str)]) -> Resul
 }
 
 fn header<'a>(r: &'a FetchedRecord, name: &str) -> &'a str {
-    r.3.iter()
+    r.headers
+        .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
-        .unwrap_or_else(|| panic!("no header {name}: {:?}", r.3))
+        .unwrap_or_else(|| panic!("no header {name}: {:?}", r.headers))
 }
 
 /// The common verdict: good messages passed, the bad one is a dead letter saying why.
@@ -423,11 +424,11 @@ async fn policies_skip_retry_and_replay_dead_letters() -> Result<()> {
     client.create_pipeline(dl).await?;
     let records = vec![
         WireRecord::value("a"),
-        WireRecord(
-            Some(ByteBuf::from(b"k".to_vec())),
-            ByteBuf::from(b"bad".to_vec()),
-            vec![("trace".into(), "t1".into())],
-        ),
+        WireRecord {
+            key: Some(ByteBuf::from(b"k".to_vec())),
+            value: ByteBuf::from(b"bad".to_vec()),
+            headers: vec![("trace".into(), "t1".into())],
+        },
         WireRecord::value("b"),
     ];
     client.produce("in", records).await?;
@@ -448,7 +449,7 @@ async fn policies_skip_retry_and_replay_dead_letters() -> Result<()> {
     let d = &letters[0].2;
     assert_eq!((text(d).as_str(), header(d, "weir-dlq-attempts"), header(d, "trace")), ("bad", "3", "t1"));
     assert!(header(d, "weir-dlq-error").contains("a dependency is busy (retryable)"));
-    assert_eq!(d.1.as_deref().map(|k| k.as_slice()), Some(&b"k"[..]), "the key is kept");
+    assert_eq!(d.key.as_deref().map(|k| k.as_slice()), Some(&b"k"[..]), "the key is kept");
     let dl = eventually("dl to finish", LONG, || async {
         let s = client.pipeline_status("dl").await?;
         Ok((s.lag() == 0).then_some(s))
@@ -468,7 +469,7 @@ async fn policies_skip_retry_and_replay_dead_letters() -> Result<()> {
     assert!(String::from_utf8_lossy(&out.stdout).contains("replayed 1 dead letter(s)"));
     let back = consume_n(&client, "replayed", 1, LONG).await?;
     assert_eq!(text(&back[0].2), "bad");
-    assert_eq!(back[0].2.3, vec![("trace".to_string(), "t1".to_string())]);
+    assert_eq!(back[0].2.headers, vec![("trace".to_string(), "t1".to_string())]);
     let again = replay()?;
     assert!(
         String::from_utf8_lossy(&again.stdout).contains("replayed 0 dead letter(s)"),

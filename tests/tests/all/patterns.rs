@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::Result;
-use weir_tests::weir_host::consumer::GroupConsumer;
-use weir_tests::weir_host::exchange::{Binding, Destination, ExchangeType};
-use weir_tests::weir_host::queue::{Nack, NewQueueMessage, QueueConfig};
-use weir_tests::weir_host::types::TopicConfig;
-use weir_tests::weir_host::wire::{ErrorCode, FetchPosition, WireRecord};
+use weir_tests::weir_client::consumer::GroupConsumer;
+use weir_tests::weir_client::wire::TopicConfig;
+use weir_tests::weir_client::wire::{Binding, Destination, ExchangeType};
+use weir_tests::weir_client::wire::{ErrorCode, FetchPosition, WireRecord};
+use weir_tests::weir_client::wire::{Nack, NewQueueMessage, QueueConfig};
 use weir_tests::{Server, consume_n, eventually, pipeline, plugin_bytes, step, text, topic};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -29,7 +29,7 @@ fn queue(visibility_ms: u64, max_deliveries: Option<u32>, dead_letter: Option<&s
     }
 }
 
-fn bodies(d: &[weir_tests::weir_host::queue::Delivery]) -> Vec<String> {
+fn bodies(d: &[weir_tests::weir_client::wire::Delivery]) -> Vec<String> {
     d.iter().map(|d| String::from_utf8_lossy(&d.body).into_owned()).collect()
 }
 
@@ -72,9 +72,9 @@ async fn after_max_deliveries_a_message_moves_to_the_dead_letter_queue() -> Resu
     assert_eq!(bodies(&c.queue_receive("jobs", 1, LONG).await?), vec!["job-42"]);
     let dead = c.queue_receive("jobs-dlq", 1, LONG).await?;
     assert_eq!(bodies(&dead), vec!["job-42"]);
-    let reason = header(&dead[0].headers, "weir-dead-letter-reason").expect("reason");
+    let reason = header(&dead[0].headers, "weir-dlq-error").expect("reason");
     assert!(reason.contains("delivered 2 times"), "{reason}");
-    assert_eq!(header(&dead[0].headers, "weir-dead-letter-source"), Some("jobs"));
+    assert_eq!(header(&dead[0].headers, "weir-dlq-queue"), Some("jobs"));
     assert!(c.queue_receive("jobs", 1, Duration::from_millis(300)).await?.is_empty());
     // An explicit nack --dead-letter moves at once.
     c.queue_send("jobs", vec![msg("bad")]).await?;
@@ -223,7 +223,7 @@ async fn a_consumer_group_rebalances_when_members_join_and_die() -> Result<()> {
     assert_eq!(members[0].members.len(), 1);
     // A commit carrying the old generation is refused.
     let stale =
-        weir_tests::weir_host::wire::Membership { member_id: cb_id(&members), generation: 1, partitions: vec![] };
+        weir_tests::weir_client::wire::Membership { member_id: cb_id(&members), generation: 1, partitions: vec![] };
     let err = c.commit_as_member("g", "t", &stale, vec![(0, 1)]).await.expect_err("fenced");
     assert!(matches!(err.code(), Some(ErrorCode::Rebalanced | ErrorCode::NotFound)), "{err}");
     let offsets = c.fetch_offsets("g", "t").await?;
@@ -231,7 +231,7 @@ async fn a_consumer_group_rebalances_when_members_join_and_die() -> Result<()> {
     Ok(())
 }
 
-fn cb_id(members: &[weir_tests::weir_host::groups::GroupMembers]) -> String {
+fn cb_id(members: &[weir_tests::weir_client::wire::GroupMembers]) -> String {
     members[0].members[0].0.clone()
 }
 
@@ -244,10 +244,10 @@ async fn seeking_by_time_finds_the_first_record_at_or_after_it() -> Result<()> {
         c.produce("t", vec![WireRecord::value(format!("m{i}"))]).await?;
     }
     let all = c.read_all("t").await?;
-    let target = all[10].2.0;
+    let target = all[10].2.timestamp_ms;
     let at = c.offsets_for_time("t", target).await?[0].expect("offset");
-    assert!(at <= 10 && all[at as usize].2.0 >= target, "offset {at} is at or after the time");
-    assert!(at == 0 || all[at as usize - 1].2.0 < target, "and nothing earlier is");
+    assert!(at <= 10 && all[at as usize].2.timestamp_ms >= target, "offset {at} is at or after the time");
+    assert!(at == 0 || all[at as usize - 1].2.timestamp_ms < target, "and nothing earlier is");
     // Seek a group there and consume from it.
     c.commit_offsets("g", "t", vec![(0, at)]).await?;
     let cm = server.client().await?;
@@ -382,9 +382,9 @@ async fn request_reply_round_trip_and_timeout() -> Result<()> {
     let steps = vec![step("quote", &[("set.price", "42"), ("reply", "true")])];
     c.create_pipeline(pipeline("quotes", "prices", "unused-sink", steps)).await?;
     let reply = c.request_reply("prices", br#"{"sku":"A-1"}"#.to_vec(), vec![], LONG).await?;
-    let doc: serde_json::Value = serde_json::from_slice(&reply.2)?;
+    let doc: serde_json::Value = serde_json::from_slice(&reply.value)?;
     assert_eq!((doc["sku"].as_str(), doc["price"].as_u64()), (Some("A-1"), Some(42)));
-    assert!(header(&reply.3, "weir-correlation-id").is_some());
+    assert!(header(&reply.headers, "weir-correlation-id").is_some());
     // Concurrent requests each get their own reply.
     let mut tasks = Vec::new();
     for i in 0..20 {
@@ -395,7 +395,7 @@ async fn request_reply_round_trip_and_timeout() -> Result<()> {
     }
     for (i, t) in tasks.into_iter().enumerate() {
         let r = t.await??;
-        let doc: serde_json::Value = serde_json::from_slice(&r.2)?;
+        let doc: serde_json::Value = serde_json::from_slice(&r.value)?;
         assert_eq!(doc["sku"], format!("S{i}"));
     }
     // Nobody answers on this topic: a clear timeout.
@@ -461,7 +461,7 @@ async fn a_pipeline_drains_a_queue_with_two_workers_once_per_message() -> Result
     let out = consume_n(&c, "done", N, LONG).await?;
     let mut ids: BTreeMap<u64, usize> = BTreeMap::new();
     for (_, _, r) in &out {
-        let d: serde_json::Value = serde_json::from_slice(&r.2)?;
+        let d: serde_json::Value = serde_json::from_slice(&r.value)?;
         assert_eq!(d["done"], true);
         *ids.entry(d["id"].as_u64().unwrap()).or_default() += 1;
     }

@@ -8,30 +8,34 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde_bytes::ByteBuf;
-use weir_tests::weir_host::client::Client;
-use weir_tests::weir_host::pipeline::{ApplyChange, PipelineSpec, ResetTarget, RunState};
-use weir_tests::weir_host::wire::WireRecord;
+use weir_tests::weir_client::client::Client;
+use weir_tests::weir_client::wire::WireRecord;
+use weir_tests::weir_client::wire::{ApplyChange, PipelineSpec, ResetTarget, RunState};
 use weir_tests::{Server, consume_n, eventually, pipeline, plugin_bytes, step, topic};
 
 const LONG: Duration = Duration::from_secs(120);
 const REGIONS: [&str; 3] = ["eu", "us", "apac"];
 
 fn order(i: u64) -> WireRecord {
-    let status = if i % 2 == 0 { "paid" } else { "new" };
+    let status = if i.is_multiple_of(2) { "paid" } else { "new" };
     let region = REGIONS[(i % 3) as usize];
     let value = format!(r#"{{"id":{i},"status":"{status}","region":"{region}","card":"4111"}}"#);
-    WireRecord(Some(ByteBuf::from(format!("c{}", i % 13).into_bytes())), ByteBuf::from(value.into_bytes()), vec![])
+    WireRecord {
+        key: Some(ByteBuf::from(format!("c{}", i % 13).into_bytes())),
+        value: ByteBuf::from(value.into_bytes()),
+        headers: vec![],
+    }
 }
 
 /// An event with an idempotency key; the message key is the idempotency key, so repeats
 /// meet the same partition's state.
 fn event(id: u64) -> WireRecord {
     let key = format!("evt-{id}");
-    WireRecord(
-        Some(ByteBuf::from(key.clone().into_bytes())),
-        ByteBuf::from(format!(r#"{{"id":{id},"region":"{}"}}"#, REGIONS[(id % 3) as usize]).into_bytes()),
-        vec![("weir-idempotency-key".into(), key)],
-    )
+    WireRecord {
+        key: Some(ByteBuf::from(key.clone().into_bytes())),
+        value: ByteBuf::from(format!(r#"{{"id":{id},"region":"{}"}}"#, REGIONS[(id % 3) as usize]).into_bytes()),
+        headers: vec![("weir-idempotency-key".into(), key)],
+    }
 }
 
 fn id(value: &[u8]) -> u64 {
@@ -52,7 +56,7 @@ async fn topics(client: &Client, names: &[&str], partitions: u32) -> Result<()> 
     Ok(())
 }
 
-fn region_steps() -> Vec<weir_tests::weir_host::pipeline::StepSpec> {
+fn region_steps() -> Vec<weir_tests::weir_client::wire::StepSpec> {
     vec![
         step("json-filter", &[("field", "status"), ("equals", "paid")]),
         step("json-transform", &[("drop", "card"), ("set.stage", "billed")]),
@@ -60,7 +64,7 @@ fn region_steps() -> Vec<weir_tests::weir_host::pipeline::StepSpec> {
     ]
 }
 
-async fn caught_up(client: &Client, name: &str) -> Result<weir_tests::weir_host::pipeline::PipelineStatus> {
+async fn caught_up(client: &Client, name: &str) -> Result<weir_tests::weir_client::wire::PipelineStatus> {
     eventually("the pipeline to catch up", LONG, || async {
         let s = client.pipeline_status(name).await?;
         Ok((s.lag() == 0).then_some(s))
@@ -86,13 +90,13 @@ async fn a_three_step_chain_fans_out_to_three_topics_exactly() -> Result<()> {
         let mut ids = BTreeSet::new();
         let mut last: HashMap<(u32, Vec<u8>), u64> = HashMap::new();
         for (p, _, r) in &got {
-            let doc: serde_json::Value = serde_json::from_slice(&r.2)?;
+            let doc: serde_json::Value = serde_json::from_slice(&r.value)?;
             assert_eq!((doc["stage"].as_str(), doc.get("card")), (Some("billed"), None), "{doc}");
             assert_eq!(doc["region"], region);
-            let i = id(&r.2);
+            let i = id(&r.value);
             assert!(ids.insert(i), "order {i} twice in {topic}");
             // Per-key order is kept end to end.
-            let key = r.1.clone().expect("key kept").into_vec();
+            let key = r.key.clone().expect("key kept").into_vec();
             if let Some(prev) = last.insert((*p, key), i) {
                 assert!(prev < i, "order broken in {topic}: {prev} then {i}");
             }
@@ -125,7 +129,7 @@ async fn dedup_emits_each_idempotency_key_once_across_a_restart() -> Result<()> 
     let client = server.client().await?;
     client.produce("events", vec![event(1), event(5), event(6)]).await?;
     caught_up(&client, "dedup").await?;
-    let out: Vec<u64> = client.read_all("unique").await?.iter().map(|(_, _, r)| id(&r.2)).collect();
+    let out: Vec<u64> = client.read_all("unique").await?.iter().map(|(_, _, r)| id(&r.value)).collect();
     assert_eq!(out.iter().copied().collect::<BTreeSet<_>>(), (1..=6).collect::<BTreeSet<_>>());
     assert_eq!(out.len(), 6, "each idempotency key emitted once: {out:?}");
     let entries = client.state_list("dedup", 1, b"seen:", 100).await?;
@@ -145,12 +149,10 @@ async fn tumbling_windows_count_per_key() -> Result<()> {
     topics(&client, &["clicks", "counts"], 1).await?;
     let steps = vec![step("window-count", &[("window", "10s"), ("by", "key"), ("time", "field:ts")])];
     client.create_pipeline(pipeline("counts", "clicks", "counts", steps)).await?;
-    let click = |user: &str, ts: u64| {
-        WireRecord(
-            Some(ByteBuf::from(user.as_bytes().to_vec())),
-            ByteBuf::from(format!(r#"{{"ts":{ts}}}"#).into_bytes()),
-            vec![],
-        )
+    let click = |user: &str, ts: u64| WireRecord {
+        key: Some(ByteBuf::from(user.as_bytes().to_vec())),
+        value: ByteBuf::from(format!(r#"{{"ts":{ts}}}"#).into_bytes()),
+        headers: vec![],
     };
     // Window [0,10s): a×3, b×1. Window [10s,20s): a×1, c×2. A click at 25s closes the second.
     let clicks = vec![
@@ -170,7 +172,7 @@ async fn tumbling_windows_count_per_key() -> Result<()> {
     let got: BTreeMap<(u64, String), u64> = out
         .iter()
         .map(|(_, _, r)| {
-            let d: serde_json::Value = serde_json::from_slice(&r.2).expect("json");
+            let d: serde_json::Value = serde_json::from_slice(&r.value).expect("json");
             (
                 (d["window_start"].as_u64().unwrap(), d["key"].as_str().unwrap().to_string()),
                 d["count"].as_u64().unwrap(),
@@ -189,7 +191,7 @@ async fn tumbling_windows_count_per_key() -> Result<()> {
     Ok(())
 }
 
-fn text_values(entries: &[weir_tests::weir_host::pipeline::StateEntry]) -> Vec<String> {
+fn text_values(entries: &[weir_tests::weir_client::wire::StateEntry]) -> Vec<String> {
     entries.iter().map(|e| String::from_utf8_lossy(&e.value).into_owned()).collect()
 }
 
@@ -217,7 +219,7 @@ async fn replay_with_and_without_resetting_state() -> Result<()> {
     let out = client.read_all("unique").await?;
     assert_eq!(out.len(), 20);
     let twice: BTreeMap<u64, usize> = out.iter().fold(BTreeMap::new(), |mut m, (_, _, r)| {
-        *m.entry(id(&r.2)).or_default() += 1;
+        *m.entry(id(&r.value)).or_default() += 1;
         m
     });
     assert!(twice.values().all(|n| *n == 2));
@@ -246,7 +248,7 @@ async fn pause_holds_and_resume_continues_at_the_committed_offset() -> Result<()
     assert_eq!(client.pipeline_status("p").await?.lag(), 100);
     assert_eq!(client.resume_pipeline("p").await?.state, RunState::Running);
     caught_up(&client, "p").await?;
-    let ids: BTreeSet<u64> = client.read_all("out").await?.iter().map(|(_, _, r)| id(&r.2)).collect();
+    let ids: BTreeSet<u64> = client.read_all("out").await?.iter().map(|(_, _, r)| id(&r.value)).collect();
     assert_eq!(ids, (0..200).collect());
     assert_eq!(client.read_all("out").await?.len(), 200);
     Ok(())
@@ -263,7 +265,14 @@ async fn resume_retries_the_message_a_pipeline_halted_on() -> Result<()> {
         .create_pipeline(pipeline("p", "in", "out", vec![step("router", &[("by", "key"), ("template", "to-{}")])]))
         .await?;
     client
-        .produce("in", vec![WireRecord(Some(ByteBuf::from(b"x".to_vec())), ByteBuf::from(b"m".to_vec()), vec![])])
+        .produce(
+            "in",
+            vec![WireRecord {
+                key: Some(ByteBuf::from(b"x".to_vec())),
+                value: ByteBuf::from(b"m".to_vec()),
+                headers: vec![],
+            }],
+        )
         .await?;
     let halted = eventually("the pipeline to halt", LONG, || async {
         let s = client.pipeline_status("p").await?;
@@ -285,7 +294,7 @@ async fn apply_is_idempotent_swaps_versions_and_restarts_on_topology_changes() -
     topics(&client, &["in", "out"], 1).await?;
     let tag = |v: &str| {
         let mut spec = pipeline("p", "in", "out", vec![step(v, &[("set.v", "${weir.version}")])]);
-        spec.on_error = weir_tests::weir_host::pipeline::ErrorPolicy::Skip;
+        spec.on_error = weir_tests::weir_client::wire::ErrorPolicy::Skip;
         spec
     };
     let (_, change) = client.apply_pipeline(tag("json-transform")).await?;
@@ -309,7 +318,7 @@ async fn apply_is_idempotent_swaps_versions_and_restarts_on_topology_changes() -
     client.produce("in", vec![WireRecord::value(r#"{"id":3}"#)]).await?;
     caught_up(&client, "p").await?;
     let out: Vec<serde_json::Value> =
-        client.read_all("out").await?.iter().map(|(_, _, r)| serde_json::from_slice(&r.2).unwrap()).collect();
+        client.read_all("out").await?.iter().map(|(_, _, r)| serde_json::from_slice(&r.value).unwrap()).collect();
     assert_eq!(out.len(), 3, "{out:?}");
     assert_eq!((out[0]["v"].as_u64(), out[1]["v"].as_u64(), out[2]["v"].as_u64()), (Some(1), Some(1), Some(1)));
     assert_eq!((out[1].get("restarted"), out[2]["restarted"].as_bool()), (None, Some(true)));
@@ -364,14 +373,14 @@ async fn kill_9_mid_batch_is_exactly_once_across_steps_topics_and_state() -> Res
     let _ = producer.await;
     server.restart()?;
     let client = server.client().await?;
-    let source: BTreeSet<u64> = client.read_all("events").await?.iter().map(|(_, _, r)| id(&r.2)).collect();
+    let source: BTreeSet<u64> = client.read_all("events").await?.iter().map(|(_, _, r)| id(&r.value)).collect();
     caught_up(&client, "x").await?;
     let mut outputs: BTreeMap<u64, usize> = BTreeMap::new();
     for (t, region) in [("ev-eu", "eu"), ("ev-us", "us"), ("ev-other", "apac")] {
         for (_, _, r) in client.read_all(t).await? {
-            let doc: serde_json::Value = serde_json::from_slice(&r.2)?;
+            let doc: serde_json::Value = serde_json::from_slice(&r.value)?;
             assert_eq!((doc["region"].as_str(), doc["checked"].as_bool()), (Some(region), Some(true)));
-            *outputs.entry(id(&r.2)).or_default() += 1;
+            *outputs.entry(id(&r.value)).or_default() += 1;
         }
     }
     let dup: Vec<_> = outputs.iter().filter(|(_, n)| **n > 1).collect();
@@ -405,7 +414,7 @@ async fn the_example_spec_file_applies_from_the_cli() -> Result<()> {
     assert_eq!((spec.steps.len(), spec.max_attempts, spec.backoff_ms), (3, Some(3), Some(100)));
     client.produce("orders", (0..12).map(order).collect()).await?;
     caught_up(&client, "orders-by-region").await?;
-    let eu: Vec<u64> = client.read_all("orders-eu").await?.iter().map(|(_, _, r)| id(&r.2)).collect();
+    let eu: Vec<u64> = client.read_all("orders-eu").await?.iter().map(|(_, _, r)| id(&r.value)).collect();
     assert_eq!(eu.iter().copied().collect::<BTreeSet<_>>(), BTreeSet::from([0, 6]));
     let bad = weir_tests::workspace_root().join("Cargo.toml");
     let err = std::process::Command::new(weir_tests::weir_bin())

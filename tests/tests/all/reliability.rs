@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use anyhow::Result;
 use weir_tests::crash_loop::{self, Config};
-use weir_tests::weir_host::client::{Client, ConnectOptions};
-use weir_tests::weir_host::exchange::{Binding, Destination, ExchangeType};
-use weir_tests::weir_host::pipeline::{ResetTarget, RunState};
-use weir_tests::weir_host::tls::ClientTls;
-use weir_tests::weir_host::wire::{ErrorCode, FetchPosition, WireRecord};
+use weir_tests::weir_client::client::{Client, ConnectOptions};
+use weir_tests::weir_client::tls::ClientTls;
+use weir_tests::weir_client::wire::{Binding, Destination, ExchangeType};
+use weir_tests::weir_client::wire::{ErrorCode, FetchPosition, WireRecord};
+use weir_tests::weir_client::wire::{ResetTarget, RunState};
 use weir_tests::{
     ESCAPES_REFUSED, Launch, Server, consume_n, escape_report, eventually, pipeline, plugin_bytes, serve_command, step,
     text, topic,
@@ -218,18 +218,18 @@ async fn a_client_that_never_reads_is_disconnected_without_stalling_others() -> 
     }
     // A raw client asks for 8 MB again and again and never reads a byte.
     let mut raw = TcpStream::connect(server.addr)?;
-    let hello = weir_tests::weir_host::wire::encode(&weir_tests::weir_host::wire::RequestFrame {
+    let hello = weir_tests::weir_client::wire::encode(&weir_tests::weir_client::wire::RequestFrame {
         id: 1,
-        request: weir_tests::weir_host::wire::Request::Hello {
-            version: weir_tests::weir_host::wire::PROTOCOL_VERSION,
+        request: weir_tests::weir_client::wire::Request::Hello {
+            version: weir_tests::weir_client::wire::PROTOCOL_VERSION,
             client: "hog".into(),
             token: None,
         },
     })?;
     let fetch = |id| {
-        weir_tests::weir_host::wire::encode(&weir_tests::weir_host::wire::RequestFrame {
+        weir_tests::weir_client::wire::encode(&weir_tests::weir_client::wire::RequestFrame {
             id,
-            request: weir_tests::weir_host::wire::Request::Fetch {
+            request: weir_tests::weir_client::wire::Request::Fetch {
                 topic: "big".into(),
                 partitions: vec![FetchPosition { partition: 0, offset: 0 }],
                 max_records: 100_000,
@@ -433,7 +433,7 @@ async fn mallory_server() -> Result<(Server, tempfile::TempDir, Client, Client)>
 }
 
 /// The refusal of `r`: Forbidden, naming the token, the permission and the resource.
-fn forbidden<T: std::fmt::Debug>(r: Result<T, weir_tests::weir_host::client::ClientError>, says: &str) {
+fn forbidden<T: std::fmt::Debug>(r: Result<T, weir_tests::weir_client::client::ClientError>, says: &str) {
     let err = r.expect_err("refused");
     assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
     assert!(err.to_string().contains(says), "expected {says:?} in: {err}");
@@ -457,7 +457,7 @@ async fn asking_weir_to_act_needs_the_grants_the_act_needs() -> Result<()> {
         "no read permission on queue `payroll` (its source)",
     );
     let mut dlq = pass("mal-dlq", "mal-in", "mal-out");
-    dlq.on_error = weir_tests::weir_host::pipeline::ErrorPolicy::DeadLetter;
+    dlq.on_error = weir_tests::weir_client::wire::ErrorPolicy::DeadLetter;
     dlq.dead_letter_topic = Some("secrets".into());
     forbidden(mallory.create_pipeline(dlq).await, "no write permission on topic `secrets` (its dead-letter topic)");
     // A plugin mallory may not read cannot run in mallory's pipeline.
@@ -507,7 +507,7 @@ async fn a_route_into_an_ungranted_topic_fails_its_message_and_writes_nothing() 
     mallory.create_pipeline(route("mal-route")).await?;
     // The same route under the dead-letter policy: the message goes to the dead letters instead.
     let mut dl = route("mal-dl");
-    dl.on_error = weir_tests::weir_host::pipeline::ErrorPolicy::DeadLetter;
+    dl.on_error = weir_tests::weir_client::wire::ErrorPolicy::DeadLetter;
     dl.dead_letter_topic = Some("mal-dead".into());
     mallory.create_pipeline(dl).await?;
     mallory.produce("mal-in", vec![WireRecord::value("smuggled")]).await?;
@@ -523,7 +523,7 @@ async fn a_route_into_an_ungranted_topic_fails_its_message_and_writes_nothing() 
     );
     let dead = consume_n(&mallory, "mal-dead", 1, LONG).await?;
     assert_eq!(text(&dead[0].2), "smuggled");
-    assert!(dead[0].2.3.iter().any(|(k, v)| k == "weir-dlq-error" && v.contains("topic `secrets`")));
+    assert!(dead[0].2.headers.iter().any(|(k, v)| k == "weir-dlq-error" && v.contains("topic `secrets`")));
     assert_eq!(admin.read_all("secrets").await?.len(), 1, "only the admin's record is in `secrets`");
     assert!(admin.read_all("mal-out").await?.is_empty());
     Ok(())

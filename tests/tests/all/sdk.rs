@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use serde_bytes::ByteBuf;
-use weir_tests::weir_host::client::Client;
-use weir_tests::weir_host::pipeline::ErrorPolicy;
-use weir_tests::weir_host::wire::WireRecord;
+use weir_tests::weir_client::client::Client;
+use weir_tests::weir_client::wire::ErrorPolicy;
+use weir_tests::weir_client::wire::WireRecord;
 use weir_tests::{Server, consume_n, eventually, pipeline, plugin_bytes, step, text, topic, weir_bin};
 
 const LONG: Duration = Duration::from_secs(300);
@@ -129,18 +129,20 @@ async fn every_sdk_kind_scaffolds_builds_and_runs_as_a_component() -> Result<()>
     let out = run_through(&c, "flat", &kind("flat-map")?, &[], values(&["a b c"]), 3).await?;
     assert_eq!(out, vec!["a", "b", "c"]);
     c.create_topic("urgent", topic(1)).await?;
-    let high = WireRecord(None, ByteBuf::from(b"fire".to_vec()), vec![("priority".into(), "high".into())]);
+    let high = WireRecord {
+        key: None,
+        value: ByteBuf::from(b"fire".to_vec()),
+        headers: vec![("priority".into(), "high".into())],
+    };
     let out = run_through(&c, "route", &kind("route")?, &[], vec![high, WireRecord::value("calm")], 1).await?;
     assert_eq!(
         (out, text(&consume_n(&c, "urgent", 1, LONG).await?[0].2)),
         (vec!["calm".to_string()], "fire".to_string())
     );
-    let pay = |id: &str, cents: i64| {
-        WireRecord(
-            None,
-            ByteBuf::from(format!(r#"{{"account":"a","cents":{cents}}}"#).into_bytes()),
-            vec![("weir-idempotency-key".into(), id.into())],
-        )
+    let pay = |id: &str, cents: i64| WireRecord {
+        key: None,
+        value: ByteBuf::from(format!(r#"{{"account":"a","cents":{cents}}}"#).into_bytes()),
+        headers: vec![("weir-idempotency-key".into(), id.into())],
     };
     let payments = vec![pay("p1", 10), pay("p1", 10), pay("p2", 5)];
     let out = run_through(&c, "handler", &kind("handler")?, &[("currency", "978")], payments, 2).await?;
@@ -161,11 +163,15 @@ async fn every_sdk_kind_scaffolds_builds_and_runs_as_a_component() -> Result<()>
     c.deploy_plugin("agg", std::fs::read(&wasm)?).await?;
     c.create_pipeline(pipeline("agg", "agg-in", "agg-out", vec![step("agg", &[("window", "1ms"), ("tag", "01")])]))
         .await?;
-    let keyed = |k: &str| WireRecord(Some(ByteBuf::from(k.as_bytes().to_vec())), ByteBuf::from(b"x".to_vec()), vec![]);
+    let keyed = |k: &str| WireRecord {
+        key: Some(ByteBuf::from(k.as_bytes().to_vec())),
+        value: ByteBuf::from(b"x".to_vec()),
+        headers: vec![],
+    };
     c.produce("agg-in", vec![keyed("a"), keyed("a")]).await?;
     // Once the clock has passed their append time, a new message falls in a later 1 ms window
     // and closes the first.
-    let appended = c.read_all("agg-in").await?[1].2.0;
+    let appended = c.read_all("agg-in").await?[1].2.timestamp_ms;
     eventually("the clock to pass the first window", LONG, || async {
         Ok((weir_tests::weir_host::types::now_ms() > appended).then_some(()))
     })
@@ -245,11 +251,11 @@ async fn enrich_joins_a_table_kept_in_state() -> Result<()> {
     let c = server.client().await?;
     let config =
         [("by", "field:customer"), ("into", "profile"), ("table.c1", r#"{"tier":"gold"}"#), ("missing", "pass")];
-    let update = WireRecord(
-        None,
-        ByteBuf::from(br#"{"key":"c2","value":{"tier":"silver"}}"#.to_vec()),
-        vec![("weir-type".into(), "enrich-update".into())],
-    );
+    let update = WireRecord {
+        key: None,
+        value: ByteBuf::from(br#"{"key":"c2","value":{"tier":"silver"}}"#.to_vec()),
+        headers: vec![("weir-type".into(), "enrich-update".into())],
+    };
     let input = vec![
         WireRecord::value(r#"{"customer":"c1"}"#),
         WireRecord::value(r#"{"customer":"c2"}"#),
@@ -283,12 +289,13 @@ async fn schema_validate_dead_letters_invalid_messages_with_the_reason() -> Resu
     c.produce("in", values(&[r#"{"id":1}"#, r#"{"id":"one"}"#, r#"{}"#])).await?;
     assert_eq!(text(&consume_n(&c, "valid", 1, LONG).await?[0].2), r#"{"id":1}"#);
     let dead = consume_n(&c, "v.dlq", 2, LONG).await?;
-    let reason =
-        |i: usize| dead[i].2.3.iter().find(|(k, _)| k == "weir-dlq-error").map(|(_, v)| v.clone()).unwrap_or_default();
+    let reason = |i: usize| {
+        dead[i].2.headers.iter().find(|(k, _)| k == "weir-dlq-error").map(|(_, v)| v.clone()).unwrap_or_default()
+    };
     assert!(reason(0).contains("/id") && reason(0).contains("integer"), "{}", reason(0));
     assert!(reason(1).contains("\"id\" is a required property"), "{}", reason(1));
     assert_eq!(
-        dead[1].2.3.iter().find(|(k, _)| k == "weir-dlq-attempts").map(|(_, v)| v.as_str()),
+        dead[1].2.headers.iter().find(|(k, _)| k == "weir-dlq-attempts").map(|(_, v)| v.as_str()),
         Some("1"),
         "invalid data is not retried"
     );

@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::Args;
 use serde_bytes::ByteBuf;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use weir_host::client::{Client, Pending, produced};
-use weir_host::wire::WireRecord;
+use weir_client::client::{Client, Pending, produced};
+use weir_client::wire::WireRecord;
 
 /// Batches in flight at once: enough to hide a group commit's fsync behind the next batches.
 const IN_FLIGHT: usize = 16;
@@ -55,11 +55,11 @@ pub async fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
             (None, Some(field)) => Some(key_of(&line, field)?),
             (None, None) => None,
         };
-        batch.push(WireRecord(
-            key.map(|k| ByteBuf::from(k.into_bytes())),
-            ByteBuf::from(line.into_bytes()),
-            args.headers.clone(),
-        ));
+        batch.push(WireRecord {
+            key: key.map(|k| ByteBuf::from(k.into_bytes())),
+            value: ByteBuf::from(line.into_bytes()),
+            headers: args.headers.clone(),
+        });
         if batch.len() >= batch_size {
             in_flight.push_back(client.start_produce(&args.topic, args.partition, std::mem::take(&mut batch))?);
             if in_flight.len() >= IN_FLIGHT {

@@ -7,11 +7,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use tokio::net::TcpListener;
+use weir_client::wire::Durability;
 use weir_host::auth::{Authority, Tokens};
 use weir_host::broker::{Broker, BrokerConfig};
 use weir_host::limits;
 use weir_host::server::{self, ServerLimits};
-use weir_host::types::Durability;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -24,7 +24,7 @@ pub struct ServeArgs {
     /// Default durability of topics: `sync` fsyncs every group commit before acknowledging;
     /// `os` acknowledges once the WAL write reaches the OS (survives a crash of weir, not of
     /// the machine).
-    #[arg(long, value_enum, default_value_t = Durability::Sync)]
+    #[arg(long, value_parser = super::kebab::<Durability>, default_value = "sync")]
     durability: Durability,
     /// Largest request frame accepted, in bytes.
     #[arg(long, default_value_t = limits::MAX_FRAME_BYTES)]
@@ -69,13 +69,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => Authority::open(),
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(weir_host::tls::server_config(cert, key)?),
+        (Some(cert), Some(key)) => Some(weir_client::tls::server_config(cert, key)?),
         _ => None,
     };
     let security = server::Security { tls };
     let config = BrokerConfig {
         data_dir: args.data_dir.clone(),
-        durability: args.durability,
+        durability: args.durability.into(),
         retention_interval: args.retention_interval,
         recover_wal: args.recover_wal,
         authority: Arc::new(authority),

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use weir_host::client::Client;
-use weir_host::pipeline::{ErrorPolicy, PipelineSpec, PipelineStatus, ResetTarget, RunState, StartPosition, StepSpec};
+use weir_client::client::Client;
+use weir_client::wire::{ErrorPolicy, PipelineSpec, PipelineStatus, ResetTarget, RunState, StartPosition, StepSpec};
 
 use super::output;
 
@@ -28,7 +28,7 @@ pub enum PipelineCmd {
         #[arg(long = "config")]
         config: Vec<String>,
         /// Where to start reading the source.
-        #[arg(long, value_enum, default_value_t = StartPosition::Earliest)]
+        #[arg(long, value_parser = super::kebab::<StartPosition>, default_value = "earliest")]
         from: StartPosition,
         /// Consumer group for the source offsets (default `pipeline.NAME`).
         #[arg(long)]
@@ -173,7 +173,7 @@ pub async fn run(client: &Client, cmd: PipelineCmd) -> anyhow::Result<()> {
 pub struct PolicyArgs {
     /// `halt` stops the pipeline at the message; `retry` retries then halts; `skip` goes on;
     /// `dead-letter` writes the message to the dead-letter topic with the reason and goes on.
-    #[arg(long, value_enum, default_value_t = ErrorPolicy::Halt)]
+    #[arg(long, value_parser = super::kebab::<ErrorPolicy>, default_value = "halt")]
     on_error: ErrorPolicy,
     /// Attempts per message for retryable failures and traps (default: 1 for halt, 10 for
     /// retry, 3 otherwise).
@@ -236,7 +236,7 @@ fn print_status(p: &PipelineStatus) {
     let policy = format!("{:?}", p.spec.on_error).to_lowercase();
     println!(
         "on error   {policy} after {} attempt(s); dead letters to {}",
-        p.spec.attempts(),
+        weir_host::pipeline::PipelineSpec::from(p.spec.clone()).attempts(),
         p.spec.dead_letter_topic()
     );
     println!("processed  {} in {} batches; emitted {}, dropped {}", p.processed, p.batches, p.emitted, p.dropped);
@@ -248,8 +248,8 @@ fn print_status(p: &PipelineStatus) {
         .zip(&p.plugins)
         .enumerate()
         .map(|(i, (s, plugin))| {
-            let rate = if s.busy_us == 0 { 0 } else { s.input * 1_000_000 / s.busy_us };
-            let latency = if s.calls == 0 { 0 } else { s.busy_us / s.calls };
+            let rate = (s.input * 1_000_000).checked_div(s.busy_us).unwrap_or(0);
+            let latency = s.busy_us.checked_div(s.calls).unwrap_or(0);
             vec![
                 (i + 1).to_string(),
                 plugin.clone(),

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use clap::Subcommand;
-use serde_bytes::ByteBuf;
-use weir_host::client::Client;
-use weir_host::wire::{FetchPosition, WireRecord};
+use weir_client::client::Client;
+use weir_client::wire::{FetchPosition, WireRecord};
+use weir_sdk::headers;
 
 #[derive(Subcommand)]
 pub enum DlqCmd {
@@ -39,12 +39,12 @@ pub async fn run(client: &Client, cmd: DlqCmd) -> anyhow::Result<()> {
             let mut by_target: BTreeMap<String, Vec<WireRecord>> = BTreeMap::new();
             let n = part.records.len() as u64;
             for rec in part.records {
-                let original = rec.3.iter().find(|(k, _)| k == "weir-dlq-topic").map(|(_, v)| v.clone());
+                let original = rec.header(headers::DLQ_TOPIC).map(str::to_string);
                 let Some(target) = to.clone().or(original) else {
                     anyhow::bail!("a record in {topic} has no weir-dlq-topic header; pass --to TOPIC");
                 };
-                let headers = rec.3.into_iter().filter(|(k, _)| !k.starts_with("weir-dlq-")).collect();
-                by_target.entry(target).or_default().push(WireRecord(rec.1, ByteBuf::from(rec.2.into_vec()), headers));
+                let kept = rec.headers.into_iter().filter(|(k, _)| !k.starts_with(headers::DLQ_PREFIX)).collect();
+                by_target.entry(target).or_default().push(WireRecord { key: rec.key, value: rec.value, headers: kept });
             }
             for (target, records) in by_target {
                 replayed += records.len();

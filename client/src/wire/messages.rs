@@ -4,16 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use super::WireError;
-pub use crate::exchange::{Binding, Destination, ExchangeInfo, ExchangeType};
-pub use crate::groups::{GroupMembers, Membership};
-pub use crate::pipeline::{
-    ApplyChange, ErrorPolicy, PipelineSpec, PipelineStatus, ResetTarget, ShadowReport, StartPosition, StateEntry,
-    StepSpec,
-};
-pub use crate::queue::{Delivery, Nack, NewQueueMessage, QueueConfig, QueueInfo};
-pub use crate::registry::PluginInfo;
-pub use crate::runtime::Sandbox;
-pub use crate::types::{Durability, TopicConfig};
+use super::types::*;
 
 /// A request with the id its response will carry.
 #[derive(Debug, Serialize, Deserialize)]
@@ -477,89 +468,4 @@ pub enum Response {
     Published(Vec<String>),
     /// The reply to a request.
     Reply(FetchedRecord),
-}
-
-/// A record on the wire, as produced: `(key, value, headers)` packed as an array to keep
-/// per-record overhead to a few bytes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WireRecord(pub Option<ByteBuf>, pub ByteBuf, pub Vec<(String, String)>);
-
-impl WireRecord {
-    /// A keyless record with no headers.
-    pub fn value(value: impl Into<Vec<u8>>) -> Self {
-        WireRecord(None, ByteBuf::from(value.into()), Vec::new())
-    }
-}
-
-/// A record read back: `(timestamp_ms, key, value, headers)`; its offset is the partition's
-/// `first_offset` plus its index, since offsets are dense.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FetchedRecord(pub u64, pub Option<ByteBuf>, pub ByteBuf, pub Vec<(String, String)>);
-
-/// Where to read in one partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FetchPosition {
-    /// Partition.
-    pub partition: u32,
-    /// First offset wanted.
-    pub offset: u64,
-}
-
-/// Records of one partition.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FetchedPartition {
-    /// Partition.
-    pub partition: u32,
-    /// Offset of the first record (may be past the asked offset if retention removed it).
-    pub first_offset: u64,
-    /// One past the last readable offset at the time of the read.
-    pub high_watermark: u64,
-    /// Records at `first_offset`, `first_offset + 1`, ….
-    pub records: Vec<FetchedRecord>,
-}
-
-/// A topic and where each partition stands.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TopicInfo {
-    /// Name.
-    pub name: String,
-    /// Settings.
-    pub config: TopicConfig,
-    /// Durability in effect (the config's, or the server default).
-    pub durability: Durability,
-    /// Creation time.
-    pub created_ms: u64,
-    /// `(log_start, high_watermark)` per partition.
-    pub partitions: Vec<(u64, u64)>,
-}
-
-/// A consumer group's position and lag in one topic.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GroupInfo {
-    /// Group.
-    pub group: String,
-    /// Topic.
-    pub topic: String,
-    /// `(partition, committed next offset, high watermark)`.
-    pub partitions: Vec<(u32, Option<u64>, u64)>,
-}
-
-impl GroupInfo {
-    /// Records not yet consumed, over all partitions.
-    pub fn lag(&self) -> u64 {
-        self.partitions.iter().map(|(_, c, hw)| hw.saturating_sub(c.unwrap_or(0))).sum()
-    }
-}
-
-/// A plugin in `weir plugin list`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PluginEntry {
-    /// The live version.
-    pub live: PluginInfo,
-    /// The shadow version, if one runs.
-    pub shadow: Option<u32>,
-    /// How many versions exist.
-    pub versions: u32,
-    /// Pipelines with a step running it.
-    pub used_by: Vec<String>,
 }

@@ -16,14 +16,47 @@
 //! reused; a breaking change bumps [`PROTOCOL_VERSION`].
 
 mod messages;
+mod types;
 
 pub use messages::*;
+pub use types::*;
 
 use bytes::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
 
-/// Version spoken by this build, checked in [`Request::Hello`].
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version spoken by this build, checked in [`Request::Hello`]. Version 2: pipeline sources
+/// are typed ([`Source`]).
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The server's default frame limit (`weir serve --max-frame-bytes`): a produce request
+/// carries a batch, so this bounds a batch; 16 MiB holds 100,000 typical messages.
+pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most bytes one fetch returns, under the frame limit with room for headers.
+pub const MAX_FETCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// A topic's default largest message value (Kafka's default too).
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// A queue's default most messages held.
+pub const QUEUE_MAX_MESSAGES: usize = 1_000_000;
+
+/// The default [`Sandbox`] of a plugin deployed without one; the server's limits module says
+/// why each value is what it is.
+pub mod sandbox_defaults {
+    /// Linear memory of one instance.
+    pub const MEMORY_BYTES: usize = 64 * 1024 * 1024;
+    /// CPU time of one `process` call.
+    pub const CPU_MS_PER_BATCH: u64 = 5_000;
+    /// Output bytes of one batch of one step.
+    pub const OUTPUT_BYTES_PER_BATCH: usize = 64 * 1024 * 1024;
+    /// Largest state value.
+    pub const STATE_VALUE_BYTES: usize = 1024 * 1024;
+    /// State bytes one batch of one step may write.
+    pub const STATE_BYTES_PER_BATCH: usize = 64 * 1024 * 1024;
+    /// Log lines per second.
+    pub const LOG_LINES_PER_S: u32 = 100;
+}
 
 /// Encode a frame body (without the length prefix, which the codec adds).
 pub fn encode<T: Serialize>(frame: &T) -> Result<Bytes, WireError> {
@@ -190,37 +223,6 @@ impl WireError {
     /// An invalid-argument error.
     pub fn invalid(message: impl Into<String>) -> Self {
         WireError::new(ErrorCode::InvalidArgument, message)
-    }
-}
-
-impl WireError {
-    /// The code a storage error travels with.
-    pub fn from_store_ref(e: &crate::storage::StoreError) -> ErrorCode {
-        use crate::storage::StoreError as S;
-        match e {
-            S::UnknownTopic(_) => ErrorCode::UnknownTopic,
-            S::TopicExists(_) => ErrorCode::TopicExists,
-            S::UnknownPartition { .. } | S::Invalid(_) => ErrorCode::InvalidArgument,
-            S::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
-            S::Closed => ErrorCode::ShuttingDown,
-            _ => ErrorCode::Storage,
-        }
-    }
-}
-
-impl From<crate::auth::AuthError> for WireError {
-    fn from(e: crate::auth::AuthError) -> Self {
-        let code = match &e {
-            crate::auth::AuthError::Unauthenticated(_) => ErrorCode::Unauthenticated,
-            _ => ErrorCode::Forbidden,
-        };
-        WireError::new(code, e.to_string())
-    }
-}
-
-impl From<crate::storage::StoreError> for WireError {
-    fn from(e: crate::storage::StoreError) -> Self {
-        WireError::new(WireError::from_store_ref(&e), e.to_string())
     }
 }
 

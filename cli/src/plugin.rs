@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use weir_client::wire::{PluginInfo, Sandbox};
 use weir_host::limits;
-use weir_host::wire::{PluginInfo, Sandbox};
 
 use super::output;
 

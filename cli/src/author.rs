@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use weir_host::client::Client;
+use weir_client::client::Client;
 use weir_host::runtime::{Batch, Header, Message, Outcome, Runtime, Sandbox, StateScope};
 
 /// Kinds `weir plugin new` can scaffold.

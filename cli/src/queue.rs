@@ -7,9 +7,9 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use weir_host::client::Client;
+use weir_client::client::Client;
+use weir_client::wire::{Nack, NewQueueMessage, QueueConfig};
 use weir_host::limits;
-use weir_host::wire::{Nack, NewQueueMessage, QueueConfig};
 
 use super::output;
 

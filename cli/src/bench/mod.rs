@@ -17,8 +17,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use weir_host::client::Client;
-use weir_host::types::Durability;
+use weir_client::client::Client;
+use weir_client::wire::Durability;
 
 use super::output;
 
@@ -40,7 +40,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     repeat: usize,
     /// Durability of the server under test.
-    #[arg(long, value_enum, default_value_t = Durability::Sync)]
+    #[arg(long, value_parser = super::kebab::<Durability>, default_value = "sync")]
     durability: Durability,
     /// Offered rate of the end-to-end latency stage, messages per second.
     #[arg(long, default_value_t = 50_000)]

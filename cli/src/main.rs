@@ -1,4 +1,6 @@
-//! Command-line parsing and dispatch: one module per command group.
+//! The `weir` command: the server (`weir serve`), every client command, plugin authoring and
+//! `weir bench` — parsing and dispatch here, one module per command group. `anyhow`, clap
+//! and the bench's peers (Redis, NATS, charts) live only in this binary.
 
 mod author;
 mod bench;
@@ -18,7 +20,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use weir_host::client::{Client, ConnectOptions};
+use weir_client::client::{Client, ConnectOptions};
 
 /// weir: a stream-processing broker with WebAssembly plugins.
 #[derive(Parser)]
@@ -72,7 +74,7 @@ enum Command {
 }
 
 /// Parse arguments, run the command, and turn errors into a message and exit code 1.
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -143,8 +145,8 @@ pub struct Target {
 async fn connect(server: &Target) -> anyhow::Result<Client> {
     let tls = match &server.tls_ca {
         Some(ca) => {
-            let name = server.tls_server_name.as_deref().unwrap_or(weir_host::tls::host_of(&server.addr));
-            Some(weir_host::tls::ClientTls::new(ca, name)?)
+            let name = server.tls_server_name.as_deref().unwrap_or(weir_client::tls::host_of(&server.addr));
+            Some(weir_client::tls::ClientTls::new(ca, name)?)
         }
         None => None,
     };
@@ -159,6 +161,12 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         let json = c.downcast_ref::<serde_json::Error>().and_then(serde_json::Error::io_error_kind);
         io.or(json) == Some(std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// A wire enum by its kebab-case name (`sync`, `dead-letter`), as its serde form spells it;
+/// an unknown name lists the known ones.
+pub fn kebab<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+    T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(s)).map_err(|e| e.to_string())
 }
 
 /// Parse `K=V`.

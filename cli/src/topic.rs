@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use clap::Subcommand;
-use weir_host::client::Client;
+use weir_client::client::Client;
+use weir_client::wire::{Durability, TopicConfig};
 use weir_host::limits;
-use weir_host::types::{Durability, TopicConfig};
 
 use super::output;
 
@@ -19,7 +19,7 @@ pub enum TopicCmd {
         #[arg(long, default_value_t = 1)]
         partitions: u32,
         /// Durability of writes; default: the server's.
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = super::kebab::<Durability>)]
         durability: Option<Durability>,
         /// Delete records older than this (e.g. 7d).
         #[arg(long, value_parser = super::parse_duration)]

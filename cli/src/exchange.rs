@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use weir_host::client::Client;
-use weir_host::wire::{Binding, Destination, ExchangeType};
+use weir_client::client::Client;
+use weir_client::wire::{Binding, Destination, ExchangeType};
 
 use super::output;
 
@@ -17,7 +17,7 @@ pub enum ExchangeCmd {
         name: String,
         /// direct: key equals; topic: AMQP patterns (`*` one word, `#` zero or more);
         /// fanout: every binding; headers: header matches.
-        #[arg(long = "type", value_enum)]
+        #[arg(long = "type", value_parser = super::kebab::<ExchangeType>)]
         kind: ExchangeType,
         /// Exchange that receives messages nothing here matches.
         #[arg(long)]
@@ -157,6 +157,6 @@ pub async fn publish(client: &Client, args: PublishArgs) -> anyhow::Result<()> {
 
 pub async fn request(client: &Client, args: RequestArgs) -> anyhow::Result<()> {
     let reply = client.request_reply(&args.topic, args.body.into_bytes(), args.headers, args.timeout).await?;
-    println!("{}", String::from_utf8_lossy(&reply.2));
+    println!("{}", String::from_utf8_lossy(&reply.value));
     Ok(())
 }

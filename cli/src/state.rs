@@ -1,8 +1,8 @@
 //! `weir state …`: look at and edit the state a pipeline step keeps.
 
 use clap::Subcommand;
-use weir_host::client::Client;
-use weir_host::pipeline::StateEntry;
+use weir_client::client::Client;
+use weir_client::wire::StateEntry;
 
 use super::output;
 

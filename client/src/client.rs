@@ -17,7 +17,6 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
-use crate::limits;
 use crate::tls::ClientTls;
 use crate::wire::{
     self, ApplyChange, Binding, Delivery, Destination, ExchangeInfo, ExchangeType, FetchPosition, FetchedPartition,
@@ -190,9 +189,9 @@ impl Client {
         let (frames, rx) = mpsc::unbounded_channel();
         let waiters: Waiters = Arc::new(Mutex::new(Some(HashMap::new())));
         let closed = Arc::new(Mutex::new(None));
-        tokio::spawn(write_frames(FramedWrite::new(wr, wire::codec(limits::MAX_FRAME_BYTES * 4)), rx));
+        tokio::spawn(write_frames(FramedWrite::new(wr, wire::codec(wire::MAX_FRAME_BYTES * 4)), rx));
         tokio::spawn(read_frames(
-            FramedRead::new(rd, wire::codec(limits::MAX_FRAME_BYTES * 4)),
+            FramedRead::new(rd, wire::codec(wire::MAX_FRAME_BYTES * 4)),
             waiters.clone(),
             closed.clone(),
         ));
@@ -221,33 +220,29 @@ impl Client {
         self.closed.lock().expect("closed").clone().unwrap_or_else(|| "connection closed".into())
     }
 
+    /// Send `request` and take its typed reply: every call below is this, once.
+    pub async fn call<T: Reply>(&self, request: Request) -> Result<T, ClientError> {
+        T::pick(self.request(request).await?)
+    }
+
     /// Create a topic.
     pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<TopicInfo, ClientError> {
-        match self.request(Request::CreateTopic { name: name.into(), config }).await? {
-            Response::Topic(t) => Ok(t),
-            other => Err(unexpected(other)),
-        }
+        self.call(Request::CreateTopic { name: name.into(), config }).await
     }
 
     /// Delete a topic.
     pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
-        self.request(Request::DeleteTopic { name: name.into() }).await.map(drop)
+        self.call(Request::DeleteTopic { name: name.into() }).await
     }
 
     /// Every topic.
     pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, ClientError> {
-        match self.request(Request::ListTopics).await? {
-            Response::Topics(t) => Ok(t),
-            other => Err(unexpected(other)),
-        }
+        self.call(Request::ListTopics).await
     }
 
     /// One topic.
     pub async fn describe_topic(&self, name: &str) -> Result<TopicInfo, ClientError> {
-        match self.request(Request::DescribeTopic { name: name.into() }).await? {
-            Response::Topic(t) => Ok(t),
-            other => Err(unexpected(other)),
-        }
+        self.call(Request::DescribeTopic { name: name.into() }).await
     }
 
     /// Append records; returns `(partition, offset)` per record once durable.
@@ -273,22 +268,19 @@ impl Client {
         max_records: u32,
         max_wait: Duration,
     ) -> Result<Vec<FetchedPartition>, ClientError> {
-        let request = Request::Fetch {
+        self.call(Request::Fetch {
             topic: topic.into(),
             partitions: positions,
             max_records,
-            max_bytes: limits::MAX_FETCH_BYTES as u32,
+            max_bytes: wire::MAX_FETCH_BYTES as u32,
             max_wait_ms: max_wait.as_millis() as u64,
-        };
-        match self.request(request).await? {
-            Response::Fetched { partitions } => Ok(partitions),
-            other => Err(unexpected(other)),
-        }
+        })
+        .await
     }
 
     /// Every record of a topic from the log start up to the high watermarks at the time of
     /// the call, as `(partition, offset, record)`, partition by partition.
-    pub async fn read_all(&self, topic: &str) -> Result<Vec<(u32, u64, wire::FetchedRecord)>, ClientError> {
+    pub async fn read_all(&self, topic: &str) -> Result<Vec<(u32, u64, FetchedRecord)>, ClientError> {
         let info = self.describe_topic(topic).await?;
         let mut out = Vec::new();
         for (p, (start, end)) in info.partitions.iter().enumerate() {
@@ -308,27 +300,19 @@ impl Client {
         Ok(out)
     }
 
-    /// Store a group's next offsets.
+    /// Store a group's next offsets (an admin commit: a seek).
     pub async fn commit_offsets(&self, group: &str, topic: &str, offsets: Vec<(u32, u64)>) -> Result<(), ClientError> {
-        self.request(Request::CommitOffsets { group: group.into(), topic: topic.into(), offsets, member: None })
-            .await
-            .map(drop)
+        self.call(Request::CommitOffsets { group: group.into(), topic: topic.into(), offsets, member: None }).await
     }
 
     /// A group's committed next offset per partition.
     pub async fn fetch_offsets(&self, group: &str, topic: &str) -> Result<Vec<Option<u64>>, ClientError> {
-        match self.request(Request::FetchOffsets { group: group.into(), topic: topic.into() }).await? {
-            Response::Offsets(o) => Ok(o),
-            other => Err(unexpected(other)),
-        }
+        self.call(Request::FetchOffsets { group: group.into(), topic: topic.into() }).await
     }
 
     /// Consumer groups with their lag.
     pub async fn list_groups(&self) -> Result<Vec<GroupInfo>, ClientError> {
-        match self.request(Request::ListGroups).await? {
-            Response::Groups(g) => Ok(g),
-            other => Err(unexpected(other)),
-        }
+        self.call(Request::ListGroups).await
     }
 
     /// Deploy a plugin version with the default sandbox; it becomes live.
@@ -344,119 +328,72 @@ impl Client {
         sandbox: Option<Sandbox>,
         shadow: bool,
     ) -> Result<PluginInfo, ClientError> {
-        let request = Request::DeployPlugin { name: name.into(), wasm: ByteBuf::from(wasm), sandbox, shadow };
-        self.expect(request, |r| match r {
-            Response::Plugin(p) => Ok(p),
-            other => Err(other),
-        })
-        .await
+        self.call(Request::DeployPlugin { name: name.into(), wasm: ByteBuf::from(wasm), sandbox, shadow }).await
     }
 
     /// Every plugin with its live and shadow versions.
     pub async fn list_plugins(&self) -> Result<Vec<PluginEntry>, ClientError> {
-        self.expect(Request::ListPlugins, |r| match r {
-            Response::Plugins(p) => Ok(p),
-            other => Err(other),
-        })
-        .await
+        self.call(Request::ListPlugins).await
     }
 
-    /// Every version of a plugin.
+    /// Every version of a plugin, oldest first.
     pub async fn plugin_versions(&self, name: &str) -> Result<Vec<PluginInfo>, ClientError> {
-        self.expect(Request::PluginVersions { name: name.into() }, |r| match r {
-            Response::PluginVersions(p) => Ok(p),
-            other => Err(other),
-        })
-        .await
+        self.call(Request::PluginVersions { name: name.into() }).await
     }
 
-    /// One version, `NAME` (live) or `NAME@V`.
+    /// One version: `NAME` (live) or `NAME@V`.
     pub async fn describe_plugin(&self, reference: &str) -> Result<PluginInfo, ClientError> {
-        self.plugin_request(Request::DescribePlugin { reference: reference.into() }).await
+        self.call(Request::DescribePlugin { reference: reference.into() }).await
     }
 
     /// Make an earlier version live again.
     pub async fn rollback_plugin(&self, name: &str, to: Option<u32>) -> Result<PluginInfo, ClientError> {
-        self.plugin_request(Request::RollbackPlugin { name: name.into(), to }).await
+        self.call(Request::RollbackPlugin { name: name.into(), to }).await
     }
 
     /// Make the shadow version live.
     pub async fn promote_plugin(&self, name: &str) -> Result<PluginInfo, ClientError> {
-        self.plugin_request(Request::PromotePlugin { name: name.into() }).await
+        self.call(Request::PromotePlugin { name: name.into() }).await
     }
 
-    /// Delete every version of a plugin.
+    /// Delete every version of a plugin no pipeline uses.
     pub async fn remove_plugin(&self, name: &str) -> Result<(), ClientError> {
-        self.request(Request::RemovePlugin { name: name.into() }).await.map(drop)
+        self.call(Request::RemovePlugin { name: name.into() }).await
     }
 
     /// How the shadow compares with the live version.
     pub async fn plugin_diff(&self, name: &str) -> Result<ShadowReport, ClientError> {
-        self.expect(Request::PluginDiff { name: name.into() }, |r| match r {
-            Response::ShadowDiff(d) => Ok(d),
-            other => Err(other),
-        })
-        .await
-    }
-
-    async fn plugin_request(&self, request: Request) -> Result<PluginInfo, ClientError> {
-        self.expect(request, |r| match r {
-            Response::Plugin(p) => Ok(p),
-            other => Err(other),
-        })
-        .await
-    }
-
-    /// Send `request` and pick the expected variant out of the response.
-    async fn expect<T>(
-        &self,
-        request: Request,
-        pick: impl FnOnce(Response) -> Result<T, Response>,
-    ) -> Result<T, ClientError> {
-        pick(self.request(request).await?).map_err(unexpected)
+        self.call(Request::PluginDiff { name: name.into() }).await
     }
 
     /// Create a pipeline.
     pub async fn create_pipeline(&self, spec: PipelineSpec) -> Result<PipelineStatus, ClientError> {
-        match self.request(Request::CreatePipeline { spec }).await? {
-            Response::Pipeline(p) => Ok(p),
-            other => Err(unexpected(other)),
-        }
+        self.call(Request::CreatePipeline { spec }).await
     }
 
     /// Every pipeline.
     pub async fn list_pipelines(&self) -> Result<Vec<PipelineStatus>, ClientError> {
-        match self.request(Request::ListPipelines).await? {
-            Response::Pipelines(p) => Ok(p),
-            other => Err(unexpected(other)),
-        }
+        self.call(Request::ListPipelines).await
     }
 
     /// One pipeline's status.
     pub async fn pipeline_status(&self, name: &str) -> Result<PipelineStatus, ClientError> {
-        match self.request(Request::PipelineStatus { name: name.into() }).await? {
-            Response::Pipeline(p) => Ok(p),
-            other => Err(unexpected(other)),
-        }
+        self.call(Request::PipelineStatus { name: name.into() }).await
     }
 
     /// Create a pipeline or bring it to `spec`.
     pub async fn apply_pipeline(&self, spec: PipelineSpec) -> Result<(PipelineStatus, ApplyChange), ClientError> {
-        self.expect(Request::ApplyPipeline { spec }, |r| match r {
-            Response::Applied { status, change } => Ok((status, change)),
-            other => Err(other),
-        })
-        .await
+        self.call(Request::ApplyPipeline { spec }).await
     }
 
     /// Pause a pipeline.
     pub async fn pause_pipeline(&self, name: &str) -> Result<PipelineStatus, ClientError> {
-        self.pipeline_request(Request::PausePipeline { name: name.into() }).await
+        self.call(Request::PausePipeline { name: name.into() }).await
     }
 
     /// Resume a paused or halted pipeline.
     pub async fn resume_pipeline(&self, name: &str) -> Result<PipelineStatus, ClientError> {
-        self.pipeline_request(Request::ResumePipeline { name: name.into() }).await
+        self.call(Request::ResumePipeline { name: name.into() }).await
     }
 
     /// Move a pipeline's source offsets for replay.
@@ -466,13 +403,17 @@ impl Client {
         to: ResetTarget,
         reset_state: bool,
     ) -> Result<PipelineStatus, ClientError> {
-        self.pipeline_request(Request::ResetPipeline { name: name.into(), to, reset_state }).await
+        self.call(Request::ResetPipeline { name: name.into(), to, reset_state }).await
+    }
+
+    /// Delete a pipeline.
+    pub async fn delete_pipeline(&self, name: &str) -> Result<(), ClientError> {
+        self.call(Request::DeletePipeline { name: name.into() }).await
     }
 
     /// A step's state under `key`, per partition.
     pub async fn state_get(&self, pipeline: &str, step: usize, key: &[u8]) -> Result<Vec<StateEntry>, ClientError> {
-        self.state_request(Request::StateGet { pipeline: pipeline.into(), step, key: ByteBuf::from(key.to_vec()) })
-            .await
+        self.call(Request::StateGet { pipeline: pipeline.into(), step, key: ByteBuf::from(key.to_vec()) }).await
     }
 
     /// A step's state entries under `prefix`.
@@ -483,112 +424,65 @@ impl Client {
         prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<StateEntry>, ClientError> {
-        let request =
-            Request::StateList { pipeline: pipeline.into(), step, prefix: ByteBuf::from(prefix.to_vec()), limit };
-        self.state_request(request).await
+        self.call(Request::StateList { pipeline: pipeline.into(), step, prefix: ByteBuf::from(prefix.to_vec()), limit })
+            .await
     }
 
     /// Delete a key from a step's state; returns how many partitions had it.
     pub async fn state_delete(&self, pipeline: &str, step: usize, key: &[u8]) -> Result<u64, ClientError> {
-        let request = Request::StateDelete { pipeline: pipeline.into(), step, key: ByteBuf::from(key.to_vec()) };
-        self.expect(request, |r| match r {
-            Response::Count(n) => Ok(n),
-            other => Err(other),
-        })
-        .await
-    }
-
-    async fn state_request(&self, request: Request) -> Result<Vec<StateEntry>, ClientError> {
-        self.expect(request, |r| match r {
-            Response::State(s) => Ok(s),
-            other => Err(other),
-        })
-        .await
-    }
-
-    async fn pipeline_request(&self, request: Request) -> Result<PipelineStatus, ClientError> {
-        self.expect(request, |r| match r {
-            Response::Pipeline(p) => Ok(p),
-            other => Err(other),
-        })
-        .await
+        self.call(Request::StateDelete { pipeline: pipeline.into(), step, key: ByteBuf::from(key.to_vec()) }).await
     }
 
     /// Create a queue.
     pub async fn create_queue(&self, name: &str, config: QueueConfig) -> Result<QueueInfo, ClientError> {
-        self.expect(Request::CreateQueue { name: name.into(), config }, |r| match r {
-            Response::Queue(q) => Ok(q),
-            other => Err(other),
-        })
-        .await
+        self.call(Request::CreateQueue { name: name.into(), config }).await
     }
 
     /// Delete a queue.
     pub async fn delete_queue(&self, name: &str) -> Result<(), ClientError> {
-        self.request(Request::DeleteQueue { name: name.into() }).await.map(drop)
+        self.call(Request::DeleteQueue { name: name.into() }).await
     }
 
-    /// Remove every message of a queue; returns how many.
+    /// Remove every message; returns how many.
     pub async fn purge_queue(&self, name: &str) -> Result<u64, ClientError> {
-        self.expect(Request::PurgeQueue { name: name.into() }, |r| match r {
-            Response::Count(n) => Ok(n),
-            other => Err(other),
-        })
-        .await
+        self.call(Request::PurgeQueue { name: name.into() }).await
     }
 
     /// Every queue.
     pub async fn list_queues(&self) -> Result<Vec<QueueInfo>, ClientError> {
-        self.expect(Request::ListQueues, |r| match r {
-            Response::Queues(q) => Ok(q),
-            other => Err(other),
-        })
-        .await
+        self.call(Request::ListQueues).await
     }
 
     /// One queue.
     pub async fn describe_queue(&self, name: &str) -> Result<QueueInfo, ClientError> {
-        self.expect(Request::DescribeQueue { name: name.into() }, |r| match r {
-            Response::Queue(q) => Ok(q),
-            other => Err(other),
-        })
-        .await
+        self.call(Request::DescribeQueue { name: name.into() }).await
     }
 
-    /// Send messages; per message, whether it was enqueued (false: a dedup repeat).
+    /// Enqueue messages durably; per message, whether it was enqueued (not a dedup repeat).
     pub async fn queue_send(&self, queue: &str, messages: Vec<NewQueueMessage>) -> Result<Vec<bool>, ClientError> {
-        self.expect(Request::QueueSend { queue: queue.into(), messages }, |r| match r {
-            Response::Sent(s) => Ok(s),
-            other => Err(other),
-        })
-        .await
+        self.call(Request::QueueSend { queue: queue.into(), messages }).await
     }
 
     /// Receive up to `max` messages, waiting up to `wait` for the first.
     pub async fn queue_receive(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>, ClientError> {
-        let request =
-            Request::QueueReceive { queue: queue.into(), max, wait_ms: wait.as_millis() as u64, visibility_ms: None };
-        self.expect(request, |r| match r {
-            Response::Deliveries(d) => Ok(d),
-            other => Err(other),
-        })
-        .await
+        let wait_ms = wait.as_millis() as u64;
+        self.call(Request::QueueReceive { queue: queue.into(), max, wait_ms, visibility_ms: None }).await
     }
 
     /// Acknowledge deliveries.
     pub async fn queue_ack(&self, queue: &str, receipts: Vec<String>) -> Result<(), ClientError> {
-        self.request(Request::QueueAck { queue: queue.into(), receipts }).await.map(drop)
+        self.call(Request::QueueAck { queue: queue.into(), receipts }).await
     }
 
     /// Hand deliveries back.
     pub async fn queue_nack(&self, queue: &str, receipts: Vec<String>, how: Nack) -> Result<(), ClientError> {
-        self.request(Request::QueueNack { queue: queue.into(), receipts, how }).await.map(drop)
+        self.call(Request::QueueNack { queue: queue.into(), receipts, how }).await
     }
 
-    /// Extend deliveries' visibility by `timeout` from now.
+    /// Extend deliveries' visibility to `timeout` from now.
     pub async fn queue_extend(&self, queue: &str, receipts: Vec<String>, timeout: Duration) -> Result<(), ClientError> {
-        let request = Request::QueueExtend { queue: queue.into(), receipts, timeout_ms: timeout.as_millis() as u64 };
-        self.request(request).await.map(drop)
+        let timeout_ms = timeout.as_millis() as u64;
+        self.call(Request::QueueExtend { queue: queue.into(), receipts, timeout_ms }).await
     }
 
     /// Join a consumer group.
@@ -599,25 +493,18 @@ impl Client {
         member: Option<String>,
         session: Duration,
     ) -> Result<Membership, ClientError> {
-        let request = Request::JoinGroup {
-            group: group.into(),
-            topic: topic.into(),
-            member,
-            session_timeout_ms: session.as_millis() as u64,
-        };
-        self.membership(request).await
+        let session_timeout_ms = session.as_millis() as u64;
+        self.call(Request::JoinGroup { group: group.into(), topic: topic.into(), member, session_timeout_ms }).await
     }
 
     /// Heartbeat; returns the current assignment.
     pub async fn heartbeat(&self, group: &str, topic: &str, member: &str) -> Result<Membership, ClientError> {
-        self.membership(Request::Heartbeat { group: group.into(), topic: topic.into(), member: member.into() }).await
+        self.call(Request::Heartbeat { group: group.into(), topic: topic.into(), member: member.into() }).await
     }
 
     /// Leave a consumer group.
     pub async fn leave_group(&self, group: &str, topic: &str, member: &str) -> Result<(), ClientError> {
-        self.request(Request::LeaveGroup { group: group.into(), topic: topic.into(), member: member.into() })
-            .await
-            .map(drop)
+        self.call(Request::LeaveGroup { group: group.into(), topic: topic.into(), member: member.into() }).await
     }
 
     /// Commit offsets as a group member (refused after a rebalance).
@@ -629,35 +516,17 @@ impl Client {
         offsets: Vec<(u32, u64)>,
     ) -> Result<(), ClientError> {
         let member = Some((m.member_id.clone(), m.generation));
-        self.request(Request::CommitOffsets { group: group.into(), topic: topic.into(), offsets, member })
-            .await
-            .map(drop)
+        self.call(Request::CommitOffsets { group: group.into(), topic: topic.into(), offsets, member }).await
     }
 
     /// Members of every group.
     pub async fn describe_groups(&self) -> Result<Vec<GroupMembers>, ClientError> {
-        self.expect(Request::DescribeGroups, |r| match r {
-            Response::GroupMembers(g) => Ok(g),
-            other => Err(other),
-        })
-        .await
+        self.call(Request::DescribeGroups).await
     }
 
     /// Per partition, the first offset at or after `timestamp_ms`.
     pub async fn offsets_for_time(&self, topic: &str, timestamp_ms: u64) -> Result<Vec<Option<u64>>, ClientError> {
-        self.expect(Request::OffsetsForTime { topic: topic.into(), timestamp_ms }, |r| match r {
-            Response::Offsets(o) => Ok(o),
-            other => Err(other),
-        })
-        .await
-    }
-
-    async fn membership(&self, request: Request) -> Result<Membership, ClientError> {
-        self.expect(request, |r| match r {
-            Response::Membership(m) => Ok(m),
-            other => Err(other),
-        })
-        .await
+        self.call(Request::OffsetsForTime { topic: topic.into(), timestamp_ms }).await
     }
 
     /// Create an exchange.
@@ -667,17 +536,17 @@ impl Client {
         kind: ExchangeType,
         alternate: Option<String>,
     ) -> Result<ExchangeInfo, ClientError> {
-        self.exchange_request(Request::CreateExchange { name: name.into(), kind, alternate }).await
+        self.call(Request::CreateExchange { name: name.into(), kind, alternate }).await
     }
 
     /// Delete an exchange.
     pub async fn delete_exchange(&self, name: &str) -> Result<(), ClientError> {
-        self.request(Request::DeleteExchange { name: name.into() }).await.map(drop)
+        self.call(Request::DeleteExchange { name: name.into() }).await
     }
 
     /// Bind a destination to an exchange.
     pub async fn bind(&self, exchange: &str, binding: Binding) -> Result<ExchangeInfo, ClientError> {
-        self.exchange_request(Request::Bind { exchange: exchange.into(), binding }).await
+        self.call(Request::Bind { exchange: exchange.into(), binding }).await
     }
 
     /// Remove bindings to a destination.
@@ -687,16 +556,12 @@ impl Client {
         destination: Destination,
         key: Option<String>,
     ) -> Result<ExchangeInfo, ClientError> {
-        self.exchange_request(Request::Unbind { exchange: exchange.into(), destination, key }).await
+        self.call(Request::Unbind { exchange: exchange.into(), destination, key }).await
     }
 
     /// Every exchange.
     pub async fn list_exchanges(&self) -> Result<Vec<ExchangeInfo>, ClientError> {
-        self.expect(Request::ListExchanges, |r| match r {
-            Response::Exchanges(e) => Ok(e),
-            other => Err(other),
-        })
-        .await
+        self.call(Request::ListExchanges).await
     }
 
     /// Publish through an exchange; returns the destinations.
@@ -707,24 +572,13 @@ impl Client {
         value: Vec<u8>,
         headers: Vec<(String, String)>,
     ) -> Result<Vec<String>, ClientError> {
-        let request = Request::Publish {
+        let value = ByteBuf::from(value);
+        self.call(Request::Publish {
             exchange: exchange.into(),
             routing_key: routing_key.into(),
             key: None,
-            value: ByteBuf::from(value),
+            value,
             headers,
-        };
-        self.expect(request, |r| match r {
-            Response::Published(d) => Ok(d),
-            other => Err(other),
-        })
-        .await
-    }
-
-    async fn exchange_request(&self, request: Request) -> Result<ExchangeInfo, ClientError> {
-        self.expect(request, |r| match r {
-            Response::Exchange(e) => Ok(e),
-            other => Err(other),
         })
         .await
     }
@@ -738,35 +592,66 @@ impl Client {
         headers: Vec<(String, String)>,
         timeout: Duration,
     ) -> Result<FetchedRecord, ClientError> {
-        let request = Request::Request {
-            topic: topic.into(),
-            key: None,
-            value: ByteBuf::from(value),
-            headers,
-            timeout_ms: timeout.as_millis() as u64,
-        };
-        self.expect(request, |r| match r {
-            Response::Reply(rec) => Ok(rec),
-            other => Err(other),
-        })
-        .await
-    }
-
-    /// Delete a pipeline.
-    pub async fn delete_pipeline(&self, name: &str) -> Result<(), ClientError> {
-        self.request(Request::DeletePipeline { name: name.into() }).await.map(drop)
+        let timeout_ms = timeout.as_millis() as u64;
+        self.call(Request::Request { topic: topic.into(), key: None, value: ByteBuf::from(value), headers, timeout_ms })
+            .await
     }
 }
 
 /// The positions in a produce response.
 pub fn produced(response: Response) -> Result<Vec<(u32, u64)>, ClientError> {
-    match response {
-        Response::Produced { positions } => Ok(positions),
-        other => Err(unexpected(other)),
-    }
+    Reply::pick(response)
 }
 
-fn unexpected(r: Response) -> ClientError {
+/// A typed reply: the one place a response variant is picked.
+pub trait Reply: Sized {
+    /// `response` as this reply, or a protocol error naming what came instead.
+    fn pick(response: Response) -> Result<Self, ClientError>;
+}
+
+macro_rules! replies {
+    ($($t:ty => $pattern:pat => $value:expr),* $(,)?) => {$(
+        impl Reply for $t {
+            fn pick(response: Response) -> Result<Self, ClientError> {
+                match response {
+                    $pattern => Ok($value),
+                    other => Err(unexpected(&other)),
+                }
+            }
+        }
+    )*};
+}
+
+replies! {
+    () => Response::Ok => (),
+    TopicInfo => Response::Topic(t) => t,
+    Vec<TopicInfo> => Response::Topics(t) => t,
+    Vec<(u32, u64)> => Response::Produced { positions } => positions,
+    Vec<FetchedPartition> => Response::Fetched { partitions } => partitions,
+    Vec<Option<u64>> => Response::Offsets(o) => o,
+    Vec<GroupInfo> => Response::Groups(g) => g,
+    PluginInfo => Response::Plugin(p) => p,
+    Vec<PluginEntry> => Response::Plugins(p) => p,
+    Vec<PluginInfo> => Response::PluginVersions(v) => v,
+    ShadowReport => Response::ShadowDiff(d) => d,
+    PipelineStatus => Response::Pipeline(p) => p,
+    Vec<PipelineStatus> => Response::Pipelines(p) => p,
+    (PipelineStatus, ApplyChange) => Response::Applied { status, change } => (status, change),
+    Vec<StateEntry> => Response::State(s) => s,
+    u64 => Response::Count(n) => n,
+    QueueInfo => Response::Queue(q) => q,
+    Vec<QueueInfo> => Response::Queues(q) => q,
+    Vec<bool> => Response::Sent(s) => s,
+    Vec<Delivery> => Response::Deliveries(d) => d,
+    Membership => Response::Membership(m) => m,
+    Vec<GroupMembers> => Response::GroupMembers(g) => g,
+    ExchangeInfo => Response::Exchange(e) => e,
+    Vec<ExchangeInfo> => Response::Exchanges(e) => e,
+    Vec<String> => Response::Published(d) => d,
+    FetchedRecord => Response::Reply(r) => r,
+}
+
+fn unexpected(r: &Response) -> ClientError {
     ClientError::Protocol(format!("{r:?}").chars().take(200).collect())
 }
 

@@ -4,11 +4,10 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use serde_bytes::ByteBuf;
-use weir_host::client::{Client, Pending, produced};
-use weir_host::pipeline::{PipelineSpec, StepSpec};
-use weir_host::types::TopicConfig;
-use weir_host::wire::{FetchPosition, WireRecord};
+use weir_client::client::{Client, Pending, produced};
+use weir_client::wire::TopicConfig;
+use weir_client::wire::{FetchPosition, WireRecord};
+use weir_client::wire::{PipelineSpec, StepSpec};
 
 use super::{BenchArgs, BenchServer, Report, median, progress};
 
@@ -76,7 +75,7 @@ pub(super) fn message(i: u64, size: usize) -> Vec<u8> {
 }
 
 fn records(from: u64, n: usize, size: usize) -> Vec<WireRecord> {
-    (from..from + n as u64).map(|i| WireRecord(None, ByteBuf::from(message(i, size)), Vec::new())).collect()
+    (from..from + n as u64).map(|i| WireRecord::value(message(i, size))).collect()
 }
 
 async fn create(client: &Client, name: &str, partitions: u32) -> anyhow::Result<()> {
@@ -179,7 +178,7 @@ async fn latency_stage(server: &BenchServer, args: &BenchArgs) -> anyhow::Result
                 let now = base.elapsed().as_nanos() as u64;
                 for r in &parts[0].records {
                     let sent: u64 =
-                        std::str::from_utf8(&r.2[..20]).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(now);
+                        std::str::from_utf8(&r.value[..20]).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(now);
                     latencies.push(now.saturating_sub(sent));
                 }
                 offset = parts[0].first_offset + parts[0].records.len() as u64;
@@ -200,7 +199,7 @@ async fn latency_stage(server: &BenchServer, args: &BenchArgs) -> anyhow::Result
             .map(|_| {
                 let mut v = stamp.clone().into_bytes();
                 v.resize(args.size, b' ');
-                WireRecord(None, ByteBuf::from(v), Vec::new())
+                WireRecord::value(v)
             })
             .collect();
         acks.push_back(producer.start_produce(topic, None, batch)?);

@@ -6,9 +6,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
-use weir_host::client::Client;
-use weir_host::consumer::GroupConsumer;
-use weir_host::wire::{FetchPosition, FetchedRecord};
+use weir_client::client::Client;
+use weir_client::consumer::GroupConsumer;
+use weir_client::wire::{FetchPosition, FetchedRecord};
 
 use super::output;
 
@@ -179,7 +179,7 @@ fn print_record(
     offset: u64,
     rec: &FetchedRecord,
 ) -> anyhow::Result<()> {
-    let FetchedRecord(ts, key, value, headers) = rec;
+    let FetchedRecord { timestamp_ms: ts, key, value, headers } = rec;
     if !args.json {
         out.write_all(value)?;
         out.write_all(b"\n")?;

@@ -1,0 +1,544 @@
+//! The broker's API: every operation as a typed command, per area, and every result as a
+//! typed reply. Front doors (the native protocol, and later Kafka and HTTP) translate their
+//! requests into these; [`super::Broker::execute`] checks the caller's grants
+//! ([`super::access`]) and runs them. Nothing here knows a wire format.
+
+use std::time::Duration;
+
+use crate::exchange::{Binding, Destination, ExchangeInfo, ExchangeType};
+use crate::groups::{GroupMembers, Membership};
+use crate::pipeline::{ApplyChange, PipelineSpec, PipelineStatus, ResetTarget, ShadowReport, StateEntry};
+use crate::queue::{Delivery, Nack, NewQueueMessage, QueueConfig, QueueInfo};
+use crate::registry::PluginInfo;
+use crate::runtime::Sandbox;
+use crate::storage::{NewRecord, StoredRecord};
+use crate::types::{Durability, TopicConfig};
+
+/// One operation of the broker.
+#[derive(Debug)]
+pub enum Command {
+    /// Topics: create, read and write.
+    Topic(TopicCommand),
+    /// Consumer groups: offsets and membership.
+    Group(GroupCommand),
+    /// Queues.
+    Queue(QueueCommand),
+    /// Exchanges, bindings and publishing.
+    Exchange(ExchangeCommand),
+    /// Plugin versions.
+    Plugin(PluginCommand),
+    /// Pipelines.
+    Pipeline(PipelineCommand),
+    /// Pipeline step state.
+    State(StateCommand),
+}
+
+/// Topic operations.
+#[derive(Debug)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create {
+        /// Name.
+        name: String,
+        /// Settings.
+        config: TopicConfig,
+    },
+    /// Delete a topic and its records (refused while a pipeline uses it).
+    Delete {
+        /// Name.
+        name: String,
+    },
+    /// Every topic.
+    List,
+    /// One topic.
+    Describe {
+        /// Name.
+        name: String,
+    },
+    /// Append records: each to `partition` if given, else by key hash, else round-robin.
+    Produce {
+        /// Topic.
+        topic: String,
+        /// Force every record into this partition.
+        partition: Option<u32>,
+        /// Records, in order.
+        records: Vec<NewRecord>,
+    },
+    /// Read records, waiting up to `max_wait` for the first.
+    Fetch {
+        /// Topic.
+        topic: String,
+        /// Where to read in each partition.
+        positions: Vec<FetchPosition>,
+        /// Most records over all partitions.
+        max_records: usize,
+        /// About this many bytes at most.
+        max_bytes: usize,
+        /// Long-poll wait.
+        max_wait: Duration,
+    },
+    /// Per partition, the first offset at or after a time.
+    OffsetsForTime {
+        /// Topic.
+        topic: String,
+        /// Milliseconds since the Unix epoch.
+        timestamp_ms: u64,
+    },
+    /// Produce a request with a correlation id and a reply-to; wait for its reply.
+    Request {
+        /// Topic the request goes to.
+        topic: String,
+        /// The request.
+        record: NewRecord,
+        /// How long to wait.
+        timeout: Duration,
+    },
+}
+
+/// Consumer-group operations.
+#[derive(Debug)]
+pub enum GroupCommand {
+    /// Store next offsets; with `member`, fenced by its generation.
+    Commit {
+        /// Group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// `(partition, next offset)`.
+        offsets: Vec<(u32, u64)>,
+        /// `(member id, generation)`, or `None` for an admin commit (a seek).
+        member: Option<(String, u64)>,
+    },
+    /// Committed next offsets per partition.
+    Offsets {
+        /// Group.
+        group: String,
+        /// Topic.
+        topic: String,
+    },
+    /// Every group with committed offsets, with lag.
+    List,
+    /// Join a group.
+    Join {
+        /// Group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Rejoin as this member.
+        member: Option<String>,
+        /// Dropped after this long without a heartbeat.
+        session: Duration,
+    },
+    /// Stay in a group.
+    Heartbeat {
+        /// Group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Member.
+        member: String,
+    },
+    /// Leave a group.
+    Leave {
+        /// Group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Member.
+        member: String,
+    },
+    /// Members of every group.
+    Describe,
+}
+
+/// Queue operations.
+#[derive(Debug)]
+pub enum QueueCommand {
+    /// Create a queue (and its dead-letter queue if named and missing).
+    Create {
+        /// Name.
+        name: String,
+        /// Settings.
+        config: QueueConfig,
+    },
+    /// Delete a queue (refused while a pipeline reads it).
+    Delete {
+        /// Name.
+        name: String,
+    },
+    /// Remove every message.
+    Purge {
+        /// Name.
+        name: String,
+    },
+    /// Every queue.
+    List,
+    /// One queue.
+    Describe {
+        /// Name.
+        name: String,
+    },
+    /// Enqueue messages in one durable commit.
+    Send {
+        /// Queue.
+        queue: String,
+        /// Messages.
+        messages: Vec<NewQueueMessage>,
+    },
+    /// Receive messages, waiting up to `wait` for the first.
+    Receive {
+        /// Queue.
+        queue: String,
+        /// Most messages.
+        max: usize,
+        /// Long-poll wait.
+        wait: Duration,
+        /// Visibility timeout (default: the queue's).
+        visibility_ms: Option<u64>,
+    },
+    /// Acknowledge deliveries.
+    Ack {
+        /// Queue.
+        queue: String,
+        /// Receipts.
+        receipts: Vec<String>,
+    },
+    /// Hand deliveries back.
+    Nack {
+        /// Queue.
+        queue: String,
+        /// Receipts.
+        receipts: Vec<String>,
+        /// Requeue or dead-letter.
+        how: Nack,
+    },
+    /// Extend deliveries' visibility.
+    Extend {
+        /// Queue.
+        queue: String,
+        /// Receipts.
+        receipts: Vec<String>,
+        /// New timeout from now.
+        timeout_ms: u64,
+    },
+}
+
+/// Exchange operations.
+#[derive(Debug)]
+pub enum ExchangeCommand {
+    /// Create an exchange.
+    Create {
+        /// Name.
+        name: String,
+        /// Type.
+        kind: ExchangeType,
+        /// Exchange for unroutable messages.
+        alternate: Option<String>,
+    },
+    /// Delete an exchange.
+    Delete {
+        /// Name.
+        name: String,
+    },
+    /// Bind a destination.
+    Bind {
+        /// Exchange.
+        exchange: String,
+        /// Binding.
+        binding: Binding,
+    },
+    /// Remove bindings to a destination (with `key`, if given).
+    Unbind {
+        /// Exchange.
+        exchange: String,
+        /// Destination.
+        destination: Destination,
+        /// Only the binding with this key.
+        key: Option<String>,
+    },
+    /// Every exchange.
+    List,
+    /// Route a message through an exchange to every matching destination, in one commit.
+    Publish {
+        /// Exchange.
+        exchange: String,
+        /// Routing key.
+        routing_key: String,
+        /// The message (its key partitions topic destinations).
+        record: NewRecord,
+    },
+}
+
+/// Plugin operations.
+#[derive(Debug)]
+pub enum PluginCommand {
+    /// Deploy a new version, live or as the shadow.
+    Deploy {
+        /// Name.
+        name: String,
+        /// The component.
+        wasm: Vec<u8>,
+        /// Limits and grants.
+        sandbox: Sandbox,
+        /// Run beside the live version instead of replacing it.
+        shadow: bool,
+    },
+    /// Every plugin.
+    List,
+    /// Every version of one plugin.
+    Versions {
+        /// Name.
+        name: String,
+    },
+    /// One version: `NAME` (live) or `NAME@V`.
+    Describe {
+        /// Reference.
+        reference: String,
+    },
+    /// Delete every version of a plugin no pipeline uses.
+    Remove {
+        /// Name.
+        name: String,
+    },
+    /// Make an earlier version live again.
+    Rollback {
+        /// Name.
+        name: String,
+        /// Version (default: the one before the live one).
+        to: Option<u32>,
+    },
+    /// Make the shadow version live.
+    Promote {
+        /// Name.
+        name: String,
+    },
+    /// How the shadow compares with the live version.
+    Diff {
+        /// Name.
+        name: String,
+    },
+}
+
+/// Pipeline operations.
+#[derive(Debug)]
+pub enum PipelineCommand {
+    /// Create a pipeline; it acts with the caller's grants.
+    Create {
+        /// Spec.
+        spec: PipelineSpec,
+    },
+    /// Create or bring to `spec`; it then acts with the caller's grants.
+    Apply {
+        /// Spec.
+        spec: PipelineSpec,
+    },
+    /// Every pipeline.
+    List,
+    /// One pipeline.
+    Status {
+        /// Name.
+        name: String,
+    },
+    /// Stop and delete a pipeline and its state.
+    Delete {
+        /// Name.
+        name: String,
+    },
+    /// Stop after in-flight batches.
+    Pause {
+        /// Name.
+        name: String,
+    },
+    /// Continue a paused or halted pipeline.
+    Resume {
+        /// Name.
+        name: String,
+    },
+    /// Move the source offsets for replay.
+    Reset {
+        /// Name.
+        name: String,
+        /// Where to.
+        to: ResetTarget,
+        /// Also delete the pipeline's state.
+        reset_state: bool,
+    },
+}
+
+/// Step state operations.
+#[derive(Debug)]
+pub enum StateCommand {
+    /// A key's value in every partition.
+    Get {
+        /// Pipeline.
+        pipeline: String,
+        /// Step, from 1.
+        step: usize,
+        /// Key.
+        key: Vec<u8>,
+    },
+    /// Entries under a key prefix.
+    List {
+        /// Pipeline.
+        pipeline: String,
+        /// Step, from 1.
+        step: usize,
+        /// Prefix.
+        prefix: Vec<u8>,
+        /// Most entries.
+        limit: usize,
+    },
+    /// Delete a key in every partition.
+    Delete {
+        /// Pipeline.
+        pipeline: String,
+        /// Step, from 1.
+        step: usize,
+        /// Key.
+        key: Vec<u8>,
+    },
+}
+
+impl Command {
+    /// Whether the command changes configuration in several steps (awaits between them), so
+    /// a connection must finish it before it starts the next request: a produce sent after a
+    /// topic's creation must find the topic. Data-path writes instead submit their write when
+    /// they start, and only wait concurrently.
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            Command::Topic(c) => matches!(c, TopicCommand::Create { .. } | TopicCommand::Delete { .. }),
+            Command::Group(_) => false,
+            Command::Queue(c) => {
+                matches!(c, QueueCommand::Create { .. } | QueueCommand::Delete { .. } | QueueCommand::Purge { .. })
+            }
+            Command::Exchange(c) => !matches!(c, ExchangeCommand::Publish { .. } | ExchangeCommand::List),
+            Command::Plugin(c) => matches!(
+                c,
+                PluginCommand::Deploy { .. }
+                    | PluginCommand::Remove { .. }
+                    | PluginCommand::Rollback { .. }
+                    | PluginCommand::Promote { .. }
+            ),
+            Command::Pipeline(c) => !matches!(c, PipelineCommand::List | PipelineCommand::Status { .. }),
+            Command::State(c) => matches!(c, StateCommand::Delete { .. }),
+        }
+    }
+}
+
+/// Where to read in one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchPosition {
+    /// Partition.
+    pub partition: u32,
+    /// First offset wanted.
+    pub offset: u64,
+}
+
+/// Records read from one partition.
+#[derive(Debug, Clone)]
+pub struct FetchedPartition {
+    /// Partition.
+    pub partition: u32,
+    /// Offset of the first record (past the asked offset if retention removed it).
+    pub first_offset: u64,
+    /// One past the last readable offset at the time of the read.
+    pub high_watermark: u64,
+    /// Records from `first_offset` on, each with its offset.
+    pub records: Vec<StoredRecord>,
+}
+
+/// A topic and where each partition stands.
+#[derive(Debug, Clone)]
+pub struct TopicInfo {
+    /// Name.
+    pub name: String,
+    /// Settings.
+    pub config: TopicConfig,
+    /// Durability in effect (the config's, or the server default).
+    pub durability: Durability,
+    /// Creation time.
+    pub created_ms: u64,
+    /// `(log_start, high_watermark)` per partition.
+    pub partitions: Vec<(u64, u64)>,
+}
+
+/// A consumer group's position and lag in one topic.
+#[derive(Debug, Clone)]
+pub struct GroupLag {
+    /// Group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// `(partition, committed next offset, high watermark)`.
+    pub partitions: Vec<(u32, Option<u64>, u64)>,
+}
+
+/// A plugin with its live and shadow versions and users.
+#[derive(Debug, Clone)]
+pub struct PluginEntry {
+    /// The live version.
+    pub live: PluginInfo,
+    /// The shadow version, if one runs.
+    pub shadow: Option<u32>,
+    /// How many versions exist.
+    pub versions: u32,
+    /// Pipelines with a step running it.
+    pub used_by: Vec<String>,
+}
+
+/// What a command produced.
+#[derive(Debug)]
+pub enum Reply {
+    /// Done; nothing to report.
+    Done,
+    /// One topic.
+    Topic(TopicInfo),
+    /// Several topics.
+    Topics(Vec<TopicInfo>),
+    /// `(partition, offset)` of each produced record, in request order.
+    Produced(Vec<(u32, u64)>),
+    /// Records read.
+    Fetched(Vec<FetchedPartition>),
+    /// Per partition: an offset, or none.
+    Offsets(Vec<Option<u64>>),
+    /// The reply to a request.
+    Reply(StoredRecord),
+    /// Consumer groups with lag.
+    Groups(Vec<GroupLag>),
+    /// A member's assignment.
+    Membership(Membership),
+    /// Group members.
+    GroupMembers(Vec<GroupMembers>),
+    /// One queue.
+    Queue(QueueInfo),
+    /// Several queues.
+    Queues(Vec<QueueInfo>),
+    /// Per message sent: enqueued (`false`: a dedup repeat).
+    Sent(Vec<bool>),
+    /// Received messages.
+    Deliveries(Vec<Delivery>),
+    /// How many things were affected.
+    Count(u64),
+    /// One exchange.
+    Exchange(ExchangeInfo),
+    /// Several exchanges.
+    Exchanges(Vec<ExchangeInfo>),
+    /// Where a published message went.
+    Published(Vec<Destination>),
+    /// One plugin version.
+    Plugin(PluginInfo),
+    /// Plugins.
+    Plugins(Vec<PluginEntry>),
+    /// Versions of one plugin.
+    PluginVersions(Vec<PluginInfo>),
+    /// A shadow comparison.
+    ShadowDiff(ShadowReport),
+    /// One pipeline.
+    Pipeline(PipelineStatus),
+    /// Several pipelines.
+    Pipelines(Vec<PipelineStatus>),
+    /// What an apply did.
+    Applied(PipelineStatus, ApplyChange),
+    /// State entries.
+    State(Vec<StateEntry>),
+}

@@ -1,0 +1,196 @@
+//! Why a broker command failed: the typed errors of every area, and the one mapping from
+//! each to an [`ErrorKind`] that a front door turns into its protocol's code (the native
+//! protocol's numbers, Kafka's error codes, HTTP statuses).
+
+use crate::auth::AuthError;
+use crate::exchange::ExchangeError;
+use crate::groups::GroupError;
+use crate::pipeline::PipelineError;
+use crate::queue::QueueError;
+use crate::registry::RegistryError;
+use crate::runtime::PluginError;
+use crate::storage::StoreError;
+
+/// What kind of failure, independent of any protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A bug or an unexpected condition on the server.
+    Internal,
+    /// An argument is invalid; the message names it.
+    InvalidArgument,
+    /// The topic does not exist.
+    UnknownTopic,
+    /// The topic exists already.
+    TopicExists,
+    /// A message is larger than allowed.
+    MessageTooLarge,
+    /// The plugin (or version) does not exist.
+    UnknownPlugin,
+    /// The component is not a valid weir plugin.
+    InvalidPlugin,
+    /// The pipeline does not exist.
+    UnknownPipeline,
+    /// The pipeline exists already.
+    PipelineExists,
+    /// Storage failed; the message says what to do.
+    Storage,
+    /// The server is shutting down.
+    ShuttingDown,
+    /// A limit was hit; retry later.
+    Busy,
+    /// A plugin's `init` refused its config.
+    PluginInit,
+    /// The resource is in use.
+    InUse,
+    /// No valid token.
+    Unauthenticated,
+    /// The token may not do this.
+    Forbidden,
+    /// A wait timed out.
+    Timeout,
+    /// The named member or entity does not exist.
+    NotFound,
+    /// The entity exists already.
+    AlreadyExists,
+    /// The queue does not exist.
+    UnknownQueue,
+    /// The exchange does not exist.
+    UnknownExchange,
+    /// Nothing matched and there is no alternate exchange.
+    Unroutable,
+    /// The consumer group rebalanced.
+    Rebalanced,
+    /// The receipt no longer names a current delivery.
+    StaleReceipt,
+    /// The queue is full.
+    QueueFull,
+}
+
+/// Why a command failed. The message says what went wrong, with what, and what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// Storage.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Queues.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// Group membership.
+    #[error(transparent)]
+    Group(#[from] GroupError),
+    /// Exchanges.
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+    /// The plugin registry.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// Pipelines.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// Tokens and grants.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// A version that does not start in a pipeline following the plugin; nothing changed.
+    #[error("{candidate} refused{keeps}: {why}")]
+    Refused {
+        /// `name@version` refused.
+        candidate: String,
+        /// "; name@v keeps running", or nothing.
+        keeps: String,
+        /// Which pipeline and step, and why.
+        why: String,
+    },
+    /// The resource is used by pipelines; the text names them.
+    #[error("{0}")]
+    InUse(String),
+    /// A request argument is out of range or inconsistent; the text names it.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Too many of something at once; retry later.
+    #[error("{0}")]
+    Busy(String),
+    /// No reply in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// A task of the broker failed (a bug).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl BrokerError {
+    /// The kind of failure: the one place every error gets its code.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BrokerError::Store(e) => store_kind(e),
+            BrokerError::Queue(e) => queue_kind(e),
+            BrokerError::Group(e) => match e {
+                GroupError::StaleGeneration { .. } => ErrorKind::Rebalanced,
+                GroupError::UnknownMember { .. } => ErrorKind::NotFound,
+                GroupError::Full(_) => ErrorKind::Busy,
+            },
+            BrokerError::Exchange(e) => match e {
+                ExchangeError::Unknown(_) => ErrorKind::UnknownExchange,
+                ExchangeError::Exists(_) => ErrorKind::AlreadyExists,
+                ExchangeError::Unroutable { .. } => ErrorKind::Unroutable,
+                ExchangeError::Store(s) => store_kind(s),
+                _ => ErrorKind::InvalidArgument,
+            },
+            BrokerError::Registry(e) => registry_kind(e),
+            BrokerError::Pipeline(e) => match e {
+                PipelineError::Unknown(_) => ErrorKind::UnknownPipeline,
+                PipelineError::Exists(_) => ErrorKind::PipelineExists,
+                PipelineError::Forbidden(_) => ErrorKind::Forbidden,
+                PipelineError::Step { .. } => ErrorKind::PluginInit,
+                PipelineError::Queue(q) => queue_kind(q),
+                PipelineError::Registry(r) => registry_kind(r),
+                PipelineError::Store(s) => store_kind(s),
+                _ => ErrorKind::InvalidArgument,
+            },
+            BrokerError::Auth(AuthError::Unauthenticated(_)) => ErrorKind::Unauthenticated,
+            BrokerError::Auth(_) => ErrorKind::Forbidden,
+            BrokerError::Refused { .. } => ErrorKind::PluginInit,
+            BrokerError::InUse(_) => ErrorKind::InUse,
+            BrokerError::BadRequest(_) => ErrorKind::InvalidArgument,
+            BrokerError::Busy(_) => ErrorKind::Busy,
+            BrokerError::Timeout(_) => ErrorKind::Timeout,
+            BrokerError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+fn queue_kind(e: &QueueError) -> ErrorKind {
+    match e {
+        QueueError::Unknown(_) => ErrorKind::UnknownQueue,
+        QueueError::Exists(_) => ErrorKind::AlreadyExists,
+        QueueError::StaleReceipt { .. } => ErrorKind::StaleReceipt,
+        QueueError::Full { .. } => ErrorKind::QueueFull,
+        QueueError::Store(s) => store_kind(s),
+        _ => ErrorKind::InvalidArgument,
+    }
+}
+
+fn store_kind(e: &StoreError) -> ErrorKind {
+    match e {
+        StoreError::UnknownTopic(_) => ErrorKind::UnknownTopic,
+        StoreError::TopicExists(_) => ErrorKind::TopicExists,
+        StoreError::UnknownPartition { .. } | StoreError::Invalid(_) => ErrorKind::InvalidArgument,
+        StoreError::MessageTooLarge { .. } => ErrorKind::MessageTooLarge,
+        StoreError::Closed => ErrorKind::ShuttingDown,
+        _ => ErrorKind::Storage,
+    }
+}
+
+fn registry_kind(e: &RegistryError) -> ErrorKind {
+    match e {
+        RegistryError::Unknown(_) => ErrorKind::UnknownPlugin,
+        RegistryError::Plugin { source: PluginError::Init(_), .. } => ErrorKind::PluginInit,
+        RegistryError::Plugin { .. } => ErrorKind::InvalidPlugin,
+        RegistryError::Store(s) => store_kind(s),
+        _ => ErrorKind::InvalidArgument,
+    }
+}
+
+/// Shorthand for broker results.
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;

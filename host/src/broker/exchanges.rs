@@ -1,0 +1,72 @@
+//! Exchange commands: create, delete, bind, unbind, list, and publish — routing a message to
+//! every matching destination in one atomic commit.
+
+use super::command::{ExchangeCommand, Reply};
+use super::{Broker, Result};
+use crate::exchange::{Binding, Destination};
+use crate::queue::NewQueueMessage;
+use crate::storage::{Append, Commit, NewRecord};
+use weir_sdk::headers;
+
+impl Broker {
+    pub(super) async fn exchange_command(&self, command: ExchangeCommand) -> Result<Reply> {
+        let x = &self.exchanges;
+        Ok(match command {
+            ExchangeCommand::Create { name, kind, alternate } => {
+                Reply::Exchange(x.create(&name, kind, alternate).await?)
+            }
+            ExchangeCommand::Delete { name } => {
+                x.delete(&name).await?;
+                Reply::Done
+            }
+            ExchangeCommand::Bind { exchange, binding } => self.bind(&exchange, binding).await?,
+            ExchangeCommand::Unbind { exchange, destination, key } => {
+                Reply::Exchange(x.unbind(&exchange, &destination, key.as_deref()).await?)
+            }
+            ExchangeCommand::List => Reply::Exchanges(x.list()),
+            ExchangeCommand::Publish { exchange, routing_key, record } => {
+                self.publish(&exchange, &routing_key, record).await?
+            }
+        })
+    }
+
+    async fn bind(&self, exchange: &str, binding: Binding) -> Result<Reply> {
+        match &binding.destination {
+            Destination::Topic(t) => drop(self.store.topic(t)?),
+            Destination::Queue(q) => drop(self.queues.get(q)?),
+        }
+        Ok(Reply::Exchange(self.exchanges.bind(exchange, binding).await?))
+    }
+
+    /// Route through the exchange and deliver to every destination in one atomic commit.
+    async fn publish(&self, exchange: &str, routing_key: &str, mut record: NewRecord) -> Result<Reply> {
+        let dests = self.exchanges.route(exchange, routing_key, &record.headers)?;
+        record.headers.push((headers::ROUTING_KEY.into(), routing_key.to_string()));
+        record.headers.push((headers::EXCHANGE.into(), exchange.to_string()));
+        let mut commit = Commit::default();
+        let mut staged = Vec::new();
+        for d in &dests {
+            match d {
+                Destination::Topic(t) => {
+                    let topic = self.store.topic(t)?;
+                    let partition = topic.partition_for(record.key.as_deref());
+                    commit.appends.push(Append { topic, partition, records: vec![record.clone()] });
+                }
+                Destination::Queue(q) => {
+                    let msg = NewQueueMessage {
+                        body: record.value.to_vec(),
+                        headers: record.headers.clone(),
+                        ..Default::default()
+                    };
+                    if let Some(s) = self.queues.prepare_send(q, msg)? {
+                        commit.queue.extend(s.writes.clone());
+                        staged.push(s);
+                    }
+                }
+            }
+        }
+        self.store.submit(commit).await?;
+        staged.into_iter().for_each(crate::queue::PreparedSend::commit);
+        Ok(Reply::Published(dests))
+    }
+}

@@ -1,0 +1,77 @@
+//! Consumer-group commands: committed offsets (fenced by generation for members, free for
+//! admin seeks), lag per group, and membership (join, heartbeat, leave, describe).
+
+use std::time::Duration;
+
+use super::command::{GroupCommand, GroupLag, Reply};
+use super::{Broker, BrokerError, Result};
+use crate::storage::{Commit, OffsetCommit};
+use crate::types::check_name;
+
+impl Broker {
+    pub(super) async fn group_command(&self, command: GroupCommand) -> Result<Reply> {
+        match command {
+            GroupCommand::Commit { group, topic, offsets, member } => {
+                if let Some((member, generation)) = member {
+                    self.groups.check(&group, &topic, &member, generation)?;
+                }
+                self.commit_offsets(group, &topic, offsets).await
+            }
+            GroupCommand::Offsets { group, topic } => {
+                let topic = self.store.topic(&topic)?;
+                Ok(Reply::Offsets(self.store.committed(&group, &topic)?))
+            }
+            GroupCommand::List => self.group_lags().map(Reply::Groups),
+            GroupCommand::Join { group, topic, member, session } => {
+                check_name("group", &group).map_err(BrokerError::BadRequest)?;
+                let partitions = self.store.topic(&topic)?.partition_count();
+                let session = session.clamp(Duration::from_millis(100), Duration::from_secs(300));
+                Ok(Reply::Membership(self.groups.join(&group, &topic, partitions, member, session)?))
+            }
+            GroupCommand::Heartbeat { group, topic, member } => {
+                Ok(Reply::Membership(self.groups.heartbeat(&group, &topic, &member)?))
+            }
+            GroupCommand::Leave { group, topic, member } => {
+                self.groups.leave(&group, &topic, &member);
+                Ok(Reply::Done)
+            }
+            GroupCommand::Describe => Ok(Reply::GroupMembers(self.groups.describe())),
+        }
+    }
+
+    /// Validate and submit the commit at the first poll (arrival order); resolves once durable.
+    async fn commit_offsets(&self, group: String, topic: &str, offsets: Vec<(u32, u64)>) -> Result<Reply> {
+        check_name("group", &group).map_err(BrokerError::BadRequest)?;
+        let topic = self.store.topic(topic)?;
+        let mut commits = Vec::with_capacity(offsets.len());
+        for (partition, next_offset) in offsets {
+            let hw = topic.partition(partition)?.high_watermark();
+            if next_offset > hw {
+                return Err(BrokerError::BadRequest(format!(
+                    "cannot commit offset {next_offset} for partition {partition} of `{}`: its high watermark is {hw}",
+                    topic.name
+                )));
+            }
+            commits.push(OffsetCommit { group: group.clone(), topic: topic.clone(), partition, next_offset });
+        }
+        self.store.submit(Commit { offsets: commits, ..Commit::default() }).await?;
+        Ok(Reply::Done)
+    }
+
+    fn group_lags(&self) -> Result<Vec<GroupLag>> {
+        let mut out = Vec::new();
+        for (group, topic_ids) in self.store.groups()? {
+            for id in topic_ids {
+                let Some(topic) = self.store.topic_by_id(id) else { continue };
+                let committed = self.store.committed(&group, &topic)?;
+                let partitions = committed
+                    .into_iter()
+                    .enumerate()
+                    .map(|(p, c)| (p as u32, c, topic.partitions()[p].high_watermark()))
+                    .collect();
+                out.push(GroupLag { group: group.clone(), topic: topic.name.clone(), partitions });
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,186 @@
+//! Topic commands: create, delete, list, describe, produce, fetch (long poll), offsets by
+//! time, and request/reply.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::future::select_all;
+
+use super::command::{FetchPosition, FetchedPartition, Reply, TopicCommand, TopicInfo};
+use super::replies::{CORRELATION_ID, REPLY_TO, REPLY_TOPIC};
+use super::{Broker, BrokerError, Result};
+use crate::limits;
+use crate::storage::{Append, Commit, NewRecord, StoreError, Topic};
+
+impl Broker {
+    pub(super) async fn topic_command(&self, command: TopicCommand) -> Result<Reply> {
+        match command {
+            TopicCommand::Create { name, config } => {
+                let topic = self.store.create_topic(&name, config).await?;
+                Ok(Reply::Topic(self.topic_info(&topic)))
+            }
+            TopicCommand::Delete { name } => {
+                self.refuse_if_used(&format!("topic `{name}`"), "used by", |s| {
+                    s.source.topic() == Some(name.as_str()) || s.sink == name
+                })?;
+                self.store.delete_topic(&name).await?;
+                Ok(Reply::Done)
+            }
+            TopicCommand::List => Ok(Reply::Topics(self.store.topics().iter().map(|t| self.topic_info(t)).collect())),
+            TopicCommand::Describe { name } => Ok(Reply::Topic(self.topic_info(&*self.store.topic(&name)?))),
+            TopicCommand::Produce { topic, partition, records } => self.produce(&topic, partition, records).await,
+            TopicCommand::Fetch { topic, positions, max_records, max_bytes, max_wait } => {
+                self.fetch(&topic, &positions, max_records, max_bytes, max_wait).await
+            }
+            TopicCommand::OffsetsForTime { topic, timestamp_ms } => {
+                let t = self.store.topic(&topic)?;
+                let offsets = (0..t.partition_count())
+                    .map(|p| self.store.offset_for_time(&t, p, timestamp_ms).map(Some))
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                Ok(Reply::Offsets(offsets))
+            }
+            TopicCommand::Request { topic, record, timeout } => self.request_reply(&topic, record, timeout).await,
+        }
+    }
+
+    /// Partition the records and submit them as one commit (at the first poll, so
+    /// produces from one connection commit in order); resolves once durable.
+    async fn produce(&self, topic: &str, partition: Option<u32>, records: Vec<NewRecord>) -> Result<Reply> {
+        let (commit, slots) = self.partition_records(topic, partition, records)?;
+        let receipt = self.store.submit(commit).await?;
+        // slots[i] = (append index, index within it, partition) of record i.
+        Ok(Reply::Produced(slots.into_iter().map(|(a, i, p)| (p, receipt.first_offsets[a] + i as u64)).collect()))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn partition_records(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        records: Vec<NewRecord>,
+    ) -> Result<(Commit, Vec<(usize, usize, u32)>)> {
+        let topic = self.store.topic(topic)?;
+        if let Some(p) = partition {
+            topic.partition(p)?;
+        }
+        if records.is_empty() {
+            return Err(BrokerError::BadRequest("produce request has no records".into()));
+        }
+        let mut appends: Vec<Append> = Vec::new();
+        let mut by_partition: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut slots = Vec::with_capacity(records.len());
+        for record in records {
+            if record.value.len() > topic.config.max_message_bytes {
+                return Err(StoreError::MessageTooLarge {
+                    topic: topic.name.clone(),
+                    size: record.value.len(),
+                    max: topic.config.max_message_bytes,
+                }
+                .into());
+            }
+            let p = partition.unwrap_or_else(|| topic.partition_for(record.key.as_deref()));
+            let a = *by_partition.entry(p).or_insert_with(|| {
+                appends.push(Append { topic: topic.clone(), partition: p, records: Vec::new() });
+                appends.len() - 1
+            });
+            slots.push((a, appends[a].records.len(), p));
+            appends[a].records.push(record);
+        }
+        Ok((Commit { appends, ..Commit::default() }, slots))
+    }
+
+    /// Read from each asked partition; if none has anything, wait (long poll) until one does.
+    async fn fetch(
+        &self,
+        topic: &str,
+        positions: &[FetchPosition],
+        max_records: usize,
+        max_bytes: usize,
+        max_wait: Duration,
+    ) -> Result<Reply> {
+        let topic = self.store.topic(topic)?;
+        for pos in positions {
+            topic.partition(pos.partition)?;
+        }
+        let max_records = max_records.clamp(1, limits::MAX_FETCH_RECORDS);
+        let max_bytes = max_bytes.clamp(1, limits::MAX_FETCH_BYTES);
+        let wait = max_wait.min(Duration::from_millis(limits::MAX_FETCH_WAIT_MS));
+        let first = self.read_partitions(&topic, positions, max_records, max_bytes)?;
+        if !first.iter().all(|p| p.records.is_empty()) || wait.is_zero() || positions.is_empty() {
+            return Ok(Reply::Fetched(first));
+        }
+        let waits = positions.iter().map(|pos| {
+            let topic = topic.clone();
+            let pos = *pos;
+            Box::pin(async move { topic.partitions()[pos.partition as usize].wait_for(pos.offset, wait).await })
+        });
+        select_all(waits).await;
+        Ok(Reply::Fetched(self.read_partitions(&topic, positions, max_records, max_bytes)?))
+    }
+
+    fn read_partitions(
+        &self,
+        topic: &Topic,
+        positions: &[FetchPosition],
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<FetchedPartition>> {
+        let (mut records_left, mut bytes_left) = (max_records, max_bytes);
+        let mut out = Vec::with_capacity(positions.len());
+        for pos in positions {
+            let p = &topic.partitions()[pos.partition as usize];
+            let records = if records_left == 0 {
+                Vec::new()
+            } else {
+                self.store.read(topic, pos.partition, pos.offset, records_left, bytes_left)?
+            };
+            records_left -= records.len();
+            let bytes: usize = records.iter().map(|r| r.value.len()).sum();
+            bytes_left = bytes_left.saturating_sub(bytes).max(1);
+            let first_offset = records.first().map_or(pos.offset.max(p.log_start()), |r| r.offset);
+            out.push(FetchedPartition {
+                partition: pos.partition,
+                first_offset,
+                high_watermark: p.high_watermark(),
+                records,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Produce `record` with a fresh correlation id and the reply topic, and wait for the
+    /// record carrying that id to appear there.
+    async fn request_reply(&self, topic: &str, mut record: NewRecord, timeout: Duration) -> Result<Reply> {
+        let t = self.store.topic(topic)?;
+        let (id, reply) = self.replies.register().map_err(BrokerError::Busy)?;
+        record.headers.retain(|(k, _)| k != CORRELATION_ID && k != REPLY_TO);
+        record.headers.push((CORRELATION_ID.into(), id.clone()));
+        record.headers.push((REPLY_TO.into(), REPLY_TOPIC.into()));
+        let partition = t.partition_for(record.key.as_deref());
+        if let Err(e) = self.store.append(&t, partition, vec![record]).await {
+            self.replies.forget(&id);
+            return Err(e.into());
+        }
+        let timeout = timeout.clamp(Duration::from_millis(1), Duration::from_millis(limits::MAX_FETCH_WAIT_MS));
+        match tokio::time::timeout(timeout, reply).await {
+            Ok(Ok(r)) => Ok(Reply::Reply(r)),
+            _ => {
+                self.replies.forget(&id);
+                Err(BrokerError::Timeout(format!(
+                    "no reply within {} ms to request {id} sent to topic `{topic}`; is a pipeline or consumer answering on `{topic}` (replies go to `{REPLY_TOPIC}` with header {CORRELATION_ID})?",
+                    timeout.as_millis()
+                )))
+            }
+        }
+    }
+
+    pub(super) fn topic_info(&self, topic: &Topic) -> TopicInfo {
+        TopicInfo {
+            name: topic.name.clone(),
+            config: topic.config.clone(),
+            durability: topic.config.durability.unwrap_or(self.store.default_durability()),
+            created_ms: topic.created_ms,
+            partitions: topic.partitions().iter().map(|p| (p.log_start(), p.high_watermark())).collect(),
+        }
+    }
+}
