@@ -2,13 +2,16 @@
 //! `test` runs a component on sample input without a server, and `deploy --watch` rebuilds
 //! and hot-swaps on every save.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use serde_json::json;
 use weir_client::client::Client;
-use weir_host::runtime::{Batch, Header, Message, Outcome, Runtime, Sandbox, StateScope};
+use weir_host::runtime::{
+    Batch, Header, LoadedPlugin, Message, Outcome, Output, PluginError, PluginInstance, Runtime, Sandbox, StateScope,
+};
 
 /// Kinds `weir plugin new` can scaffold.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -111,73 +114,108 @@ pub fn test(
     let runtime = Runtime::new(cache.path())?;
     let loaded = runtime.load(&bytes)?;
     let name = wasm.file_stem().map_or("plugin".into(), |s| s.to_string_lossy().into_owned());
-    let scope = StateScope { store: None, prefix: Vec::new() };
-    let mut inst = runtime.instantiate(&loaded, &Sandbox::default(), format!("{name} (local)"), scope)?;
-    let mut config = config;
-    config.extend(
-        [("weir.pipeline", "local-test"), ("weir.step", "1"), ("weir.plugin", name.as_str()), ("weir.version", "0")]
-            .map(|(k, v)| (k.to_string(), v.to_string())),
-    );
+    let mut inst = local_instance(&runtime, &loaded, &name)?;
+    let config = local_config(config, &name);
     inst.init(&config).context("init refused the config")?;
-    let now = weir_host::types::now_ms();
-    let messages = lines
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| to_message(l, i as u64, now, envelope))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let (mut emitted, mut dropped, mut failed) = (0, 0, 0);
+    let messages = test_messages(&lines, envelope)?;
+    let mut tally = Tally::default();
     // One message per call: each outcome is reported even if another message traps.
     for m in messages {
         let offset = m.offset;
         let shown = String::from_utf8_lossy(&m.value).into_owned();
         let outcome = inst.process(&Batch { topic: "local-test".into(), messages: vec![m] }).map(|mut o| o.remove(0));
         inst.checkpoint();
-        let line = match &outcome {
-            Ok(Outcome::Emit(outs)) => {
-                emitted += outs.len();
-                let outs: Vec<_> = outs
-                    .iter()
-                    .map(|o| json!({"value": String::from_utf8_lossy(&o.value), "key": o.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()), "topic": o.topic, "headers": o.headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect::<std::collections::BTreeMap<_,_>>()}))
-                    .collect();
-                json!({"input": offset, "outcome": "emit", "outputs": outs})
-            }
-            Ok(Outcome::Keep) => {
-                emitted += 1;
-                json!({"input": offset, "outcome": "keep"})
-            }
-            Ok(Outcome::Drop) => {
-                dropped += 1;
-                json!({"input": offset, "outcome": "drop"})
-            }
-            Ok(Outcome::Fail(f)) => {
-                failed += 1;
-                json!({"input": offset, "outcome": "fail", "error": f.message, "retryable": f.retryable})
-            }
-            Err(e) => {
-                failed += 1;
-                json!({"input": offset, "outcome": "fail", "error": e.to_string(), "retryable": true})
-            }
-        };
+        let line = tally.record(offset, &outcome);
         if json_out {
             println!("{line}");
         } else {
             print_outcome(&line, &shown);
         }
         if inst.is_poisoned() {
-            inst = runtime.instantiate(
-                &loaded,
-                &Sandbox::default(),
-                format!("{name} (local)"),
-                StateScope { store: None, prefix: Vec::new() },
-            )?;
+            inst = local_instance(&runtime, &loaded, &name)?;
             inst.init(&config)?;
         }
     }
-    eprintln!("{emitted} output(s), {dropped} dropped, {failed} failed");
+    eprintln!("{} output(s), {} dropped, {} failed", tally.emitted, tally.dropped, tally.failed);
     Ok(())
 }
 
+/// A fresh, uninitialised instance of `loaded` for `weir plugin test`: default sandbox, no
+/// state store.
+fn local_instance(runtime: &Runtime, loaded: &LoadedPlugin, name: &str) -> anyhow::Result<PluginInstance> {
+    let scope = StateScope { store: None, prefix: Vec::new() };
+    Ok(runtime.instantiate(loaded, &Sandbox::default(), format!("{name} (local)"), scope)?)
+}
+
+/// The user's step config plus the `weir.*` entries a server would add, naming a local test.
+fn local_config(mut config: Vec<(String, String)>, name: &str) -> Vec<(String, String)> {
+    config.extend(
+        [("weir.pipeline", "local-test"), ("weir.step", "1"), ("weir.plugin", name), ("weir.version", "0")]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    config
+}
+
+/// One message per non-blank line of `lines`, offsets counting from 0, all stamped now.
+fn test_messages(lines: &str, envelope: bool) -> anyhow::Result<Vec<Message>> {
+    let now = weir_host::types::now_ms();
+    lines
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| to_message(l, i as u64, now, envelope))
+        .collect()
+}
+
+/// Counts of `weir plugin test` outcomes, for the closing summary.
+#[derive(Default)]
+struct Tally {
+    emitted: usize,
+    dropped: usize,
+    failed: usize,
+}
+
+impl Tally {
+    /// Count the outcome of input `offset` and describe it as the JSON line `--json` prints.
+    fn record(&mut self, offset: u64, outcome: &Result<Outcome, PluginError>) -> serde_json::Value {
+        match outcome {
+            Ok(Outcome::Emit(outs)) => {
+                self.emitted += outs.len();
+                let outs: Vec<_> = outs.iter().map(output_json).collect();
+                json!({"input": offset, "outcome": "emit", "outputs": outs})
+            }
+            Ok(Outcome::Keep) => {
+                self.emitted += 1;
+                json!({"input": offset, "outcome": "keep"})
+            }
+            Ok(Outcome::Drop) => {
+                self.dropped += 1;
+                json!({"input": offset, "outcome": "drop"})
+            }
+            Ok(Outcome::Fail(f)) => {
+                self.failed += 1;
+                json!({"input": offset, "outcome": "fail", "error": f.message, "retryable": f.retryable})
+            }
+            Err(e) => {
+                self.failed += 1;
+                json!({"input": offset, "outcome": "fail", "error": e.to_string(), "retryable": true})
+            }
+        }
+    }
+}
+
+/// One emitted output as JSON: value and key as text, topic, headers by name.
+fn output_json(o: &Output) -> serde_json::Value {
+    let headers = o.headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect::<BTreeMap<_, _>>();
+    json!({
+        "value": String::from_utf8_lossy(&o.value),
+        "key": o.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
+        "topic": o.topic,
+        "headers": headers,
+    })
+}
+
+/// Print one outcome line (as built by `Tally::record`) for people, beside its `input`.
 fn print_outcome(line: &serde_json::Value, input: &str) {
     let n = &line["input"];
     match line["outcome"].as_str() {

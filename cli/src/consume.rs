@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use weir_client::client::Client;
 use weir_client::consumer::GroupConsumer;
-use weir_client::wire::{FetchPosition, FetchedRecord};
+use weir_client::wire::{FetchPosition, FetchedRecord, GroupInfo};
 
 use super::output;
 
@@ -202,65 +202,81 @@ fn print_record(
     Ok(())
 }
 
+/// Run one `weir group` subcommand.
 pub async fn run_group(client: &Client, cmd: GroupCmd) -> anyhow::Result<()> {
-    let groups = client.list_groups().await?;
     match cmd {
-        GroupCmd::List { json } => {
-            if json {
-                return output::json(&groups);
-            }
-            let rows = groups.iter().map(|g| vec![g.group.clone(), g.topic.clone(), g.lag().to_string()]).collect();
-            output::table(&["GROUP", "TOPIC", "LAG"], rows);
+        GroupCmd::List { json } => list_groups(&client.list_groups().await?, json)?,
+        GroupCmd::Seek { group, topic, to_offset, to_time } => seek(client, &group, &topic, to_offset, to_time).await?,
+        GroupCmd::Describe { group, json } => describe_group(client, client.list_groups().await?, &group, json).await?,
+    }
+    Ok(())
+}
+
+/// Print every consumer group with its lag, as a table or JSON.
+fn list_groups(groups: &[GroupInfo], json: bool) -> anyhow::Result<()> {
+    if json {
+        return output::json(&groups);
+    }
+    let rows = groups.iter().map(|g| vec![g.group.clone(), g.topic.clone(), g.lag().to_string()]).collect();
+    output::table(&["GROUP", "TOPIC", "LAG"], rows);
+    Ok(())
+}
+
+/// Commit `group`'s offsets in `topic` at `to_offset` (clamped to each partition's range) or
+/// at the first offset at or after `to_time`, and print them.
+async fn seek(
+    client: &Client,
+    group: &str,
+    topic: &str,
+    to_offset: Option<u64>,
+    to_time: Option<String>,
+) -> anyhow::Result<()> {
+    let info = client.describe_topic(topic).await?;
+    let offsets: Vec<(u32, u64)> = match (to_offset, to_time) {
+        (Some(o), _) => info.partitions.iter().enumerate().map(|(p, (s, e))| (p as u32, o.clamp(*s, *e))).collect(),
+        (None, Some(t)) => {
+            let at = super::pipeline::parse_time(&t)?;
+            let found = client.offsets_for_time(topic, at).await?;
+            found.iter().enumerate().map(|(p, o)| (p as u32, o.unwrap_or(info.partitions[p].1))).collect()
         }
-        GroupCmd::Seek { group, topic, to_offset, to_time } => {
-            let info = client.describe_topic(&topic).await?;
-            let offsets: Vec<(u32, u64)> = match (to_offset, to_time) {
-                (Some(o), _) => {
-                    info.partitions.iter().enumerate().map(|(p, (s, e))| (p as u32, o.clamp(*s, *e))).collect()
-                }
-                (None, Some(t)) => {
-                    let at = super::pipeline::parse_time(&t)?;
-                    let found = client.offsets_for_time(&topic, at).await?;
-                    found.iter().enumerate().map(|(p, o)| (p as u32, o.unwrap_or(info.partitions[p].1))).collect()
-                }
-                (None, None) => bail!("give --to-offset or --to-time"),
-            };
-            client.commit_offsets(&group, &topic, offsets.clone()).await?;
-            let shown: Vec<String> = offsets.iter().map(|(p, o)| format!("{p}:{o}")).collect();
-            println!("group {group} on {topic} now at partition:offset {}", shown.join(" "));
-        }
-        GroupCmd::Describe { group, json } => {
-            let mine: Vec<_> = groups.into_iter().filter(|g| g.group == group).collect();
-            let members: Vec<_> = client.describe_groups().await?.into_iter().filter(|g| g.group == group).collect();
-            if mine.is_empty() && members.is_empty() {
-                bail!(
-                    "unknown group `{group}`: it has no members and has committed no offsets (see `weir group list`)"
-                );
-            }
-            if json {
-                return output::json(&serde_json::json!({ "offsets": mine, "members": members }));
-            }
-            for g in &members {
-                println!("{} on {} (generation {}):", g.group, g.topic, g.generation);
-                for (m, parts) in &g.members {
-                    println!("  {m}: partitions {parts:?}");
-                }
-            }
-            let mut rows = Vec::new();
-            for g in &mine {
-                for (p, c, hw) in &g.partitions {
-                    let lag = hw.saturating_sub(c.unwrap_or(0));
-                    rows.push(vec![
-                        g.topic.clone(),
-                        p.to_string(),
-                        c.map_or("-".into(), |c| c.to_string()),
-                        hw.to_string(),
-                        lag.to_string(),
-                    ]);
-                }
-            }
-            output::table(&["TOPIC", "PARTITION", "COMMITTED", "END", "LAG"], rows);
+        (None, None) => bail!("give --to-offset or --to-time"),
+    };
+    client.commit_offsets(group, topic, offsets.clone()).await?;
+    let shown: Vec<String> = offsets.iter().map(|(p, o)| format!("{p}:{o}")).collect();
+    println!("group {group} on {topic} now at partition:offset {}", shown.join(" "));
+    Ok(())
+}
+
+/// Print `group`'s live members and its position and lag per partition (from `groups`, every
+/// group's offsets), as text or JSON.
+async fn describe_group(client: &Client, groups: Vec<GroupInfo>, group: &str, json: bool) -> anyhow::Result<()> {
+    let mine: Vec<_> = groups.into_iter().filter(|g| g.group == group).collect();
+    let members: Vec<_> = client.describe_groups().await?.into_iter().filter(|g| g.group == group).collect();
+    if mine.is_empty() && members.is_empty() {
+        bail!("unknown group `{group}`: it has no members and has committed no offsets (see `weir group list`)");
+    }
+    if json {
+        return output::json(&serde_json::json!({ "offsets": mine, "members": members }));
+    }
+    for g in &members {
+        println!("{} on {} (generation {}):", g.group, g.topic, g.generation);
+        for (m, parts) in &g.members {
+            println!("  {m}: partitions {parts:?}");
         }
     }
+    let mut rows = Vec::new();
+    for g in &mine {
+        for (p, c, hw) in &g.partitions {
+            let lag = hw.saturating_sub(c.unwrap_or(0));
+            rows.push(vec![
+                g.topic.clone(),
+                p.to_string(),
+                c.map_or("-".into(), |c| c.to_string()),
+                hw.to_string(),
+                lag.to_string(),
+            ]);
+        }
+    }
+    output::table(&["TOPIC", "PARTITION", "COMMITTED", "END", "LAG"], rows);
     Ok(())
 }

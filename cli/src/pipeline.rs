@@ -1,6 +1,7 @@
 //! `weir pipeline …`.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -88,83 +89,139 @@ pub enum PipelineCmd {
     },
 }
 
+/// Run one `weir pipeline` subcommand.
 pub async fn run(client: &Client, cmd: PipelineCmd) -> anyhow::Result<()> {
     match cmd {
         PipelineCmd::Create { name, source, plugins, sink, config, from, group, policy } => {
-            let steps = steps(plugins, &config)?;
-            let mut spec = PipelineSpec::new(&name, &source, steps, &sink);
-            spec.group = group;
-            spec.start = from;
-            spec.on_error = policy.on_error;
-            spec.max_attempts = policy.max_attempts;
-            spec.backoff_ms = policy.backoff.map(|d| d.as_millis() as u64);
-            spec.dead_letter_topic = policy.dead_letter_topic;
-            let status = client.create_pipeline(spec).await?;
-            println!(
-                "created pipeline {} ({} → {} → {})",
-                status.spec.name,
-                status.spec.source,
-                status.plugins.join(" → "),
-                status.spec.sink
-            );
+            create(client, &name, &source, plugins, &sink, &config, from, group, policy).await?
         }
-        PipelineCmd::List { json } => {
-            let all = client.list_pipelines().await?;
-            if json {
-                return output::json(&all);
-            }
-            let rows = all
-                .iter()
-                .map(|p| {
-                    vec![
-                        p.spec.name.clone(),
-                        state(p),
-                        format!("{} → {} → {}", p.spec.source, p.plugins.join(" → "), p.spec.sink),
-                        p.processed.to_string(),
-                        p.lag().to_string(),
-                    ]
-                })
-                .collect();
-            output::table(&["PIPELINE", "STATE", "FLOW", "PROCESSED", "LAG"], rows);
-        }
-        PipelineCmd::Status { name, json } => {
-            let p = client.pipeline_status(&name).await?;
-            if json {
-                return output::json(&p);
-            }
-            print_status(&p);
-        }
-        PipelineCmd::Delete { name } => {
-            client.delete_pipeline(&name).await?;
-            println!("deleted pipeline {name}");
-        }
-        PipelineCmd::Apply { file } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let spec: PipelineSpec =
-                toml::from_str(&text).with_context(|| format!("{} is not a valid pipeline spec", file.display()))?;
-            let (status, change) = client.apply_pipeline(spec).await?;
-            println!("pipeline {}: {}", status.spec.name, format!("{change:?}").to_lowercase());
-        }
-        PipelineCmd::Pause { name } => {
-            client.pause_pipeline(&name).await?;
-            println!("paused pipeline {name}");
-        }
-        PipelineCmd::Resume { name } => {
-            client.resume_pipeline(&name).await?;
-            println!("resumed pipeline {name}");
-        }
+        PipelineCmd::List { json } => list(client, json).await?,
+        PipelineCmd::Status { name, json } => status(client, &name, json).await?,
+        PipelineCmd::Delete { name } => delete(client, &name).await?,
+        PipelineCmd::Apply { file } => apply(client, &file).await?,
+        PipelineCmd::Pause { name } => pause(client, &name).await?,
+        PipelineCmd::Resume { name } => resume(client, &name).await?,
         PipelineCmd::Reset { name, to_offset, to_time, reset_state } => {
-            let to = match (to_offset, to_time) {
-                (Some(o), _) => ResetTarget::Offset(o),
-                (None, Some(t)) => ResetTarget::Time(parse_time(&t)?),
-                (None, None) => bail!("give --to-offset or --to-time"),
-            };
-            let status = client.reset_pipeline(&name, to, reset_state).await?;
-            let at: Vec<String> = status.partitions.iter().map(|(p, c, _)| format!("{p}:{c}")).collect();
-            let state = if reset_state { ", state deleted" } else { "" };
-            println!("reset pipeline {name} to partition:offset {}{state}", at.join(" "));
+            reset(client, &name, to_offset, to_time, reset_state).await?
         }
     }
+    Ok(())
+}
+
+/// Create a pipeline from the `create` flags and print its flow.
+// One parameter per `create` flag: bundling them would only restate `PipelineCmd::Create`.
+#[allow(clippy::too_many_arguments)]
+async fn create(
+    client: &Client,
+    name: &str,
+    source: &str,
+    plugins: Vec<String>,
+    sink: &str,
+    config: &[String],
+    from: StartPosition,
+    group: Option<String>,
+    policy: PolicyArgs,
+) -> anyhow::Result<()> {
+    let steps = steps(plugins, config)?;
+    let mut spec = PipelineSpec::new(name, source, steps, sink);
+    spec.group = group;
+    spec.start = from;
+    spec.on_error = policy.on_error;
+    spec.max_attempts = policy.max_attempts;
+    spec.backoff_ms = policy.backoff.map(|d| d.as_millis() as u64);
+    spec.dead_letter_topic = policy.dead_letter_topic;
+    let status = client.create_pipeline(spec).await?;
+    println!(
+        "created pipeline {} ({} → {} → {})",
+        status.spec.name,
+        status.spec.source,
+        status.plugins.join(" → "),
+        status.spec.sink
+    );
+    Ok(())
+}
+
+/// Print every pipeline with its state, flow, progress and lag, as a table or JSON.
+async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
+    let all = client.list_pipelines().await?;
+    if json {
+        return output::json(&all);
+    }
+    let rows = all
+        .iter()
+        .map(|p| {
+            vec![
+                p.spec.name.clone(),
+                state(p),
+                format!("{} → {} → {}", p.spec.source, p.plugins.join(" → "), p.spec.sink),
+                p.processed.to_string(),
+                p.lag().to_string(),
+            ]
+        })
+        .collect();
+    output::table(&["PIPELINE", "STATE", "FLOW", "PROCESSED", "LAG"], rows);
+    Ok(())
+}
+
+/// Print one pipeline's state, counters and lag, as text or JSON.
+async fn status(client: &Client, name: &str, json: bool) -> anyhow::Result<()> {
+    let p = client.pipeline_status(name).await?;
+    if json {
+        return output::json(&p);
+    }
+    print_status(&p);
+    Ok(())
+}
+
+/// Stop a pipeline and delete it with its state.
+async fn delete(client: &Client, name: &str) -> anyhow::Result<()> {
+    client.delete_pipeline(name).await?;
+    println!("deleted pipeline {name}");
+    Ok(())
+}
+
+/// Create or update a pipeline from the TOML spec in `file` and print what changed.
+async fn apply(client: &Client, file: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let spec: PipelineSpec =
+        toml::from_str(&text).with_context(|| format!("{} is not a valid pipeline spec", file.display()))?;
+    let (status, change) = client.apply_pipeline(spec).await?;
+    println!("pipeline {}: {}", status.spec.name, format!("{change:?}").to_lowercase());
+    Ok(())
+}
+
+/// Pause a pipeline after its in-flight batches.
+async fn pause(client: &Client, name: &str) -> anyhow::Result<()> {
+    client.pause_pipeline(name).await?;
+    println!("paused pipeline {name}");
+    Ok(())
+}
+
+/// Resume a paused or halted pipeline.
+async fn resume(client: &Client, name: &str) -> anyhow::Result<()> {
+    client.resume_pipeline(name).await?;
+    println!("resumed pipeline {name}");
+    Ok(())
+}
+
+/// Move a pipeline's source offsets to `to_offset` or `to_time` (and with `reset_state`
+/// delete its state), then print where each partition restarts.
+async fn reset(
+    client: &Client,
+    name: &str,
+    to_offset: Option<u64>,
+    to_time: Option<String>,
+    reset_state: bool,
+) -> anyhow::Result<()> {
+    let to = match (to_offset, to_time) {
+        (Some(o), _) => ResetTarget::Offset(o),
+        (None, Some(t)) => ResetTarget::Time(parse_time(&t)?),
+        (None, None) => bail!("give --to-offset or --to-time"),
+    };
+    let status = client.reset_pipeline(name, to, reset_state).await?;
+    let at: Vec<String> = status.partitions.iter().map(|(p, c, _)| format!("{p}:{c}")).collect();
+    let state = if reset_state { ", state deleted" } else { "" };
+    println!("reset pipeline {name} to partition:offset {}{state}", at.join(" "));
     Ok(())
 }
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use weir_client::client::Client;
 use weir_client::wire::{PluginInfo, Sandbox};
 use weir_host::limits;
 
@@ -163,114 +164,164 @@ impl SandboxArgs {
     }
 }
 
+/// Run one `weir plugin` subcommand, connecting to `server` only for those that need it.
 pub async fn run(server: &super::Target, cmd: PluginCmd) -> anyhow::Result<()> {
     // Authoring commands work without a server.
-    let cmd = match cmd {
-        PluginCmd::New { name, kind, dir, sdk_path } => return super::author::new(&name, kind, dir, sdk_path),
-        PluginCmd::Build { dir, target_dir } => {
-            let path = tokio::task::spawn_blocking(move || super::author::build(&dir, target_dir)).await??;
-            println!("{}", path.display());
-            return Ok(());
-        }
-        PluginCmd::Test { file, input, config, envelope, json } => {
-            return tokio::task::spawn_blocking(move || super::author::test(&file, &input, config, envelope, json))
-                .await?;
-        }
-        other => other,
-    };
-    let client = &super::connect(server).await?;
     match cmd {
-        PluginCmd::New { .. } | PluginCmd::Build { .. } | PluginCmd::Test { .. } => unreachable!("handled above"),
+        PluginCmd::New { name, kind, dir, sdk_path } => super::author::new(&name, kind, dir, sdk_path),
+        PluginCmd::Build { dir, target_dir } => build(dir, target_dir).await,
+        PluginCmd::Test { file, input, config, envelope, json } => test(file, input, config, envelope, json).await,
+        other => run_remote(&super::connect(server).await?, other).await,
+    }
+}
+
+/// Run one `weir plugin` subcommand that talks to the server.
+async fn run_remote(client: &Client, cmd: PluginCmd) -> anyhow::Result<()> {
+    match cmd {
+        PluginCmd::New { .. } | PluginCmd::Build { .. } | PluginCmd::Test { .. } => {
+            unreachable!("run handles the authoring commands")
+        }
         PluginCmd::Deploy { name, watch: Some(dir), .. } => super::author::watch(client, &name, &dir).await?,
-        PluginCmd::Deploy { name, file, shadow, sandbox, .. } => {
-            let file = file.context("give the component file or --watch DIR")?;
-            let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let info = client.deploy_plugin_with(&name, wasm, Some(sandbox.sandbox()), shadow).await?;
-            let role = if shadow { "as the shadow" } else { "live" };
-            println!(
-                "deployed {} {role} ({}, {}, hash {})",
-                info.label(),
-                info.world,
-                output::bytes(info.size),
-                &info.hash[..12]
-            );
-        }
-        PluginCmd::List { json } => {
-            let plugins = client.list_plugins().await?;
-            if json {
-                return output::json(&plugins);
-            }
-            let rows = plugins
-                .iter()
-                .map(|p| {
-                    vec![
-                        p.live.name.clone(),
-                        p.live.version.to_string(),
-                        p.shadow.map_or("-".into(), |v| v.to_string()),
-                        p.versions.to_string(),
-                        output::bytes(p.live.size),
-                        if p.used_by.is_empty() { "-".into() } else { p.used_by.join(",") },
-                    ]
-                })
-                .collect();
-            output::table(&["PLUGIN", "LIVE", "SHADOW", "VERSIONS", "SIZE", "USED BY"], rows);
-        }
-        PluginCmd::Versions { name, json } => {
-            let versions = client.plugin_versions(&name).await?;
-            if json {
-                return output::json(&versions);
-            }
-            let rows = versions
-                .iter()
-                .map(|v| {
-                    vec![
-                        v.version.to_string(),
-                        v.hash[..12].to_string(),
-                        output::bytes(v.size),
-                        output::time(v.deployed_ms),
-                    ]
-                })
-                .collect();
-            output::table(&["VERSION", "HASH", "SIZE", "DEPLOYED"], rows);
-        }
+        PluginCmd::Deploy { name, file, shadow, sandbox, .. } => deploy(client, &name, file, shadow, sandbox).await?,
+        PluginCmd::List { json } => list(client, json).await?,
+        PluginCmd::Versions { name, json } => versions(client, &name, json).await?,
         PluginCmd::Describe { reference } => describe(&client.describe_plugin(&reference).await?),
-        PluginCmd::Rollback { name, to } => {
-            let info = client.rollback_plugin(&name, to).await?;
-            println!("{} is live again", info.label());
-        }
-        PluginCmd::Promote { name } => {
-            let info = client.promote_plugin(&name).await?;
-            println!("promoted {} to live", info.label());
-        }
-        PluginCmd::Diff { name, json } => {
-            let d = client.plugin_diff(&name).await?;
-            if json {
-                return output::json(&d);
-            }
-            let Some(shadow) = d.shadow_version else {
-                println!("`{name}` has no shadow version; deploy one with `weir plugin deploy {name} FILE --shadow`");
-                return Ok(());
-            };
-            let live = d.live_version.map_or("-".into(), |v| v.to_string());
-            println!(
-                "{name}@{shadow} (shadow) vs {name}@{live} (live): {} matched, {} differed, {} shadow failures",
-                d.matched, d.differed, d.shadow_failures
-            );
-            for s in &d.samples {
-                println!(
-                    "- {} step {} partition {} offset {}:\n    live:   {}\n    shadow: {}",
-                    s.pipeline, s.step, s.partition, s.offset, s.live, s.shadow
-                );
-            }
-        }
-        PluginCmd::Remove { name } => {
-            client.remove_plugin(&name).await?;
-            println!("removed every version of {name}");
-        }
+        PluginCmd::Rollback { name, to } => rollback(client, &name, to).await?,
+        PluginCmd::Promote { name } => promote(client, &name).await?,
+        PluginCmd::Diff { name, json } => diff(client, &name, json).await?,
+        PluginCmd::Remove { name } => remove(client, &name).await?,
     }
     Ok(())
 }
 
+/// Build the plugin crate in `dir` and print the component's path.
+async fn build(dir: PathBuf, target_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    // Cargo runs for a while; keep it off the async runtime's threads.
+    let path = tokio::task::spawn_blocking(move || super::author::build(&dir, target_dir)).await??;
+    println!("{}", path.display());
+    Ok(())
+}
+
+/// Run the component in `file` locally on each line of `input` and print the outcomes.
+async fn test(
+    file: PathBuf,
+    input: PathBuf,
+    config: Vec<(String, String)>,
+    envelope: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    // Compiling and running the component blocks; keep it off the async runtime's threads.
+    tokio::task::spawn_blocking(move || super::author::test(&file, &input, config, envelope, json)).await?
+}
+
+/// Deploy the component in `file` as the next live (or shadow) version of `name`.
+async fn deploy(
+    client: &Client,
+    name: &str,
+    file: Option<PathBuf>,
+    shadow: bool,
+    sandbox: SandboxArgs,
+) -> anyhow::Result<()> {
+    let file = file.context("give the component file or --watch DIR")?;
+    let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let info = client.deploy_plugin_with(name, wasm, Some(sandbox.sandbox()), shadow).await?;
+    let role = if shadow { "as the shadow" } else { "live" };
+    println!(
+        "deployed {} {role} ({}, {}, hash {})",
+        info.label(),
+        info.world,
+        output::bytes(info.size),
+        &info.hash[..12]
+    );
+    Ok(())
+}
+
+/// Print every plugin with its live and shadow versions and users, as a table or JSON.
+async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
+    let plugins = client.list_plugins().await?;
+    if json {
+        return output::json(&plugins);
+    }
+    let rows = plugins
+        .iter()
+        .map(|p| {
+            vec![
+                p.live.name.clone(),
+                p.live.version.to_string(),
+                p.shadow.map_or("-".into(), |v| v.to_string()),
+                p.versions.to_string(),
+                output::bytes(p.live.size),
+                if p.used_by.is_empty() { "-".into() } else { p.used_by.join(",") },
+            ]
+        })
+        .collect();
+    output::table(&["PLUGIN", "LIVE", "SHADOW", "VERSIONS", "SIZE", "USED BY"], rows);
+    Ok(())
+}
+
+/// Print every version of plugin `name`, as a table or JSON.
+async fn versions(client: &Client, name: &str, json: bool) -> anyhow::Result<()> {
+    let versions = client.plugin_versions(name).await?;
+    if json {
+        return output::json(&versions);
+    }
+    let rows = versions
+        .iter()
+        .map(|v| {
+            vec![v.version.to_string(), v.hash[..12].to_string(), output::bytes(v.size), output::time(v.deployed_ms)]
+        })
+        .collect();
+    output::table(&["VERSION", "HASH", "SIZE", "DEPLOYED"], rows);
+    Ok(())
+}
+
+/// Make version `to` (default: the one below the live version) of `name` live again.
+async fn rollback(client: &Client, name: &str, to: Option<u32>) -> anyhow::Result<()> {
+    let info = client.rollback_plugin(name, to).await?;
+    println!("{} is live again", info.label());
+    Ok(())
+}
+
+/// Make the shadow version of `name` live.
+async fn promote(client: &Client, name: &str) -> anyhow::Result<()> {
+    let info = client.promote_plugin(name).await?;
+    println!("promoted {} to live", info.label());
+    Ok(())
+}
+
+/// Print how the shadow version of `name` compares with the live one, with sample
+/// differences, as text or JSON.
+async fn diff(client: &Client, name: &str, json: bool) -> anyhow::Result<()> {
+    let d = client.plugin_diff(name).await?;
+    if json {
+        return output::json(&d);
+    }
+    let Some(shadow) = d.shadow_version else {
+        println!("`{name}` has no shadow version; deploy one with `weir plugin deploy {name} FILE --shadow`");
+        return Ok(());
+    };
+    let live = d.live_version.map_or("-".into(), |v| v.to_string());
+    println!(
+        "{name}@{shadow} (shadow) vs {name}@{live} (live): {} matched, {} differed, {} shadow failures",
+        d.matched, d.differed, d.shadow_failures
+    );
+    for s in &d.samples {
+        println!(
+            "- {} step {} partition {} offset {}:\n    live:   {}\n    shadow: {}",
+            s.pipeline, s.step, s.partition, s.offset, s.live, s.shadow
+        );
+    }
+    Ok(())
+}
+
+/// Delete every version of plugin `name`.
+async fn remove(client: &Client, name: &str) -> anyhow::Result<()> {
+    client.remove_plugin(name).await?;
+    println!("removed every version of {name}");
+    Ok(())
+}
+
+/// Print one plugin version in full: identity, sandbox limits and grants.
 fn describe(p: &PluginInfo) {
     let s = &p.sandbox;
     println!("plugin      {}", p.label());

@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// --tls-ca (or WEIR_TLS_CA) with the CA that signed it.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
+    /// Directory of compiled plugins (default: `compiled/` in the data directory). Servers may
+    /// share one, so a component is compiled once per machine.
+    #[arg(long, env = "WEIR_COMPILE_CACHE")]
+    compile_cache: Option<PathBuf>,
     /// The private key of --tls-cert (PEM).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
@@ -78,6 +82,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         durability: args.durability.into(),
         retention_interval: args.retention_interval,
         recover_wal: args.recover_wal,
+        compile_cache: args.compile_cache.clone(),
         authority: Arc::new(authority),
     };
     let broker = Broker::open(config).await.with_context(|| format!("starting on {}", args.data_dir.display()))?;

@@ -111,6 +111,36 @@ pub enum AuthError {
     /// The token lacks a grant.
     #[error("{0}")]
     Forbidden(String),
+    /// A token set was offered to a server that runs without one.
+    #[error("this server was started without --auth-token-file; restart it with one to require tokens")]
+    NotEnforced,
+}
+
+/// Why a token file cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenFileError {
+    /// The file cannot be read.
+    #[error("cannot read the token file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A line is malformed; `why` says how.
+    #[error("{}line {line}: {why}", file.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    Line {
+        /// The file, when read from one.
+        file: Option<std::path::PathBuf>,
+        /// Line number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// No token at all.
+    #[error("no tokens in the file: a server with an empty token file would refuse everyone")]
+    Empty,
 }
 
 /// One `PERMISSION:PATTERN` grant.
@@ -170,14 +200,18 @@ pub struct Tokens {
 
 impl Tokens {
     /// Read a token file.
-    pub fn load(path: &Path) -> Result<Tokens, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
-        Tokens::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Tokens, TokenFileError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| TokenFileError::Read { path: path.to_path_buf(), source })?;
+        Tokens::parse(&text).map_err(|e| match e {
+            TokenFileError::Line { line, why, .. } => TokenFileError::Line { file: Some(path.into()), line, why },
+            other => other,
+        })
     }
 
     /// Parse token-file text.
-    pub fn parse(text: &str) -> Result<Tokens, String> {
+    pub fn parse(text: &str) -> Result<Tokens, TokenFileError> {
+        let bad = |n: usize, why: String| TokenFileError::Line { file: None, line: n + 1, why };
         let mut entries = Vec::new();
         for (n, raw) in text.lines().enumerate() {
             let line = raw.split('#').next().unwrap_or("").trim();
@@ -191,21 +225,19 @@ impl Tokens {
                 None => (format!("token-{}", n + 1), first.to_string()),
             };
             if token.len() < 8 {
-                return Err(format!("line {}: tokens must be at least 8 characters", n + 1));
+                return Err(bad(n, "tokens must be at least 8 characters".into()));
             }
             if entries.iter().any(|(_, id): &(String, Arc<Identity>)| id.name == name) {
-                return Err(format!("line {}: a token named `{name}` is already defined", n + 1));
+                return Err(bad(n, format!("a token named `{name}` is already defined")));
             }
-            let mut grants = words
-                .map(|w| parse_grant(w).map_err(|e| format!("line {}: {e}", n + 1)))
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut grants = words.map(|w| parse_grant(w).map_err(|e| bad(n, e))).collect::<Result<Vec<_>, _>>()?;
             if grants.is_empty() {
                 grants.push(Grant { permission: Permission::Admin, pattern: "*".into() });
             }
             entries.push((token, Arc::new(Identity { name, grants })));
         }
         if entries.is_empty() {
-            return Err("no tokens in the file: a server with an empty token file would refuse everyone".into());
+            return Err(TokenFileError::Empty);
         }
         Ok(Tokens { entries })
     }
@@ -294,10 +326,8 @@ impl Authority {
 
     /// Put a new token set in force. Refused on an open authority: turning authentication on
     /// needs a restart with `--auth-token-file`.
-    pub fn replace(&self, tokens: Tokens) -> Result<(), String> {
-        let Some(lock) = &self.tokens else {
-            return Err("this server was started without --auth-token-file; restart it with one".into());
-        };
+    pub fn replace(&self, tokens: Tokens) -> Result<(), AuthError> {
+        let Some(lock) = &self.tokens else { return Err(AuthError::NotEnforced) };
         *lock.write().expect("tokens") = Arc::new(tokens);
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())

@@ -157,7 +157,7 @@ impl Exchanges {
         kind: ExchangeType,
         alternate: Option<String>,
     ) -> Result<ExchangeInfo, ExchangeError> {
-        check_name("exchange", name).map_err(ExchangeError::Invalid)?;
+        check_name("exchange", name).map_err(|e| ExchangeError::Invalid(e.to_string()))?;
         if self.map.read().expect("exchanges").contains_key(name) {
             return Err(ExchangeError::Exists(name.to_string()));
         }

@@ -133,7 +133,7 @@ impl Registry {
     /// Validate and compile a new version of `name` without storing it. Callers hold
     /// [`Registry::deploy_lock`] from here until [`Registry::commit`].
     pub async fn prepare(&self, name: &str, wasm: Vec<u8>, sandbox: Sandbox) -> Result<Candidate, RegistryError> {
-        check_name("plugin", name).map_err(RegistryError::Invalid)?;
+        check_name("plugin", name).map_err(|e| RegistryError::Invalid(e.to_string()))?;
         check_sandbox(&sandbox).map_err(RegistryError::Invalid)?;
         if wasm.len() > crate::limits::MAX_PLUGIN_BYTES {
             return Err(RegistryError::Invalid(format!(

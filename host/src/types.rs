@@ -60,14 +60,25 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// Check a user-chosen name (topic, plugin, pipeline, group): what the error says is the rule.
-pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
+/// A user-chosen name that breaks the naming rule; the message states the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid {kind} name {name:?}: use 1 to {max} characters from a-z, A-Z, 0-9, '-', '_', '.'",
+    max = crate::limits::MAX_NAME_BYTES
+)]
+pub struct InvalidName {
+    /// What was being named: `topic`, `queue`, ….
+    pub kind: &'static str,
+    /// The name given (cut to the name limit, so a huge one is not echoed back).
+    pub name: String,
+}
+
+/// Check a user-chosen name (topic, plugin, pipeline, group) against the naming rule.
+pub fn check_name(kind: &'static str, name: &str) -> Result<(), InvalidName> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     if name.is_empty() || name.len() > crate::limits::MAX_NAME_BYTES || !name.chars().all(ok_char) {
-        return Err(format!(
-            "invalid {kind} name {name:?}: use 1 to {} characters from a-z, A-Z, 0-9, '-', '_', '.'",
-            crate::limits::MAX_NAME_BYTES
-        ));
+        let name = crate::limits::truncated(name.to_string(), crate::limits::MAX_NAME_BYTES);
+        return Err(InvalidName { kind, name });
     }
     Ok(())
 }

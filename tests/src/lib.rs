@@ -219,6 +219,11 @@ impl Drop for Server {
     }
 }
 
+/// The compiled-plugin cache the test servers share, beside the test build.
+fn compile_cache() -> PathBuf {
+    target_layout().0.join("weir-test-compiled")
+}
+
 /// `weir serve` on `root/data`, as `launch` says.
 pub fn serve_command(root: &Path, launch: &Launch) -> Command {
     let mut cmd = match launch.file_size_limit {
@@ -233,6 +238,9 @@ pub fn serve_command(root: &Path, launch: &Launch) -> Command {
         None => Command::new(weir_bin()),
     };
     cmd.arg("serve").arg("--data-dir").arg(root.join("data")).args(["--listen", "127.0.0.1:0"]).args(&launch.flags);
+    // Every server of a run shares one compiled-plugin cache: each component is compiled once,
+    // not once per server (a deploy still validates, links and instantiates it).
+    cmd.env("WEIR_COMPILE_CACHE", compile_cache());
     cmd.envs(launch.env.iter().map(|(k, v)| (k, v)));
     cmd
 }

@@ -23,7 +23,7 @@ impl Broker {
             }
             GroupCommand::List => self.group_lags().map(Reply::Groups),
             GroupCommand::Join { group, topic, member, session } => {
-                check_name("group", &group).map_err(BrokerError::BadRequest)?;
+                check_name("group", &group).map_err(|e| BrokerError::BadRequest(e.to_string()))?;
                 let partitions = self.store.topic(&topic)?.partition_count();
                 let session = session.clamp(Duration::from_millis(100), Duration::from_secs(300));
                 Ok(Reply::Membership(self.groups.join(&group, &topic, partitions, member, session)?))
@@ -41,7 +41,7 @@ impl Broker {
 
     /// Validate and submit the commit at the first poll (arrival order); resolves once durable.
     async fn commit_offsets(&self, group: String, topic: &str, offsets: Vec<(u32, u64)>) -> Result<Reply> {
-        check_name("group", &group).map_err(BrokerError::BadRequest)?;
+        check_name("group", &group).map_err(|e| BrokerError::BadRequest(e.to_string()))?;
         let topic = self.store.topic(topic)?;
         let mut commits = Vec::with_capacity(offsets.len());
         for (partition, next_offset) in offsets {

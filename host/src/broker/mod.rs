@@ -50,6 +50,9 @@ pub struct BrokerConfig {
     pub retention_interval: Duration,
     /// Open even if the WAL is damaged, keeping what precedes the damage.
     pub recover_wal: bool,
+    /// Where compiled plugins are cached (default: `compiled/` in the data directory). Servers
+    /// may share one: entries are keyed by the component's hash and the engine's.
+    pub compile_cache: Option<PathBuf>,
     /// Tokens and grants (`Authority::open()` serves everyone).
     pub authority: Arc<Authority>,
 }
@@ -106,7 +109,8 @@ impl Broker {
             default_durability: config.durability,
             recover_wal: config.recover_wal,
         })?);
-        let runtime = Arc::new(Runtime::new(&config.data_dir.join("compiled"))?);
+        let cache = config.compile_cache.clone().unwrap_or_else(|| config.data_dir.join("compiled"));
+        let runtime = Arc::new(Runtime::new(&cache)?);
         let registry = Arc::new(Registry::open(store.clone(), runtime)?);
         let queues = Arc::new(crate::queue::Queues::open(store.clone())?);
         let exchanges = crate::exchange::Exchanges::open(store.clone())?;
@@ -165,7 +169,7 @@ impl Broker {
 
     /// Put a new token set in force and halt the pipelines whose owners lost what they need.
     /// Open connections pick up the new set at their next request.
-    pub async fn reload_tokens(&self, tokens: crate::auth::Tokens) -> Result<(), String> {
+    pub async fn reload_tokens(&self, tokens: crate::auth::Tokens) -> Result<()> {
         self.authority.replace(tokens)?;
         self.pipelines.recheck_owners().await;
         Ok(())

@@ -49,7 +49,7 @@ impl Broker {
         self.pipelines
             .check_version(&candidate.info, &candidate.loaded)
             .await
-            .map_err(|e| refused(&candidate.info, live.as_ref(), e))?;
+            .map_err(|e| refused(&candidate.info, live.as_ref(), e.to_string()))?;
         let loaded = candidate.loaded.clone();
         let placement = if shadow { Placement::Shadow } else { Placement::Live };
         let info = self.registry.commit(candidate, placement).await?;
@@ -103,7 +103,7 @@ impl Broker {
         let loaded = tokio::task::spawn_blocking(move || registry.component(&info_c))
             .await
             .map_err(|e| BrokerError::Internal(e.to_string()))??;
-        self.pipelines.check_version(&info, &loaded).await.map_err(|e| refused(&info, Some(&live), e))?;
+        self.pipelines.check_version(&info, &loaded).await.map_err(|e| refused(&info, Some(&live), e.to_string()))?;
         let info = self.registry.set_live(name, version, clear_shadow).await?;
         self.pipelines.swap_live(&info, &loaded);
         tracing::info!(plugin = %info.label(), from = %live.label(), "live version changed");

@@ -62,6 +62,18 @@ pub enum PipelineError {
     /// The source queue does not exist (or another queue failure).
     #[error(transparent)]
     Queue(#[from] crate::queue::QueueError),
+    /// A plugin version does not start in a pipeline step that follows the plugin.
+    #[error("{plugin} does not start in pipeline `{pipeline}` step {step}: {message}")]
+    DoesNotStart {
+        /// `name@version`.
+        plugin: String,
+        /// The pipeline.
+        pipeline: String,
+        /// Its step, from 1.
+        step: usize,
+        /// Why (the plugin's init error, an instantiation failure).
+        message: String,
+    },
     /// The identity the pipeline acts for lacks a grant it needs; the text names them.
     #[error("{0}")]
     Forbidden(String),
@@ -305,7 +317,7 @@ impl Pipelines {
         spec: PipelineSpec,
         owner: Option<String>,
     ) -> Result<PipelineStatus, PipelineError> {
-        check_name("pipeline", &spec.name).map_err(PipelineError::Invalid)?;
+        check_name("pipeline", &spec.name).map_err(|e| PipelineError::Invalid(e.to_string()))?;
         if self.running.lock().expect("pipelines").contains_key(&spec.name) {
             return Err(PipelineError::Exists(spec.name));
         }
@@ -407,26 +419,24 @@ impl Pipelines {
 
     /// Prove that `info` starts (its `init` accepts the config) in every step that follows
     /// plugin `info.name`. Returns the pipelines checked.
-    pub async fn check_version(&self, info: &PluginInfo, loaded: &LoadedPlugin) -> Result<Vec<String>, String> {
+    pub async fn check_version(&self, info: &PluginInfo, loaded: &LoadedPlugin) -> Result<Vec<String>, PipelineError> {
         let active = Arc::new(Active { info: info.clone(), loaded: loaded.clone() });
         let followers = self.followers(&info.name);
         let runtime = self.registry.runtime().clone();
         let checked = followers.iter().map(|(r, _)| r.plan.spec.name.clone()).collect();
         tokio::task::spawn_blocking(move || {
             for (r, step) in followers {
-                plan::probe(&runtime, &r.plan.spec, step, &active).map_err(|e| {
-                    format!(
-                        "{} does not start in pipeline `{}` step {}: {e}",
-                        active.info.label(),
-                        r.plan.spec.name,
-                        step + 1
-                    )
+                plan::probe(&runtime, &r.plan.spec, step, &active).map_err(|message| PipelineError::DoesNotStart {
+                    plugin: active.info.label(),
+                    pipeline: r.plan.spec.name.clone(),
+                    step: step + 1,
+                    message,
                 })?;
             }
             Ok(checked)
         })
         .await
-        .map_err(|e| format!("check task failed: {e}"))?
+        .map_err(|e| PipelineError::Invalid(format!("check task failed: {e}")))?
     }
 
     /// Make `info` the live version of every step following its plugin; each partition picks
@@ -502,7 +512,7 @@ impl Pipelines {
             Source::Topic(t) => drop(self.store.topic(t)?),
         }
         self.store.topic(&spec.sink)?;
-        check_name("group", &spec.group()).map_err(PipelineError::Invalid)?;
+        check_name("group", &spec.group()).map_err(|e| PipelineError::Invalid(e.to_string()))?;
         if let Some(n) = spec.batch_max_messages
             && (n == 0 || n > crate::limits::MAX_FETCH_RECORDS)
         {
@@ -583,11 +593,13 @@ impl Pipelines {
             .map(|p| {
                 let (me, running, stop) = (self.clone(), running.clone(), rx.clone());
                 tokio::spawn(async move {
-                    let done = match &running.plan.source {
-                        plan::Input::Topic(_) => worker::run_partition(&running.plan, p, &running, stop).await,
-                        plan::Input::Queue(_) => {
-                            worker::run_queue_worker(&running.plan, p, &running, stop, &me.queues).await
-                        }
+                    let feed = match &running.plan.source {
+                        plan::Input::Topic(_) => worker::Feed::partition(&running.plan, p),
+                        plan::Input::Queue(_) => Ok(worker::Feed::queue(&running.plan, me.queues.clone())),
+                    };
+                    let done = match feed {
+                        Ok(feed) => worker::run(&running.plan, p, &running, stop, feed).await,
+                        Err(e) => Err(e),
                     };
                     if let Err(error) = done {
                         me.halt(&running, error).await;

@@ -26,44 +26,34 @@ pub(super) struct StepInstance {
     generation: u64,
 }
 
-/// The worker loop of one partition. Returns only on stop (`Ok`) or on a failure that halts
-/// the pipeline (`Err` with the reason), after committing everything before the failure.
-pub(super) async fn run_partition(
+/// The worker loop: at each batch boundary pick up version swaps, take a batch from `feed`,
+/// run it, and commit its outputs, state and progress in one write. Returns only on stop
+/// (`Ok`) or on a failure that halts the pipeline (`Err` with the reason), after committing
+/// everything before the failure.
+pub(super) async fn run(
     plan: &Arc<Plan>,
-    partition: u32,
+    worker: u32,
     running: &Arc<Running>,
     mut stop: watch::Receiver<bool>,
+    mut feed: Feed,
 ) -> Result<(), String> {
     let mut steps: Vec<StepInstance> = {
         let plan = plan.clone();
-        tokio::task::spawn_blocking(move || instantiate_all(&plan, partition)).await.map_err(|e| e.to_string())??
+        tokio::task::spawn_blocking(move || instantiate_all(&plan, worker)).await.map_err(|e| e.to_string())??
     };
-    let topic = plan.source.topic().ok_or("a partition worker needs a topic source")?.clone();
-    let mut offset = start_offset(plan, &topic, partition).map_err(|e| e.to_string())?;
     let batch_max = plan.spec.batch_max_messages.unwrap_or(limits::PIPELINE_BATCH_MESSAGES);
-    let part = topic.partition(partition).map_err(|e| e.to_string())?;
     loop {
         if *stop.borrow() {
             return Ok(());
         }
-        let records = plan
-            .store
-            .read(&topic, partition, offset, batch_max, limits::PIPELINE_BATCH_BYTES)
-            .map_err(|e| format!("reading partition {partition} of `{}`: {e}", topic.name))?;
-        if records.is_empty() {
-            tokio::select! {
-                _ = part.wait_for(offset, Duration::from_secs(1)) => {}
-                _ = stop.changed() => {}
-            }
-            continue;
-        }
+        let Some((records, copy)) = feed.next(plan, batch_max, &mut stop).await? else { continue };
         let permit = running.permits.clone().acquire_owned().await.map_err(|e| e.to_string())?;
         let (plan_c, running_c, stop_c) = (plan.clone(), running.clone(), stop.clone());
         let (back, done) = tokio::task::spawn_blocking(move || {
             let mut steps = steps;
             // The batch boundary: the previous batch committed on the old version.
-            swap_if_needed(&plan_c, &running_c, &mut steps, partition);
-            let done = run_batch(&plan_c, &running_c, &mut steps, partition, records, None, &stop_c);
+            swap_if_needed(&plan_c, &running_c, &mut steps, worker);
+            let done = run_batch(&plan_c, &running_c, &mut steps, worker, records, copy, &stop_c);
             (steps, done)
         })
         .await
@@ -71,22 +61,146 @@ pub(super) async fn run_partition(
         drop(permit);
         steps = back;
         let Done { mut commit, next_offset, counts, failure } = done;
-        if next_offset > offset {
-            commit.offsets.push(OffsetCommit {
-                group: plan.group.clone(),
-                topic: topic.clone(),
-                partition,
-                next_offset,
-            });
+        if feed.settle(plan, &mut commit, next_offset)? {
             let committed = plan.store.submit(commit);
             // Counted before the commit is acknowledged, so a status that sees the new offset
             // (lag 0) also sees the counts; a failed commit halts the pipeline anyway.
             running.counters.add(&counts);
-            committed.await.map_err(|e| format!("committing partition {partition}: {e}"))?;
-            offset = next_offset;
+            committed.await.map_err(|e| format!("committing {}: {e}", feed.describe()))?;
         }
         if let Some(reason) = failure {
+            feed.abandon().await;
             return Err(reason);
+        }
+    }
+}
+
+/// Where a worker's batches come from, and how it records what it dealt with in the batch's
+/// commit: a topic partition (the group's offset) or a queue (acks of the deliveries).
+pub(super) enum Feed {
+    /// One partition of a topic source, from the committed offset.
+    Partition {
+        /// The topic.
+        topic: Arc<Topic>,
+        /// The partition.
+        partition: u32,
+        /// Next offset to read (and committed so far).
+        offset: u64,
+    },
+    /// A queue source: one of its competing workers.
+    Queue {
+        /// The queues.
+        queues: Arc<crate::queue::Queues>,
+        /// The queue.
+        queue: String,
+        /// Receipts of the batch in hand.
+        receipts: Vec<String>,
+        /// How many of them the batch dealt with.
+        dealt: usize,
+    },
+}
+
+impl Feed {
+    /// The feed of `partition` of the plan's topic, at the committed offset.
+    pub(super) fn partition(plan: &Plan, partition: u32) -> Result<Feed, String> {
+        let topic = plan.source.topic().ok_or("a partition worker needs a topic source")?.clone();
+        let offset = start_offset(plan, &topic, partition).map_err(|e| e.to_string())?;
+        Ok(Feed::Partition { topic, partition, offset })
+    }
+
+    /// A competing worker's feed of the plan's queue.
+    pub(super) fn queue(plan: &Plan, queues: Arc<crate::queue::Queues>) -> Feed {
+        Feed::Queue { queues, queue: plan.source.name().to_string(), receipts: Vec::new(), dealt: 0 }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Feed::Partition { topic, partition, .. } => format!("partition {partition} of `{}`", topic.name),
+            Feed::Queue { queue, .. } => format!("a batch of queue `{queue}`"),
+        }
+    }
+
+    /// The next batch (and, for queues, a copy for a one-by-one re-run), or `None` after
+    /// waiting up to a second (or for `stop`) without one.
+    #[allow(clippy::type_complexity)]
+    async fn next(
+        &mut self,
+        plan: &Plan,
+        batch_max: usize,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Option<(Vec<StoredRecord>, Option<Vec<StoredRecord>>)>, String> {
+        match self {
+            Feed::Partition { topic, partition, offset } => {
+                let records = plan
+                    .store
+                    .read(topic, *partition, *offset, batch_max, limits::PIPELINE_BATCH_BYTES)
+                    .map_err(|e| format!("reading partition {partition} of `{}`: {e}", topic.name))?;
+                if records.is_empty() {
+                    let part = topic.partition(*partition).map_err(|e| e.to_string())?;
+                    tokio::select! {
+                        _ = part.wait_for(*offset, Duration::from_secs(1)) => {}
+                        _ = stop.changed() => {}
+                    }
+                    return Ok(None);
+                }
+                // A topic's batch is read again rather than copied if it must be re-run.
+                Ok(Some((records, None)))
+            }
+            Feed::Queue { queues, queue, receipts, dealt } => {
+                let got = tokio::select! {
+                    got = queues.receive(queue, batch_max, Duration::from_secs(1), None) => got.map_err(|e| e.to_string())?,
+                    _ = stop.changed() => return Ok(None),
+                };
+                if got.is_empty() {
+                    return Ok(None);
+                }
+                *receipts = got.iter().map(|d| d.receipt.clone()).collect();
+                *dealt = 0;
+                // Offsets here are positions in the batch, so "next offset" counts what was dealt with.
+                let records: Vec<StoredRecord> = got
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, d)| StoredRecord {
+                        offset: i as u64,
+                        timestamp_ms: d.enqueued_ms,
+                        key: None,
+                        headers: d.headers,
+                        value: Bytes::from(d.body),
+                    })
+                    .collect();
+                let copy = records.clone();
+                Ok(Some((records, Some(copy))))
+            }
+        }
+    }
+
+    /// Add the batch's progress to its commit: the group offset up to `next_offset`, or the
+    /// acks of the deliveries dealt with. `false`: nothing to commit.
+    fn settle(&mut self, plan: &Plan, commit: &mut Commit, next_offset: u64) -> Result<bool, String> {
+        match self {
+            Feed::Partition { topic, partition, offset } => {
+                if next_offset <= *offset {
+                    return Ok(false);
+                }
+                let group = plan.group.clone();
+                commit.offsets.push(OffsetCommit { group, topic: topic.clone(), partition: *partition, next_offset });
+                *offset = next_offset;
+                Ok(true)
+            }
+            Feed::Queue { queues, queue, receipts, dealt } => {
+                *dealt = (next_offset as usize).min(receipts.len());
+                commit.queue = queues.ack_in_commit(queue, &receipts[..*dealt]).map_err(|e| e.to_string())?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// After a halting failure: hand back the queue messages the batch did not deal with (a
+    /// crash instead leaves them to their visibility timeout).
+    async fn abandon(&mut self) {
+        if let Feed::Queue { queues, queue, receipts, dealt } = self {
+            let rest = receipts[*dealt..].to_vec();
+            let _ = queues.nack(queue, &rest, crate::queue::Nack::Requeue { delay_ms: 0 }).await;
         }
     }
 }
@@ -126,74 +240,6 @@ fn swap_if_needed(plan: &Plan, running: &Running, steps: &mut [StepInstance], pa
                 st.generation = plan.slots[i].generation();
                 running.note_failure(format!("swap on partition {partition} kept the old version: {e}"));
             }
-        }
-    }
-}
-
-/// A worker draining a queue: receive a batch, run it, and commit its outputs, state and the
-/// acks of the messages dealt with in one write. Messages after a halting failure are handed
-/// back; a crash before the commit leaves every message of the batch in the queue, to be
-/// delivered again after its visibility timeout.
-pub(super) async fn run_queue_worker(
-    plan: &Arc<Plan>,
-    worker: u32,
-    running: &Arc<Running>,
-    mut stop: watch::Receiver<bool>,
-    queues: &crate::queue::Queues,
-) -> Result<(), String> {
-    let queue = plan.source.name().to_string();
-    let mut steps: Vec<StepInstance> = {
-        let plan = plan.clone();
-        tokio::task::spawn_blocking(move || instantiate_all(&plan, worker)).await.map_err(|e| e.to_string())??
-    };
-    let batch_max = plan.spec.batch_max_messages.unwrap_or(limits::PIPELINE_BATCH_MESSAGES);
-    loop {
-        if *stop.borrow() {
-            return Ok(());
-        }
-        let got = tokio::select! {
-            got = queues.receive(&queue, batch_max, Duration::from_secs(1), None) => got.map_err(|e| e.to_string())?,
-            _ = stop.changed() => continue,
-        };
-        if got.is_empty() {
-            continue;
-        }
-        let receipts: Vec<String> = got.iter().map(|d| d.receipt.clone()).collect();
-        // Offsets here are positions in the batch, so "next offset" counts what was dealt with.
-        let records: Vec<StoredRecord> = got
-            .into_iter()
-            .enumerate()
-            .map(|(i, d)| StoredRecord {
-                offset: i as u64,
-                timestamp_ms: d.enqueued_ms,
-                key: None,
-                headers: d.headers,
-                value: Bytes::from(d.body),
-            })
-            .collect();
-        let permit = running.permits.clone().acquire_owned().await.map_err(|e| e.to_string())?;
-        let (plan_c, running_c, stop_c) = (plan.clone(), running.clone(), stop.clone());
-        let (back, done) = tokio::task::spawn_blocking(move || {
-            let mut steps = steps;
-            swap_if_needed(&plan_c, &running_c, &mut steps, worker);
-            let copy = records.clone();
-            let done = run_batch(&plan_c, &running_c, &mut steps, worker, records, Some(copy), &stop_c);
-            (steps, done)
-        })
-        .await
-        .map_err(|e| format!("worker task failed: {e}"))?;
-        drop(permit);
-        steps = back;
-        let Done { mut commit, next_offset, counts, failure } = done;
-        let dealt = (next_offset as usize).min(receipts.len());
-        commit.queue = queues.ack_in_commit(&queue, &receipts[..dealt]).map_err(|e| e.to_string())?;
-        let committed = plan.store.submit(commit);
-        running.counters.add(&counts);
-        committed.await.map_err(|e| format!("committing a batch of queue `{queue}`: {e}"))?;
-        if let Some(reason) = failure {
-            let rest = receipts[dealt..].to_vec();
-            let _ = queues.nack(&queue, &rest, crate::queue::Nack::Requeue { delay_ms: 0 }).await;
-            return Err(reason);
         }
     }
 }
@@ -496,16 +542,17 @@ fn apply_outcomes(
 }
 
 /// The host side of the component boundary for fuzzing: check a guest's outcomes for `n`
-/// inputs as an instance does, then apply them as a worker does. Must never panic.
+/// inputs as an instance does, then apply them as a worker does; `None` when refused. Must
+/// never panic.
 #[doc(hidden)]
-pub fn fuzz_outcomes(inputs: Vec<Message>, outcomes: Vec<Outcome>, output_limit: usize) -> Result<usize, String> {
-    crate::runtime::check_outcomes(inputs.len(), &outcomes, output_limit).map_err(|e| e.to_string())?;
+pub fn fuzz_outcomes(inputs: Vec<Message>, outcomes: Vec<Outcome>, output_limit: usize) -> Option<usize> {
+    crate::runtime::check_outcomes(inputs.len(), &outcomes, output_limit).ok()?;
     let n = inputs.len();
     let mut out = Outputs::default();
     let mut stat = StepStats::default();
-    let next = apply_outcomes(0, inputs, outcomes, &mut out, &mut stat, &mut |_| Ok(())).map_err(|f| f.error)?;
+    let next = apply_outcomes(0, inputs, outcomes, &mut out, &mut stat, &mut |_| Ok(())).ok()?;
     assert!(out.dropped as usize <= n, "more drops than inputs");
-    Ok(next.len() + out.routed.len())
+    Some(next.len() + out.routed.len())
 }
 
 fn plugin_failure(step: usize, e: PluginError) -> StepFailure {

@@ -274,7 +274,7 @@ impl Queues {
 
     /// Create a queue (and its dead-letter queue, if named and missing).
     pub async fn create(&self, name: &str, config: QueueConfig) -> Result<QueueInfo> {
-        check_name("queue", name).map_err(QueueError::Invalid)?;
+        check_name("queue", name).map_err(|e| QueueError::Invalid(e.to_string()))?;
         check_config(&config)?;
         if self.get(name).is_ok() {
             return Err(QueueError::Exists(name.to_string()));
@@ -689,7 +689,7 @@ fn check_config(c: &QueueConfig) -> Result<()> {
         return Err(QueueError::Invalid(format!("max messages must be between 1 and {}", limits::QUEUE_MAX_MESSAGES)));
     }
     if let Some(d) = &c.dead_letter {
-        check_name("queue", d).map_err(QueueError::Invalid)?;
+        check_name("queue", d).map_err(|e| QueueError::Invalid(e.to_string()))?;
     }
     Ok(())
 }

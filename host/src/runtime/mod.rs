@@ -186,7 +186,11 @@ impl Runtime {
             .engine
             .precompile_component(wasm)
             .map_err(|e| PluginError::Invalid(format!("the component does not compile: {e:#}")))?;
-        let tmp = path.with_extension("tmp");
+        // A name of its own per writer: servers may share a cache directory, and two writing
+        // the same temporary file at once could rename a half-written one into place.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
         std::fs::write(&tmp, &compiled)
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|e| PluginError::Engine(format!("cannot write {}: {e}", path.display())))?;

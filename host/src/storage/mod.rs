@@ -113,7 +113,7 @@ impl Store {
 
     /// Create a topic.
     pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
-        crate::types::check_name("topic", name).map_err(StoreError::Invalid)?;
+        crate::types::check_name("topic", name).map_err(|e| StoreError::Invalid(e.to_string()))?;
         if config.partitions == 0 || config.partitions > crate::limits::MAX_PARTITIONS {
             return Err(StoreError::Invalid(format!(
                 "partitions must be between 1 and {}, got {}",

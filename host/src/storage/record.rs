@@ -71,7 +71,7 @@ pub fn encode(rec: &NewRecord, timestamp_ms: u64, out: &mut Vec<u8>) {
 }
 
 /// Just the timestamp of an encoded record (for seeking by time without decoding the rest).
-pub fn timestamp_of(buf: &[u8]) -> Result<u64, String> {
+pub(crate) fn timestamp_of(buf: &[u8]) -> Result<u64, String> {
     if buf.first() != Some(&RECORD_V1) {
         return Err(format!("unknown record version {:?}", buf.first()));
     }
@@ -81,7 +81,7 @@ pub fn timestamp_of(buf: &[u8]) -> Result<u64, String> {
 
 /// Decode `buf` (an owned copy of the stored bytes) as the record at `offset`; key and value
 /// are slices of `buf`, not copies.
-pub fn decode(offset: u64, buf: Bytes) -> Result<StoredRecord, String> {
+pub(crate) fn decode(offset: u64, buf: Bytes) -> Result<StoredRecord, String> {
     let timestamp_ms = timestamp_of(&buf)?;
     let mut pos = 9;
     let key = match get_varint(&buf, &mut pos)? {
