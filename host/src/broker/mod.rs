@@ -199,14 +199,16 @@ impl Broker {
 
     /// Execute without an access check: for the broker's own callers (benchmarks, tools).
     pub async fn run(&self, command: Command, owner: Option<String>) -> Result<Reply> {
+        // Areas other than topics are boxed: this future is as large as its largest area's,
+        // and every produce (the hot path) allocates and moves it.
         match command {
             Command::Topic(c) => self.topic_command(c).await,
-            Command::Group(c) => self.group_command(c).await,
-            Command::Queue(c) => self.queue_command(c).await,
-            Command::Exchange(c) => self.exchange_command(c).await,
-            Command::Plugin(c) => self.plugin_command(c).await,
-            Command::Pipeline(c) => self.pipeline_command(c, owner).await,
-            Command::State(c) => self.state_command(c).await,
+            Command::Group(c) => Box::pin(self.group_command(c)).await,
+            Command::Queue(c) => Box::pin(self.queue_command(c)).await,
+            Command::Exchange(c) => Box::pin(self.exchange_command(c)).await,
+            Command::Plugin(c) => Box::pin(self.plugin_command(c)).await,
+            Command::Pipeline(c) => Box::pin(self.pipeline_command(c, owner)).await,
+            Command::State(c) => Box::pin(self.state_command(c)).await,
         }
     }
 

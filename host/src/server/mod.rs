@@ -370,18 +370,17 @@ async fn run_in_order(
         let _ = tx.send(body).await;
         return;
     }
-    match std::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx))).await {
-        std::task::Poll::Ready(result) => {
-            let _ = tx.send(respond(result)).await;
-        }
-        std::task::Poll::Pending => {
-            tokio::spawn(async move {
-                let body = respond(future.await);
-                let _ = tx.send(body).await;
-                drop(permit);
-            });
-        }
-    }
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx))).await;
+    // Encoding (a fetch's response can be megabytes) runs beside the reading of the next
+    // frame, not in its way.
+    tokio::spawn(async move {
+        let result = match first {
+            std::task::Poll::Ready(result) => result,
+            std::task::Poll::Pending => future.await,
+        };
+        let _ = tx.send(respond(result)).await;
+        drop(permit);
+    });
 }
 
 /// Translate a request as the native door does, for fuzzing: must never panic.
