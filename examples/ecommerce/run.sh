@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 ORDERS=${ORDERS:-300}
-# WEIR_PROFILE=dev reuses the test build (the integration tests run this script that way).
-profile=${WEIR_PROFILE:-release}
+# The dev profile is the one `cargo test` uses: one build of the dependencies serves both.
+profile=${WEIR_PROFILE:-dev}
 cargo build --profile "$profile" -p weir-cli --bin weir
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 bin_dir=$profile; [ "$profile" = dev ] && bin_dir=debug

@@ -5,14 +5,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-# WEIR_PROFILE=dev reuses the test build (the integration tests run this script that way).
-profile=${WEIR_PROFILE:-release}
+# The dev profile (dependencies optimised, our crates not) is the one `cargo test` uses, so
+# the README's second command builds nothing of RocksDB or wasmtime again.
+profile=${WEIR_PROFILE:-dev}
+started=$SECONDS
+step() { echo "== [$(( (SECONDS - started) / 60 ))m$(( (SECONDS - started) % 60 ))s] $*" >&2; }
+step "1/4 building weir (a first build compiles RocksDB's C++ and wasmtime: about 15 minutes on 2 cores)"
 cargo build --profile "$profile" -p weir-cli --bin weir
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 bin_dir=$profile; [ "$profile" = dev ] && bin_dir=debug
 weir="$target/$bin_dir/weir"
+step "2/4 building the json-filter and json-transform plugins for wasm32-wasip2"
 cargo build --profile wasm --target wasm32-wasip2 -p weir-plugin-json-filter -p weir-plugin-json-transform --target-dir "$target/plugins"
 plugins="$target/plugins/wasm32-wasip2/wasm"
+step "3/4 starting weir serve"
 
 data=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
@@ -22,6 +28,7 @@ for _ in $(seq 100); do grep -q listening "$data/addr" 2>/dev/null && break; sle
 export WEIR_SERVER=$(sed -n 's/^weir listening on //p' "$data/addr")
 echo "== weir serve is listening on $WEIR_SERVER"
 
+step "4/4 running the example"
 # Show each weir command as it runs.
 weir() { echo "\$ weir $*" >&2; "$weir" "$@"; }
 weir topic create orders --partitions 4
@@ -49,3 +56,4 @@ if [ "$count" -ne 250 ] || "$weir" consume billing | grep -q card; then
   exit 1
 fi
 echo "== OK: 1000 orders in, 250 billed orders out, card numbers dropped"
+step "done"

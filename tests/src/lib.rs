@@ -37,10 +37,15 @@ fn target_layout() -> (PathBuf, String) {
 }
 
 fn cargo() -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    without_cargo_env(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// `program` run from the workspace root without the variables `cargo test` sets for this
+/// crate: a nested cargo would otherwise see other fingerprints and rebuild (and the outer
+/// build would then rebuild everything next time).
+pub fn without_cargo_env(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new(program);
     c.current_dir(workspace_root());
-    // The variables `cargo test` sets for this crate would change the nested build's
-    // fingerprints, and the outer build would then rebuild everything next time.
     for (k, _) in std::env::vars() {
         if k.starts_with("CARGO_") && !matches!(k.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR") {
             c.env_remove(k);

@@ -318,7 +318,8 @@ async fn redact_masks_fields_emails_and_card_numbers() -> Result<()> {
 
 /// Run an example script with the test build of `weir` and return its output.
 fn run_example(script: &str, env: &[(&str, &str)]) -> Result<String> {
-    let out = Command::new(weir_tests::workspace_root().join(script))
+    // Run as a user would, without `cargo test`'s variables, so its builds are the test build.
+    let out = weir_tests::without_cargo_env(weir_tests::workspace_root().join(script))
         .env("WEIR_PROFILE", "dev")
         .envs(env.iter().copied())
         .output()?;
