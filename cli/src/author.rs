@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
+use bytes::Bytes;
 use serde_json::json;
 use weir_client::client::Client;
 use weir_host::runtime::{
-    Batch, Header, LoadedPlugin, Message, Outcome, Output, PluginError, PluginInstance, Runtime, Sandbox, StateScope,
+    Batch, LoadedPlugin, Message, Outcome, Output, PluginError, PluginInstance, Runtime, Sandbox, StateScope,
 };
 
 /// Kinds `weir plugin new` can scaffold.
@@ -188,6 +189,10 @@ impl Tally {
                 self.emitted += 1;
                 json!({"input": offset, "outcome": "keep"})
             }
+            Ok(Outcome::Forward(topic)) => {
+                self.emitted += 1;
+                json!({"input": offset, "outcome": "forward", "topic": topic})
+            }
             Ok(Outcome::Drop) => {
                 self.dropped += 1;
                 json!({"input": offset, "outcome": "drop"})
@@ -206,7 +211,7 @@ impl Tally {
 
 /// One emitted output as JSON: value and key as text, topic, headers by name.
 fn output_json(o: &Output) -> serde_json::Value {
-    let headers = o.headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect::<BTreeMap<_, _>>();
+    let headers = o.headers.iter().cloned().collect::<BTreeMap<_, _>>();
     json!({
         "value": String::from_utf8_lossy(&o.value),
         "key": o.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
@@ -230,6 +235,7 @@ fn print_outcome(line: &serde_json::Value, input: &str) {
             }
         }
         Some("keep") => println!("#{n} {input} → kept (unchanged)"),
+        Some("forward") => println!("#{n} {input} → {input} (to {}, unchanged)", line["topic"].as_str().unwrap_or("")),
         Some("drop") => println!("#{n} {input} → dropped"),
         _ => println!(
             "#{n} {input} → FAILED{}: {}",
@@ -244,7 +250,7 @@ fn print_outcome(line: &serde_json::Value, input: &str) {
 fn to_message(line: &str, offset: u64, now: u64, envelope: bool) -> anyhow::Result<Message> {
     let mut m = Message {
         key: None,
-        value: line.as_bytes().to_vec(),
+        value: Bytes::copy_from_slice(line.as_bytes()),
         headers: Vec::new(),
         timestamp_ms: now,
         partition: 0,
@@ -253,16 +259,13 @@ fn to_message(line: &str, offset: u64, now: u64, envelope: bool) -> anyhow::Resu
     if envelope {
         let doc: serde_json::Value =
             serde_json::from_str(line).with_context(|| format!("input line {} is not a JSON envelope", offset + 1))?;
-        m.value = match &doc["value"] {
+        m.value = Bytes::from(match &doc["value"] {
             serde_json::Value::String(s) => s.clone().into_bytes(),
             other => other.to_string().into_bytes(),
-        };
-        m.key = doc["key"].as_str().map(|k| k.as_bytes().to_vec());
+        });
+        m.key = doc["key"].as_str().map(|k| Bytes::copy_from_slice(k.as_bytes()));
         if let Some(h) = doc["headers"].as_object() {
-            m.headers = h
-                .iter()
-                .map(|(k, v)| Header { name: k.clone(), value: v.as_str().unwrap_or_default().to_string() })
-                .collect();
+            m.headers = h.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect();
         }
     }
     Ok(m)

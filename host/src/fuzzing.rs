@@ -9,7 +9,9 @@ use tokio_util::codec::Decoder;
 use weir_client::wire::{self, RequestFrame, ResponseFrame};
 
 use crate::pipeline::PipelineSpec;
-use crate::runtime::{Failure, Header, Message, Outcome, Output};
+use bytes::Bytes;
+
+use crate::runtime::{Failure, Message, Outcome, Output};
 
 /// Bytes off the socket: length-prefixed framing, then request and response decoding, then
 /// the request's translation into a broker command. Returns the requests that decoded.
@@ -53,7 +55,7 @@ pub fn outcomes(data: &[u8]) {
     let inputs: Vec<Message> = (0..next() % 8)
         .map(|i| Message {
             key: None,
-            value: vec![next(); next() as usize],
+            value: Bytes::from(vec![next(); next() as usize]),
             headers: vec![],
             timestamp_ms: 0,
             partition: 0,
@@ -61,18 +63,17 @@ pub fn outcomes(data: &[u8]) {
         })
         .collect();
     let outcomes: Vec<Outcome> = (0..next() % 10)
-        .map(|_| match next() % 4 {
+        .map(|_| match next() % 5 {
             0 => Outcome::Keep,
+            4 => Outcome::Forward("t".repeat(next() as usize % 4)),
             1 => Outcome::Drop,
             2 => Outcome::Fail(Failure { message: "x".repeat(next() as usize), retryable: next() % 2 == 0 }),
             _ => Outcome::Emit(
                 (0..next() % 4)
                     .map(|_| Output {
-                        key: (next() % 2 == 0).then(|| vec![next()]),
-                        value: vec![0; next() as usize * 16],
-                        headers: (0..next() % 3)
-                            .map(|_| Header { name: "h".into(), value: "v".repeat(next() as usize) })
-                            .collect(),
+                        key: (next() % 2 == 0).then(|| Bytes::from(vec![next()])),
+                        value: Bytes::from(vec![0; next() as usize * 16]),
+                        headers: (0..next() % 3).map(|_| ("h".to_string(), "v".repeat(next() as usize))).collect(),
                         topic: (next() % 3 == 0).then(|| "t".repeat(next() as usize % 4)),
                     })
                     .collect(),
@@ -80,6 +81,15 @@ pub fn outcomes(data: &[u8]) {
         })
         .collect();
     let _ = crate::pipeline::fuzz_outcomes(inputs, outcomes, usize::from(next()) * 64);
+}
+
+/// What a 0.2.0 plugin returns from `process`, as raw bytes: decoded and checked as the host
+/// does. Returns the outcomes when the host accepts the buffer.
+pub fn packed_result(data: &[u8]) -> Option<Vec<Outcome>> {
+    let inputs = usize::from(data.first().copied().unwrap_or(0) % 16);
+    let outcomes = crate::runtime::unpack(data.get(1..).unwrap_or_default().to_vec(), inputs).ok()?;
+    crate::runtime::check_outcomes(inputs, &outcomes, 1 << 20).ok()?;
+    Some(outcomes)
 }
 
 #[cfg(test)]
@@ -108,6 +118,47 @@ mod tests {
         fn the_host_takes_any_outcomes(data in proptest::collection::vec(any::<u8>(), 0..200)) {
             super::outcomes(&data);
         }
+
+        #[test]
+        fn the_packed_result_decoder_takes_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+            super::packed_result(&data);
+        }
+
+        /// Valid results with bytes flipped: mostly refused, never misread.
+        #[test]
+        fn damaged_packed_results_are_refused_or_read_whole(flip in 0usize..400, bit in 0u8..8) {
+            let mut data = vec![3u8];
+            data.extend(valid_result());
+            let at = 1 + flip % (data.len() - 1);
+            data[at] ^= 1 << bit;
+            if let Some(outcomes) = super::packed_result(&data) {
+                prop_assert_eq!(outcomes.len(), 3);
+            }
+        }
+    }
+
+    fn valid_result() -> Vec<u8> {
+        use weir_sdk::packed::{OutputRef, ResultWriter};
+        let mut w = ResultWriter::new(3);
+        w.emit(
+            [OutputRef { key: Some(b"k"), value: b"{\"a\":1}", headers: vec![("h", "v")], topic: Some("eu") }]
+                .into_iter(),
+        );
+        w.fail("no", true);
+        w.forward("us");
+        w.finish()
+    }
+
+    #[test]
+    fn a_valid_packed_result_reads_back_whole() {
+        let mut data = vec![3u8];
+        data.extend(valid_result());
+        let outcomes = super::packed_result(&data).expect("accepted");
+        assert!(
+            matches!(&outcomes[0], crate::runtime::Outcome::Emit(o) if o[0].topic.as_deref() == Some("eu") && &o[0].value[..] == b"{\"a\":1}")
+        );
+        assert!(matches!(&outcomes[1], crate::runtime::Outcome::Fail(f) if f.retryable && f.message == "no"));
+        assert_eq!(outcomes[2], crate::runtime::Outcome::Forward("us".into()));
     }
 
     #[test]

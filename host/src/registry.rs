@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use crate::mirror::mirror;
-use crate::runtime::{LoadedPlugin, PluginError, Runtime, Sandbox, WORLD};
+use crate::runtime::{LoadedPlugin, PluginError, Runtime, Sandbox};
 use crate::storage::{Store, StoreError, keys, stored};
 use crate::types::{check_name, now_ms};
 
@@ -153,7 +153,7 @@ impl Registry {
             version,
             hash: loaded.hash.clone(),
             size: wasm.len() as u64,
-            world: WORLD.to_string(),
+            world: loaded.world().to_string(),
             deployed_ms: now_ms(),
             sandbox,
         };

@@ -60,6 +60,7 @@ mod error;
 pub mod json;
 mod kinds;
 mod message;
+pub mod packed;
 #[doc(hidden)]
 pub mod rt;
 mod select;
@@ -154,9 +155,7 @@ macro_rules! export {
                     __WEIR_PLUGIN.with(|slot| $crate::rt::init::<$plugin>(slot, config))
                 }
 
-                fn process(
-                    batch: $crate::bindings::weir::plugin::types::Batch,
-                ) -> ::std::vec::Vec<$crate::bindings::weir::plugin::types::Outcome> {
+                fn process(batch: ::std::vec::Vec<u8>) -> ::std::vec::Vec<u8> {
                     __WEIR_PLUGIN.with(|slot| $crate::rt::process::<$plugin>(slot, batch))
                 }
             }

@@ -1,11 +1,12 @@
 //! Messages in, outputs out: the values a plugin reads and returns.
 
+use std::cell::OnceCell;
 use std::rc::Rc;
 
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::Error;
-use crate::bindings::weir::plugin::types as wit;
+use crate::packed::BatchView;
 
 /// Well-known header names: one spelling for metadata every pattern shares.
 pub mod headers {
@@ -52,28 +53,99 @@ pub mod headers {
     pub const DLQ_PREFIX: &str = "weir-dlq-";
 }
 
+/// The packed batch a message came in, shared by its messages: a message reads its key,
+/// value and headers in place, without a copy.
+pub(crate) struct SharedBatch {
+    buf: Vec<u8>,
+    topic: (usize, usize),
+}
+
+impl SharedBatch {
+    /// Share a packed batch the host sent (validated once, here).
+    pub(crate) fn new(buf: Vec<u8>) -> Result<Rc<SharedBatch>, crate::packed::PackError> {
+        let view = BatchView::parse(&buf)?;
+        let topic = view.topic();
+        let start = topic.as_ptr() as usize - buf.as_ptr() as usize;
+        let topic = (start, start + topic.len());
+        Ok(Rc::new(SharedBatch { buf, topic }))
+    }
+
+    /// The batch, already validated.
+    pub(crate) fn view(&self) -> BatchView<'_> {
+        BatchView::reopen(&self.buf)
+    }
+
+    fn topic(&self) -> &str {
+        std::str::from_utf8(&self.buf[self.topic.0..self.topic.1]).expect("validated UTF-8")
+    }
+}
+
+impl std::fmt::Debug for SharedBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedBatch({} bytes)", self.buf.len())
+    }
+}
+
+/// Bytes of a message: its own, or a range of the batch it came in.
+#[derive(Debug, Clone)]
+enum Bytes {
+    Owned(Vec<u8>),
+    Shared(Rc<SharedBatch>, usize, usize),
+}
+
+impl Bytes {
+    fn get(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(v) => v,
+            Bytes::Shared(b, start, end) => &b.buf[*start..*end],
+        }
+    }
+
+    fn into_vec(self) -> Vec<u8> {
+        match self {
+            Bytes::Owned(v) => v,
+            Bytes::Shared(..) => self.get().to_vec(),
+        }
+    }
+
+    fn shared(batch: &Rc<SharedBatch>, slice: &[u8]) -> Bytes {
+        let start = slice.as_ptr() as usize - batch.buf.as_ptr() as usize;
+        Bytes::Shared(batch.clone(), start, start + slice.len())
+    }
+}
+
+/// A message's headers: its own, or decoded from the batch the first time they are listed.
+#[derive(Debug, Clone)]
+enum Headers {
+    Owned(Vec<(String, String)>),
+    Packed { batch: Rc<SharedBatch>, index: usize, decoded: OnceCell<Vec<(String, String)>> },
+}
+
 /// One input message, owned by the plugin while it decides what to do with it.
 #[derive(Debug, Clone)]
 pub struct Message {
-    key: Option<Vec<u8>>,
-    value: Vec<u8>,
-    headers: Vec<(String, String)>,
+    key: Option<Bytes>,
+    value: Bytes,
+    headers: Headers,
     timestamp_ms: u64,
-    topic: Rc<str>,
+    topic: Option<Rc<SharedBatch>>,
     partition: u32,
     offset: u64,
 }
 
 impl Message {
-    pub(crate) fn from_wit(m: wit::Message, topic: Rc<str>) -> Self {
+    /// Message `index` of a shared packed batch, read in place.
+    pub(crate) fn packed(batch: &Rc<SharedBatch>, index: usize) -> Self {
+        let view = batch.view();
+        let e = view.get(index);
         Message {
-            key: m.key,
-            value: m.value,
-            headers: m.headers.into_iter().map(|h| (h.name, h.value)).collect(),
-            timestamp_ms: m.timestamp_ms,
-            topic,
-            partition: m.partition,
-            offset: m.offset,
+            key: e.key.map(|k| Bytes::shared(batch, k)),
+            value: Bytes::shared(batch, e.value),
+            headers: Headers::Packed { batch: batch.clone(), index, decoded: OnceCell::new() },
+            timestamp_ms: e.timestamp_ms,
+            topic: Some(batch.clone()),
+            partition: e.partition,
+            offset: e.offset,
         }
     }
 
@@ -81,10 +153,10 @@ impl Message {
     pub fn new(value: impl Into<Vec<u8>>) -> Self {
         Message {
             key: None,
-            value: value.into(),
-            headers: Vec::new(),
+            value: Bytes::Owned(value.into()),
+            headers: Headers::Owned(Vec::new()),
             timestamp_ms: 0,
-            topic: Rc::from(""),
+            topic: None,
             partition: 0,
             offset: 0,
         }
@@ -92,13 +164,15 @@ impl Message {
 
     /// Builder for tests: set the key.
     pub fn with_key(mut self, key: impl Into<Vec<u8>>) -> Self {
-        self.key = Some(key.into());
+        self.key = Some(Bytes::Owned(key.into()));
         self
     }
 
     /// Builder for tests: add a header.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+        let mut all = self.headers().to_vec();
+        all.push((name.into(), value.into()));
+        self.headers = Headers::Owned(all);
         self
     }
 
@@ -110,7 +184,7 @@ impl Message {
 
     /// The partitioning key, if any.
     pub fn key(&self) -> Option<&[u8]> {
-        self.key.as_deref()
+        self.key.as_ref().map(Bytes::get)
     }
 
     /// The key as UTF-8 text, if it is present and valid UTF-8.
@@ -120,27 +194,33 @@ impl Message {
 
     /// The payload bytes.
     pub fn value(&self) -> &[u8] {
-        &self.value
+        self.value.get()
     }
 
     /// The payload as UTF-8 text, or a fatal error.
     pub fn text(&self) -> Result<&str, Error> {
-        std::str::from_utf8(&self.value).map_err(|e| Error::fatal(format!("payload is not UTF-8: {e}")))
+        std::str::from_utf8(self.value()).map_err(|e| Error::fatal(format!("payload is not UTF-8: {e}")))
     }
 
     /// The payload decoded from JSON; a decode failure is fatal.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        Ok(serde_json::from_slice(&self.value)?)
+        Ok(serde_json::from_slice(self.value())?)
     }
 
     /// The payload decoded from MessagePack; a decode failure is fatal.
     pub fn msgpack<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        Ok(rmp_serde::from_slice(&self.value)?)
+        Ok(rmp_serde::from_slice(self.value())?)
     }
 
     /// The first header named `name`.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        match &self.headers {
+            Headers::Owned(h) => h.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()),
+            // Searched in place: no header is decoded into a String to find one.
+            Headers::Packed { batch, index, .. } => {
+                batch.view().get(*index).headers().find(|(n, _)| *n == name).map(|(_, v)| v)
+            }
+        }
     }
 
     /// The `weir-type` header: the event or message type.
@@ -165,7 +245,12 @@ impl Message {
 
     /// All headers in order.
     pub fn headers(&self) -> &[(String, String)] {
-        &self.headers
+        match &self.headers {
+            Headers::Owned(h) => h,
+            Headers::Packed { batch, index, decoded } => decoded.get_or_init(|| {
+                batch.view().get(*index).headers().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+            }),
+        }
     }
 
     /// Append time in the source partition (ms since the Unix epoch).
@@ -175,7 +260,7 @@ impl Message {
 
     /// The pipeline's source topic.
     pub fn topic(&self) -> &str {
-        &self.topic
+        self.topic.as_ref().map_or("", |b| b.topic())
     }
 
     /// Source partition.
@@ -190,7 +275,24 @@ impl Message {
 
     /// Take the payload, leaving the message empty.
     pub fn into_value(self) -> Vec<u8> {
-        self.value
+        self.value.into_vec()
+    }
+
+    /// Whether `output` carries exactly this message's key, payload and headers (then it
+    /// crosses back as a code, not as bytes).
+    pub(crate) fn is_unchanged_in(&self, output: &Output) -> bool {
+        output.key.as_deref() == self.key() && output.value == self.value() && self.same_headers(&output.headers)
+    }
+
+    /// Whether the headers are `other`, compared in place (nothing decoded).
+    fn same_headers(&self, other: &[(String, String)]) -> bool {
+        match &self.headers {
+            Headers::Owned(h) => h.as_slice() == other,
+            Headers::Packed { batch, index, .. } => {
+                let mut mine = batch.view().get(*index).headers();
+                other.iter().all(|(n, v)| mine.next() == Some((n.as_str(), v.as_str()))) && mine.next().is_none()
+            }
+        }
     }
 }
 
@@ -252,21 +354,17 @@ impl Output {
         self.topic = Some(topic.into());
         self
     }
-
-    pub(crate) fn into_wit(self) -> wit::Output {
-        wit::Output {
-            key: self.key,
-            value: self.value,
-            headers: self.headers.into_iter().map(|(name, value)| wit::Header { name, value }).collect(),
-            topic: self.topic,
-        }
-    }
 }
 
-/// Passing a message on keeps its key, payload and headers and moves them without copying.
+/// Passing a message on keeps its key, payload and headers. (Left unchanged, it crosses back
+/// to the host as a code, not as bytes.)
 impl From<Message> for Output {
     fn from(m: Message) -> Self {
-        Output { key: m.key, value: m.value, headers: m.headers, topic: None }
+        let headers = match m.headers {
+            Headers::Owned(h) => h,
+            packed => Message { headers: packed, ..Message::new(Vec::new()) }.headers().to_vec(),
+        };
+        Output { key: m.key.map(Bytes::into_vec), value: m.value.into_vec(), headers, topic: None }
     }
 }
 

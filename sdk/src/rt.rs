@@ -1,11 +1,12 @@
-//! The glue between the generated `weir:plugin` exports and a [`Plugin`]: one call per batch
-//! in, one outcome per message out.
+//! The glue between the generated `weir:plugin@0.2.0` exports and a [`Plugin`]: one packed
+//! batch in, one packed result out ([`crate::packed`]).
 
 use std::cell::RefCell;
-use std::rc::Rc;
 
 use crate::bindings::weir::plugin::{log as wit_log, types as wit};
-use crate::{Config, Message, Outcome, Plugin};
+use crate::message::SharedBatch;
+use crate::packed::{OutputRef, ResultWriter};
+use crate::{Config, Message, Outcome, Output, Plugin};
 
 pub use wit::Level;
 
@@ -17,28 +18,49 @@ pub fn init<P: Plugin>(slot: &RefCell<Option<P>>, config: Vec<(String, String)>)
     Ok(())
 }
 
-/// `process` export: one outcome per input, in order, whatever the plugin returns.
-pub fn process<P: Plugin>(slot: &RefCell<Option<P>>, batch: wit::Batch) -> Vec<wit::Outcome> {
+/// `process` export: read the packed batch in place, run the plugin on each message, and
+/// pack one outcome per input, in order. An output identical to its input crosses back as a
+/// code (keep, or forward to a topic), not as bytes.
+pub fn process<P: Plugin>(slot: &RefCell<Option<P>>, batch: Vec<u8>) -> Vec<u8> {
+    let batch = match SharedBatch::new(batch) {
+        Ok(b) => b,
+        // The host sent something unreadable: no outcomes, which the host refuses and reports.
+        Err(_) => return ResultWriter::new(0).finish(),
+    };
+    let n = batch.view().len();
+    let mut out = ResultWriter::new(n);
     let mut guard = slot.borrow_mut();
     let Some(plugin) = guard.as_mut() else {
-        let fail = not_initialised();
-        return batch.messages.iter().map(|_| fail.clone()).collect();
+        (0..n).for_each(|_| out.fail("process called before init succeeded", false));
+        return out.finish();
     };
-    let topic: Rc<str> = Rc::from(batch.topic);
-    batch.messages.into_iter().map(|m| to_wit(plugin.process(Message::from_wit(m, topic.clone())))).collect()
-}
-
-fn to_wit(result: Result<Outcome, crate::Error>) -> wit::Outcome {
-    match result {
-        Ok(Outcome::Emit(outputs)) => wit::Outcome::Emit(outputs.into_iter().map(|o| o.into_wit()).collect()),
-        Ok(Outcome::Keep) => wit::Outcome::Keep,
-        Ok(Outcome::Drop) => wit::Outcome::Drop,
-        Err(e) => wit::Outcome::Fail(wit::Failure { retryable: e.is_retryable(), message: e.message().to_string() }),
+    for i in 0..n {
+        let input = Message::packed(&batch, i);
+        match plugin.process(input.clone()) {
+            Ok(Outcome::Keep) => out.keep(),
+            Ok(Outcome::Drop) => out.drop_input(),
+            Ok(Outcome::Emit(outputs)) => emit(&mut out, &input, &outputs),
+            Err(e) => out.fail(e.message(), e.is_retryable()),
+        }
     }
+    out.finish()
 }
 
-fn not_initialised() -> wit::Outcome {
-    wit::Outcome::Fail(wit::Failure { message: "process called before init succeeded".to_string(), retryable: false })
+fn emit(out: &mut ResultWriter, input: &Message, outputs: &[Output]) {
+    if let [one] = outputs
+        && input.is_unchanged_in(one)
+    {
+        return match &one.topic {
+            None => out.keep(),
+            Some(topic) => out.forward(topic),
+        };
+    }
+    out.emit(outputs.iter().map(|o| OutputRef {
+        key: o.key.as_deref(),
+        value: &o.value,
+        headers: o.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect(),
+        topic: o.topic.as_deref(),
+    }));
 }
 
 /// Write a log line through the host.

@@ -62,7 +62,7 @@ pub struct BenchArgs {
     #[arg(long)]
     plugin_dir: Option<PathBuf>,
     /// Run only these stages (repeat the flag): produce, consume, latency, pipeline,
-    /// pipeline3, wasm-vs-native, swap, instantiate, recovery — e.g. to profile one.
+    /// pipeline3, wasm-vs-native, boundary, swap, instantiate, recovery — e.g. to profile one.
     #[arg(long, value_name = "STAGE")]
     only: Vec<String>,
     /// Small sizes for a smoke run (20,000 messages, 1 repeat, 100,000 for recovery).
@@ -89,8 +89,17 @@ pub struct Report {
     pipeline_msgs_per_s: f64,
     pipeline3_msgs_per_s: f64,
     wasm_vs_native_ratio: f64,
-    /// Crossing the component boundary alone (a pass-through component), ns per message.
+    /// The same for json-transform (an emit per message).
+    wasm_vs_native_transform_ratio: f64,
+    /// Crossing the component boundary alone (a pass-through component, ABI 0.2.0), ns per
+    /// 100-byte message.
     wasm_boundary_ns_per_msg: f64,
+    /// The same with a key and two headers per message.
+    wasm_boundary_keyed_ns_per_msg: f64,
+    /// Crossing the frozen 0.1.0 boundary, ns per message.
+    wasm_boundary_v1_ns_per_msg: f64,
+    /// The same with a key and two headers per message.
+    wasm_boundary_v1_keyed_ns_per_msg: f64,
     swap_pause_p99_ms: f64,
     instantiate_us: f64,
     recovery_s: Option<f64>,
@@ -214,7 +223,7 @@ fn progress(name: &str, len: u64) -> ProgressBar {
 /// The components the bench deploys, by plugin name: read from `dir`, or built from this
 /// binary's source tree.
 fn load_plugins(dir: Option<&Path>) -> anyhow::Result<HashMap<String, Vec<u8>>> {
-    const NAMES: [&str; 4] = ["json-filter", "json-transform", "router", "hostile"];
+    const NAMES: [&str; 5] = ["json-filter", "json-transform", "router", "hostile", "pass"];
     let dir = match dir {
         Some(d) => d.to_path_buf(),
         None => {

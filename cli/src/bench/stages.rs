@@ -44,10 +44,23 @@ pub(super) async fn run_all(
         r.pipeline3_msgs_per_s = median(args, "pipeline (3 steps, fan-out)", |i| pipeline3_stage(s, args, i)).await?;
     }
     if args.wants("wasm-vs-native") {
-        r.wasm_vs_native_ratio = median(args, "wasm ÷ native (json-filter)", |_| wasm_vs_native(&filter, args)).await?;
-        let passthrough = &plugins["hostile"];
+        r.wasm_vs_native_ratio =
+            median(args, "wasm ÷ native (json-filter)", |_| wasm_vs_native(&filter, Kernel::Filter, args)).await?;
+        let transform = &plugins["json-transform"];
+        r.wasm_vs_native_transform_ratio =
+            median(args, "wasm ÷ native (json-transform)", |_| wasm_vs_native(transform, Kernel::Transform, args))
+                .await?;
+    }
+    if args.wants("boundary") || args.wants("wasm-vs-native") {
+        let (v2, v1) = (&plugins["pass"], &plugins["hostile"]);
         r.wasm_boundary_ns_per_msg =
-            median(args, "wasm boundary (ns/msg)", |_| boundary_stage(passthrough, args)).await?;
+            median(args, "boundary 0.2.0 (ns/msg)", |_| boundary_stage(v2, Shape::Plain, args)).await?;
+        r.wasm_boundary_keyed_ns_per_msg =
+            median(args, "boundary 0.2.0, key + 2 headers", |_| boundary_stage(v2, Shape::Keyed, args)).await?;
+        r.wasm_boundary_v1_ns_per_msg =
+            median(args, "boundary 0.1.0 (ns/msg)", |_| boundary_stage(v1, Shape::Plain, args)).await?;
+        r.wasm_boundary_v1_keyed_ns_per_msg =
+            median(args, "boundary 0.1.0, key + 2 headers", |_| boundary_stage(v1, Shape::Keyed, args)).await?;
     }
     if args.wants("swap") {
         r.swap_pause_p99_ms = median(args, "hot-swap pause p99 (ms)", |i| swap_stage(s, args, i, &filter)).await?;
@@ -273,27 +286,59 @@ async fn wait_processed(client: &Client, name: &str, count: u64) -> anyhow::Resu
     }
 }
 
-/// The same filter, natively (the plugin crate linked into this binary) and as a component
+/// The logic a wasm ÷ native stage compares.
+#[derive(Clone, Copy)]
+enum Kernel {
+    /// json-filter keeping `status == paid` (a keep per message).
+    Filter,
+    /// json-transform setting a field and dropping one (an emit per message).
+    Transform,
+}
+
+impl Kernel {
+    fn config(self) -> Vec<(String, String)> {
+        let pairs: &[(&str, &str)] = match self {
+            Kernel::Filter => &[("field", "status"), ("equals", "paid")],
+            Kernel::Transform => &[("set.stage", "billed"), ("drop", "pad")],
+        };
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// The same plugin linked natively into this binary.
+    fn native(self) -> anyhow::Result<Box<dyn FnMut(weir_sdk::Message) -> anyhow::Result<weir_sdk::Outcome>>> {
+        use weir_sdk::{Config, FilterPlugin, MapPlugin, Plugin};
+        let config = Config::from_pairs(self.config());
+        let err = |e: weir_sdk::Error| anyhow::anyhow!("{e}");
+        Ok(match self {
+            Kernel::Filter => {
+                let mut p = FilterPlugin::<weir_plugin_json_filter::JsonFilter>::init(&config).map_err(err)?;
+                Box::new(move |m| p.process(m).map_err(err))
+            }
+            Kernel::Transform => {
+                let mut p = MapPlugin::<weir_plugin_json_transform::JsonTransform>::init(&config).map_err(err)?;
+                Box::new(move |m| p.process(m).map_err(err))
+            }
+        })
+    }
+}
+
+/// The same logic natively (the plugin crate linked into this binary) and as a component
 /// (batches of 2,048 across the boundary): wasm time ÷ native time, in process.
-async fn wasm_vs_native(filter: &[u8], args: &BenchArgs) -> anyhow::Result<f64> {
-    use weir_sdk::{Config, FilterPlugin, Plugin};
-    let (filter, count, size) = (filter.to_vec(), args.count.min(1_000_000), args.size);
+async fn wasm_vs_native(component: &[u8], kernel: Kernel, args: &BenchArgs) -> anyhow::Result<f64> {
+    let (component, count, size) = (component.to_vec(), args.count.min(1_000_000), args.size);
     tokio::task::spawn_blocking(move || {
-        let config = [("field".to_string(), "status".to_string()), ("equals".to_string(), "paid".to_string())];
+        let config = kernel.config();
         let payloads: Vec<Vec<u8>> = (0..BATCH).map(|i| message(i as u64, size)).collect();
         let rounds = (count / BATCH as u64).max(1);
-
-        let mut native = FilterPlugin::<weir_plugin_json_filter::JsonFilter>::init(&Config::from_pairs(config.clone()))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut native = kernel.native()?;
         let start = Instant::now();
         for _ in 0..rounds {
             for p in &payloads {
-                let out = native.process(weir_sdk::Message::new(p.clone())).map_err(|e| anyhow::anyhow!("{e}"))?;
-                std::hint::black_box(out);
+                std::hint::black_box(native(weir_sdk::Message::new(p.clone()))?);
             }
         }
         let native_s = start.elapsed().as_secs_f64();
-        let wasm_s = time_component(&filter, &config, &payloads, rounds)?;
+        let wasm_s = time_component(&component, &config, &payloads, rounds, Shape::Plain)?;
         let per = |s: f64| s * 1e9 / (rounds * BATCH as u64) as f64;
         eprintln!("native {:.0} ns/msg, wasm {:.0} ns/msg", per(native_s), per(wasm_s));
         Ok(wasm_s / native_s)
@@ -304,22 +349,52 @@ async fn wasm_vs_native(filter: &[u8], args: &BenchArgs) -> anyhow::Result<f64> 
 /// Messages per `process` call in the in-process stages.
 const BATCH: usize = 2048;
 
+/// The messages of an in-process stage.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// A payload alone.
+    Plain,
+    /// A payload with a key and two headers.
+    Keyed,
+}
+
 /// What crossing the boundary alone costs per message: a component that passes every message
-/// on unchanged (`hostile` with a trigger that never matches), in ns.
-async fn boundary_stage(passthrough: &[u8], args: &BenchArgs) -> anyhow::Result<f64> {
+/// on unchanged, in ns — `pass` for 0.2.0, `hostile` with a trigger that never matches for
+/// 0.1.0.
+async fn boundary_stage(passthrough: &[u8], shape: Shape, args: &BenchArgs) -> anyhow::Result<f64> {
     let (component, count, size) = (passthrough.to_vec(), args.count.min(1_000_000), args.size);
     tokio::task::spawn_blocking(move || {
-        let config = [("mode".to_string(), "fail".to_string()), ("trigger".to_string(), "never".to_string())];
+        let runtime_dir = tempfile::tempdir()?;
+        let runtime = weir_host::runtime::Runtime::new(runtime_dir.path())?;
+        let config: Vec<(String, String)> = match runtime.load(&component)?.world() {
+            weir_host::runtime::WORLD_V1 => vec![("mode".into(), "fail".into()), ("trigger".into(), "never".into())],
+            _ => Vec::new(),
+        };
         let payloads: Vec<Vec<u8>> = (0..BATCH).map(|i| message(i as u64, size)).collect();
         let rounds = (count / BATCH as u64).max(1);
-        let s = time_component(&component, &config, &payloads, rounds)?;
+        let s = time_component(&component, &config, &payloads, rounds, shape)?;
         Ok(s * 1e9 / (rounds * BATCH as u64) as f64)
     })
     .await?
 }
 
 /// Seconds for `rounds` calls of `process` with `payloads` as one batch, in process.
-fn time_component(wasm: &[u8], config: &[(String, String)], payloads: &[Vec<u8>], rounds: u64) -> anyhow::Result<f64> {
+fn time_component(
+    wasm: &[u8],
+    config: &[(String, String)],
+    payloads: &[Vec<u8>],
+    rounds: u64,
+    shape: Shape,
+) -> anyhow::Result<f64> {
+    // As the worker holds them: `Bytes` from the log, shared, not copied per call.
+    let payloads: Vec<bytes::Bytes> = payloads.iter().map(|p| bytes::Bytes::from(p.clone())).collect();
+    let (key, headers) = match shape {
+        Shape::Plain => (None, Vec::new()),
+        Shape::Keyed => (
+            Some(bytes::Bytes::from_static(b"customer-42")),
+            vec![("weir-type".to_string(), "OrderCreated".to_string()), ("traceparent".to_string(), "00-4bf9".into())],
+        ),
+    };
     use weir_host::runtime::{Batch, Message, Runtime, Sandbox, StateScope};
     let dir = tempfile::tempdir()?;
     let runtime = Runtime::new(dir.path())?;
@@ -337,9 +412,9 @@ fn time_component(wasm: &[u8], config: &[(String, String)], payloads: &[Vec<u8>]
             .iter()
             .enumerate()
             .map(|(i, p)| Message {
-                key: None,
+                key: key.clone(),
                 value: p.clone(),
-                headers: Vec::new(),
+                headers: headers.clone(),
                 timestamp_ms: 0,
                 partition: 0,
                 offset: i as u64,

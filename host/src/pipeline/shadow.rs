@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::runtime::Outcome;
+use crate::runtime::{Message, Outcome};
 
 /// Differences kept per plugin as samples.
 const SAMPLES_MAX: usize = 20;
@@ -70,15 +70,17 @@ impl ShadowBoard {
         self.reports.lock().expect("shadow board").get(plugin).cloned()
     }
 
-    /// Compare one batch's outcomes. `offsets` are the inputs' source offsets.
+    /// Compare one batch's outcomes on `inputs`, by their effect: an output identical to its
+    /// input is the same as keeping (or forwarding) it, whichever ABI version said so.
     pub(crate) fn compare(
         &self,
         plugin: &str,
         at: (&str, usize, u32),
-        offsets: &[u64],
+        inputs: &[Message],
         live: &[Outcome],
         shadow: Result<&[Outcome], String>,
     ) {
+        let offsets: Vec<u64> = inputs.iter().map(|m| m.offset).collect();
         let mut reports = self.reports.lock().expect("shadow board");
         let Some(r) = reports.get_mut(plugin) else { return };
         let (pipeline, step, partition) = at;
@@ -101,8 +103,8 @@ impl ShadowBoard {
                 sample(r, offsets[0], format!("{} outcomes", live.len()), cut(&format!("failed: {e}")));
             }
             Ok(shadow) => {
-                for ((l, s), offset) in live.iter().zip(shadow).zip(offsets) {
-                    if l == s {
+                for (((l, s), offset), input) in live.iter().zip(shadow).zip(&offsets).zip(inputs) {
+                    if effect(l, input) == effect(s, input) {
                         r.matched += 1;
                     } else {
                         r.differed += 1;
@@ -112,6 +114,22 @@ impl ShadowBoard {
             }
         }
     }
+}
+
+/// What an outcome does to its input: one unchanged output is a keep (or a forward).
+fn effect<'a>(o: &'a Outcome, input: &Message) -> std::borrow::Cow<'a, Outcome> {
+    if let Outcome::Emit(outs) = o
+        && let [one] = outs.as_slice()
+        && one.key == input.key
+        && one.value == input.value
+        && one.headers == input.headers
+    {
+        return std::borrow::Cow::Owned(match &one.topic {
+            None => Outcome::Keep,
+            Some(t) => Outcome::Forward(t.clone()),
+        });
+    }
+    std::borrow::Cow::Borrowed(o)
 }
 
 /// An outcome in a line: `emit 1: {"a":1}`, `drop`, `fail: reason`.
@@ -128,6 +146,7 @@ fn describe(o: &Outcome) -> String {
             format!("emit {}: {}", outs.len(), shown.join(" | "))
         }
         Outcome::Keep => "keep (unchanged)".into(),
+        Outcome::Forward(t) => format!("forward (unchanged) →{t}"),
         Outcome::Drop => "drop".into(),
         Outcome::Fail(f) => format!("fail: {}", f.message),
     })

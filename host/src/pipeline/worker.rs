@@ -12,7 +12,7 @@ use bytes::Bytes;
 use super::plan::{Active, Plan};
 use super::{ErrorPolicy, Running, StartPosition, StepStats};
 use crate::limits;
-use crate::runtime::{Batch, Header, Message, Outcome, PluginError, PluginInstance};
+use crate::runtime::{Batch, Message, Outcome, PluginError, PluginInstance};
 use crate::storage::{Append, Commit, NewRecord, OffsetCommit, StoredRecord, Topic};
 use crate::types::now_ms;
 use weir_sdk::headers;
@@ -399,8 +399,8 @@ fn run_one_by_one(
 
 /// The original message, with headers saying where it failed and why.
 fn dead_letter(plan: &Plan, label: &str, f: &StepFailure, attempts: u32, partition: u32, rec: StoredRecord) -> Message {
-    let mut headers: Vec<Header> = rec.headers.into_iter().map(|(name, value)| Header { name, value }).collect();
-    let mut add = |name: &str, value: String| headers.push(Header { name: name.into(), value });
+    let mut headers = rec.headers;
+    let mut add = |name: &str, value: String| headers.push((name.to_string(), value));
     add(headers::DLQ_PIPELINE, plan.spec.name.clone());
     add(headers::DLQ_STEP, (f.step + 1).to_string());
     add(headers::DLQ_PLUGIN, label.to_string());
@@ -409,14 +409,7 @@ fn dead_letter(plan: &Plan, label: &str, f: &StepFailure, attempts: u32, partiti
     add(headers::DLQ_TOPIC, plan.source.name().to_string());
     add(headers::DLQ_PARTITION, partition.to_string());
     add(headers::DLQ_OFFSET, rec.offset.to_string());
-    Message {
-        key: rec.key.map(|k| k.to_vec()),
-        value: rec.value.to_vec(),
-        headers,
-        timestamp_ms: rec.timestamp_ms,
-        partition,
-        offset: rec.offset,
-    }
+    Message { key: rec.key, value: rec.value, headers, timestamp_ms: rec.timestamp_ms, partition, offset: rec.offset }
 }
 
 /// Replace instances a trap left unusable.
@@ -526,14 +519,22 @@ fn apply_outcomes(
                 stat.output += 1;
                 next.push(input);
             }
+            Outcome::Forward(t) => {
+                stat.output += 1;
+                if let Err(error) = may_route(&t) {
+                    stat.errors += 1;
+                    return Err(StepFailure { step, offset: Some(input.offset), error, retryable: false });
+                }
+                out.routed.push((t, input));
+            }
             Outcome::Drop => {
                 out.dropped += 1;
                 stat.dropped += 1;
             }
             Outcome::Fail(f) => {
                 stat.errors += 1;
-                let message = crate::limits::truncated(f.message, crate::limits::PLUGIN_TEXT_BYTES);
-                let error = format!("{message}{}", if f.retryable { " (retryable)" } else { "" });
+                // Bounded at the boundary (`runtime::instance`).
+                let error = format!("{}{}", f.message, if f.retryable { " (retryable)" } else { "" });
                 return Err(StepFailure { step, offset: Some(input.offset), error, retryable: f.retryable });
             }
         }
@@ -566,9 +567,8 @@ fn run_shadow(plan: &Plan, i: usize, st: &mut StepInstance, partition: u32, batc
     let Some((shadow, active)) = &mut st.shadow else { return };
     let result = shadow.process(batch);
     shadow.discard_state_writes();
-    let offsets: Vec<u64> = batch.messages.iter().map(|m| m.offset).collect();
     let at = (plan.spec.name.as_str(), i, partition);
-    plan.shadows.compare(&active.info.name, at, &offsets, live, result.as_deref().map_err(|e| e.to_string()));
+    plan.shadows.compare(&active.info.name, at, &batch.messages, live, result.as_deref().map_err(|e| e.to_string()));
     if shadow.is_poisoned() {
         st.generation = u64::MAX; // force a rebuild at the next boundary
     }
@@ -691,21 +691,19 @@ impl RouteGate {
     }
 }
 
+/// A stored record as a step's input: its key and value are the log's `Bytes`, not copies.
 fn to_message(r: StoredRecord, partition: u32) -> Message {
     Message {
-        key: r.key.map(|k| k.to_vec()),
-        value: r.value.to_vec(),
-        headers: r.headers.into_iter().map(|(name, value)| Header { name, value }).collect(),
+        key: r.key,
+        value: r.value,
+        headers: r.headers,
         timestamp_ms: r.timestamp_ms,
         partition,
         offset: r.offset,
     }
 }
 
+/// An output as a record to append: its `Bytes` move into the commit.
 fn to_record(m: Message) -> NewRecord {
-    NewRecord {
-        key: m.key.map(Bytes::from),
-        value: Bytes::from(m.value),
-        headers: m.headers.into_iter().map(|h| (h.name, h.value)).collect(),
-    }
+    NewRecord { key: m.key, value: m.value, headers: m.headers }
 }

@@ -10,7 +10,7 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::Sandbox;
-use super::bindings::{log, state, types};
+use super::bindings::{v1, v2};
 use crate::limits;
 use crate::storage::{StateWrite, Store};
 
@@ -210,67 +210,100 @@ impl WasiView for HostState {
     }
 }
 
-impl types::Host for HostState {}
-
-impl log::Host for HostState {
-    fn write(&mut self, level: types::Level, message: String) {
+impl HostState {
+    /// A plugin's log line, rate-limited, cut and tagged with the instance's label.
+    fn log_line(&mut self, level: tracing::Level, message: String) {
         if !self.log_allowed() {
             return;
         }
         let message = limits::truncated(message, limits::PLUGIN_LOG_LINE_BYTES);
         let plugin = self.label.as_str();
         match level {
-            types::Level::Trace => tracing::trace!(target: "weir::plugin", plugin, "{message}"),
-            types::Level::Debug => tracing::debug!(target: "weir::plugin", plugin, "{message}"),
-            types::Level::Info => tracing::info!(target: "weir::plugin", plugin, "{message}"),
-            types::Level::Warn => tracing::warn!(target: "weir::plugin", plugin, "{message}"),
-            types::Level::Error => tracing::error!(target: "weir::plugin", plugin, "{message}"),
+            tracing::Level::TRACE => tracing::trace!(target: "weir::plugin", plugin, "{message}"),
+            tracing::Level::DEBUG => tracing::debug!(target: "weir::plugin", plugin, "{message}"),
+            tracing::Level::INFO => tracing::info!(target: "weir::plugin", plugin, "{message}"),
+            tracing::Level::WARN => tracing::warn!(target: "weir::plugin", plugin, "{message}"),
+            tracing::Level::ERROR => tracing::error!(target: "weir::plugin", plugin, "{message}"),
         }
     }
-}
 
-impl state::Host for HostState {
-    fn get(&mut self, key: Vec<u8>) -> Option<Vec<u8>> {
+    /// `state.get`: this batch's own writes first, then what is committed.
+    fn state_get(&mut self, key: Vec<u8>) -> Option<Vec<u8>> {
         match self.pending.get(&key).or_else(|| self.accepted.get(&key)) {
             Some(p) => p.value.clone(),
             None => self.committed_get(&key),
         }
     }
 
-    fn set(&mut self, key: Vec<u8>, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), state::StateError> {
+    /// `state.set`, within the key, value and per-batch limits; the error says which.
+    fn state_set(&mut self, key: Vec<u8>, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), String> {
         if key.len() > limits::STATE_KEY_BYTES {
-            return Err(state::StateError::LimitExceeded(format!(
-                "key of {} bytes exceeds {} bytes",
-                key.len(),
-                limits::STATE_KEY_BYTES
-            )));
+            return Err(format!("key of {} bytes exceeds {} bytes", key.len(), limits::STATE_KEY_BYTES));
         }
         if value.len() > self.sandbox.state_value_bytes {
-            return Err(state::StateError::LimitExceeded(format!(
+            return Err(format!(
                 "value of {} bytes exceeds the plugin's limit of {} bytes",
                 value.len(),
                 self.sandbox.state_value_bytes
-            )));
+            ));
         }
         let added = key.len() + value.len();
         if self.pending_bytes + added > self.sandbox.state_bytes_per_batch {
-            return Err(state::StateError::LimitExceeded(format!(
+            return Err(format!(
                 "this batch already wrote {} state bytes; the limit per batch is {}",
                 self.pending_bytes, self.sandbox.state_bytes_per_batch
-            )));
+            ));
         }
         self.pending_bytes += added;
         self.pending.insert(key, PendingState { value: Some(value), ttl_ms });
         Ok(())
     }
 
-    fn delete(&mut self, key: Vec<u8>) {
+    /// `state.delete`.
+    fn state_delete(&mut self, key: Vec<u8>) {
         if key.len() <= limits::STATE_KEY_BYTES {
             self.pending_bytes += key.len();
             self.pending.insert(key, PendingState { value: None, ttl_ms: None });
         }
     }
 }
+
+/// The `log` and `state` imports of one ABI version, delegating to the version-neutral ones.
+macro_rules! imports {
+    ($v:ident) => {
+        impl $v::types::Host for HostState {}
+
+        impl $v::log::Host for HostState {
+            fn write(&mut self, level: $v::types::Level, message: String) {
+                let level = match level {
+                    $v::types::Level::Trace => tracing::Level::TRACE,
+                    $v::types::Level::Debug => tracing::Level::DEBUG,
+                    $v::types::Level::Info => tracing::Level::INFO,
+                    $v::types::Level::Warn => tracing::Level::WARN,
+                    $v::types::Level::Error => tracing::Level::ERROR,
+                };
+                self.log_line(level, message);
+            }
+        }
+
+        impl $v::state::Host for HostState {
+            fn get(&mut self, key: Vec<u8>) -> Option<Vec<u8>> {
+                self.state_get(key)
+            }
+
+            fn set(&mut self, key: Vec<u8>, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), $v::state::StateError> {
+                self.state_set(key, value, ttl_ms).map_err($v::state::StateError::LimitExceeded)
+            }
+
+            fn delete(&mut self, key: Vec<u8>) {
+                self.state_delete(key)
+            }
+        }
+    };
+}
+
+imports!(v1);
+imports!(v2);
 
 /// Bytes of guest stdout/stderr kept: enough for a panic message and its location.
 const GUEST_OUTPUT_TAIL_BYTES: usize = 2048;

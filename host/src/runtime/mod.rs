@@ -12,6 +12,7 @@
 mod bindings;
 mod host;
 mod instance;
+mod message;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,14 +21,16 @@ use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use bindings::types::{Batch, Failure, Header, Message, Outcome, Output};
 pub use host::{HostState, StateScope};
-pub use instance::{PluginInstance, check_outcomes};
+pub use instance::{PluginInstance, check_outcomes, unpack};
+pub use message::{Batch, Failure, Message, Outcome, Output};
 
 use crate::limits;
 
-/// The world every plugin implements, as recorded in the registry.
-pub const WORLD: &str = "weir:plugin/plugin@0.1.0";
+/// The world of `weir:plugin@0.2.0` (the packed batch), as recorded in the registry.
+pub const WORLD: &str = "weir:plugin/plugin@0.2.0";
+/// The world of the frozen `weir:plugin@0.1.0`.
+pub const WORLD_V1: &str = "weir:plugin/plugin@0.1.0";
 
 /// Why a component could not be loaded, or a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -108,12 +111,29 @@ impl Default for Sandbox {
     }
 }
 
+/// A linked component of either ABI version.
+#[derive(Clone)]
+enum Pre {
+    V1(bindings::v1::PluginPre<HostState>),
+    V2(bindings::v2::PluginPre<HostState>),
+}
+
 /// A validated, compiled component, ready to instantiate cheaply many times.
 #[derive(Clone)]
 pub struct LoadedPlugin {
-    pre: bindings::PluginPre<HostState>,
+    pre: Pre,
     /// blake3 of the component bytes, hex.
     pub hash: String,
+}
+
+impl LoadedPlugin {
+    /// The world it implements: [`WORLD`] or [`WORLD_V1`].
+    pub fn world(&self) -> &'static str {
+        match self.pre {
+            Pre::V1(_) => WORLD_V1,
+            Pre::V2(_) => WORLD,
+        }
+    }
 }
 
 /// The engine, the linker and the compiled-code cache.
@@ -133,8 +153,10 @@ impl Runtime {
         let engine = Engine::new(&engine_config()).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
-        bindings::Plugin::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        let engine_error = |e: wasmtime::Error| PluginError::Engine(format!("{e:#}"));
+        type Own = wasmtime::component::HasSelf<HostState>;
+        bindings::v2::Plugin::add_to_linker::<HostState, Own>(&mut linker, |s| s).map_err(engine_error)?;
+        bindings::v1::Plugin::add_to_linker::<HostState, Own>(&mut linker, |s| s).map_err(engine_error)?;
         let epoch = EpochTicker::start(&engine);
         Ok(Runtime { engine, linker, cache_dir: cache_dir.to_path_buf(), _epoch: epoch })
     }
@@ -147,15 +169,19 @@ impl Runtime {
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
             PluginError::Invalid(format!(
                 "the component needs an import weir does not provide ({e:#}); plugins may import only \
-                 weir:plugin/log and weir:plugin/state at 0.1.0 and WASI 0.2 — build against the weir-sdk of this version"
+                 weir:plugin/log and weir:plugin/state (0.2.0 or 0.1.0) and WASI 0.2 — build against the weir-sdk of this version"
             ))
         })?;
-        let pre = bindings::PluginPre::new(pre).map_err(|e| {
-            PluginError::Invalid(format!(
-                "the component does not implement the world {WORLD} ({e:#}); it must export `init` and `process` — \
-                 build it with weir-sdk and `weir_sdk::export!`"
-            ))
-        })?;
+        // The version is told by the exports: 0.2.0 first, then the frozen 0.1.0.
+        let pre = match bindings::v2::PluginPre::new(pre.clone()) {
+            Ok(v2) => Pre::V2(v2),
+            Err(e2) => Pre::V1(bindings::v1::PluginPre::new(pre).map_err(|_| {
+                PluginError::Invalid(format!(
+                    "the component implements neither {WORLD} nor {WORLD_V1} ({e2:#}); it must export `init` and \
+                     `process` — build it with weir-sdk and `weir_sdk::export!`"
+                ))
+            })?),
+        };
         Ok(LoadedPlugin { pre, hash })
     }
 

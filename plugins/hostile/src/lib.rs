@@ -1,7 +1,8 @@
 //! `hostile`: a plugin that misbehaves on purpose, to prove the sandbox holds.
 //!
-//! It binds the WIT world directly (not through the SDK's kinds) so it can also break the
-//! contract, e.g. by returning the wrong number of outcomes.
+//! It binds the frozen `weir:plugin@0.1.0` world directly (not through the SDK, which builds
+//! 0.2.0) so it can also break the contract, e.g. by returning the wrong number of outcomes,
+//! and so that the host's support of the old ABI is exercised by a real 0.1.0 component.
 //!
 //! Config: `mode` — what to do to a message whose value equals `trigger` (every message if
 //! `trigger` is unset). Other messages pass through unchanged.
@@ -28,7 +29,11 @@
 
 use std::cell::RefCell;
 
-use weir_sdk::bindings::weir::plugin::{log, state, types};
+mod bindings {
+    wit_bindgen::generate!({ path: "../../wit/v0.1.0", world: "plugin" });
+}
+
+use bindings::weir::plugin::{log, state, types};
 
 struct Hostile;
 
@@ -44,7 +49,7 @@ thread_local! {
     static SETTINGS: RefCell<Settings> = RefCell::new(Settings::default());
 }
 
-impl weir_sdk::bindings::Guest for Hostile {
+impl bindings::Guest for Hostile {
     fn init(config: Vec<(String, String)>) -> Result<(), String> {
         let mut s = Settings { huge_mb: 100, ..Settings::default() };
         for (k, v) in config {
@@ -205,4 +210,4 @@ fn short<E: std::fmt::Display>(r: Result<String, E>) -> String {
     }
 }
 
-weir_sdk::bindings::export_bindings!(Hostile with_types_in weir_sdk::bindings);
+bindings::export!(Hostile with_types_in bindings);

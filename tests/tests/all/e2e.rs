@@ -191,7 +191,7 @@ async fn bad_components_are_refused_saying_why() -> Result<()> {
             "not a WebAssembly file",
         ),
         ("core module", b"\0asm\x01\0\0\0".to_vec(), "core WebAssembly module, not a component"),
-        ("another world", weir_tests::not_a_plugin(), "does not implement the world weir:plugin/plugin@0.1.0"),
+        ("another world", weir_tests::not_a_plugin(), "implements neither weir:plugin/plugin@0.2.0 nor"),
     ];
     for (what, bytes, expect) in cases {
         let err = client.deploy_plugin("p", bytes).await.expect_err(what);
