@@ -61,6 +61,15 @@ pub struct ServeArgs {
     /// The private key of --tls-cert (PEM).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Also serve the Kafka protocol on this address (off by default): Kafka clients produce,
+    /// fetch and join consumer groups on the same topics. TLS and tokens apply to it too
+    /// (tokens through SASL PLAIN: user = token name, password = token).
+    #[arg(long)]
+    kafka_listen: Option<String>,
+    /// HOST:PORT that Kafka clients are told to connect to (Metadata, FindCoordinator);
+    /// default: the --kafka-listen address as bound.
+    #[arg(long, requires = "kafka_listen")]
+    kafka_advertise: Option<String>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -105,11 +114,54 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if security.tls.is_some() {
         tracing::info!("clients must connect with TLS");
     }
-    server::run(listener, broker.clone(), limits, security, shutdown_signal()).await?;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut stopping = stopping.clone();
+        async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        }
+    };
+    let kafka = match &args.kafka_listen {
+        Some(addr) => {
+            let (listener, door) = kafka_door(addr, args.kafka_advertise.as_deref()).await?;
+            let serving = server::run(listener, broker.clone(), limits, security.clone(), door, stopped());
+            Some(tokio::spawn(serving))
+        }
+        None => None,
+    };
+    let native = server::run(listener, broker.clone(), limits, security, server::Door::Native, stopped());
+    let signal = async {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    };
+    let (served, ()) = tokio::join!(native, signal);
+    served?;
+    if let Some(kafka) = kafka {
+        kafka.await??;
+    }
     tracing::info!("shutting down: finishing in-flight batches");
     broker.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Bind the Kafka listener; what it advertises defaults to the address it bound.
+async fn kafka_door(addr: &str, advertise: Option<&str>) -> anyhow::Result<(TcpListener, server::Door)> {
+    let listener = TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen for Kafka clients on {addr}; is another broker there? pick another with --kafka-listen")
+    })?;
+    let bound = listener.local_addr()?;
+    let advertise = match advertise {
+        None => (bound.ip().to_string(), bound.port()),
+        Some(a) => {
+            let (host, port) = a.rsplit_once(':').context("--kafka-advertise takes HOST:PORT")?;
+            (host.to_string(), port.parse().with_context(|| format!("--kafka-advertise: `{port}` is not a port"))?)
+        }
+    };
+    // Tests and scripts read this line to learn the port when --kafka-listen ends in :0.
+    println!("weir kafka listening on {bound}");
+    tracing::info!(%bound, advertise = %format!("{}:{}", advertise.0, advertise.1), "serving the Kafka protocol");
+    Ok((listener, server::Door::Kafka(Arc::new(server::kafka::KafkaSettings { advertise }))))
 }
 
 /// How often the token file's modification time is looked at.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use weir_client::client::Client;
-use weir_client::wire::{Durability, TopicConfig};
+use weir_client::wire::{Durability, Partitioner, TopicConfig};
 use weir_host::limits;
 
 use super::output;
@@ -34,6 +34,10 @@ pub enum TopicCmd {
         /// style): lowest latency, nothing persisted, gone on restart.
         #[arg(long, conflicts_with_all = ["durability", "retention", "retention_bytes"])]
         ephemeral: bool,
+        /// How keyed records pick their partition: `hash` (weir's) or `murmur2` (Kafka's Java
+        /// client and kafka-python: the same key lands in the same partition from either).
+        #[arg(long, value_parser = super::kebab::<Partitioner>, default_value = "hash")]
+        partitioner: Partitioner,
     },
     /// List topics.
     List {
@@ -59,9 +63,26 @@ pub enum TopicCmd {
 /// Run one `weir topic` subcommand.
 pub async fn run(client: &Client, cmd: TopicCmd) -> anyhow::Result<()> {
     match cmd {
-        TopicCmd::Create { name, partitions, durability, retention, retention_bytes, max_message_bytes, ephemeral } => {
-            create(client, &name, partitions, durability, retention, retention_bytes, max_message_bytes, ephemeral)
-                .await?
+        TopicCmd::Create {
+            name,
+            partitions,
+            durability,
+            retention,
+            retention_bytes,
+            max_message_bytes,
+            ephemeral,
+            partitioner,
+        } => {
+            let config = TopicConfig {
+                partitions,
+                durability,
+                retention_ms: retention.map(|d| d.as_millis() as u64),
+                retention_bytes,
+                max_message_bytes,
+                ephemeral,
+                partitioner,
+            };
+            create(client, &name, config).await?
         }
         TopicCmd::List { json } => list(client, json).await?,
         TopicCmd::Describe { name, json } => describe(client, &name, json).await?,
@@ -71,26 +92,7 @@ pub async fn run(client: &Client, cmd: TopicCmd) -> anyhow::Result<()> {
 }
 
 /// Create a topic and report its partitions and durability.
-// One parameter per `create` flag: bundling them would only restate `TopicCmd::Create`.
-#[allow(clippy::too_many_arguments)]
-async fn create(
-    client: &Client,
-    name: &str,
-    partitions: u32,
-    durability: Option<Durability>,
-    retention: Option<Duration>,
-    retention_bytes: Option<u64>,
-    max_message_bytes: usize,
-    ephemeral: bool,
-) -> anyhow::Result<()> {
-    let config = TopicConfig {
-        partitions,
-        durability,
-        retention_ms: retention.map(|d| d.as_millis() as u64),
-        retention_bytes,
-        max_message_bytes,
-        ephemeral,
-    };
+async fn create(client: &Client, name: &str, config: TopicConfig) -> anyhow::Result<()> {
     let t = client.create_topic(name, config).await?;
     println!("created topic {} with {} partition(s), durability {:?}", t.name, t.partitions.len(), t.durability);
     Ok(())

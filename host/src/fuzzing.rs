@@ -92,6 +92,12 @@ pub fn packed_result(data: &[u8]) -> Option<Vec<Outcome>> {
     Some(outcomes)
 }
 
+/// A Kafka request frame (without its length prefix), as the Kafka door reads it: header,
+/// request body, and a produce's record batches. Returns whether it decoded.
+pub fn kafka_request(data: &[u8]) -> bool {
+    crate::server::kafka::fuzz_request(data)
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -124,6 +130,20 @@ mod tests {
             super::packed_result(&data);
         }
 
+        #[test]
+        fn the_kafka_decoder_takes_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+            super::kafka_request(&data);
+        }
+
+        /// A valid produce request with bytes flipped: refused or decoded, never a panic.
+        #[test]
+        fn damaged_kafka_produce_requests_are_refused_or_decoded(flip in 0usize..600, bit in 0u8..8) {
+            let mut data = valid_produce();
+            let at = flip % data.len();
+            data[at] ^= 1 << bit;
+            super::kafka_request(&data);
+        }
+
         /// Valid results with bytes flipped: mostly refused, never misread.
         #[test]
         fn damaged_packed_results_are_refused_or_read_whole(flip in 0usize..400, bit in 0u8..8) {
@@ -135,6 +155,49 @@ mod tests {
                 prop_assert_eq!(outcomes.len(), 3);
             }
         }
+    }
+
+    /// A Produce v9 request with one gzip batch of two records.
+    fn valid_produce() -> Vec<u8> {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName};
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+        let record = |v: &'static [u8]| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: 1,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: 0,
+            timestamp: 0,
+            key: Some(bytes::Bytes::from_static(b"k")),
+            value: Some(bytes::Bytes::from_static(v)),
+            headers: Default::default(),
+        };
+        let mut batch = bytes::BytesMut::new();
+        let options = RecordEncodeOptions { version: 2, compression: Compression::Gzip };
+        RecordBatchEncoder::encode(&mut batch, &[record(b"a"), record(b"b")], &options).expect("encodes");
+        let data = PartitionProduceData::default().with_index(0).with_records(Some(batch.freeze()));
+        let topic = TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_data(vec![data]);
+        let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).with_topic_data(vec![topic]);
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::Produce as i16)
+            .with_request_api_version(9)
+            .with_correlation_id(1);
+        let mut buf = bytes::BytesMut::new();
+        header.encode(&mut buf, ApiKey::Produce.request_header_version(9)).expect("encodes");
+        request.encode(&mut buf, 9).expect("encodes");
+        buf.to_vec()
+    }
+
+    #[test]
+    fn a_valid_kafka_produce_decodes() {
+        assert!(super::kafka_request(&valid_produce()));
     }
 
     fn valid_result() -> Vec<u8> {

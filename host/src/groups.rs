@@ -61,9 +61,17 @@ pub enum GroupError {
         /// The member's.
         stale: u64,
     },
-    /// Too many members.
-    #[error("group `{0}` has its maximum of {max} members", max = limits::GROUP_MAX_MEMBERS)]
+    /// Too many members (or, for a new group, too many groups).
+    #[error("group `{0}` has its maximum of {max} members (or the server its maximum of groups)", max = limits::GROUP_MAX_MEMBERS)]
     Full(String),
+    /// The group is rebalancing: join again (Kafka's classic protocol).
+    #[error("group `{0}` is rebalancing; join again")]
+    RebalanceInProgress(String),
+    /// The member's protocol type or assignors match no other member's.
+    #[error(
+        "group `{0}`: the member's protocol type or assignors match no other member's; use the same client settings in every member"
+    )]
+    InconsistentProtocol(String),
 }
 
 struct Member {

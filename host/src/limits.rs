@@ -134,6 +134,16 @@ pub const QUEUE_MAX_DELAY_MS: u64 = 12 * 3_600_000;
 /// Members of one consumer group.
 pub const GROUP_MAX_MEMBERS: usize = 1_000;
 
+/// Kafka requests started and not yet answered on one connection (clients pipeline up to
+/// `max.in.flight`, 5 by default).
+pub const KAFKA_IN_FLIGHT_PER_CONNECTION: usize = 64;
+
+/// Largest a compressed Kafka record batch may grow when decompressed.
+pub const KAFKA_MAX_DECOMPRESSED_BYTES: usize = 64 * 1024 * 1024;
+
+/// Kafka classic consumer groups with members at once.
+pub const CLASSIC_GROUPS_MAX: usize = 10_000;
+
 /// Bindings of one exchange.
 pub const EXCHANGE_MAX_BINDINGS: usize = 10_000;
 

@@ -19,6 +19,48 @@ impl Durability {
     }
 }
 
+/// How a keyed record picks its partition (keyless records go round-robin either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Partitioner {
+    /// xxHash64 of the key, seed 0 (weir's own).
+    #[default]
+    Hash,
+    /// Kafka's murmur2 (the Java client's and kafka-python's default for keyed records).
+    Murmur2,
+}
+
+impl Partitioner {
+    /// The partition of `key` among `n`.
+    pub fn partition(self, key: &[u8], n: u32) -> u32 {
+        match self {
+            Partitioner::Hash => (twox_hash::XxHash64::oneshot(0, key) % u64::from(n)) as u32,
+            Partitioner::Murmur2 => (murmur2(key) & 0x7fff_ffff) % n,
+        }
+    }
+}
+
+/// Kafka's murmur2 (seed 0x9747b28c), as `org.apache.kafka.common.utils.Utils.murmur2`.
+fn murmur2(data: &[u8]) -> u32 {
+    const M: u32 = 0x5bd1_e995;
+    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
+    let chunks = data.chunks_exact(4);
+    let tail = chunks.remainder();
+    for c in chunks {
+        let mut k = u32::from_le_bytes(c.try_into().expect("4 bytes")).wrapping_mul(M);
+        k ^= k >> 24;
+        h = h.wrapping_mul(M) ^ k.wrapping_mul(M);
+    }
+    if !tail.is_empty() {
+        for (i, b) in tail.iter().enumerate().rev() {
+            h ^= u32::from(*b) << (8 * i);
+        }
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^ (h >> 15)
+}
+
 /// Settings of a topic, fixed at creation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicConfig {
@@ -36,6 +78,8 @@ pub struct TopicConfig {
     /// and never written to disk: Redis Pub/Sub style fan-out to live subscribers. The topic
     /// itself survives a restart; its messages do not, and its offsets start again at 0.
     pub ephemeral: bool,
+    /// How keyed records pick their partition.
+    pub partitioner: Partitioner,
 }
 
 fn default_max_message_bytes() -> usize {
@@ -51,6 +95,7 @@ impl Default for TopicConfig {
             retention_bytes: None,
             max_message_bytes: default_max_message_bytes(),
             ephemeral: false,
+            partitioner: Partitioner::Hash,
         }
     }
 }
@@ -81,4 +126,26 @@ pub fn check_name(kind: &'static str, name: &str) -> Result<(), InvalidName> {
         return Err(InvalidName { kind, name });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Kafka's own test vectors (`UtilsTest.testMurmur2`).
+    #[test]
+    fn murmur2_matches_kafka() {
+        let cases: [(&[u8], i32); 6] = [
+            (b"21", -973932308),
+            (b"foobar", -790332482),
+            (b"a-little-bit-long-string", -985981536),
+            (b"a-little-bit-longer-string", -1486304829),
+            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+            (b"abc", 479470107),
+        ];
+        for (key, want) in cases {
+            assert_eq!(murmur2(key) as i32, want, "{}", String::from_utf8_lossy(key));
+        }
+        assert_eq!(Partitioner::Murmur2.partition(b"21", 7), (-973932308i32 & 0x7fff_ffff) as u32 % 7);
+    }
 }

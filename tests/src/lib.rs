@@ -120,6 +120,8 @@ pub struct Server {
     child: Option<Child>,
     /// Address it listens on.
     pub addr: SocketAddr,
+    /// Address of its Kafka listener, when started with `--kafka-listen`.
+    pub kafka: Option<SocketAddr>,
     root: tempfile::TempDir,
     /// How the next (re)start runs.
     pub launch: Launch,
@@ -150,8 +152,8 @@ impl Server {
     /// Start a server as `launch` says.
     pub fn launch(launch: Launch) -> Result<Server> {
         let root = tempfile::tempdir()?;
-        let (child, addr) = spawn(root.path(), &launch)?;
-        Ok(Server { child: Some(child), addr, root, launch })
+        let (child, addr, kafka) = spawn(root.path(), &launch)?;
+        Ok(Server { child: Some(child), addr, kafka, root, launch })
     }
 
     /// The temporary directory holding the data directory and the server log.
@@ -188,9 +190,10 @@ impl Server {
     /// Start again on the same data directory (a new port).
     pub fn restart(&mut self) -> Result<()> {
         self.kill9();
-        let (child, addr) = spawn(self.root.path(), &self.launch)?;
+        let (child, addr, kafka) = spawn(self.root.path(), &self.launch)?;
         self.child = Some(child);
         self.addr = addr;
+        self.kafka = kafka;
         Ok(())
     }
 
@@ -250,29 +253,73 @@ pub fn serve_command(root: &Path, launch: &Launch) -> Command {
     cmd
 }
 
-fn spawn(root: &Path, launch: &Launch) -> Result<(Child, SocketAddr)> {
+fn spawn(root: &Path, launch: &Launch) -> Result<(Child, SocketAddr, Option<SocketAddr>)> {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(root.join("server.log"))?;
     let mut child =
         serve_command(root, launch).stdout(Stdio::piped()).stderr(log).spawn().context("spawning weir serve")?;
     let stdout = child.stdout.take().expect("piped stdout");
+    let kafka = launch.flags.iter().any(|f| f == "--kafka-listen");
+    let lines = if kafka { 2 } else { 1 };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = reader.read_line(&mut line);
-        let _ = tx.send(line);
+        for _ in 0..lines {
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send(line);
+        }
         // Keep draining so the server never blocks on a full pipe.
         let _ = std::io::copy(&mut reader.take(u64::MAX), &mut std::io::sink());
     });
-    let line = rx.recv_timeout(Duration::from_secs(120)).context("weir serve did not report its address")?;
-    let addr = line
-        .trim()
-        .strip_prefix("weir listening on ")
-        .with_context(|| {
-            format!("unexpected first line from weir serve: {line:?} (see {}/server.log)", root.display())
-        })?
-        .parse()?;
-    Ok((child, addr))
+    let address = |prefix: &str| -> Result<SocketAddr> {
+        let line = rx.recv_timeout(Duration::from_secs(120)).context("weir serve did not report its address")?;
+        let addr = line.trim().strip_prefix(prefix).with_context(|| {
+            format!("unexpected line from weir serve: {line:?} (see {}/server.log)", root.display())
+        })?;
+        Ok(addr.parse()?)
+    };
+    let addr = address("weir listening on ")?;
+    let kafka = if kafka { Some(address("weir kafka listening on ")?) } else { None };
+    Ok((child, addr, kafka))
+}
+
+/// The Python with the Kafka client libraries (installed by `examples/setup.sh`).
+pub fn kafka_python() -> PathBuf {
+    let tools = std::env::var_os("WEIR_TOOLS").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/weir-tools"),
+        PathBuf::from,
+    );
+    tools.join("kafka-venv/bin/python")
+}
+
+/// Run `tests/kafka/client.py COMMAND --bootstrap ADDR ARGS…` and parse the JSON it prints.
+pub fn kafka_client(command: &str, bootstrap: SocketAddr, args: &[&str]) -> Result<serde_json::Value> {
+    let python = kafka_python();
+    if !python.exists() {
+        bail!("{} is missing: run examples/setup.sh (it installs the Kafka clients the tests use)", python.display());
+    }
+    let out = Command::new(&python)
+        .arg(workspace_root().join("tests/kafka/client.py"))
+        .arg(command)
+        .args(["--bootstrap", &bootstrap.to_string()])
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "client.py {command} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).with_context(|| format!("client.py {command} printed {stdout:?}"))
+}
+
+/// A free loopback port (for a listener that must keep its port across restarts).
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Wait until `check` returns `Some`, polling every 20 ms, up to `timeout`.

@@ -54,6 +54,10 @@ pub struct BenchArgs {
     /// Also run Redis Streams and NATS JetStream (Debian's redis-server and nats-server).
     #[arg(long)]
     peers: bool,
+    /// Also produce and consume through the Kafka listener with kcat (librdkafka), beside the
+    /// native protocol's figures of the same run.
+    #[arg(long)]
+    kafka: bool,
     /// Write charts (SVG) into this directory.
     #[arg(long)]
     plot: Option<PathBuf>,
@@ -104,6 +108,10 @@ pub struct Report {
     instantiate_us: f64,
     recovery_s: Option<f64>,
     recovery_messages: u64,
+    /// kcat (librdkafka) producing through the Kafka listener, acks=all.
+    kafka_produce_msgs_per_s: Option<f64>,
+    /// kcat consuming through the Kafka listener.
+    kafka_consume_msgs_per_s: Option<f64>,
     redis_xadd_msgs_per_s: Option<f64>,
     redis_xreadgroup_msgs_per_s: Option<f64>,
     redis_durability: Option<String>,
@@ -166,6 +174,9 @@ fn print_table(r: &Report) {
             rows.push(vec![name.to_string(), rate(v), note.clone().unwrap_or_default()]);
         }
     };
+    let kcat = Some("kcat (librdkafka), acks=all".to_string());
+    peer(&mut rows, "Kafka listener produce", r.kafka_produce_msgs_per_s, &kcat);
+    peer(&mut rows, "Kafka listener consume", r.kafka_consume_msgs_per_s, &None);
     peer(&mut rows, "redis XADD (pipelined)", r.redis_xadd_msgs_per_s, &r.redis_durability);
     peer(&mut rows, "redis XREADGROUP", r.redis_xreadgroup_msgs_per_s, &None);
     peer(&mut rows, "jetstream publish (async)", r.jetstream_publish_msgs_per_s, &r.jetstream_durability);
@@ -253,6 +264,8 @@ fn load_plugins(dir: Option<&Path>) -> anyhow::Result<HashMap<String, Vec<u8>>> 
 pub(crate) struct BenchServer {
     child: Option<Child>,
     pub addr: String,
+    /// The Kafka listener's address.
+    pub kafka: String,
     dir: tempfile::TempDir,
     durability: Durability,
 }
@@ -260,8 +273,8 @@ pub(crate) struct BenchServer {
 impl BenchServer {
     fn start(durability: Durability) -> anyhow::Result<BenchServer> {
         let dir = tempfile::Builder::new().prefix("weir-bench-").tempdir()?;
-        let (child, addr) = spawn_server(dir.path(), durability)?;
-        Ok(BenchServer { child: Some(child), addr, dir, durability })
+        let (child, addr, kafka) = spawn_server(dir.path(), durability)?;
+        Ok(BenchServer { child: Some(child), addr, kafka, dir, durability })
     }
 
     async fn client(&self) -> anyhow::Result<Client> {
@@ -274,28 +287,35 @@ impl BenchServer {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let (child, addr) = spawn_server(self.dir.path(), self.durability)?;
+        let (child, addr, kafka) = spawn_server(self.dir.path(), self.durability)?;
         self.child = Some(child);
         self.addr = addr;
+        self.kafka = kafka;
         Ok(())
     }
 }
 
-fn spawn_server(dir: &Path, durability: Durability) -> anyhow::Result<(Child, String)> {
+fn spawn_server(dir: &Path, durability: Durability) -> anyhow::Result<(Child, String, String)> {
     let mut child = Command::new(std::env::current_exe()?)
         .arg("serve")
         .arg("--data-dir")
         .arg(dir.join("data"))
         .args(["--listen", "127.0.0.1:0", "--durability", &format!("{durability:?}").to_lowercase()])
+        .args(["--kafka-listen", "127.0.0.1:0"])
         .env("WEIR_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .context("starting the server under test")?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("server stdout")?).read_line(&mut line)?;
-    let addr = line.trim().strip_prefix("weir listening on ").context("server did not start")?.to_string();
-    Ok((child, addr))
+    let mut stdout = BufReader::new(child.stdout.take().context("server stdout")?);
+    let mut line = |prefix: &str| -> anyhow::Result<String> {
+        let mut line = String::new();
+        stdout.read_line(&mut line)?;
+        Ok(line.trim().strip_prefix(prefix).context("server did not start")?.to_string())
+    };
+    let addr = line("weir listening on ")?;
+    let kafka = line("weir kafka listening on ")?;
+    Ok((child, addr, kafka))
 }
 
 impl Drop for BenchServer {

@@ -34,6 +34,12 @@ pub(super) async fn run_all(
     if args.wants("consume") {
         r.consume_msgs_per_s = median(args, "weir consume", |i| consume_stage(s, args, i)).await?;
     }
+    if args.kafka && args.wants("kafka") {
+        r.kafka_produce_msgs_per_s =
+            Some(median(args, "Kafka listener produce (kcat)", |i| kafka_produce_stage(s, args, i)).await?);
+        r.kafka_consume_msgs_per_s =
+            Some(median(args, "Kafka listener consume (kcat)", |i| kafka_consume_stage(s, args, i)).await?);
+    }
     if args.wants("latency") {
         (r.e2e_latency_p50_ms, r.e2e_latency_p99_ms, r.e2e_latency_p999_ms) = latency_stage(s, args).await?;
     }
@@ -71,6 +77,60 @@ pub(super) async fn run_all(
     drop(client);
     if args.recovery_messages > 0 && args.wants("recovery") {
         r.recovery_s = Some(recovery_stage(&mut server, args).await?);
+    }
+    Ok(())
+}
+
+/// kcat (librdkafka, acks=all) producing `count` messages of `size` bytes from a file through
+/// the Kafka listener, in msg/s; checks weir stored them all.
+async fn kafka_produce_stage(server: &BenchServer, args: &BenchArgs, run: usize) -> anyhow::Result<f64> {
+    let topic = format!("kafka-{run}");
+    let client = server.client().await?;
+    create(&client, &topic, args.partitions).await?;
+    let file = tempfile::NamedTempFile::new()?;
+    {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(file.as_file());
+        for i in 0..args.count {
+            w.write_all(&message(i, args.size))?;
+            w.write_all(b"\n")?;
+        }
+    }
+    let start = Instant::now();
+    kcat(
+        &server.kafka,
+        &["-P", "-t", &topic, "-l", &file.path().to_string_lossy(), "-X", "acks=all", "-X", "linger.ms=5"],
+    )?;
+    let secs = start.elapsed().as_secs_f64();
+    let stored: u64 = client.describe_topic(&topic).await?.partitions.iter().map(|(s, e)| e - s).sum();
+    if stored != args.count {
+        bail!("kcat produced {} messages but weir stored {stored}", args.count);
+    }
+    Ok(args.count as f64 / secs)
+}
+
+/// kcat reading a topic of `count` messages from the start through the Kafka listener, msg/s.
+async fn kafka_consume_stage(server: &BenchServer, args: &BenchArgs, run: usize) -> anyhow::Result<f64> {
+    let topic = format!("kafka-read-{run}");
+    let client = server.client().await?;
+    create(&client, &topic, args.partitions).await?;
+    produce_all(&client, &topic, args.count, args.size, args.batch).await?;
+    let start = Instant::now();
+    let count = args.count.to_string();
+    kcat(&server.kafka, &["-C", "-t", &topic, "-o", "beginning", "-e", "-q", "-c", &count, "-f", "%o\n"])?;
+    Ok(args.count as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Run kcat against `broker`, discarding its output.
+fn kcat(broker: &str, args: &[&str]) -> anyhow::Result<()> {
+    let status = std::process::Command::new("kcat")
+        .args(["-b", broker])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run kcat ({e}); examples/setup.sh installs it"))?;
+    if !status.success() {
+        bail!("kcat {args:?} failed: {status}");
     }
     Ok(())
 }

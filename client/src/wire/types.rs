@@ -18,6 +18,18 @@ pub enum Durability {
     Os,
 }
 
+/// How a keyed record picks its partition (keyless records go round-robin either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Partitioner {
+    /// xxHash64 of the key (weir's own).
+    #[default]
+    Hash,
+    /// Kafka's default for keyed records (murmur2, as the Java client and kafka-python): a
+    /// record keyed the same lands in the same partition whether a Kafka client or weir chose.
+    Murmur2,
+}
+
 /// Settings of a topic, fixed at creation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicConfig {
@@ -38,6 +50,9 @@ pub struct TopicConfig {
     /// Kept in memory only: Redis Pub/Sub style fan-out to live subscribers.
     #[serde(default)]
     pub ephemeral: bool,
+    /// How keyed records pick their partition.
+    #[serde(default)]
+    pub partitioner: Partitioner,
 }
 
 fn default_max_message_bytes() -> usize {
@@ -53,6 +68,7 @@ impl Default for TopicConfig {
             retention_bytes: None,
             max_message_bytes: default_max_message_bytes(),
             ephemeral: false,
+            partitioner: Partitioner::Hash,
         }
     }
 }

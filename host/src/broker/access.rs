@@ -40,7 +40,7 @@ impl Broker {
 
     fn group_needs<'a>(&self, command: &'a GroupCommand) -> Vec<Need<'a>> {
         match command {
-            GroupCommand::Commit { group, topic, .. } => {
+            GroupCommand::Commit { group, topic, .. } | GroupCommand::ClassicCommit { group, topic, .. } => {
                 let mut needs = vec![on(Read, Kind::Topic, topic)];
                 needs.extend(self.pipeline_group_need(group));
                 needs
@@ -51,6 +51,13 @@ impl Broker {
             | GroupCommand::Leave { topic, .. } => vec![on(Read, Kind::Topic, topic)],
             // Filtered to the topics the token may read (`visible`).
             GroupCommand::List | GroupCommand::Describe => vec![],
+            // Membership of a Kafka group names no topic (subscriptions are the client's
+            // opaque bytes); reading and committing need the topic's grants.
+            GroupCommand::ClassicJoin(_)
+            | GroupCommand::ClassicSync { .. }
+            | GroupCommand::ClassicHeartbeat { .. }
+            | GroupCommand::ClassicLeave { .. }
+            | GroupCommand::ClassicDescribe { .. } => vec![],
         }
     }
 
@@ -154,7 +161,7 @@ fn topic_needs(command: &TopicCommand) -> Vec<Need<'_>> {
         | TopicCommand::Describe { name: topic }
         | TopicCommand::OffsetsForTime { topic, .. } => vec![on(Read, Kind::Topic, topic)],
         TopicCommand::Create { name, .. } | TopicCommand::Delete { name } => vec![on(Admin, Kind::Topic, name)],
-        TopicCommand::List => vec![],
+        TopicCommand::List | TopicCommand::NewProducer => vec![],
     }
 }
 
@@ -212,8 +219,10 @@ fn owned(n: Need<'_>) -> Need<'static> {
 pub(super) fn visible(who: &Identity, reply: Reply) -> Reply {
     let reads = |kind, name: &str| who.allows(&Need::on(Read, kind, name));
     match reply {
+        // A topic is listed to those who may read or write it (a producer must find its topic:
+        // Kafka's Describe is implied by either).
         Reply::Topics(mut v) => {
-            v.retain(|t| reads(Kind::Topic, &t.name));
+            v.retain(|t| reads(Kind::Topic, &t.name) || who.allows(&Need::on(Write, Kind::Topic, &t.name)));
             Reply::Topics(v)
         }
         Reply::Queues(mut v) => {

@@ -5,6 +5,10 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
+use super::Sequenced;
+use crate::classic_groups::{ClassicGroupInfo, JoinRequest, Joined};
 use crate::exchange::{Binding, Destination, ExchangeInfo, ExchangeType};
 use crate::groups::{GroupMembers, Membership};
 use crate::pipeline::{ApplyChange, PipelineSpec, PipelineStatus, ResetTarget, ShadowReport, StateEntry};
@@ -63,7 +67,11 @@ pub enum TopicCommand {
         partition: Option<u32>,
         /// Records, in order.
         records: Vec<NewRecord>,
+        /// An idempotent producer's batch (with `partition`): a retry is not stored twice.
+        sequence: Option<Sequenced>,
     },
+    /// A new idempotent producer id.
+    NewProducer,
     /// Read records, waiting up to `max_wait` for the first.
     Fetch {
         /// Topic.
@@ -149,6 +157,54 @@ pub enum GroupCommand {
     },
     /// Members of every group.
     Describe,
+    /// Kafka's classic protocol: join, and wait until the rebalance completes.
+    ClassicJoin(JoinRequest),
+    /// Kafka's classic protocol: the leader hands over the assignment, the others get theirs.
+    ClassicSync {
+        /// Group.
+        group: String,
+        /// Member.
+        member: String,
+        /// The member's generation.
+        generation: i32,
+        /// From the leader: `(member, assignment)`.
+        assignments: Vec<(String, Bytes)>,
+    },
+    /// Kafka's classic protocol: stay in the group.
+    ClassicHeartbeat {
+        /// Group.
+        group: String,
+        /// Member.
+        member: String,
+        /// The member's generation.
+        generation: i32,
+    },
+    /// Kafka's classic protocol: members leave.
+    ClassicLeave {
+        /// Group.
+        group: String,
+        /// Members.
+        members: Vec<String>,
+    },
+    /// Kafka's classic protocol: store next offsets, fenced by the member's generation
+    /// (a negative generation: a commit from outside the group protocol).
+    ClassicCommit {
+        /// Group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// `(partition, next offset)`.
+        offsets: Vec<(u32, u64)>,
+        /// Member (empty outside the group protocol).
+        member: String,
+        /// Its generation.
+        generation: i32,
+    },
+    /// Kafka's classic protocol: the named groups, or all.
+    ClassicDescribe {
+        /// Groups (`None`: all).
+        groups: Option<Vec<String>>,
+    },
 }
 
 /// Queue operations.
@@ -541,4 +597,12 @@ pub enum Reply {
     Applied(PipelineStatus, ApplyChange),
     /// State entries.
     State(Vec<StateEntry>),
+    /// A completed Kafka group rebalance, as one member sees it.
+    Joined(Joined),
+    /// A Kafka group member's assignment.
+    Assignment(Bytes),
+    /// Kafka classic groups.
+    ClassicGroups(Vec<ClassicGroupInfo>),
+    /// A new idempotent producer id.
+    Producer(i64),
 }

@@ -2,6 +2,7 @@
 //! each to an [`ErrorKind`] that a front door turns into its protocol's code (the native
 //! protocol's numbers, Kafka's error codes, HTTP statuses).
 
+use super::producers::SequenceError;
 use crate::auth::AuthError;
 use crate::exchange::ExchangeError;
 use crate::groups::GroupError;
@@ -65,6 +66,16 @@ pub enum ErrorKind {
     StaleReceipt,
     /// The queue is full.
     QueueFull,
+    /// The group is rebalancing; the member must join again.
+    RebalanceInProgress,
+    /// Group members disagree on the protocol.
+    InconsistentProtocol,
+    /// An idempotent producer was fenced by a newer epoch.
+    ProducerFenced,
+    /// An idempotent producer's batch skipped or repeated out of order.
+    OutOfOrderSequence,
+    /// An idempotent producer's batch was stored before (not stored twice).
+    DuplicateSequence,
 }
 
 /// Why a command failed. The message says what went wrong, with what, and what to do.
@@ -92,6 +103,9 @@ pub enum BrokerError {
     /// Tokens and grants.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// An idempotent producer's batch out of sequence.
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
     /// A version that does not start in a pipeline following the plugin; nothing changed.
     #[error("{candidate} refused{keeps}: {why}")]
     Refused {
@@ -129,6 +143,8 @@ impl BrokerError {
                 GroupError::StaleGeneration { .. } => ErrorKind::Rebalanced,
                 GroupError::UnknownMember { .. } => ErrorKind::NotFound,
                 GroupError::Full(_) => ErrorKind::Busy,
+                GroupError::RebalanceInProgress(_) => ErrorKind::RebalanceInProgress,
+                GroupError::InconsistentProtocol(_) => ErrorKind::InconsistentProtocol,
             },
             BrokerError::Exchange(e) => match e {
                 ExchangeError::Unknown(_) => ErrorKind::UnknownExchange,
@@ -151,6 +167,11 @@ impl BrokerError {
             BrokerError::Auth(AuthError::Unauthenticated(_)) => ErrorKind::Unauthenticated,
             BrokerError::Auth(AuthError::NotEnforced) => ErrorKind::InvalidArgument,
             BrokerError::Auth(_) => ErrorKind::Forbidden,
+            BrokerError::Sequence(e) => match e {
+                SequenceError::Fenced { .. } => ErrorKind::ProducerFenced,
+                SequenceError::OutOfOrder { .. } => ErrorKind::OutOfOrderSequence,
+                SequenceError::Duplicate { .. } => ErrorKind::DuplicateSequence,
+            },
             BrokerError::Refused { .. } => ErrorKind::PluginInit,
             BrokerError::InUse(_) => ErrorKind::InUse,
             BrokerError::BadRequest(_) => ErrorKind::InvalidArgument,

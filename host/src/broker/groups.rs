@@ -36,6 +36,28 @@ impl Broker {
                 Ok(Reply::Done)
             }
             GroupCommand::Describe => Ok(Reply::GroupMembers(self.groups.describe())),
+            GroupCommand::ClassicJoin(request) => {
+                check_name("group", &request.group).map_err(|e| BrokerError::BadRequest(e.to_string()))?;
+                Ok(Reply::Joined(self.classic.join(request).await?))
+            }
+            GroupCommand::ClassicSync { group, member, generation, assignments } => {
+                Ok(Reply::Assignment(self.classic.sync(&group, &member, generation, assignments).await?))
+            }
+            GroupCommand::ClassicHeartbeat { group, member, generation } => {
+                self.classic.heartbeat(&group, &member, generation)?;
+                Ok(Reply::Done)
+            }
+            GroupCommand::ClassicLeave { group, members } => {
+                self.classic.leave(&group, &members);
+                Ok(Reply::Done)
+            }
+            GroupCommand::ClassicCommit { group, topic, offsets, member, generation } => {
+                self.classic.check(&group, &member, generation)?;
+                self.commit_offsets(group, &topic, offsets).await
+            }
+            GroupCommand::ClassicDescribe { groups } => {
+                Ok(Reply::ClassicGroups(self.classic.describe(groups.as_deref())))
+            }
         }
     }
 

@@ -15,6 +15,7 @@ mod exchanges;
 mod groups;
 mod pipelines;
 mod plugins;
+mod producers;
 mod queues;
 mod replies;
 mod topics;
@@ -30,6 +31,7 @@ pub use command::{
     PluginEntry, QueueCommand, Reply, StateCommand, TopicCommand, TopicInfo,
 };
 pub use error::{BrokerError, ErrorKind, Result};
+pub use producers::{SequenceError, Sequenced};
 
 /// A command being executed: its result, and whether the caller must await it before
 /// starting the next command of the same connection (see [`Command::is_configuration`]).
@@ -69,11 +71,14 @@ pub struct Broker {
     pub queues: Arc<crate::queue::Queues>,
     /// Consumer-group membership.
     pub groups: crate::groups::Coordinator,
+    /// Kafka clients' consumer groups (the classic protocol).
+    pub classic: crate::classic_groups::ClassicGroups,
     /// Exchanges and bindings.
     pub exchanges: crate::exchange::Exchanges,
     /// Who may do what.
     pub authority: Arc<Authority>,
     replies: Arc<replies::ReplyHub>,
+    producers: producers::Producers,
     config: BrokerConfig,
 }
 
@@ -117,9 +122,20 @@ impl Broker {
         let replies = replies::ReplyHub::start(&store).await?;
         let authority = config.authority.clone();
         let pipelines = Pipelines::start(store.clone(), registry.clone(), queues.clone(), authority.clone()).await?;
-        let groups = crate::groups::Coordinator::default();
-        let broker =
-            Arc::new(Broker { store, registry, pipelines, queues, groups, exchanges, authority, replies, config });
+        let (groups, classic) = Default::default();
+        let broker = Arc::new(Broker {
+            store,
+            registry,
+            pipelines,
+            queues,
+            groups,
+            classic,
+            exchanges,
+            authority,
+            replies,
+            config,
+            producers: Default::default(),
+        });
         broker.spawn_retention();
         broker.spawn_timers();
         Ok(broker)
@@ -163,6 +179,7 @@ impl Broker {
                     tracing::warn!(error = %e, "queue timers failed");
                 }
                 broker.groups.expire();
+                broker.classic.expire();
             }
         });
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures_util::future::select_all;
 
 use super::command::{FetchPosition, FetchedPartition, Reply, TopicCommand, TopicInfo};
+use super::producers::{Sequenced, Verdict};
 use super::replies::{CORRELATION_ID, REPLY_TO, REPLY_TOPIC};
 use super::{Broker, BrokerError, Result};
 use crate::limits;
@@ -28,7 +29,16 @@ impl Broker {
             }
             TopicCommand::List => Ok(Reply::Topics(self.store.topics().iter().map(|t| self.topic_info(t)).collect())),
             TopicCommand::Describe { name } => Ok(Reply::Topic(self.topic_info(&*self.store.topic(&name)?))),
-            TopicCommand::Produce { topic, partition, records } => self.produce(&topic, partition, records).await,
+            TopicCommand::Produce { topic, partition, records, sequence: None } => {
+                self.produce(&topic, partition, records).await
+            }
+            TopicCommand::Produce { topic, partition, records, sequence: Some(seq) } => {
+                let partition = partition.ok_or_else(|| {
+                    BrokerError::BadRequest("an idempotent producer's batch names its partition".into())
+                })?;
+                self.produce_sequenced(&topic, partition, records, seq).await
+            }
+            TopicCommand::NewProducer => Ok(Reply::Producer(self.producers.new_id())),
             TopicCommand::Fetch { topic, positions, max_records, max_bytes, max_wait } => {
                 self.fetch(&topic, &positions, max_records, max_bytes, max_wait).await
             }
@@ -50,6 +60,40 @@ impl Broker {
         let receipt = self.store.submit(commit).await?;
         // slots[i] = (append index, index within it, partition) of record i.
         Ok(Reply::Produced(slots.into_iter().map(|(a, i, p)| (p, receipt.first_offsets[a] + i as u64)).collect()))
+    }
+
+    /// An idempotent producer's batch into one partition: stored once, with the producer's
+    /// last batch recorded in the same commit; a retry gets the first time's offsets.
+    async fn produce_sequenced(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<NewRecord>,
+        seq: Sequenced,
+    ) -> Result<Reply> {
+        let count = records.len();
+        let (mut commit, _) = self.partition_records(topic, Some(partition), records)?;
+        let t = commit.appends[0].topic.clone();
+        let key = match self.producers.admit(&self.store, &t, partition, seq, count as u32)? {
+            Verdict::Duplicate { base_offset } => {
+                return Ok(Reply::Produced((0..count as u64).map(|i| (partition, base_offset + i)).collect()));
+            }
+            Verdict::Store { key, value } => {
+                commit.meta.push((key.clone(), Some(value)));
+                key
+            }
+        };
+        match self.store.submit(commit).await {
+            Ok(receipt) => {
+                let base = receipt.first_offsets[0];
+                self.producers.stored(&key, seq, base);
+                Ok(Reply::Produced((0..count as u64).map(|i| (partition, base + i)).collect()))
+            }
+            Err(e) => {
+                self.producers.forget(&key, seq);
+                Err(e.into())
+            }
+        }
     }
 
     #[allow(clippy::type_complexity)]

@@ -20,9 +20,10 @@ use crate::queue::{Delivery, Nack, NewQueueMessage, QueueConfig, QueueInfo};
 use crate::registry::PluginInfo;
 use crate::runtime::Sandbox;
 use crate::storage::{NewRecord, StoredRecord};
-use crate::types::{Durability, TopicConfig};
+use crate::types::{Durability, Partitioner, TopicConfig};
 
 mirror_enum!(w::Durability => Durability { Sync, Os });
+mirror_enum!(w::Partitioner => Partitioner { Hash, Murmur2 });
 mirror_enum!(w::StartPosition => StartPosition { Earliest, Latest });
 mirror_enum!(w::ErrorPolicy => ErrorPolicy { Halt, Retry, Skip, DeadLetter });
 mirror_enum!(w::RunState => RunState { Running, Paused, Halted });
@@ -30,7 +31,7 @@ mirror_enum!(w::ApplyChange => ApplyChange { Created, Unchanged, Swapped, Restar
 mirror_enum!(w::ExchangeType => ExchangeType { Direct, Topic, Fanout, Headers });
 
 mirror!(w::TopicConfig => TopicConfig {
-    partitions, durability: opt, retention_ms, retention_bytes, max_message_bytes, ephemeral
+    partitions, durability: opt, retention_ms, retention_bytes, max_message_bytes, ephemeral, partitioner: into
 });
 mirror!(w::QueueConfig => QueueConfig {
     visibility_timeout_ms, max_deliveries, dead_letter, dedup_window_ms, max_messages

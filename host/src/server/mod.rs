@@ -25,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 mod convert;
+pub mod kafka;
 mod native;
 
 use weir_client::wire::{self, ErrorCode, Request, RequestFrame, Response, ResponseFrame, WireError};
@@ -64,6 +65,15 @@ pub struct Security {
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
+/// Which protocol a listener speaks.
+#[derive(Clone)]
+pub enum Door {
+    /// weir's own protocol (the `weir` CLI and `weir-client`).
+    Native,
+    /// The Kafka protocol ([`kafka`]).
+    Kafka(Arc<kafka::KafkaSettings>),
+}
+
 /// Serve `listener` until `shutdown` resolves, then stop accepting and let the broker drain.
 /// Taking the listener (not an address) lets callers bind port 0.
 pub async fn run(
@@ -71,6 +81,7 @@ pub async fn run(
     broker: Arc<Broker>,
     limits: ServerLimits,
     security: Security,
+    door: Door,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let tls = security.tls.map(TlsAcceptor::from);
@@ -94,7 +105,8 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = connections.clone().try_acquire_owned() else {
-            if let Ok(refusing) = refusals.clone().try_acquire_owned() {
+            // A Kafka client has no frame to read a refusal from: it is just closed.
+            if let (Door::Native, Ok(refusing)) = (&door, refusals.clone().try_acquire_owned()) {
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     let timeout = Duration::from_millis(limits::REFUSAL_TIMEOUT_MS);
@@ -104,18 +116,18 @@ pub async fn run(
             }
             continue;
         };
-        let (broker, closing, tls) = (broker.clone(), closing.clone(), tls.clone());
+        let (broker, closing, tls, door) = (broker.clone(), closing.clone(), tls.clone(), door.clone());
         tokio::spawn(async move {
             let conn = Connection { peer, broker, limits, closing };
             let served = match tls {
                 None => {
                     let (rd, wr) = stream.into_split();
-                    conn.serve(rd, wr).await
+                    conn.serve(door, rd, wr).await
                 }
                 Some(tls) => match handshake(&tls, stream, limits.frame_timeout).await {
                     Ok(stream) => {
                         let (rd, wr) = tokio::io::split(stream);
-                        conn.serve(rd, wr).await
+                        conn.serve(door, rd, wr).await
                     }
                     Err(e) => Err(e),
                 },
@@ -210,9 +222,24 @@ impl Caller {
 }
 
 impl Connection {
+    /// Serve the connection in its door's protocol.
+    async fn serve<R, W>(self, door: Door, rd: R, wr: W) -> std::io::Result<()>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        match door {
+            Door::Native => self.serve_native(rd, wr).await,
+            Door::Kafka(settings) => {
+                let Connection { peer, broker, limits, closing } = self;
+                kafka::KafkaConnection { peer, broker, limits, closing, settings }.serve(rd, wr).await
+            }
+        }
+    }
+
     /// Read requests from `rd` and answer on `wr` until the client leaves or the server stops.
     /// Generic over the halves so plain TCP keeps its lock-free `into_split`.
-    async fn serve<R, W>(self, rd: R, wr: W) -> std::io::Result<()>
+    async fn serve_native<R, W>(self, rd: R, wr: W) -> std::io::Result<()>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin + Send + 'static,
@@ -276,7 +303,7 @@ impl Connection {
 }
 
 /// What reading the next frame gave.
-enum Next {
+pub(crate) enum Next {
     Frame(bytes::BytesMut),
     Closed,
     Error(WireError),
@@ -284,7 +311,7 @@ enum Next {
 
 /// The next frame, with a deadline on frames that started arriving: a client may be idle
 /// as long as it likes between frames, but not trickle one in (slowloris).
-async fn next_frame<R: AsyncRead + Unpin>(
+pub(crate) async fn next_frame<R: AsyncRead + Unpin>(
     frames: &mut FramedRead<R, LengthDelimitedCodec>,
     closing: &mut watch::Receiver<bool>,
     timeout: Duration,

@@ -150,6 +150,14 @@ pub mod meta {
     pub const LIVE: &str = "plugin-live/";
     /// Prefix of every shadow-version pointer.
     pub const SHADOW: &str = "plugin-shadow/";
+    /// Prefix of every idempotent producer's last batch per partition.
+    pub const PRODUCERS: &str = "producer/";
+
+    /// An idempotent producer's last batch in one partition of a topic (by topic id: a
+    /// topic created again under the same name starts clean).
+    pub fn producer(id: i64, topic_id: u32, partition: u32) -> String {
+        format!("{PRODUCERS}{id}/{topic_id}/{partition}")
+    }
 
     /// A topic's record.
     pub fn topic(name: &str) -> String {

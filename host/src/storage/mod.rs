@@ -35,7 +35,7 @@ pub use topic::{Partition, Topic};
 pub use writer::{Append, Commit, OffsetCommit, Receipt, StateWrite};
 
 use crate::mirror::{mirror, mirror_enum};
-use crate::types::{Durability, TopicConfig};
+use crate::types::{Durability, Partitioner, TopicConfig};
 
 /// On-disk format written by this build. Opening a directory of another format fails.
 pub const FORMAT_VERSION: u32 = 1;
@@ -727,6 +727,7 @@ mod properties {
 }
 
 mirror_enum!(stored::DurabilityV1 => Durability { Sync, Os });
+mirror_enum!(stored::PartitionerV1 => Partitioner { Hash, Murmur2 });
 mirror!(stored::TopicConfigV1 => TopicConfig {
-    partitions, durability: opt, retention_ms, retention_bytes, max_message_bytes, ephemeral
+    partitions, durability: opt, retention_ms, retention_bytes, max_message_bytes, ephemeral, partitioner: into
 });

@@ -42,6 +42,20 @@ pub struct TopicConfigV1 {
     /// Memory only.
     #[serde(default)]
     pub ephemeral: bool,
+    /// How keyed records pick their partition.
+    #[serde(default)]
+    pub partitioner: PartitionerV1,
+}
+
+/// How keyed records pick their partition.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionerV1 {
+    /// xxHash64.
+    #[default]
+    Hash,
+    /// Kafka's murmur2.
+    Murmur2,
 }
 
 /// When a write is acknowledged.

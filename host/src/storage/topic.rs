@@ -64,12 +64,12 @@ impl Topic {
         &self.partitions
     }
 
-    /// The partition for a message: by key hash when keyed (stable across versions and
-    /// restarts: xxHash64 with seed 0), round-robin otherwise.
+    /// The partition for a message: by the topic's partitioner when keyed (stable across
+    /// versions and restarts), round-robin otherwise.
     pub fn partition_for(&self, key: Option<&[u8]>) -> u32 {
         let n = self.partition_count();
         match key {
-            Some(k) => (twox_hash::XxHash64::oneshot(0, k) % u64::from(n)) as u32,
+            Some(k) => self.config.partitioner.partition(k, n),
             None => self.round_robin.fetch_add(1, Ordering::Relaxed) % n,
         }
     }

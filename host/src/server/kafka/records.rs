@@ -1,0 +1,273 @@
+//! Kafka record batches (v2) in and out: a produced batch becomes weir records, stored
+//! records become a batch for a fetch. Decoding is bounded before the `kafka-protocol` crate
+//! sees a batch (record counts a batch can hold, decompressed bytes), so a hostile batch costs
+//! at most the limits.
+//!
+//! Mapping: keys and values are bytes on both sides (a null value is stored empty); a header
+//! value must be UTF-8 (weir headers are text) — a batch with a non-UTF-8 or null header value
+//! is refused as a whole with INVALID_RECORD, naming the header. Timestamps are log-append
+//! time: the producer's are replaced by weir's append time, which each fetched record carries
+//! as its own timestamp.
+
+use std::io::Read;
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use crate::broker::Sequenced;
+use crate::limits;
+use crate::storage::{NewRecord, StoredRecord};
+
+/// The records of one partition's produce data.
+#[derive(Debug)]
+pub(crate) struct Produced {
+    /// In order.
+    pub records: Vec<NewRecord>,
+    /// The idempotent producer's place, if the batch carries one.
+    pub sequence: Option<Sequenced>,
+}
+
+/// Why produce data is refused.
+#[derive(Debug)]
+pub(crate) enum BadBatch {
+    /// Not a readable v2 batch (CORRUPT_MESSAGE).
+    Corrupt(String),
+    /// Readable but not storable (INVALID_RECORD).
+    Invalid(String),
+    /// Transactional batches (not supported).
+    Transactional,
+}
+
+/// Smallest encoding of one record inside a batch: length, attributes, timestamp delta,
+/// offset delta, key length, value length, header count — one byte each at least.
+const MIN_RECORD_BYTES: usize = 7;
+
+/// Where the record count sits in a v2 batch header, and its total size.
+const COUNT_AT: usize = 57;
+const BATCH_HEADER: usize = 61;
+
+/// Decode the records of one partition's produce data.
+pub(crate) fn decode(mut data: Bytes, max_bytes: usize) -> Result<Produced, BadBatch> {
+    check_batches(&data)?;
+    let decompress = |b: &mut Bytes, c: Compression| decompress(b, c, max_bytes);
+    let mut records = Vec::new();
+    let mut sequence = None;
+    while data.has_remaining() {
+        let set = RecordBatchDecoder::decode_with_custom_compression(&mut data, Some(decompress))
+            .map_err(|e| BadBatch::Corrupt(format!("cannot read the record batch: {e}")))?;
+        for r in set.records {
+            if r.transactional || r.control {
+                return Err(BadBatch::Transactional);
+            }
+            if sequence.is_none() && r.producer_id >= 0 && r.sequence >= 0 {
+                sequence =
+                    Some(Sequenced { producer: r.producer_id, epoch: r.producer_epoch, base_sequence: r.sequence });
+            }
+            records.push(record(r)?);
+        }
+    }
+    Ok(Produced { records, sequence })
+}
+
+/// Walk the batch headers: v2 only, lengths inside the data, record counts the bytes can
+/// hold (the decoder reserves memory for the count it reads).
+fn check_batches(data: &[u8]) -> Result<(), BadBatch> {
+    let mut at = 0usize;
+    while at < data.len() {
+        let header = data
+            .get(at..at + BATCH_HEADER)
+            .ok_or_else(|| BadBatch::Corrupt(format!("a record batch header at byte {at} is cut short")))?;
+        let length = i32::from_be_bytes(header[8..12].try_into().expect("4 bytes"));
+        let magic = header[16] as i8;
+        if magic != 2 {
+            return Err(BadBatch::Corrupt(format!(
+                "record batch version (magic) {magic} is not supported; weir takes v2 batches (Kafka clients since 0.11)"
+            )));
+        }
+        let Ok(length) = usize::try_from(length) else {
+            return Err(BadBatch::Corrupt(format!("a record batch has a negative length {length}")));
+        };
+        let end = at.checked_add(12 + length).filter(|&e| e <= data.len() && length >= BATCH_HEADER - 12);
+        let Some(end) = end else {
+            return Err(BadBatch::Corrupt(format!("a record batch of {length} bytes does not fit the request")));
+        };
+        let count = i32::from_be_bytes(header[COUNT_AT..COUNT_AT + 4].try_into().expect("4 bytes"));
+        let compressed = i16::from_be_bytes([header[21], header[22]]) & 0x7 != 0;
+        let room = if compressed { limits::KAFKA_MAX_DECOMPRESSED_BYTES } else { end - at - BATCH_HEADER };
+        if count < 0 || count as usize > room / MIN_RECORD_BYTES {
+            return Err(BadBatch::Corrupt(format!(
+                "a record batch claims {count} records, more than its bytes can hold"
+            )));
+        }
+        at = end;
+    }
+    Ok(())
+}
+
+/// Decompress one batch's records, refusing to grow beyond `max` bytes.
+fn decompress(compressed: &mut Bytes, compression: Compression, max: usize) -> anyhow::Result<Bytes> {
+    let input = compressed.split_to(compressed.len());
+    let bounded = |reader: Box<dyn Read + '_>| -> anyhow::Result<Bytes> {
+        let mut out = Vec::new();
+        reader.take(max as u64 + 1).read_to_end(&mut out)?;
+        if out.len() > max {
+            anyhow::bail!("the batch decompresses to more than {max} bytes");
+        }
+        Ok(Bytes::from(out))
+    };
+    match compression {
+        Compression::None => Ok(input),
+        Compression::Gzip => bounded(Box::new(flate2::read::GzDecoder::new(&input[..]))),
+        Compression::Zstd => bounded(Box::new(zstd::stream::read::Decoder::new(&input[..])?)),
+        Compression::Lz4 => bounded(Box::new(lz4::Decoder::new(&input[..])?)),
+        Compression::Snappy => {
+            // Snappy expands at most ~22× per block; bound the input so the output is too.
+            if input.len().saturating_mul(22) > max.saturating_mul(4) {
+                anyhow::bail!("a snappy batch of {} bytes may decompress beyond the limit", input.len());
+            }
+            use kafka_protocol::compression::{Decompressor, Snappy};
+            let out = <Snappy as Decompressor<Bytes>>::decompress(&mut input.clone(), |b: &mut Bytes| {
+                Ok(b.split_to(b.len()))
+            })?;
+            if out.len() > max {
+                anyhow::bail!("the batch decompresses to more than {max} bytes");
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn record(r: Record) -> Result<NewRecord, BadBatch> {
+    let mut headers = Vec::with_capacity(r.headers.len());
+    for (name, value) in r.headers {
+        let Some(value) = value else {
+            return Err(BadBatch::Invalid(format!(
+                "header `{}` has a null value; weir headers are text: send an empty string instead",
+                limits::truncated(name.to_string(), 64)
+            )));
+        };
+        let Ok(value) = String::from_utf8(value.to_vec()) else {
+            return Err(BadBatch::Invalid(format!(
+                "header `{}` has a value that is not UTF-8; weir headers are text: encode binary values (e.g. base64)",
+                limits::truncated(name.to_string(), 64)
+            )));
+        };
+        headers.push((name.to_string(), value));
+    }
+    Ok(NewRecord { key: r.key, value: r.value.unwrap_or_default(), headers })
+}
+
+/// Stored records as one v2 batch (uncompressed, log-append time).
+pub(crate) fn encode(stored: &[StoredRecord]) -> Bytes {
+    if stored.is_empty() {
+        return Bytes::new();
+    }
+    let records: Vec<Record> = stored.iter().map(kafka_record).collect();
+    let mut buf = BytesMut::with_capacity(stored.iter().map(|r| r.value.len() + 32).sum());
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    if let Err(e) = RecordBatchEncoder::encode(&mut buf, &records, &options) {
+        tracing::error!(error = %e, "cannot encode a Kafka record batch");
+        return Bytes::new();
+    }
+    buf.freeze()
+}
+
+fn kafka_record(r: &StoredRecord) -> Record {
+    let headers: IndexMap<StrBytes, Option<Bytes>> = r
+        .headers
+        .iter()
+        .map(|(n, v)| (StrBytes::from_string(n.clone()), Some(Bytes::copy_from_slice(v.as_bytes()))))
+        .collect();
+    Record {
+        transactional: false,
+        control: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        // Each record carries its own append time. A batch typed LogAppendTime would make
+        // clients give every record the batch's latest time, and a fetched batch spans appends.
+        timestamp_type: TimestampType::Creation,
+        offset: r.offset as i64,
+        sequence: -1,
+        timestamp: r.timestamp_ms as i64,
+        key: r.key.clone(),
+        value: Some(r.value.clone()),
+        headers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(records: &[Record], compression: Compression) -> Bytes {
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(&mut buf, records, &RecordEncodeOptions { version: 2, compression }).unwrap();
+        buf.freeze()
+    }
+
+    fn rec(value: &str, header: Option<Option<Bytes>>) -> Record {
+        let mut headers = IndexMap::new();
+        if let Some(v) = header {
+            headers.insert(StrBytes::from_static_str("h"), v);
+        }
+        Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: 7,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: 5,
+            timestamp: 1,
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(Bytes::copy_from_slice(value.as_bytes())),
+            headers,
+        }
+    }
+
+    #[test]
+    fn batches_round_trip_through_every_compression() {
+        for c in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+            let p = decode(batch(&[rec("a", Some(Some("v".into()))), rec("b", None)], c), 1 << 20).unwrap();
+            assert_eq!(p.records.len(), 2, "{c:?}");
+            assert_eq!(
+                (&p.records[0].value[..], &p.records[0].headers[..]),
+                (&b"a"[..], &[("h".into(), "v".into())][..])
+            );
+            assert_eq!(p.sequence, Some(Sequenced { producer: 7, epoch: 0, base_sequence: 5 }));
+        }
+    }
+
+    #[test]
+    fn non_utf8_headers_and_bombs_and_lying_counts_are_refused() {
+        let bad = decode(batch(&[rec("a", Some(Some(Bytes::from_static(&[0xff]))))], Compression::None), 1 << 20);
+        assert!(matches!(bad, Err(BadBatch::Invalid(m)) if m.contains("not UTF-8")));
+        let big = "x".repeat(100_000);
+        let bomb = decode(batch(&[rec(&big, None)], Compression::Gzip), 10_000);
+        assert!(matches!(bomb, Err(BadBatch::Corrupt(m)) if m.contains("more than 10000 bytes")));
+        let mut lying = BytesMut::from(&batch(&[rec("a", None)], Compression::None)[..]);
+        lying[COUNT_AT..COUNT_AT + 4].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert!(matches!(decode(lying.freeze(), 1 << 20), Err(BadBatch::Corrupt(m)) if m.contains("claims")));
+        assert!(matches!(decode(Bytes::from_static(b"short"), 1 << 20), Err(BadBatch::Corrupt(_))));
+    }
+
+    #[test]
+    fn stored_records_encode_as_a_batch_with_their_offsets() {
+        let stored = StoredRecord {
+            offset: 41,
+            timestamp_ms: 9,
+            key: None,
+            headers: vec![("a".into(), "b".into())],
+            value: Bytes::from_static(b"v"),
+        };
+        let mut out = encode(&[stored]);
+        let set = RecordBatchDecoder::decode(&mut out).unwrap();
+        assert_eq!((set.records[0].offset, set.records[0].timestamp), (41, 9), "the append time, per record");
+    }
+}
