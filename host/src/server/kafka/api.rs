@@ -38,6 +38,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderEpochResponse, OffsetForLeaderTopicResult,
 };
+use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
@@ -393,28 +394,11 @@ async fn produce(ctx: Ctx, r: ProduceRequest) -> Option<Bytes> {
         let body = ProduceResponse::default().with_responses(topics.collect());
         return (r.acks != 0).then(|| encode(&ctx.call, &body));
     }
-    let mut slots: Vec<(TopicName, i32, Result<_, (i16, String)>)> = Vec::new();
+    let mut slots = Vec::new();
     for topic in r.topic_data {
         for part in topic.partition_data {
-            let started = match (
-                u32::try_from(part.index),
-                part.records.map(|b| records::decode(b, limits::KAFKA_MAX_DECOMPRESSED_BYTES)),
-            ) {
-                (Err(_), _) => Err((UNKNOWN_TOPIC_OR_PARTITION, format!("partition {} does not exist", part.index))),
-                (_, None) => Err((CORRUPT_MESSAGE, "produce data without records".to_string())),
-                (_, Some(Err(BadBatch::Corrupt(m)))) => Err((CORRUPT_MESSAGE, m)),
-                (_, Some(Err(BadBatch::Invalid(m)))) => Err((INVALID_RECORD, m)),
-                (_, Some(Err(BadBatch::Transactional))) => {
-                    Err((TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactional batches are not supported".to_string()))
-                }
-                (Ok(p), Some(Ok(produced))) => Ok(ctx.start(Command::Topic(TopicCommand::Produce {
-                    topic: topic.name.to_string(),
-                    partition: Some(p),
-                    records: produced.records,
-                    sequence: produced.sequence,
-                }))),
-            };
-            slots.push((topic.name.clone(), part.index, started));
+            let index = part.index;
+            slots.push((topic.name.clone(), index, start_partition(&ctx, &topic.name, part)));
         }
     }
     let outcomes = join_all(slots.into_iter().map(|(topic, index, started)| async move {
@@ -445,7 +429,30 @@ async fn produce(ctx: Ctx, r: ProduceRequest) -> Option<Bytes> {
     ctx.answer(&ProduceResponse::default().with_responses(topics))
 }
 
-fn partition_produced(ctx: &Ctx, index: i32, result: Result<i64, (i16, String)>) -> PartitionProduceResponse {
+/// Decode one partition's records and start their produce.
+fn start_partition(ctx: &Ctx, topic: &TopicName, part: PartitionProduceData) -> Result<Started, Refusal> {
+    let partition = u32::try_from(part.index)
+        .map_err(|_| (UNKNOWN_TOPIC_OR_PARTITION, format!("partition {} does not exist", part.index)))?;
+    let data = part.records.ok_or((CORRUPT_MESSAGE, "produce data without records".to_string()))?;
+    let produced = records::decode(data, limits::KAFKA_MAX_DECOMPRESSED_BYTES).map_err(|e| match e {
+        BadBatch::Corrupt(m) => (CORRUPT_MESSAGE, m),
+        BadBatch::Invalid(m) => (INVALID_RECORD, m),
+        BadBatch::Transactional => {
+            (TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactional batches are not supported".to_string())
+        }
+    })?;
+    Ok(ctx.start(Command::Topic(TopicCommand::Produce {
+        topic: topic.to_string(),
+        partition: Some(partition),
+        records: produced.records,
+        sequence: produced.sequence,
+    })))
+}
+
+/// Why a request part is refused before it reaches the broker: a Kafka code and a message.
+type Refusal = (i16, String);
+
+fn partition_produced(ctx: &Ctx, index: i32, result: Result<i64, Refusal>) -> PartitionProduceResponse {
     let p = PartitionProduceResponse::default().with_index(index);
     match result {
         Ok(base) => p.with_base_offset(base).with_log_append_time_ms(crate::types::now_ms() as i64),
@@ -766,9 +773,7 @@ async fn init_producer_id(ctx: Ctx, r: InitProducerIdRequest) -> Option<Bytes> {
 
 /// A topic's settings from CreateTopics configs: partitions, `retention.ms`,
 /// `retention.bytes`, `max.message.bytes`; anything else is refused, naming it.
-fn topic_config(
-    t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
-) -> Result<TopicConfig, (i16, String)> {
+fn topic_config(t: &kafka_protocol::messages::create_topics_request::CreatableTopic) -> Result<TopicConfig, Refusal> {
     let mut config = TopicConfig::default();
     if t.num_partitions > 0 {
         config.partitions = t.num_partitions as u32;

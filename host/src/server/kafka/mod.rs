@@ -131,6 +131,7 @@ fn start(session: &mut api::Session, mut frame: Bytes) -> Result<Option<Pending>
         .map_err(|e| Close(format!("malformed {api:?} v{version} request header: {e}")))?;
     let request = kafka_protocol::messages::RequestKind::decode(api, &mut frame, version)
         .map_err(|e| Close(format!("malformed {api:?} v{version} request: {e}")))?;
+    tracing::debug!(?api, version, client = ?header.client_id, "Kafka request");
     let call = api::Call { api, version, correlation, client_id: header.client_id.map(|c| c.to_string()) };
     let mut future = session.handle(call, request)?;
     // Polled once here, in arrival order: a produce's write is submitted before the next
