@@ -29,8 +29,7 @@ def produce(args):
     weir acknowledged."""
     from confluent_kafka import Producer
     p = Producer(conf(args, **{"acks": args.acks, "enable.idempotence": args.idempotent,
-                               "linger.ms": 5, "message.timeout.ms": args.timeout_ms,
-                               "api.version.request": True}))
+                               "linger.ms": 5, "message.timeout.ms": args.timeout_ms}))
     acked_file = open(args.acked, "a", buffering=1) if args.acked else None
     acked, failed = [], []
 
