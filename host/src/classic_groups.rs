@@ -180,9 +180,12 @@ impl Group {
         };
         self.protocol = protocol;
         self.state = State::Syncing;
+        // Their sessions run from now: a slow rebalance must not expire the members it answers.
+        let now = Instant::now();
         for m in self.members.values_mut() {
             m.joined = false;
             m.assignment = Bytes::new();
+            m.last_seen = now;
         }
         let everyone: Vec<(String, Bytes)> =
             self.members.iter().map(|(id, m)| (id.clone(), self.subscription(m))).collect();
@@ -271,6 +274,15 @@ impl ClassicGroups {
         } else if g.protocol_type != r.protocol_type {
             return Err(GroupError::InconsistentProtocol(r.group));
         }
+        // A member that shares no assignor with the others is refused alone; the group stays.
+        let others_agree = g
+            .members
+            .iter()
+            .filter(|(id, _)| Some(id.as_str()) != r.member.as_deref())
+            .all(|(_, m)| r.protocols.iter().any(|(name, _)| m.protocols.iter().any(|(n, _)| n == name)));
+        if !others_agree {
+            return Err(GroupError::InconsistentProtocol(r.group));
+        }
         let id = match r.member.filter(|m| !m.is_empty()) {
             Some(m) if g.members.contains_key(&m) => m,
             Some(m) => return Err(Group::unknown(&r.group, &m)),
@@ -332,6 +344,8 @@ impl ClassicGroups {
                     }
                 }
                 g.state = State::Stable;
+                let now = Instant::now();
+                g.members.values_mut().for_each(|m| m.last_seen = now);
                 for (id, reply) in g.syncs.drain() {
                     let _ = reply.send(Ok(g.members.get(&id).map(|m| m.assignment.clone()).unwrap_or_default()));
                 }
@@ -378,13 +392,18 @@ impl ClassicGroups {
     }
 
     /// Refuse an offset commit from a member of another generation (generation < 0: a
-    /// commit from outside the group protocol, as Kafka's admin tools make).
+    /// commit from outside the group protocol, as Kafka's admin tools make, allowed only while
+    /// the group has no members).
     pub fn check(&self, group: &str, member: &str, generation: i32) -> Result<(), GroupError> {
-        if generation < 0 {
-            return Ok(());
-        }
         let groups = self.groups.lock().expect("groups");
-        let g = groups.get(group).ok_or_else(|| Group::unknown(group, member))?;
+        // Outside the group protocol (Kafka's admin tools): only while nobody is a member.
+        let Some(g) = groups.get(group).filter(|g| !g.members.is_empty()) else {
+            return if generation < 0 { Ok(()) } else { Err(Group::unknown(group, member)) };
+        };
+        if generation < 0 {
+            let current = g.generation.max(0) as u64;
+            return Err(GroupError::StaleGeneration { group: group.to_string(), current, stale: 0 });
+        }
         if matches!(g.state, State::Preparing { .. }) && g.members.contains_key(member) {
             return Err(GroupError::RebalanceInProgress(group.to_string()));
         }

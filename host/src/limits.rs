@@ -138,8 +138,22 @@ pub const GROUP_MAX_MEMBERS: usize = 1_000;
 /// `max.in.flight`, 5 by default).
 pub const KAFKA_IN_FLIGHT_PER_CONNECTION: usize = 64;
 
-/// Largest a compressed Kafka record batch may grow when decompressed.
+/// Largest the compressed Kafka record batches of one produce request may grow, together,
+/// when decompressed.
 pub const KAFKA_MAX_DECOMPRESSED_BYTES: usize = 64 * 1024 * 1024;
+
+/// Records in one Kafka record batch (librdkafka sends up to 10,000 by default; each decoded
+/// record costs a few hundred bytes however small it was on the wire).
+pub const KAFKA_MAX_BATCH_RECORDS: usize = 100_000;
+
+/// Idempotent producers' windows (one per producer and partition) kept in memory; beyond it
+/// the settled ones are dropped and read again from the store when a producer returns.
+pub const KAFKA_PRODUCER_WINDOWS: usize = 100_000;
+
+/// Assignors a Kafka group member may offer, and their metadata (subscriptions) together.
+pub const KAFKA_GROUP_PROTOCOLS: usize = 16;
+/// See [`KAFKA_GROUP_PROTOCOLS`].
+pub const KAFKA_GROUP_METADATA_BYTES: usize = 1024 * 1024;
 
 /// Kafka classic consumer groups with members at once.
 pub const CLASSIC_GROUPS_MAX: usize = 10_000;

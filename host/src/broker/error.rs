@@ -171,6 +171,7 @@ impl BrokerError {
                 SequenceError::Fenced { .. } => ErrorKind::ProducerFenced,
                 SequenceError::OutOfOrder { .. } => ErrorKind::OutOfOrderSequence,
                 SequenceError::Duplicate { .. } => ErrorKind::DuplicateSequence,
+                SequenceError::InFlight { .. } => ErrorKind::Busy,
             },
             BrokerError::Refused { .. } => ErrorKind::PluginInit,
             BrokerError::InUse(_) => ErrorKind::InUse,

@@ -37,6 +37,8 @@ struct Batch {
     base_sequence: i32,
     count: u32,
     base_offset: u64,
+    /// Admitted, its commit not yet done: a retry must wait for the outcome.
+    pending: bool,
 }
 
 const BATCH_BYTES: usize = 18;
@@ -65,6 +67,7 @@ impl Window {
                 base_sequence: i32::from_le_bytes(b.get(2..6)?.try_into().ok()?),
                 count: u32::from_le_bytes(b.get(6..10)?.try_into().ok()?),
                 base_offset: u64::from_le_bytes(b.get(10..18)?.try_into().ok()?),
+                pending: false,
             })
         };
         bytes.chunks_exact(BATCH_BYTES).map(batch).collect::<Option<VecDeque<_>>>().map(Window)
@@ -114,6 +117,14 @@ pub enum SequenceError {
         /// The next one.
         expected: i32,
     },
+    /// A retry of a batch whose first attempt is still being committed.
+    #[error("producer {producer}'s batch {sequence} is still being stored; retry")]
+    InFlight {
+        /// Producer id.
+        producer: i64,
+        /// The batch's base sequence.
+        sequence: i32,
+    },
     /// A retry of a batch stored before a restart (its offset is not remembered).
     #[error("producer {producer}'s batch {sequence} was stored before; not stored twice")]
     Duplicate {
@@ -158,6 +169,10 @@ impl Producers {
     ) -> Result<Verdict> {
         let key = keys::meta::producer(seq.producer, topic.id, partition);
         let mut windows = self.windows.lock().expect("producers");
+        if windows.len() >= crate::limits::KAFKA_PRODUCER_WINDOWS && !windows.contains_key(&key) {
+            // Forget the settled ones: they are in the store and load again when used.
+            windows.retain(|_, w| w.0.iter().any(|b| b.pending));
+        }
         if !windows.contains_key(&key) {
             let stored = store.meta_get(&key)?.as_deref().and_then(Window::decode).unwrap_or_default();
             windows.insert(key.clone(), stored);
@@ -169,6 +184,9 @@ impl Producers {
                 return Err(SequenceError::Fenced { producer, epoch, current }.into());
             }
             if let Some(done) = window.0.iter().find(|b| b.epoch == seq.epoch && b.base_sequence == seq.base_sequence) {
+                if done.pending {
+                    return Err(SequenceError::InFlight { producer: seq.producer, sequence: seq.base_sequence }.into());
+                }
                 if done.base_offset == UNKNOWN {
                     return Err(SequenceError::Duplicate { producer: seq.producer, sequence: seq.base_sequence }.into());
                 }
@@ -183,7 +201,13 @@ impl Producers {
                 window.0.clear();
             }
         }
-        window.0.push_back(Batch { epoch: seq.epoch, base_sequence: seq.base_sequence, count, base_offset: UNKNOWN });
+        window.0.push_back(Batch {
+            epoch: seq.epoch,
+            base_sequence: seq.base_sequence,
+            count,
+            base_offset: UNKNOWN,
+            pending: true,
+        });
         if window.0.len() > WINDOW {
             window.0.pop_front();
         }
@@ -196,6 +220,7 @@ impl Producers {
             && let Some(b) = w.0.iter_mut().find(|b| b.epoch == seq.epoch && b.base_sequence == seq.base_sequence)
         {
             b.base_offset = base_offset;
+            b.pending = false;
         }
     }
 
@@ -214,7 +239,7 @@ mod tests {
 
     #[test]
     fn windows_round_trip_without_their_offsets() {
-        let b = |s| Batch { epoch: 3, base_sequence: s, count: 7, base_offset: 1 << 40 };
+        let b = |s| Batch { epoch: 3, base_sequence: s, count: 7, base_offset: 1 << 40, pending: false };
         let w = Window([b(0), b(7)].into());
         let back = Window::decode(&w.encode()).unwrap();
         assert_eq!(

@@ -73,6 +73,9 @@ impl Broker {
     ) -> Result<Reply> {
         let count = records.len();
         let (mut commit, _) = self.partition_records(topic, Some(partition), records)?;
+        // Refused for its records before it takes a place in the producer's sequence: a later
+        // batch pipelined behind it then gets OUT_OF_ORDER, and the producer resends in order.
+        crate::storage::validate_commit(&commit)?;
         let t = commit.appends[0].topic.clone();
         let key = match self.producers.admit(&self.store, &t, partition, seq, count as u32)? {
             Verdict::Duplicate { base_offset } => {

@@ -32,6 +32,7 @@ use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, Read
 pub use error::{Result, StoreError};
 pub use record::{NewRecord, StoredRecord};
 pub use topic::{Partition, Topic};
+pub(crate) use writer::validate as validate_commit;
 pub use writer::{Append, Commit, OffsetCommit, Receipt, StateWrite};
 
 use crate::mirror::{mirror, mirror_enum};

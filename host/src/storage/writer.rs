@@ -461,7 +461,7 @@ fn ephemeral_record(r: &NewRecord, offset: u64, timestamp_ms: u64) -> super::Sto
 }
 
 /// Reject a commit that breaks a limit or names a deleted topic, before it touches the batch.
-fn validate(commit: &Commit) -> Result<()> {
+pub(crate) fn validate(commit: &Commit) -> Result<()> {
     for a in &commit.appends {
         if a.topic.is_deleted() {
             return Err(StoreError::UnknownTopic(a.topic.name.clone()));

@@ -78,9 +78,16 @@ async fn kcat_consumes_what_weir_produced_with_offsets_keys_and_headers() -> Res
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 5, "{out}");
     assert_eq!(lines[3], "3|k3|e3|weir-type=Event");
-    // From an offset, and by timestamp-free "end": nothing new.
+    // From an offset; by time (ListOffsets): from the epoch everything, from tomorrow nothing.
     let tail = kcat(kafka, &["-C", "-t", "events", "-o", "4", "-e", "-f", "%s\n"], "")?;
     assert_eq!(tail.trim(), "e4");
+    let since_epoch = kcat(kafka, &["-C", "-t", "events", "-o", "s@1", "-e", "-f", "%s\n"], "")?;
+    assert_eq!(since_epoch.lines().count(), 5, "{since_epoch}");
+    let tomorrow =
+        (std::time::SystemTime::now() + Duration::from_secs(86_400)).duration_since(std::time::UNIX_EPOCH)?;
+    let none =
+        kcat(kafka, &["-C", "-t", "events", "-o", &format!("s@{}", tomorrow.as_millis()), "-e", "-f", "%s\n"], "")?;
+    assert_eq!(none.trim(), "", "no record at or after tomorrow");
     Ok(())
 }
 

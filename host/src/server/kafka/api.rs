@@ -394,11 +394,13 @@ async fn produce(ctx: Ctx, r: ProduceRequest) -> Option<Bytes> {
         let body = ProduceResponse::default().with_responses(topics.collect());
         return (r.acks != 0).then(|| encode(&ctx.call, &body));
     }
+    // One decompression budget for the whole request, whatever its partitions claim.
+    let mut budget = limits::KAFKA_MAX_DECOMPRESSED_BYTES;
     let mut slots = Vec::new();
     for topic in r.topic_data {
         for part in topic.partition_data {
             let index = part.index;
-            slots.push((topic.name.clone(), index, start_partition(&ctx, &topic.name, part)));
+            slots.push((topic.name.clone(), index, start_partition(&ctx, &topic.name, part, &mut budget)));
         }
     }
     let outcomes = join_all(slots.into_iter().map(|(topic, index, started)| async move {
@@ -430,11 +432,16 @@ async fn produce(ctx: Ctx, r: ProduceRequest) -> Option<Bytes> {
 }
 
 /// Decode one partition's records and start their produce.
-fn start_partition(ctx: &Ctx, topic: &TopicName, part: PartitionProduceData) -> Result<Started, Refusal> {
+fn start_partition(
+    ctx: &Ctx,
+    topic: &TopicName,
+    part: PartitionProduceData,
+    budget: &mut usize,
+) -> Result<Started, Refusal> {
     let partition = u32::try_from(part.index)
         .map_err(|_| (UNKNOWN_TOPIC_OR_PARTITION, format!("partition {} does not exist", part.index)))?;
     let data = part.records.ok_or((CORRUPT_MESSAGE, "produce data without records".to_string()))?;
-    let produced = records::decode(data, limits::KAFKA_MAX_DECOMPRESSED_BYTES).map_err(|e| match e {
+    let produced = records::decode(data, budget).map_err(|e| match e {
         BadBatch::Corrupt(m) => (CORRUPT_MESSAGE, m),
         BadBatch::Invalid(m) => (INVALID_RECORD, m),
         BadBatch::Transactional => {
@@ -466,7 +473,11 @@ fn partition_produced(ctx: &Ctx, index: i32, result: Result<i64, Refusal>) -> Pa
 /// One fetch command per topic. Nothing ready: wait (up to max_wait) for the first topic to
 /// get data, then read them all again.
 async fn fetch(ctx: Ctx, r: FetchRequest) -> Option<Bytes> {
-    let max_bytes = if r.max_bytes > 0 { r.max_bytes as usize } else { limits::MAX_FETCH_BYTES };
+    // One budget for the whole response, split between its topics, so that it stays well
+    // inside a frame whatever the client asks (records weigh a little more encoded).
+    let total =
+        if r.max_bytes > 0 { (r.max_bytes as usize).min(limits::MAX_FETCH_BYTES) } else { limits::MAX_FETCH_BYTES };
+    let max_bytes = (total / r.topics.len().max(1)).max(1);
     let wait = Duration::from_millis(r.max_wait_ms.max(0) as u64);
     let command = |t: &kafka_protocol::messages::fetch_request::FetchTopic, wait: Duration| {
         let positions = t
@@ -492,7 +503,16 @@ async fn fetch(ctx: Ctx, r: FetchRequest) -> Option<Bytes> {
     let mut results = read_all(&ctx).await;
     let empty =
         results.iter().all(|res| matches!(res, Ok(Reply::Fetched(p)) if p.iter().all(|p| p.records.is_empty())));
-    if empty && !wait.is_zero() && !r.topics.is_empty() {
+    // An offset past the end is answered at once (the client resets), not after the wait.
+    let past_end = r.topics.iter().zip(&results).any(|(t, res)| match res {
+        Ok(Reply::Fetched(parts)) => t.partitions.iter().any(|asked| {
+            parts.iter().any(|p| {
+                i64::from(p.partition) == i64::from(asked.partition) && asked.fetch_offset > p.high_watermark as i64
+            })
+        }),
+        _ => false,
+    });
+    if empty && !past_end && !wait.is_zero() && !r.topics.is_empty() {
         // Only a wake-up: the read that follows reports what each topic has (or its error).
         let _woken = select_all(r.topics.iter().map(|t| ctx.start(command(t, wait)))).await;
         results = read_all(&ctx).await;
@@ -536,43 +556,67 @@ fn fetched_partition(index: i32, offset: i64, result: &crate::broker::Result<Rep
     data.with_records(Some(records::encode(&p.records)))
 }
 
+/// Per partition: earliest (-2) and latest (-1) from the topic's offsets; a time from the
+/// first record at or after it, with that record's timestamp (offset -1 when there is none).
 async fn list_offsets(ctx: Ctx, r: ListOffsetsRequest) -> Option<Bytes> {
     let mut topics = Vec::new();
     for t in r.topics {
         let name = t.name.to_string();
-        let latest_or_earliest = t.partitions.iter().all(|p| p.timestamp < 0);
-        let command = if latest_or_earliest {
-            Command::Topic(TopicCommand::Describe { name })
-        } else {
-            let ts = t.partitions.iter().map(|p| p.timestamp).find(|ts| *ts >= 0).unwrap_or(0);
-            Command::Topic(TopicCommand::OffsetsForTime { topic: name, timestamp_ms: ts as u64 })
-        };
-        let result = ctx.start(command).await;
-        let partitions = t
-            .partitions
-            .iter()
-            .map(|p| {
-                let out =
-                    ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_timestamp(-1);
-                let i = usize::try_from(p.partition_index).ok();
-                let offset = match (&result, i) {
-                    (Err(e), _) => return out.with_error_code(code(e)).with_offset(-1),
-                    (Ok(Reply::Topic(info)), Some(i)) => info
-                        .partitions
-                        .get(i)
-                        .map(|(start, end)| if p.timestamp == -2 { *start as i64 } else { *end as i64 }),
-                    (Ok(Reply::Offsets(o)), Some(i)) => o.get(i).map(|o| o.map_or(-1, |o| o as i64)),
-                    _ => None,
-                };
-                match offset {
-                    Some(o) => out.with_offset(o).with_leader_epoch(if ctx.since(4) { 0 } else { -1 }),
-                    None => out.with_error_code(UNKNOWN_TOPIC_OR_PARTITION).with_offset(-1),
+        let described = ctx.start(Command::Topic(TopicCommand::Describe { name: name.clone() })).await;
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let out = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+            let epoch = if ctx.since(4) { 0 } else { -1 };
+            let range = match &described {
+                Err(e) => {
+                    partitions.push(out.with_error_code(code(e)).with_offset(-1).with_timestamp(-1));
+                    continue;
                 }
-            })
-            .collect();
+                Ok(Reply::Topic(info)) => usize::try_from(p.partition_index).ok().and_then(|i| info.partitions.get(i)),
+                Ok(_) => None,
+            };
+            let Some(&(start, end)) = range else {
+                partitions.push(out.with_error_code(UNKNOWN_TOPIC_OR_PARTITION).with_offset(-1).with_timestamp(-1));
+                continue;
+            };
+            let found = match p.timestamp {
+                -2 => Some((start as i64, -1)),
+                t if t < 0 => Some((end as i64, -1)),
+                t => offset_at_time(&ctx, &name, p.partition_index as u32, t as u64, end).await,
+            };
+            partitions.push(match found {
+                Some((offset, timestamp)) => out.with_offset(offset).with_timestamp(timestamp).with_leader_epoch(epoch),
+                None => out.with_offset(-1).with_timestamp(-1),
+            });
+        }
         topics.push(ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions));
     }
     ctx.answer(&ListOffsetsResponse::default().with_topics(topics))
+}
+
+/// The first record of `partition` at or after `time`: its offset and timestamp.
+async fn offset_at_time(ctx: &Ctx, topic: &str, partition: u32, time: u64, end: u64) -> Option<(i64, i64)> {
+    let by_time = Command::Topic(TopicCommand::OffsetsForTime { topic: topic.to_string(), timestamp_ms: time });
+    let offset = match ctx.start(by_time).await {
+        Ok(Reply::Offsets(o)) => o.get(partition as usize).copied().flatten()?,
+        _ => return None,
+    };
+    if offset >= end {
+        return None;
+    }
+    let positions = vec![FetchPosition { partition, offset }];
+    let read = Command::Topic(TopicCommand::Fetch {
+        topic: topic.to_string(),
+        positions,
+        max_records: 1,
+        max_bytes: 1,
+        max_wait: Duration::ZERO,
+    });
+    let timestamp = match ctx.start(read).await {
+        Ok(Reply::Fetched(parts)) => parts.first()?.records.first()?.timestamp_ms as i64,
+        _ => return None,
+    };
+    Some((offset as i64, timestamp))
 }
 
 async fn find_coordinator(ctx: Ctx, r: FindCoordinatorRequest) -> Option<Bytes> {
@@ -592,6 +636,11 @@ async fn find_coordinator(ctx: Ctx, r: FindCoordinatorRequest) -> Option<Bytes> 
 
 async fn join_group(ctx: Ctx, r: JoinGroupRequest) -> Option<Bytes> {
     let session = r.session_timeout_ms;
+    let metadata: usize = r.protocols.iter().map(|p| p.metadata.len() + p.name.len()).sum();
+    if metadata > limits::KAFKA_GROUP_METADATA_BYTES {
+        let body = JoinGroupResponse::default().with_error_code(INVALID_REQUEST).with_generation_id(-1);
+        return ctx.answer(&body);
+    }
     if !(1_000..=300_000).contains(&session) {
         let body = JoinGroupResponse::default().with_error_code(INVALID_SESSION_TIMEOUT).with_generation_id(-1);
         return ctx.answer(&body);
@@ -602,7 +651,13 @@ async fn join_group(ctx: Ctx, r: JoinGroupRequest) -> Option<Bytes> {
         member: Some(r.member_id.to_string()).filter(|m| !m.is_empty()),
         client_id: ctx.call.client_id.clone().unwrap_or_default(),
         protocol_type: r.protocol_type.to_string(),
-        protocols: r.protocols.into_iter().map(|p| (p.name.to_string(), p.metadata)).collect(),
+        // Copied (not slices keeping the request's frame alive) and bounded.
+        protocols: r
+            .protocols
+            .iter()
+            .take(limits::KAFKA_GROUP_PROTOCOLS)
+            .map(|p| (p.name.to_string(), Bytes::copy_from_slice(&p.metadata)))
+            .collect(),
         session: Duration::from_millis(session as u64),
         rebalance: Duration::from_millis(rebalance.clamp(1_000, 300_000) as u64),
     };

@@ -85,17 +85,18 @@ impl KafkaConnection {
                     break;
                 }
             };
-            match start(&mut session, frame) {
-                Ok(Some(pending)) => {
-                    if tx.send(pending).await.is_err() {
-                        break;
-                    }
-                }
-                Ok(None) => {}
+            let pending = match start(&mut session, frame) {
+                Ok(Step::Queued(pending)) => pending,
+                // Topic creation and deletion finish before the next request starts, so a
+                // produce pipelined behind a CreateTopics finds the topic.
+                Ok(Step::Inline(answer)) => ready(answer.await),
                 Err(Close(why)) => {
                     tracing::info!(%peer, %why, "closing Kafka connection");
                     break;
                 }
+            };
+            if tx.send(pending).await.is_err() {
+                break;
             }
         }
         drop(tx);
@@ -109,8 +110,16 @@ fn codec(max: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder().length_field_length(4).max_frame_length(max).new_codec()
 }
 
-/// Decode a request and start it; its response arrives through the returned receiver.
-fn start(session: &mut api::Session, mut frame: Bytes) -> Result<Option<Pending>, Close> {
+/// A started request.
+enum Step {
+    /// Running beside the connection; its response arrives here.
+    Queued(Pending),
+    /// To finish before the next request is read (a configuration change).
+    Inline(api::Answer),
+}
+
+/// Decode a request and start it.
+fn start(session: &mut api::Session, mut frame: Bytes) -> Result<Step, Close> {
     if frame.len() < 8 {
         return Err(Close(format!("a request of {} bytes is shorter than a request header", frame.len())));
     }
@@ -122,7 +131,7 @@ fn start(session: &mut api::Session, mut frame: Bytes) -> Result<Option<Pending>
     };
     if api == ApiKey::ApiVersions && !api::supports(api, version) {
         // Answered in version 0 with the supported ranges, whatever was asked.
-        return Ok(Some(ready(Some(api::unsupported_api_versions(correlation)))));
+        return Ok(Step::Queued(ready(Some(api::unsupported_api_versions(correlation)))));
     }
     if !api::supports(api, version) {
         return Err(Close(format!("{api:?} version {version} is not supported (see ApiVersions)")));
@@ -134,6 +143,9 @@ fn start(session: &mut api::Session, mut frame: Bytes) -> Result<Option<Pending>
     tracing::debug!(?api, version, client = ?header.client_id, "Kafka request");
     let call = api::Call { api, version, correlation, client_id: header.client_id.map(|c| c.to_string()) };
     let mut future = session.handle(call, request)?;
+    if matches!(api, ApiKey::CreateTopics | ApiKey::DeleteTopics) {
+        return Ok(Step::Inline(future));
+    }
     // Polled once here, in arrival order: a produce's write is submitted before the next
     // request is read. The rest runs beside the connection.
     let (tx, rx) = oneshot::channel();
@@ -147,7 +159,7 @@ fn start(session: &mut api::Session, mut frame: Bytes) -> Result<Option<Pending>
             });
         }
     }
-    Ok(Some(rx))
+    Ok(Step::Queued(rx))
 }
 
 fn ready(response: Option<Bytes>) -> Pending {
@@ -179,7 +191,12 @@ async fn write_in_order<W: AsyncWrite + Unpin>(
 ) {
     while let Some(pending) = rx.recv().await {
         let Ok(response) = pending.await else { return };
-        let Some(frame) = response.filter(|f| !f.is_empty()) else { continue };
+        let Some(frame) = response else { continue };
+        if frame.is_empty() {
+            // A response that could not be encoded: closing beats answering the next request
+            // with this one's correlation id.
+            return;
+        }
         if frame.len() > limits.max_frame_bytes {
             tracing::warn!(bytes = frame.len(), "a Kafka response exceeds the frame limit; closing the connection");
             return;
@@ -218,7 +235,7 @@ pub fn fuzz_request(frame: &[u8]) -> bool {
     if let kafka_protocol::messages::RequestKind::Produce(p) = request {
         for t in p.topic_data {
             for d in t.partition_data {
-                let _ = d.records.map(|r| records::decode(r, limits::MAX_FRAME_BYTES));
+                let _ = d.records.map(|r| records::decode(r, &mut limits::KAFKA_MAX_DECOMPRESSED_BYTES.clone()));
             }
         }
     }

@@ -11,7 +11,7 @@
 
 use std::io::Read;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -50,60 +50,67 @@ const MIN_RECORD_BYTES: usize = 7;
 const COUNT_AT: usize = 57;
 const BATCH_HEADER: usize = 61;
 
-/// Decode the records of one partition's produce data.
-pub(crate) fn decode(mut data: Bytes, max_bytes: usize) -> Result<Produced, BadBatch> {
-    check_batches(&data)?;
-    let decompress = |b: &mut Bytes, c: Compression| decompress(b, c, max_bytes);
-    let mut records = Vec::new();
+/// Decode the records of one partition's produce data: one batch (Kafka's rule since
+/// Produce v3), decompressing at most `budget` bytes (shared by the request's partitions: what
+/// this batch used is taken off).
+pub(crate) fn decode(mut data: Bytes, budget: &mut usize) -> Result<Produced, BadBatch> {
+    check_batch(&data)?;
+    // The decoder takes an `Fn`: the bytes used are counted through a cell.
+    let (left, used) = (*budget, std::cell::Cell::new(0usize));
+    let decompress = |b: &mut Bytes, c: Compression| {
+        let out = decompress(b, c, left)?;
+        used.set(out.len());
+        Ok(out)
+    };
+    let set = RecordBatchDecoder::decode_with_custom_compression(&mut data, Some(decompress))
+        .map_err(|e| BadBatch::Corrupt(format!("cannot read the record batch: {e}")))?;
+    *budget = budget.saturating_sub(used.get());
+    let mut records = Vec::with_capacity(set.records.len());
     let mut sequence = None;
-    while data.has_remaining() {
-        let set = RecordBatchDecoder::decode_with_custom_compression(&mut data, Some(decompress))
-            .map_err(|e| BadBatch::Corrupt(format!("cannot read the record batch: {e}")))?;
-        for r in set.records {
-            if r.transactional || r.control {
-                return Err(BadBatch::Transactional);
-            }
-            if sequence.is_none() && r.producer_id >= 0 && r.sequence >= 0 {
-                sequence =
-                    Some(Sequenced { producer: r.producer_id, epoch: r.producer_epoch, base_sequence: r.sequence });
-            }
-            records.push(record(r)?);
+    for r in set.records {
+        if r.transactional || r.control {
+            return Err(BadBatch::Transactional);
         }
+        if sequence.is_none() && r.producer_id >= 0 && r.sequence >= 0 {
+            sequence = Some(Sequenced { producer: r.producer_id, epoch: r.producer_epoch, base_sequence: r.sequence });
+        }
+        records.push(record(r)?);
     }
     Ok(Produced { records, sequence })
 }
 
-/// Walk the batch headers: v2 only, lengths inside the data, record counts the bytes can
-/// hold (the decoder reserves memory for the count it reads).
-fn check_batches(data: &[u8]) -> Result<(), BadBatch> {
-    let mut at = 0usize;
-    while at < data.len() {
-        let header = data
-            .get(at..at + BATCH_HEADER)
-            .ok_or_else(|| BadBatch::Corrupt(format!("a record batch header at byte {at} is cut short")))?;
-        let length = i32::from_be_bytes(header[8..12].try_into().expect("4 bytes"));
-        let magic = header[16] as i8;
-        if magic != 2 {
-            return Err(BadBatch::Corrupt(format!(
-                "record batch version (magic) {magic} is not supported; weir takes v2 batches (Kafka clients since 0.11)"
-            )));
-        }
-        let Ok(length) = usize::try_from(length) else {
-            return Err(BadBatch::Corrupt(format!("a record batch has a negative length {length}")));
-        };
-        let end = at.checked_add(12 + length).filter(|&e| e <= data.len() && length >= BATCH_HEADER - 12);
-        let Some(end) = end else {
-            return Err(BadBatch::Corrupt(format!("a record batch of {length} bytes does not fit the request")));
-        };
-        let count = i32::from_be_bytes(header[COUNT_AT..COUNT_AT + 4].try_into().expect("4 bytes"));
-        let compressed = i16::from_be_bytes([header[21], header[22]]) & 0x7 != 0;
-        let room = if compressed { limits::KAFKA_MAX_DECOMPRESSED_BYTES } else { end - at - BATCH_HEADER };
-        if count < 0 || count as usize > room / MIN_RECORD_BYTES {
-            return Err(BadBatch::Corrupt(format!(
-                "a record batch claims {count} records, more than its bytes can hold"
-            )));
-        }
-        at = end;
+/// Check the batch header: v2 only, one batch filling the data, a record count its bytes can
+/// hold and at most [`limits::KAFKA_MAX_BATCH_RECORDS`] (the decoder reserves memory for the
+/// count it reads, and each record costs far more decoded than its few bytes on the wire).
+fn check_batch(data: &[u8]) -> Result<(), BadBatch> {
+    let header = data
+        .get(..BATCH_HEADER)
+        .ok_or_else(|| BadBatch::Corrupt(format!("a record batch of {} bytes is cut short", data.len())))?;
+    let magic = header[16] as i8;
+    if magic != 2 {
+        return Err(BadBatch::Corrupt(format!(
+            "record batch version (magic) {magic} is not supported; weir takes v2 batches (Kafka clients since 0.11)"
+        )));
+    }
+    let length = i32::from_be_bytes(header[8..12].try_into().expect("4 bytes"));
+    let fits = usize::try_from(length).is_ok_and(|l| l >= BATCH_HEADER - 12 && 12 + l <= data.len());
+    if !fits {
+        return Err(BadBatch::Corrupt(format!("a record batch of {length} bytes does not fit the request")));
+    }
+    if 12 + length as usize != data.len() {
+        return Err(BadBatch::Corrupt("more than one record batch for a partition; Produce v3+ sends one".into()));
+    }
+    let count = i32::from_be_bytes(header[COUNT_AT..COUNT_AT + 4].try_into().expect("4 bytes"));
+    let compressed = i16::from_be_bytes([header[21], header[22]]) & 0x7 != 0;
+    let room = if compressed { limits::KAFKA_MAX_DECOMPRESSED_BYTES } else { data.len() - BATCH_HEADER };
+    if count < 0 || count as usize > room / MIN_RECORD_BYTES {
+        return Err(BadBatch::Corrupt(format!("a record batch claims {count} records, more than its bytes can hold")));
+    }
+    if count as usize > limits::KAFKA_MAX_BATCH_RECORDS {
+        return Err(BadBatch::Invalid(format!(
+            "a record batch of {count} records exceeds weir's limit of {}; send smaller batches",
+            limits::KAFKA_MAX_BATCH_RECORDS
+        )));
     }
     Ok(())
 }
@@ -125,20 +132,33 @@ fn decompress(compressed: &mut Bytes, compression: Compression, max: usize) -> a
         Compression::Zstd => bounded(Box::new(zstd::stream::read::Decoder::new(&input[..])?)),
         Compression::Lz4 => bounded(Box::new(lz4::Decoder::new(&input[..])?)),
         Compression::Snappy => {
-            // Snappy expands at most ~22× per block; bound the input so the output is too.
-            if input.len().saturating_mul(22) > max.saturating_mul(4) {
-                anyhow::bail!("a snappy batch of {} bytes may decompress beyond the limit", input.len());
-            }
-            use kafka_protocol::compression::{Decompressor, Snappy};
-            let out = <Snappy as Decompressor<Bytes>>::decompress(&mut input.clone(), |b: &mut Bytes| {
-                Ok(b.split_to(b.len()))
-            })?;
-            if out.len() > max {
+            // Each block declares its size, and the decoder allocates that before decoding.
+            if snappy_len(&input)? > max {
                 anyhow::bail!("the batch decompresses to more than {max} bytes");
             }
-            Ok(out)
+            use kafka_protocol::compression::{Decompressor, Snappy};
+            <Snappy as Decompressor<Bytes>>::decompress(&mut input.clone(), |b: &mut Bytes| Ok(b.split_to(b.len())))
         }
     }
+}
+
+/// The decompressed size a snappy input declares (xerial framing as Kafka's Java client and
+/// librdkafka write it, or one raw block), read before anything is allocated for it.
+fn snappy_len(input: &[u8]) -> anyhow::Result<usize> {
+    const MAGIC: &[u8] = b"\x82SNAPPY\x00";
+    if !input.starts_with(MAGIC) {
+        return Ok(snap::raw::decompress_len(input)?);
+    }
+    let (mut at, mut total) = (16usize, 0usize);
+    while at < input.len() {
+        let len = input.get(at..at + 4).map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize);
+        let Some(block) = len.and_then(|len| input.get(at + 4..(at + 4).saturating_add(len))) else {
+            anyhow::bail!("a snappy block at byte {at} is cut short");
+        };
+        total = total.saturating_add(snap::raw::decompress_len(block)?);
+        at += 4 + block.len();
+    }
+    Ok(total)
 }
 
 fn record(r: Record) -> Result<NewRecord, BadBatch> {
@@ -234,7 +254,7 @@ mod tests {
     #[test]
     fn batches_round_trip_through_every_compression() {
         for c in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
-            let p = decode(batch(&[rec("a", Some(Some("v".into()))), rec("b", None)], c), 1 << 20).unwrap();
+            let p = decode(batch(&[rec("a", Some(Some("v".into()))), rec("b", None)], c), &mut (1 << 20)).unwrap();
             assert_eq!(p.records.len(), 2, "{c:?}");
             assert_eq!(
                 (&p.records[0].value[..], &p.records[0].headers[..]),
@@ -246,15 +266,24 @@ mod tests {
 
     #[test]
     fn non_utf8_headers_and_bombs_and_lying_counts_are_refused() {
-        let bad = decode(batch(&[rec("a", Some(Some(Bytes::from_static(&[0xff]))))], Compression::None), 1 << 20);
+        let bad =
+            decode(batch(&[rec("a", Some(Some(Bytes::from_static(&[0xff]))))], Compression::None), &mut (1 << 20));
         assert!(matches!(bad, Err(BadBatch::Invalid(m)) if m.contains("not UTF-8")));
         let big = "x".repeat(100_000);
-        let bomb = decode(batch(&[rec(&big, None)], Compression::Gzip), 10_000);
+        let bomb = decode(batch(&[rec(&big, None)], Compression::Gzip), &mut 10_000);
         assert!(matches!(bomb, Err(BadBatch::Corrupt(m)) if m.contains("more than 10000 bytes")));
         let mut lying = BytesMut::from(&batch(&[rec("a", None)], Compression::None)[..]);
         lying[COUNT_AT..COUNT_AT + 4].copy_from_slice(&i32::MAX.to_be_bytes());
-        assert!(matches!(decode(lying.freeze(), 1 << 20), Err(BadBatch::Corrupt(m)) if m.contains("claims")));
-        assert!(matches!(decode(Bytes::from_static(b"short"), 1 << 20), Err(BadBatch::Corrupt(_))));
+        assert!(matches!(decode(lying.freeze(), &mut (1 << 20)), Err(BadBatch::Corrupt(m)) if m.contains("claims")));
+        assert!(matches!(decode(Bytes::from_static(b"short"), &mut (1 << 20)), Err(BadBatch::Corrupt(_))));
+        let two = [batch(&[rec("a", None)], Compression::None), batch(&[rec("b", None)], Compression::None)].concat();
+        assert!(
+            matches!(decode(Bytes::from(two), &mut (1 << 20)), Err(BadBatch::Corrupt(m)) if m.contains("one record batch"))
+        );
+        // A snappy block declaring 100 MB is refused before anything is allocated for it.
+        let mut declared = vec![0x80, 0xc2, 0xd7, 0x2f];
+        declared.extend_from_slice(&[0; 8]);
+        assert!(decompress(&mut Bytes::from(declared), Compression::Snappy, 1 << 20).is_err());
     }
 
     #[test]
