@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 profile=${WEIR_PROFILE:-dev}
 started=$SECONDS
 step() { echo "== [$(( (SECONDS - started) / 60 ))m$(( (SECONDS - started) % 60 ))s] $*" >&2; }
-step "1/4 building weir (a first build compiles RocksDB's C++ and wasmtime: about 15 minutes on 2 cores)"
+step "1/4 building weir (a first build compiles RocksDB's C++ and wasmtime: about 20 minutes on 2 cores)"
 cargo build --profile "$profile" -p weir-cli --bin weir
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 bin_dir=$profile; [ "$profile" = dev ] && bin_dir=debug

@@ -689,7 +689,13 @@ async fn sync_group(ctx: Ctx, r: SyncGroupRequest) -> Option<Bytes> {
         group: r.group_id.to_string(),
         member: r.member_id.to_string(),
         generation: r.generation_id,
-        assignments: r.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect(),
+        // Copied: slices would keep the whole request frame alive while the group lives.
+        assignments: r
+            .assignments
+            .iter()
+            .take(limits::GROUP_MAX_MEMBERS)
+            .map(|a| (a.member_id.to_string(), Bytes::copy_from_slice(&a.assignment)))
+            .collect(),
     };
     let body = match ctx.start(Command::Group(command)).await {
         Ok(Reply::Assignment(a)) => SyncGroupResponse::default()
