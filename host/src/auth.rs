@@ -12,7 +12,7 @@
 //! Grants are `PERMISSION:PATTERN`: `read` (fetch, consume, receive and ack, describe, list,
 //! status, group membership), `write` (produce, send, publish, request), `admin` (create,
 //! delete, deploy, pipelines, bindings, state edits; implies read and write). Patterns match
-//! topic, queue, exchange, pipeline or plugin names, with `*` as a wildcard.
+//! topic, queue, exchange, pipeline, plugin or Kafka group names, with `*` as a wildcard.
 //!
 //! This module knows tokens and grants only. What each request needs is decided in one place,
 //! the broker's access check (`broker::access`); pipelines ask the [`Authority`] for their
@@ -58,6 +58,8 @@ pub enum Kind {
     Pipeline,
     /// A plugin.
     Plugin,
+    /// A Kafka consumer group (membership and descriptions; its offsets belong to topics).
+    Group,
 }
 
 impl Kind {
@@ -68,6 +70,7 @@ impl Kind {
             Kind::Exchange => "exchange",
             Kind::Pipeline => "pipeline",
             Kind::Plugin => "plugin",
+            Kind::Group => "group",
         }
     }
 }

@@ -16,6 +16,7 @@ use super::command::{
 use super::{Broker, Result};
 use crate::auth::Permission::{Admin, Read, Write};
 use crate::auth::{Identity, Kind, Need, Permission};
+use crate::classic_groups::JoinRequest;
 use crate::exchange::Destination;
 use crate::pipeline::{PipelineSpec, Source};
 
@@ -40,8 +41,13 @@ impl Broker {
 
     fn group_needs<'a>(&self, command: &'a GroupCommand) -> Vec<Need<'a>> {
         match command {
-            GroupCommand::Commit { group, topic, .. } | GroupCommand::ClassicCommit { group, topic, .. } => {
+            GroupCommand::Commit { group, topic, .. } => {
                 let mut needs = vec![on(Read, Kind::Topic, topic)];
+                needs.extend(self.pipeline_group_need(group));
+                needs
+            }
+            GroupCommand::ClassicCommit { group, topic, .. } => {
+                let mut needs = vec![on(Read, Kind::Group, group), on(Read, Kind::Topic, topic)];
                 needs.extend(self.pipeline_group_need(group));
                 needs
             }
@@ -51,13 +57,18 @@ impl Broker {
             | GroupCommand::Leave { topic, .. } => vec![on(Read, Kind::Topic, topic)],
             // Filtered to the topics the token may read (`visible`).
             GroupCommand::List | GroupCommand::Describe => vec![],
-            // Membership of a Kafka group names no topic (subscriptions are the client's
-            // opaque bytes); reading and committing need the topic's grants.
-            GroupCommand::ClassicJoin(_)
-            | GroupCommand::ClassicSync { .. }
-            | GroupCommand::ClassicHeartbeat { .. }
-            | GroupCommand::ClassicLeave { .. }
-            | GroupCommand::ClassicDescribe { .. } => vec![],
+            // A Kafka group is a resource of its own, as in Kafka's ACLs: membership needs read
+            // on its name (subscriptions are the client's opaque bytes); reading and
+            // committing need the topic's grants besides.
+            GroupCommand::ClassicJoin(JoinRequest { group, .. })
+            | GroupCommand::ClassicSync { group, .. }
+            | GroupCommand::ClassicHeartbeat { group, .. }
+            | GroupCommand::ClassicLeave { group, .. } => vec![on(Read, Kind::Group, group)],
+            GroupCommand::ClassicDescribe { groups: Some(names) } => {
+                names.iter().map(|g| on(Read, Kind::Group, g)).collect()
+            }
+            // Filtered to the groups the token may read (`visible`).
+            GroupCommand::ClassicDescribe { groups: None } => vec![],
         }
     }
 
@@ -244,6 +255,10 @@ pub(super) fn visible(who: &Identity, reply: Reply) -> Reply {
         Reply::Groups(mut v) => {
             v.retain(|g| reads(Kind::Topic, &g.topic));
             Reply::Groups(v)
+        }
+        Reply::ClassicGroups(mut v) => {
+            v.retain(|g| reads(Kind::Group, &g.group));
+            Reply::ClassicGroups(v)
         }
         Reply::GroupMembers(mut v) => {
             v.retain(|g| reads(Kind::Topic, &g.topic));

@@ -220,6 +220,13 @@ async fn sasl_plain_with_a_token_is_served_and_a_wrong_password_or_none_is_refus
     assert_eq!(none["acked"], 0, "{none}");
     assert_eq!(admin.read_all("app-events").await?.len(), 10);
     assert!(admin.read_all("secret").await?.is_empty());
+    // A Kafka group is a resource too: `app-readers` is granted (read:app-*), `strangers` not.
+    let sasl = ["--topic", "app-events", "--count", "10", "--sasl", "app:app-secret"];
+    let granted = kafka_client("consume", kafka, &[&sasl[..], &["--group", "app-readers"]].concat())?;
+    assert_eq!(strings(&granted["values"]).len(), 10, "{granted}");
+    let refused =
+        kafka_client("consume", kafka, &[&sasl[..], &["--group", "strangers", "--timeout-ms", "4000"]].concat())?;
+    assert!(strings(&refused["values"]).is_empty(), "{refused}");
     assert!(server.log().contains("Kafka SASL authentication failed"), "the refusal is logged");
     Ok(())
 }

@@ -136,6 +136,7 @@ const UNKNOWN_MEMBER_ID: i16 = 25;
 const INVALID_SESSION_TIMEOUT: i16 = 26;
 const REBALANCE_IN_PROGRESS: i16 = 27;
 const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+const GROUP_AUTHORIZATION_FAILED: i16 = 30;
 const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
 const ILLEGAL_SASL_STATE: i16 = 34;
 const UNSUPPORTED_VERSION: i16 = 35;
@@ -171,6 +172,11 @@ fn code(e: &BrokerError) -> i16 {
         ErrorKind::Internal => UNKNOWN_SERVER_ERROR,
         _ => INVALID_REQUEST,
     }
+}
+
+/// The Kafka code for a refused group operation: a missing grant is the group's.
+fn group_code(e: &BrokerError) -> i16 {
+    if e.kind() == ErrorKind::Forbidden { GROUP_AUTHORIZATION_FAILED } else { code(e) }
 }
 
 fn text(s: impl Into<String>) -> StrBytes {
@@ -677,9 +683,10 @@ async fn join_group(ctx: Ctx, r: JoinGroupRequest) -> Option<Bytes> {
                     .collect(),
             ),
         Ok(_) => JoinGroupResponse::default().with_error_code(UNKNOWN_SERVER_ERROR),
-        Err(e) => {
-            JoinGroupResponse::default().with_error_code(code(&e)).with_generation_id(-1).with_member_id(r.member_id)
-        }
+        Err(e) => JoinGroupResponse::default()
+            .with_error_code(group_code(&e))
+            .with_generation_id(-1)
+            .with_member_id(r.member_id),
     };
     ctx.answer(&body)
 }
@@ -703,7 +710,7 @@ async fn sync_group(ctx: Ctx, r: SyncGroupRequest) -> Option<Bytes> {
             .with_protocol_type(r.protocol_type)
             .with_protocol_name(r.protocol_name),
         Ok(_) => SyncGroupResponse::default().with_error_code(UNKNOWN_SERVER_ERROR),
-        Err(e) => SyncGroupResponse::default().with_error_code(code(&e)),
+        Err(e) => SyncGroupResponse::default().with_error_code(group_code(&e)),
     };
     ctx.answer(&body)
 }
@@ -714,7 +721,7 @@ async fn heartbeat(ctx: Ctx, r: HeartbeatRequest) -> Option<Bytes> {
         member: r.member_id.to_string(),
         generation: r.generation_id,
     };
-    let error = ctx.start(Command::Group(command)).await.err().map_or(NONE, |e| code(&e));
+    let error = ctx.start(Command::Group(command)).await.err().map_or(NONE, |e| group_code(&e));
     ctx.answer(&HeartbeatResponse::default().with_error_code(error))
 }
 
@@ -725,7 +732,7 @@ async fn leave_group(ctx: Ctx, r: LeaveGroupRequest) -> Option<Bytes> {
         vec![r.member_id.to_string()]
     };
     let command = GroupCommand::ClassicLeave { group: r.group_id.to_string(), members: members.clone() };
-    let error = ctx.start(Command::Group(command)).await.err().map_or(NONE, |e| code(&e));
+    let error = ctx.start(Command::Group(command)).await.err().map_or(NONE, |e| group_code(&e));
     let mut body = LeaveGroupResponse::default().with_error_code(error);
     if ctx.call.version >= 3 {
         body.members = members.into_iter().map(|m| MemberResponse::default().with_member_id(text(m))).collect();
