@@ -279,7 +279,8 @@ async fn resume_retries_the_message_a_pipeline_halted_on() -> Result<()> {
         Ok((s.state == RunState::Halted).then_some(s))
     })
     .await?;
-    assert!(halted.last_error.unwrap_or_default().contains("topic `to-x`, which does not exist"));
+    let why = halted.last_error.unwrap_or_default();
+    assert!(why.contains("topic `to-x`, which does not exist"), "halted for another reason: {why}");
     client.create_topic("to-x", topic(1)).await?;
     client.resume_pipeline("p").await?;
     assert_eq!(consume_n(&client, "to-x", 1, LONG).await?.len(), 1);
