@@ -129,6 +129,29 @@ fn put_headers<'a>(out: &mut Vec<u8>, headers: impl Iterator<Item = (&'a str, &'
     (u32_of(start), u32_of(out.len() - start), count)
 }
 
+/// A record's key, value and header block appended to `data`: where each went, as the seven
+/// u32s batch entries and result outputs share (key off, key len or [`NONE`], value off, value
+/// len, headers off, headers len, header count).
+fn put_record<'a>(
+    data: &mut Vec<u8>,
+    key: Option<&[u8]>,
+    value: &[u8],
+    headers: impl Iterator<Item = (&'a str, &'a str)>,
+) -> [u32; 7] {
+    let (key_off, key_len) = match key {
+        Some(k) => {
+            let at = data.len();
+            data.extend_from_slice(k);
+            (u32_of(at), u32_of(k.len()))
+        }
+        None => (0, NONE),
+    };
+    let value_off = u32_of(data.len());
+    data.extend_from_slice(value);
+    let (h_off, h_len, h_count) = put_headers(data, headers);
+    [key_off, key_len, value_off, u32_of(value.len()), h_off, h_len, h_count]
+}
+
 /// The headers of a block, validated: ranges inside `block`, UTF-8.
 pub struct Headers<'a> {
     block: &'a [u8],
@@ -207,21 +230,12 @@ impl BatchWriter {
         value: &[u8],
         headers: impl Iterator<Item = (&'a str, &'a str)>,
     ) {
-        let (key_off, key_len) = match key {
-            Some(k) => {
-                let at = self.data.len();
-                self.data.extend_from_slice(k);
-                (u32_of(at), u32_of(k.len()))
-            }
-            None => (0, NONE),
-        };
-        let value_off = u32_of(self.data.len());
-        self.data.extend_from_slice(value);
-        let (h_off, h_len, h_count) = put_headers(&mut self.data, headers);
+        let placed = put_record(&mut self.data, key, value, headers);
         let e = &mut self.entries;
         e.extend_from_slice(&offset.to_le_bytes());
         e.extend_from_slice(&timestamp_ms.to_le_bytes());
-        for v in [partition, key_off, key_len, value_off, u32_of(value.len()), h_off, h_len, h_count] {
+        put_u32(e, partition);
+        for v in placed {
             put_u32(e, v);
         }
         self.count += 1;
@@ -282,7 +296,8 @@ impl<'a> Entry<'a> {
 pub struct BatchView<'a> {
     buf: &'a [u8],
     count: u32,
-    topic: &'a str,
+    /// Where the topic is (checked as UTF-8 by `parse`).
+    topic: std::ops::Range<usize>,
 }
 
 impl<'a> BatchView<'a> {
@@ -293,7 +308,7 @@ impl<'a> BatchView<'a> {
         }
         let count = u32_at(buf, 4)?;
         let topic = slice(buf, u32_at(buf, 8)?, u32_at(buf, 12)?, "the topic")?;
-        let topic = utf8(buf, topic, "the topic")?;
+        utf8(buf, topic.clone(), "the topic")?;
         table(buf, BATCH_HEADER, count, ENTRY, "entries")?;
         let view = BatchView { buf, count, topic };
         for i in 0..count as usize {
@@ -303,12 +318,12 @@ impl<'a> BatchView<'a> {
         Ok(view)
     }
 
-    /// A batch [`BatchView::parse`] accepted before, read again without walking it (a
-    /// shared batch is opened once per message access).
+    /// A batch [`BatchView::parse`] accepted before, read again without walking it or
+    /// checking its topic again (a shared batch is opened once per message access).
     pub fn reopen(buf: &'a [u8]) -> BatchView<'a> {
         let count = u32_at(buf, 4).expect("parsed before");
         let topic = slice(buf, u32_at(buf, 8).expect("parsed"), u32_at(buf, 12).expect("parsed"), "").expect("parsed");
-        BatchView { buf, count, topic: utf8(buf, topic, "").expect("parsed before") }
+        BatchView { buf, count, topic }
     }
 
     /// How many messages.
@@ -323,7 +338,7 @@ impl<'a> BatchView<'a> {
 
     /// The topic the batch was read from.
     pub fn topic(&self) -> &'a str {
-        self.topic
+        utf8(self.buf, self.topic.clone(), "the topic").expect("checked by parse")
     }
 
     /// Message `i` (`i < len()`).
@@ -448,19 +463,9 @@ impl ResultWriter {
     pub fn emit<'a>(&mut self, outputs: impl ExactSizeIterator<Item = OutputRef<'a>>) {
         self.code(2, u32_of(outputs.len()));
         for o in outputs {
-            let (key_off, key_len) = match o.key {
-                Some(k) => {
-                    let at = self.data.len();
-                    self.data.extend_from_slice(k);
-                    (u32_of(at), u32_of(k.len()))
-                }
-                None => (0, NONE),
-            };
-            let value_off = u32_of(self.data.len());
-            self.data.extend_from_slice(o.value);
-            let (h_off, h_len, h_count) = put_headers(&mut self.data, o.headers.into_iter());
+            let placed = put_record(&mut self.data, o.key, o.value, o.headers.into_iter());
             let topic = o.topic.map_or(NONE, |t| self.topic_index(t));
-            for v in [key_off, key_len, value_off, u32_of(o.value.len()), h_off, h_len, h_count, topic] {
+            for v in placed.into_iter().chain([topic]) {
                 put_u32(&mut self.outputs, v);
             }
         }
