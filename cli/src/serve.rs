@@ -70,6 +70,11 @@ pub struct ServeArgs {
     /// default: the --kafka-listen address as bound.
     #[arg(long, requires = "kafka_listen")]
     kafka_advertise: Option<String>,
+    /// Also serve HTTP on this address (off by default): the JSON API, Prometheus metrics at
+    /// /metrics, the OpenAPI description at /openapi.json and the web console at /. TLS and
+    /// tokens apply to it too (tokens as `Authorization: Bearer TOKEN`).
+    #[arg(long)]
+    http_listen: Option<String>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -129,6 +134,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let http = match &args.http_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen for HTTP on {addr}; is something else there? pick another with --http-listen")
+            })?;
+            let bound = listener.local_addr()?;
+            // Tests and scripts read this line to learn the port when --http-listen ends in :0.
+            println!("weir http listening on {bound}");
+            tracing::info!(%bound, "serving HTTP: the API, /metrics and the console");
+            let settings = server::http::HttpSettings::default();
+            let serving = server::http::run(listener, broker.clone(), limits, security.clone(), settings, stopped());
+            Some(tokio::spawn(serving))
+        }
+        None => None,
+    };
     let native = server::run(listener, broker.clone(), limits, security, server::Door::Native, stopped());
     let signal = async {
         shutdown_signal().await;
@@ -138,6 +158,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     served?;
     if let Some(kafka) = kafka {
         kafka.await??;
+    }
+    if let Some(http) = http {
+        http.await??;
     }
     tracing::info!("shutting down: finishing in-flight batches");
     broker.shutdown().await;

@@ -305,6 +305,12 @@ impl Client {
         self.call(Request::CommitOffsets { group: group.into(), topic: topic.into(), offsets, member: None }).await
     }
 
+    /// Send a dead-letter topic's records not replayed before back to their original topics
+    /// (or `to`); how many were sent. Records and the replay's progress commit together.
+    pub async fn replay_dead_letters(&self, topic: &str, to: Option<&str>) -> Result<u64, ClientError> {
+        self.call(Request::ReplayDeadLetters { topic: topic.into(), to: to.map(str::to_string) }).await
+    }
+
     /// A group's committed next offset per partition.
     pub async fn fetch_offsets(&self, group: &str, topic: &str) -> Result<Vec<Option<u64>>, ClientError> {
         self.call(Request::FetchOffsets { group: group.into(), topic: topic.into() }).await

@@ -170,6 +170,11 @@ impl Identity {
         })
     }
 
+    /// `(permission, pattern)` of each grant.
+    pub fn grants(&self) -> impl Iterator<Item = (Permission, &str)> {
+        self.grants.iter().map(|g| (g.permission, g.pattern.as_str()))
+    }
+
     /// Refuse unless a grant covers every need; the error names the token, the permission,
     /// the resource and the grant to ask for.
     pub fn require(&self, needs: &[Need<'_>]) -> Result<(), AuthError> {

@@ -19,6 +19,7 @@ pub mod exchange;
 pub mod fuzzing;
 pub mod groups;
 pub mod limits;
+pub mod metrics;
 mod mirror;
 pub mod pipeline;
 pub mod queue;

@@ -174,6 +174,19 @@ pub const REFUSAL_TIMEOUT_MS: u64 = 1_000;
 /// `--frame-timeout`): a client trickling a frame byte by byte (slowloris) is cut off.
 pub const FRAME_TIMEOUT_MS: u64 = 30_000;
 
+/// Largest HTTP request body: a produce of this many bytes of JSON (base64 values grow by a
+/// third) is still far below a native frame.
+pub const HTTP_MAX_BODY_BYTES: usize = 8 << 20;
+
+/// How long an HTTP request may take (a long poll waits at most a second less).
+pub const HTTP_REQUEST_TIMEOUT_MS: u64 = 30_000;
+
+/// Records per HTTP fetch or server-sent-events read, at most.
+pub const HTTP_MAX_FETCH_RECORDS: usize = 10_000;
+
+/// Bytes per HTTP fetch, about (records are JSON-encoded from here).
+pub const HTTP_MAX_FETCH_BYTES: usize = 4 << 20;
+
 /// How long responses may wait for a client to read them (*configurable*:
 /// `--write-timeout`) before the connection is closed.
 pub const WRITE_TIMEOUT_MS: u64 = 60_000;

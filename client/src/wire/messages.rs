@@ -392,6 +392,14 @@ pub enum Request {
         /// Key.
         key: ByteBuf,
     },
+    /// Re-produce a dead-letter topic's records not replayed before to their original topics
+    /// (or `to`), without their `weir-dlq-*` headers. Answered with `Count`.
+    ReplayDeadLetters {
+        /// Dead-letter topic.
+        topic: String,
+        /// Send everything here instead.
+        to: Option<String>,
+    },
 }
 
 /// Everything the server answers.

@@ -173,6 +173,12 @@ fn topic_needs(command: &TopicCommand) -> Vec<Need<'_>> {
         | TopicCommand::OffsetsForTime { topic, .. } => vec![on(Read, Kind::Topic, topic)],
         TopicCommand::Create { name, .. } | TopicCommand::Delete { name } => vec![on(Admin, Kind::Topic, name)],
         TopicCommand::List | TopicCommand::NewProducer => vec![],
+        // Each record's original topic is checked as it is read (the broker knows it then).
+        TopicCommand::ReplayDeadLetters { topic, to } => {
+            let mut needs = vec![on(Read, Kind::Topic, topic)];
+            needs.extend(to.as_deref().map(|t| on(Write, Kind::Topic, t).because("where the dead letters go")));
+            needs
+        }
     }
 }
 

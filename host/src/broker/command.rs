@@ -92,6 +92,15 @@ pub enum TopicCommand {
         /// Milliseconds since the Unix epoch.
         timestamp_ms: u64,
     },
+    /// Re-produce a dead-letter topic's records not replayed before (progress kept in the group
+    /// `weir.dlq-replay`) to their original topics or `to`, without their `weir-dlq-*`
+    /// headers; records and progress commit together, so nothing is replayed twice.
+    ReplayDeadLetters {
+        /// Dead-letter topic.
+        topic: String,
+        /// Send everything here instead of each record's original topic.
+        to: Option<String>,
+    },
     /// Produce a request with a correlation id and a reply-to; wait for its reply.
     Request {
         /// Topic the request goes to.
@@ -456,6 +465,63 @@ pub enum StateCommand {
 }
 
 impl Command {
+    /// The command's name, `area.operation` (a metrics label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::Topic(c) => match c {
+                TopicCommand::Create { .. } => "topic.create",
+                TopicCommand::Delete { .. } => "topic.delete",
+                TopicCommand::List => "topic.list",
+                TopicCommand::Describe { .. } => "topic.describe",
+                TopicCommand::Produce { .. } => "topic.produce",
+                TopicCommand::NewProducer => "topic.new_producer",
+                TopicCommand::Fetch { .. } => "topic.fetch",
+                TopicCommand::OffsetsForTime { .. } => "topic.offsets_for_time",
+                TopicCommand::Request { .. } => "topic.request",
+                TopicCommand::ReplayDeadLetters { .. } => "topic.replay_dead_letters",
+            },
+            Command::Group(c) => match c {
+                GroupCommand::Commit { .. } | GroupCommand::ClassicCommit { .. } => "group.commit",
+                GroupCommand::Offsets { .. } => "group.offsets",
+                GroupCommand::List | GroupCommand::Describe | GroupCommand::ClassicDescribe { .. } => "group.describe",
+                GroupCommand::Join { .. } | GroupCommand::ClassicJoin(_) => "group.join",
+                GroupCommand::ClassicSync { .. } => "group.sync",
+                GroupCommand::Heartbeat { .. } | GroupCommand::ClassicHeartbeat { .. } => "group.heartbeat",
+                GroupCommand::Leave { .. } | GroupCommand::ClassicLeave { .. } => "group.leave",
+            },
+            Command::Queue(c) => match c {
+                QueueCommand::Send { .. } => "queue.send",
+                QueueCommand::Receive { .. } => "queue.receive",
+                QueueCommand::Ack { .. } => "queue.ack",
+                QueueCommand::Nack { .. } => "queue.nack",
+                QueueCommand::Extend { .. } => "queue.extend",
+                QueueCommand::List | QueueCommand::Describe { .. } => "queue.describe",
+                QueueCommand::Create { .. } | QueueCommand::Delete { .. } | QueueCommand::Purge { .. } => "queue.admin",
+            },
+            Command::Exchange(c) => match c {
+                ExchangeCommand::Publish { .. } => "exchange.publish",
+                ExchangeCommand::List => "exchange.describe",
+                _ => "exchange.admin",
+            },
+            Command::Plugin(c) => match c {
+                PluginCommand::Deploy { .. } => "plugin.deploy",
+                PluginCommand::List
+                | PluginCommand::Versions { .. }
+                | PluginCommand::Describe { .. }
+                | PluginCommand::Diff { .. } => "plugin.describe",
+                _ => "plugin.admin",
+            },
+            Command::Pipeline(c) => match c {
+                PipelineCommand::List | PipelineCommand::Status { .. } => "pipeline.describe",
+                _ => "pipeline.admin",
+            },
+            Command::State(c) => match c {
+                StateCommand::Delete { .. } => "state.delete",
+                _ => "state.read",
+            },
+        }
+    }
+
     /// Whether the command changes configuration in several steps (awaits between them), so
     /// a connection must finish it before it starts the next request: a produce sent after a
     /// topic's creation must find the topic. Data-path writes instead submit their write when

@@ -80,7 +80,7 @@ impl Broker {
         Ok(Reply::Done)
     }
 
-    fn group_lags(&self) -> Result<Vec<GroupLag>> {
+    pub(crate) fn group_lags(&self) -> Result<Vec<GroupLag>> {
         let mut out = Vec::new();
         for (group, topic_ids) in self.store.groups()? {
             for id in topic_ids {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 mod access;
 mod command;
+mod dead_letters;
 mod error;
 mod exchanges;
 mod groups;
@@ -77,6 +78,8 @@ pub struct Broker {
     pub exchanges: crate::exchange::Exchanges,
     /// Who may do what.
     pub authority: Arc<Authority>,
+    /// Request latencies ([`crate::metrics`] reads everything else where it lives).
+    pub metrics: crate::metrics::Metrics,
     replies: Arc<replies::ReplyHub>,
     producers: producers::Producers,
     config: BrokerConfig,
@@ -135,6 +138,7 @@ impl Broker {
             replies,
             config,
             producers: Default::default(),
+            metrics: Default::default(),
         });
         broker.spawn_retention();
         broker.spawn_timers();
@@ -203,12 +207,13 @@ impl Broker {
         {
             return Execution { future: Box::pin(std::future::ready(Err(e))), in_order };
         }
-        let (me, caller) = (self.clone(), caller.cloned());
+        let (me, caller, kind, started) = (self.clone(), caller.cloned(), command.kind(), std::time::Instant::now());
         let future = Box::pin(async move {
-            let reply = me.run(command, caller.as_ref().map(|c| c.name.clone())).await?;
+            let reply = me.run(command, caller.as_ref().map(|c| c.name.clone())).await;
+            me.metrics.observe_request(kind, started.elapsed());
             Ok(match &caller {
-                Some(who) => access::visible(who, reply),
-                None => reply,
+                Some(who) => access::visible(who, reply?),
+                None => reply?,
             })
         });
         Execution { future, in_order }
@@ -219,6 +224,9 @@ impl Broker {
         // Areas other than topics are boxed: this future is as large as its largest area's,
         // and every produce (the hot path) allocates and moves it.
         match command {
+            Command::Topic(TopicCommand::ReplayDeadLetters { topic, to }) => {
+                Box::pin(self.replay_dead_letters(&topic, to, owner.as_deref())).await
+            }
             Command::Topic(c) => self.topic_command(c).await,
             Command::Group(c) => Box::pin(self.group_command(c)).await,
             Command::Queue(c) => Box::pin(self.queue_command(c)).await,

@@ -50,6 +50,7 @@ impl Broker {
                 Ok(Reply::Offsets(offsets))
             }
             TopicCommand::Request { topic, record, timeout } => self.request_reply(&topic, record, timeout).await,
+            TopicCommand::ReplayDeadLetters { topic, to } => self.replay_dead_letters(&topic, to, None).await,
         }
     }
 
@@ -100,7 +101,7 @@ impl Broker {
     }
 
     #[allow(clippy::type_complexity)]
-    fn partition_records(
+    pub(super) fn partition_records(
         &self,
         topic: &str,
         partition: Option<u32>,

@@ -151,11 +151,32 @@ pub(crate) struct Counters {
     swap_pauses: Mutex<VecDeque<u64>>,
     /// Per step.
     steps: Mutex<Vec<StepStats>>,
+    /// From taking a batch to its commit's acknowledgement.
+    batch_latency: Option<prometheus::Histogram>,
 }
 
+/// Bounds of the batch latency histogram, seconds.
+const BATCH_LATENCY_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
 impl Counters {
-    fn new(steps: usize) -> Counters {
-        Counters { steps: Mutex::new(vec![StepStats::default(); steps]), ..Counters::default() }
+    fn new(pipeline: &str, steps: usize) -> Counters {
+        let opts = prometheus::HistogramOpts::new(
+            "weir_pipeline_batch_duration_seconds",
+            "Time from taking a batch to its commit's acknowledgement",
+        )
+        .const_label("pipeline", pipeline)
+        .buckets(BATCH_LATENCY_BUCKETS.to_vec());
+        Counters {
+            steps: Mutex::new(vec![StepStats::default(); steps]),
+            batch_latency: prometheus::Histogram::with_opts(opts).ok(),
+            ..Counters::default()
+        }
+    }
+
+    fn observe_batch(&self, took: Duration) {
+        if let Some(h) = &self.batch_latency {
+            h.observe(took.as_secs_f64());
+        }
     }
 
     fn add(&self, c: &worker::Counts) {
@@ -390,6 +411,12 @@ impl Pipelines {
         })
     }
 
+    /// Each running pipeline's batch latency histogram (for metrics).
+    pub fn batch_latencies(&self) -> Vec<prometheus::Histogram> {
+        let running = self.running.lock().expect("pipelines");
+        running.values().filter_map(|r| r.counters.batch_latency.clone()).collect()
+    }
+
     /// Status of every pipeline, by name.
     pub fn list(&self) -> Vec<PipelineStatus> {
         let mut names: Vec<String> = self.running.lock().expect("pipelines").keys().cloned().collect();
@@ -570,7 +597,7 @@ impl Pipelines {
         let parallelism =
             record.spec.parallelism.unwrap_or(usize::MAX).clamp(1, plan.source.workers(&record.spec) as usize);
         let running = Arc::new(Running {
-            counters: Counters::new(record.spec.steps.len()),
+            counters: Counters::new(&record.spec.name, record.spec.steps.len()),
             record: Mutex::new(record),
             plan: Arc::new(plan),
             last_failure: Mutex::new(None),

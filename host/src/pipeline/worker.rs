@@ -47,6 +47,7 @@ pub(super) async fn run(
             return Ok(());
         }
         let Some((records, copy)) = feed.next(plan, batch_max, &mut stop).await? else { continue };
+        let taken = Instant::now();
         let permit = running.permits.clone().acquire_owned().await.map_err(|e| e.to_string())?;
         let (plan_c, running_c, stop_c) = (plan.clone(), running.clone(), stop.clone());
         let (back, done) = tokio::task::spawn_blocking(move || {
@@ -67,6 +68,7 @@ pub(super) async fn run(
             // (lag 0) also sees the counts; a failed commit halts the pipeline anyway.
             running.counters.add(&counts);
             committed.await.map_err(|e| format!("committing {}: {e}", feed.describe()))?;
+            running.counters.observe_batch(taken.elapsed());
         }
         if let Some(reason) = failure {
             feed.abandon().await;

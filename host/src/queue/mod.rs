@@ -204,6 +204,9 @@ pub struct Queue {
     created_ms: u64,
     index: Mutex<Index>,
     notify: Notify,
+    /// Messages moved to the dead-letter queue (or dropped without one) since the server
+    /// started (for metrics).
+    dead_lettered: std::sync::atomic::AtomicU64,
 }
 
 /// Every queue of the server.
@@ -258,6 +261,7 @@ impl Queues {
                 created_ms: rec.created_ms,
                 index: Mutex::new(index),
                 notify: Notify::new(),
+                dead_lettered: Default::default(),
             };
             queues.insert(rec.name, Arc::new(q));
         }
@@ -305,6 +309,7 @@ impl Queues {
             created_ms: rec.created_ms,
             index: Mutex::new(Index::default()),
             notify: Notify::new(),
+            dead_lettered: Default::default(),
         });
         self.queues.write().expect("queues").insert(name.to_string(), q.clone());
         Ok(q.info())
@@ -347,6 +352,13 @@ impl Queues {
     /// The queue named `name`.
     pub fn get(&self, name: &str) -> Result<Arc<Queue>> {
         self.queues.read().expect("queues").get(name).cloned().ok_or_else(|| QueueError::Unknown(name.to_string()))
+    }
+
+    /// Every queue, by name (for metrics).
+    pub fn all(&self) -> Vec<Arc<Queue>> {
+        let mut all: Vec<Arc<Queue>> = self.queues.read().expect("queues").values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 
     /// Every queue, by name.
@@ -625,6 +637,7 @@ impl Queues {
             self.store.submit(Commit { queue: writes, ..Commit::default() })
         };
         pending.await?;
+        q.dead_lettered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(s) = staged {
             s.commit();
         }
@@ -633,6 +646,11 @@ impl Queues {
 }
 
 impl Queue {
+    /// Messages dead-lettered since the server started.
+    pub fn dead_lettered(&self) -> u64 {
+        self.dead_lettered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Counts and settings.
     pub fn info(&self) -> QueueInfo {
         let index = self.index.lock().expect("queue index");

@@ -25,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 mod convert;
+pub mod http;
 pub mod kafka;
 mod native;
 

@@ -49,6 +49,7 @@ pub(super) fn command(request: Request) -> Result<Command, WireError> {
             Command::Group(GroupCommand::Commit { group, topic, offsets, member })
         }
         Request::FetchOffsets { group, topic } => Command::Group(GroupCommand::Offsets { group, topic }),
+        Request::ReplayDeadLetters { topic, to } => Command::Topic(TopicCommand::ReplayDeadLetters { topic, to }),
         Request::ListGroups => Command::Group(GroupCommand::List),
         Request::JoinGroup { group, topic, member, session_timeout_ms } => Command::Group(GroupCommand::Join {
             group,

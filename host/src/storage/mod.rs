@@ -31,9 +31,9 @@ use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, Read
 
 pub use error::{Result, StoreError};
 pub use record::{NewRecord, StoredRecord};
-pub use topic::{Partition, Topic};
+pub use topic::{Partition, Topic, Traffic};
 pub(crate) use writer::validate as validate_commit;
-pub use writer::{Append, Commit, OffsetCommit, Receipt, StateWrite};
+pub use writer::{Append, Commit, OffsetCommit, Receipt, StateWrite, WriteStats};
 
 use crate::mirror::{mirror, mirror_enum};
 use crate::types::{Durability, Partitioner, TopicConfig};
@@ -73,6 +73,7 @@ pub struct Store {
     poison: Arc<OnceLock<String>>,
     default_durability: Durability,
     path: PathBuf,
+    stats: Arc<writer::WriteStats>,
 }
 
 /// Topics by name and by id; replaced wholesale under the lock on create and delete.
@@ -93,8 +94,9 @@ impl Store {
         let (topics, next_topic_id) = load_topics(&db)?;
         let topics = Arc::new(RwLock::new(topics));
         let poison = Arc::new(OnceLock::new());
-        let writer = writer::spawn(db.clone(), topics.clone(), poison.clone(), next_topic_id)?;
-        Ok(Store { db, topics, writer, poison, default_durability: opts.default_durability, path: opts.path })
+        let stats = Arc::new(writer::WriteStats::default());
+        let writer = writer::spawn(db.clone(), topics.clone(), poison.clone(), next_topic_id, stats.clone())?;
+        Ok(Store { db, topics, writer, poison, default_durability: opts.default_durability, path: opts.path, stats })
     }
 
     /// Directory of the database.
@@ -105,6 +107,24 @@ impl Store {
     /// Durability of topics created without one.
     pub fn default_durability(&self) -> Durability {
         self.default_durability
+    }
+
+    /// What the group-commit thread did since the server started.
+    pub fn write_stats(&self) -> &writer::WriteStats {
+        &self.stats
+    }
+
+    /// A RocksDB integer property: a column family's (e.g.
+    /// `rocksdb.estimate-pending-compaction-bytes`) summed over column families when
+    /// `per_cf`, else the database's (e.g. `rocksdb.is-write-stopped`). 0 if unknown.
+    pub fn rocksdb_property(&self, name: &str, per_cf: bool) -> u64 {
+        if !per_cf {
+            return self.db.property_int_value(name).ok().flatten().unwrap_or(0);
+        }
+        [CF_LOG, CF_META, CF_OFFSETS, CF_QUEUES, CF_STATE]
+            .iter()
+            .filter_map(|cf| self.db.property_int_value_cf(self.cf(cf), name).ok().flatten())
+            .sum()
     }
 
     /// The reason writes are refused, if a write failed.
@@ -213,6 +233,8 @@ impl Store {
             it.next();
         }
         it.status()?;
+        topic.traffic.records_out.fetch_add(out.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        topic.traffic.bytes_out.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(out)
     }
 

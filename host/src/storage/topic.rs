@@ -24,6 +24,25 @@ pub struct Topic {
     round_robin: AtomicU32,
     /// Set when the topic is deleted, so writers holding the `Arc` are refused.
     deleted: AtomicBool,
+    /// Bytes appended and records and bytes read since the server started (for metrics).
+    pub(crate) traffic: Traffic,
+}
+
+/// A topic's traffic since the server started. Records in are not counted here: the high
+/// watermarks are that count, and survive restarts.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) records_out: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+}
+
+impl Traffic {
+    /// `(bytes in, records out, bytes out)`.
+    pub fn totals(&self) -> (u64, u64, u64) {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        (load(&self.bytes_in), load(&self.records_out), load(&self.bytes_out))
+    }
 }
 
 impl Topic {
@@ -42,6 +61,7 @@ impl Topic {
             partitions,
             round_robin: AtomicU32::new(0),
             deleted: AtomicBool::new(false),
+            traffic: Traffic::default(),
         }
     }
 
@@ -72,6 +92,11 @@ impl Topic {
             Some(k) => self.config.partitioner.partition(k, n),
             None => self.round_robin.fetch_add(1, Ordering::Relaxed) % n,
         }
+    }
+
+    /// Bytes in and records and bytes out since the server started.
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
     }
 
     /// Whether the topic was deleted.

@@ -99,6 +99,18 @@ struct Writer {
     topics: Arc<RwLock<Topics>>,
     poison: Arc<OnceLock<String>>,
     next_topic_id: u32,
+    stats: Arc<WriteStats>,
+}
+
+/// What the group-commit thread did since the server started (for metrics).
+#[derive(Debug, Default)]
+pub struct WriteStats {
+    /// Group commits written (one RocksDB write each).
+    pub groups: std::sync::atomic::AtomicU64,
+    /// Of those, written with fsync.
+    pub fsyncs: std::sync::atomic::AtomicU64,
+    /// Commit requests folded into them: requests ÷ groups is the mean group size.
+    pub requests: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) fn spawn(
@@ -106,9 +118,10 @@ pub(crate) fn spawn(
     topics: Arc<RwLock<Topics>>,
     poison: Arc<OnceLock<String>>,
     next_topic_id: u32,
+    stats: Arc<WriteStats>,
 ) -> Result<Handle> {
     let (tx, rx) = mpsc::channel(limits::WRITE_QUEUE_DEPTH);
-    let writer = Writer { db, topics, poison, next_topic_id };
+    let writer = Writer { db, topics, poison, next_topic_id, stats };
     let thread = std::thread::Builder::new()
         .name("weir-group-commit".into())
         .spawn(move || writer.run(rx))
@@ -314,6 +327,8 @@ impl Writer {
                     batch.put_cf(cf_log, keys::log_key(a.topic.id, a.partition, first + i as u64), &buf);
                 }
             }
+            let size: usize = a.records.iter().map(NewRecord::size).sum();
+            a.topic.traffic.bytes_in.fetch_add(size as u64, Ordering::Relaxed);
             let next = first + a.records.len() as u64;
             p.next_offset.store(next, Ordering::Relaxed);
             p.last_timestamp_ms.store(ts, Ordering::Relaxed);
@@ -367,9 +382,13 @@ impl Writer {
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
         // A group of ephemeral appends only has nothing to make durable.
-        let written = if batch.is_empty() { Ok(()) } else { self.db.write_opt(batch, &wo) };
+        let batch_was_empty = batch.is_empty();
+        let written = if batch_was_empty { Ok(()) } else { self.db.write_opt(batch, &wo) };
         match written {
             Ok(()) => {
+                self.stats.groups.fetch_add(1, Ordering::Relaxed);
+                self.stats.fsyncs.fetch_add(u64::from(sync && !batch_was_empty), Ordering::Relaxed);
+                self.stats.requests.fetch_add(pending.len() as u64, Ordering::Relaxed);
                 for e in effects.ephemeral {
                     e.topic.partitions()[e.partition as usize].push_ephemeral(e.records);
                 }

@@ -1,0 +1,277 @@
+//! Prometheus metrics. Weir already counts what an operator watches (pipeline and step
+//! counters, watermarks, queue depths, group offsets, the writer's group commits); a scrape
+//! reads those where they live and renders them in Prometheus' text format. Only what nothing
+//! else keeps is recorded here: request latency per command kind. Pipelines keep their own
+//! batch latency histogram.
+//!
+//! Names follow Prometheus conventions: `weir_` prefix, base units (seconds, bytes),
+//! `_total` for counters. Labels are bounded by what operators create (topics, partitions,
+//! groups, queues, pipelines, steps); plugin versions appear only in an `_info` gauge.
+
+use std::time::Duration;
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::broker::Broker;
+use crate::pipeline::RunState;
+
+/// Bounds of the request latency histogram, seconds.
+const REQUEST_BUCKETS: [f64; 14] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+/// What the broker records as requests complete.
+pub struct Metrics {
+    requests: HistogramVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let opts = HistogramOpts::new(
+            "weir_request_duration_seconds",
+            "Time from a request's start to its reply, by command (long polls included)",
+        )
+        .buckets(REQUEST_BUCKETS.to_vec());
+        Metrics { requests: HistogramVec::new(opts, &["command"]).expect("valid histogram") }
+    }
+}
+
+impl Metrics {
+    /// Record one request of `kind` that took `took`.
+    pub fn observe_request(&self, kind: &'static str, took: Duration) {
+        self.requests.with_label_values(&[kind]).observe(took.as_secs_f64());
+    }
+}
+
+/// Everything, in Prometheus' text exposition format (version 0.0.4).
+pub fn render(broker: &Broker) -> String {
+    let registry = Registry::new();
+    let mut families = Vec::new();
+    let mut add = |c: Box<dyn prometheus::core::Collector>| {
+        // Names are fixed here and unique, so registration cannot fail but on a bug.
+        if let Err(e) = registry.register(c) {
+            tracing::warn!(error = %e, "metric not registered");
+        }
+    };
+    add(Box::new(broker.metrics.requests.clone()));
+    for h in broker.pipelines.batch_latencies() {
+        add(Box::new(h));
+    }
+    topics(broker, &mut add);
+    groups(broker, &mut add);
+    queues(broker, &mut add);
+    pipelines(broker, &mut add);
+    store(broker, &mut add);
+    families.extend(registry.gather());
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&families, &mut out).expect("text encoding into a Vec");
+    String::from_utf8(out).expect("text format is UTF-8")
+}
+
+type Add<'a> = dyn FnMut(Box<dyn prometheus::core::Collector>) + 'a;
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter")
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge")
+}
+
+fn topics(broker: &Broker, add: &mut Add<'_>) {
+    let records_in = counter("weir_topic_records_in_total", "Records appended to the topic, ever", &["topic"]);
+    let bytes_in = counter("weir_topic_bytes_in_total", "Bytes appended since the server started", &["topic"]);
+    let records_out = counter("weir_topic_records_out_total", "Records read since the server started", &["topic"]);
+    let bytes_out = counter("weir_topic_bytes_out_total", "Bytes read since the server started", &["topic"]);
+    let watermark = gauge("weir_topic_high_watermark", "One past the last readable offset", &["topic", "partition"]);
+    let start =
+        gauge("weir_topic_log_start", "First offset still stored (retention moves it)", &["topic", "partition"]);
+    for topic in broker.store.topics() {
+        let name = topic.name.as_str();
+        let mut total = 0;
+        for (p, part) in topic.partitions().iter().enumerate() {
+            let p = p.to_string();
+            watermark.with_label_values(&[name, &p]).set(part.high_watermark() as i64);
+            start.with_label_values(&[name, &p]).set(part.log_start() as i64);
+            total += part.high_watermark();
+        }
+        let (b_in, r_out, b_out) = topic.traffic().totals();
+        records_in.with_label_values(&[name]).inc_by(total);
+        bytes_in.with_label_values(&[name]).inc_by(b_in);
+        records_out.with_label_values(&[name]).inc_by(r_out);
+        bytes_out.with_label_values(&[name]).inc_by(b_out);
+    }
+    for c in [records_in, bytes_in, records_out, bytes_out] {
+        add(Box::new(c));
+    }
+    add(Box::new(watermark));
+    add(Box::new(start));
+}
+
+fn groups(broker: &Broker, add: &mut Add<'_>) {
+    let lag = gauge(
+        "weir_group_lag_records",
+        "Records between a consumer group's committed offset and the high watermark",
+        &["group", "topic", "partition"],
+    );
+    for g in broker.group_lags().unwrap_or_default() {
+        for (p, committed, hw) in g.partitions {
+            let behind = hw.saturating_sub(committed.unwrap_or(0));
+            lag.with_label_values(&[&g.group, &g.topic, &p.to_string()]).set(behind as i64);
+        }
+    }
+    add(Box::new(lag));
+}
+
+fn queues(broker: &Broker, add: &mut Add<'_>) {
+    let depth = gauge("weir_queue_messages", "Messages in a queue by state", &["queue", "state"]);
+    let dead = counter(
+        "weir_queue_dead_lettered_total",
+        "Messages moved to the dead-letter queue since the server started",
+        &["queue"],
+    );
+    for q in broker.queues.all() {
+        let info = q.info();
+        for (state, n) in [("ready", info.ready), ("delayed", info.waiting), ("in_flight", info.in_flight)] {
+            depth.with_label_values(&[&q.name, state]).set(n as i64);
+        }
+        dead.with_label_values(&[&q.name]).inc_by(q.dead_lettered());
+    }
+    add(Box::new(depth));
+    add(Box::new(dead));
+}
+
+fn pipelines(broker: &Broker, add: &mut Add<'_>) {
+    let p = &["pipeline"];
+    let totals = [
+        counter("weir_pipeline_inputs_total", "Input messages processed and committed", p),
+        counter("weir_pipeline_outputs_total", "Outputs written (sink and routed)", p),
+        counter("weir_pipeline_dropped_total", "Inputs dropped by a step", p),
+        counter("weir_pipeline_failed_total", "Messages that failed every attempt", p),
+        counter("weir_pipeline_dead_lettered_total", "Messages written to the dead-letter topic", p),
+        counter("weir_pipeline_retries_total", "Attempts repeated after a retryable failure or trap", p),
+        counter("weir_pipeline_batches_total", "Batches committed", p),
+        counter("weir_pipeline_swaps_total", "Hot swaps applied, summed over partitions", p),
+    ];
+    let lag = gauge("weir_pipeline_lag_records", "Unprocessed records of the source", p);
+    let state = gauge("weir_pipeline_state", "1 for the pipeline's run state", &["pipeline", "state"]);
+    let pause = prometheus::GaugeVec::new(
+        Opts::new("weir_pipeline_swap_pause_p99_seconds", "99th percentile of recent swap pauses"),
+        p,
+    )
+    .expect("valid gauge");
+    let s = &["pipeline", "step", "plugin"];
+    let steps = [
+        counter("weir_step_inputs_total", "Messages handed to the step", s),
+        counter("weir_step_outputs_total", "Outputs the step emitted", s),
+        counter("weir_step_dropped_total", "Inputs the step dropped", s),
+        counter("weir_step_errors_total", "Calls that failed (fail outcomes, traps, limits)", s),
+        counter("weir_step_calls_total", "process calls", s),
+    ];
+    let busy = prometheus::CounterVec::new(
+        Opts::new("weir_step_plugin_seconds_total", "Time spent inside the plugin (its CPU time per batch, summed)"),
+        s,
+    )
+    .expect("valid counter");
+    let info = gauge(
+        "weir_step_info",
+        "The plugin version each step runs (role: live or shadow)",
+        &["pipeline", "step", "plugin", "version", "role"],
+    );
+    for st in broker.pipelines.list() {
+        let name = st.spec.name.as_str();
+        let values =
+            [st.processed, st.emitted, st.dropped, st.failed, st.dead_lettered, st.retries, st.batches, st.swaps];
+        for (c, v) in totals.iter().zip(values) {
+            c.with_label_values(&[name]).inc_by(v);
+        }
+        lag.with_label_values(&[name]).set(st.lag() as i64);
+        for (label, s) in [("running", RunState::Running), ("paused", RunState::Paused), ("halted", RunState::Halted)] {
+            state.with_label_values(&[name, label]).set(i64::from(st.state == s));
+        }
+        pause.with_label_values(&[name]).set(st.swap_pause_p99_us as f64 / 1e6);
+        for (i, stats) in st.steps.iter().enumerate() {
+            let live = st.plugins.get(i).map(String::as_str).unwrap_or("");
+            let (plugin, version) = live.split_once('@').unwrap_or((live, ""));
+            let step = (i + 1).to_string();
+            let labels = [name, step.as_str(), plugin];
+            let values = [stats.input, stats.output, stats.dropped, stats.errors, stats.calls];
+            for (c, v) in steps.iter().zip(values) {
+                c.with_label_values(&labels).inc_by(v);
+            }
+            busy.with_label_values(&labels).inc_by(stats.busy_us as f64 / 1e6);
+            info.with_label_values(&[name, &step, plugin, version, "live"]).set(1);
+            if let Some(Some(shadow)) = st.shadows.get(i) {
+                let (sp, sv) = shadow.split_once('@').unwrap_or((shadow, ""));
+                info.with_label_values(&[name, &step, sp, sv, "shadow"]).set(1);
+            }
+        }
+    }
+    for c in totals.into_iter().chain(steps) {
+        add(Box::new(c));
+    }
+    add(Box::new(busy));
+    add(Box::new(lag));
+    add(Box::new(state));
+    add(Box::new(pause));
+    add(Box::new(info));
+}
+
+fn store(broker: &Broker, add: &mut Add<'_>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let stats = broker.store.write_stats();
+    let plain = |name: &str, help: &str, v: u64| {
+        let c = prometheus::IntCounter::new(name, help).expect("valid counter");
+        c.inc_by(v);
+        c
+    };
+    add(Box::new(plain(
+        "weir_store_group_commits_total",
+        "Group commits written (one RocksDB write each)",
+        stats.groups.load(Relaxed),
+    )));
+    add(Box::new(plain("weir_store_wal_fsyncs_total", "Group commits written with fsync", stats.fsyncs.load(Relaxed))));
+    add(Box::new(plain(
+        "weir_store_commit_requests_total",
+        "Commit requests folded into group commits (÷ group commits = mean group size)",
+        stats.requests.load(Relaxed),
+    )));
+    let level = |name: &str, help: &str, v: u64| {
+        let g = prometheus::IntGauge::new(name, help).expect("valid gauge");
+        g.set(v as i64);
+        g
+    };
+    let prop = |p: &str| {
+        broker.store.rocksdb_property(p, !matches!(p, "rocksdb.is-write-stopped" | "rocksdb.actual-delayed-write-rate"))
+    };
+    add(Box::new(level(
+        "weir_store_pending_compaction_bytes",
+        "RocksDB's estimate of bytes compaction must rewrite",
+        prop("rocksdb.estimate-pending-compaction-bytes"),
+    )));
+    add(Box::new(level(
+        "weir_store_write_stopped",
+        "1 while RocksDB stops writes (a stall)",
+        prop("rocksdb.is-write-stopped").min(1),
+    )));
+    add(Box::new(level(
+        "weir_store_delayed_write_rate_bytes",
+        "Write rate RocksDB slows writers to while it delays them, bytes per second (0: no delay)",
+        prop("rocksdb.actual-delayed-write-rate"),
+    )));
+    add(Box::new(level(
+        "weir_store_memtable_bytes",
+        "Bytes in RocksDB memtables",
+        prop("rocksdb.cur-size-all-mem-tables"),
+    )));
+    if let Some(rss) = resident_bytes() {
+        add(Box::new(level("process_resident_memory_bytes", "Resident memory of the weir process", rss)));
+    }
+}
+
+/// The process's resident memory, from /proc (Linux).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}

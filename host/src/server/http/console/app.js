@@ -1,0 +1,326 @@
+// weir's web console: hash-routed views over the JSON API, refreshed every second. The token
+// (if the server wants one) is kept in localStorage; buttons show only where the token's
+// grants allow the action, so a read-only token sees none that would fail.
+"use strict";
+
+const REFRESH_MS = 1000;
+const state = { who: null, timer: null, view: null, rates: { at: 0, records: 0, rate: 0 }, browse: {} };
+
+// ---- API ----------------------------------------------------------------------------------
+
+function token() { return localStorage.getItem("weir-token") || ""; }
+
+async function api(method, path, body) {
+  const headers = { "Accept": "application/json" };
+  if (token()) headers["Authorization"] = "Bearer " + token();
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    const err = new Error((data.error && data.error.message) || res.statusText);
+    err.status = res.status;
+    throw err;
+  }
+  return data;
+}
+const get = (path) => api("GET", path);
+const post = (path, body) => api("POST", path, body === undefined ? {} : body);
+
+// ---- grants (mirrors the server's glob: `*` matches any run of characters) -----------------
+
+function glob(pattern, name) {
+  const i = pattern.indexOf("*");
+  if (i < 0) return pattern === name;
+  const head = pattern.slice(0, i), rest = pattern.slice(i + 1);
+  if (!name.startsWith(head)) return false;
+  const after = name.slice(head.length);
+  for (let k = 0; k <= after.length; k++) if (glob(rest, after.slice(k))) return true;
+  return false;
+}
+
+function may(permission, name) {
+  if (!state.who) return false;
+  return state.who.grants.some(([p, pattern]) => (p === permission || p === "admin") && glob(pattern, name));
+}
+
+// ---- helpers -------------------------------------------------------------------------------
+
+function esc(s) {
+  return String(s === null || s === undefined ? "" : s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&#39;" }[c]));
+}
+const n = (x) => Number(x || 0).toLocaleString("en-US");
+const sum = (xs) => xs.reduce((a, b) => a + b, 0);
+const topicRecords = (t) => sum(t.partitions.map(([start, hw]) => hw - start));
+const topicEnd = (t) => sum(t.partitions.map(([, hw]) => hw));
+const groupLag = (g) => sum(g.partitions.map(([, c, hw]) => Math.max(0, hw - (c || 0))));
+const sourceName = (s) => typeof s === "string" ? s : (s.topic !== undefined ? s.topic : "queue:" + s.queue);
+const dlqTopic = (p) => p.spec.dead_letter_topic || (p.spec.name + ".dlq");
+
+function table(headers, rows, empty) {
+  if (!rows.length) return `<p class="muted">${esc(empty || "Nothing yet.")}</p>`;
+  const th = headers.map((h) => `<th class="${h.endsWith("#") ? "num" : ""}">${esc(h.replace(/#$/, ""))}</th>`).join("");
+  return `<table><thead><tr>${th}</tr></thead><tbody>${rows.map((r) => `<tr>${r.join("")}</tr>`).join("")}</tbody></table>`;
+}
+const td = (x) => `<td>${x}</td>`;
+const num = (x) => `<td class="num">${n(x)}</td>`;
+
+function toast(text) {
+  const el = document.getElementById("toast");
+  el.textContent = text;
+  el.style.display = "block";
+  setTimeout(() => { el.style.display = "none"; }, 2500);
+}
+
+// Pending dead letters of a topic: records past the replay group's committed offset.
+function pendingDeadLetters(topic, groups) {
+  if (!topic) return 0;
+  const g = groups.find((x) => x.group === "weir.dlq-replay" && x.topic === topic.name);
+  return sum(topic.partitions.map(([start, hw], p) => {
+    const row = g && g.partitions.find(([q]) => q === p);
+    const from = Math.max(start, row && row[1] !== null ? row[1] : 0);
+    return Math.max(0, hw - from);
+  }));
+}
+
+// ---- views ---------------------------------------------------------------------------------
+
+const views = {
+  async overview() {
+    const [topics, groups, pipelines, queues] = await Promise.all([get("/api/v1/topics"), get("/api/v1/groups"), get("/api/v1/pipelines"), get("/api/v1/queues")]);
+    const now = Date.now(), records = sum(topics.map(topicEnd));
+    const r = state.rates;
+    if (r.at && now > r.at) r.rate = Math.max(0, (records - r.records) * 1000 / (now - r.at));
+    r.at = now; r.records = records;
+    const processed = sum(pipelines.map((p) => p.processed));
+    const worst = groups.reduce((w, g) => groupLag(g) > (w ? groupLag(w) : -1) ? g : w, null);
+    const dlq = sum(pipelines.map((p) => pendingDeadLetters(topics.find((t) => t.name === dlqTopic(p)), groups)));
+    const halted = pipelines.filter((p) => p.state === "Halted");
+    const card = (label, value, id) => `<div class="card" id="${id}"><div class="label">${esc(label)}</div><div class="value">${value}</div></div>`;
+    return `<h1>Overview</h1><div class="cards">
+      ${card("Records in / s", n(Math.round(r.rate)), "rate-in")}
+      ${card("Records stored", n(records), "records")}
+      ${card("Pipeline inputs", n(processed), "processed")}
+      ${card("Worst group lag", worst ? `${n(groupLag(worst))} <span class="muted" style="font-size:12px">${esc(worst.group)}</span>` : "0", "worst-lag")}
+      ${card("Dead letters pending", n(dlq), "dlq-depth")}
+      ${card("Queued messages", n(sum(queues.map((q) => q.ready + q.waiting + q.in_flight))), "queued")}
+      ${card("Halted pipelines", n(halted.length), "halted-count")}
+    </div>
+    <h2>Halted pipelines</h2>
+    ${table(["Pipeline", "Error"], halted.map((p) => [td(`<a href="#/pipelines/${encodeURIComponent(p.spec.name)}">${esc(p.spec.name)}</a>`), td(`<span class="error">${esc(p.last_error)}</span>`)]), "None: every pipeline runs.")}
+    <h2>Pipelines</h2>${pipelineTable(pipelines)}`;
+  },
+
+  async topics() {
+    const topics = await get("/api/v1/topics");
+    return `<h1>Topics</h1>` + table(["Topic", "Partitions#", "Records#", "High watermark#", "Durability"], topics.map((t) => [
+      td(`<a href="#/topics/${encodeURIComponent(t.name)}">${esc(t.name)}</a>`), num(t.partitions.length), num(topicRecords(t)), num(topicEnd(t)), td(esc(t.durability)),
+    ]), "No topics.");
+  },
+
+  async topic(name) {
+    const t = await get(`/api/v1/topics/${encodeURIComponent(name)}`);
+    const b = state.browse[name] || (state.browse[name] = { partition: "", offset: "", time: "" });
+    const q = new URLSearchParams({ max: "50" });
+    if (b.partition !== "") q.set("partition", b.partition);
+    if (b.offset !== "") q.set("offset", b.offset);
+    else if (b.time !== "") q.set("time_ms", String(new Date(b.time).getTime()));
+    else {
+      // Latest 50 per partition by default: start 50 before the end.
+      if (b.partition !== "") q.set("offset", String(Math.max(t.partitions[+b.partition][0], t.partitions[+b.partition][1] - 50)));
+    }
+    const data = await get(`/api/v1/topics/${encodeURIComponent(name)}/records?${q}`);
+    const options = [`<option value="">all</option>`].concat(t.partitions.map((_, p) => `<option value="${p}" ${String(p) === b.partition ? "selected" : ""}>${p}</option>`)).join("");
+    return `<h1>Topic ${esc(name)}</h1>
+      <p class="muted">${t.partitions.length} partition(s) · ${n(topicRecords(t))} records stored · durability ${esc(t.durability)}</p>
+      <form class="inline" id="browse" data-topic="${esc(name)}">
+        <label>Partition<select name="partition">${options}</select></label>
+        <label>From offset<input name="offset" type="number" min="0" value="${esc(b.offset)}"></label>
+        <label>or from time<input name="time" type="datetime-local" value="${esc(b.time)}"></label>
+        <button type="submit">Show</button>
+      </form>
+      <div id="messages">${recordTable(data.records)}</div>`;
+  },
+
+  async groups() {
+    const groups = await get("/api/v1/groups");
+    const rows = [];
+    for (const g of groups) for (const [p, c, hw] of g.partitions) rows.push([td(esc(g.group)), td(esc(g.topic)), num(p), td(c === null ? "—" : n(c)), num(hw), num(Math.max(0, hw - (c || 0)))]);
+    return `<h1>Consumer groups</h1>` + table(["Group", "Topic", "Partition#", "Committed#", "High watermark#", "Lag#"], rows, "No group has committed offsets.");
+  },
+
+  async queues() {
+    const queues = await get("/api/v1/queues");
+    return `<h1>Queues</h1>` + table(["Queue", "Ready#", "Delayed#", "In flight#", "Dead-letter queue", "Max deliveries#"], queues.map((q) => [
+      td(esc(q.name)), num(q.ready), num(q.waiting), num(q.in_flight), td(esc(q.config.dead_letter || "—")), num(q.config.max_deliveries),
+    ]), "No queues.");
+  },
+
+  async pipelines() {
+    return `<h1>Pipelines</h1>` + pipelineTable(await get("/api/v1/pipelines"));
+  },
+
+  async pipeline(name) {
+    const p = await get(`/api/v1/pipelines/${encodeURIComponent(name)}`);
+    const dlq = dlqTopic(p);
+    const [topics, groups] = await Promise.all([get("/api/v1/topics"), get("/api/v1/groups")]);
+    const dlqInfo = topics.find((t) => t.name === dlq);
+    const pending = pendingDeadLetters(dlqInfo, groups);
+    const buttons = may("admin", name)
+      ? (p.state === "Running" ? `<button data-act="pause" data-name="${esc(name)}">Pause</button>` : `<button data-act="resume" data-name="${esc(name)}">Resume</button>`)
+      : "";
+    const steps = p.steps.map((s, i) => [
+      num(i + 1), td(esc(p.plugins[i] || p.spec.steps[i].plugin)), td(esc((p.shadows || [])[i] || "—")),
+      num(s.input), num(s.output), num(s.dropped), num(s.errors), num(s.calls), td(`${(s.busy_us / 1000).toFixed(1)} ms`),
+      td(s.calls ? `${(s.busy_us / s.calls).toFixed(0)} µs` : "—"),
+    ]);
+    let dlqSection = `<p class="muted">No dead-letter topic yet (${esc(dlq)}).</p>`;
+    if (dlqInfo) {
+      const source = sourceName(p.spec.source);
+      const canReplay = may("read", dlq) && may("write", source);
+      const recent = pending ? await get(`/api/v1/topics/${encodeURIComponent(dlq)}/records?max=20`) : { records: [] };
+      dlqSection = `<p><span id="dlq-pending">${n(pending)}</span> dead letter(s) pending in <a href="#/topics/${encodeURIComponent(dlq)}">${esc(dlq)}</a>
+        ${canReplay && pending ? `<button data-act="replay" data-name="${esc(dlq)}">Replay to ${esc(source)}</button>` : ""}</p>
+        ${pending ? recordTable(recent.records) : ""}`;
+    }
+    return `<h1>Pipeline ${esc(name)} <span class="state-${esc(p.state)}" id="pipeline-state">${esc(p.state)}</span></h1>
+      <p>${esc(sourceName(p.spec.source))} → ${p.spec.steps.map((s) => esc(s.plugin)).join(" → ")} → ${esc(p.spec.sink)} ${buttons}</p>
+      ${p.last_error ? `<p class="error" id="last-error">${esc(p.last_error)}</p>` : ""}
+      <div class="cards">
+        <div class="card"><div class="label">Inputs</div><div class="value" id="inputs">${n(p.processed)}</div></div>
+        <div class="card"><div class="label">Outputs</div><div class="value" id="outputs">${n(p.emitted)}</div></div>
+        <div class="card"><div class="label">Dropped</div><div class="value">${n(p.dropped)}</div></div>
+        <div class="card"><div class="label">Failed</div><div class="value">${n(p.failed)}</div></div>
+        <div class="card"><div class="label">Dead-lettered</div><div class="value">${n(p.dead_lettered)}</div></div>
+        <div class="card"><div class="label">Lag</div><div class="value" id="lag">${n(sum(p.partitions.map(([, c, hw]) => Math.max(0, hw - c))) + (p.queue_depth || 0))}</div></div>
+        <div class="card"><div class="label">Batches</div><div class="value">${n(p.batches)}</div></div>
+        <div class="card"><div class="label">Swaps (p99 pause)</div><div class="value">${n(p.swaps)} <span class="muted" style="font-size:12px">${(p.swap_pause_p99_us / 1000).toFixed(1)} ms</span></div></div>
+      </div>
+      <h2>Steps</h2>
+      ${table(["Step#", "Live", "Shadow", "In#", "Out#", "Dropped#", "Errors#", "Calls#", "In plugin", "Per call"], steps)}
+      <h2>Dead letters</h2>${dlqSection}`;
+  },
+
+  async plugins() {
+    const plugins = await get("/api/v1/plugins");
+    const rows = [];
+    for (const e of plugins) {
+      const name = e.live.name;
+      let diff = "—";
+      if (e.shadow !== null && e.shadow !== undefined) {
+        const d = await get(`/api/v1/plugins/${encodeURIComponent(name)}/diff`).catch(() => null);
+        if (d) diff = `${n(d.matched)} same · ${n(d.differed)} differ · ${n(d.shadow_failures)} failed`;
+      }
+      const acts = may("admin", name)
+        ? (e.shadow !== null && e.shadow !== undefined ? `<button data-act="promote" data-name="${esc(name)}">Promote v${e.shadow}</button>` : "")
+          + (e.versions > 1 ? `<button class="secondary" data-act="rollback" data-name="${esc(name)}">Roll back</button>` : "")
+        : "";
+      rows.push([td(esc(name)), td(`v${e.live.version}`), td(e.shadow !== null && e.shadow !== undefined ? `v${e.shadow}` : "—"), num(e.versions), td(esc(e.used_by.join(", ") || "—")), td(esc(e.live.world)), td(diff), td(acts)]);
+    }
+    return `<h1>Plugins</h1>` + table(["Plugin", "Live", "Shadow", "Versions#", "Used by", "ABI", "Shadow diff", ""], rows, "No plugins deployed.");
+  },
+};
+
+function pipelineTable(pipelines) {
+  return table(["Pipeline", "State", "Source → sink", "Inputs#", "Outputs#", "Lag#", "Last error"], pipelines.map((p) => [
+    td(`<a href="#/pipelines/${encodeURIComponent(p.spec.name)}">${esc(p.spec.name)}</a>`),
+    td(`<span class="state-${esc(p.state)}">${esc(p.state)}</span>`),
+    td(`${esc(sourceName(p.spec.source))} → ${esc(p.spec.sink)}`),
+    num(p.processed), num(p.emitted),
+    num(sum(p.partitions.map(([, c, hw]) => Math.max(0, hw - c))) + (p.queue_depth || 0)),
+    td(p.last_error ? `<span class="error">${esc(p.last_error)}</span>` : ""),
+  ]), "No pipelines.");
+}
+
+function recordTable(records) {
+  return table(["Partition#", "Offset#", "Time", "Key", "Value", "Headers"], records.map((r) => [
+    num(r.partition), num(r.offset), td(new Date(r.timestamp_ms).toISOString()),
+    td(`<pre>${esc(r.key !== undefined ? r.key : (r.key_base64 ? "base64:" + r.key_base64 : ""))}</pre>`),
+    td(`<pre class="value">${esc(r.value !== undefined ? r.value : "base64:" + r.value_base64)}</pre>`),
+    td(`<pre>${esc(Object.entries(r.headers).map(([k, v]) => `${k}: ${v}`).join("\n"))}</pre>`),
+  ]), "No records here.");
+}
+
+// ---- actions -------------------------------------------------------------------------------
+
+const actions = {
+  pause: (name) => post(`/api/v1/pipelines/${encodeURIComponent(name)}/pause`),
+  resume: (name) => post(`/api/v1/pipelines/${encodeURIComponent(name)}/resume`),
+  promote: (name) => post(`/api/v1/plugins/${encodeURIComponent(name)}/promote`),
+  rollback: (name) => post(`/api/v1/plugins/${encodeURIComponent(name)}/rollback`),
+  replay: async (topic) => { const r = await post(`/api/v1/topics/${encodeURIComponent(topic)}/replay`); toast(`replayed ${r.count} dead letter(s)`); },
+};
+
+document.addEventListener("click", async (ev) => {
+  const b = ev.target.closest("button[data-act]");
+  if (!b) return;
+  b.disabled = true;
+  try { await actions[b.dataset.act](b.dataset.name); } catch (e) { toast(e.message); }
+  render();
+});
+
+document.addEventListener("submit", (ev) => {
+  const f = ev.target;
+  ev.preventDefault();
+  if (f.id === "browse") {
+    const d = new FormData(f);
+    state.browse[f.dataset.topic] = { partition: d.get("partition"), offset: d.get("offset"), time: d.get("time") };
+    render();
+  } else if (f.id === "login") {
+    localStorage.setItem("weir-token", new FormData(f).get("token"));
+    start();
+  }
+});
+
+// ---- routing and refresh ------------------------------------------------------------------
+
+function route() {
+  const parts = (location.hash || "#/overview").slice(2).split("/").map(decodeURIComponent);
+  if (parts[0] === "topics" && parts[1]) return ["topic", parts[1]];
+  if (parts[0] === "pipelines" && parts[1]) return ["pipeline", parts[1]];
+  return [views[parts[0]] ? parts[0] : "overview"];
+}
+
+let rendering = false;
+async function render() {
+  if (rendering) return;
+  rendering = true;
+  const [view, arg] = route();
+  for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.getAttribute("href").startsWith("#/" + (view === "topic" ? "topics" : view === "pipeline" ? "pipelines" : view)));
+  const main = document.getElementById("main");
+  // Keep what the user is typing in a form: skip refreshes while a field has focus.
+  const typing = document.activeElement && main.contains(document.activeElement) && /INPUT|SELECT/.test(document.activeElement.tagName);
+  try {
+    if (!typing) {
+      const html = await views[view](arg);
+      main.innerHTML = html;
+      main.dataset.view = view;
+    }
+  } catch (e) {
+    if (e.status === 401) { login(e.message); rendering = false; return; }
+    main.innerHTML = `<h1>${esc(view)}</h1><p class="error">${esc(e.message)}</p>`;
+  }
+  rendering = false;
+}
+
+function login(why) {
+  clearInterval(state.timer);
+  document.getElementById("main").innerHTML = `<h1>Sign in</h1><p class="muted">${esc(why)}</p>
+    <form class="inline" id="login"><label>Token<input name="token" type="password" autocomplete="off"></label><button type="submit">Sign in</button></form>`;
+}
+
+async function start() {
+  try {
+    state.who = await get("/api/v1/whoami");
+  } catch (e) {
+    if (e.status === 401) return login(e.message);
+    document.getElementById("main").innerHTML = `<p class="error">${esc(e.message)}</p>`;
+    return;
+  }
+  document.getElementById("who").textContent = state.who.enforced ? `token ${state.who.name}` : "open server (no tokens)";
+  clearInterval(state.timer);
+  state.timer = setInterval(render, REFRESH_MS);
+  render();
+}
+
+window.addEventListener("hashchange", render);
+start();

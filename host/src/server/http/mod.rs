@@ -1,0 +1,501 @@
+//! The HTTP door (`weir serve --http-listen`): a JSON API for services without a weir client,
+//! Prometheus metrics at `/metrics`, the OpenAPI description at `/openapi.json`, and the web
+//! console at `/`. Like the Kafka door it only translates: each route turns its request into
+//! broker [`Command`]s, which [`Broker::execute`] checks against the caller's grants and runs.
+//!
+//! Tokens arrive as `Authorization: Bearer …` (or `?access_token=` where a browser cannot set
+//! headers); TLS, the connection limit and the token file are the native door's. Bodies are
+//! bounded, every request has a deadline (long polls are capped below it), and every client
+//! mistake is a 4xx with a JSON body `{"error": {"kind", "message"}}` saying what to fix.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
+
+mod api;
+mod console;
+mod records;
+mod stream;
+
+use super::{Security, ServerLimits};
+use crate::auth::{Identity, Kind, Need, Permission};
+use crate::broker::{Broker, BrokerError, Command, ErrorKind, Reply};
+
+/// Limits of the HTTP door.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpSettings {
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// How long a request may take; long polls are capped a second below it.
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            max_body_bytes: crate::limits::HTTP_MAX_BODY_BYTES,
+            request_timeout: Duration::from_millis(crate::limits::HTTP_REQUEST_TIMEOUT_MS),
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+struct App {
+    broker: Arc<Broker>,
+    settings: HttpSettings,
+    /// Set when the server stops: event streams end so shutdown is not held up.
+    closing: watch::Receiver<bool>,
+}
+
+impl App {
+    /// Execute `command` as `caller`: the broker checks the grants and runs it.
+    async fn run(&self, caller: &Caller, command: Command) -> Result<Reply, ApiError> {
+        Ok(self.broker.execute(caller.who.as_ref(), command).future.await?)
+    }
+
+    /// The longest a long poll may wait within the request deadline.
+    fn max_wait(&self) -> Duration {
+        self.settings.request_timeout.saturating_sub(Duration::from_secs(1))
+    }
+}
+
+/// Serve HTTP on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    limits: ServerLimits,
+    security: Security,
+    settings: HttpSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (closing_tx, closing) = watch::channel(false);
+    let app = App { broker, settings, closing };
+    let router = api::router(app.clone())
+        .layer(axum::middleware::from_fn_with_state(app.clone(), deadline))
+        .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_bytes));
+    let doorway = Doorway::start(listener, security.tls.map(TlsAcceptor::from), limits)?;
+    axum::serve(doorway, router.into_make_service())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = closing_tx.send(true);
+        })
+        .await
+}
+
+/// Every request within the deadline; a handler that overruns it answers 503.
+async fn deadline(State(app): State<App>, request: Request, next: Next) -> Response {
+    let limit = app.settings.request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Timeout",
+            format!(
+                "the request took longer than the server's limit of {} ms; ask for less or retry",
+                limit.as_millis()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// The caller: its identity (`None` on a server without tokens), and the token and token-set
+/// generation it was found with, so a long-lived stream can look it up again after a reload.
+#[derive(Clone)]
+pub(super) struct Caller {
+    who: Option<Arc<Identity>>,
+    token: Option<String>,
+    generation: u64,
+}
+
+impl Caller {
+    /// The caller as of the token set in force now (a reload may have revoked the token).
+    fn refreshed(&self, app: &App) -> Result<Caller, ApiError> {
+        let authority = &app.broker.authority;
+        let generation = authority.generation();
+        if generation == self.generation {
+            return Ok(self.clone());
+        }
+        let who = authority.identify(self.token.as_deref()).map_err(|e| {
+            unauthenticated(&format!("{e}: the server's token file changed and no longer holds this token"))
+        })?;
+        Ok(Caller { who, token: self.token.clone(), generation })
+    }
+}
+
+impl FromRequestParts<App> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Caller, ApiError> {
+        let authority = &app.broker.authority;
+        let generation = authority.generation();
+        if !authority.is_enforced() {
+            return Ok(Caller { who: None, token: None, generation });
+        }
+        let token = match parts.headers.get(header::AUTHORIZATION) {
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer TOKEN`"))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => query_token(parts.uri.query()),
+        };
+        let Some(token) = token else {
+            return Err(unauthenticated(
+                "this server requires a token: send `Authorization: Bearer TOKEN` (or ?access_token=TOKEN)",
+            ));
+        };
+        match authority.identify(Some(&token)) {
+            Ok(who) => Ok(Caller { who, token: Some(token), generation }),
+            Err(e) => Err(unauthenticated(&e.to_string())),
+        }
+    }
+}
+
+fn query_token(query: Option<&str>) -> Option<String> {
+    query?.split('&').find_map(|kv| kv.strip_prefix("access_token=")).map(|t| {
+        // Tokens are printable ASCII; only %-escapes need undoing.
+        percent_decode(t)
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn unauthenticated(why: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "Unauthenticated", why.to_string())
+}
+
+impl Caller {
+    /// Refuse unless the caller may read everything (metrics cover every resource).
+    fn require_read_all(&self) -> Result<(), ApiError> {
+        match &self.who {
+            None => Ok(()),
+            Some(who) => who
+                .require(&[Need::on(Permission::Read, Kind::Topic, "*").because("metrics cover every resource")])
+                .map_err(|e| BrokerError::Auth(e).into()),
+        }
+    }
+}
+
+/// A client-facing error: status, kind and a message that says what to fix.
+#[derive(Debug)]
+pub(super) struct ApiError {
+    status: StatusCode,
+    kind: String,
+    message: String,
+}
+
+/// The body of every error response.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ErrorDetail {
+    /// The kind of failure, e.g. `UnknownTopic`, `InvalidArgument`, `Forbidden`.
+    kind: String,
+    /// What went wrong, with what, and what to do.
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &str, message: String) -> ApiError {
+        ApiError { status, kind: kind.to_string(), message }
+    }
+
+    /// 400 with `message`.
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "InvalidArgument", message.into())
+    }
+
+    fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "NotFound", message.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody { error: ErrorDetail { kind: self.kind, message: self.message } };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> ApiError {
+        let kind = e.kind();
+        ApiError::new(status(kind), &format!("{kind:?}"), e.to_string())
+    }
+}
+
+/// The HTTP status of each kind of failure: 4xx for what the client can fix, 5xx for ours.
+fn status(kind: ErrorKind) -> StatusCode {
+    use ErrorKind as K;
+    match kind {
+        K::InvalidArgument | K::InconsistentProtocol | K::OutOfOrderSequence => StatusCode::BAD_REQUEST,
+        K::Unauthenticated => StatusCode::UNAUTHORIZED,
+        K::Forbidden | K::ProducerFenced => StatusCode::FORBIDDEN,
+        K::UnknownTopic
+        | K::UnknownPlugin
+        | K::UnknownPipeline
+        | K::UnknownQueue
+        | K::UnknownExchange
+        | K::NotFound => StatusCode::NOT_FOUND,
+        K::TopicExists
+        | K::PipelineExists
+        | K::AlreadyExists
+        | K::InUse
+        | K::DuplicateSequence
+        | K::Rebalanced
+        | K::RebalanceInProgress
+        | K::StaleReceipt => StatusCode::CONFLICT,
+        K::MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        K::InvalidPlugin | K::PluginInit | K::Unroutable => StatusCode::UNPROCESSABLE_ENTITY,
+        K::Busy | K::QueueFull => StatusCode::TOO_MANY_REQUESTS,
+        K::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        K::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        K::Storage | K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> ApiError {
+        let hint = match &r {
+            JsonRejection::JsonSyntaxError(_) => "; the body must be valid JSON",
+            JsonRejection::JsonDataError(_) => "; see /openapi.json for the body's fields",
+            _ => "",
+        };
+        let status = r.status();
+        let kind = if status == StatusCode::PAYLOAD_TOO_LARGE { "MessageTooLarge" } else { "InvalidArgument" };
+        ApiError::new(status, kind, format!("{}{hint}", r.body_text()))
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> ApiError {
+        ApiError::bad_request(format!("{}; see /openapi.json for the parameters", r.body_text()))
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> ApiError {
+        ApiError::bad_request(r.body_text())
+    }
+}
+
+/// A JSON body whose rejections are JSON errors.
+#[derive(axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub(super) struct Body<T>(T);
+
+/// A JSON body that may be left out (then every field takes its default).
+pub(super) struct OptionalBody<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Default> axum::extract::FromRequest<S> for OptionalBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), "InvalidArgument", e.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalBody(T::default()));
+        }
+        serde_json::from_slice(&bytes).map(OptionalBody).map_err(|e| {
+            ApiError::bad_request(format!("the body is not valid JSON for this request: {e}; see /openapi.json"))
+        })
+    }
+}
+
+/// Query parameters whose rejections are JSON errors.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub(super) struct Params<T>(T);
+
+/// Path segments whose rejections are JSON errors.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub(super) struct Segments<T>(T);
+
+/// Accepts connections for axum: TLS handshakes run beside the accept loop (a client stalling
+/// one holds no one else up), and each connection holds a slot of the connection limit until
+/// it closes. Over the limit, a connection gets a 503 and is closed.
+struct Doorway {
+    ready: mpsc::Receiver<(Conn, SocketAddr)>,
+    local: SocketAddr,
+}
+
+type Conn = Held<Either<TcpStream, tokio_rustls::server::TlsStream<TcpStream>>>;
+
+impl Doorway {
+    fn start(listener: TcpListener, tls: Option<TlsAcceptor>, limits: ServerLimits) -> std::io::Result<Doorway> {
+        let local = listener.local_addr()?;
+        let (tx, ready) = mpsc::channel(64);
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        tokio::spawn(async move {
+            loop {
+                let (stream, peer) = match listener.accept().await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tokio::spawn(refuse(stream, limits.max_connections));
+                    continue;
+                };
+                let (ready, tls) = (tx.clone(), tls.clone());
+                tokio::spawn(async move {
+                    let io = match tls {
+                        None => Either::Left(stream),
+                        Some(tls) => match tokio::time::timeout(limits.frame_timeout, tls.accept(stream)).await {
+                            Ok(Ok(s)) => Either::Right(s),
+                            _ => return,
+                        },
+                    };
+                    let _ = ready.send((Held { io, _slot: slot }, peer)).await;
+                });
+                if tx.is_closed() {
+                    return;
+                }
+            }
+        });
+        Ok(Doorway { ready, local })
+    }
+}
+
+impl axum::serve::Listener for Doorway {
+    type Io = Conn;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Conn, SocketAddr) {
+        match self.ready.recv().await {
+            Some(c) => c,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+/// A plaintext 503 for a connection over the limit.
+async fn refuse(mut stream: TcpStream, max: usize) {
+    use tokio::io::AsyncWriteExt;
+    let body = format!(
+        "{{\"error\":{{\"kind\":\"Busy\",\"message\":\"the server has reached its limit of {max} connections; retry later\"}}}}"
+    );
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(response.as_bytes())).await;
+}
+
+/// An I/O stream holding a connection slot until it is dropped.
+struct Held<T> {
+    io: T,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Held<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Held<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_tokens_are_percent_decoded() {
+        assert_eq!(query_token(Some("a=1&access_token=ab%2Bc")), Some("ab+c".to_string()));
+        assert_eq!(query_token(Some("access_token=plain")), Some("plain".to_string()));
+        assert_eq!(query_token(Some("x=1")), None);
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+
+    #[test]
+    fn client_mistakes_are_4xx_and_ours_5xx() {
+        assert_eq!(status(ErrorKind::UnknownTopic), StatusCode::NOT_FOUND);
+        assert_eq!(status(ErrorKind::Forbidden), StatusCode::FORBIDDEN);
+        assert_eq!(status(ErrorKind::MessageTooLarge), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(status(ErrorKind::Internal), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

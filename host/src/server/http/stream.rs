@@ -1,0 +1,192 @@
+//! A topic as Server-Sent Events: each record is an event whose id holds, for every partition
+//! delivered so far, `partition:offset` of its last record. A client that reconnects with
+//! `Last-Event-ID` (browsers' `EventSource` do so by themselves) resumes after exactly those
+//! records. Every read is a broker fetch, checked against the token each time, so a token
+//! revoked by a reload ends the stream.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::records::OutRecord;
+use super::{ApiError, App, Caller, Params, Segments};
+use crate::broker::{Command, FetchPosition, Reply, TopicCommand};
+use crate::limits;
+
+/// Where a stream starts when `Last-Event-ID` does not say.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct EventsQuery {
+    /// `earliest` (every stored record) or `latest` (only new ones, the default).
+    from: Option<String>,
+    /// Resume after these records, as a `Last-Event-ID` header would (`0:41,1:17`).
+    last_event_id: Option<String>,
+    /// A bearer token, for browsers' `EventSource` (which cannot set headers).
+    #[allow(dead_code)]
+    access_token: Option<String>,
+}
+
+/// How long one read waits for new records before it asks again.
+const POLL: Duration = Duration::from_secs(5);
+
+/// Records per read.
+const CHUNK: usize = 1_000;
+
+#[utoipa::path(get, path = "/api/v1/topics/{topic}/events", tag = "topics",
+    params(("topic" = String, Path), ("Last-Event-ID" = Option<String>, Header, description = "Resume after `partition:offset,…`"), EventsQuery),
+    responses((status = 200, description = "text/event-stream of `record` events (data: the record as JSON; id: partition:offset of the last record per partition)", content_type = "text/event-stream"),
+        (status = 404, body = super::ErrorBody)))]
+pub(super) async fn events(
+    State(app): State<App>,
+    caller: Caller,
+    Segments(topic): Segments<String>,
+    Params(q): Params<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let info = match app.run(&caller, Command::Topic(TopicCommand::Describe { name: topic.clone() })).await? {
+        Reply::Topic(t) => t,
+        _ => return Err(ApiError::not_found(format!("topic `{topic}` not found"))),
+    };
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_string).or(q.last_event_id);
+    let last = match resume {
+        Some(id) => parse_event_id(&id, info.partitions.len())?,
+        None => BTreeMap::new(),
+    };
+    let earliest = match q.from.as_deref() {
+        None | Some("latest") => false,
+        Some("earliest") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!("from must be `earliest` or `latest`, not `{other}`")));
+        }
+    };
+    let next = info
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(p, (start, hw))| {
+            let p = p as u32;
+            let at = match last.get(&p) {
+                Some(o) => o + 1,
+                None if earliest => *start,
+                None => *hw,
+            };
+            (p, at)
+        })
+        .collect();
+    let tail = Tail { app, caller, topic, next, last, pending: VecDeque::new(), done: false };
+    Ok(Sse::new(futures_util::stream::unfold(tail, Tail::step)).keep_alive(KeepAlive::default()))
+}
+
+/// `0:41,1:17` → {0: 41, 1: 17}.
+fn parse_event_id(id: &str, partitions: usize) -> Result<BTreeMap<u32, u64>, ApiError> {
+    let bad =
+        || ApiError::bad_request(format!("Last-Event-ID `{id}` is not a list of partition:offset (like 0:41,1:17)"));
+    id.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|pair| {
+            let (p, o) = pair.split_once(':').ok_or_else(bad)?;
+            let (p, o) = (p.trim().parse::<u32>().map_err(|_| bad())?, o.trim().parse::<u64>().map_err(|_| bad())?);
+            if p as usize >= partitions {
+                return Err(ApiError::bad_request(format!(
+                    "Last-Event-ID names partition {p}; the topic has {partitions}"
+                )));
+            }
+            Ok((p, o))
+        })
+        .collect()
+}
+
+/// A stream's position.
+struct Tail {
+    app: App,
+    caller: Caller,
+    topic: String,
+    /// Next offset to read per partition.
+    next: BTreeMap<u32, u64>,
+    /// Offset of the last record sent per partition (the event id).
+    last: BTreeMap<u32, u64>,
+    pending: VecDeque<Event>,
+    done: bool,
+}
+
+impl Tail {
+    async fn step(mut self) -> Option<(Result<Event, Infallible>, Tail)> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some((Ok(event), self));
+            }
+            if self.done || *self.app.closing.borrow() {
+                return None;
+            }
+            let mut closing = self.app.closing.clone();
+            tokio::select! {
+                () = self.read() => {}
+                _ = closing.changed() => return None,
+            }
+        }
+    }
+
+    /// Read the next records into `pending`; an error becomes an `error` event that ends it.
+    async fn read(&mut self) {
+        let positions = self.next.iter().map(|(p, o)| FetchPosition { partition: *p, offset: *o }).collect();
+        let command = TopicCommand::Fetch {
+            topic: self.topic.clone(),
+            positions,
+            max_records: CHUNK,
+            max_bytes: limits::HTTP_MAX_FETCH_BYTES,
+            max_wait: POLL,
+        };
+        let result = match self.caller.refreshed(&self.app) {
+            Ok(caller) => {
+                self.caller = caller;
+                self.app.run(&self.caller, Command::Topic(command)).await
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(Reply::Fetched(parts)) => {
+                for part in parts {
+                    let p = part.partition;
+                    if let Some(last) = part.records.last() {
+                        self.next.insert(p, last.offset + 1);
+                    } else {
+                        // Retention may have moved the start past where we were.
+                        self.next.entry(p).and_modify(|o| *o = (*o).max(part.first_offset));
+                    }
+                    for r in part.records {
+                        self.last.insert(p, r.offset);
+                        let id = self.last.iter().map(|(p, o)| format!("{p}:{o}")).collect::<Vec<_>>().join(",");
+                        let data = serde_json::to_string(&OutRecord::new(Some(p), r)).unwrap_or_default();
+                        self.pending.push_back(Event::default().event("record").id(id).data(data));
+                    }
+                }
+            }
+            Ok(_) => self.done = true,
+            Err(e) => {
+                let data = serde_json::json!({"error": {"kind": e.kind, "message": e.message}}).to_string();
+                self.pending.push_back(Event::default().event("error").data(data));
+                self.done = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_parse_and_bad_ones_say_why() {
+        assert_eq!(parse_event_id("0:41,1:17", 2).unwrap(), BTreeMap::from([(0, 41), (1, 17)]));
+        assert!(parse_event_id("0-41", 2).unwrap_err().message.contains("partition:offset"));
+        assert!(parse_event_id("5:1", 2).unwrap_err().message.contains("has 2"));
+    }
+}
