@@ -122,6 +122,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Address of its Kafka listener, when started with `--kafka-listen`.
     pub kafka: Option<SocketAddr>,
+    /// Address of its HTTP listener, when started with `--http-listen`.
+    pub http: Option<SocketAddr>,
     root: tempfile::TempDir,
     /// How the next (re)start runs.
     pub launch: Launch,
@@ -152,8 +154,8 @@ impl Server {
     /// Start a server as `launch` says.
     pub fn launch(launch: Launch) -> Result<Server> {
         let root = tempfile::tempdir()?;
-        let (child, addr, kafka) = spawn(root.path(), &launch)?;
-        Ok(Server { child: Some(child), addr, kafka, root, launch })
+        let (child, Listening { native: addr, kafka, http }) = spawn(root.path(), &launch)?;
+        Ok(Server { child: Some(child), addr, kafka, http, root, launch })
     }
 
     /// The temporary directory holding the data directory and the server log.
@@ -190,10 +192,11 @@ impl Server {
     /// Start again on the same data directory (a new port).
     pub fn restart(&mut self) -> Result<()> {
         self.kill9();
-        let (child, addr, kafka) = spawn(self.root.path(), &self.launch)?;
+        let (child, Listening { native, kafka, http }) = spawn(self.root.path(), &self.launch)?;
         self.child = Some(child);
-        self.addr = addr;
+        self.addr = native;
         self.kafka = kafka;
+        self.http = http;
         Ok(())
     }
 
@@ -253,13 +256,21 @@ pub fn serve_command(root: &Path, launch: &Launch) -> Command {
     cmd
 }
 
-fn spawn(root: &Path, launch: &Launch) -> Result<(Child, SocketAddr, Option<SocketAddr>)> {
+/// Where a started server listens.
+struct Listening {
+    native: SocketAddr,
+    kafka: Option<SocketAddr>,
+    http: Option<SocketAddr>,
+}
+
+fn spawn(root: &Path, launch: &Launch) -> Result<(Child, Listening)> {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(root.join("server.log"))?;
     let mut child =
         serve_command(root, launch).stdout(Stdio::piped()).stderr(log).spawn().context("spawning weir serve")?;
     let stdout = child.stdout.take().expect("piped stdout");
     let kafka = launch.flags.iter().any(|f| f == "--kafka-listen");
-    let lines = if kafka { 2 } else { 1 };
+    let http = launch.flags.iter().any(|f| f == "--http-listen");
+    let lines = 1 + usize::from(kafka) + usize::from(http);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stdout);
@@ -278,18 +289,30 @@ fn spawn(root: &Path, launch: &Launch) -> Result<(Child, SocketAddr, Option<Sock
         })?;
         Ok(addr.parse()?)
     };
-    let addr = address("weir listening on ")?;
+    // The server prints the native address first, then the Kafka and HTTP ones, in that order.
+    let native = address("weir listening on ")?;
     let kafka = if kafka { Some(address("weir kafka listening on ")?) } else { None };
-    Ok((child, addr, kafka))
+    let http = if http { Some(address("weir http listening on ")?) } else { None };
+    Ok((child, Listening { native, kafka, http }))
+}
+
+/// Where `examples/setup.sh` installs the tools the tests drive (`$WEIR_TOOLS`).
+fn tools_dir() -> PathBuf {
+    std::env::var_os("WEIR_TOOLS").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/weir-tools"),
+        PathBuf::from,
+    )
 }
 
 /// The Python with the Kafka client libraries (installed by `examples/setup.sh`).
 pub fn kafka_python() -> PathBuf {
-    let tools = std::env::var_os("WEIR_TOOLS").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/weir-tools"),
-        PathBuf::from,
-    );
-    tools.join("kafka-venv/bin/python")
+    tools_dir().join("kafka-venv/bin/python")
+}
+
+/// The Python with Playwright, for driving the system's chromium (installed by
+/// `examples/setup.sh`).
+pub fn browser_python() -> PathBuf {
+    tools_dir().join("browser-venv/bin/python")
 }
 
 /// Run `tests/kafka/client.py COMMAND --bootstrap ADDR ARGS…` and parse the JSON it prints.

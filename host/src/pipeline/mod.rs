@@ -18,6 +18,7 @@ mod control;
 mod plan;
 mod shadow;
 mod spec;
+pub mod trace;
 mod worker;
 
 use std::collections::{HashMap, VecDeque};

@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use super::plan::{Active, Plan};
 use super::{ErrorPolicy, Running, StartPosition, StepStats};
+use super::trace::{self, StepTrace};
 use crate::limits;
 use crate::runtime::{Batch, Message, Outcome, PluginError, PluginInstance};
 use crate::storage::{Append, Commit, NewRecord, OffsetCommit, StoredRecord, Topic};
@@ -462,10 +463,11 @@ fn run_steps(
         let batch = Batch { topic: plan.source.name().to_string(), messages: msgs };
         let started = Instant::now();
         let called = st.live.process(&batch);
+        let took_us = started.elapsed().as_micros() as u64;
         let stat = &mut stats[i];
         stat.calls += 1;
         stat.input += batch.messages.len() as u64;
-        stat.busy_us += started.elapsed().as_micros() as u64;
+        stat.busy_us += took_us;
         let outcomes = called.map_err(|e| {
             stat.errors += 1;
             plugin_failure(i, e)
@@ -473,7 +475,10 @@ fn run_steps(
         if shadows {
             run_shadow(plan, i, st, partition, &batch, &outcomes);
         }
-        let next = apply_outcomes(i, batch.messages, outcomes, &mut out, &mut stats[i], &mut |t| gate.check(t))?;
+        let label = st.active.info.label();
+        let trace = StepTrace { pipeline: &plan.spec.name, step: i + 1, label: &label, took_us };
+        let next =
+            apply_outcomes(&trace, batch.messages, outcomes, &mut out, &mut stats[i], &mut |t| gate.check(t))?;
         msgs = next;
     }
     out.sink = msgs;
@@ -484,20 +489,23 @@ fn run_steps(
 /// drops added to `out`; the first failure stops the batch. `may_route` refuses an output's
 /// topic (missing, or not writable by the pipeline's owner): a failure of that input.
 fn apply_outcomes(
-    step: usize,
+    trace: &StepTrace<'_>,
     inputs: Vec<Message>,
     outcomes: Vec<Outcome>,
     out: &mut Outputs,
     stat: &mut StepStats,
     may_route: &mut dyn FnMut(&str) -> Result<(), String>,
 ) -> Result<Vec<Message>, StepFailure> {
+    let step = trace.step - 1;
     let mut next = Vec::with_capacity(inputs.len());
-    for (input, outcome) in inputs.into_iter().zip(outcomes) {
+    for (mut input, outcome) in inputs.into_iter().zip(outcomes) {
+        // Only messages with headers can carry a trace context: the common case costs a test.
+        let traced = if input.headers.is_empty() { None } else { trace::context(&input.headers) };
         match outcome {
             Outcome::Emit(outputs) => {
                 stat.output += outputs.len() as u64;
-                for o in outputs {
-                    let msg = Message {
+                for (index, o) in outputs.into_iter().enumerate() {
+                    let mut msg = Message {
                         key: o.key,
                         value: o.value,
                         headers: o.headers,
@@ -505,6 +513,9 @@ fn apply_outcomes(
                         partition: input.partition,
                         offset: input.offset,
                     };
+                    if let Some(ctx) = &traced {
+                        trace::stamp(&mut msg, ctx, trace, index);
+                    }
                     match o.topic {
                         Some(t) => {
                             if let Err(error) = may_route(&t) {
@@ -519,10 +530,16 @@ fn apply_outcomes(
             }
             Outcome::Keep => {
                 stat.output += 1;
+                if let Some(ctx) = &traced {
+                    trace::stamp(&mut input, ctx, trace, 0);
+                }
                 next.push(input);
             }
             Outcome::Forward(t) => {
                 stat.output += 1;
+                if let Some(ctx) = &traced {
+                    trace::stamp(&mut input, ctx, trace, 0);
+                }
                 if let Err(error) = may_route(&t) {
                     stat.errors += 1;
                     return Err(StepFailure { step, offset: Some(input.offset), error, retryable: false });
@@ -553,7 +570,8 @@ pub fn fuzz_outcomes(inputs: Vec<Message>, outcomes: Vec<Outcome>, output_limit:
     let n = inputs.len();
     let mut out = Outputs::default();
     let mut stat = StepStats::default();
-    let next = apply_outcomes(0, inputs, outcomes, &mut out, &mut stat, &mut |_| Ok(())).ok()?;
+    let trace = StepTrace { pipeline: "fuzz", step: 1, label: "fuzz@1", took_us: 0 };
+    let next = apply_outcomes(&trace, inputs, outcomes, &mut out, &mut stat, &mut |_| Ok(())).ok()?;
     assert!(out.dropped as usize <= n, "more drops than inputs");
     Some(next.len() + out.routed.len())
 }

@@ -4,6 +4,7 @@
 mod e2e;
 mod kafka;
 mod lifecycle;
+mod observability;
 mod patterns;
 mod pipelines;
 mod reliability;

@@ -54,6 +54,7 @@ const topicRecords = (t) => sum(t.partitions.map(([start, hw]) => hw - start));
 const topicEnd = (t) => sum(t.partitions.map(([, hw]) => hw));
 const groupLag = (g) => sum(g.partitions.map(([, c, hw]) => Math.max(0, hw - (c || 0))));
 const sourceName = (s) => typeof s === "string" ? s : (s.topic !== undefined ? s.topic : "queue:" + s.queue);
+const stateLabel = (s) => s.charAt(0).toUpperCase() + s.slice(1);
 const dlqTopic = (p) => p.spec.dead_letter_topic || (p.spec.name + ".dlq");
 
 function table(headers, rows, empty) {
@@ -94,7 +95,7 @@ const views = {
     const processed = sum(pipelines.map((p) => p.processed));
     const worst = groups.reduce((w, g) => groupLag(g) > (w ? groupLag(w) : -1) ? g : w, null);
     const dlq = sum(pipelines.map((p) => pendingDeadLetters(topics.find((t) => t.name === dlqTopic(p)), groups)));
-    const halted = pipelines.filter((p) => p.state === "Halted");
+    const halted = pipelines.filter((p) => p.state === "halted");
     const card = (label, value, id) => `<div class="card" id="${id}"><div class="label">${esc(label)}</div><div class="value">${value}</div></div>`;
     return `<h1>Overview</h1><div class="cards">
       ${card("Records in / s", n(Math.round(r.rate)), "rate-in")}
@@ -166,7 +167,7 @@ const views = {
     const dlqInfo = topics.find((t) => t.name === dlq);
     const pending = pendingDeadLetters(dlqInfo, groups);
     const buttons = may("admin", name)
-      ? (p.state === "Running" ? `<button data-act="pause" data-name="${esc(name)}">Pause</button>` : `<button data-act="resume" data-name="${esc(name)}">Resume</button>`)
+      ? (p.state === "running" ? `<button data-act="pause" data-name="${esc(name)}">Pause</button>` : `<button data-act="resume" data-name="${esc(name)}">Resume</button>`)
       : "";
     const steps = p.steps.map((s, i) => [
       num(i + 1), td(esc(p.plugins[i] || p.spec.steps[i].plugin)), td(esc((p.shadows || [])[i] || "—")),
@@ -182,7 +183,7 @@ const views = {
         ${canReplay && pending ? `<button data-act="replay" data-name="${esc(dlq)}">Replay to ${esc(source)}</button>` : ""}</p>
         ${pending ? recordTable(recent.records) : ""}`;
     }
-    return `<h1>Pipeline ${esc(name)} <span class="state-${esc(p.state)}" id="pipeline-state">${esc(p.state)}</span></h1>
+    return `<h1>Pipeline ${esc(name)} <span class="state-${esc(p.state)}" id="pipeline-state">${esc(stateLabel(p.state))}</span></h1>
       <p>${esc(sourceName(p.spec.source))} → ${p.spec.steps.map((s) => esc(s.plugin)).join(" → ")} → ${esc(p.spec.sink)} ${buttons}</p>
       ${p.last_error ? `<p class="error" id="last-error">${esc(p.last_error)}</p>` : ""}
       <div class="cards">
@@ -223,7 +224,7 @@ const views = {
 function pipelineTable(pipelines) {
   return table(["Pipeline", "State", "Source → sink", "Inputs#", "Outputs#", "Lag#", "Last error"], pipelines.map((p) => [
     td(`<a href="#/pipelines/${encodeURIComponent(p.spec.name)}">${esc(p.spec.name)}</a>`),
-    td(`<span class="state-${esc(p.state)}">${esc(p.state)}</span>`),
+    td(`<span class="state-${esc(p.state)}">${esc(stateLabel(p.state))}</span>`),
     td(`${esc(sourceName(p.spec.source))} → ${esc(p.spec.sink)}`),
     num(p.processed), num(p.emitted),
     num(sum(p.partitions.map(([, c, hw]) => Math.max(0, hw - c))) + (p.queue_depth || 0)),

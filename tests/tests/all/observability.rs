@@ -1,0 +1,437 @@
+//! The HTTP door (`weir serve --http-listen`): Prometheus metrics checked by `promtool`, the
+//! JSON API's round trips and its errors, server-sent events resumed from `Last-Event-ID`,
+//! trace context through a 3-step pipeline, and the web console in Debian's chromium driven
+//! by Playwright.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use weir_tests::weir_client::wire::{ErrorPolicy, QueueConfig, WireRecord};
+use weir_tests::{Server, browser_python, consume_n, eventually, pipeline, plugin_bytes, step, text, topic};
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// A server with the HTTP door, and its base URL.
+fn http_server(extra: &[&str]) -> Result<(Server, String)> {
+    let mut flags = vec!["--http-listen", "127.0.0.1:0"];
+    flags.extend_from_slice(extra);
+    let server = Server::start_with(&flags)?;
+    let base = format!("http://{}", server.http.context("the HTTP listener's address")?);
+    Ok((server, base))
+}
+
+/// `(status, body as JSON)` of a request.
+async fn call(request: reqwest::RequestBuilder) -> Result<(StatusCode, Value)> {
+    let response = request.send().await?;
+    let status = response.status();
+    let body = response.text().await?;
+    let json = serde_json::from_str(&body).with_context(|| format!("{status}: not JSON: {body:?}"))?;
+    Ok((status, json))
+}
+
+/// The body of a 2xx response.
+async fn ok(request: reqwest::RequestBuilder) -> Result<Value> {
+    let (status, body) = call(request).await?;
+    ensure!(status.is_success(), "{status}: {body}");
+    Ok(body)
+}
+
+/// The error of a 4xx response: its status, kind and message.
+async fn refused(request: reqwest::RequestBuilder) -> Result<(u16, String, String)> {
+    let (status, body) = call(request).await?;
+    ensure!(status.is_client_error(), "expected a 4xx, got {status}: {body}");
+    let e = &body["error"];
+    Ok((status.as_u16(), e["kind"].as_str().unwrap_or("").into(), e["message"].as_str().unwrap_or("").into()))
+}
+
+/// `promtool check metrics` on `text`: its complaints, if any.
+fn promtool(text: &str) -> Result<()> {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("promtool is missing: run examples/setup.sh (Debian's prometheus package)")?;
+    child.stdin.take().expect("piped").write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    ensure!(
+        out.status.success(),
+        "promtool found problems:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// The value of the sample `name{labels}` in exposition text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.parse().ok()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_pass_promtool_and_count_what_happened() -> Result<()> {
+    let (server, base) = http_server(&[])?;
+    let c = server.client().await?;
+    c.create_topic("in", topic(2)).await?;
+    c.create_topic("out", topic(1)).await?;
+    c.deploy_plugin("keep", plugin_bytes("json-filter")).await?;
+    c.create_pipeline(pipeline("p", "in", "out", vec![step("keep", &[("field", "ok"), ("equals", "true")])])).await?;
+    let records: Vec<WireRecord> =
+        (0..200).map(|i| WireRecord::value(format!(r#"{{"ok":{}}}"#, i % 2 == 0).into_bytes())).collect();
+    c.produce("in", records).await?;
+    consume_n(&c, "out", 100, LONG).await?;
+    c.create_queue("jobs", QueueConfig::default()).await?;
+    let job = weir_tests::weir_client::wire::NewQueueMessage { body: b"j".to_vec(), ..Default::default() };
+    c.queue_send("jobs", vec![job]).await?;
+    let http = reqwest::Client::new();
+    let text = eventually("the pipeline's counts in /metrics", LONG, || async {
+        let text = http.get(format!("{base}/metrics")).send().await?.text().await?;
+        Ok((sample(&text, r#"weir_pipeline_inputs_total{pipeline="p"}"#) == Some(200.0)).then_some(text))
+    })
+    .await?;
+    promtool(&text)?;
+    for (series, want) in [
+        (r#"weir_topic_records_in_total{topic="in"}"#, 200.0),
+        (r#"weir_pipeline_outputs_total{pipeline="p"}"#, 100.0),
+        (r#"weir_pipeline_dropped_total{pipeline="p"}"#, 100.0),
+        (r#"weir_pipeline_lag_records{pipeline="p"}"#, 0.0),
+        (r#"weir_pipeline_state{pipeline="p",state="running"}"#, 1.0),
+        (r#"weir_step_inputs_total{pipeline="p",plugin="keep",step="1"}"#, 200.0),
+        (r#"weir_queue_messages{queue="jobs",state="ready"}"#, 1.0),
+        (r#"weir_group_lag_records{group="pipeline.p",partition="0",topic="in"}"#, 0.0),
+    ] {
+        assert_eq!(sample(&text, series), Some(want), "{series} in:\n{text}");
+    }
+    for positive in [
+        r#"weir_pipeline_batch_duration_seconds_count{pipeline="p"}"#,
+        "weir_store_wal_fsyncs_total",
+        r#"weir_request_duration_seconds_count{command="topic.produce"}"#,
+        "process_resident_memory_bytes",
+        r#"weir_topic_bytes_in_total{topic="in"}"#,
+    ] {
+        assert!(sample(&text, positive).is_some_and(|v| v > 0.0), "{positive} missing or zero in:\n{text}");
+    }
+    assert!(text.contains(r#"weir_step_info{pipeline="p",plugin="keep",role="live",step="1",version="1"} 1"#));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_http_api_round_trips_records_queues_exchanges_and_requests() -> Result<()> {
+    let (server, base) = http_server(&[])?;
+    let c = server.client().await?;
+    c.create_topic("orders", topic(2)).await?;
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{base}/api/v1{path}");
+
+    // Produce JSON, text and bytes; a native client reads them as they were sent.
+    let body = json!({"records": [
+        {"key": "k1", "value": {"id": 1}, "headers": {"h": "v"}},
+        {"value": "plain text"},
+        {"value_base64": "/wA="},
+    ]});
+    let produced = ok(http.post(api("/topics/orders/records")).json(&body)).await?;
+    assert_eq!(produced["offsets"].as_array().map(Vec::len), Some(3));
+    let native = consume_n(&c, "orders", 3, LONG).await?;
+    let mut values: Vec<Vec<u8>> = native.iter().map(|r| r.2.value.to_vec()).collect();
+    values.sort();
+    assert_eq!(values, vec![b"plain text".to_vec(), b"{\"id\":1}".to_vec(), vec![0xff, 0]]);
+
+    // Fetch by offset: text as text, bytes as base64, headers and keys kept.
+    let fetched = ok(http.get(api("/topics/orders/records?max=10"))).await?;
+    let records = fetched["records"].as_array().context("records")?;
+    assert_eq!(records.len(), 3);
+    let keyed = records.iter().find(|r| r["key"] == "k1").context("the keyed record")?;
+    assert_eq!((keyed["value"].as_str(), keyed["headers"]["h"].as_str()), (Some("{\"id\":1}"), Some("v")));
+    assert!(records.iter().any(|r| r["value_base64"] == "/wA="));
+
+    // Fetch by group, committing: a second read returns nothing new, then only what follows.
+    let first = ok(http.get(api("/topics/orders/records?group=g&commit=true&max=100"))).await?;
+    assert_eq!(first["records"].as_array().map(Vec::len), Some(3));
+    let second = ok(http.get(api("/topics/orders/records?group=g&commit=true"))).await?;
+    assert_eq!(second["records"].as_array().map(Vec::len), Some(0));
+    ok(http.post(api("/topics/orders/records?partition=1")).json(&json!({"records": [{"value": "late"}]}))).await?;
+    let third = ok(http.get(api("/topics/orders/records?group=g&commit=true"))).await?;
+    assert_eq!(third["records"][0]["value"], "late");
+    let groups = ok(http.get(api("/groups"))).await?;
+    assert!(groups.as_array().is_some_and(|g| g.iter().any(|g| g["group"] == "g")), "{groups}");
+
+    // By time: from a time after everything, nothing.
+    let future = weir_tests::weir_host::types::now_ms() + 60_000;
+    let none = ok(http.get(api(&format!("/topics/orders/records?time_ms={future}")))).await?;
+    assert_eq!(none["records"].as_array().map(Vec::len), Some(0));
+
+    // Queues: send, receive, nack back, receive again, ack.
+    c.create_queue("jobs", QueueConfig::default()).await?;
+    let sent = ok(http.post(api("/queues/jobs/messages")).json(&json!({"messages": [{"body": "job-1"}]}))).await?;
+    assert_eq!(sent["enqueued"], json!([true]));
+    let got = ok(http.post(api("/queues/jobs/receive")).json(&json!({"max": 5, "wait_ms": 2000}))).await?;
+    let receipt = got["messages"][0]["receipt"].as_str().context("a receipt")?.to_string();
+    assert_eq!(got["messages"][0]["body"], "job-1");
+    ok(http.post(api("/queues/jobs/nack")).json(&json!({"receipts": [receipt]}))).await?;
+    let again = ok(http.post(api("/queues/jobs/receive")).json(&json!({"wait_ms": 5000}))).await?;
+    assert_eq!(again["messages"][0]["deliveries"], 2);
+    let receipt = again["messages"][0]["receipt"].as_str().context("a receipt")?;
+    assert_eq!(ok(http.post(api("/queues/jobs/ack")).json(&json!({"receipts": [receipt]}))).await?["count"], 1);
+    let q = ok(http.get(api("/queues/jobs"))).await?;
+    assert_eq!((q["ready"].as_u64(), q["in_flight"].as_u64()), (Some(0), Some(0)));
+
+    // Exchanges route by key.
+    c.create_topic("mail", topic(1)).await?;
+    c.create_exchange("x", weir_tests::weir_client::wire::ExchangeType::Direct, None).await?;
+    let binding = weir_tests::weir_client::wire::Binding {
+        destination: weir_tests::weir_client::wire::Destination::Topic("mail".into()),
+        key: Some("mail".into()),
+        matches: vec![],
+        match_any: false,
+    };
+    c.bind("x", binding).await?;
+    let published =
+        ok(http.post(api("/exchanges/x/publish")).json(&json!({"routing_key": "mail", "record": {"value": "hi"}})))
+            .await?;
+    assert_eq!(published["destinations"], json!(["topic:mail"]));
+    let (status, kind, _) =
+        refused(http.post(api("/exchanges/x/publish")).json(&json!({"routing_key": "none", "record": {"value": "x"}})))
+            .await?;
+    assert_eq!((status, kind.as_str()), (422, "Unroutable"));
+
+    // Request/reply through a pipeline that answers.
+    c.create_topic("prices", topic(1)).await?;
+    c.create_topic("unused", topic(1)).await?;
+    c.deploy_plugin("quote", plugin_bytes("json-transform")).await?;
+    let steps = vec![step("quote", &[("set.price", "42"), ("reply", "true")])];
+    c.create_pipeline(pipeline("quotes", "prices", "unused", steps)).await?;
+    let reply = ok(http.post(api("/topics/prices/request")).json(&json!({"record": {"value": {"sku": "A"}}}))).await?;
+    let doc: Value = serde_json::from_str(reply["value"].as_str().context("reply value")?)?;
+    assert_eq!((doc["sku"].as_str(), doc["price"].as_u64()), (Some("A"), Some(42)));
+
+    // Admin views.
+    let pipelines = ok(http.get(api("/pipelines"))).await?;
+    assert_eq!(pipelines[0]["spec"]["name"], "quotes");
+    assert_eq!(ok(http.get(api("/pipelines/quotes"))).await?["plugins"], json!(["quote@1"]));
+    assert_eq!(ok(http.get(api("/plugins"))).await?[0]["live"]["name"], "quote");
+    assert_eq!(ok(http.get(api("/plugins/quote/versions"))).await?[0]["version"], 1);
+    let openapi = ok(http.get(format!("{base}/openapi.json"))).await?;
+    for path in ["/api/v1/topics/{topic}/records", "/api/v1/topics/{topic}/events", "/api/v1/queues/{queue}/receive", "/metrics"] {
+        assert!(openapi["paths"].get(path).is_some(), "{path} missing from /openapi.json");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_mistakes_are_4xx_json_errors_that_say_what_to_fix() -> Result<()> {
+    let tokens = tempfile::NamedTempFile::new()?;
+    std::fs::write(tokens.path(), "root:root-secret-1\nreader:reader-secret-1 read:*\n")?;
+    let path = tokens.path().to_string_lossy().to_string();
+    let (server, base) = http_server(&["--auth-token-file", &path])?;
+    let c = weir_tests::weir_client::client::Client::connect_with_token(server.addr.to_string(), Some("root-secret-1".into()))
+        .await?;
+    c.create_topic("t", topic(1)).await?;
+    let http = reqwest::Client::new();
+    let url = format!("{base}/api/v1/topics/t/records");
+    let root = |r: reqwest::RequestBuilder| r.bearer_auth("root-secret-1");
+
+    let no_token = http.get(&url).send().await?;
+    assert_eq!(no_token.status(), 401);
+    assert_eq!(no_token.headers().get("www-authenticate").map(|v| v.as_bytes()), Some(&b"Bearer"[..]));
+    let (_, kind, msg) = refused(http.get(&url)).await?;
+    assert!(kind == "Unauthenticated" && msg.contains("Authorization: Bearer"), "{msg}");
+    let (status, _, msg) = refused(http.get(&url).bearer_auth("wrong")).await?;
+    assert_eq!(status, 401, "{msg}");
+    let (status, kind, msg) =
+        refused(http.post(&url).bearer_auth("reader-secret-1").json(&json!({"records": [{"value": "x"}]}))).await?;
+    assert!(status == 403 && kind == "Forbidden" && msg.contains("write:t"), "{status} {kind} {msg}");
+
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (root(http.post(&url)).header("content-type", "application/json").body("{not json"), 400, "valid JSON"),
+        (root(http.post(&url)).header("content-type", "text/plain").body("{}"), 415, "Content-Type"),
+        (root(http.post(&url)).json(&json!({"records": [{"valu": 1}]})), 422, "unknown field `valu`"),
+        (root(http.post(&url)).json(&json!({"records": [{"key": "k"}]})), 400, "records[0] has no value"),
+        (root(http.post(&url)).json(&json!({"records": [{"value_base64": "@@"}]})), 400, "not valid base64"),
+        (root(http.post(&url)).json(&json!({"records": []})), 400, "no records"),
+        (root(http.get(format!("{base}/api/v1/topics/missing/records"))), 404, "weir topic create missing"),
+        (root(http.get(format!("{url}?partition=7"))), 400, "partitions 0 to 0"),
+        (root(http.get(format!("{url}?offset=1&group=g"))), 400, "at most one of"),
+        (root(http.get(format!("{url}?max=lots"))), 400, "max"),
+        (root(http.get(format!("{url}?commit=true"))), 400, "needs group"),
+        (root(http.get(format!("{base}/api/v1/topics/t/events?from=middle"))), 400, "earliest"),
+        (root(http.get(format!("{base}/api/v1/topics/t/events"))).header("last-event-id", "x"), 400, "partition:offset"),
+        (root(http.post(format!("{base}/api/v1/queues/none/receive"))), 404, "none"),
+        (root(http.get(format!("{base}/api/v1/nowhere"))), 404, "/openapi.json"),
+        (root(http.post(format!("{base}/api/v1/pipelines/ghost/pause"))), 404, "ghost"),
+        (http.get(format!("{base}/metrics")).bearer_auth("nobody"), 401, ""),
+    ];
+    for (request, want, says) in cases {
+        let (status, _, msg) = refused(request).await?;
+        assert!(status == want && msg.contains(says), "wanted {want} saying {says:?}, got {status}: {msg}");
+    }
+    // Oversized bodies are refused before they are read whole.
+    let big = format!(r#"{{"records":[{{"value":"{}"}}]}}"#, "x".repeat(9 << 20));
+    let (status, kind, _) = refused(root(http.post(&url)).header("content-type", "application/json").body(big)).await?;
+    assert_eq!((status, kind.as_str()), (413, "MessageTooLarge"));
+    // The reader may scrape metrics (read:*); nothing was stored by the refused requests.
+    let metrics = http.get(format!("{base}/metrics")).bearer_auth("reader-secret-1").send().await?;
+    assert_eq!(metrics.status(), 200);
+    assert_eq!(c.describe_topic("t").await?.partitions, vec![(0, 0)]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_sent_events_resume_from_last_event_id() -> Result<()> {
+    let (server, base) = http_server(&[])?;
+    let c = server.client().await?;
+    c.create_topic("ticks", topic(2)).await?;
+    let produce = |from: usize| {
+        (from..from + 10).map(|i| WireRecord::keyed(format!("k{}", i % 4), format!("tick-{i}"))).collect::<Vec<_>>()
+    };
+    c.produce("ticks", produce(0)).await?;
+    let url = format!("{base}/api/v1/topics/ticks/events?from=earliest");
+    let (first, last_id) = read_events(reqwest::Client::new().get(&url), 10).await?;
+    c.produce("ticks", produce(10)).await?;
+    let resumed = reqwest::Client::new().get(format!("{base}/api/v1/topics/ticks/events")).header("Last-Event-ID", &last_id);
+    let (second, _) = read_events(resumed, 10).await?;
+    let mut all: Vec<String> = first.into_iter().chain(second).collect();
+    all.sort_by_key(|v| v.trim_start_matches("tick-").parse::<u32>().unwrap_or(0));
+    let want: Vec<String> = (0..20).map(|i| format!("tick-{i}")).collect();
+    assert_eq!(all, want, "every record once, across the reconnect");
+    Ok(())
+}
+
+/// Read `n` `record` events: their values, and the last event id.
+async fn read_events(request: reqwest::RequestBuilder, n: usize) -> Result<(Vec<String>, String)> {
+    let response = request.send().await?;
+    ensure!(response.status() == 200, "{}", response.status());
+    let mut stream = response.bytes_stream();
+    let (mut buf, mut values, mut last_id) = (String::new(), Vec::new(), String::new());
+    let read = async {
+        while values.len() < n {
+            let Some(chunk) = stream.next().await else { bail!("the stream ended after {} events", values.len()) };
+            buf.push_str(std::str::from_utf8(&chunk?)?);
+            while let Some(end) = buf.find("\n\n") {
+                let event: String = buf.drain(..end + 2).collect();
+                let field = |name: &str| event.lines().find_map(|l| l.strip_prefix(name)).map(str::to_string);
+                if field("event: ").as_deref() == Some("record") {
+                    let data: Value = serde_json::from_str(&field("data: ").unwrap_or_default())?;
+                    values.push(data["value"].as_str().unwrap_or_default().to_string());
+                    last_id = field("id: ").unwrap_or_default();
+                }
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(LONG, read).await.context("events did not arrive")??;
+    Ok((values, last_id))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_traceparent_keeps_its_trace_through_a_three_step_pipeline() -> Result<()> {
+    let (server, _) = http_server(&[])?;
+    let c = server.client().await?;
+    c.create_topic("in", topic(1)).await?;
+    c.create_topic("out", topic(1)).await?;
+    c.deploy_plugin("pass", plugin_bytes("pass")).await?;
+    c.deploy_plugin("stamp", plugin_bytes("json-transform")).await?;
+    c.deploy_plugin("keep", plugin_bytes("json-filter")).await?;
+    let steps = vec![step("pass", &[]), step("stamp", &[("set.seen", "true")]), step("keep", &[("field", "seen"), ("op", "exists")])];
+    c.create_pipeline(pipeline("traced", "in", "out", steps)).await?;
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let traced = WireRecord {
+        headers: vec![("traceparent".into(), parent.into())],
+        ..WireRecord::value(br#"{"n":1}"#.to_vec())
+    };
+    c.produce("in", vec![traced, WireRecord::value(br#"{"n":2}"#.to_vec())]).await?;
+    let out = consume_n(&c, "out", 2, LONG).await?;
+    let header = |r: &WireRecordView, name: &str| r.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let first = out.iter().find(|r| text(&r.2).contains("\"n\":1")).context("the traced output")?;
+    let tp = header(&first.2, "traceparent").context("the output's traceparent")?;
+    let parts: Vec<&str> = tp.split('-').collect();
+    assert_eq!((parts[0], parts[1], parts[3]), ("00", "4bf92f3577b34da6a3ce929d0e0e4736", "01"), "{tp}");
+    assert_ne!(parts[2], "00f067aa0ba902b7", "the output carries a span of its own");
+    let path = header(&first.2, "weir-trace").context("the output's path")?;
+    let steps: Vec<&str> = path.split(',').map(|e| e.rsplit_once(' ').map_or(e, |(s, _)| s)).collect();
+    assert_eq!(steps, vec!["traced#1 pass@1", "traced#2 stamp@1", "traced#3 keep@1"], "{path}");
+    let second = out.iter().find(|r| text(&r.2).contains("\"n\":2")).context("the untraced output")?;
+    assert_eq!(header(&second.2, "traceparent"), None, "an untraced message gets no trace");
+    Ok(())
+}
+
+type WireRecordView = weir_tests::weir_client::wire::FetchedRecord;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_works_in_a_real_browser() -> Result<()> {
+    let python = browser_python();
+    ensure!(python.exists(), "{} is missing: run examples/setup.sh (it installs Playwright)", python.display());
+    let (server, base) = http_server(&[])?;
+    let c = server.client().await?;
+    for t in ["orders", "billed", "broken-in", "broken-out", "dl-in", "dl-out"] {
+        c.create_topic(t, topic(1)).await?;
+    }
+    c.deploy_plugin("keep", plugin_bytes("json-filter")).await?;
+    c.deploy_plugin("h", plugin_bytes("hostile")).await?;
+    c.create_pipeline(pipeline("billing", "orders", "billed", vec![step("keep", &[("field", "id"), ("op", "exists")])])).await?;
+    c.create_pipeline(pipeline("broken", "broken-in", "broken-out", vec![step("h", &[("mode", "fail")])])).await?;
+    let mut dl = pipeline("letters", "dl-in", "dl-out", vec![step("h", &[("mode", "fail"), ("trigger", "bad")])]);
+    dl.on_error = ErrorPolicy::DeadLetter;
+    c.create_pipeline(dl).await?;
+    c.produce("orders", vec![WireRecord::value(br#"{"id":"first-order"}"#.to_vec())]).await?;
+    c.produce("broken-in", vec![WireRecord::value(b"x".to_vec())]).await?;
+    c.produce("dl-in", vec![WireRecord::value(b"bad".to_vec()), WireRecord::value(b"good".to_vec())]).await?;
+    eventually("the dead letter and the halt", LONG, || async {
+        let halted = c.pipeline_status("broken").await?.last_error.is_some();
+        let lettered = c.pipeline_status("letters").await?.dead_lettered == 1;
+        Ok((halted && lettered).then_some(()))
+    })
+    .await?;
+
+    // A producer keeps the billing pipeline busy while the browser watches.
+    let producer = {
+        let c = server.client().await?;
+        tokio::spawn(async move {
+            for i in 0.. {
+                let batch = (0..50).map(|j| WireRecord::value(format!(r#"{{"id":{}}}"#, i * 50 + j))).collect();
+                if c.produce("orders", batch).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let shots = tempfile::tempdir()?;
+    let screenshots = std::env::var("WEIR_CONSOLE_SCREENSHOTS").map_or_else(|_| shots.path().to_path_buf(), Into::into);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(weir_tests::workspace_root().join("tests/console/console.py"))
+            .args(["--url", &base, "--topic", "orders", "--value", "first-order", "--pipeline", "billing"])
+            .args(["--halted", "broken", "--halt-text", "this message is bad", "--dlq-pipeline", "letters"])
+            .arg("--screenshots")
+            .arg(&screenshots)
+            .output()
+    })
+    .await??;
+    producer.abort();
+    ensure!(
+        out.status.success(),
+        "console.py failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())?;
+    assert_eq!(seen["console_errors"], json!([]), "the console logged errors: {seen}");
+    assert_eq!(seen["overview_halted"], 1, "{seen}");
+    assert_eq!(seen["topic_has_value"], true, "{seen}");
+    let inputs = &seen["inputs"];
+    assert!(inputs[1].as_u64() > inputs[0].as_u64(), "{seen}");
+    assert_eq!((seen["halt_state"].as_str(), seen["halt_error_shown"].as_bool()), (Some("Halted"), Some(true)), "{seen}");
+    assert_eq!((seen["dlq_before"].as_u64(), seen["dlq_after"].as_u64()), (Some(1), Some(0)), "{seen}");
+    // The replayed letter is back in the source, without its dead-letter headers.
+    let back = consume_n(&c, "dl-in", 3, LONG).await?;
+    assert_eq!(text(&back[2].2), "bad");
+    assert!(back[2].2.headers.iter().all(|(k, _)| !k.starts_with("weir-dlq-")));
+    Ok(())
+}
