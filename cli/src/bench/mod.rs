@@ -65,8 +65,9 @@ pub struct BenchArgs {
     /// (`weir_plugin_*.wasm`); default: build them from this source tree.
     #[arg(long)]
     plugin_dir: Option<PathBuf>,
-    /// Run only these stages (repeat the flag): produce, consume, latency, pipeline,
-    /// pipeline3, wasm-vs-native, boundary, swap, instantiate, recovery — e.g. to profile one.
+    /// Run only these stages (repeat the flag): produce, consume, http, latency, pipeline,
+    /// metrics, pipeline3, wasm-vs-native, boundary, swap, instantiate, recovery — e.g. to
+    /// profile one.
     #[arg(long, value_name = "STAGE")]
     only: Vec<String>,
     /// Small sizes for a smoke run (20,000 messages, 1 repeat, 100,000 for recovery).
@@ -112,6 +113,12 @@ pub struct Report {
     kafka_produce_msgs_per_s: Option<f64>,
     /// kcat consuming through the Kafka listener.
     kafka_consume_msgs_per_s: Option<f64>,
+    /// Producing JSON over the HTTP API (batches of `--batch`, 4 requests in flight).
+    http_produce_msgs_per_s: f64,
+    /// The 1-step pipeline while /metrics is scraped every 100 ms.
+    pipeline_scraped_msgs_per_s: f64,
+    /// How much slower the scraped pipeline ran, percent of the unscraped one (same run).
+    metrics_cost_pct: f64,
     redis_xadd_msgs_per_s: Option<f64>,
     redis_xreadgroup_msgs_per_s: Option<f64>,
     redis_durability: Option<String>,
@@ -166,7 +173,13 @@ fn print_table(r: &Report) {
         ],
         vec!["weir produce, 4 producers".into(), rate(r.produce_4_producers_msgs_per_s), String::new()],
         vec!["weir consume".into(), rate(r.consume_msgs_per_s), String::new()],
+        vec!["weir produce over HTTP (JSON)".into(), rate(r.http_produce_msgs_per_s), String::new()],
         vec!["topic → wasm json-filter → topic".into(), rate(r.pipeline_msgs_per_s), String::new()],
+        vec![
+            "  the same, /metrics scraped every 100 ms".into(),
+            rate(r.pipeline_scraped_msgs_per_s),
+            format!("{:+.1}% time", r.metrics_cost_pct),
+        ],
         vec!["filter → transform → router ×3".into(), rate(r.pipeline3_msgs_per_s), String::new()],
     ];
     let peer = |rows: &mut Vec<Vec<String>>, name: &str, v: Option<f64>, note: &Option<String>| {
@@ -266,6 +279,8 @@ pub(crate) struct BenchServer {
     pub addr: String,
     /// The Kafka listener's address.
     pub kafka: String,
+    /// The HTTP listener's address.
+    pub http: String,
     dir: tempfile::TempDir,
     durability: Durability,
 }
@@ -273,8 +288,8 @@ pub(crate) struct BenchServer {
 impl BenchServer {
     fn start(durability: Durability) -> anyhow::Result<BenchServer> {
         let dir = tempfile::Builder::new().prefix("weir-bench-").tempdir()?;
-        let (child, addr, kafka) = spawn_server(dir.path(), durability)?;
-        Ok(BenchServer { child: Some(child), addr, kafka, dir, durability })
+        let (child, [addr, kafka, http]) = spawn_server(dir.path(), durability)?;
+        Ok(BenchServer { child: Some(child), addr, kafka, http, dir, durability })
     }
 
     async fn client(&self) -> anyhow::Result<Client> {
@@ -287,21 +302,23 @@ impl BenchServer {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let (child, addr, kafka) = spawn_server(self.dir.path(), self.durability)?;
+        let (child, [addr, kafka, http]) = spawn_server(self.dir.path(), self.durability)?;
         self.child = Some(child);
         self.addr = addr;
         self.kafka = kafka;
+        self.http = http;
         Ok(())
     }
 }
 
-fn spawn_server(dir: &Path, durability: Durability) -> anyhow::Result<(Child, String, String)> {
+/// The server and its native, Kafka and HTTP addresses.
+fn spawn_server(dir: &Path, durability: Durability) -> anyhow::Result<(Child, [String; 3])> {
     let mut child = Command::new(std::env::current_exe()?)
         .arg("serve")
         .arg("--data-dir")
         .arg(dir.join("data"))
         .args(["--listen", "127.0.0.1:0", "--durability", &format!("{durability:?}").to_lowercase()])
-        .args(["--kafka-listen", "127.0.0.1:0"])
+        .args(["--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
         .env("WEIR_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -315,7 +332,8 @@ fn spawn_server(dir: &Path, durability: Durability) -> anyhow::Result<(Child, St
     };
     let addr = line("weir listening on ")?;
     let kafka = line("weir kafka listening on ")?;
-    Ok((child, addr, kafka))
+    let http = line("weir http listening on ")?;
+    Ok((child, [addr, kafka, http]))
 }
 
 impl Drop for BenchServer {

@@ -40,11 +40,32 @@ pub(super) async fn run_all(
         r.kafka_consume_msgs_per_s =
             Some(median(args, "Kafka listener consume (kcat)", |i| kafka_consume_stage(s, args, i)).await?);
     }
+    if args.wants("http") {
+        r.http_produce_msgs_per_s = median(args, "weir produce over HTTP", |i| http_produce_stage(s, args, i)).await?;
+    }
     if args.wants("latency") {
         (r.e2e_latency_p50_ms, r.e2e_latency_p99_ms, r.e2e_latency_p999_ms) = latency_stage(s, args).await?;
     }
     if args.wants("pipeline") {
         r.pipeline_msgs_per_s = median(args, "pipeline (json-filter)", |i| pipeline_stage(s, args, i)).await?;
+    }
+    if args.wants("metrics") {
+        // Unscraped and scraped runs alternate, so drift over the run hits both alike.
+        let (mut plain, mut scraped) = (Vec::new(), Vec::new());
+        let bar = progress("pipeline with and without scraping", args.repeat as u64);
+        for i in 0..args.repeat {
+            plain.push(pipeline_stage(s, args, 1000 + 2 * i).await?);
+            scraped.push(scraped_pipeline_stage(s, args, 1001 + 2 * i).await?);
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let mid = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (plain, scraped) = (mid(&mut plain), mid(&mut scraped));
+        r.pipeline_scraped_msgs_per_s = scraped;
+        r.metrics_cost_pct = (plain / scraped - 1.0) * 100.0;
     }
     if args.wants("pipeline3") {
         r.pipeline3_msgs_per_s = median(args, "pipeline (3 steps, fan-out)", |i| pipeline3_stage(s, args, i)).await?;
@@ -301,6 +322,60 @@ async fn pipeline_stage(server: &BenchServer, args: &BenchArgs, run: usize) -> a
     let step = StepSpec::new("bench-filter", &[("field", "status"), ("equals", "paid")]);
     let spec = PipelineSpec::new(&format!("bench-{run}"), &source, vec![step], &sink);
     timed_pipeline(&client, spec, args.count).await
+}
+
+/// The 1-step pipeline while a scraper reads /metrics every 100 ms (Prometheus' default is
+/// every 15 s: this is 150 times as often).
+async fn scraped_pipeline_stage(server: &BenchServer, args: &BenchArgs, run: usize) -> anyhow::Result<f64> {
+    let url = format!("http://{}/metrics", server.http);
+    let scraper = tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        loop {
+            if let Ok(r) = http.get(&url).send().await {
+                let _ = r.bytes().await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let rate = pipeline_stage(server, args, run).await;
+    scraper.abort();
+    rate
+}
+
+/// JSON produce requests of `--batch` records over HTTP, 4 in flight, msg/s.
+async fn http_produce_stage(server: &BenchServer, args: &BenchArgs, run: usize) -> anyhow::Result<f64> {
+    let topic = format!("http-{run}");
+    create(&server.client().await?, &topic, args.partitions).await?;
+    let url = format!("http://{}/api/v1/topics/{topic}/records", server.http);
+    let http = reqwest::Client::new();
+    let bodies: Vec<(u64, String)> = (0..args.count)
+        .step_by(args.batch)
+        .map(|from| {
+            let n = (args.batch as u64).min(args.count - from);
+            let records: Vec<String> = (from..from + n)
+                .map(|i| format!(r#"{{"value":{}}}"#, String::from_utf8_lossy(&message(i, args.size))))
+                .collect();
+            (n, format!(r#"{{"records":[{}]}}"#, records.join(",")))
+        })
+        .collect();
+    use futures_util::StreamExt;
+    let start = Instant::now();
+    let mut in_flight = futures_util::stream::iter(bodies.into_iter().map(|(n, body)| {
+        let request = http.post(&url).header("content-type", "application/json").body(body);
+        async move {
+            let response = request.send().await?;
+            if !response.status().is_success() {
+                bail!("HTTP produce failed: {} {}", response.status(), response.text().await.unwrap_or_default());
+            }
+            anyhow::Ok(n)
+        }
+    }))
+    .buffer_unordered(4);
+    let mut stored = 0u64;
+    while let Some(n) = in_flight.next().await {
+        stored += n?;
+    }
+    Ok(stored as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Filter → transform → router fanning out to three topics, on JSON messages.

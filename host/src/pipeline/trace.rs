@@ -46,7 +46,8 @@ pub(super) fn context(headers: &[(String, String)]) -> Option<Context> {
     let (_, value) = headers.iter().find(|(k, _)| k == TRACEPARENT)?;
     let mut parts = value.trim().split('-');
     let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let hex =
+        |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     let valid = hex(version, 2)
         && version != "ff"
         && hex(trace, 32)
@@ -137,9 +138,13 @@ mod tests {
 
     #[test]
     fn invalid_contexts_are_ignored() {
-        for bad in ["", "00-0000-00f067aa0ba902b7-01", "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-00000000000000000000000000000000-00f067aa0ba902b7-01", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"]
-        {
+        for bad in [
+            "",
+            "00-0000-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        ] {
             assert_eq!(context(&[(TRACEPARENT.to_string(), bad.to_string())]), None, "{bad}");
         }
         assert!(bounded("a".repeat(2000)).is_empty());

@@ -10,8 +10,8 @@ use tokio::sync::watch;
 use bytes::Bytes;
 
 use super::plan::{Active, Plan};
-use super::{ErrorPolicy, Running, StartPosition, StepStats};
 use super::trace::{self, StepTrace};
+use super::{ErrorPolicy, Running, StartPosition, StepStats};
 use crate::limits;
 use crate::runtime::{Batch, Message, Outcome, PluginError, PluginInstance};
 use crate::storage::{Append, Commit, NewRecord, OffsetCommit, StoredRecord, Topic};
@@ -477,8 +477,7 @@ fn run_steps(
         }
         let label = st.active.info.label();
         let trace = StepTrace { pipeline: &plan.spec.name, step: i + 1, label: &label, took_us };
-        let next =
-            apply_outcomes(&trace, batch.messages, outcomes, &mut out, &mut stats[i], &mut |t| gate.check(t))?;
+        let next = apply_outcomes(&trace, batch.messages, outcomes, &mut out, &mut stats[i], &mut |t| gate.check(t))?;
         msgs = next;
     }
     out.sink = msgs;

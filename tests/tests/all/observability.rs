@@ -71,7 +71,8 @@ fn promtool(text: &str) -> Result<()> {
 
 /// The value of the sample `name{labels}` in exposition text.
 fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.parse().ok()))
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.parse().ok()))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -217,7 +218,12 @@ async fn the_http_api_round_trips_records_queues_exchanges_and_requests() -> Res
     assert_eq!(ok(http.get(api("/plugins"))).await?[0]["live"]["name"], "quote");
     assert_eq!(ok(http.get(api("/plugins/quote/versions"))).await?[0]["version"], 1);
     let openapi = ok(http.get(format!("{base}/openapi.json"))).await?;
-    for path in ["/api/v1/topics/{topic}/records", "/api/v1/topics/{topic}/events", "/api/v1/queues/{queue}/receive", "/metrics"] {
+    for path in [
+        "/api/v1/topics/{topic}/records",
+        "/api/v1/topics/{topic}/events",
+        "/api/v1/queues/{queue}/receive",
+        "/metrics",
+    ] {
         assert!(openapi["paths"].get(path).is_some(), "{path} missing from /openapi.json");
     }
     Ok(())
@@ -229,8 +235,11 @@ async fn http_mistakes_are_4xx_json_errors_that_say_what_to_fix() -> Result<()> 
     std::fs::write(tokens.path(), "root:root-secret-1\nreader:reader-secret-1 read:*\n")?;
     let path = tokens.path().to_string_lossy().to_string();
     let (server, base) = http_server(&["--auth-token-file", &path])?;
-    let c = weir_tests::weir_client::client::Client::connect_with_token(server.addr.to_string(), Some("root-secret-1".into()))
-        .await?;
+    let c = weir_tests::weir_client::client::Client::connect_with_token(
+        server.addr.to_string(),
+        Some("root-secret-1".into()),
+    )
+    .await?;
     c.create_topic("t", topic(1)).await?;
     let http = reqwest::Client::new();
     let url = format!("{base}/api/v1/topics/t/records");
@@ -260,7 +269,11 @@ async fn http_mistakes_are_4xx_json_errors_that_say_what_to_fix() -> Result<()> 
         (root(http.get(format!("{url}?max=lots"))), 400, "max"),
         (root(http.get(format!("{url}?commit=true"))), 400, "needs group"),
         (root(http.get(format!("{base}/api/v1/topics/t/events?from=middle"))), 400, "earliest"),
-        (root(http.get(format!("{base}/api/v1/topics/t/events"))).header("last-event-id", "x"), 400, "partition:offset"),
+        (
+            root(http.get(format!("{base}/api/v1/topics/t/events"))).header("last-event-id", "x"),
+            400,
+            "partition:offset",
+        ),
         (root(http.post(format!("{base}/api/v1/queues/none/receive"))), 404, "none"),
         (root(http.get(format!("{base}/api/v1/nowhere"))), 404, "/openapi.json"),
         (root(http.post(format!("{base}/api/v1/pipelines/ghost/pause"))), 404, "ghost"),
@@ -293,7 +306,8 @@ async fn server_sent_events_resume_from_last_event_id() -> Result<()> {
     let url = format!("{base}/api/v1/topics/ticks/events?from=earliest");
     let (first, last_id) = read_events(reqwest::Client::new().get(&url), 10).await?;
     c.produce("ticks", produce(10)).await?;
-    let resumed = reqwest::Client::new().get(format!("{base}/api/v1/topics/ticks/events")).header("Last-Event-ID", &last_id);
+    let resumed =
+        reqwest::Client::new().get(format!("{base}/api/v1/topics/ticks/events")).header("Last-Event-ID", &last_id);
     let (second, _) = read_events(resumed, 10).await?;
     let mut all: Vec<String> = first.into_iter().chain(second).collect();
     all.sort_by_key(|v| v.trim_start_matches("tick-").parse::<u32>().unwrap_or(0));
@@ -337,7 +351,11 @@ async fn a_traceparent_keeps_its_trace_through_a_three_step_pipeline() -> Result
     c.deploy_plugin("pass", plugin_bytes("pass")).await?;
     c.deploy_plugin("stamp", plugin_bytes("json-transform")).await?;
     c.deploy_plugin("keep", plugin_bytes("json-filter")).await?;
-    let steps = vec![step("pass", &[]), step("stamp", &[("set.seen", "true")]), step("keep", &[("field", "seen"), ("op", "exists")])];
+    let steps = vec![
+        step("pass", &[]),
+        step("stamp", &[("set.seen", "true")]),
+        step("keep", &[("field", "seen"), ("op", "exists")]),
+    ];
     c.create_pipeline(pipeline("traced", "in", "out", steps)).await?;
     let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let traced = WireRecord {
@@ -373,7 +391,13 @@ async fn the_console_works_in_a_real_browser() -> Result<()> {
     }
     c.deploy_plugin("keep", plugin_bytes("json-filter")).await?;
     c.deploy_plugin("h", plugin_bytes("hostile")).await?;
-    c.create_pipeline(pipeline("billing", "orders", "billed", vec![step("keep", &[("field", "id"), ("op", "exists")])])).await?;
+    c.create_pipeline(pipeline(
+        "billing",
+        "orders",
+        "billed",
+        vec![step("keep", &[("field", "id"), ("op", "exists")])],
+    ))
+    .await?;
     c.create_pipeline(pipeline("broken", "broken-in", "broken-out", vec![step("h", &[("mode", "fail")])])).await?;
     let mut dl = pipeline("letters", "dl-in", "dl-out", vec![step("h", &[("mode", "fail"), ("trigger", "bad")])]);
     dl.on_error = ErrorPolicy::DeadLetter;
@@ -427,7 +451,11 @@ async fn the_console_works_in_a_real_browser() -> Result<()> {
     assert_eq!(seen["topic_has_value"], true, "{seen}");
     let inputs = &seen["inputs"];
     assert!(inputs[1].as_u64() > inputs[0].as_u64(), "{seen}");
-    assert_eq!((seen["halt_state"].as_str(), seen["halt_error_shown"].as_bool()), (Some("Halted"), Some(true)), "{seen}");
+    assert_eq!(
+        (seen["halt_state"].as_str(), seen["halt_error_shown"].as_bool()),
+        (Some("Halted"), Some(true)),
+        "{seen}"
+    );
     assert_eq!((seen["dlq_before"].as_u64(), seen["dlq_after"].as_u64()), (Some(1), Some(0)), "{seen}");
     // The replayed letter is back in the source, without its dead-letter headers.
     let back = consume_n(&c, "dl-in", 3, LONG).await?;
