@@ -22,11 +22,12 @@ step "3/4 starting weir serve"
 
 data=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
-"$weir" serve --data-dir "$data/weir" --listen 127.0.0.1:0 >"$data/addr" 2>"$data/server.log" &
+"$weir" serve --data-dir "$data/weir" --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 >"$data/addr" 2>"$data/server.log" &
 server=$!
-for _ in $(seq 100); do grep -q listening "$data/addr" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q "http listening" "$data/addr" 2>/dev/null && break; sleep 0.1; done
 export WEIR_SERVER=$(sed -n 's/^weir listening on //p' "$data/addr")
-echo "== weir serve is listening on $WEIR_SERVER"
+http=$(sed -n 's/^weir http listening on //p' "$data/addr")
+echo "== weir serve is listening on $WEIR_SERVER (weir's protocol) and http://$http (API, /metrics, console)"
 
 step "4/4 running the example"
 # Show each weir command as it runs.
@@ -55,5 +56,8 @@ if [ "$count" -ne 250 ] || "$weir" consume billing | grep -q card; then
   echo "FAILED: expected 250 billed orders without card numbers, got $count" >&2
   exit 1
 fi
+# The same counters over HTTP, as Prometheus and the web console read them.
+echo "\$ curl http://$http/metrics | grep pipeline=\"billing\"" >&2
+python3 -c 'import sys, urllib.request; print("".join(l for l in urllib.request.urlopen(sys.argv[1]).read().decode().splitlines(True) if "_total{pipeline=\"billing\"}" in l), end="")' "http://$http/metrics"
 echo "== OK: 1000 orders in, 250 billed orders out, card numbers dropped"
 step "done"
