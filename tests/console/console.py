@@ -7,6 +7,8 @@ collected; the test asserts there are none.
 
     console.py --url http://127.0.0.1:PORT --topic T --value V --pipeline P \
         --halted H --halt-text TEXT --dlq-pipeline D [--screenshots DIR] [--token TOKEN]
+    console.py --read-only --url URL --token TOKEN --pipeline P --plugin NAME
+        (signs in with a read-only token and counts the action buttons it is shown)
 """
 
 import argparse
@@ -43,22 +45,51 @@ def wait_for(what, check, timeout_s=TIMEOUT_MS / 1000):
         time.sleep(0.1)
 
 
+def launch(p, seen):
+    browser = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"])
+    page = browser.new_page(viewport={"width": 1280, "height": 860})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.on("console", lambda m: m.type == "error" and seen["console_errors"].append(m.text))
+    page.on("pageerror", lambda e: seen["console_errors"].append(str(e)))
+    return browser, page
+
+
+def read_only(args):
+    """Sign in with a read-only token; the pipeline and plugin pages show no action buttons."""
+    seen = {"console_errors": []}
+    with sync_playwright() as p:
+        browser, page = launch(p, seen)
+        page.goto(args.url + "/")
+        page.fill("#login input[name=token]", args.token)
+        page.click("#login button")
+        page.wait_for_selector("#rate-in")
+        seen["who"] = page.locator("#who").inner_text()
+        page.goto(f"{args.url}/#/pipelines/{args.pipeline}")
+        page.wait_for_selector("#inputs")
+        seen["pipeline_buttons"] = page.locator("button[data-act]").count()
+        page.goto(f"{args.url}/#/plugins")
+        page.wait_for_selector(f"text={args.plugin}")
+        seen["plugin_buttons"] = page.locator("button[data-act]").count()
+        browser.close()
+    print(json.dumps(seen))
+
+
 def main():
     ap = argparse.ArgumentParser()
-    for flag in ("--url", "--topic", "--value", "--pipeline", "--halted", "--halt-text", "--dlq-pipeline"):
-        ap.add_argument(flag, required=True)
+    ap.add_argument("--read-only", action="store_true")
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--pipeline", required=True)
+    for flag in ("--topic", "--value", "--halted", "--halt-text", "--dlq-pipeline", "--plugin"):
+        ap.add_argument(flag)
     ap.add_argument("--screenshots")
     ap.add_argument("--token")
     args = ap.parse_args()
+    if args.read_only:
+        return read_only(args)
 
     seen = {"console_errors": []}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1280, "height": 860})
-        page.set_default_timeout(TIMEOUT_MS)
-        page.on("console", lambda m: m.type == "error" and seen["console_errors"].append(m.text))
-        page.on("pageerror", lambda e: seen["console_errors"].append(str(e)))
-
+        browser, page = launch(p, seen)
         if args.token:
             page.goto(args.url + "/")
             page.fill("#login input[name=token]", args.token)

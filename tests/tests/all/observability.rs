@@ -380,6 +380,53 @@ async fn a_traceparent_keeps_its_trace_through_a_three_step_pipeline() -> Result
 
 type WireRecordView = weir_tests::weir_client::wire::FetchedRecord;
 
+/// Run `tests/console/console.py ARGS` and parse the JSON line it prints.
+async fn console(python: std::path::PathBuf, args: Vec<String>) -> Result<Value> {
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python).arg(weir_tests::workspace_root().join("tests/console/console.py")).args(args).output()
+    })
+    .await??;
+    ensure!(
+        out.status.success(),
+        "console.py failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    Ok(serde_json::from_str(stdout.lines().last().unwrap_or_default())?)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_token_sees_no_buttons_that_would_fail() -> Result<()> {
+    let python = browser_python();
+    ensure!(python.exists(), "{} is missing: run examples/setup.sh (it installs Playwright)", python.display());
+    let tokens = tempfile::NamedTempFile::new()?;
+    std::fs::write(
+        tokens.path(),
+        "root:root-secret-1
+watcher:watch-secret-1 read:*
+",
+    )?;
+    let path = tokens.path().to_string_lossy().to_string();
+    let (server, base) = http_server(&["--auth-token-file", &path])?;
+    let c = weir_tests::weir_client::client::Client::connect_with_token(
+        server.addr.to_string(),
+        Some("root-secret-1".into()),
+    )
+    .await?;
+    c.create_topic("in", topic(1)).await?;
+    c.create_topic("out", topic(1)).await?;
+    c.deploy_plugin("keep", plugin_bytes("json-filter")).await?;
+    c.deploy_plugin("keep", plugin_bytes("json-filter")).await?;
+    c.create_pipeline(pipeline("p", "in", "out", vec![step("keep", &[("field", "id"), ("op", "exists")])])).await?;
+    let args = ["--read-only", "--url", &base, "--token", "watch-secret-1", "--pipeline", "p", "--plugin", "keep"];
+    let seen = console(python, args.iter().map(|s| s.to_string()).collect()).await?;
+    assert_eq!(seen["console_errors"], json!([]), "{seen}");
+    assert_eq!(seen["who"], "token watcher", "{seen}");
+    assert_eq!((seen["pipeline_buttons"].as_u64(), seen["plugin_buttons"].as_u64()), (Some(0), Some(0)), "{seen}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_works_in_a_real_browser() -> Result<()> {
     let python = browser_python();
@@ -427,25 +474,16 @@ async fn the_console_works_in_a_real_browser() -> Result<()> {
     };
     let shots = tempfile::tempdir()?;
     let screenshots = std::env::var("WEIR_CONSOLE_SCREENSHOTS").map_or_else(|_| shots.path().to_path_buf(), Into::into);
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(weir_tests::workspace_root().join("tests/console/console.py"))
-            .args(["--url", &base, "--topic", "orders", "--value", "first-order", "--pipeline", "billing"])
-            .args(["--halted", "broken", "--halt-text", "this message is bad", "--dlq-pipeline", "letters"])
-            .arg("--screenshots")
-            .arg(&screenshots)
-            .output()
-    })
-    .await??;
+    let mut args: Vec<String> =
+        ["--url", &base, "--topic", "orders", "--value", "first-order", "--pipeline", "billing"]
+            .into_iter()
+            .chain(["--halted", "broken", "--halt-text", "this message is bad", "--dlq-pipeline", "letters"])
+            .map(String::from)
+            .collect();
+    args.extend(["--screenshots".to_string(), screenshots.to_string_lossy().into_owned()]);
+    let seen = console(python, args).await;
     producer.abort();
-    ensure!(
-        out.status.success(),
-        "console.py failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())?;
+    let seen = seen?;
     assert_eq!(seen["console_errors"], json!([]), "the console logged errors: {seen}");
     assert_eq!(seen["overview_halted"], 1, "{seen}");
     assert_eq!(seen["topic_has_value"], true, "{seen}");

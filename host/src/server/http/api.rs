@@ -99,20 +99,29 @@ struct WhoAmI {
     grants: Vec<(String, String)>,
 }
 
-#[utoipa::path(get, path = "/api/v1/whoami", tag = "access", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
-async fn whoami(State(app): State<App>, caller: Caller) -> Json<WhoAmI> {
-    Json(match &caller.who {
-        None => WhoAmI {
-            enforced: app.broker.authority.is_enforced(),
-            name: None,
-            grants: vec![("admin".into(), "*".into())],
-        },
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "access", responses((status = 200, description = "Without a token on a server that wants one: no name and no grants", body = WhoAmI), (status = 401, description = "An unknown token", body = ErrorBody)))]
+async fn whoami(
+    State(app): State<App>,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    caller: Result<Caller, ApiError>,
+) -> Result<Json<WhoAmI>, ApiError> {
+    let enforced = app.broker.authority.is_enforced();
+    let presented =
+        headers.contains_key(header::AUTHORIZATION) || uri.query().is_some_and(|q| q.contains("access_token="));
+    // Asking without a token is a question, not a mistake: the console asks it before sign-in.
+    let caller = match caller {
+        Err(_) if !presented => return Ok(Json(WhoAmI { enforced, name: None, grants: vec![] })),
+        other => other?,
+    };
+    Ok(Json(match &caller.who {
+        None => WhoAmI { enforced, name: None, grants: vec![("admin".into(), "*".into())] },
         Some(who) => WhoAmI {
             enforced: true,
             name: Some(who.name.clone()),
             grants: who.grants().map(|(p, pattern)| (p.word().to_string(), pattern.to_string())).collect(),
         },
-    })
+    }))
 }
 
 #[utoipa::path(get, path = "/api/v1/topics", tag = "topics", responses((status = 200, description = "Topics the token may read or write, with each partition's [log start, high watermark]", body = [Object])))]

@@ -317,6 +317,7 @@ async function start() {
     document.getElementById("main").innerHTML = `<p class="error">${esc(e.message)}</p>`;
     return;
   }
+  if (state.who.enforced && !state.who.name) return login("This server requires a token.");
   document.getElementById("who").textContent = state.who.enforced ? `token ${state.who.name}` : "open server (no tokens)";
   clearInterval(state.timer);
   state.timer = setInterval(render, REFRESH_MS);
