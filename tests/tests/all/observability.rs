@@ -501,3 +501,24 @@ async fn the_console_works_in_a_real_browser() -> Result<()> {
     assert!(back[2].2.headers.iter().all(|(k, _)| !k.starts_with("weir-dlq-")));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_certificate_the_http_door_speaks_tls_only() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir()?;
+    let (cert, key) = crate::reliability::self_signed(dir.path())?;
+    let (cert_s, key_s) = (cert.to_string_lossy().to_string(), key.to_string_lossy().to_string());
+    let (server, base) = http_server(&["--tls-cert", &cert_s, "--tls-key", &key_s])?;
+    let addr = server.http.context("http address")?;
+    let tls = weir_tests::weir_client::tls::ClientTls::new(&cert, "localhost")?;
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let mut stream = tokio_rustls::TlsConnector::from(tls.config).connect(tls.server_name, tcp).await?;
+    stream.write_all(b"GET /api/v1/whoami HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains(r#""enforced":false"#), "{response}");
+    // Plaintext gets no HTTP answer from a TLS-only door.
+    assert!(reqwest::Client::new().get(format!("{base}/api/v1/whoami")).send().await.is_err());
+    Ok(())
+}

@@ -297,7 +297,7 @@ async fn without_a_token_the_server_refuses_and_with_one_it_serves() -> Result<(
 }
 
 /// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM files.
-fn self_signed(dir: &std::path::Path) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+pub(crate) fn self_signed(dir: &std::path::Path) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
     let rcgen::CertifiedKey { cert, signing_key } =
         rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
     let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
