@@ -172,6 +172,11 @@ fn pipelines(broker: &Broker, add: &mut Add<'_>) {
         s,
     )
     .expect("valid counter");
+    let memory = gauge(
+        "weir_step_plugin_memory_bytes",
+        "Linear memory held by the step's live plugin instances (one per partition or worker)",
+        s,
+    );
     let info = gauge(
         "weir_step_info",
         "The plugin version each step runs (role: live or shadow)",
@@ -189,6 +194,7 @@ fn pipelines(broker: &Broker, add: &mut Add<'_>) {
             state.with_label_values(&[name, label]).set(i64::from(st.state == s));
         }
         pause.with_label_values(&[name]).set(st.swap_pause_p99_us as f64 / 1e6);
+        let held = broker.pipelines.step_memory(name);
         for (i, stats) in st.steps.iter().enumerate() {
             let live = st.plugins.get(i).map(String::as_str).unwrap_or("");
             let (plugin, version) = live.split_once('@').unwrap_or((live, ""));
@@ -199,6 +205,7 @@ fn pipelines(broker: &Broker, add: &mut Add<'_>) {
                 c.with_label_values(&labels).inc_by(v);
             }
             busy.with_label_values(&labels).inc_by(stats.busy_us as f64 / 1e6);
+            memory.with_label_values(&labels).set(held.get(i).copied().unwrap_or(0) as i64);
             info.with_label_values(&[name, &step, plugin, version, "live"]).set(1);
             if let Some(Some(shadow)) = st.shadows.get(i) {
                 let (sp, sv) = shadow.split_once('@').unwrap_or((shadow, ""));
@@ -210,6 +217,7 @@ fn pipelines(broker: &Broker, add: &mut Add<'_>) {
         add(Box::new(c));
     }
     add(Box::new(busy));
+    add(Box::new(memory));
     add(Box::new(lag));
     add(Box::new(state));
     add(Box::new(pause));

@@ -154,6 +154,8 @@ pub(crate) struct Counters {
     steps: Mutex<Vec<StepStats>>,
     /// From taking a batch to its commit's acknowledgement.
     batch_latency: Option<prometheus::Histogram>,
+    /// Linear memory of each step's live instance, per worker, after its last batch.
+    memory: Mutex<std::collections::BTreeMap<u32, Vec<u64>>>,
 }
 
 /// Bounds of the batch latency histogram, seconds.
@@ -172,6 +174,10 @@ impl Counters {
             batch_latency: prometheus::Histogram::with_opts(opts).ok(),
             ..Counters::default()
         }
+    }
+
+    fn note_memory(&self, worker: u32, bytes: Vec<u64>) {
+        self.memory.lock().expect("plugin memory").insert(worker, bytes);
     }
 
     fn observe_batch(&self, took: Duration) {
@@ -410,6 +416,21 @@ impl Pipelines {
             partitions,
             queue_depth,
         })
+    }
+
+    /// Linear memory held by each step's plugin instances over all workers, bytes (for
+    /// metrics); empty for an unknown pipeline.
+    pub fn step_memory(&self, name: &str) -> Vec<u64> {
+        let running = self.running.lock().expect("pipelines");
+        let Some(r) = running.get(name) else { return Vec::new() };
+        let memory = r.counters.memory.lock().expect("plugin memory");
+        let mut total = vec![0; r.plan.slots.len()];
+        for per_step in memory.values() {
+            for (t, m) in total.iter_mut().zip(per_step) {
+                *t += m;
+            }
+        }
+        total
     }
 
     /// Each running pipeline's batch latency histogram (for metrics).

@@ -62,6 +62,7 @@ pub(super) async fn run(
         .map_err(|e| format!("worker task failed: {e}"))?;
         drop(permit);
         steps = back;
+        running.counters.note_memory(worker, steps.iter().map(|s| s.live.memory_bytes() as u64).collect());
         let Done { mut commit, next_offset, counts, failure } = done;
         if feed.settle(plan, &mut commit, next_offset)? {
             let committed = plan.store.submit(commit);

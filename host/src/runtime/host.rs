@@ -35,7 +35,7 @@ struct PendingState {
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: Limits,
     sandbox: Sandbox,
     /// `pipeline/step plugin@version`, on every log line.
     label: String,
@@ -55,6 +55,47 @@ pub struct HostState {
     pub(crate) output: GuestOutput,
 }
 
+/// The sandbox's limits, counting the linear memory the guest holds (for metrics): wasm
+/// memory only grows, so the sum of granted growths is what it holds.
+pub(crate) struct Limits {
+    inner: StoreLimits,
+    pub(crate) memory_bytes: usize,
+}
+
+impl wasmtime::ResourceLimiter for Limits {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let granted = self.inner.memory_growing(current, desired, maximum)?;
+        if granted {
+            self.memory_bytes += desired.saturating_sub(current);
+        }
+        Ok(granted)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
 impl HostState {
     pub(crate) fn new(sandbox: &Sandbox, label: String, scope: StateScope) -> HostState {
         let output = GuestOutput::default();
@@ -62,12 +103,15 @@ impl HostState {
             wasi: wasi_ctx(sandbox, &output),
             output,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(sandbox.memory_bytes)
-                .instances(limits::PLUGIN_INSTANCES_MAX as usize)
-                .tables(64)
-                .memories(4)
-                .build(),
+            limits: Limits {
+                inner: StoreLimitsBuilder::new()
+                    .memory_size(sandbox.memory_bytes)
+                    .instances(limits::PLUGIN_INSTANCES_MAX as usize)
+                    .tables(64)
+                    .memories(4)
+                    .build(),
+                memory_bytes: 0,
+            },
             sandbox: sandbox.clone(),
             label,
             scope,

@@ -55,6 +55,11 @@ impl PluginInstance {
         })
     }
 
+    /// Linear memory the guest holds, bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limits.memory_bytes
+    }
+
     /// Call `init` with the step's config.
     pub fn init(&mut self, config: &[(String, String)]) -> Result<(), PluginError> {
         self.arm()?;

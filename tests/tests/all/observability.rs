@@ -115,6 +115,7 @@ async fn metrics_pass_promtool_and_count_what_happened() -> Result<()> {
         r#"weir_request_duration_seconds_count{command="topic.produce"}"#,
         "process_resident_memory_bytes",
         r#"weir_topic_bytes_in_total{topic="in"}"#,
+        r#"weir_step_plugin_memory_bytes{pipeline="p",plugin="keep",step="1"}"#,
     ] {
         assert!(sample(&text, positive).is_some_and(|v| v > 0.0), "{positive} missing or zero in:\n{text}");
     }
