@@ -81,11 +81,11 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 }
 
 /// A reply of another shape than the command's: a bug.
-fn unexpected(reply: Reply) -> ApiError {
+pub(super) fn unexpected(reply: Reply) -> ApiError {
     ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "Internal", format!("unexpected reply {reply:?}"))
 }
 
-/// A topic's and each record's name in errors.
+/// The resource a route names in its one path segment.
 type Named = Segments<String>;
 
 /// Who the token is and what it may do (the console hides what would be refused).
@@ -254,8 +254,9 @@ async fn fetch(
         max_bytes: limits::HTTP_MAX_FETCH_BYTES,
         max_wait,
     };
-    let Reply::Fetched(parts) = app.run(&caller, Command::Topic(command)).await? else {
-        return Err(ApiError::not_found("fetch returned no partitions"));
+    let parts = match app.run(&caller, Command::Topic(command)).await? {
+        Reply::Fetched(parts) => parts,
+        other => return Err(unexpected(other)),
     };
     let mut out = Fetched { records: Vec::new(), next: Vec::new(), high_watermarks: Vec::new() };
     for pos in &positions {

@@ -53,7 +53,7 @@ pub(super) async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let info = match app.run(&caller, Command::Topic(TopicCommand::Describe { name: topic.clone() })).await? {
         Reply::Topic(t) => t,
-        _ => return Err(ApiError::not_found(format!("topic `{topic}` not found"))),
+        other => return Err(super::api::unexpected(other)),
     };
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_string).or(q.last_event_id);
     let last = match resume {
