@@ -75,10 +75,19 @@ pub struct ServeArgs {
     /// tokens apply to it too (tokens as `Authorization: Bearer TOKEN`).
     #[arg(long)]
     http_listen: Option<String>,
+    /// Export pipeline steps' spans of traced messages (those carrying a W3C `traceparent`)
+    /// to this OpenTelemetry collector, OTLP over HTTP (e.g. http://127.0.0.1:4318; the path
+    /// /v1/traces is added when the URL has none). Off by default.
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing();
+    let otlp = match &args.otlp_endpoint {
+        Some(url) => Some(start_otlp(url)?),
+        None => None,
+    };
     let listener = TcpListener::bind(&args.listen).await.with_context(|| {
         format!("cannot listen on {}; is another server running there? pick another with --listen", args.listen)
     })?;
@@ -164,8 +173,63 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down: finishing in-flight batches");
     broker.shutdown().await;
+    if let Some(provider) = otlp {
+        // The exporter's blocking HTTP client must not be dropped on the runtime's threads.
+        let flushed = std::thread::spawn(move || provider.shutdown()).join();
+        if !matches!(flushed, Ok(Ok(()))) {
+            tracing::warn!("the last spans may not have reached the OTLP collector");
+        }
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Span ids as pipelines plan them (the ids their outputs' `traceparent` carry), random
+/// otherwise.
+#[derive(Debug, Default)]
+struct PlannedIds(opentelemetry_sdk::trace::RandomIdGenerator);
+
+impl opentelemetry_sdk::trace::IdGenerator for PlannedIds {
+    fn new_trace_id(&self) -> opentelemetry::trace::TraceId {
+        self.0.new_trace_id()
+    }
+
+    fn new_span_id(&self) -> opentelemetry::trace::SpanId {
+        match weir_host::pipeline::trace::planned_span_id() {
+            Some(id) => opentelemetry::trace::SpanId::from_bytes(id),
+            None => self.0.new_span_id(),
+        }
+    }
+}
+
+/// Install an OpenTelemetry tracer provider exporting to `url` (OTLP, HTTP, protobuf) in
+/// batches every half second, and tell pipelines to export their steps' spans.
+fn start_otlp(url: &str) -> anyhow::Result<opentelemetry_sdk::trace::SdkTracerProvider> {
+    use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
+    let endpoint = match url.split_once("://").map(|(_, rest)| rest.contains('/')) {
+        Some(true) => url.to_string(),
+        Some(false) => format!("{}/v1/traces", url.trim_end_matches('/')),
+        None => anyhow::bail!("--otlp-endpoint takes a URL like http://127.0.0.1:4318, not `{url}`"),
+    };
+    // The blocking HTTP client is built (and later dropped) off the async runtime.
+    let built = std::thread::spawn(move || -> anyhow::Result<SdkTracerProvider> {
+        use opentelemetry_otlp::WithExportConfig;
+        let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().with_endpoint(&endpoint).build()?;
+        let batches = BatchConfigBuilder::default().with_scheduled_delay(Duration::from_millis(500)).build();
+        let processor = BatchSpanProcessor::builder(exporter).with_batch_config(batches).build();
+        let resource = opentelemetry_sdk::Resource::builder().with_service_name("weir").build();
+        Ok(SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .with_resource(resource)
+            .with_id_generator(PlannedIds::default())
+            .build())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("starting the OTLP exporter panicked"))??;
+    opentelemetry::global::set_tracer_provider(built.clone());
+    weir_host::pipeline::trace::export_spans();
+    tracing::info!(%url, "exporting traced messages' pipeline spans over OTLP");
+    Ok(built)
 }
 
 /// Bind the Kafka listener; what it advertises defaults to the address it bound.

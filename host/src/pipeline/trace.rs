@@ -8,9 +8,36 @@
 //!
 //! Span ids are derived from the parent span, the pipeline, the step and the output's index,
 //! not drawn at random: a batch that is run again after a crash stamps the same ids, as it
-//! writes the same outputs.
+//! writes the same outputs. With `weir serve --otlp-endpoint`, each step's span is also
+//! exported through OpenTelemetry (OTLP over HTTP) with the same ids, so a trace viewer shows
+//! the message's path beside the services that produced and consume it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
 use crate::runtime::Message;
+
+/// Whether spans are exported (an OpenTelemetry tracer provider is installed).
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Export each step's span through the global OpenTelemetry tracer provider from now on
+/// (the server installs one for `--otlp-endpoint`). Without it, nothing is built.
+pub fn export_spans() {
+    EXPORTING.store(true, Ordering::Release);
+}
+
+std::thread_local! {
+    /// The span id of the span being built on this thread: OpenTelemetry's SDK draws span
+    /// ids from the provider's id generator, which asks here first ([`planned_span_id`]).
+    static PLANNED: std::cell::Cell<Option<[u8; 8]>> = const { std::cell::Cell::new(None) };
+}
+
+/// The id planned for the span this thread is building, if any (taken: asked once). The
+/// server's OpenTelemetry id generator uses it, so an exported span has the id the message's
+/// `traceparent` carries.
+pub fn planned_span_id() -> Option<[u8; 8]> {
+    PLANNED.with(std::cell::Cell::take)
+}
 
 /// The W3C trace context header.
 pub const TRACEPARENT: &str = "traceparent";
@@ -66,6 +93,9 @@ pub(super) fn stamp(msg: &mut Message, ctx: &Context, step: &StepTrace<'_>, inde
     if span == 0 {
         span = 1;
     }
+    if EXPORTING.load(Ordering::Acquire) {
+        export(ctx, span, step, msg);
+    }
     let span = format!("{span:016x}");
     tracing::debug!(
         target: "weir::trace",
@@ -87,6 +117,36 @@ pub(super) fn stamp(msg: &mut Message, ctx: &Context, step: &StepTrace<'_>, inde
         None => entry,
     };
     set(&mut msg.headers, TRACE_PATH, path);
+}
+
+/// The step's span, child of the message's, through OpenTelemetry: it ends now and began the
+/// step's batch time ago.
+fn export(ctx: &Context, span: u64, step: &StepTrace<'_>, msg: &Message) {
+    use opentelemetry::KeyValue;
+    use opentelemetry::trace::{Span, SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer};
+    let (Ok(trace), Ok(parent), Ok(flags)) =
+        (TraceId::from_hex(&ctx.trace), SpanId::from_hex(&ctx.parent), u8::from_str_radix(&ctx.flags, 16))
+    else {
+        return;
+    };
+    let parent = SpanContext::new(trace, parent, TraceFlags::new(flags), true, TraceState::default());
+    let cx = opentelemetry::Context::new().with_remote_span_context(parent);
+    let tracer = opentelemetry::global::tracer("weir");
+    let end = SystemTime::now();
+    let builder = tracer
+        .span_builder(format!("{} step {} {}", step.pipeline, step.step, step.label))
+        .with_start_time(end - Duration::from_micros(step.took_us))
+        .with_attributes([
+            KeyValue::new("weir.pipeline", step.pipeline.to_string()),
+            KeyValue::new("weir.step", step.step as i64),
+            KeyValue::new("weir.plugin", step.label.to_string()),
+            KeyValue::new("weir.partition", i64::from(msg.partition)),
+            KeyValue::new("weir.offset", msg.offset as i64),
+        ]);
+    PLANNED.with(|p| p.set(Some(span.to_be_bytes())));
+    let mut built = tracer.build_with_context(builder, &cx);
+    PLANNED.with(std::cell::Cell::take);
+    built.end_with_timestamp(end);
 }
 
 /// Keep the newest entries within [`TRACE_PATH_MAX`].

@@ -343,9 +343,31 @@ async fn read_events(request: reqwest::RequestBuilder, n: usize) -> Result<(Vec<
     Ok((values, last_id))
 }
 
+/// A stand-in OpenTelemetry collector: takes OTLP/HTTP exports at /v1/traces and keeps them.
+async fn collector() -> Result<(String, std::sync::Arc<std::sync::Mutex<Vec<bytes::Bytes>>>)> {
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = bodies.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: bytes::Bytes| async move {
+            keep.lock().expect("bodies").push(body);
+            ([("content-type", "application/x-protobuf")], Vec::<u8>::new())
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((url, bodies))
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len()).step_by(2).filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_traceparent_keeps_its_trace_through_a_three_step_pipeline() -> Result<()> {
-    let (server, _) = http_server(&[])?;
+    let (otlp, exported) = collector().await?;
+    let (server, _) = http_server(&["--otlp-endpoint", &otlp])?;
     let c = server.client().await?;
     c.create_topic("in", topic(1)).await?;
     c.create_topic("out", topic(1)).await?;
@@ -376,6 +398,14 @@ async fn a_traceparent_keeps_its_trace_through_a_three_step_pipeline() -> Result
     assert_eq!(steps, vec!["traced#1 pass@1", "traced#2 stamp@1", "traced#3 keep@1"], "{path}");
     let second = out.iter().find(|r| text(&r.2).contains("\"n\":2")).context("the untraced output")?;
     assert_eq!(header(&second.2, "traceparent"), None, "an untraced message gets no trace");
+    // The last step's span went to the collector with the ids the output carries.
+    let (trace_id, span_id) = (hex_bytes(parts[1]), hex_bytes(parts[2]));
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    eventually("the span to be exported over OTLP", LONG, || async {
+        let bodies = exported.lock().expect("bodies");
+        Ok(bodies.iter().any(|b| contains(b, &trace_id) && contains(b, &span_id)).then_some(()))
+    })
+    .await?;
     Ok(())
 }
 
