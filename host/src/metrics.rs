@@ -114,8 +114,11 @@ fn groups(broker: &Broker, add: &mut Add<'_>) {
         &["group", "topic", "partition"],
     );
     for g in broker.group_lags().unwrap_or_default() {
+        let topic = broker.store.topic(&g.topic).ok();
         for (p, committed, hw) in g.partitions {
-            let behind = hw.saturating_sub(committed.unwrap_or(0));
+            // Nothing committed yet: the group would start at the log start.
+            let start = topic.as_ref().and_then(|t| t.partition(p).ok()).map_or(0, |part| part.log_start());
+            let behind = hw.saturating_sub(committed.unwrap_or(start).max(start));
             lag.with_label_values(&[&g.group, &g.topic, &p.to_string()]).set(behind as i64);
         }
     }

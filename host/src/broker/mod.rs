@@ -80,6 +80,8 @@ pub struct Broker {
     pub authority: Arc<Authority>,
     /// Request latencies ([`crate::metrics`] reads everything else where it lives).
     pub metrics: crate::metrics::Metrics,
+    /// Held by a dead-letter replay: one at a time.
+    replaying: tokio::sync::Mutex<()>,
     replies: Arc<replies::ReplyHub>,
     producers: producers::Producers,
     config: BrokerConfig,
@@ -139,6 +141,7 @@ impl Broker {
             config,
             producers: Default::default(),
             metrics: Default::default(),
+            replaying: Default::default(),
         });
         broker.spawn_retention();
         broker.spawn_timers();

@@ -88,7 +88,7 @@ pub(super) fn context(headers: &[(String, String)]) -> Option<Context> {
 
 /// Stamp output `index` of a traced input with the step's child span and its path entry.
 pub(super) fn stamp(msg: &mut Message, ctx: &Context, step: &StepTrace<'_>, index: usize) {
-    let seed = format!("{}/{}/{}/{}/{index}", ctx.parent, step.pipeline, step.step, msg.offset);
+    let seed = format!("{}/{}/{}/{}/{}/{index}", ctx.parent, step.pipeline, step.step, msg.partition, msg.offset);
     let mut span = twox_hash::XxHash64::oneshot(0x7765_6972, seed.as_bytes());
     if span == 0 {
         span = 1;
@@ -160,10 +160,15 @@ fn bounded(mut path: String) -> String {
     path
 }
 
+/// Replace the header `name`, or add it while the message has room for another header (a
+/// message at the limit keeps its trace context but no longer records its path: tracing
+/// never makes a valid message invalid).
 fn set(headers: &mut Vec<(String, String)>, name: &str, value: String) {
+    let room = headers.len() < crate::limits::MAX_HEADERS;
     match headers.iter_mut().find(|(k, _)| k == name) {
         Some((_, v)) => *v = value,
-        None => headers.push((name.to_string(), value)),
+        None if room => headers.push((name.to_string(), value)),
+        None => {}
     }
 }
 
@@ -194,6 +199,18 @@ mod tests {
         let mut m3 = m.clone();
         stamp(&mut m3, &again, &StepTrace { pipeline: "p", step: 2, label: "g@1", took_us: 9 }, 0);
         assert_eq!(m3.headers.iter().find(|(k, _)| k == TRACE_PATH).unwrap().1, "p#1 f@2 5us,p#2 g@1 9us");
+    }
+
+    #[test]
+    fn a_message_at_the_header_limit_stays_valid() {
+        let mut headers: Vec<(String, String)> =
+            (1..crate::limits::MAX_HEADERS).map(|i| (format!("h{i}"), "v".into())).collect();
+        headers.push((TRACEPARENT.to_string(), PARENT.to_string()));
+        let ctx = context(&headers).unwrap();
+        let mut m = msg(headers);
+        stamp(&mut m, &ctx, &StepTrace { pipeline: "p", step: 1, label: "f@1", took_us: 1 }, 0);
+        assert_eq!(m.headers.len(), crate::limits::MAX_HEADERS);
+        assert_ne!(m.headers.last().unwrap().1, PARENT, "the trace context still moves on");
     }
 
     #[test]

@@ -275,18 +275,26 @@ async fn http_mistakes_are_4xx_json_errors_that_say_what_to_fix() -> Result<()> 
             400,
             "partition:offset",
         ),
-        (root(http.post(format!("{base}/api/v1/queues/none/receive"))), 404, "none"),
+        (root(http.post(format!("{base}/api/v1/queues/none/receive"))).json(&json!({})), 404, "none"),
+        (root(http.post(format!("{base}/api/v1/pipelines/ghost/pause"))).body(""), 415, "application/json"),
+        (
+            root(http.post(format!("{base}/api/v1/topics/t/replay"))).header("content-type", "text/plain"),
+            415,
+            "Content-Type",
+        ),
         (root(http.get(format!("{base}/api/v1/nowhere"))), 404, "/openapi.json"),
-        (root(http.post(format!("{base}/api/v1/pipelines/ghost/pause"))), 404, "ghost"),
+        (root(http.post(format!("{base}/api/v1/pipelines/ghost/pause"))).json(&json!({})), 404, "ghost"),
         (http.get(format!("{base}/metrics")).bearer_auth("nobody"), 401, ""),
     ];
     for (request, want, says) in cases {
         let (status, _, msg) = refused(request).await?;
         assert!(status == want && msg.contains(says), "wanted {want} saying {says:?}, got {status}: {msg}");
     }
-    // Oversized bodies are refused before they are read whole.
+    // Oversized bodies are refused before they are read whole (and the connection closed
+    // unread: a client of its own, so the next request does not pick that connection).
     let big = format!(r#"{{"records":[{{"value":"{}"}}]}}"#, "x".repeat(9 << 20));
-    let (status, kind, _) = refused(root(http.post(&url)).header("content-type", "application/json").body(big)).await?;
+    let once = reqwest::Client::new();
+    let (status, kind, _) = refused(root(once.post(&url)).header("content-type", "application/json").body(big)).await?;
     assert_eq!((status, kind.as_str()), (413, "MessageTooLarge"));
     // The reader may scrape metrics (read:*); nothing was stored by the refused requests.
     let metrics = http.get(format!("{base}/metrics")).bearer_auth("reader-secret-1").send().await?;
@@ -314,17 +322,49 @@ async fn server_sent_events_resume_from_last_event_id() -> Result<()> {
     all.sort_by_key(|v| v.trim_start_matches("tick-").parse::<u32>().unwrap_or(0));
     let want: Vec<String> = (0..20).map(|i| format!("tick-{i}")).collect();
     assert_eq!(all, want, "every record once, across the reconnect");
+
+    // A partition that had sent nothing before the reconnect loses nothing either.
+    c.create_topic("quiet", topic(2)).await?;
+    let http = reqwest::Client::new();
+    let url = format!("{base}/api/v1/topics/quiet/events");
+    let stream = tokio::spawn(read_events(http.get(&url), 1));
+    let to = |p: u32, v: &str| {
+        http.post(format!("{base}/api/v1/topics/quiet/records?partition={p}")).json(&json!({"records": [{"value": v}]}))
+    };
+    // The stream starts at the end: produce until its first read has begun and sees one.
+    let (seen, id) = loop {
+        ok(to(0, "p0")).await?;
+        if stream.is_finished() {
+            break stream.await??;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(seen[0], "p0");
+    ok(to(1, "p1-while-away")).await?;
+    // Whatever followed the event seen in partition 0, then the record partition 1 got.
+    let away = |v: &[String]| v.iter().any(|x| x == "p1-while-away");
+    let (resumed, _) = read_events_until(http.get(&url).header("Last-Event-ID", &id), away).await?;
+    assert!(resumed.iter().all(|v| v == "p0" || v == "p1-while-away"), "{resumed:?}");
+    assert_eq!(resumed.iter().filter(|v| *v == "p1-while-away").count(), 1, "resumed from id {id}: {resumed:?}");
     Ok(())
 }
 
 /// Read `n` `record` events: their values, and the last event id.
 async fn read_events(request: reqwest::RequestBuilder, n: usize) -> Result<(Vec<String>, String)> {
+    read_events_until(request, move |values| values.len() >= n).await
+}
+
+/// Read `record` events until `done` says so: their values, and the last event id.
+async fn read_events_until(
+    request: reqwest::RequestBuilder,
+    done: impl Fn(&[String]) -> bool,
+) -> Result<(Vec<String>, String)> {
     let response = request.send().await?;
     ensure!(response.status() == 200, "{}", response.status());
     let mut stream = response.bytes_stream();
     let (mut buf, mut values, mut last_id) = (String::new(), Vec::new(), String::new());
     let read = async {
-        while values.len() < n {
+        while !done(&values) {
             let Some(chunk) = stream.next().await else { bail!("the stream ended after {} events", values.len()) };
             buf.push_str(std::str::from_utf8(&chunk?)?);
             while let Some(end) = buf.find("\n\n") {

@@ -155,6 +155,9 @@ struct ProduceBody {
 struct ProduceQuery {
     /// Put every record in this partition.
     partition: Option<u32>,
+    /// A bearer token, for clients that cannot set headers; read by the token check.
+    #[serde(rename = "access_token")]
+    _access_token: Option<String>,
 }
 
 /// Where each record was stored, in request order.
@@ -219,6 +222,9 @@ struct FetchQuery {
     max: Option<usize>,
     /// Wait this long for a first record (default 0; capped below the request deadline).
     wait_ms: Option<u64>,
+    /// A bearer token, for clients that cannot set headers; read by the token check.
+    #[serde(rename = "access_token")]
+    _access_token: Option<String>,
 }
 
 /// Records read.

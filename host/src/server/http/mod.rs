@@ -87,6 +87,7 @@ pub async fn run(
     let (closing_tx, closing) = watch::channel(false);
     let app = App { broker, settings, closing };
     let router = api::router(app.clone())
+        .layer(axum::middleware::from_fn(json_posts_only))
         .layer(axum::middleware::from_fn_with_state(app.clone(), deadline))
         .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_bytes));
     let doorway = Doorway::start(listener, security.tls.map(TlsAcceptor::from), limits)?;
@@ -113,6 +114,28 @@ async fn deadline(State(app): State<App>, request: Request, next: Next) -> Respo
         )
         .into_response(),
     }
+}
+
+/// Refuse a POST that is not JSON. Every POST route takes JSON, and a browser sends a
+/// cross-site JSON request only after a preflight this server never answers: so a web page
+/// elsewhere cannot make a visitor's browser pause a pipeline or replay dead letters on a
+/// server without tokens.
+async fn json_posts_only(request: Request, next: Next) -> Response {
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
+    if request.method() == axum::http::Method::POST && !json {
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "InvalidArgument",
+            "POST requests must send `Content-Type: application/json` (with a body of `{}` where there is nothing to say)"
+                .to_string(),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// The caller: its identity (`None` on a server without tokens), and the token and token-set
@@ -377,6 +400,7 @@ impl Doorway {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
         let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let refusals = Arc::new(Semaphore::new(crate::limits::REFUSALS_IN_FLIGHT));
         tokio::spawn(async move {
             loop {
                 let (stream, peer) = match listener.accept().await {
@@ -389,7 +413,13 @@ impl Doorway {
                 };
                 let _ = stream.set_nodelay(true);
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    tokio::spawn(refuse(stream, limits.max_connections));
+                    // Beyond the refusals in flight, a connection is closed unanswered.
+                    if let Ok(refusing) = refusals.clone().try_acquire_owned() {
+                        tokio::spawn(async move {
+                            refuse(stream, limits.max_connections).await;
+                            drop(refusing);
+                        });
+                    }
                     continue;
                 };
                 let (ready, tls) = (tx.clone(), tls.clone());
@@ -401,7 +431,7 @@ impl Doorway {
                             _ => return,
                         },
                     };
-                    let _ = ready.send((Held { io, _slot: slot }, peer)).await;
+                    let _ = ready.send((Held::new(io, slot, limits.write_timeout), peer)).await;
                 });
                 if tx.is_closed() {
                     return;
@@ -441,41 +471,76 @@ async fn refuse(mut stream: TcpStream, max: usize) {
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(response.as_bytes())).await;
 }
 
-/// An I/O stream holding a connection slot until it is dropped.
+/// An I/O stream holding a connection slot until it is dropped, and closed when it makes no
+/// progress either way for `idle` (the server's write timeout): a client that sends nothing,
+/// or stops reading a response or an event stream, gives its slot back. Event streams send
+/// a keep-alive comment every 15 s, and long polls answer within the request deadline, so
+/// live connections always make progress in time.
 struct Held<T> {
     io: T,
     _slot: OwnedSemaphorePermit,
+    idle: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<T> Held<T> {
+    fn new(io: T, slot: OwnedSemaphorePermit, idle: Duration) -> Held<T> {
+        Held { io, _slot: slot, idle, deadline: Box::pin(tokio::time::sleep(idle)) }
+    }
+
+    /// Progress: the idle clock starts again.
+    fn touch(&mut self) {
+        let at = tokio::time::Instant::now() + self.idle;
+        self.deadline.as_mut().reset(at);
+    }
+
+    /// A pending operation: an error once the connection has been idle too long.
+    fn stalled<R>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<R>> {
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no progress on the connection within the write timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Held<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        match Pin::new(&mut self.io).poll_read(cx, buf) {
+            Poll::Pending => self.stalled(cx),
+            ready => {
+                if buf.filled().len() > before {
+                    self.touch();
+                }
+                ready
+            }
+        }
     }
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Held<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        match Pin::new(&mut self.io).poll_write(cx, buf) {
+            Poll::Pending => self.stalled(cx),
+            ready => {
+                self.touch();
+                ready
+            }
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        match Pin::new(&mut self.io).poll_flush(cx) {
+            Poll::Pending => self.stalled(cx),
+            ready => ready,
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
     }
 }
 

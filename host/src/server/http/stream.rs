@@ -1,7 +1,7 @@
 //! A topic as Server-Sent Events: each record is an event whose id holds, for every partition
-//! delivered so far, `partition:offset` of its last record. A client that reconnects with
-//! `Last-Event-ID` (browsers' `EventSource` do so by themselves) resumes after exactly those
-//! records. Every read is a broker fetch, checked against the token each time, so a token
+//! of the topic, `partition:offset` of the next record the stream would send from it. A client
+//! that reconnects with `Last-Event-ID` (browsers' `EventSource` do so by themselves) resumes
+//! exactly there, in every partition, whatever arrived while it was away. Every read is a broker fetch, checked against the token each time, so a token
 //! revoked by a reload ends the stream.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -27,11 +27,13 @@ use crate::limits;
 pub(super) struct EventsQuery {
     /// `earliest` (every stored record) or `latest` (only new ones, the default).
     from: Option<String>,
-    /// Resume after these records, as a `Last-Event-ID` header would (`0:41,1:17`).
+    /// Resume here, as a `Last-Event-ID` header would (`0:42,1:18`: the next offset per
+    /// partition).
     last_event_id: Option<String>,
-    /// A bearer token, for browsers' `EventSource` (which cannot set headers).
-    #[allow(dead_code)]
-    access_token: Option<String>,
+    /// A bearer token, for browsers' `EventSource` (which cannot set headers); read by the
+    /// token check, not here.
+    #[serde(rename = "access_token")]
+    _access_token: Option<String>,
 }
 
 /// How long one read waits for new records before it asks again.
@@ -41,8 +43,8 @@ const POLL: Duration = Duration::from_secs(5);
 const CHUNK: usize = 1_000;
 
 #[utoipa::path(get, path = "/api/v1/topics/{topic}/events", tag = "topics",
-    params(("topic" = String, Path), ("Last-Event-ID" = Option<String>, Header, description = "Resume after `partition:offset,…`"), EventsQuery),
-    responses((status = 200, description = "text/event-stream of `record` events (data: the record as JSON; id: partition:offset of the last record per partition)", content_type = "text/event-stream"),
+    params(("topic" = String, Path), ("Last-Event-ID" = Option<String>, Header, description = "Resume at `partition:offset,…` (the next offset per partition)"), EventsQuery),
+    responses((status = 200, description = "text/event-stream of `record` events (data: the record as JSON; id: the next offset of every partition, `0:42,1:18`)", content_type = "text/event-stream"),
         (status = 404, body = super::ErrorBody)))]
 pub(super) async fn events(
     State(app): State<App>,
@@ -56,8 +58,8 @@ pub(super) async fn events(
         other => return Err(super::api::unexpected(other)),
     };
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_string).or(q.last_event_id);
-    let last = match resume {
-        Some(id) => parse_event_id(&id, info.partitions.len())?,
+    let resume_at = match resume {
+        Some(id) => parse_event_id(&id, &info.partitions)?,
         None => BTreeMap::new(),
     };
     let earliest = match q.from.as_deref() {
@@ -73,30 +75,37 @@ pub(super) async fn events(
         .enumerate()
         .map(|(p, (start, hw))| {
             let p = p as u32;
-            let at = match last.get(&p) {
-                Some(o) => o + 1,
+            let at = match resume_at.get(&p) {
+                Some(o) => *o,
                 None if earliest => *start,
                 None => *hw,
             };
             (p, at)
         })
         .collect();
-    let tail = Tail { app, caller, topic, next, last, pending: VecDeque::new(), done: false };
+    let tail = Tail { app, caller, topic, next, pending: VecDeque::new(), done: false };
     Ok(Sse::new(futures_util::stream::unfold(tail, Tail::step)).keep_alive(KeepAlive::default()))
 }
 
-/// `0:41,1:17` → {0: 41, 1: 17}.
-fn parse_event_id(id: &str, partitions: usize) -> Result<BTreeMap<u32, u64>, ApiError> {
+/// `0:42,1:18` → {0: 42, 1: 18}, each at most its partition's high watermark (past the end
+/// is refused: the topic was recreated, or the id is not one of ours).
+fn parse_event_id(id: &str, partitions: &[(u64, u64)]) -> Result<BTreeMap<u32, u64>, ApiError> {
     let bad =
-        || ApiError::bad_request(format!("Last-Event-ID `{id}` is not a list of partition:offset (like 0:41,1:17)"));
+        || ApiError::bad_request(format!("Last-Event-ID `{id}` is not a list of partition:offset (like 0:42,1:18)"));
     id.split(',')
         .filter(|s| !s.is_empty())
         .map(|pair| {
             let (p, o) = pair.split_once(':').ok_or_else(bad)?;
             let (p, o) = (p.trim().parse::<u32>().map_err(|_| bad())?, o.trim().parse::<u64>().map_err(|_| bad())?);
-            if p as usize >= partitions {
+            let Some((_, hw)) = partitions.get(p as usize) else {
                 return Err(ApiError::bad_request(format!(
-                    "Last-Event-ID names partition {p}; the topic has {partitions}"
+                    "Last-Event-ID names partition {p}; the topic has {}",
+                    partitions.len()
+                )));
+            };
+            if o > *hw {
+                return Err(ApiError::bad_request(format!(
+                    "Last-Event-ID resumes partition {p} at offset {o}, past its end ({hw}): was the topic recreated? reconnect without it"
                 )));
             }
             Ok((p, o))
@@ -109,10 +118,8 @@ struct Tail {
     app: App,
     caller: Caller,
     topic: String,
-    /// Next offset to read per partition.
+    /// Next offset to send per partition (the event id).
     next: BTreeMap<u32, u64>,
-    /// Offset of the last record sent per partition (the event id).
-    last: BTreeMap<u32, u64>,
     pending: VecDeque<Event>,
     done: bool,
 }
@@ -155,15 +162,11 @@ impl Tail {
             Ok(Reply::Fetched(parts)) => {
                 for part in parts {
                     let p = part.partition;
-                    if let Some(last) = part.records.last() {
-                        self.next.insert(p, last.offset + 1);
-                    } else {
-                        // Retention may have moved the start past where we were.
-                        self.next.entry(p).and_modify(|o| *o = (*o).max(part.first_offset));
-                    }
+                    // Retention may have moved the start past where we were.
+                    self.next.entry(p).and_modify(|o| *o = (*o).max(part.first_offset));
                     for r in part.records {
-                        self.last.insert(p, r.offset);
-                        let id = self.last.iter().map(|(p, o)| format!("{p}:{o}")).collect::<Vec<_>>().join(",");
+                        self.next.insert(p, r.offset + 1);
+                        let id = self.next.iter().map(|(p, o)| format!("{p}:{o}")).collect::<Vec<_>>().join(",");
                         let data = serde_json::to_string(&OutRecord::new(Some(p), r)).unwrap_or_default();
                         self.pending.push_back(Event::default().event("record").id(id).data(data));
                     }
@@ -185,8 +188,11 @@ mod tests {
 
     #[test]
     fn event_ids_parse_and_bad_ones_say_why() {
-        assert_eq!(parse_event_id("0:41,1:17", 2).unwrap(), BTreeMap::from([(0, 41), (1, 17)]));
-        assert!(parse_event_id("0-41", 2).unwrap_err().message.contains("partition:offset"));
-        assert!(parse_event_id("5:1", 2).unwrap_err().message.contains("has 2"));
+        let parts = [(0, 50), (0, 20)];
+        assert_eq!(parse_event_id("0:41,1:17", &parts).unwrap(), BTreeMap::from([(0, 41), (1, 17)]));
+        assert!(parse_event_id("0-41", &parts).unwrap_err().message.contains("partition:offset"));
+        assert!(parse_event_id("5:1", &parts).unwrap_err().message.contains("has 2"));
+        assert!(parse_event_id("1:21", &parts).unwrap_err().message.contains("past its end"));
+        assert!(parse_event_id("0:18446744073709551615", &parts).is_err());
     }
 }

@@ -125,9 +125,9 @@ const views = {
     if (b.partition !== "") q.set("partition", b.partition);
     if (b.offset !== "") q.set("offset", b.offset);
     else if (b.time !== "") q.set("time_ms", String(new Date(b.time).getTime()));
-    else {
-      // Latest 50 per partition by default: start 50 before the end.
-      if (b.partition !== "") q.set("offset", String(Math.max(t.partitions[+b.partition][0], t.partitions[+b.partition][1] - 50)));
+    else if (b.partition !== "") {
+      // One partition: its latest 50 by default. All partitions: the first stored of each.
+      q.set("offset", String(Math.max(t.partitions[+b.partition][0], t.partitions[+b.partition][1] - 50)));
     }
     const data = await get(`/api/v1/topics/${encodeURIComponent(name)}/records?${q}`);
     const options = [`<option value="">all</option>`].concat(t.partitions.map((_, p) => `<option value="${p}" ${String(p) === b.partition ? "selected" : ""}>${p}</option>`)).join("");
@@ -178,7 +178,8 @@ const views = {
     if (dlqInfo) {
       const source = sourceName(p.spec.source);
       const canReplay = may("read", dlq) && may("write", source);
-      const recent = pending ? await get(`/api/v1/topics/${encodeURIComponent(dlq)}/records?max=20`) : { records: [] };
+      // From the replay group's offsets: the letters not replayed yet (read, not committed).
+      const recent = pending ? await get(`/api/v1/topics/${encodeURIComponent(dlq)}/records?max=20&group=weir.dlq-replay`) : { records: [] };
       dlqSection = `<p><span id="dlq-pending">${n(pending)}</span> dead letter(s) pending in <a href="#/topics/${encodeURIComponent(dlq)}">${esc(dlq)}</a>
         ${canReplay && pending ? `<button data-act="replay" data-name="${esc(dlq)}">Replay to ${esc(source)}</button>` : ""}</p>
         ${pending ? recordTable(recent.records) : ""}`;
@@ -285,22 +286,24 @@ let rendering = false;
 async function render() {
   if (rendering) return;
   rendering = true;
-  const [view, arg] = route();
-  for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.getAttribute("href").startsWith("#/" + (view === "topic" ? "topics" : view === "pipeline" ? "pipelines" : view)));
   const main = document.getElementById("main");
-  // Keep what the user is typing in a form: skip refreshes while a field has focus.
-  const typing = document.activeElement && main.contains(document.activeElement) && /INPUT|SELECT/.test(document.activeElement.tagName);
+  let view = "overview";
   try {
+    const [v, arg] = route();
+    view = v;
+    for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.getAttribute("href").startsWith("#/" + (view === "topic" ? "topics" : view === "pipeline" ? "pipelines" : view)));
+    // Keep what the user is typing in a form: skip refreshes while a field has focus.
+    const typing = document.activeElement && main.contains(document.activeElement) && /INPUT|SELECT/.test(document.activeElement.tagName);
     if (!typing) {
-      const html = await views[view](arg);
-      main.innerHTML = html;
+      main.innerHTML = await views[view](arg);
       main.dataset.view = view;
     }
   } catch (e) {
-    if (e.status === 401) { login(e.message); rendering = false; return; }
-    main.innerHTML = `<h1>${esc(view)}</h1><p class="error">${esc(e.message)}</p>`;
+    if (e.status === 401) login(e.message);
+    else main.innerHTML = `<h1>${esc(view)}</h1><p class="error">${esc(e.message)}</p>`;
+  } finally {
+    rendering = false;
   }
-  rendering = false;
 }
 
 function login(why) {
