@@ -284,6 +284,7 @@ async fn http_mistakes_are_4xx_json_errors_that_say_what_to_fix() -> Result<()> 
         ),
         (root(http.get(format!("{base}/api/v1/nowhere"))), 404, "/openapi.json"),
         (root(http.post(format!("{base}/api/v1/pipelines/ghost/pause"))).json(&json!({})), 404, "ghost"),
+        (root(http.post(format!("{base}/api/v1/topics/t/replay"))).json(&json!({"to": "t"})), 400, "into itself"),
         (http.get(format!("{base}/metrics")).bearer_auth("nobody"), 401, ""),
     ];
     for (request, want, says) in cases {
