@@ -67,9 +67,14 @@ pub struct BenchArgs {
     plugin_dir: Option<PathBuf>,
     /// Run only these stages (repeat the flag): produce, consume, http, latency, pipeline,
     /// metrics, pipeline3, wasm-vs-native, boundary, swap, instantiate, recovery — e.g. to
-    /// profile one.
+    /// profile one; and pipeline-rss, which runs only when named.
     #[arg(long, value_name = "STAGE")]
     only: Vec<String>,
+    /// Messages through the 1-step pipeline of the `pipeline-rss` stage, which samples the
+    /// server's resident memory every second while they flow. The stage runs only when named
+    /// with `--only pipeline-rss`.
+    #[arg(long, default_value_t = 50_000_000)]
+    rss_messages: u64,
     /// Small sizes for a smoke run (20,000 messages, 1 repeat, 100,000 for recovery).
     #[arg(long)]
     quick: bool,
@@ -119,6 +124,12 @@ pub struct Report {
     pipeline_scraped_msgs_per_s: f64,
     /// How much slower the scraped pipeline ran, percent of the unscraped one (same run).
     metrics_cost_pct: f64,
+    /// `pipeline-rss`: messages produced into a running 1-step pipeline.
+    pipeline_rss_messages: Option<u64>,
+    /// `pipeline-rss`: the server's resident memory, MiB, sampled every second.
+    pipeline_rss_mib: Option<Vec<f64>>,
+    /// `pipeline-rss`: peak RSS of the last third ÷ peak of the first third (1.0 = flat).
+    pipeline_rss_growth: Option<f64>,
     redis_xadd_msgs_per_s: Option<f64>,
     redis_xreadgroup_msgs_per_s: Option<f64>,
     redis_durability: Option<String>,
@@ -290,6 +301,15 @@ impl BenchServer {
         let dir = tempfile::Builder::new().prefix("weir-bench-").tempdir()?;
         let (child, [addr, kafka, http]) = spawn_server(dir.path(), durability)?;
         Ok(BenchServer { child: Some(child), addr, kafka, http, dir, durability })
+    }
+
+    /// The server's resident memory, MiB (from /proc).
+    fn rss_mib(&self) -> Option<f64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kib: f64 =
+            status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kib / 1024.0)
     }
 
     async fn client(&self) -> anyhow::Result<Client> {

@@ -69,6 +69,9 @@ pub(super) async fn run_all(
         r.pipeline_scraped_msgs_per_s = scraped;
         r.metrics_cost_pct = (plain / scraped - 1.0) * 100.0;
     }
+    if args.only.iter().any(|o| o == "pipeline-rss") {
+        pipeline_rss_stage(s, args, r).await?;
+    }
     if args.wants("pipeline3") {
         r.pipeline3_msgs_per_s = median(args, "pipeline (3 steps, fan-out)", |i| pipeline3_stage(s, args, i)).await?;
     }
@@ -342,6 +345,52 @@ async fn scraped_pipeline_stage(server: &BenchServer, args: &BenchArgs, run: usi
     let rate = pipeline_stage(server, args, run).await;
     scraper.abort();
     rate
+}
+
+/// `--rss-messages` produced into a topic that a running json-filter pipeline drains, with
+/// the server's RSS sampled every second from the first produce to the last message
+/// processed: memory must stay flat however many messages flow.
+async fn pipeline_rss_stage(server: &BenchServer, args: &BenchArgs, r: &mut Report) -> anyhow::Result<()> {
+    let client = server.client().await?;
+    let (source, sink) = ("rss-in", "rss-out");
+    create(&client, source, args.partitions).await?;
+    create(&client, sink, args.partitions).await?;
+    let step = StepSpec::new("bench-filter", &[("field", "status"), ("equals", "paid")]);
+    client.create_pipeline(PipelineSpec::new("rss", source, vec![step], sink)).await?;
+    let count = args.rss_messages;
+    let producer = {
+        let c = server.client().await?;
+        let (size, batch) = (args.size, args.batch);
+        tokio::spawn(async move { produce_all(&c, source, count, size, batch).await })
+    };
+    let bar = progress("pipeline RSS (messages processed)", count);
+    let mut samples = Vec::new();
+    loop {
+        samples.push(server.rss_mib().unwrap_or(0.0));
+        let status = client.pipeline_status("rss").await?;
+        if let Some(e) = status.last_error {
+            bail!("the RSS pipeline failed: {e}");
+        }
+        bar.set_position(status.processed);
+        if status.processed >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    bar.finish_and_clear();
+    producer.await??;
+    let third = (samples.len() / 3).max(1);
+    let peak = |s: &[f64]| s.iter().copied().fold(0.0, f64::max);
+    let (first, last) = (peak(&samples[..third]), peak(&samples[samples.len() - third..]));
+    eprintln!(
+        "pipeline RSS: {} samples, first-third peak {first:.0} MiB, last-third peak {last:.0} MiB",
+        samples.len()
+    );
+    r.pipeline_rss_messages = Some(count);
+    r.pipeline_rss_growth = Some(last / first);
+    r.pipeline_rss_mib = Some(samples);
+    client.delete_pipeline("rss").await?;
+    Ok(())
 }
 
 /// JSON produce requests of `--batch` records over HTTP, 4 in flight, msg/s.
