@@ -149,6 +149,46 @@ fn export(ctx: &Context, span: u64, step: &StepTrace<'_>, msg: &Message) {
     built.end_with_timestamp(end);
 }
 
+/// The trace contexts of a commit's traced records, when spans are exported (else none):
+/// after the commit is acknowledged, each gets a `commit` span ([`export_commits`]).
+pub(super) fn traced_in(commit: &crate::storage::Commit) -> Vec<Context> {
+    if !EXPORTING.load(Ordering::Acquire) {
+        return Vec::new();
+    }
+    commit
+        .appends
+        .iter()
+        .flat_map(|a| &a.records)
+        .filter(|r| !r.headers.is_empty())
+        .filter_map(|r| context(&r.headers))
+        .collect()
+}
+
+/// A `commit` span for each traced record of a commit that was submitted `took` ago and is
+/// now durable: the last span of the message's path through this pipeline.
+pub(super) fn export_commits(pipeline: &str, traced: Vec<Context>, took: Duration) {
+    use opentelemetry::trace::{Span, SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer};
+    if traced.is_empty() {
+        return;
+    }
+    let tracer = opentelemetry::global::tracer("weir");
+    let end = SystemTime::now();
+    for ctx in traced {
+        let (Ok(trace), Ok(parent), Ok(flags)) =
+            (TraceId::from_hex(&ctx.trace), SpanId::from_hex(&ctx.parent), u8::from_str_radix(&ctx.flags, 16))
+        else {
+            continue;
+        };
+        let parent = SpanContext::new(trace, parent, TraceFlags::new(flags), true, TraceState::default());
+        let cx = opentelemetry::Context::new().with_remote_span_context(parent);
+        let builder = tracer
+            .span_builder(format!("{pipeline} commit"))
+            .with_start_time(end - took)
+            .with_attributes([opentelemetry::KeyValue::new("weir.pipeline", pipeline.to_string())]);
+        tracer.build_with_context(builder, &cx).end_with_timestamp(end);
+    }
+}
+
 /// Keep the newest entries within [`TRACE_PATH_MAX`].
 fn bounded(mut path: String) -> String {
     while path.len() > TRACE_PATH_MAX {

@@ -65,12 +65,15 @@ pub(super) async fn run(
         running.counters.note_memory(worker, steps.iter().map(|s| s.live.memory_bytes() as u64).collect());
         let Done { mut commit, next_offset, counts, failure } = done;
         if feed.settle(plan, &mut commit, next_offset)? {
+            let traced = trace::traced_in(&commit);
+            let submitted = Instant::now();
             let committed = plan.store.submit(commit);
             // Counted before the commit is acknowledged, so a status that sees the new offset
             // (lag 0) also sees the counts; a failed commit halts the pipeline anyway.
             running.counters.add(&counts);
             committed.await.map_err(|e| format!("committing {}: {e}", feed.describe()))?;
             running.counters.observe_batch(taken.elapsed());
+            trace::export_commits(&plan.spec.name, traced, submitted.elapsed());
         }
         if let Some(reason) = failure {
             feed.abandon().await;

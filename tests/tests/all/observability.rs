@@ -444,7 +444,10 @@ async fn a_traceparent_keeps_its_trace_through_a_three_step_pipeline() -> Result
     let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
     eventually("the span to be exported over OTLP", LONG, || async {
         let bodies = exported.lock().expect("bodies");
-        Ok(bodies.iter().any(|b| contains(b, &trace_id) && contains(b, &span_id)).then_some(()))
+        let step = bodies.iter().any(|b| contains(b, &trace_id) && contains(b, &span_id));
+        // The commit span, child of the last step's, carries the output's span id as its parent.
+        let commit = bodies.iter().any(|b| contains(b, b"traced commit") && contains(b, &span_id));
+        Ok((step && commit).then_some(()))
     })
     .await?;
     Ok(())
