@@ -28,23 +28,21 @@ fi
 if command -v rustup >/dev/null 2>&1; then
   rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 fi
-# Kafka clients for the tests and `weir bench --kafka`, beside the machine's Python.
+# Python tools in virtualenvs of weir's own, beside the machine's Python: each is (re)installed
+# only when its pins change.
 tools="${WEIR_TOOLS:-$HOME/.cache/weir-tools}"
-venv="$tools/kafka-venv"
-want="confluent-kafka==2.16.1 kafka-python==3.0.12"
-if [ "$(cat "$venv/.weir-pins" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing $want into $venv" >&2
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check $want
-  echo "$want" > "$venv/.weir-pins"
-fi
-# Playwright for the console's browser tests, beside the machine's Python.
-browser="$tools/browser-venv"
-want_browser="playwright==1.65.2"
-if [ "$(cat "$browser/.weir-pins" 2>/dev/null)" != "$want_browser" ]; then
-  echo "setup: installing $want_browser into $browser" >&2
-  python3 -m venv "$browser"
-  "$browser/bin/pip" install -q --disable-pip-version-check $want_browser
-  echo "$want_browser" > "$browser/.weir-pins"
-fi
+pinned_venv() {
+  local venv="$tools/$1"; shift
+  local want="$*"
+  if [ "$(cat "$venv/.weir-pins" 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing $want into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "$@"
+    echo "$want" > "$venv/.weir-pins"
+  fi
+}
+# Kafka clients for the tests and `weir bench --kafka`.
+pinned_venv kafka-venv confluent-kafka==2.16.1 kafka-python==3.0.12
+# Playwright for the console's browser tests (it drives the system chromium).
+pinned_venv browser-venv playwright==1.65.2
 echo "setup: ready" >&2

@@ -45,7 +45,6 @@ impl Metrics {
 /// Everything, in Prometheus' text exposition format (version 0.0.4).
 pub fn render(broker: &Broker) -> String {
     let registry = Registry::new();
-    let mut families = Vec::new();
     let mut add = |c: Box<dyn prometheus::core::Collector>| {
         // Names are fixed here and unique, so registration cannot fail but on a bug.
         if let Err(e) = registry.register(c) {
@@ -61,9 +60,8 @@ pub fn render(broker: &Broker) -> String {
     queues(broker, &mut add);
     pipelines(broker, &mut add);
     store(broker, &mut add);
-    families.extend(registry.gather());
     let mut out = Vec::new();
-    TextEncoder::new().encode(&families, &mut out).expect("text encoding into a Vec");
+    TextEncoder::new().encode(&registry.gather(), &mut out).expect("text encoding into a Vec");
     String::from_utf8(out).expect("text format is UTF-8")
 }
 
@@ -251,29 +249,26 @@ fn store(broker: &Broker, add: &mut Add<'_>) {
         g.set(v as i64);
         g
     };
-    let prop = |p: &str| {
-        broker.store.rocksdb_property(p, !matches!(p, "rocksdb.is-write-stopped" | "rocksdb.actual-delayed-write-rate"))
-    };
-    add(Box::new(level(
-        "weir_store_pending_compaction_bytes",
-        "RocksDB's estimate of bytes compaction must rewrite",
-        prop("rocksdb.estimate-pending-compaction-bytes"),
-    )));
-    add(Box::new(level(
-        "weir_store_write_stopped",
-        "1 while RocksDB stops writes (a stall)",
-        prop("rocksdb.is-write-stopped").min(1),
-    )));
-    add(Box::new(level(
-        "weir_store_delayed_write_rate_bytes",
-        "Write rate RocksDB slows writers to while it delays them, bytes per second (0: no delay)",
-        prop("rocksdb.actual-delayed-write-rate"),
-    )));
-    add(Box::new(level(
-        "weir_store_memtable_bytes",
-        "Bytes in RocksDB memtables",
-        prop("rocksdb.cur-size-all-mem-tables"),
-    )));
+    // (metric, help, RocksDB property, summed over column families or the database's own)
+    let properties = [
+        (
+            "weir_store_pending_compaction_bytes",
+            "RocksDB's estimate of bytes compaction must rewrite",
+            "rocksdb.estimate-pending-compaction-bytes",
+            true,
+        ),
+        ("weir_store_write_stopped", "1 while RocksDB stops writes (a stall)", "rocksdb.is-write-stopped", false),
+        (
+            "weir_store_delayed_write_rate_bytes",
+            "Write rate RocksDB slows writers to while it delays them, bytes per second (0: no delay)",
+            "rocksdb.actual-delayed-write-rate",
+            false,
+        ),
+        ("weir_store_memtable_bytes", "Bytes in RocksDB memtables", "rocksdb.cur-size-all-mem-tables", true),
+    ];
+    for (name, help, property, per_cf) in properties {
+        add(Box::new(level(name, help, broker.store.rocksdb_property(property, per_cf))));
+    }
     if let Some(rss) = resident_bytes() {
         add(Box::new(level("process_resident_memory_bytes", "Resident memory of the weir process", rss)));
     }

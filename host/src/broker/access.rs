@@ -21,6 +21,15 @@ use crate::exchange::Destination;
 use crate::pipeline::{PipelineSpec, Source};
 
 impl Broker {
+    /// Refuse a metrics scrape unless `who` may read everything: metrics name and count every
+    /// topic, group, queue and pipeline (`None`: a server without tokens).
+    pub fn authorize_metrics(&self, who: Option<&Identity>) -> Result<()> {
+        match who {
+            None => Ok(()),
+            Some(who) => Ok(who.require(&[Need::on(Read, Kind::Topic, "*").because("metrics cover every resource")])?),
+        }
+    }
+
     /// Refuse `command` unless `who` holds every grant it needs.
     pub(super) fn authorize(&self, who: &Identity, command: &Command) -> Result<()> {
         Ok(who.require(&self.needs(command))?)

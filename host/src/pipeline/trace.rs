@@ -123,14 +123,8 @@ pub(super) fn stamp(msg: &mut Message, ctx: &Context, step: &StepTrace<'_>, inde
 /// step's batch time ago.
 fn export(ctx: &Context, span: u64, step: &StepTrace<'_>, msg: &Message) {
     use opentelemetry::KeyValue;
-    use opentelemetry::trace::{Span, SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer};
-    let (Ok(trace), Ok(parent), Ok(flags)) =
-        (TraceId::from_hex(&ctx.trace), SpanId::from_hex(&ctx.parent), u8::from_str_radix(&ctx.flags, 16))
-    else {
-        return;
-    };
-    let parent = SpanContext::new(trace, parent, TraceFlags::new(flags), true, TraceState::default());
-    let cx = opentelemetry::Context::new().with_remote_span_context(parent);
+    use opentelemetry::trace::{Span, Tracer};
+    let Some(cx) = remote_parent(ctx) else { return };
     let tracer = opentelemetry::global::tracer("weir");
     let end = SystemTime::now();
     let builder = tracer
@@ -167,26 +161,30 @@ pub(super) fn traced_in(commit: &crate::storage::Commit) -> Vec<Context> {
 /// A `commit` span for each traced record of a commit that was submitted `took` ago and is
 /// now durable: the last span of the message's path through this pipeline.
 pub(super) fn export_commits(pipeline: &str, traced: Vec<Context>, took: Duration) {
-    use opentelemetry::trace::{Span, SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer};
+    use opentelemetry::trace::{Span, Tracer};
     if traced.is_empty() {
         return;
     }
     let tracer = opentelemetry::global::tracer("weir");
     let end = SystemTime::now();
     for ctx in traced {
-        let (Ok(trace), Ok(parent), Ok(flags)) =
-            (TraceId::from_hex(&ctx.trace), SpanId::from_hex(&ctx.parent), u8::from_str_radix(&ctx.flags, 16))
-        else {
-            continue;
-        };
-        let parent = SpanContext::new(trace, parent, TraceFlags::new(flags), true, TraceState::default());
-        let cx = opentelemetry::Context::new().with_remote_span_context(parent);
+        let Some(cx) = remote_parent(&ctx) else { continue };
         let builder = tracer
             .span_builder(format!("{pipeline} commit"))
             .with_start_time(end - took)
             .with_attributes([opentelemetry::KeyValue::new("weir.pipeline", pipeline.to_string())]);
         tracer.build_with_context(builder, &cx).end_with_timestamp(end);
     }
+}
+
+/// The OpenTelemetry context whose remote parent is `ctx`'s span.
+fn remote_parent(ctx: &Context) -> Option<opentelemetry::Context> {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+    let trace = TraceId::from_hex(&ctx.trace).ok()?;
+    let parent = SpanId::from_hex(&ctx.parent).ok()?;
+    let flags = TraceFlags::new(u8::from_str_radix(&ctx.flags, 16).ok()?);
+    let span = SpanContext::new(trace, parent, flags, true, TraceState::default());
+    Some(opentelemetry::Context::new().with_remote_span_context(span))
 }
 
 /// Keep the newest entries within [`TRACE_PATH_MAX`].

@@ -25,6 +25,20 @@ fn http_server(extra: &[&str]) -> Result<(Server, String)> {
     Ok((server, base))
 }
 
+/// A server with the HTTP door and a token file holding `root:root-secret-1` (everything) and
+/// `line`; its base URL, a native client with the root token, and the file (kept while used).
+async fn token_server(
+    line: &str,
+) -> Result<(Server, String, weir_tests::weir_client::client::Client, tempfile::NamedTempFile)> {
+    let tokens = tempfile::NamedTempFile::new()?;
+    std::fs::write(tokens.path(), format!("root:root-secret-1\n{line}\n"))?;
+    let path = tokens.path().to_string_lossy().to_string();
+    let (server, base) = http_server(&["--auth-token-file", &path])?;
+    let root = Some("root-secret-1".to_string());
+    let c = weir_tests::weir_client::client::Client::connect_with_token(server.addr.to_string(), root).await?;
+    Ok((server, base, c, tokens))
+}
+
 /// `(status, body as JSON)` of a request.
 async fn call(request: reqwest::RequestBuilder) -> Result<(StatusCode, Value)> {
     let response = request.send().await?;
@@ -232,15 +246,7 @@ async fn the_http_api_round_trips_records_queues_exchanges_and_requests() -> Res
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http_mistakes_are_4xx_json_errors_that_say_what_to_fix() -> Result<()> {
-    let tokens = tempfile::NamedTempFile::new()?;
-    std::fs::write(tokens.path(), "root:root-secret-1\nreader:reader-secret-1 read:*\n")?;
-    let path = tokens.path().to_string_lossy().to_string();
-    let (server, base) = http_server(&["--auth-token-file", &path])?;
-    let c = weir_tests::weir_client::client::Client::connect_with_token(
-        server.addr.to_string(),
-        Some("root-secret-1".into()),
-    )
-    .await?;
+    let (_server, base, c, _tokens) = token_server("reader:reader-secret-1 read:*").await?;
     c.create_topic("t", topic(1)).await?;
     let http = reqwest::Client::new();
     let url = format!("{base}/api/v1/topics/t/records");
@@ -475,20 +481,7 @@ async fn console(python: std::path::PathBuf, args: Vec<String>) -> Result<Value>
 async fn a_read_only_token_sees_no_buttons_that_would_fail() -> Result<()> {
     let python = browser_python();
     ensure!(python.exists(), "{} is missing: run examples/setup.sh (it installs Playwright)", python.display());
-    let tokens = tempfile::NamedTempFile::new()?;
-    std::fs::write(
-        tokens.path(),
-        "root:root-secret-1
-watcher:watch-secret-1 read:*
-",
-    )?;
-    let path = tokens.path().to_string_lossy().to_string();
-    let (server, base) = http_server(&["--auth-token-file", &path])?;
-    let c = weir_tests::weir_client::client::Client::connect_with_token(
-        server.addr.to_string(),
-        Some("root-secret-1".into()),
-    )
-    .await?;
+    let (_server, base, c, _tokens) = token_server("watcher:watch-secret-1 read:*").await?;
     c.create_topic("in", topic(1)).await?;
     c.create_topic("out", topic(1)).await?;
     c.deploy_plugin("keep", plugin_bytes("json-filter")).await?;

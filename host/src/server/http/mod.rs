@@ -33,7 +33,7 @@ mod records;
 mod stream;
 
 use super::{Security, ServerLimits};
-use crate::auth::{Identity, Kind, Need, Permission};
+use crate::auth::Identity;
 use crate::broker::{Broker, BrokerError, Command, ErrorKind, Reply};
 
 /// Limits of the HTTP door.
@@ -226,18 +226,6 @@ fn percent_decode(s: &str) -> String {
 
 fn unauthenticated(why: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "Unauthenticated", why.to_string())
-}
-
-impl Caller {
-    /// Refuse unless the caller may read everything (metrics cover every resource).
-    fn require_read_all(&self) -> Result<(), ApiError> {
-        match &self.who {
-            None => Ok(()),
-            Some(who) => who
-                .require(&[Need::on(Permission::Read, Kind::Topic, "*").because("metrics cover every resource")])
-                .map_err(|e| BrokerError::Auth(e).into()),
-        }
-    }
 }
 
 /// A client-facing error: status, kind and a message that says what to fix.
