@@ -5,7 +5,9 @@
 # (Debian's kcat; confluent-kafka and kafka-python, pinned, in a virtualenv of weir's own),
 # and what the observability tests use: promtool (Debian's prometheus) to check /metrics,
 # and Debian's chromium driven by Playwright (pinned, in a second virtualenv; it uses the
-# system chromium, so nothing is downloaded from a browser CDN).
+# system chromium, so nothing is downloaded from a browser CDN), and the tool chains that
+# build Python and JavaScript plugins (componentize-py and pytest in a third virtualenv;
+# componentize-js, jco and esbuild with npm, from examples/tools/plugin-js's lock file).
 # Safe to run again: it skips what is there.
 set -euo pipefail
 
@@ -17,6 +19,7 @@ command -v kcat >/dev/null 2>&1 || need+=(kcat)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}" >&2
   sudo=""
@@ -45,4 +48,15 @@ pinned_venv() {
 pinned_venv kafka-venv confluent-kafka==2.16.1 kafka-python==3.0.12
 # Playwright for the console's browser tests (it drives the system chromium).
 pinned_venv browser-venv playwright==1.65.2
+# Python plugins: componentize-py (embeds CPython in the component) and pytest for their unit tests.
+pinned_venv plugin-py componentize-py==0.25.1 pytest==8.3.4
+# JavaScript plugins: esbuild bundles, componentize-js (SpiderMonkey) makes the component.
+js_tools="$tools/plugin-js"
+lock="$(dirname "$0")/tools/plugin-js/package-lock.json"
+if ! cmp -s "$lock" "$js_tools/package-lock.json" || [ ! -x "$js_tools/node_modules/.bin/jco" ]; then
+  echo "setup: installing componentize-js, jco and esbuild into $js_tools" >&2
+  mkdir -p "$js_tools"
+  cp "$(dirname "$0")/tools/plugin-js/package.json" "$lock" "$js_tools/"
+  (cd "$js_tools" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
 echo "setup: ready" >&2

@@ -334,7 +334,21 @@ impl Client {
         sandbox: Option<Sandbox>,
         shadow: bool,
     ) -> Result<PluginInfo, ClientError> {
-        self.call(Request::DeployPlugin { name: name.into(), wasm: ByteBuf::from(wasm), sandbox, shadow }).await
+        use crate::wire::PLUGIN_UPLOAD_PART_BYTES;
+        if wasm.len() <= PLUGIN_UPLOAD_PART_BYTES {
+            let wasm = ByteBuf::from(wasm);
+            return self.call(Request::DeployPlugin { name: name.into(), wasm, sandbox, shadow, uploaded: false }).await;
+        }
+        // Too large for one frame (Python and JavaScript plugins embed their interpreter):
+        // in parts, then deployed as one.
+        let total = wasm.len() as u64;
+        for (i, part) in wasm.chunks(PLUGIN_UPLOAD_PART_BYTES).enumerate() {
+            let offset = (i * PLUGIN_UPLOAD_PART_BYTES) as u64;
+            let bytes = ByteBuf::from(part.to_vec());
+            self.call::<()>(Request::UploadPluginPart { name: name.into(), offset, total, bytes }).await?;
+        }
+        let wasm = ByteBuf::new();
+        self.call(Request::DeployPlugin { name: name.into(), wasm, sandbox, shadow, uploaded: true }).await
     }
 
     /// Every plugin with its live and shadow versions.

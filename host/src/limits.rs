@@ -42,8 +42,20 @@ pub const MAX_PARTITIONS: u32 = 1024;
 /// Longest topic, plugin, pipeline or group name.
 pub const MAX_NAME_BYTES: usize = 200;
 
-/// Largest plugin component accepted by `deploy`; components are compiled in memory.
+/// Largest plugin component accepted by `deploy`; components are compiled in memory. A
+/// Python plugin (CPython embedded by componentize-py) is about 18.5 MB, a JavaScript one
+/// (SpiderMonkey, by componentize-js) about 12 MB: this leaves room for their libraries.
 pub const MAX_PLUGIN_BYTES: usize = 64 * 1024 * 1024;
+
+/// A component larger than this is deployed in parts of this size (the client splits it):
+/// the frame limit stays what it is for every other request, and a part is far under it.
+pub const PLUGIN_UPLOAD_PART_BYTES: usize = weir_client::wire::PLUGIN_UPLOAD_PART_BYTES;
+
+/// Uploads in parts staged at once: each may hold up to [`MAX_PLUGIN_BYTES`] of memory.
+pub const PLUGIN_UPLOADS_MAX: usize = 4;
+
+/// An upload nobody has added a part to for this long is forgotten (its client is gone).
+pub const PLUGIN_UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Most requests merged into one group commit. More waiting requests start the next commit
 /// at once; the bound keeps one `WriteBatch` (and its memory) finite.

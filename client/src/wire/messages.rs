@@ -122,6 +122,22 @@ pub enum Request {
         /// Run beside the live version without emitting, instead of replacing it.
         #[serde(default)]
         shadow: bool,
+        /// Deploy the component uploaded in parts ([`Request::UploadPluginPart`]) under this
+        /// name; `wasm` is then empty.
+        #[serde(default)]
+        uploaded: bool,
+    },
+    /// One part of a component too large for a frame, staged until a `DeployPlugin` with
+    /// `uploaded`. Parts come in order; offset 0 starts the upload afresh.
+    UploadPluginPart {
+        /// Plugin name.
+        name: String,
+        /// Where this part starts in the component.
+        offset: u64,
+        /// The component's whole size.
+        total: u64,
+        /// The part's bytes.
+        bytes: ByteBuf,
     },
     /// Every plugin: live and shadow versions, and who uses it.
     ListPlugins,

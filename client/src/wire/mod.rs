@@ -32,6 +32,10 @@ pub const PROTOCOL_VERSION: u32 = 2;
 /// carries a batch, so this bounds a batch; 16 MiB holds 100,000 typical messages.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
+/// Deploys of components larger than this are sent in parts of this size
+/// ([`Request::UploadPluginPart`]), far under the frame limit.
+pub const PLUGIN_UPLOAD_PART_BYTES: usize = 4 * 1024 * 1024;
+
 /// Most bytes one fetch returns, under the frame limit with room for headers.
 pub const MAX_FETCH_BYTES: usize = 8 * 1024 * 1024;
 

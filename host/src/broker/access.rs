@@ -221,6 +221,7 @@ fn plugin_needs(command: &PluginCommand) -> Vec<Need<'_>> {
             vec![on(Read, Kind::Plugin, reference.split('@').next().unwrap_or(reference))]
         }
         PluginCommand::Deploy { name, .. }
+        | PluginCommand::UploadPart { name, .. }
         | PluginCommand::Remove { name }
         | PluginCommand::Rollback { name, .. }
         | PluginCommand::Promote { name } => vec![on(Admin, Kind::Plugin, name)],

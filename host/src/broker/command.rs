@@ -347,6 +347,19 @@ pub enum PluginCommand {
         sandbox: Sandbox,
         /// Run beside the live version instead of replacing it.
         shadow: bool,
+        /// Take the component from the completed upload of `name` (`wasm` is empty).
+        uploaded: bool,
+    },
+    /// Stage one part of a component too large for one request.
+    UploadPart {
+        /// Name.
+        name: String,
+        /// Where the part starts.
+        offset: u64,
+        /// The component's size.
+        total: u64,
+        /// The part.
+        bytes: Vec<u8>,
     },
     /// Every plugin.
     List,
@@ -504,7 +517,7 @@ impl Command {
                 _ => "exchange.admin",
             },
             Command::Plugin(c) => match c {
-                PluginCommand::Deploy { .. } => "plugin.deploy",
+                PluginCommand::Deploy { .. } | PluginCommand::UploadPart { .. } => "plugin.deploy",
                 PluginCommand::List
                 | PluginCommand::Versions { .. }
                 | PluginCommand::Describe { .. }

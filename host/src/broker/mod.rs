@@ -20,6 +20,7 @@ mod producers;
 mod queues;
 mod replies;
 mod topics;
+mod uploads;
 
 use crate::auth::{Authority, Identity};
 use crate::pipeline::{PipelineError, Pipelines};
@@ -82,6 +83,8 @@ pub struct Broker {
     pub metrics: crate::metrics::Metrics,
     /// Held by a dead-letter replay: one at a time.
     replaying: tokio::sync::Mutex<()>,
+    /// Components arriving in parts.
+    uploads: uploads::Uploads,
     replies: Arc<replies::ReplyHub>,
     producers: producers::Producers,
     config: BrokerConfig,
@@ -142,6 +145,7 @@ impl Broker {
             producers: Default::default(),
             metrics: Default::default(),
             replaying: Default::default(),
+            uploads: Default::default(),
         });
         broker.spawn_retention();
         broker.spawn_timers();

@@ -102,12 +102,16 @@ fn queue_exchange_or_plugin(request: Request) -> Result<Command, WireError> {
                 record: w::WireRecord { key, value, headers }.into(),
             })
         }
-        Request::DeployPlugin { name, wasm, sandbox, shadow } => Command::Plugin(PluginCommand::Deploy {
+        Request::DeployPlugin { name, wasm, sandbox, shadow, uploaded } => Command::Plugin(PluginCommand::Deploy {
             name,
             wasm: wasm.into_vec(),
             sandbox: sandbox.map(Into::into).unwrap_or_default(),
             shadow,
+            uploaded,
         }),
+        Request::UploadPluginPart { name, offset, total, bytes } => {
+            Command::Plugin(PluginCommand::UploadPart { name, offset, total, bytes: bytes.into_vec() })
+        }
         Request::ListPlugins => Command::Plugin(PluginCommand::List),
         Request::PluginVersions { name } => Command::Plugin(PluginCommand::Versions { name }),
         Request::DescribePlugin { reference } => Command::Plugin(PluginCommand::Describe { reference }),
