@@ -1,4 +1,5 @@
-//! Plugin authoring: `weir plugin new` scaffolds a crate, `build` compiles it to a component,
+//! Plugin authoring: `weir plugin new` scaffolds a project (Rust, Python or JavaScript),
+//! `build` compiles it to a component,
 //! `test` runs a component on sample input without a server, and `deploy --watch` rebuilds
 //! and hot-swaps on every save.
 
@@ -10,6 +11,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use serde_json::json;
 use weir_client::client::Client;
+use super::polyglot::{self, Lang};
 use weir_host::runtime::{
     Batch, LoadedPlugin, Message, Outcome, Output, PluginError, PluginInstance, Runtime, Sandbox, StateScope,
 };
@@ -35,24 +37,18 @@ pub enum Kind {
     Plugin,
 }
 
-/// Scaffold a plugin crate that builds as-is, with a unit test.
-pub fn new(name: &str, kind: Kind, dir: Option<PathBuf>, sdk_path: Option<PathBuf>) -> anyhow::Result<()> {
+/// Scaffold a plugin project that builds as-is, with a unit test: a crate, or a Python or
+/// JavaScript project (see [`polyglot`]).
+pub fn new(name: &str, kind: Kind, lang: Lang, dir: Option<PathBuf>, sdk_path: Option<PathBuf>) -> anyhow::Result<()> {
     weir_host::types::check_name("plugin", name).map_err(anyhow::Error::msg)?;
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    let sdk = sdk_root(sdk_path)?;
+    if lang != Lang::Rust {
+        return polyglot::new(name, lang, kind, &dir, &sdk);
+    }
     if dir.join("Cargo.toml").exists() {
         bail!("{} already holds a crate; choose another --dir", dir.display());
     }
-    let sdk = match sdk_path {
-        Some(p) => p,
-        None => {
-            let here = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(|p| p.join("sdk"));
-            match here.filter(|p| p.join("Cargo.toml").exists()) {
-                Some(p) => p,
-                None => bail!("cannot find weir-sdk next to this weir build; pass --sdk-path PATH/TO/weir/sdk"),
-            }
-        }
-    };
-    let sdk = std::fs::canonicalize(&sdk).with_context(|| format!("--sdk-path {}", sdk.display()))?;
     std::fs::create_dir_all(dir.join("src")).with_context(|| format!("creating {}", dir.display()))?;
     let crate_name = name.replace('.', "-");
     let manifest = format!(
@@ -87,11 +83,29 @@ strip = "debuginfo"
     Ok(())
 }
 
-/// Build the crate at `dir` for wasm32-wasip2; returns the component's path.
-pub fn build(dir: &Path, target_dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    let dir = std::fs::canonicalize(dir).with_context(|| format!("no plugin crate at {}", dir.display()))?;
-    if !dir.join("Cargo.toml").exists() {
-        bail!("{} has no Cargo.toml: pass the directory of a plugin crate", dir.display());
+/// weir's `sdk/` directory: `sdk_path`, else the one this weir was built from.
+fn sdk_root(sdk_path: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let sdk = match sdk_path {
+        Some(p) => p,
+        None => {
+            let here = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(|p| p.join("sdk"));
+            match here.filter(|p| p.join("Cargo.toml").exists()) {
+                Some(p) => p,
+                None => bail!("cannot find weir's sdk/ next to this weir build; pass --sdk-path PATH/TO/weir/sdk"),
+            }
+        }
+    };
+    std::fs::canonicalize(&sdk).with_context(|| format!("--sdk-path {}", sdk.display()))
+}
+
+/// Build the plugin project at `dir` (a crate for wasm32-wasip2, or a Python or JavaScript
+/// project); returns the component's path. `target_dir` is cargo's target directory, or the
+/// output directory of a Python or JavaScript build.
+pub fn build(dir: &Path, target_dir: Option<PathBuf>, sdk_path: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let dir = std::fs::canonicalize(dir).with_context(|| format!("no plugin project at {}", dir.display()))?;
+    let lang = polyglot::detect(&dir)?;
+    if lang != Lang::Rust {
+        return polyglot::build(&dir, lang, target_dir, &sdk_root(sdk_path)?);
     }
     let target = target_dir
         .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|t| PathBuf::from(t).join("weir-plugins")))
@@ -280,7 +294,7 @@ pub async fn watch(client: &Client, name: &str, dir: &Path) -> anyhow::Result<()
         let stamp = newest_change(dir)?;
         if Some(stamp) != seen {
             seen = Some(stamp);
-            match build(dir, None) {
+            match build(dir, None, None) {
                 Ok(path) => match client.deploy_plugin(name, std::fs::read(&path)?).await {
                     Ok(info) => println!("deployed {} from {}", info.label(), path.display()),
                     Err(e) => eprintln!("deploy failed, the running version stays: {e}"),
@@ -296,16 +310,22 @@ pub async fn watch(client: &Client, name: &str, dir: &Path) -> anyhow::Result<()
     }
 }
 
-/// The latest modification time under `dir/src` and of `dir/Cargo.toml`.
+/// Directories that hold build output or installed packages, not sources.
+const NOT_SOURCES: &[&str] = &["target", "build", "node_modules", "__pycache__", ".pytest_cache", ".git"];
+
+/// The latest modification time of the project's sources: every file under `dir` but
+/// build output and installed packages (a crate, a Python or a JavaScript project alike).
 fn newest_change(dir: &Path) -> anyhow::Result<SystemTime> {
-    let mut newest = std::fs::metadata(dir.join("Cargo.toml"))?.modified()?;
-    let mut stack = vec![dir.join("src")];
+    let mut newest = SystemTime::UNIX_EPOCH;
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
             let entry = entry?;
             let meta = entry.metadata()?;
             if meta.is_dir() {
-                stack.push(entry.path());
+                if !NOT_SOURCES.contains(&entry.file_name().to_string_lossy().as_ref()) {
+                    stack.push(entry.path());
+                }
             } else {
                 newest = newest.max(meta.modified()?);
             }

@@ -10,6 +10,7 @@ mod exchange;
 mod output;
 mod pipeline;
 mod plugin;
+mod polyglot;
 mod produce;
 mod queue;
 mod serve;

@@ -20,8 +20,8 @@ pub enum PluginCmd {
         /// The component, built for wasm32-wasip2.
         #[arg(required_unless_present = "watch")]
         file: Option<PathBuf>,
-        /// Build the crate in this directory, deploy it, and rebuild and hot-swap on every
-        /// save until Ctrl-C.
+        /// Build the project (Rust, Python or JavaScript) in this directory, deploy it, and
+        /// rebuild and hot-swap on every save until Ctrl-C.
         #[arg(long, conflicts_with_all = ["file", "shadow"])]
         watch: Option<PathBuf>,
         /// Run it beside the live version on the same input without emitting anything; see
@@ -31,13 +31,17 @@ pub enum PluginCmd {
         #[command(flatten)]
         sandbox: SandboxArgs,
     },
-    /// Scaffold a plugin crate (that builds as-is, with a test).
+    /// Scaffold a plugin project (that builds as-is, with a unit test): a Rust crate, or a
+    /// Python or JavaScript project.
     New {
-        /// Plugin (and crate) name.
+        /// Plugin (and project) name.
         name: String,
         /// What kind of plugin.
         #[arg(long, value_enum, default_value = "map")]
         kind: super::author::Kind,
+        /// The language to write it in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: super::polyglot::Lang,
         /// Where to create it (default: ./NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -45,14 +49,21 @@ pub enum PluginCmd {
         #[arg(long)]
         sdk_path: Option<PathBuf>,
     },
-    /// Build a plugin crate for wasm32-wasip2; the last line printed is the component's path.
+    /// Build a plugin project into a wasm32-wasip2 component (cargo for a crate,
+    /// componentize-py for Python, esbuild + componentize-js for JavaScript); the last line
+    /// printed is the component's path.
     Build {
-        /// The crate's directory.
+        /// The project's directory.
         #[arg(default_value = ".")]
         dir: PathBuf,
-        /// Cargo target directory (default: $CARGO_TARGET_DIR/weir-plugins, or DIR/target).
+        /// Cargo target directory (default: $CARGO_TARGET_DIR/weir-plugins, or DIR/target); for
+        /// Python and JavaScript, the output directory (default: DIR/build).
         #[arg(long)]
         target_dir: Option<PathBuf>,
+        /// Path to weir's `sdk/` directory, for Python and JavaScript (default: the one this
+        /// weir was built from).
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
     },
     /// Run a component locally, without a server, on one message per input line, and print
     /// each input's outcome.
@@ -168,8 +179,8 @@ impl SandboxArgs {
 pub async fn run(server: &super::Target, cmd: PluginCmd) -> anyhow::Result<()> {
     // Authoring commands work without a server.
     match cmd {
-        PluginCmd::New { name, kind, dir, sdk_path } => super::author::new(&name, kind, dir, sdk_path),
-        PluginCmd::Build { dir, target_dir } => build(dir, target_dir).await,
+        PluginCmd::New { name, kind, lang, dir, sdk_path } => super::author::new(&name, kind, lang, dir, sdk_path),
+        PluginCmd::Build { dir, target_dir, sdk_path } => build(dir, target_dir, sdk_path).await,
         PluginCmd::Test { file, input, config, envelope, json } => test(file, input, config, envelope, json).await,
         other => run_remote(&super::connect(server).await?, other).await,
     }
@@ -194,10 +205,10 @@ async fn run_remote(client: &Client, cmd: PluginCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Build the plugin crate in `dir` and print the component's path.
-async fn build(dir: PathBuf, target_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    // Cargo runs for a while; keep it off the async runtime's threads.
-    let path = tokio::task::spawn_blocking(move || super::author::build(&dir, target_dir)).await??;
+/// Build the plugin project in `dir` and print the component's path.
+async fn build(dir: PathBuf, target_dir: Option<PathBuf>, sdk_path: Option<PathBuf>) -> anyhow::Result<()> {
+    // Builds run for a while; keep them off the async runtime's threads.
+    let path = tokio::task::spawn_blocking(move || super::author::build(&dir, target_dir, sdk_path)).await??;
     println!("{}", path.display());
     Ok(())
 }

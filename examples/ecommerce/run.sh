@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The e-commerce order flow of the background document (section 8) on weir: builds the
-# services as wasm components, starts a server, deploys them as pipelines, sends a few hundred
+# The e-commerce order flow of the background document (section 8) on weir, its services in
+# three languages: payment and inventory in Rust, notification in Python, shipping in
+# JavaScript. It builds the services as wasm components, starts a server, deploys them as pipelines, sends a few hundred
 # orders (with re-sent duplicates and declined cards), prints one order's trace through every
 # service, checks the end state, and exits 0 if it holds.
 set -euo pipefail
@@ -14,8 +15,12 @@ target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,s
 bin_dir=$profile; [ "$profile" = dev ] && bin_dir=debug
 weir="$target/$bin_dir/weir"
 cargo build --profile wasm --target wasm32-wasip2 --target-dir "$target/plugins" \
-  -p weir-ecommerce-payment -p weir-ecommerce-inventory -p weir-ecommerce-shipping -p weir-ecommerce-notification
-wasm="$target/plugins/wasm32-wasip2/wasm"
+  -p weir-ecommerce-payment -p weir-ecommerce-inventory
+rust="$target/plugins/wasm32-wasip2/wasm"
+# The Python and JavaScript services: `weir plugin build` drives componentize-py and
+# componentize-js (installed by examples/setup.sh); its last line is the component's path.
+notification=$("$weir" plugin build examples/ecommerce/services/notification --target-dir "$target/ecommerce/notification" | tail -1)
+shipping=$("$weir" plugin build examples/ecommerce/services/shipping --target-dir "$target/ecommerce/shipping" | tail -1)
 
 data=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
@@ -26,9 +31,10 @@ export WEIR_SERVER=$(sed -n 's/^weir listening on //p' "$data/addr")
 echo "== weir serve on $WEIR_SERVER"
 
 for t in orders payments inventory shipments notifications; do "$weir" topic create "$t" --partitions 1 >/dev/null; done
-for s in payment inventory shipping notification; do
-  "$weir" plugin deploy "$s" "$wasm/weir_ecommerce_$s.wasm"
-done
+"$weir" plugin deploy payment "$rust/weir_ecommerce_payment.wasm"
+"$weir" plugin deploy inventory "$rust/weir_ecommerce_inventory.wasm"
+"$weir" plugin deploy notification "$notification"
+"$weir" plugin deploy shipping "$shipping"
 for p in payments inventory shipping notify-orders notify-shipments; do
   "$weir" pipeline apply "examples/ecommerce/pipelines/$p.toml"
 done

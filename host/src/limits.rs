@@ -120,6 +120,18 @@ pub const PIPELINE_REASON_BYTES: usize = 2 * PLUGIN_TEXT_BYTES;
 /// Instance slots in the pooling allocator: every pipeline step on every partition holds one.
 pub const PLUGIN_INSTANCES_MAX: u32 = 1000;
 
+/// Core module instances one component may create. A Rust plugin has 2–4; a Python plugin
+/// (componentize-py: CPython and its WASI adapters) has 14 core modules; a JavaScript one
+/// (componentize-js) 3. 16 holds all of them with a little room, no more.
+pub const PLUGIN_CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+
+/// Linear memories one component may define: its module's and an adapter's.
+pub const PLUGIN_MEMORIES_PER_COMPONENT: u32 = 2;
+
+/// Tables one component may define: CPython's component has several (its modules' function
+/// tables and the adapters' indirect-call shims); 8 holds the Python and JavaScript ones.
+pub const PLUGIN_TABLES_PER_COMPONENT: u32 = 8;
+
 /// Messages an ephemeral topic keeps per partition for subscribers that fall behind; older
 /// ones are gone (a slow subscriber skips ahead, as with Redis Pub/Sub output buffers).
 pub const EPHEMERAL_RING_RECORDS: usize = 10_000;

@@ -110,6 +110,95 @@ pub fn plugin_bytes(name: &str) -> Vec<u8> {
     std::fs::read(plugin(name)).expect("read component")
 }
 
+/// Run the `weir` CLI with `args` (against `server` when given) and return what it printed;
+/// a failure carries its stderr.
+pub fn weir_cli(args: &[&str], server: Option<&Server>) -> Result<String> {
+    let mut cmd = Command::new(weir_bin());
+    cmd.args(args);
+    if let Some(s) = server {
+        cmd.env("WEIR_SERVER", s.addr.to_string());
+    }
+    let out = cmd.output()?;
+    if !out.status.success() {
+        bail!("weir {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// The component of the Python or JavaScript project `plugins/<name>` (e.g.
+/// `py-json-filter`), built by `weir plugin build` as a user would.
+pub fn polyglot_plugin(name: &str) -> PathBuf {
+    polyglot_build(&workspace_root().join("plugins").join(name))
+}
+
+/// The bytes of [`polyglot_plugin`].
+pub fn polyglot_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(polyglot_plugin(name)).expect("read component")
+}
+
+/// Build the Python or JavaScript project in `dir` with `weir plugin build`, once per run
+/// and one build at a time (each keeps a core busy for ~10 s). The output is kept beside
+/// the test build under a hash of the project, its SDK, the WIT and the `weir` binary, so
+/// later runs reuse it until one of them changes.
+pub fn polyglot_build(dir: &Path) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(PathBuf, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, wasm)) = built.iter().find(|(d, _)| d == dir) {
+        return wasm.clone();
+    }
+    let sdk = workspace_root().join("sdk").join(if dir.join("package.json").exists() { "js" } else { "python" });
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for tree in [dir, sdk.as_path(), &workspace_root().join("wit/weir.wit"), weir_bin()] {
+        hash_tree(tree, &mut hasher);
+    }
+    let name = dir.file_name().expect("project dir name").to_string_lossy();
+    let out = target_layout().0.join("polyglot").join(format!("{name}-{:016x}", std::hash::Hasher::finish(&hasher)));
+    let wasm = match find_wasm(&out) {
+        Some(wasm) => wasm,
+        None => {
+            let (dir_s, out_s) = (dir.to_str().expect("utf-8 path"), out.to_str().expect("utf-8 path"));
+            let printed = weir_cli(&["plugin", "build", dir_s, "--target-dir", out_s], None)
+                .unwrap_or_else(|e| panic!("building {}: {e:#}", dir.display()));
+            PathBuf::from(printed.lines().last().expect("build prints the component's path"))
+        }
+    };
+    built.push((dir.to_path_buf(), wasm.clone()));
+    wasm
+}
+
+fn find_wasm(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "wasm"))
+}
+
+/// Feed every source file under `path` (names and contents, in order) into `hasher`.
+fn hash_tree(path: &Path, hasher: &mut impl std::hash::Hasher) {
+    use std::hash::Hash;
+    if path.is_file() {
+        path.hash(hasher);
+        std::fs::read(path).unwrap_or_default().hash(hasher);
+        return;
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path).map_or_else(
+        |_| Vec::new(),
+        |rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+    );
+    entries.sort();
+    for entry in entries {
+        let skip = entry.file_name().is_some_and(|n| {
+            ["build", "node_modules", "__pycache__", ".pytest_cache"].contains(&n.to_string_lossy().as_ref())
+        });
+        if !skip {
+            hash_tree(&entry, hasher);
+        }
+    }
+}
+
+/// The Python with componentize-py and pytest, for Python plugins' unit tests (installed by
+/// `examples/setup.sh`).
+pub fn plugin_python() -> PathBuf {
+    tools_dir().join("plugin-py/bin/python")
+}
+
 /// A WASI command component (another world): deploy must refuse it.
 pub fn not_a_plugin() -> Vec<u8> {
     std::fs::read(plugin_dir().join("not-a-plugin.wasm")).expect("read command component")

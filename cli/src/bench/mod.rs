@@ -6,6 +6,7 @@
 
 mod peers;
 mod plot;
+mod polyglot;
 mod stages;
 
 use std::collections::HashMap;
@@ -66,7 +67,7 @@ pub struct BenchArgs {
     #[arg(long)]
     plugin_dir: Option<PathBuf>,
     /// Run only these stages (repeat the flag): produce, consume, http, latency, pipeline,
-    /// metrics, pipeline3, wasm-vs-native, boundary, swap, instantiate, recovery — e.g. to
+    /// metrics, pipeline3, wasm-vs-native, boundary, swap, instantiate, polyglot, recovery — e.g. to
     /// profile one; and pipeline-rss, which runs only when named.
     #[arg(long, value_name = "STAGE")]
     only: Vec<String>,
@@ -136,6 +137,8 @@ pub struct Report {
     jetstream_publish_msgs_per_s: Option<f64>,
     jetstream_consume_msgs_per_s: Option<f64>,
     jetstream_durability: Option<String>,
+    /// The same json-filter in Rust, Python and JavaScript (stage `polyglot`).
+    polyglot: Vec<polyglot::LangFigures>,
 }
 
 pub async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
@@ -217,6 +220,20 @@ fn print_table(r: &Report) {
     println!("hot-swap pause p99: {:.3} ms; plugin instantiate: {:.1} µs", r.swap_pause_p99_ms, r.instantiate_us);
     if let Some(s) = r.recovery_s {
         println!("restart after kill -9 with {} messages stored: {s:.2} s until serving", r.recovery_messages);
+    }
+    if !r.polyglot.is_empty() {
+        let rows = r.polyglot.iter().map(|f| {
+            vec![
+                format!("json-filter in {}", f.lang),
+                format!("{:.1}", f.component_mb),
+                format!("{:.1}", f.compile_s),
+                format!("{:.2}", f.instantiate_ms),
+                format!("{:.1}", f.instance_memory_mib),
+                format!("{:.0}", f.ns_per_msg),
+                format!("{:.1}", f.wasm_vs_native),
+            ]
+        });
+        output::table(&["PLUGIN", "MB", "COMPILE S", "INSTANTIATE+INIT MS", "MEMORY MIB", "NS/MSG", "÷ NATIVE"], rows.collect());
     }
 }
 

@@ -100,6 +100,10 @@ pub(super) async fn run_all(
     if args.wants("instantiate") {
         r.instantiate_us = median(args, "plugin instantiate (µs)", |_| instantiate_stage(&filter)).await?;
     }
+    if args.wants("polyglot") {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("source tree");
+        r.polyglot = super::polyglot::run(root, &filter, args).await?;
+    }
     drop(client);
     if args.recovery_messages > 0 && args.wants("recovery") {
         r.recovery_s = Some(recovery_stage(&mut server, args).await?);
@@ -474,7 +478,7 @@ async fn wait_processed(client: &Client, name: &str, count: u64) -> anyhow::Resu
 
 /// The logic a wasm ÷ native stage compares.
 #[derive(Clone, Copy)]
-enum Kernel {
+pub(super) enum Kernel {
     /// json-filter keeping `status == paid` (a keep per message).
     Filter,
     /// json-transform setting a field and dropping one (an emit per message).
@@ -482,7 +486,7 @@ enum Kernel {
 }
 
 impl Kernel {
-    fn config(self) -> Vec<(String, String)> {
+    pub(super) fn config(self) -> Vec<(String, String)> {
         let pairs: &[(&str, &str)] = match self {
             Kernel::Filter => &[("field", "status"), ("equals", "paid")],
             Kernel::Transform => &[("set.stage", "billed"), ("drop", "pad")],
@@ -516,14 +520,7 @@ async fn wasm_vs_native(component: &[u8], kernel: Kernel, args: &BenchArgs) -> a
         let config = kernel.config();
         let payloads: Vec<Vec<u8>> = (0..BATCH).map(|i| message(i as u64, size)).collect();
         let rounds = (count / BATCH as u64).max(1);
-        let mut native = kernel.native()?;
-        let start = Instant::now();
-        for _ in 0..rounds {
-            for p in &payloads {
-                std::hint::black_box(native(weir_sdk::Message::new(p.clone()))?);
-            }
-        }
-        let native_s = start.elapsed().as_secs_f64();
+        let native_s = native_seconds(kernel, &payloads, rounds)?;
         let wasm_s = time_component(&component, &config, &payloads, rounds, Shape::Plain)?;
         let per = |s: f64| s * 1e9 / (rounds * BATCH as u64) as f64;
         eprintln!("native {:.0} ns/msg, wasm {:.0} ns/msg", per(native_s), per(wasm_s));
@@ -532,12 +529,24 @@ async fn wasm_vs_native(component: &[u8], kernel: Kernel, args: &BenchArgs) -> a
     .await?
 }
 
+/// Seconds for the plugin crate linked natively to process `payloads` `rounds` times.
+pub(super) fn native_seconds(kernel: Kernel, payloads: &[Vec<u8>], rounds: u64) -> anyhow::Result<f64> {
+    let mut native = kernel.native()?;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        for p in payloads {
+            std::hint::black_box(native(weir_sdk::Message::new(p.clone()))?);
+        }
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
 /// Messages per `process` call in the in-process stages.
-const BATCH: usize = 2048;
+pub(super) const BATCH: usize = 2048;
 
 /// The messages of an in-process stage.
 #[derive(Clone, Copy)]
-enum Shape {
+pub(super) enum Shape {
     /// A payload alone.
     Plain,
     /// A payload with a key and two headers.
@@ -565,7 +574,7 @@ async fn boundary_stage(passthrough: &[u8], shape: Shape, args: &BenchArgs) -> a
 }
 
 /// Seconds for `rounds` calls of `process` with `payloads` as one batch, in process.
-fn time_component(
+pub(super) fn time_component(
     wasm: &[u8],
     config: &[(String, String)],
     payloads: &[Vec<u8>],

@@ -242,9 +242,9 @@ fn engine_config() -> Config {
         .total_core_instances(n * 8)
         .total_memories(n)
         .total_tables(n * 4)
-        .max_core_instances_per_component(16)
-        .max_memories_per_component(2)
-        .max_tables_per_component(8)
+        .max_core_instances_per_component(limits::PLUGIN_CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(limits::PLUGIN_MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(limits::PLUGIN_TABLES_PER_COMPONENT)
         .max_memory_size(limits::PLUGIN_MEMORY_BYTES_MAX)
         .max_component_instance_size(1 << 20)
         .max_core_instance_size(1 << 20);

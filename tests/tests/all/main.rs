@@ -7,5 +7,6 @@ mod lifecycle;
 mod observability;
 mod patterns;
 mod pipelines;
+mod polyglot;
 mod reliability;
 mod sdk;

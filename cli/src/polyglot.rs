@@ -1,0 +1,323 @@
+//! Plugins in Python and JavaScript: `weir plugin new --lang python|js` scaffolds a project,
+//! `weir plugin build` drives componentize-py or esbuild + componentize-js (installed, pinned,
+//! by `examples/setup.sh` into weir's tool directory) against the WIT built into this binary.
+//! The result is an ordinary `weir:plugin@0.2.0` component: the host cannot tell the language.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use super::author::Kind;
+
+/// The ABI every plugin is built against, carried in the binary so a build needs no checkout.
+const WIT: &str = include_str!("../../wit/weir.wit");
+
+/// The world a Python or JavaScript plugin implements.
+const WORLD: &str = "weir:plugin/plugin@0.2.0";
+
+/// What a plugin project is written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// A Rust crate on weir-sdk.
+    Rust,
+    /// A Python module on weir-sdk (`import weir`), built by componentize-py.
+    Python,
+    /// A JavaScript or TypeScript module on @weir/sdk, built by esbuild and componentize-js.
+    Js,
+}
+
+/// The language of the project in `dir`, told by its manifest.
+pub fn detect(dir: &Path) -> anyhow::Result<Lang> {
+    for (manifest, lang) in [("Cargo.toml", Lang::Rust), ("pyproject.toml", Lang::Python), ("package.json", Lang::Js)] {
+        if dir.join(manifest).exists() {
+            return Ok(lang);
+        }
+    }
+    bail!(
+        "{} holds no plugin project: expected Cargo.toml (Rust), pyproject.toml (Python) or package.json \
+         (JavaScript); `weir plugin new NAME --lang …` creates one",
+        dir.display()
+    )
+}
+
+/// Where `examples/setup.sh` installs the plugin tool chains (`$WEIR_TOOLS`).
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("WEIR_TOOLS").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/weir-tools"),
+        PathBuf::from,
+    )
+}
+
+/// A tool from weir's tool directory, or an error saying how to install it.
+fn tool(relative: &str, what: &str) -> anyhow::Result<PathBuf> {
+    let path = tools_dir().join(relative);
+    if !path.exists() {
+        bail!("{what} is not installed at {}; run examples/setup.sh (it installs the pinned version)", path.display());
+    }
+    Ok(path)
+}
+
+/// Scaffold a Python or JavaScript plugin of `kind` in `dir`, with a unit test, on the SDK
+/// under `sdk` (weir's `sdk/` directory).
+pub fn new(name: &str, lang: Lang, kind: Kind, dir: &Path, sdk: &Path) -> anyhow::Result<()> {
+    for manifest in ["Cargo.toml", "pyproject.toml", "package.json"] {
+        if dir.join(manifest).exists() {
+            bail!("{} already holds a project ({manifest}); choose another --dir", dir.display());
+        }
+    }
+    let (plugin, test) = templates(lang, kind);
+    match lang {
+        Lang::Python => {
+            let sdk = sdk_dir(sdk, "python")?;
+            write(dir, "pyproject.toml", &pyproject(name, &sdk))?;
+            write(dir, "plugin.py", plugin)?;
+            write(dir, "test_plugin.py", test)?;
+        }
+        Lang::Js => {
+            let sdk = sdk_dir(sdk, "js")?;
+            write(dir, "package.json", &package_json(name))?;
+            write(dir, "src/plugin.js", plugin)?;
+            write(dir, "test/plugin.test.js", test)?;
+            link_js_sdk(dir, &sdk)?;
+        }
+        Lang::Rust => unreachable!("Rust crates are scaffolded by author::new"),
+    }
+    write(dir, ".gitignore", "/build\n/node_modules\n__pycache__/\n")?;
+    let (unit, file) = match lang {
+        Lang::Python => ("pytest", "plugin.py"),
+        _ => ("node --test", "src/plugin.js"),
+    };
+    println!("created {} {kind:?} plugin `{name}` in {} ({file})", lang_name(lang), dir.display());
+    println!(
+        "next: `{unit}` in {0}, `weir plugin build {0}`, `weir plugin test <wasm> --input FILE.jsonl`, \
+         `weir plugin deploy {name} --watch {0}`",
+        dir.display()
+    );
+    Ok(())
+}
+
+fn lang_name(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Rust => "Rust",
+        Lang::Python => "Python",
+        Lang::Js => "JavaScript",
+    }
+}
+
+/// The starting module and its unit test for `kind` in `lang`: `templates/python/<kind>.py`
+/// with `test_<kind>.py`, or `templates/js/<kind>.js` with `<kind>.test.js`.
+fn templates(lang: Lang, kind: Kind) -> (&'static str, &'static str) {
+    macro_rules! pick {
+        ($k:literal) => {
+            match lang {
+                Lang::Python => (
+                    include_str!(concat!("templates/python/", $k, ".py")),
+                    include_str!(concat!("templates/python/test_", $k, ".py")),
+                ),
+                Lang::Js => (
+                    include_str!(concat!("templates/js/", $k, ".js")),
+                    include_str!(concat!("templates/js/", $k, ".test.js")),
+                ),
+                Lang::Rust => unreachable!("Rust templates live in author.rs"),
+            }
+        };
+    }
+    match kind {
+        Kind::Filter => pick!("filter"),
+        Kind::Map => pick!("map"),
+        Kind::FilterMap => pick!("filter_map"),
+        Kind::FlatMap => pick!("flat_map"),
+        Kind::Route => pick!("route"),
+        Kind::Handler => pick!("handler"),
+        Kind::Aggregate => pick!("aggregate"),
+        Kind::Plugin => pick!("plugin"),
+    }
+}
+
+/// `sdk/<lang>` under weir's `sdk/` directory, absolute.
+fn sdk_dir(sdk: &Path, lang: &str) -> anyhow::Result<PathBuf> {
+    let dir = sdk.join(lang);
+    std::fs::canonicalize(&dir)
+        .with_context(|| format!("no {lang} SDK at {}; pass --sdk-path PATH/TO/weir/sdk", dir.display()))
+}
+
+fn write(dir: &Path, file: &str, text: &str) -> anyhow::Result<()> {
+    let path = dir.join(file);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+fn pyproject(name: &str, sdk: &Path) -> String {
+    format!(
+        r#"[project]
+name = "{name}"
+version = "0.1.0"
+description = "A weir plugin in Python"
+requires-python = ">=3.11"
+dependencies = ["weir-sdk"]
+
+# `weir plugin build` turns this module into a weir:plugin@0.2.0 component (componentize-py).
+[tool.weir]
+module = "plugin"
+
+# `pytest` here runs the unit tests without a server; the SDK is found beside weir.
+[tool.pytest.ini_options]
+pythonpath = [".", {sdk:?}]
+"#
+    )
+}
+
+fn package_json(name: &str) -> String {
+    let doc = serde_json::json!({
+        "name": name,
+        "version": "0.1.0",
+        "description": "A weir plugin in JavaScript",
+        "type": "module",
+        "private": true,
+        "weir": {"entry": "src/plugin.js"},
+        "scripts": {"test": "node --test"},
+        "dependencies": {"@weir/sdk": "*"},
+    });
+    serde_json::to_string_pretty(&doc).expect("json") + "\n"
+}
+
+/// `node_modules/@weir/sdk` → the SDK, as `npm install` of a local package would make it, so
+/// `node --test` resolves `@weir/sdk` without a registry.
+fn link_js_sdk(dir: &Path, sdk: &Path) -> anyhow::Result<()> {
+    let link = dir.join("node_modules/@weir/sdk");
+    if link.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir.join("node_modules/@weir"))?;
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(sdk, &link).with_context(|| format!("linking {} to {}", link.display(), sdk.display()))
+}
+
+/// Build the Python or JavaScript project in `dir` into `out` (default `dir/build`); returns
+/// the component's path.
+pub fn build(dir: &Path, lang: Lang, out: Option<PathBuf>, sdk: &Path) -> anyhow::Result<PathBuf> {
+    let out = out.unwrap_or_else(|| dir.join("build"));
+    write(&out, "wit/weir.wit", WIT)?;
+    let started = Instant::now();
+    let wasm = match lang {
+        Lang::Python => build_python(dir, &out, &sdk_dir(sdk, "python")?)?,
+        Lang::Js => build_js(dir, &out, &sdk_dir(sdk, "js")?)?,
+        Lang::Rust => unreachable!("Rust crates are built by author::build"),
+    };
+    let size = std::fs::metadata(&wasm)?.len();
+    eprintln!(
+        "built {} ({:.1} MB, {} plugin) in {:.1} s",
+        wasm.display(),
+        size as f64 / 1e6,
+        lang_name(lang),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(wasm)
+}
+
+/// componentize-py over a generated entry module that imports the user's module (whose
+/// decorator registers the plugin) and the SDK's binding of the world.
+fn build_python(dir: &Path, out: &Path, sdk: &Path) -> anyhow::Result<PathBuf> {
+    let manifest = read_toml(&dir.join("pyproject.toml"))?;
+    let name = manifest.get("project").and_then(|p| p.get("name")).and_then(|n| n.as_str());
+    let name = component_name(name, dir);
+    let module = manifest
+        .get("tool")
+        .and_then(|t| t.get("weir"))
+        .and_then(|w| w.get("module"))
+        .and_then(|m| m.as_str())
+        .unwrap_or("plugin");
+    if !dir.join(format!("{module}.py")).exists() && !dir.join(module).join("__init__.py").exists() {
+        bail!(
+            "{} names module `{module}` ([tool.weir] module) but there is no {module}.py in {}",
+            dir.join("pyproject.toml").display(),
+            dir.display()
+        );
+    }
+    let entry = format!(
+        "\"\"\"Generated by `weir plugin build`: the component's entry point.\"\"\"\n\
+         import {module}  # noqa: F401  (its decorator registers the plugin)\n\
+         from weir._component import WitWorld  # noqa: F401\n"
+    );
+    write(out, "weir_entry.py", &entry)?;
+    let wasm = out.join(format!("{name}.wasm"));
+    let mut cmd = Command::new(tool("plugin-py/bin/componentize-py", "componentize-py")?);
+    cmd.arg("-d").arg(out.join("wit")).args(["-w", WORLD, "componentize"]);
+    for path in [out, dir, sdk] {
+        cmd.arg("-p").arg(path);
+    }
+    cmd.arg("weir_entry").arg("-o").arg(&wasm);
+    run(cmd, "componentize-py")?;
+    Ok(wasm)
+}
+
+/// esbuild bundles the generated entry, the user's module and the SDK into one ES module
+/// (componentize-js takes one file), then componentize-js makes it a component.
+fn build_js(dir: &Path, out: &Path, sdk: &Path) -> anyhow::Result<PathBuf> {
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("package.json")).with_context(|| format!("reading {}/package.json", dir.display()))?,
+    )
+    .with_context(|| format!("{}/package.json is not JSON", dir.display()))?;
+    let name = component_name(manifest["name"].as_str().map(|n| n.rsplit('/').next().unwrap_or(n)), dir);
+    let entry = manifest["weir"]["entry"].as_str().unwrap_or("src/plugin.js");
+    let source = std::fs::canonicalize(dir.join(entry))
+        .with_context(|| format!("{}/package.json names entry `{entry}` (weir.entry), which does not exist", dir.display()))?;
+    let generated = format!(
+        "// Generated by `weir plugin build`: the component's entry point.\n\
+         import * as log from 'weir:plugin/log@0.2.0';\n\
+         import * as state from 'weir:plugin/state@0.2.0';\n\
+         import {{ component }} from '@weir/sdk';\n\
+         import plugin from {source:?};\n\
+         const c = component(plugin, {{ log, state }});\n\
+         export function init(config) {{ return c.init(config); }}\n\
+         export function process(batch) {{ return c.process(batch); }}\n",
+        source = source.display().to_string()
+    );
+    write(out, "entry.js", &generated)?;
+    let bin = "plugin-js/node_modules/.bin";
+    let mut bundle = Command::new(tool(&format!("{bin}/esbuild"), "esbuild")?);
+    bundle
+        .arg(out.join("entry.js"))
+        .args(["--bundle", "--format=esm", "--platform=neutral", "--external:weir:*", "--log-level=warning"])
+        .arg(format!("--alias:@weir/sdk={}", sdk.join("src/index.js").display()))
+        .arg(format!("--outfile={}", out.join("bundle.js").display()));
+    run(bundle, "esbuild")?;
+    link_js_sdk(dir, sdk)?;
+    let wasm = out.join(format!("{name}.wasm"));
+    let mut componentize = Command::new(tool(&format!("{bin}/jco"), "jco (componentize-js)")?);
+    componentize
+        .arg("componentize")
+        .arg(out.join("bundle.js"))
+        .arg("--wit")
+        .arg(out.join("wit"))
+        .args(["-n", "plugin", "-d", "all", "-o"])
+        .arg(&wasm);
+    run(componentize, "componentize-js")?;
+    Ok(wasm)
+}
+
+/// A file name for the component from the project's name (or its directory's).
+fn component_name(name: Option<&str>, dir: &Path) -> String {
+    let name = name.map(str::to_string).unwrap_or_else(|| {
+        dir.file_name().map_or_else(|| "plugin".into(), |n| n.to_string_lossy().into_owned())
+    });
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+fn read_toml(path: &Path) -> anyhow::Result<toml::Table> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.parse().with_context(|| format!("{} is not valid TOML", path.display()))
+}
+
+/// Run a build tool, its output passed through; a failure names the tool and its exit.
+fn run(mut cmd: Command, what: &str) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("cannot run {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status}); its messages are above");
+    }
+    Ok(())
+}

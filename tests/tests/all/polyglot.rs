@@ -1,0 +1,308 @@
+//! Plugins in Python and JavaScript: scaffolded, unit-tested in their own runners, built by
+//! `weir plugin build`, deployed (in parts: they embed an interpreter) and hot-swapped like
+//! Rust plugins; the sandbox and lifecycle cases that hold for Rust hold for them; the
+//! library plugins agree across the three languages; and the e-commerce flow runs services
+//! written in all three.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use weir_tests::weir_client::wire::{FetchedRecord, Sandbox, WireRecord};
+use weir_tests::{
+    Server, consume_n, eventually, pipeline, plugin_bytes, plugin_python, polyglot_build, polyglot_bytes, step, text,
+    topic, weir_bin, weir_cli as weir,
+};
+
+use crate::lifecycle::{assert_contained, hostile_with, hot_swaps_lose_and_double_nothing};
+
+const LONG: Duration = Duration::from_secs(300);
+
+/// The languages besides Rust, with their projects' prefix under `plugins/`.
+#[derive(Clone, Copy, Debug)]
+enum Lang {
+    Python,
+    Js,
+}
+
+impl Lang {
+    fn flag(self) -> &'static str {
+        match self {
+            Lang::Python => "python",
+            Lang::Js => "js",
+        }
+    }
+
+    /// `plugins/<prefix>-<name>`.
+    fn library(self, name: &str) -> Vec<u8> {
+        let prefix = match self {
+            Lang::Python => "py",
+            Lang::Js => "js",
+        };
+        polyglot_bytes(&format!("{prefix}-{name}"))
+    }
+
+    /// Run the project's unit tests in the language's own runner, without a server; returns
+    /// how many passed.
+    fn unit_tests(self, dir: &Path) -> Result<usize> {
+        let mut cmd = match self {
+            Lang::Python => {
+                let mut c = Command::new(plugin_python());
+                c.args(["-m", "pytest", "-q", "-p", "no:cacheprovider"]);
+                c
+            }
+            Lang::Js => {
+                let mut c = Command::new("node");
+                c.arg("--test");
+                c
+            }
+        };
+        let out = cmd.current_dir(dir).output()?;
+        let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            bail!("{self:?} unit tests failed in {}:\n{printed}", dir.display());
+        }
+        // pytest: "3 passed in 0.05s"; node: "# pass 3".
+        let passed = printed
+            .lines()
+            .find_map(|l| match self {
+                Lang::Python => l.split(" passed").next().filter(|_| l.contains(" passed")).map(str::trim),
+                Lang::Js => l.strip_prefix("# pass "),
+            })
+            .and_then(|n| n.rsplit(' ').next()?.parse().ok());
+        passed.filter(|n| *n > 0).ok_or_else(|| anyhow::anyhow!("no passing tests reported:\n{printed}"))
+    }
+}
+
+/// The map scaffold (orders → invoices, adding `fee_cents`, tagging `account`) end to end, as
+/// a user would: `weir plugin new --lang`, the unit tests in the language's own runner,
+/// `weir plugin build`, `weir plugin test`, a deploy (in parts) into a running pipeline,
+/// then `deploy --watch` rebuilding and hot-swapping each saved edit, nothing lost.
+async fn scaffold_to_hot_swap(lang: Lang) -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let dir = work.path().join("invoices");
+    let (dir_s, sdk) = (dir.to_str().expect("utf-8"), weir_tests::workspace_root().join("sdk"));
+    let flags = ["--lang", lang.flag(), "--kind", "map", "--dir", dir_s, "--sdk-path", sdk.to_str().expect("utf-8")];
+    let created = weir(&[&["plugin", "new", "invoices"][..], &flags].concat(), None)?;
+    assert!(created.contains("created"), "{created}");
+    let passed = lang.unit_tests(&dir)?;
+    assert!(passed >= 2, "{lang:?}: the scaffold's unit tests ({passed} passed)");
+
+    let wasm = polyglot_build(&dir);
+    let size = std::fs::metadata(&wasm)?.len();
+    assert!(size > 4 << 20, "{lang:?}: {size} bytes, so the deploy below goes in parts");
+    let input = work.path().join("in.jsonl");
+    std::fs::write(&input, "{\"id\":1,\"total_cents\":100}\n{\"id\":2,\"total_cents\":250}\n")?;
+    let wasm_s = wasm.to_str().expect("utf-8");
+    let input_s = input.to_str().expect("utf-8");
+    let local = weir(
+        &["plugin", "test", wasm_s, "--input", input_s, "--json", "--config", "fee_cents=5", "--config", "account=007"],
+        None,
+    )?;
+    let outs: Vec<serde_json::Value> = local.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let invoice = |o: &serde_json::Value| -> serde_json::Value {
+        serde_json::from_str(o["outputs"][0]["value"].as_str().expect("a text output")).expect("JSON output")
+    };
+    assert_eq!(invoice(&outs[1]), serde_json::json!({"order": 2, "account": "007", "amount_cents": 255}));
+
+    let server = Server::start()?;
+    let c = server.client().await?;
+    c.create_topic("orders", topic(2)).await?;
+    c.create_topic("invoices", topic(2)).await?;
+    let order = |i: u64| WireRecord::value(format!(r#"{{"id":{i},"total_cents":100}}"#));
+    let mut watcher = Command::new(weir_bin())
+        .args(["plugin", "deploy", "invoices", "--watch", dir_s])
+        .env("WEIR_SERVER", server.addr.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let result = async {
+        eventually("watch to deploy version 1", LONG, || async {
+            Ok(c.describe_plugin("invoices").await.ok().filter(|p| p.version == 1).map(|_| ()))
+        })
+        .await?;
+        let spec = pipeline("bill", "orders", "invoices", vec![step("invoices", &[("fee_cents", "5")])]);
+        c.create_pipeline(spec).await?;
+        c.produce("orders", (0..100).map(order).collect()).await?;
+        // Save an edit while messages flow: the watcher rebuilds and swaps it in.
+        let source = dir.join(match lang {
+            Lang::Python => "plugin.py",
+            Lang::Js => "src/plugin.js",
+        });
+        let code = std::fs::read_to_string(&source)?;
+        assert!(code.contains("order.total_cents +"), "the template changed: {code}");
+        std::fs::write(&source, code.replace("order.total_cents +", "2 * order.total_cents +"))?;
+        eventually("watch to deploy version 2", LONG, || async {
+            Ok((c.describe_plugin("invoices").await?.version == 2).then_some(()))
+        })
+        .await?;
+        c.produce("orders", (100..200).map(order).collect()).await?;
+        let out = consume_n(&c, "invoices", 200, LONG).await?;
+        let mut amounts = std::collections::BTreeMap::new();
+        for (_, _, r) in &out {
+            let d = doc(r);
+            assert!(amounts.insert(d["order"].as_u64().expect("order"), d["amount_cents"].clone()).is_none());
+        }
+        assert_eq!(amounts.len(), 200, "every order invoiced once");
+        for i in 100..200 {
+            assert_eq!(amounts[&i], 205, "{lang:?}: order {i}, produced after the swap, ran on version 2");
+        }
+        assert!(amounts.values().all(|a| *a == 105 || *a == 205));
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    result
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_plugin_goes_from_scaffold_to_hot_swap() -> Result<()> {
+    scaffold_to_hot_swap(Lang::Python).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_js_plugin_goes_from_scaffold_to_hot_swap() -> Result<()> {
+    scaffold_to_hot_swap(Lang::Js).await
+}
+
+fn doc(r: &FetchedRecord) -> serde_json::Value {
+    serde_json::from_slice(&r.value).unwrap_or_else(|_| panic!("not JSON: {}", text(r)))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_json_transform_hot_swaps_under_load_losing_and_doubling_nothing() -> Result<()> {
+    hot_swaps_lose_and_double_nothing(Lang::Python.library("json-transform"), 20_000, 5).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_js_json_transform_hot_swaps_under_load_losing_and_doubling_nothing() -> Result<()> {
+    hot_swaps_lose_and_double_nothing(Lang::Js.library("json-transform"), 20_000, 5).await
+}
+
+/// A trap (Python's `weir.abort`, JavaScript's `abort`) fails only its message, which is
+/// dead-lettered after its attempts; the messages around it and a neighbouring pipeline pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn traps_in_python_and_js_plugins_are_dead_lettered_and_contained() -> Result<()> {
+    for lang in [Lang::Python, Lang::Js] {
+        let h = hostile_with(lang.library("hostile"), "panic", Sandbox::default(), &[]).await?;
+        assert_contained(&h, "plugin trapped").await?;
+    }
+    Ok(())
+}
+
+/// An endless loop in Python or JavaScript is interrupted by the CPU budget like one in Rust.
+#[tokio::test(flavor = "multi_thread")]
+async fn cpu_loops_in_python_and_js_plugins_are_stopped_by_the_budget() -> Result<()> {
+    for lang in [Lang::Python, Lang::Js] {
+        let sandbox = Sandbox { cpu_ms_per_batch: 300, ..Sandbox::default() };
+        let h = hostile_with(lang.library("hostile"), "loop", sandbox, &[]).await?;
+        assert_contained(&h, "CPU budget of 300 ms").await?;
+    }
+    Ok(())
+}
+
+/// Failures a plugin reports itself keep their kind across languages: a retryable one is
+/// retried, then dead-lettered with the plugin's own text.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_and_js_failures_are_retried_or_not_as_the_plugin_says() -> Result<()> {
+    for lang in [Lang::Python, Lang::Js] {
+        let h = hostile_with(lang.library("hostile"), "fail-retryable", Sandbox::default(), &[]).await?;
+        assert_contained(&h, "").await?;
+        assert_eq!(crate::lifecycle::header(&h.dlq[0], "weir-dlq-attempts"), "2", "{lang:?}: retried once");
+        let h = hostile_with(lang.library("hostile"), "fail", Sandbox::default(), &[]).await?;
+        assert_contained(&h, "").await?;
+        assert_eq!(crate::lifecycle::header(&h.dlq[0], "weir-dlq-attempts"), "1", "{lang:?}: a fatal failure");
+    }
+    Ok(())
+}
+
+/// The library's json-filter and json-transform, in Rust, Python and JavaScript, read the same
+/// topic with the same config and write byte-identical sinks.
+#[tokio::test(flavor = "multi_thread")]
+async fn library_plugins_agree_across_rust_python_and_js() -> Result<()> {
+    let server = Server::start()?;
+    let c = server.client().await?;
+    c.create_topic("orders", topic(2)).await?;
+    let filter = [("field", "customer.tier"), ("op", "ne"), ("equals", "bronze"), ("on-invalid", "drop")];
+    let transform = [
+        ("rename.customer.email", "contact"),
+        ("drop", "internal,customer.tier"),
+        ("set.checked", "true"),
+        ("set.by", "${weir.plugin}@${weir.version}"),
+        ("set.limits", r#"{"max":3}"#),
+    ];
+    for (lang, filter_wasm, transform_wasm) in [
+        ("rust", plugin_bytes("json-filter"), plugin_bytes("json-transform")),
+        ("py", Lang::Python.library("json-filter"), Lang::Python.library("json-transform")),
+        ("js", Lang::Js.library("json-filter"), Lang::Js.library("json-transform")),
+    ] {
+        c.deploy_plugin(&format!("filter-{lang}"), filter_wasm).await?;
+        c.deploy_plugin(&format!("transform-{lang}"), transform_wasm).await?;
+        c.create_topic(&format!("out-{lang}"), topic(2)).await?;
+        let steps = vec![step(&format!("filter-{lang}"), &filter), step(&format!("transform-{lang}"), &transform)];
+        c.create_pipeline(pipeline(&format!("p-{lang}"), "orders", &format!("out-{lang}"), steps)).await?;
+    }
+    let tiers = ["gold", "bronze", "silver", "ünïcode ✓"];
+    let mut records: Vec<WireRecord> = (0..600)
+        .map(|i| {
+            let value = format!(
+                r#"{{"id":{i},"customer":{{"tier":"{}","email":"c{i}@example.org"}},"internal":"x","total":{}.5}}"#,
+                tiers[i % tiers.len()],
+                i * 3
+            );
+            WireRecord::keyed(format!("k{}", i % 7), value).with_header("trace", &format!("t{i}"))
+        })
+        .collect();
+    records.push(WireRecord::value("not json"));
+    records.push(WireRecord::value(r#"{"id":"no customer"}"#));
+    c.produce("orders", records).await?;
+    // 600 documents, a quarter bronze; "not json" dropped; the one without a tier kept (ne).
+    let expected = 600 - 150 + 1;
+    let mut sinks = Vec::new();
+    for lang in ["rust", "py", "js"] {
+        let out = consume_n(&c, &format!("out-{lang}"), expected, LONG).await?;
+        let mut seen: Vec<(u32, u64, Option<Vec<u8>>, Vec<(String, String)>, serde_json::Value)> = out
+            .iter()
+            .map(|(p, o, r)| {
+                let mut d = doc(r);
+                // The plugin's own name differs by design; everything else must not.
+                assert_eq!(d["by"], format!("transform-{lang}@1"), "{lang}");
+                d["by"] = serde_json::Value::Null;
+                (*p, *o, r.key.clone().map(|k| k.into_vec()), r.headers.clone(), d)
+            })
+            .collect();
+        seen.sort_by_key(|s| (s.0, s.1));
+        sinks.push((lang, seen));
+    }
+    let (_, rust) = &sinks[0];
+    assert!(rust.iter().all(|s| s.4["checked"] == true && s.4["limits"]["max"] == 3 && s.4.get("internal").is_none()));
+    assert!(rust.iter().any(|s| s.4["contact"] == "c2@example.org"));
+    for (lang, seen) in &sinks[1..] {
+        assert_eq!(seen.len(), rust.len(), "{lang}");
+        for (a, b) in rust.iter().zip(seen) {
+            assert_eq!(a, b, "{lang} differs from rust");
+        }
+    }
+    Ok(())
+}
+
+/// The e-commerce flow with its notification service in Python and its shipping service in
+/// JavaScript beside the Rust payment and inventory services.
+#[test]
+fn the_mixed_language_ecommerce_flow_holds() -> Result<()> {
+    let out = crate::sdk::run_example("examples/ecommerce/run.sh", &[("ORDERS", "100")])?;
+    for event in [
+        "OrderCreated",
+        "PaymentProcessed",
+        "InventoryUpdated",
+        "ShipmentCreated",
+        "Notification",
+        "== OK: the order flow holds",
+    ] {
+        assert!(out.contains(event), "missing {event} in:\n{out}");
+    }
+    assert!(!out.contains("FAIL"), "{out}");
+    Ok(())
+}
