@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use super::polyglot::{self, Lang};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use serde_json::json;
 use weir_client::client::Client;
-use super::polyglot::{self, Lang};
 use weir_host::runtime::{
     Batch, LoadedPlugin, Message, Outcome, Output, PluginError, PluginInstance, Runtime, Sandbox, StateScope,
 };

@@ -337,7 +337,9 @@ impl Client {
         use crate::wire::PLUGIN_UPLOAD_PART_BYTES;
         if wasm.len() <= PLUGIN_UPLOAD_PART_BYTES {
             let wasm = ByteBuf::from(wasm);
-            return self.call(Request::DeployPlugin { name: name.into(), wasm, sandbox, shadow, uploaded: false }).await;
+            return self
+                .call(Request::DeployPlugin { name: name.into(), wasm, sandbox, shadow, uploaded: false })
+                .await;
         }
         // Too large for one frame (Python and JavaScript plugins embed their interpreter):
         // in parts, then deployed as one.

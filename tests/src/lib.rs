@@ -138,7 +138,7 @@ pub fn polyglot_bytes(name: &str) -> Vec<u8> {
 
 /// Build the Python or JavaScript project in `dir` with `weir plugin build`, once per run
 /// and one build at a time (each keeps a core busy for ~10 s). The output is kept beside
-/// the test build under a hash of the project, its SDK, the WIT and the `weir` binary, so
+/// the test build under a hash of the project, its SDK and the WIT, so
 /// later runs reuse it until one of them changes.
 pub fn polyglot_build(dir: &Path) -> PathBuf {
     static BUILT: std::sync::Mutex<Vec<(PathBuf, PathBuf)>> = std::sync::Mutex::new(Vec::new());
@@ -148,7 +148,7 @@ pub fn polyglot_build(dir: &Path) -> PathBuf {
     }
     let sdk = workspace_root().join("sdk").join(if dir.join("package.json").exists() { "js" } else { "python" });
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for tree in [dir, sdk.as_path(), &workspace_root().join("wit/weir.wit"), weir_bin()] {
+    for tree in [dir, sdk.as_path(), &workspace_root().join("wit/weir.wit")] {
         hash_tree(tree, &mut hasher);
     }
     let name = dir.file_name().expect("project dir name").to_string_lossy();
@@ -167,7 +167,11 @@ pub fn polyglot_build(dir: &Path) -> PathBuf {
 }
 
 fn find_wasm(dir: &Path) -> Option<PathBuf> {
-    std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "wasm"))
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "wasm"))
 }
 
 /// Feed every source file under `path` (names and contents, in order) into `hasher`.
@@ -178,10 +182,8 @@ fn hash_tree(path: &Path, hasher: &mut impl std::hash::Hasher) {
         std::fs::read(path).unwrap_or_default().hash(hasher);
         return;
     }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(path).map_or_else(
-        |_| Vec::new(),
-        |rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
-    );
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(path).map_or_else(|_| Vec::new(), |rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect());
     entries.sort();
     for entry in entries {
         let skip = entry.file_name().is_some_and(|n| {

@@ -233,7 +233,10 @@ fn print_table(r: &Report) {
                 format!("{:.1}", f.wasm_vs_native),
             ]
         });
-        output::table(&["PLUGIN", "MB", "COMPILE S", "INSTANTIATE+INIT MS", "MEMORY MIB", "NS/MSG", "÷ NATIVE"], rows.collect());
+        output::table(
+            &["PLUGIN", "MB", "COMPILE S", "INSTANTIATE+INIT MS", "MEMORY MIB", "NS/MSG", "÷ NATIVE"],
+            rows.collect(),
+        );
     }
 }
 

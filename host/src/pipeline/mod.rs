@@ -112,6 +112,17 @@ struct PipelineRecord {
     owner: Option<String>,
 }
 
+impl PipelineRecord {
+    /// Halted (whatever else), else paused, else running.
+    fn state(&self) -> RunState {
+        match (&self.halted, self.paused) {
+            (Some(_), _) => RunState::Halted,
+            (None, true) => RunState::Paused,
+            (None, false) => RunState::Running,
+        }
+    }
+}
+
 mirror!(stored::PipelineV1 => PipelineRecord { spec: into, id, created_ms, halted, paused, owner });
 mirror!(stored::PipelineSpecV1 => PipelineSpec {
     name, source: into, group, steps: each, sink, start: into, batch_max_messages, on_error: into, max_attempts,
@@ -255,12 +266,7 @@ impl Running {
     }
 
     fn state(&self) -> RunState {
-        let record = self.record.lock().expect("record");
-        match (&record.halted, record.paused) {
-            (Some(_), _) => RunState::Halted,
-            (None, true) => RunState::Paused,
-            (None, false) => RunState::Running,
-        }
+        self.record.lock().expect("record").state()
     }
 }
 
@@ -397,7 +403,9 @@ impl Pipelines {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let last_failure = running.last_failure.lock().expect("last failure").clone();
         Ok(PipelineStatus {
-            state: running.state(),
+            // From the same snapshot as `last_error`: reading the record twice could report
+            // a halt that happened in between without its reason.
+            state: record.state(),
             steps: c.steps.lock().expect("step stats").clone(),
             last_error: record.halted.clone().or(last_failure),
             spec: record.spec,

@@ -167,6 +167,38 @@ async fn a_js_plugin_goes_from_scaffold_to_hot_swap() -> Result<()> {
     scaffold_to_hot_swap(Lang::Js).await
 }
 
+/// The SDKs' own unit tests and those of every Python and JavaScript plugin in the tree pass
+/// in their languages' runners (pytest, node's test runner), without a server.
+#[test]
+fn the_sdks_and_every_polyglot_plugin_pass_their_unit_tests() -> Result<()> {
+    let root = weir_tests::workspace_root();
+    let mut projects = vec![(Lang::Python, root.join("sdk/python")), (Lang::Js, root.join("sdk/js"))];
+    for parent in [root.join("plugins"), root.join("examples/ecommerce/services")] {
+        for entry in std::fs::read_dir(parent)? {
+            let dir = entry?.path();
+            if dir.join("pyproject.toml").exists() {
+                projects.push((Lang::Python, dir));
+            } else if dir.join("package.json").exists() {
+                // What `weir plugin new` and `build` make: @weir/sdk resolved to the tree's SDK.
+                let link = dir.join("node_modules/@weir/sdk");
+                if !link.exists() {
+                    std::fs::create_dir_all(dir.join("node_modules/@weir"))?;
+                    let _ = std::fs::remove_file(&link);
+                    std::os::unix::fs::symlink(root.join("sdk/js"), &link)?;
+                }
+                projects.push((Lang::Js, dir));
+            }
+        }
+    }
+    let mut passed = 0;
+    for (lang, dir) in &projects {
+        passed += lang.unit_tests(dir)?;
+    }
+    assert!(projects.len() >= 10, "{projects:?}");
+    assert!(passed >= 100, "{passed} unit tests passed across {} projects", projects.len());
+    Ok(())
+}
+
 fn doc(r: &FetchedRecord) -> serde_json::Value {
     serde_json::from_slice(&r.value).unwrap_or_else(|_| panic!("not JSON: {}", text(r)))
 }
@@ -218,6 +250,9 @@ async fn python_and_js_failures_are_retried_or_not_as_the_plugin_says() -> Resul
     Ok(())
 }
 
+/// What reached a sink: partition, offset, key, headers, the document.
+type Written = (u32, u64, Option<Vec<u8>>, Vec<(String, String)>, serde_json::Value);
+
 /// The library's json-filter and json-transform, in Rust, Python and JavaScript, read the same
 /// topic with the same config and write byte-identical sinks.
 #[tokio::test(flavor = "multi_thread")]
@@ -263,7 +298,7 @@ async fn library_plugins_agree_across_rust_python_and_js() -> Result<()> {
     let mut sinks = Vec::new();
     for lang in ["rust", "py", "js"] {
         let out = consume_n(&c, &format!("out-{lang}"), expected, LONG).await?;
-        let mut seen: Vec<(u32, u64, Option<Vec<u8>>, Vec<(String, String)>, serde_json::Value)> = out
+        let mut seen: Vec<Written> = out
             .iter()
             .map(|(p, o, r)| {
                 let mut d = doc(r);

@@ -12,7 +12,9 @@ use serde_bytes::ByteBuf;
 use weir_tests::weir_client::client::Client;
 use weir_tests::weir_client::wire::ErrorPolicy;
 use weir_tests::weir_client::wire::WireRecord;
-use weir_tests::{Server, consume_n, eventually, pipeline, plugin_bytes, step, text, topic, weir_bin, weir_cli as weir};
+use weir_tests::{
+    Server, consume_n, eventually, pipeline, plugin_bytes, step, text, topic, weir_bin, weir_cli as weir,
+};
 
 const LONG: Duration = Duration::from_secs(300);
 
