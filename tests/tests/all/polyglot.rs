@@ -323,6 +323,40 @@ async fn library_plugins_agree_across_rust_python_and_js() -> Result<()> {
     Ok(())
 }
 
+/// A rewrite in another language can be tried as a shadow of the live version: the Python and
+/// then the JavaScript json-filter shadow the Rust one on the same input, every outcome
+/// matches, and promoting one is a hot swap like any other.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_and_js_versions_shadow_a_rust_one_outcome_for_outcome() -> Result<()> {
+    let server = Server::start()?;
+    let c = server.client().await?;
+    c.create_topic("in", topic(1)).await?;
+    c.create_topic("out", topic(1)).await?;
+    c.deploy_plugin("f", plugin_bytes("json-filter")).await?;
+    let config = [("field", "id"), ("op", "lt"), ("equals", "50")];
+    c.create_pipeline(pipeline("p", "in", "out", vec![step("f", &config)])).await?;
+    // Rust live; Python shadows it and is promoted; then JavaScript shadows Python.
+    for (round, lang) in [Lang::Python, Lang::Js].into_iter().enumerate() {
+        c.deploy_plugin_with("f", lang.library("json-filter"), None, true).await?;
+        c.produce("in", (0..100).map(|i| WireRecord::value(format!(r#"{{"id":{i}}}"#))).collect()).await?;
+        let diff = eventually("the shadow to see every input", LONG, || async {
+            let d = c.plugin_diff("f").await?;
+            Ok((d.matched + d.differed >= 100).then_some(d))
+        })
+        .await?;
+        assert_eq!((diff.matched, diff.differed), (100, 0), "{lang:?}: {:?}", diff.samples);
+        let live = c.promote_plugin("f").await?;
+        assert_eq!(live.version as usize, round + 2);
+    }
+    c.produce("in", (0..100).map(|i| WireRecord::value(format!(r#"{{"id":{i}}}"#))).collect()).await?;
+    // Half of each hundred passed, whichever version was live; the shadows emitted nothing.
+    let out = consume_n(&c, "out", 150, LONG).await?;
+    assert!(out.iter().all(|(_, _, r)| doc(r)["id"].as_u64().is_some_and(|id| id < 50)));
+    assert_eq!(c.read_all("out").await?.len(), 150);
+    assert_eq!(c.pipeline_status("p").await?.plugins, vec!["f@3".to_string()]);
+    Ok(())
+}
+
 /// The e-commerce flow with its notification service in Python and its shipping service in
 /// JavaScript beside the Rust payment and inventory services.
 #[test]
