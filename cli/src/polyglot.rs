@@ -201,6 +201,10 @@ fn link_js_sdk(dir: &Path, sdk: &Path) -> anyhow::Result<()> {
 /// the component's path.
 pub fn build(dir: &Path, lang: Lang, out: Option<PathBuf>, sdk: &Path) -> anyhow::Result<PathBuf> {
     let out = out.unwrap_or_else(|| dir.join("build"));
+    // The build writes several files here: a symlink could point them anywhere.
+    if std::fs::symlink_metadata(&out).is_ok_and(|m| m.file_type().is_symlink()) {
+        bail!("{} is a symbolic link; weir plugin build writes only into a real directory", out.display());
+    }
     write(&out, "wit/weir.wit", WIT)?;
     let started = Instant::now();
     let wasm = match lang {
@@ -231,9 +235,18 @@ fn build_python(dir: &Path, out: &Path, sdk: &Path) -> anyhow::Result<PathBuf> {
         .and_then(|w| w.get("module"))
         .and_then(|m| m.as_str())
         .unwrap_or("plugin");
-    if !dir.join(format!("{module}.py")).exists() && !dir.join(module).join("__init__.py").exists() {
+    // It is written into the generated entry: a Python identifier, nothing else.
+    let identifier = |part: &str| {
+        part.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    if !module.split('.').all(identifier) {
+        bail!("[tool.weir] module = {module:?} is not a Python module name (letters, digits, _ and dots)");
+    }
+    let module_path = module.replace('.', "/");
+    if !dir.join(format!("{module_path}.py")).exists() && !dir.join(&module_path).join("__init__.py").exists() {
         bail!(
-            "{} names module `{module}` ([tool.weir] module) but there is no {module}.py in {}",
+            "{} names module `{module}` ([tool.weir] module) but there is no {module_path}.py in {}",
             dir.join("pyproject.toml").display(),
             dir.display()
         );

@@ -337,20 +337,20 @@ impl Client {
         use crate::wire::PLUGIN_UPLOAD_PART_BYTES;
         if wasm.len() <= PLUGIN_UPLOAD_PART_BYTES {
             let wasm = ByteBuf::from(wasm);
-            return self
-                .call(Request::DeployPlugin { name: name.into(), wasm, sandbox, shadow, uploaded: false })
-                .await;
+            return self.call(Request::DeployPlugin { name: name.into(), wasm, sandbox, shadow, upload: None }).await;
         }
         // Too large for one frame (Python and JavaScript plugins embed their interpreter):
         // in parts, then deployed as one.
         let total = wasm.len() as u64;
+        // Random per upload (std's hasher keys are random per process and per instance).
+        let upload = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), total);
         for (i, part) in wasm.chunks(PLUGIN_UPLOAD_PART_BYTES).enumerate() {
             let offset = (i * PLUGIN_UPLOAD_PART_BYTES) as u64;
             let bytes = ByteBuf::from(part.to_vec());
-            self.call::<()>(Request::UploadPluginPart { name: name.into(), offset, total, bytes }).await?;
+            self.call::<()>(Request::UploadPluginPart { name: name.into(), upload, offset, total, bytes }).await?;
         }
-        let wasm = ByteBuf::new();
-        self.call(Request::DeployPlugin { name: name.into(), wasm, sandbox, shadow, uploaded: true }).await
+        let (wasm, upload) = (ByteBuf::new(), Some(upload));
+        self.call(Request::DeployPlugin { name: name.into(), wasm, sandbox, shadow, upload }).await
     }
 
     /// Every plugin with its live and shadow versions.

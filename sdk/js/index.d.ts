@@ -96,7 +96,7 @@ export type Outcome =
 
 export declare function keep(): Outcome;
 export declare function drop(): Outcome;
-export declare function emit(...outputs: Array<OutputLike | OutputLike[]>): Outcome;
+export declare function emit(...outputs: OutputLike[]): Outcome;
 export declare function forward(topic: string): Outcome;
 export declare function fail(message: string, opts?: { retryable?: boolean }): Outcome;
 

@@ -138,30 +138,36 @@ pub fn polyglot_bytes(name: &str) -> Vec<u8> {
 
 /// Build the Python or JavaScript project in `dir` with `weir plugin build`, once per run
 /// and one build at a time (each keeps a core busy for ~10 s). The output is kept beside
-/// the test build under a hash of the project, its SDK and the WIT, so
-/// later runs reuse it until one of them changes.
+/// the test build under a hash of everything that goes into it — the project, its SDK, the
+/// WIT, the build driver (`cli/src/polyglot.rs`) and the tool pins (`examples/setup.sh`, the
+/// JavaScript lock file) — so later runs reuse it until one of them changes. A build goes to
+/// a temporary directory first: an interrupted one is never taken for a finished one.
 pub fn polyglot_build(dir: &Path) -> PathBuf {
     static BUILT: std::sync::Mutex<Vec<(PathBuf, PathBuf)>> = std::sync::Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, wasm)) = built.iter().find(|(d, _)| d == dir) {
         return wasm.clone();
     }
-    let sdk = workspace_root().join("sdk").join(if dir.join("package.json").exists() { "js" } else { "python" });
+    let root = workspace_root();
+    let sdk = root.join("sdk").join(if dir.join("package.json").exists() { "js" } else { "python" });
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for tree in [dir, sdk.as_path(), &workspace_root().join("wit/weir.wit")] {
-        hash_tree(tree, &mut hasher);
+    let inputs =
+        ["wit/weir.wit", "cli/src/polyglot.rs", "examples/setup.sh", "examples/tools/plugin-js/package-lock.json"];
+    for tree in [dir.to_path_buf(), sdk].into_iter().chain(inputs.iter().map(|p| root.join(p))) {
+        hash_tree(&tree, &mut hasher);
     }
     let name = dir.file_name().expect("project dir name").to_string_lossy();
     let out = target_layout().0.join("polyglot").join(format!("{name}-{:016x}", std::hash::Hasher::finish(&hasher)));
-    let wasm = match find_wasm(&out) {
-        Some(wasm) => wasm,
-        None => {
-            let (dir_s, out_s) = (dir.to_str().expect("utf-8 path"), out.to_str().expect("utf-8 path"));
-            let printed = weir_cli(&["plugin", "build", dir_s, "--target-dir", out_s], None)
-                .unwrap_or_else(|e| panic!("building {}: {e:#}", dir.display()));
-            PathBuf::from(printed.lines().last().expect("build prints the component's path"))
-        }
-    };
+    if find_wasm(&out).is_none() {
+        let partial = out.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&partial);
+        let (dir_s, partial_s) = (dir.to_str().expect("utf-8 path"), partial.to_str().expect("utf-8 path"));
+        weir_cli(&["plugin", "build", dir_s, "--target-dir", partial_s], None)
+            .unwrap_or_else(|e| panic!("building {}: {e:#}", dir.display()));
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::rename(&partial, &out).expect("move the finished build into place");
+    }
+    let wasm = find_wasm(&out).expect("the build left a component");
     built.push((dir.to_path_buf(), wasm.clone()));
     wasm
 }

@@ -123,15 +123,18 @@ pub enum Request {
         #[serde(default)]
         shadow: bool,
         /// Deploy the component uploaded in parts ([`Request::UploadPluginPart`]) under this
-        /// name; `wasm` is then empty.
+        /// name with this upload id; `wasm` is then empty.
         #[serde(default)]
-        uploaded: bool,
+        upload: Option<u64>,
     },
     /// One part of a component too large for a frame, staged until a `DeployPlugin` with
-    /// `uploaded`. Parts come in order; offset 0 starts the upload afresh.
+    /// its `upload`. Parts come in order; offset 0 starts the upload afresh.
     UploadPluginPart {
         /// Plugin name.
         name: String,
+        /// An id the client chose for this upload (random): parts and the deploy name it, so
+        /// two uploads of one plugin at once stay apart.
+        upload: u64,
         /// Where this part starts in the component.
         offset: u64,
         /// The component's whole size.

@@ -347,13 +347,15 @@ pub enum PluginCommand {
         sandbox: Sandbox,
         /// Run beside the live version instead of replacing it.
         shadow: bool,
-        /// Take the component from the completed upload of `name` (`wasm` is empty).
-        uploaded: bool,
+        /// Take the component from this completed upload of `name` (`wasm` is empty).
+        upload: Option<u64>,
     },
     /// Stage one part of a component too large for one request.
     UploadPart {
         /// Name.
         name: String,
+        /// The upload's id, chosen by its client.
+        upload: u64,
         /// Where the part starts.
         offset: u64,
         /// The component's size.

@@ -10,22 +10,22 @@ use crate::runtime::Sandbox;
 impl Broker {
     pub(super) async fn plugin_command(&self, command: PluginCommand) -> Result<Reply> {
         Ok(match command {
-            PluginCommand::Deploy { name, wasm, sandbox, shadow, uploaded } => {
-                let wasm = match uploaded {
-                    true if !wasm.is_empty() => {
+            PluginCommand::Deploy { name, wasm, sandbox, shadow, upload } => {
+                let wasm = match upload {
+                    Some(_) if !wasm.is_empty() => {
                         return Err(BrokerError::BadRequest(format!(
                             "deploy of `{name}` names an upload and carries {} bytes too; send one or the other",
                             wasm.len()
                         )));
                     }
-                    true => self.uploads.take(&name)?,
-                    false => wasm,
+                    Some(id) => self.uploads.take(&name, id)?,
+                    None => wasm,
                 };
                 Reply::Plugin(self.deploy(&name, wasm, sandbox, shadow).await?)
             }
-            PluginCommand::UploadPart { name, offset, total, bytes } => {
+            PluginCommand::UploadPart { name, upload, offset, total, bytes } => {
                 crate::types::check_name("plugin", &name).map_err(|e| BrokerError::BadRequest(e.to_string()))?;
-                self.uploads.part(&name, offset, total, &bytes)?;
+                self.uploads.part(&name, upload, offset, total, &bytes)?;
                 Reply::Done
             }
             PluginCommand::List => Reply::Plugins(self.list_plugins()),

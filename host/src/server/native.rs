@@ -102,15 +102,15 @@ fn queue_exchange_or_plugin(request: Request) -> Result<Command, WireError> {
                 record: w::WireRecord { key, value, headers }.into(),
             })
         }
-        Request::DeployPlugin { name, wasm, sandbox, shadow, uploaded } => Command::Plugin(PluginCommand::Deploy {
+        Request::DeployPlugin { name, wasm, sandbox, shadow, upload } => Command::Plugin(PluginCommand::Deploy {
             name,
             wasm: wasm.into_vec(),
             sandbox: sandbox.map(Into::into).unwrap_or_default(),
             shadow,
-            uploaded,
+            upload,
         }),
-        Request::UploadPluginPart { name, offset, total, bytes } => {
-            Command::Plugin(PluginCommand::UploadPart { name, offset, total, bytes: bytes.into_vec() })
+        Request::UploadPluginPart { name, upload, offset, total, bytes } => {
+            Command::Plugin(PluginCommand::UploadPart { name, upload, offset, total, bytes: bytes.into_vec() })
         }
         Request::ListPlugins => Command::Plugin(PluginCommand::List),
         Request::PluginVersions { name } => Command::Plugin(PluginCommand::Versions { name }),

@@ -181,7 +181,9 @@ export function aggregate(def) {
         } else {
           acc = st.getJson(slot);
         }
-        st.setJson(slot, call('add', d.add, acc, msg, self));
+        // `add` may return the new accumulator or change `acc` in place (returning nothing).
+        const next = call('add', d.add, acc, msg, self);
+        st.setJson(slot, next === undefined ? acc : next);
         return outputs.length ? emit(...outputs) : drop();
       },
     };

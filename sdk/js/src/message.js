@@ -26,9 +26,12 @@ export function headerPairs(h) {
 
 const PACKED = Symbol('packed');
 
+/** A key as bytes: text or bytes only, so a bad key fails its message instead of the batch. */
 function keyBytes(k) {
   if (k == null) return null;
-  return typeof k === 'string' ? bytes(k) : k;
+  if (typeof k === 'string') return bytes(k);
+  if (isBytes(k)) return k;
+  throw new TypeError(`a key must be a string or a Uint8Array, got ${typeof k}`);
 }
 
 /** One input message. Built by the SDK from a packed batch, or by hand (`new Message(value, opts)`) in tests. */
@@ -187,7 +190,7 @@ export class Output {
     this.key = key === undefined ? undefined : keyBytes(key);
     this.headers = h === undefined ? undefined : headerPairs(h);
     this.extra = [];
-    this.topic = to;
+    this.topic = topicOrNull(to);
   }
 
   /** An output carrying a message on (its key, payload and headers). */
@@ -203,9 +206,15 @@ export class Output {
 
   /** Route to `topic` instead of the next step. */
   to(topic) {
-    this.topic = topic;
+    this.topic = topicOrNull(topic);
     return this;
   }
+}
+
+/** A route's topic: text, or null for the next step; anything else fails its message. */
+function topicOrNull(topic) {
+  if (topic != null && typeof topic !== 'string') throw new TypeError(`a topic must be a string, got ${typeof topic}`);
+  return topic ?? null;
 }
 
 /** `new Output(value, opts)`, shorter. */

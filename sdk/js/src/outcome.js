@@ -13,14 +13,21 @@ export const keep = () => KEEP;
 /** Filtered out on purpose. */
 export const drop = () => DROP;
 
-/** Zero or more outputs: Outputs, Messages, bytes, text, or values sent as JSON (arrays are spread). */
+/** Zero or more outputs, one per argument: Outputs, Messages, bytes, text, or values sent as
+ * JSON (an array argument is one JSON array, as in Python and Rust; spread it for several). */
 export function emit(...outputs) {
-  return { [OUTCOME]: true, kind: 'emit', outputs: outputs.flat().map(asOutput) };
+  return { [OUTCOME]: true, kind: 'emit', outputs: outputs.map(asOutput) };
 }
 
 /** The input, unchanged, to `topic`. */
 export function forward(topic) {
-  return { [OUTCOME]: true, kind: 'forward', topic: String(topic) };
+  return { [OUTCOME]: true, kind: 'forward', topic: topicName(topic) };
+}
+
+/** A topic name must be text: a number or an object is a mistake, not a name. */
+function topicName(topic) {
+  if (typeof topic !== 'string') throw new TypeError(`a topic must be a string, got ${typeof topic}`);
+  return topic;
 }
 
 /** This message failed; `retryable` asks the failure policy to try again later. */

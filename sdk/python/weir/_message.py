@@ -46,7 +46,12 @@ def to_bytes(value):
 
 
 def _key_bytes(key):
-    return key.encode() if isinstance(key, str) else (None if key is None else bytes(key))
+    if key is None or isinstance(key, str):
+        return None if key is None else key.encode()
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key)
+    # bytes(5) would be five zero bytes: a number is a mistake, not a key.
+    raise TypeError(f"a key must be str or bytes, not {type(key).__name__}")
 
 
 def _pairs(hs):

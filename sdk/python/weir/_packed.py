@@ -177,6 +177,11 @@ class ResultWriter:
 
     def emit(self, records):
         """records: (key bytes-like|None, value bytes-like, header block, header count, topic|None)."""
+        # Topic names are encoded first: one that cannot be (a lone surrogate) raises here,
+        # before anything of this input is written, so it fails this message alone.
+        for record in records:
+            if record[4] is not None:
+                record[4].encode()
         self._code(EMIT, len(records))
         data = self.data
         for key, value, block, count, topic in records:
