@@ -15,7 +15,11 @@ export function component(definition, host = {}) {
   const plugin = asPlugin(definition);
   if (host.state) setStateBackend(host.state);
   if (host.log) setLogSink(host.log);
-  onAbort((reason) => log.error(`abort: ${reason}`));
+  onAbort((reason) => {
+    log.error(`abort: ${reason}`);
+    // The host quotes what a trapped plugin printed, so the dead letter names the reason.
+    if (typeof console !== 'undefined') console.error(`abort: ${reason}`);
+  });
   const writer = new ResultWriter();
   let instance = null;
 

@@ -1,6 +1,7 @@
 """Failures of one message (retryable or fatal) and `abort`, which traps the instance."""
 
 import os
+import sys
 
 
 class WeirError(Exception):
@@ -39,5 +40,8 @@ def abort(reason):
 
     log.error(f"abort: {reason}")
     if IN_COMPONENT:
+        # The host quotes what a trapped plugin printed, so the dead letter names the reason.
+        sys.stderr.write(f"abort: {reason}\n")
+        sys.stderr.flush()
         os.abort()
     raise Aborted(reason)

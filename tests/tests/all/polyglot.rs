@@ -214,12 +214,15 @@ async fn a_js_json_transform_hot_swaps_under_load_losing_and_doubling_nothing() 
 }
 
 /// A trap (Python's `weir.abort`, JavaScript's `abort`) fails only its message, which is
-/// dead-lettered after its attempts; the messages around it and a neighbouring pipeline pass.
+/// dead-lettered after its attempts with the reason the plugin gave, as a Rust panic is; the
+/// messages around it and a neighbouring pipeline pass.
 #[tokio::test(flavor = "multi_thread")]
 async fn traps_in_python_and_js_plugins_are_dead_lettered_and_contained() -> Result<()> {
     for lang in [Lang::Python, Lang::Js] {
         let h = hostile_with(lang.library("hostile"), "panic", Sandbox::default(), &[]).await?;
-        assert_contained(&h, "plugin trapped").await?;
+        assert_contained(&h, "the plugin printed: abort: hostile plugin panics on message at offset 1").await?;
+        let error = crate::lifecycle::header(&h.dlq[0], "weir-dlq-error");
+        assert!(error.contains("plugin trapped"), "{lang:?}: {error}");
     }
     Ok(())
 }
