@@ -311,7 +311,8 @@ pub async fn watch(client: &Client, name: &str, dir: &Path) -> anyhow::Result<()
 }
 
 /// Directories that hold build output or installed packages, not sources.
-const NOT_SOURCES: &[&str] = &["target", "build", "node_modules", "__pycache__", ".pytest_cache", ".git"];
+const NOT_SOURCES: &[&str] =
+    &["target", "build", "dist", "node_modules", "__pycache__", ".pytest_cache", ".venv", "venv", ".git"];
 
 /// The latest modification time of the project's sources: every file under `dir` but
 /// build output and installed packages (a crate, a Python or a JavaScript project alike).
