@@ -73,7 +73,7 @@ strip = "debuginfo"
 "#
     );
     std::fs::write(dir.join("Cargo.toml"), manifest)?;
-    std::fs::write(dir.join("src/lib.rs"), template(kind))?;
+    std::fs::write(dir.join("src/lib.rs"), polyglot::templates(Lang::Rust, kind).0)?;
     std::fs::write(dir.join(".gitignore"), "/target\n")?;
     println!("created {} plugin `{name}` in {}", format!("{kind:?}").to_lowercase(), dir.display());
     println!(
@@ -333,19 +333,4 @@ fn newest_change(dir: &Path) -> anyhow::Result<SystemTime> {
         }
     }
     Ok(newest)
-}
-
-/// The starting `src/lib.rs` for each kind: working code with tests, one of which configures
-/// a text setting with digits only (config values are text; see `Config::deserialize`).
-fn template(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Filter => include_str!("templates/filter.rs"),
-        Kind::Map => include_str!("templates/map.rs"),
-        Kind::FilterMap => include_str!("templates/filter_map.rs"),
-        Kind::FlatMap => include_str!("templates/flat_map.rs"),
-        Kind::Route => include_str!("templates/route.rs"),
-        Kind::Handler => include_str!("templates/handler.rs"),
-        Kind::Aggregate => include_str!("templates/aggregate.rs"),
-        Kind::Plugin => include_str!("templates/plugin.rs"),
-    }
 }

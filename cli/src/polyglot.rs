@@ -42,17 +42,9 @@ pub fn detect(dir: &Path) -> anyhow::Result<Lang> {
     )
 }
 
-/// Where `examples/setup.sh` installs the plugin tool chains (`$WEIR_TOOLS`).
-pub fn tools_dir() -> PathBuf {
-    std::env::var_os("WEIR_TOOLS").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/weir-tools"),
-        PathBuf::from,
-    )
-}
-
 /// A tool from weir's tool directory, or an error saying how to install it.
 fn tool(relative: &str, what: &str) -> anyhow::Result<PathBuf> {
-    let path = tools_dir().join(relative);
+    let path = weir_host::build::tools_dir().join(relative);
     if !path.exists() {
         bail!("{what} is not installed at {}; run examples/setup.sh (it installs the pinned version)", path.display());
     }
@@ -106,12 +98,15 @@ fn lang_name(lang: Lang) -> &'static str {
     }
 }
 
-/// The starting module and its unit test for `kind` in `lang`: `templates/python/<kind>.py`
-/// with `test_<kind>.py`, or `templates/js/<kind>.js` with `<kind>.test.js`.
-fn templates(lang: Lang, kind: Kind) -> (&'static str, &'static str) {
+/// The starting source and its unit test for `kind` in `lang`: `templates/<kind>.rs` (its
+/// tests inside, so the second is empty), `templates/python/<kind>.py` with
+/// `test_<kind>.py`, or `templates/js/<kind>.js` with `<kind>.test.js`. Each has a test that
+/// configures a text setting with digits only (config values are text).
+pub fn templates(lang: Lang, kind: Kind) -> (&'static str, &'static str) {
     macro_rules! pick {
         ($k:literal) => {
             match lang {
+                Lang::Rust => (include_str!(concat!("templates/", $k, ".rs")), ""),
                 Lang::Python => (
                     include_str!(concat!("templates/python/", $k, ".py")),
                     include_str!(concat!("templates/python/test_", $k, ".py")),
@@ -120,7 +115,6 @@ fn templates(lang: Lang, kind: Kind) -> (&'static str, &'static str) {
                     include_str!(concat!("templates/js/", $k, ".js")),
                     include_str!(concat!("templates/js/", $k, ".test.js")),
                 ),
-                Lang::Rust => unreachable!("Rust templates live in author.rs"),
             }
         };
     }

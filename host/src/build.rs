@@ -33,6 +33,16 @@ pub enum BuildError {
     NoComponent(String),
 }
 
+/// Where `examples/setup.sh` installs the tools weir drives (`$WEIR_TOOLS`, default
+/// `~/.cache/weir-tools`): the Python and JavaScript plugin tool chains, and the clients and
+/// browser the tests use.
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("WEIR_TOOLS").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/weir-tools"),
+        PathBuf::from,
+    )
+}
+
 /// Build the packages `packages` of the workspace at `root` (or the crate at `root` when empty)
 /// for wasm32-wasip2 into `target_dir`, and return the components produced.
 pub fn build_components(root: &Path, packages: &[String], target_dir: &Path) -> Result<Vec<PathBuf>, BuildError> {

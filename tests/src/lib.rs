@@ -14,6 +14,7 @@ use weir_client::client::Client;
 use weir_client::wire::TopicConfig;
 use weir_client::wire::{FetchPosition, FetchedRecord};
 use weir_client::wire::{PipelineSpec, StepSpec};
+use weir_host::build::tools_dir;
 
 pub use weir_client;
 pub use weir_host;
@@ -123,6 +124,32 @@ pub fn weir_cli(args: &[&str], server: Option<&Server>) -> Result<String> {
         bail!("weir {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(String::from_utf8(out.stdout)?)
+}
+
+/// `weir plugin deploy NAME --watch DIR` against a server, in the background, stopped when
+/// dropped (so a failing test does not leave it rebuilding).
+pub struct Watcher(Child);
+
+impl Watcher {
+    /// Start watching `dir` as plugin `name` on `server`, with extra environment `env`.
+    pub fn start(server: &Server, name: &str, dir: &Path, env: &[(&str, &Path)]) -> Result<Watcher> {
+        let child = Command::new(weir_bin())
+            .args(["plugin", "deploy", name, "--watch"])
+            .arg(dir)
+            .env("WEIR_SERVER", server.addr.to_string())
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(Watcher(child))
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The component of the Python or JavaScript project `plugins/<name>` (e.g.
@@ -391,14 +418,6 @@ fn spawn(root: &Path, launch: &Launch) -> Result<(Child, Listening)> {
     let kafka = if kafka { Some(address("weir kafka listening on ")?) } else { None };
     let http = if http { Some(address("weir http listening on ")?) } else { None };
     Ok((child, Listening { native, kafka, http }))
-}
-
-/// Where `examples/setup.sh` installs the tools the tests drive (`$WEIR_TOOLS`).
-fn tools_dir() -> PathBuf {
-    std::env::var_os("WEIR_TOOLS").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/weir-tools"),
-        PathBuf::from,
-    )
 }
 
 /// The Python with the Kafka client libraries (installed by `examples/setup.sh`).

@@ -118,21 +118,26 @@ def encode_headers(pairs):
     return bytes(block), len(pairs)
 
 
+def _put_record(data, key, value, block, count):
+    """Append a key (or none), a value and a header block to `data`; their (offset, length)
+    fields as a batch entry and a result output both lay them out, offsets relative to `data`."""
+    if key is None:
+        k = (0, NONE)
+    else:
+        k = (len(data), len(key))
+        data += key
+    v = (len(data), len(value))
+    data += value
+    h = (len(data), len(block), count)
+    data += block
+    return (*k, *v, *h)
+
+
 def encode_batch(topic, records):
     """A WPB2 batch of `records`: (offset, timestamp_ms, partition, key|None, value, [(name, value)])."""
     entries, data = [], bytearray(topic.encode())
     for offset, ts, partition, key, value, headers in records:
-        if key is None:
-            k = (0, NONE)
-        else:
-            k = (len(data), len(key))
-            data += key
-        v = (len(data), len(value))
-        data += value
-        block, count = encode_headers(headers)
-        h = (len(data), len(block), count)
-        data += block
-        entries.append((offset, ts, partition, *k, *v, *h))
+        entries.append((offset, ts, partition, *_put_record(data, key, value, *encode_headers(headers))))
     base = 16 + 48 * len(entries)
     out = bytearray(base)
     _BATCH_HEAD.pack_into(out, 0, b"WPB2", len(entries), base, len(topic.encode()))
@@ -177,24 +182,12 @@ class ResultWriter:
 
     def emit(self, records):
         """records: (key bytes-like|None, value bytes-like, header block, header count, topic|None)."""
-        # Topic names are encoded first: one that cannot be (a lone surrogate) raises here,
-        # before anything of this input is written, so it fails this message alone.
-        for record in records:
-            if record[4] is not None:
-                record[4].encode()
+        # Topics are entered first: a name that cannot be encoded (a lone surrogate) raises
+        # before this input's code or outputs are written, so it fails this message alone.
+        topics = [NONE if r[4] is None else self._topic(r[4]) for r in records]
         self._code(EMIT, len(records))
-        data = self.data
-        for key, value, block, count, topic in records:
-            if key is None:
-                k = (0, NONE)
-            else:
-                k = (len(data), len(key))
-                data += key
-            v = (len(data), len(value))
-            data += value
-            h = (len(data), len(block), count)
-            data += block
-            self.outputs.append((*k, *v, *h, NONE if topic is None else self._topic(topic)))
+        for (key, value, block, count, _), topic in zip(records, topics):
+            self.outputs.append((*_put_record(self.data, key, value, block, count), topic))
 
     def _topic(self, topic):
         i = self.topic_index.get(topic)

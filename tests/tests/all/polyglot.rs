@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use weir_tests::weir_client::wire::{FetchedRecord, Sandbox, WireRecord};
 use weir_tests::{
-    Server, consume_n, eventually, pipeline, plugin_bytes, plugin_python, polyglot_build, polyglot_bytes, step, text,
-    topic, weir_bin, weir_cli as weir,
+    Server, Watcher, consume_n, eventually, pipeline, plugin_bytes, plugin_python, polyglot_build, polyglot_bytes,
+    step, text, topic, weir_cli as weir,
 };
 
 use crate::lifecycle::{assert_contained, hostile_with, hot_swaps_lose_and_double_nothing};
@@ -111,50 +111,39 @@ async fn scaffold_to_hot_swap(lang: Lang) -> Result<()> {
     c.create_topic("orders", topic(2)).await?;
     c.create_topic("invoices", topic(2)).await?;
     let order = |i: u64| WireRecord::value(format!(r#"{{"id":{i},"total_cents":100}}"#));
-    let mut watcher = Command::new(weir_bin())
-        .args(["plugin", "deploy", "invoices", "--watch", dir_s])
-        .env("WEIR_SERVER", server.addr.to_string())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    let result = async {
-        eventually("watch to deploy version 1", LONG, || async {
-            Ok(c.describe_plugin("invoices").await.ok().filter(|p| p.version == 1).map(|_| ()))
-        })
-        .await?;
-        let spec = pipeline("bill", "orders", "invoices", vec![step("invoices", &[("fee_cents", "5")])]);
-        c.create_pipeline(spec).await?;
-        c.produce("orders", (0..100).map(order).collect()).await?;
-        // Save an edit while messages flow: the watcher rebuilds and swaps it in.
-        let source = dir.join(match lang {
-            Lang::Python => "plugin.py",
-            Lang::Js => "src/plugin.js",
-        });
-        let code = std::fs::read_to_string(&source)?;
-        assert!(code.contains("order.total_cents +"), "the template changed: {code}");
-        std::fs::write(&source, code.replace("order.total_cents +", "2 * order.total_cents +"))?;
-        eventually("watch to deploy version 2", LONG, || async {
-            Ok((c.describe_plugin("invoices").await?.version == 2).then_some(()))
-        })
-        .await?;
-        c.produce("orders", (100..200).map(order).collect()).await?;
-        let out = consume_n(&c, "invoices", 200, LONG).await?;
-        let mut amounts = std::collections::BTreeMap::new();
-        for (_, _, r) in &out {
-            let d = doc(r);
-            assert!(amounts.insert(d["order"].as_u64().expect("order"), d["amount_cents"].clone()).is_none());
-        }
-        assert_eq!(amounts.len(), 200, "every order invoiced once");
-        for i in 100..200 {
-            assert_eq!(amounts[&i], 205, "{lang:?}: order {i}, produced after the swap, ran on version 2");
-        }
-        assert!(amounts.values().all(|a| *a == 105 || *a == 205));
-        anyhow::Ok(())
+    let _watcher = Watcher::start(&server, "invoices", &dir, &[])?;
+    eventually("watch to deploy version 1", LONG, || async {
+        Ok(c.describe_plugin("invoices").await.ok().filter(|p| p.version == 1).map(|_| ()))
+    })
+    .await?;
+    let spec = pipeline("bill", "orders", "invoices", vec![step("invoices", &[("fee_cents", "5")])]);
+    c.create_pipeline(spec).await?;
+    c.produce("orders", (0..100).map(order).collect()).await?;
+    // Save an edit while messages flow: the watcher rebuilds and swaps it in.
+    let source = dir.join(match lang {
+        Lang::Python => "plugin.py",
+        Lang::Js => "src/plugin.js",
+    });
+    let code = std::fs::read_to_string(&source)?;
+    assert!(code.contains("order.total_cents +"), "the template changed: {code}");
+    std::fs::write(&source, code.replace("order.total_cents +", "2 * order.total_cents +"))?;
+    eventually("watch to deploy version 2", LONG, || async {
+        Ok((c.describe_plugin("invoices").await?.version == 2).then_some(()))
+    })
+    .await?;
+    c.produce("orders", (100..200).map(order).collect()).await?;
+    let out = consume_n(&c, "invoices", 200, LONG).await?;
+    let mut amounts = std::collections::BTreeMap::new();
+    for (_, _, r) in &out {
+        let d = doc(r);
+        assert!(amounts.insert(d["order"].as_u64().expect("order"), d["amount_cents"].clone()).is_none());
     }
-    .await;
-    let _ = watcher.kill();
-    let _ = watcher.wait();
-    result
+    assert_eq!(amounts.len(), 200, "every order invoiced once");
+    for i in 100..200 {
+        assert_eq!(amounts[&i], 205, "{lang:?}: order {i}, produced after the swap, ran on version 2");
+    }
+    assert!(amounts.values().all(|a| *a == 105 || *a == 205));
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,7 +3,7 @@
 //! library plugins not covered elsewhere (enrich, schema-validate, redact).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -12,9 +12,7 @@ use serde_bytes::ByteBuf;
 use weir_tests::weir_client::client::Client;
 use weir_tests::weir_client::wire::ErrorPolicy;
 use weir_tests::weir_client::wire::WireRecord;
-use weir_tests::{
-    Server, consume_n, eventually, pipeline, plugin_bytes, step, text, topic, weir_bin, weir_cli as weir,
-};
+use weir_tests::{Server, Watcher, consume_n, eventually, pipeline, plugin_bytes, step, text, topic, weir_cli as weir};
 
 const LONG: Duration = Duration::from_secs(300);
 
@@ -206,32 +204,20 @@ async fn scaffold_build_test_deploy_and_hot_swap() -> Result<()> {
     assert_eq!(text(&consume_n(&c, "loud", 2, LONG).await?[1].2), "TWO!");
 
     // Watch mode: every save is rebuilt and swapped in.
-    let mut watcher = Command::new(weir_bin())
-        .args(["plugin", "deploy", "shout", "--watch", dir.to_str().unwrap()])
-        .env("WEIR_SERVER", server.addr.to_string())
-        .env("CARGO_TARGET_DIR", target_root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let result = async {
-        eventually("watch to deploy version 3", LONG, || async {
-            Ok((c.describe_plugin("shout").await?.version == 3).then_some(()))
-        })
-        .await?;
-        let code = std::fs::read_to_string(&lib)?.replace("\"{}!\"", "\"{}?\"");
-        std::fs::write(&lib, code)?;
-        eventually("watch to deploy version 4", LONG, || async {
-            Ok((c.describe_plugin("shout").await?.version == 4).then_some(()))
-        })
-        .await?;
-        c.produce("words", values(&["three"])).await?;
-        assert_eq!(text(&consume_n(&c, "loud", 3, LONG).await?[2].2), "THREE?");
-        anyhow::Ok(())
-    }
-    .await;
-    let _ = watcher.kill();
-    let _ = watcher.wait();
-    result
+    let _watcher = Watcher::start(&server, "shout", &dir, &[("CARGO_TARGET_DIR", &target_root())])?;
+    eventually("watch to deploy version 3", LONG, || async {
+        Ok((c.describe_plugin("shout").await?.version == 3).then_some(()))
+    })
+    .await?;
+    let code = std::fs::read_to_string(&lib)?.replace("\"{}!\"", "\"{}?\"");
+    std::fs::write(&lib, code)?;
+    eventually("watch to deploy version 4", LONG, || async {
+        Ok((c.describe_plugin("shout").await?.version == 4).then_some(()))
+    })
+    .await?;
+    c.produce("words", values(&["three"])).await?;
+    assert_eq!(text(&consume_n(&c, "loud", 3, LONG).await?[2].2), "THREE?");
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
