@@ -437,7 +437,7 @@ impl<R: Route> Plugin for RoutePlugin<R> {
 
     fn process(&mut self, msg: Message) -> Result<Outcome, Error> {
         Ok(match self.0.route(&msg)? {
-            Some(topic) => Outcome::one(Output::from(msg).to(topic)),
+            Some(topic) => Outcome::Forward(topic),
             None => Outcome::forward(msg),
         })
     }

@@ -53,6 +53,12 @@
 
 extern crate self as weir_sdk;
 
+/// Plugins allocate per message (decoded documents, outputs); talc serves wasm's one-threaded
+/// heap faster than the default dlmalloc (BENCHMARKS.md, "the allocator").
+#[cfg(all(feature = "talc", target_family = "wasm", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 mod codec;
 mod config;
 mod config_de;

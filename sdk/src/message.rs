@@ -6,7 +6,7 @@ use std::rc::Rc;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::Error;
-use crate::packed::BatchView;
+use crate::packed::{BatchView, Entry};
 
 /// Well-known header names: one spelling for metadata every pattern shares.
 pub mod headers {
@@ -78,6 +78,12 @@ impl SharedBatch {
     fn topic(&self) -> &str {
         std::str::from_utf8(&self.buf[self.topic.0..self.topic.1]).expect("validated UTF-8")
     }
+
+    /// Where `slice` (a part of this batch) is in it.
+    fn range_of(&self, slice: &[u8]) -> (u32, u32) {
+        let start = slice.as_ptr() as usize - self.buf.as_ptr() as usize;
+        (start as u32, (start + slice.len()) as u32)
+    }
 }
 
 impl std::fmt::Debug for SharedBatch {
@@ -86,39 +92,30 @@ impl std::fmt::Debug for SharedBatch {
     }
 }
 
-/// Bytes of a message: its own, or a range of the batch it came in.
+/// Bytes of a message: its own, or a range of the batch it came in (the message holds the
+/// batch once, so reading a message in place costs one reference count, not one per field).
 #[derive(Debug, Clone)]
 enum Bytes {
     Owned(Vec<u8>),
-    Shared(Rc<SharedBatch>, usize, usize),
+    Shared(u32, u32),
 }
 
 impl Bytes {
-    fn get(&self) -> &[u8] {
-        match self {
-            Bytes::Owned(v) => v,
-            Bytes::Shared(b, start, end) => &b.buf[*start..*end],
+    fn get<'a>(&'a self, batch: Option<&'a SharedBatch>) -> &'a [u8] {
+        match (self, batch) {
+            (Bytes::Owned(v), _) => v,
+            (Bytes::Shared(start, end), Some(b)) => &b.buf[*start as usize..*end as usize],
+            (Bytes::Shared(..), None) => unreachable!("shared bytes always come with their batch"),
         }
-    }
-
-    fn into_vec(self) -> Vec<u8> {
-        match self {
-            Bytes::Owned(v) => v,
-            Bytes::Shared(..) => self.get().to_vec(),
-        }
-    }
-
-    fn shared(batch: &Rc<SharedBatch>, slice: &[u8]) -> Bytes {
-        let start = slice.as_ptr() as usize - batch.buf.as_ptr() as usize;
-        Bytes::Shared(batch.clone(), start, start + slice.len())
     }
 }
 
-/// A message's headers: its own, or decoded from the batch the first time they are listed.
+/// A message's headers: its own, or a block of the batch decoded the first time they are
+/// listed (searching one header decodes nothing).
 #[derive(Debug, Clone)]
 enum Headers {
     Owned(Vec<(String, String)>),
-    Packed { batch: Rc<SharedBatch>, index: usize, decoded: OnceCell<Vec<(String, String)>> },
+    Packed { block: (u32, u32), count: u32, decoded: OnceCell<Vec<(String, String)>> },
 }
 
 /// One input message, owned by the plugin while it decides what to do with it.
@@ -128,24 +125,52 @@ pub struct Message {
     value: Bytes,
     headers: Headers,
     timestamp_ms: u64,
-    topic: Option<Rc<SharedBatch>>,
+    /// The batch it was read from (its topic, and the bytes of its shared parts).
+    batch: Option<Rc<SharedBatch>>,
     partition: u32,
     offset: u64,
 }
 
 impl Message {
-    /// Message `index` of a shared packed batch, read in place.
-    pub(crate) fn packed(batch: &Rc<SharedBatch>, index: usize) -> Self {
-        let view = batch.view();
-        let e = view.get(index);
+    /// Entry `e` of a shared packed batch, read in place.
+    pub(crate) fn packed(batch: &Rc<SharedBatch>, e: &Entry<'_>) -> Self {
+        let (block, count) = e.header_block();
+        let (start, end) = batch.range_of(e.value);
         Message {
-            key: e.key.map(|k| Bytes::shared(batch, k)),
-            value: Bytes::shared(batch, e.value),
-            headers: Headers::Packed { batch: batch.clone(), index, decoded: OnceCell::new() },
+            key: e.key.map(|k| {
+                let (start, end) = batch.range_of(k);
+                Bytes::Shared(start, end)
+            }),
+            value: Bytes::Shared(start, end),
+            headers: Headers::Packed { block: batch.range_of(block), count, decoded: OnceCell::new() },
             timestamp_ms: e.timestamp_ms,
-            topic: Some(batch.clone()),
+            batch: Some(batch.clone()),
             partition: e.partition,
             offset: e.offset,
+        }
+    }
+
+    /// The headers of a packed message, read in place.
+    fn packed_headers(&self, block: (u32, u32), count: u32) -> crate::packed::Headers<'_> {
+        let batch = self.batch.as_ref().expect("a packed message has its batch");
+        crate::packed::Headers::validated(&batch.buf[block.0 as usize..block.1 as usize], count)
+    }
+
+    /// Give the message bytes of its own for everything it shares with its batch (before a
+    /// builder changes one part of it).
+    fn owned(self) -> Message {
+        let headers = match &self.headers {
+            Headers::Owned(h) => h.clone(),
+            Headers::Packed { .. } => self.headers_vec(),
+        };
+        Message {
+            key: self.key().map(|k| Bytes::Owned(k.to_vec())),
+            value: Bytes::Owned(self.value().to_vec()),
+            headers: Headers::Owned(headers),
+            timestamp_ms: self.timestamp_ms,
+            batch: self.batch.clone(),
+            partition: self.partition,
+            offset: self.offset,
         }
     }
 
@@ -156,24 +181,26 @@ impl Message {
             value: Bytes::Owned(value.into()),
             headers: Headers::Owned(Vec::new()),
             timestamp_ms: 0,
-            topic: None,
+            batch: None,
             partition: 0,
             offset: 0,
         }
     }
 
     /// Builder for tests: set the key.
-    pub fn with_key(mut self, key: impl Into<Vec<u8>>) -> Self {
-        self.key = Some(Bytes::Owned(key.into()));
-        self
+    pub fn with_key(self, key: impl Into<Vec<u8>>) -> Self {
+        let mut m = self.owned();
+        m.key = Some(Bytes::Owned(key.into()));
+        m
     }
 
     /// Builder for tests: add a header.
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        let mut all = self.headers().to_vec();
-        all.push((name.into(), value.into()));
-        self.headers = Headers::Owned(all);
-        self
+    pub fn with_header(self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let mut m = self.owned();
+        if let Headers::Owned(h) = &mut m.headers {
+            h.push((name.into(), value.into()));
+        }
+        m
     }
 
     /// Builder for tests: set the timestamp.
@@ -184,7 +211,7 @@ impl Message {
 
     /// The partitioning key, if any.
     pub fn key(&self) -> Option<&[u8]> {
-        self.key.as_ref().map(Bytes::get)
+        self.key.as_ref().map(|k| k.get(self.batch.as_deref()))
     }
 
     /// The key as UTF-8 text, if it is present and valid UTF-8.
@@ -194,7 +221,7 @@ impl Message {
 
     /// The payload bytes.
     pub fn value(&self) -> &[u8] {
-        self.value.get()
+        self.value.get(self.batch.as_deref())
     }
 
     /// The payload as UTF-8 text, or a fatal error.
@@ -217,8 +244,8 @@ impl Message {
         match &self.headers {
             Headers::Owned(h) => h.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()),
             // Searched in place: no header is decoded into a String to find one.
-            Headers::Packed { batch, index, .. } => {
-                batch.view().get(*index).headers().find(|(n, _)| *n == name).map(|(_, v)| v)
+            Headers::Packed { block, count, .. } => {
+                self.packed_headers(*block, *count).find(|(n, _)| *n == name).map(|(_, v)| v)
             }
         }
     }
@@ -247,9 +274,19 @@ impl Message {
     pub fn headers(&self) -> &[(String, String)] {
         match &self.headers {
             Headers::Owned(h) => h,
-            Headers::Packed { batch, index, decoded } => decoded.get_or_init(|| {
-                batch.view().get(*index).headers().map(|(n, v)| (n.to_string(), v.to_string())).collect()
-            }),
+            Headers::Packed { decoded, .. } => decoded.get_or_init(|| self.headers_vec()),
+        }
+    }
+
+    /// The headers as owned pairs (decoded from the batch, not through the cache: for callers
+    /// that keep them).
+    pub(crate) fn headers_vec(&self) -> Vec<(String, String)> {
+        match &self.headers {
+            Headers::Owned(h) => h.clone(),
+            Headers::Packed { block, count, decoded } => match decoded.get() {
+                Some(h) => h.clone(),
+                None => self.packed_headers(*block, *count).map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            },
         }
     }
 
@@ -260,7 +297,7 @@ impl Message {
 
     /// The pipeline's source topic.
     pub fn topic(&self) -> &str {
-        self.topic.as_ref().map_or("", |b| b.topic())
+        self.batch.as_ref().map_or("", |b| b.topic())
     }
 
     /// Source partition.
@@ -275,23 +312,9 @@ impl Message {
 
     /// Take the payload, leaving the message empty.
     pub fn into_value(self) -> Vec<u8> {
-        self.value.into_vec()
-    }
-
-    /// Whether `output` carries exactly this message's key, payload and headers (then it
-    /// crosses back as a code, not as bytes).
-    pub(crate) fn is_unchanged_in(&self, output: &Output) -> bool {
-        output.key.as_deref() == self.key() && output.value == self.value() && self.same_headers(&output.headers)
-    }
-
-    /// Whether the headers are `other`, compared in place (nothing decoded).
-    fn same_headers(&self, other: &[(String, String)]) -> bool {
-        match &self.headers {
-            Headers::Owned(h) => h.as_slice() == other,
-            Headers::Packed { batch, index, .. } => {
-                let mut mine = batch.view().get(*index).headers();
-                other.iter().all(|(n, v)| mine.next() == Some((n.as_str(), v.as_str()))) && mine.next().is_none()
-            }
+        match self.value {
+            Bytes::Owned(v) => v,
+            Bytes::Shared(..) => self.value().to_vec(),
         }
     }
 }
@@ -323,6 +346,12 @@ impl Output {
     /// An output whose payload is `value` encoded as MessagePack (field names kept).
     pub fn msgpack<T: Serialize + ?Sized>(value: &T) -> Result<Self, Error> {
         Ok(Output::new(rmp_serde::to_vec_named(value)?))
+    }
+
+    /// An output with this payload and `input`'s key and headers (a map that rewrites the
+    /// payload; nothing of the input's payload is copied).
+    pub fn replacing(input: &Message, value: impl Into<Vec<u8>>) -> Self {
+        Output { key: input.key().map(<[u8]>::to_vec), value: value.into(), headers: input.headers_vec(), topic: None }
     }
 
     /// Set the key.
@@ -360,11 +389,9 @@ impl Output {
 /// to the host as a code, not as bytes.)
 impl From<Message> for Output {
     fn from(m: Message) -> Self {
-        let headers = match m.headers {
-            Headers::Owned(h) => h,
-            packed => Message { headers: packed, ..Message::new(Vec::new()) }.headers().to_vec(),
-        };
-        Output { key: m.key.map(Bytes::into_vec), value: m.value.into_vec(), headers, topic: None }
+        let headers = m.headers_vec();
+        let key = m.key().map(<[u8]>::to_vec);
+        Output { key, value: m.into_value(), headers, topic: None }
     }
 }
 
@@ -377,6 +404,8 @@ pub enum Outcome {
     Keep,
     /// Filtered out on purpose.
     Drop,
+    /// The input, unchanged, routed to this topic (crosses back as a code and a topic name).
+    Forward(String),
 }
 
 impl Outcome {

@@ -66,27 +66,45 @@ fn bad<T>(why: impl Into<String>) -> Result<T, PackError> {
     Err(PackError(why.into()))
 }
 
+// The readers below run for every field of every message on both sides of the boundary:
+// inlined, with the errors' formatting kept out of line so that the checks stay a compare.
+
+#[inline]
 fn u32_at(buf: &[u8], at: usize) -> Result<u32, PackError> {
     match buf.get(at..at + 4) {
         Some(b) => Ok(u32::from_le_bytes(b.try_into().expect("4 bytes"))),
-        None => bad(format!("a u32 at {at} is past the end ({} bytes)", buf.len())),
+        None => Err(past_end("u32", at, buf.len())),
     }
 }
 
+#[inline]
 fn u64_at(buf: &[u8], at: usize) -> Result<u64, PackError> {
     match buf.get(at..at + 8) {
         Some(b) => Ok(u64::from_le_bytes(b.try_into().expect("8 bytes"))),
-        None => bad(format!("a u64 at {at} is past the end ({} bytes)", buf.len())),
+        None => Err(past_end("u64", at, buf.len())),
     }
 }
 
+#[cold]
+#[inline(never)]
+fn past_end(what: &str, at: usize, len: usize) -> PackError {
+    PackError(format!("a {what} at {at} is past the end ({len} bytes)"))
+}
+
 /// `len` bytes at `off`, inside the buffer.
+#[inline]
 fn slice(buf: &[u8], off: u32, len: u32, what: &str) -> Result<std::ops::Range<usize>, PackError> {
     let (off, len) = (off as usize, len as usize);
     match off.checked_add(len) {
         Some(end) if end <= buf.len() => Ok(off..end),
-        _ => bad(format!("{what} at {off}..+{len} is outside the {} bytes", buf.len())),
+        _ => Err(outside(what, off, len, buf.len())),
     }
+}
+
+#[cold]
+#[inline(never)]
+fn outside(what: &str, off: usize, len: usize, buf: usize) -> PackError {
+    PackError(format!("{what} at {off}..+{len} is outside the {buf} bytes"))
 }
 
 fn utf8<'a>(buf: &'a [u8], range: std::ops::Range<usize>, what: &str) -> Result<&'a str, PackError> {
@@ -173,6 +191,11 @@ impl<'a> Headers<'a> {
         Ok(h)
     }
 
+    /// A block of `count` headers, checked as it is iterated (a malformed one ends early).
+    pub fn validated(block: &'a [u8], count: u32) -> Headers<'a> {
+        Headers { block, left: count }
+    }
+
     fn step(&mut self) -> Result<(&'a str, &'a str), PackError> {
         let name_len = u32_at(self.block, 0)?;
         let value_len = u32_at(self.block, 4)?;
@@ -192,35 +215,45 @@ impl<'a> Iterator for Headers<'a> {
         if self.left == 0 {
             return None;
         }
-        // Validated at construction.
-        self.step().ok()
+        // Validated at construction, or (batches, read lazily) here: a malformed block ends.
+        match self.step() {
+            Ok(h) => Some(h),
+            Err(_) => {
+                self.left = 0;
+                None
+            }
+        }
     }
 }
 
-/// Builds packed batches; its buffers are kept and reused from batch to batch.
+/// Builds packed batches straight into one buffer, kept and reused from batch to batch: the
+/// entry table is sized when the batch begins, so every offset is final when written and
+/// each payload is copied once.
 #[derive(Default)]
 pub struct BatchWriter {
-    /// Entries with offsets relative to the data region.
-    entries: Vec<u8>,
-    /// The topic, then each message's key, value and headers.
-    data: Vec<u8>,
-    /// The finished batch.
     packed: Vec<u8>,
     count: u32,
-    topic_len: u32,
+    expected: u32,
 }
 
 impl BatchWriter {
-    /// Start a batch read from `topic`, dropping the previous one (keeping the memory).
-    pub fn begin(&mut self, topic: &str) {
-        self.entries.clear();
-        self.data.clear();
+    /// Start a batch of `count` messages read from `topic`, dropping the previous one (keeping
+    /// the memory).
+    pub fn begin(&mut self, topic: &str, count: usize) {
+        let out = &mut self.packed;
+        out.clear();
+        let table = BATCH_HEADER + count * ENTRY;
+        out.extend_from_slice(BATCH_MAGIC);
+        for v in [u32_of(count), u32_of(table), u32_of(topic.len())] {
+            put_u32(out, v);
+        }
+        out.resize(table, 0);
+        out.extend_from_slice(topic.as_bytes());
         self.count = 0;
-        self.data.extend_from_slice(topic.as_bytes());
-        self.topic_len = u32_of(topic.len());
+        self.expected = u32_of(count);
     }
 
-    /// Append one message.
+    /// Append one message (at most the `count` given to [`BatchWriter::begin`]).
     pub fn push<'a>(
         &mut self,
         offset: u64,
@@ -230,39 +263,23 @@ impl BatchWriter {
         value: &[u8],
         headers: impl Iterator<Item = (&'a str, &'a str)>,
     ) {
-        let placed = put_record(&mut self.data, key, value, headers);
-        let e = &mut self.entries;
-        e.extend_from_slice(&offset.to_le_bytes());
-        e.extend_from_slice(&timestamp_ms.to_le_bytes());
-        put_u32(e, partition);
-        for v in placed {
-            put_u32(e, v);
+        assert!(self.count < self.expected, "more messages than the batch began with");
+        let placed = put_record(&mut self.packed, key, value, headers);
+        let mut entry = [0u8; ENTRY];
+        entry[..8].copy_from_slice(&offset.to_le_bytes());
+        entry[8..16].copy_from_slice(&timestamp_ms.to_le_bytes());
+        entry[16..20].copy_from_slice(&partition.to_le_bytes());
+        for (i, v) in placed.into_iter().enumerate() {
+            entry[20 + 4 * i..24 + 4 * i].copy_from_slice(&v.to_le_bytes());
         }
+        let at = BATCH_HEADER + self.count as usize * ENTRY;
+        self.packed[at..at + ENTRY].copy_from_slice(&entry);
         self.count += 1;
     }
 
-    /// The packed batch: header, entries with their offsets made absolute, data.
+    /// The packed batch.
     pub fn finish(&mut self) -> &[u8] {
-        let base = u32_of(BATCH_HEADER + self.entries.len());
-        let out = &mut self.packed;
-        out.clear();
-        out.reserve(base as usize + self.data.len());
-        out.extend_from_slice(BATCH_MAGIC);
-        for v in [self.count, base, self.topic_len] {
-            put_u32(out, v);
-        }
-        for entry in self.entries.chunks_exact(ENTRY) {
-            let at = out.len();
-            out.extend_from_slice(entry);
-            let keyless = u32_at(entry, 24).expect("own entry") == NONE;
-            for field in [20, 28, 36] {
-                if !(keyless && field == 20) {
-                    let v = u32_at(out, at + field).expect("own entry");
-                    set_u32(out, at + field, v + base);
-                }
-            }
-        }
-        out.extend_from_slice(&self.data);
+        assert_eq!(self.count, self.expected, "fewer messages than the batch began with");
         &self.packed
     }
 }
@@ -279,16 +296,19 @@ pub struct Entry<'a> {
     pub key: Option<&'a [u8]>,
     /// Payload.
     pub value: &'a [u8],
-    /// Where the header block is (off, len, count), validated.
-    headers: (u32, u32, u32),
-    buf: &'a [u8],
+    /// The header block and how many headers it holds (walked once, by `parse`).
+    headers: (&'a [u8], u32),
 }
 
 impl<'a> Entry<'a> {
     /// The headers, decoded as they are read.
     pub fn headers(&self) -> Headers<'a> {
-        Headers::new(self.buf, self.headers.0, self.headers.1, self.headers.2)
-            .expect("validated when the batch was read")
+        Headers::validated(self.headers.0, self.headers.1)
+    }
+
+    /// The header block and how many headers it holds.
+    pub fn header_block(&self) -> (&'a [u8], u32) {
+        self.headers
     }
 }
 
@@ -301,7 +321,7 @@ pub struct BatchView<'a> {
 }
 
 impl<'a> BatchView<'a> {
-    /// Check the whole batch: magic, table, every range and header.
+    /// Check the batch: magic, table, and every entry's ranges (header blocks are walked as read).
     pub fn parse(buf: &'a [u8]) -> Result<BatchView<'a>, PackError> {
         if buf.get(..4) != Some(BATCH_MAGIC) {
             return bad("not a packed batch (magic)");
@@ -311,9 +331,11 @@ impl<'a> BatchView<'a> {
         utf8(buf, topic.clone(), "the topic")?;
         table(buf, BATCH_HEADER, count, ENTRY, "entries")?;
         let view = BatchView { buf, count, topic };
+        // Every entry's ranges are checked here; header blocks are walked only when a plugin
+        // lists or searches them (a plugin that never reads headers never pays for them). A
+        // block the host packed wrong ends the iteration early; it cannot read outside it.
         for i in 0..count as usize {
-            let e = view.read(i)?;
-            Headers::new(buf, e.headers.0, e.headers.1, e.headers.2)?;
+            view.read(i)?;
         }
         Ok(view)
     }
@@ -342,10 +364,12 @@ impl<'a> BatchView<'a> {
     }
 
     /// Message `i` (`i < len()`).
+    #[inline]
     pub fn get(&self, i: usize) -> Entry<'a> {
         self.read(i).expect("validated when the batch was read")
     }
 
+    #[inline]
     fn read(&self, i: usize) -> Result<Entry<'a>, PackError> {
         let (b, e) = (self.buf, BATCH_HEADER + i * ENTRY);
         let key_len = u32_at(b, e + 24)?;
@@ -360,8 +384,7 @@ impl<'a> BatchView<'a> {
             partition: u32_at(b, e + 16)?,
             key,
             value,
-            headers: (u32_at(b, e + 36)?, u32_at(b, e + 40)?, u32_at(b, e + 44)?),
-            buf: b,
+            headers: (&b[slice(b, u32_at(b, e + 36)?, u32_at(b, e + 40)?, "a header block")?], u32_at(b, e + 44)?),
         })
     }
 }
@@ -427,8 +450,8 @@ impl ResultWriter {
     }
 
     fn code(&mut self, kind: u8, arg: u32) {
-        self.codes.extend_from_slice(&[kind, 0, 0, 0]);
-        put_u32(&mut self.codes, arg);
+        let [a, b, c, d] = arg.to_le_bytes();
+        self.codes.extend_from_slice(&[kind, 0, 0, 0, a, b, c, d]);
         self.count += 1;
     }
 
@@ -659,7 +682,7 @@ mod tests {
     fn batches_and_results_round_trip() {
         let mut w = BatchWriter::default();
         for round in 0..2 {
-            w.begin("orders");
+            w.begin("orders", 2);
             w.push(7, 100, 2, Some(b"k1"), b"hello", [("h", "v"), ("weir-type", "X")].into_iter());
             w.push(8, 101, 2, None, b"", std::iter::empty());
             let view = BatchView::parse(w.finish()).unwrap();
@@ -696,6 +719,19 @@ mod tests {
         assert_eq!((o2.key, o2.value, o2.topic), (None, &b"v2"[..], Some("eu")));
         assert_eq!((v.topic(0), v.failure(0)), ("eu", ("bad input", true)));
         assert!(ResultView::parse(&buf, 4).is_err(), "one code per input");
+    }
+
+    #[test]
+    fn a_damaged_header_block_ends_its_iteration_and_nothing_else() {
+        let mut w = BatchWriter::default();
+        w.begin("t", 1);
+        w.push(0, 0, 0, None, b"v", [("ok", "1"), ("bad", "2")].into_iter());
+        let mut buf = w.finish().to_vec();
+        let at = buf.len() - 4; // the second header's name, "bad"
+        buf[at] = 0xff;
+        let view = BatchView::parse(&buf).expect("header blocks are walked as read");
+        let e = view.get(0);
+        assert_eq!((e.value, e.headers().collect::<Vec<_>>()), (&b"v"[..], vec![("ok", "1")]));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 
 use crate::bindings::weir::plugin::{log as wit_log, types as wit};
 use crate::message::SharedBatch;
-use crate::packed::{OutputRef, ResultWriter};
+use crate::packed::{Entry, OutputRef, ResultWriter};
 use crate::{Config, Message, Outcome, Output, Plugin};
 
 pub use wit::Level;
@@ -34,21 +34,35 @@ pub fn process<P: Plugin>(slot: &RefCell<Option<P>>, batch: Vec<u8>) -> Vec<u8> 
         (0..n).for_each(|_| out.fail("process called before init succeeded", false));
         return out.finish();
     };
+    let view = batch.view();
     for i in 0..n {
-        let input = Message::packed(&batch, i);
-        match plugin.process(input.clone()) {
+        // The plugin owns its message; an emitted output is compared with the entry in the
+        // batch, so no copy of the input is kept for it.
+        let entry = view.get(i);
+        match plugin.process(Message::packed(&batch, &entry)) {
             Ok(Outcome::Keep) => out.keep(),
             Ok(Outcome::Drop) => out.drop_input(),
-            Ok(Outcome::Emit(outputs)) => emit(&mut out, &input, &outputs),
+            Ok(Outcome::Forward(topic)) => out.forward(&topic),
+            Ok(Outcome::Emit(outputs)) => emit(&mut out, &entry, &outputs),
             Err(e) => out.fail(e.message(), e.is_retryable()),
         }
     }
     out.finish()
 }
 
-fn emit(out: &mut ResultWriter, input: &Message, outputs: &[Output]) {
+/// Whether `output` carries exactly the input's key, payload and headers (then it crosses
+/// back as a code, not as bytes); the headers are compared in place, nothing decoded.
+fn unchanged(input: &Entry<'_>, output: &Output) -> bool {
+    let mut mine = input.headers();
+    output.key.as_deref() == input.key
+        && output.value == input.value
+        && output.headers.iter().all(|(n, v)| mine.next() == Some((n.as_str(), v.as_str())))
+        && mine.next().is_none()
+}
+
+fn emit(out: &mut ResultWriter, input: &Entry<'_>, outputs: &[Output]) {
     if let [one] = outputs
-        && input.is_unchanged_in(one)
+        && unchanged(input, one)
     {
         return match &one.topic {
             None => out.keep(),

@@ -155,7 +155,7 @@ impl PluginInstance {
 
 /// Pack `batch` for a 0.2.0 plugin into the instance's reused buffer.
 fn pack(writer: &mut BatchWriter, batch: &Batch) {
-    writer.begin(&batch.topic);
+    writer.begin(&batch.topic, batch.messages.len());
     for m in &batch.messages {
         let headers = m.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
         writer.push(m.offset, m.timestamp_ms, m.partition, m.key.as_deref(), &m.value, headers);

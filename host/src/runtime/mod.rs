@@ -253,6 +253,11 @@ fn engine_config() -> Config {
         .epoch_interruption(true)
         .max_wasm_stack(1 << 20)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // `WEIR_PROFILE=perfmap` names plugins' compiled functions for `perf` (/tmp/perf-PID.map):
+    // how the guest's share of a profile is read (BENCHMARKS.md).
+    if std::env::var_os("WEIR_PROFILE").is_some_and(|v| v == "perfmap") {
+        cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     cfg
 }
 

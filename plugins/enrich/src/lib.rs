@@ -85,9 +85,7 @@ impl Plugin for Enrich {
             return Err(Error::fatal(format!("cannot set `{}`: a parent is not an object", self.into)));
         }
         let value = weir_sdk::serde_json::to_vec(&doc)?;
-        let mut out = Output::from(msg);
-        out.value = value;
-        Ok(Outcome::one(out))
+        Ok(Outcome::one(Output::replacing(&msg, value)))
     }
 }
 

@@ -58,9 +58,7 @@ impl Map for JsonTransform {
         if self.reply {
             return Output::reply(&msg, value);
         }
-        let mut out = Output::from(msg);
-        out.value = value;
-        Ok(out)
+        Ok(Output::replacing(&msg, value))
     }
 }
 

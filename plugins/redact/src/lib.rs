@@ -66,9 +66,7 @@ impl Map for Redact {
             Err(_) if self.fields.is_empty() => self.text(msg.text()?).into_bytes(),
             Err(e) => return Err(e),
         };
-        let mut out = Output::from(msg);
-        out.value = value;
-        Ok(out)
+        Ok(Output::replacing(&msg, value))
     }
 }
 

@@ -62,8 +62,8 @@ impl Plugin for Router {
             self.routes.get(v).cloned().or_else(|| self.template.as_ref().map(|t| t.replace("{}", &topic_safe(v))))
         });
         Ok(match (topic, &self.fallback) {
-            (Some(t), _) => Outcome::one(Output::from(msg).to(t)),
-            (None, Fallback::Topic(t)) => Outcome::one(Output::from(msg).to(t.clone())),
+            (Some(t), _) => Outcome::Forward(t),
+            (None, Fallback::Topic(t)) => Outcome::Forward(t.clone()),
             (None, Fallback::Pass) => Outcome::forward(msg),
             (None, Fallback::Drop) => Outcome::Drop,
         })
@@ -88,6 +88,7 @@ mod tests {
     fn dest(r: &mut Router, m: Message) -> Option<Option<String>> {
         match r.process(m).unwrap() {
             Outcome::Emit(o) => Some(o[0].topic.clone()),
+            Outcome::Forward(t) => Some(Some(t)),
             Outcome::Keep => Some(None),
             Outcome::Drop => None,
         }
