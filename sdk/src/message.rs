@@ -159,14 +159,10 @@ impl Message {
     /// Give the message bytes of its own for everything it shares with its batch (before a
     /// builder changes one part of it).
     fn owned(self) -> Message {
-        let headers = match &self.headers {
-            Headers::Owned(h) => h.clone(),
-            Headers::Packed { .. } => self.headers_vec(),
-        };
         Message {
             key: self.key().map(|k| Bytes::Owned(k.to_vec())),
             value: Bytes::Owned(self.value().to_vec()),
-            headers: Headers::Owned(headers),
+            headers: Headers::Owned(self.headers_vec()),
             timestamp_ms: self.timestamp_ms,
             batch: self.batch.clone(),
             partition: self.partition,

@@ -21,11 +21,11 @@ impl Plugin for Shout {
     fn process(&mut self, msg: Message) -> Result<Outcome, Error> {
         let text = msg.text()?.to_uppercase();
         if text.is_empty() {
-            return Ok(Outcome::one(Output::from(msg).to(&self.rejects)));
+            // The input, unchanged, to another topic: crosses back as a code, not as bytes.
+            return Ok(Outcome::Forward(self.rejects.clone()));
         }
-        let mut out = Output::from(msg);
-        out.value = text.into_bytes();
-        Ok(Outcome::one(out))
+        // A new payload keeping the input's key and headers.
+        Ok(Outcome::one(Output::replacing(&msg, text)))
     }
 }
 
@@ -45,7 +45,7 @@ mod tests {
     #[test]
     fn rejects_go_to_a_topic_named_by_digits() {
         let mut s = Shout::init(&Config::from_pairs([("rejects", "404")])).unwrap();
-        let Outcome::Emit(out) = s.process(Message::new("")).unwrap() else { panic!("expected output") };
-        assert_eq!(out[0].topic.as_deref(), Some("404"));
+        let Outcome::Forward(topic) = s.process(Message::new("")).unwrap() else { panic!("expected a forward") };
+        assert_eq!(topic, "404");
     }
 }
