@@ -400,7 +400,9 @@ pub enum Outcome {
     Keep,
     /// Filtered out on purpose.
     Drop,
-    /// The input, unchanged, routed to this topic (crosses back as a code and a topic name).
+    /// The input, unchanged, routed to this topic (crosses back as a code and a topic name;
+    /// the ABI's and the host's "forward"). `Outcome::forward(msg)` is different: it keeps the
+    /// input on its way to the next step.
     Forward(String),
 }
 
