@@ -15,8 +15,8 @@ use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVe
 use crate::broker::Broker;
 use crate::pipeline::RunState;
 
-/// Bounds of the request latency histogram, seconds.
-const REQUEST_BUCKETS: [f64; 14] =
+/// Bounds of the latency histograms (requests, group-commit writes), seconds.
+pub(crate) const LATENCY_BUCKETS: [f64; 14] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
 /// What the broker records as requests complete.
@@ -30,7 +30,7 @@ impl Default for Metrics {
             "weir_request_duration_seconds",
             "Time from a request's start to its reply, by command (long polls included)",
         )
-        .buckets(REQUEST_BUCKETS.to_vec());
+        .buckets(LATENCY_BUCKETS.to_vec());
         Metrics { requests: HistogramVec::new(opts, &["command"]).expect("valid histogram") }
     }
 }
@@ -239,6 +239,7 @@ fn store(broker: &Broker, add: &mut Add<'_>) {
         stats.groups.load(Relaxed),
     )));
     add(Box::new(plain("weir_store_wal_fsyncs_total", "Group commits written with fsync", stats.fsyncs.load(Relaxed))));
+    add(Box::new(stats.write_seconds.clone()));
     add(Box::new(plain(
         "weir_store_commit_requests_total",
         "Commit requests folded into group commits (÷ group commits = mean group size)",

@@ -44,7 +44,11 @@ pub(super) async fn run_all(
         r.http_produce_msgs_per_s = median(args, "weir produce over HTTP", |i| http_produce_stage(s, args, i)).await?;
     }
     if args.wants("latency") {
+        let before = commit_write_histogram(s).await?;
         (r.e2e_latency_p50_ms, r.e2e_latency_p99_ms, r.e2e_latency_p999_ms) = latency_stage(s, args).await?;
+        let during = commit_write_histogram(s).await?.since(&before);
+        r.e2e_group_commits = during.count();
+        (r.e2e_commit_write_p99_ms, r.e2e_commit_write_max_ms) = (during.bound_ms(0.99), during.bound_ms(1.0));
     }
     if args.wants("pipeline") {
         r.pipeline_msgs_per_s = median(args, "pipeline (json-filter)", |i| pipeline_stage(s, args, i)).await?;
@@ -320,6 +324,42 @@ async fn latency_stage(server: &BenchServer, args: &BenchArgs) -> anyhow::Result
     latencies.sort_unstable();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)] as f64 / 1e6;
     Ok((pct(0.50), pct(0.99), pct(0.999)))
+}
+
+/// The server's group-commit write-time histogram (`weir_store_group_commit_write_seconds`
+/// on its /metrics): cumulative counts by upper bound, seconds.
+struct CommitWrites(Vec<(f64, u64)>);
+
+async fn commit_write_histogram(server: &BenchServer) -> anyhow::Result<CommitWrites> {
+    let text = reqwest::get(format!("http://{}/metrics", server.http)).await?.error_for_status()?.text().await?;
+    let buckets = text
+        .lines()
+        .filter_map(|l| {
+            let (le, count) =
+                l.strip_prefix("weir_store_group_commit_write_seconds_bucket{le=\"")?.split_once("\"} ")?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect::<Vec<_>>();
+    anyhow::ensure!(!buckets.is_empty(), "the server's /metrics has no group-commit write histogram");
+    Ok(CommitWrites(buckets))
+}
+
+impl CommitWrites {
+    /// What was observed since `earlier`.
+    fn since(&self, earlier: &CommitWrites) -> CommitWrites {
+        CommitWrites(self.0.iter().zip(&earlier.0).map(|(&(le, now), &(_, then))| (le, now - then)).collect())
+    }
+
+    fn count(&self) -> u64 {
+        self.0.last().map_or(0, |b| b.1)
+    }
+
+    /// The upper bound (ms) of the bucket holding quantile `q`: an upper estimate.
+    fn bound_ms(&self, q: f64) -> f64 {
+        let want = (self.count() as f64 * q).ceil() as u64;
+        self.0.iter().find(|b| b.1 >= want).map_or(0.0, |b| b.0 * 1e3)
+    }
 }
 
 async fn pipeline_stage(server: &BenchServer, args: &BenchArgs, run: usize) -> anyhow::Result<f64> {

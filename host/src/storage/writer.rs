@@ -103,7 +103,7 @@ struct Writer {
 }
 
 /// What the group-commit thread did since the server started (for metrics).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WriteStats {
     /// Group commits written (one RocksDB write each).
     pub groups: std::sync::atomic::AtomicU64,
@@ -111,6 +111,25 @@ pub struct WriteStats {
     pub fsyncs: std::sync::atomic::AtomicU64,
     /// Commit requests folded into them: requests ÷ groups is the mean group size.
     pub requests: std::sync::atomic::AtomicU64,
+    /// How long each group's RocksDB write took, its fsync included: where a produce's
+    /// latency tail is the disk's, this shows it (`weir bench`'s latency stage reads it).
+    pub write_seconds: prometheus::Histogram,
+}
+
+impl Default for WriteStats {
+    fn default() -> Self {
+        let opts = prometheus::HistogramOpts::new(
+            "weir_store_group_commit_write_seconds",
+            "Time of each group commit's RocksDB write, fsync included",
+        )
+        .buckets(crate::metrics::LATENCY_BUCKETS.to_vec());
+        WriteStats {
+            groups: Default::default(),
+            fsyncs: Default::default(),
+            requests: Default::default(),
+            write_seconds: prometheus::Histogram::with_opts(opts).expect("valid histogram"),
+        }
+    }
 }
 
 pub(crate) fn spawn(
@@ -383,7 +402,12 @@ impl Writer {
         wo.set_sync(sync);
         // A group of ephemeral appends only has nothing to make durable.
         let batch_was_empty = batch.is_empty();
-        let written = if batch_was_empty { Ok(()) } else { self.db.write_opt(batch, &wo) };
+        let written = if batch_was_empty {
+            Ok(())
+        } else {
+            let _timer = self.stats.write_seconds.start_timer();
+            self.db.write_opt(batch, &wo)
+        };
         match written {
             Ok(()) => {
                 self.stats.groups.fetch_add(1, Ordering::Relaxed);

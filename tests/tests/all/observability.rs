@@ -126,6 +126,7 @@ async fn metrics_pass_promtool_and_count_what_happened() -> Result<()> {
     for positive in [
         r#"weir_pipeline_batch_duration_seconds_count{pipeline="p"}"#,
         "weir_store_wal_fsyncs_total",
+        "weir_store_group_commit_write_seconds_count",
         r#"weir_request_duration_seconds_count{command="topic.produce"}"#,
         "process_resident_memory_bytes",
         r#"weir_topic_bytes_in_total{topic="in"}"#,
