@@ -50,6 +50,11 @@ pub struct ServeArgs {
     /// this, a damaged log stops the start (rather than silently dropping acknowledged writes).
     #[arg(long)]
     recover_wal: bool,
+    /// Keep the write-ahead log in this directory, ideally on a device of its own: each
+    /// group commit's fsync then does not wait behind the database's flushes and compactions.
+    /// Chosen when the data directory is created; later starts must name the same one.
+    #[arg(long)]
+    wal_dir: Option<PathBuf>,
     /// Serve TLS only, with this certificate chain (PEM); needs --tls-key. Clients pass
     /// --tls-ca (or WEIR_TLS_CA) with the CA that signed it.
     #[arg(long, requires = "tls_key")]
@@ -105,6 +110,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         durability: args.durability.into(),
         retention_interval: args.retention_interval,
         recover_wal: args.recover_wal,
+        wal_dir: args.wal_dir.clone(),
         compile_cache: args.compile_cache.clone(),
         authority: Arc::new(authority),
     };

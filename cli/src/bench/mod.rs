@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// Durability of the server under test.
     #[arg(long, value_parser = super::kebab::<Durability>, default_value = "sync")]
     durability: Durability,
+    /// Start the server with its write-ahead log in a new directory under this one
+    /// (`weir serve --wal-dir`), e.g. on another device.
+    #[arg(long)]
+    wal_dir: Option<PathBuf>,
     /// Offered rate of the end-to-end latency stage, messages per second.
     #[arg(long, default_value_t = 50_000)]
     rate: u64,
@@ -324,13 +328,17 @@ pub(crate) struct BenchServer {
     pub http: String,
     dir: tempfile::TempDir,
     durability: Durability,
+    wal_dir: Option<tempfile::TempDir>,
 }
 
 impl BenchServer {
-    fn start(durability: Durability) -> anyhow::Result<BenchServer> {
+    fn start(durability: Durability, wal_parent: Option<&Path>) -> anyhow::Result<BenchServer> {
         let dir = tempfile::Builder::new().prefix("weir-bench-").tempdir()?;
-        let (child, [addr, kafka, http]) = spawn_server(dir.path(), durability)?;
-        Ok(BenchServer { child: Some(child), addr, kafka, http, dir, durability })
+        let wal_dir =
+            wal_parent.map(|p| tempfile::Builder::new().prefix("weir-bench-wal-").tempdir_in(p)).transpose()?;
+        let wal = wal_dir.as_ref().map(tempfile::TempDir::path);
+        let (child, [addr, kafka, http]) = spawn_server(dir.path(), durability, wal)?;
+        Ok(BenchServer { child: Some(child), addr, kafka, http, dir, durability, wal_dir })
     }
 
     /// The server's resident memory, MiB (from /proc).
@@ -352,7 +360,8 @@ impl BenchServer {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let (child, [addr, kafka, http]) = spawn_server(self.dir.path(), self.durability)?;
+        let wal = self.wal_dir.as_ref().map(tempfile::TempDir::path);
+        let (child, [addr, kafka, http]) = spawn_server(self.dir.path(), self.durability, wal)?;
         self.child = Some(child);
         self.addr = addr;
         self.kafka = kafka;
@@ -362,9 +371,10 @@ impl BenchServer {
 }
 
 /// The server and its native, Kafka and HTTP addresses.
-fn spawn_server(dir: &Path, durability: Durability) -> anyhow::Result<(Child, [String; 3])> {
+fn spawn_server(dir: &Path, durability: Durability, wal_dir: Option<&Path>) -> anyhow::Result<(Child, [String; 3])> {
     let mut child = Command::new(std::env::current_exe()?)
         .arg("serve")
+        .args(wal_dir.map(|w| [std::ffi::OsStr::new("--wal-dir"), w.as_os_str()]).into_iter().flatten())
         .arg("--data-dir")
         .arg(dir.join("data"))
         .args(["--listen", "127.0.0.1:0", "--durability", &format!("{durability:?}").to_lowercase()])

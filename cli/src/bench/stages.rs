@@ -19,7 +19,7 @@ pub(super) async fn run_all(
     plugins: &HashMap<String, Vec<u8>>,
     r: &mut Report,
 ) -> anyhow::Result<()> {
-    let mut server = BenchServer::start(args.durability)?;
+    let mut server = BenchServer::start(args.durability, args.wal_dir.as_deref())?;
     let client = server.client().await?;
     client.deploy_plugin("bench-filter", plugins["json-filter"].clone()).await?;
     client.deploy_plugin("bench-transform", plugins["json-transform"].clone()).await?;

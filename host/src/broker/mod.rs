@@ -54,6 +54,8 @@ pub struct BrokerConfig {
     pub retention_interval: Duration,
     /// Open even if the WAL is damaged, keeping what precedes the damage.
     pub recover_wal: bool,
+    /// The write-ahead log's directory, if not inside the data directory.
+    pub wal_dir: Option<PathBuf>,
     /// Where compiled plugins are cached (default: `compiled/` in the data directory). Servers
     /// may share one: entries are keyed by the component's hash and the engine's.
     pub compile_cache: Option<PathBuf>,
@@ -121,6 +123,7 @@ impl Broker {
             path: config.data_dir.join("db"),
             default_durability: config.durability,
             recover_wal: config.recover_wal,
+            wal_dir: config.wal_dir.clone(),
         })?);
         let cache = config.compile_cache.clone().unwrap_or_else(|| config.data_dir.join("compiled"));
         let runtime = Arc::new(Runtime::new(&cache)?);

@@ -71,6 +71,21 @@ pub enum StoreError {
         /// What RocksDB found.
         detail: String,
     },
+    /// The store was opened with another write-ahead-log directory than the one it was
+    /// created with: its log would not be replayed.
+    #[error(
+        "the write-ahead log of {path} is in {recorded}, not {given}; start with {flag} (a database opened with its log elsewhere would skip the writes the log holds)"
+    )]
+    WalDirMismatch {
+        /// Database directory.
+        path: String,
+        /// Where its log is.
+        recorded: String,
+        /// Where it was asked to be.
+        given: String,
+        /// The option that opens it.
+        flag: String,
+    },
     /// The store is shutting down.
     #[error("the store is shutting down")]
     Closed,

@@ -62,6 +62,10 @@ pub struct StoreOptions {
     /// Open even if the WAL is damaged, keeping what precedes the damage (point-in-time
     /// recovery). Without it a damaged WAL is refused with [`StoreError::DamagedWal`].
     pub recover_wal: bool,
+    /// Where the write-ahead log lives, if not beside the database: on a device of its own,
+    /// the group commit's fsync does not queue behind flushes and compactions (BENCHMARKS.md,
+    /// the latency tail). Fixed when the database is created ([`StoreError::WalDirMismatch`]).
+    pub wal_dir: Option<PathBuf>,
 }
 
 /// The store. Cheap to share (`Arc<Store>`); reads run on the caller's thread, writes on the
@@ -89,7 +93,8 @@ impl Store {
     pub fn open(opts: StoreOptions) -> Result<Store> {
         std::fs::create_dir_all(&opts.path)
             .map_err(|e| StoreError::Invalid(format!("cannot create data dir {}: {e}", opts.path.display())))?;
-        let db = Arc::new(open_checked(&opts.path, opts.recover_wal)?);
+        let wal_dir = wal_dir(&opts.path, opts.wal_dir.as_deref())?;
+        let db = Arc::new(open_checked(&opts.path, wal_dir.as_deref(), opts.recover_wal)?);
         check_format(&db)?;
         let (topics, next_topic_id) = load_topics(&db)?;
         let topics = Arc::new(RwLock::new(topics));
@@ -438,13 +443,13 @@ fn decode_u64(v: &[u8]) -> Result<u64> {
 /// short, as a crash or a full disk leaves it; a record the disk never completed was never
 /// acknowledged — is dropped with a warning. Damage before the tail stops the start with
 /// [`StoreError::DamagedWal`] unless `recover_wal` allows point-in-time recovery.
-fn open_checked(path: &Path, recover_wal: bool) -> Result<DB> {
+fn open_checked(path: &Path, wal_dir: Option<&Path>, recover_wal: bool) -> Result<DB> {
     if recover_wal {
-        return open_db(path, rocksdb::DBRecoveryMode::PointInTime);
+        return open_db(path, wal_dir, rocksdb::DBRecoveryMode::PointInTime);
     }
-    match open_db(path, rocksdb::DBRecoveryMode::AbsoluteConsistency) {
+    match open_db(path, wal_dir, rocksdb::DBRecoveryMode::AbsoluteConsistency) {
         Err(StoreError::Rocks(e)) if e.kind() == rocksdb::ErrorKind::Corruption => {
-            match open_db(path, rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords) {
+            match open_db(path, wal_dir, rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords) {
                 Ok(db) => {
                     tracing::warn!(
                         path = %path.display(),
@@ -458,6 +463,60 @@ fn open_checked(path: &Path, recover_wal: bool) -> Result<DB> {
         }
         other => other,
     }
+}
+
+/// Where the database at `path` keeps its write-ahead log: `asked` for a new database
+/// (recorded in `WAL_DIR` beside it), and for an existing one the directory it was created
+/// with, or an error naming it when `asked` differs — RocksDB opened with its log elsewhere
+/// would start without replaying it.
+fn wal_dir(path: &Path, asked: Option<&Path>) -> Result<Option<PathBuf>> {
+    let marker = path.join("WAL_DIR");
+    let io =
+        |what: &str, p: &Path, e: std::io::Error| StoreError::Invalid(format!("cannot {what} {}: {e}", p.display()));
+    let asked = match asked {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| io("create the WAL directory", dir, e))?;
+            Some(dir.canonicalize().map_err(|e| io("resolve the WAL directory", dir, e))?)
+        }
+        None => None,
+    };
+    let recorded = match std::fs::read_to_string(&marker) {
+        Ok(text) => Some(PathBuf::from(text.trim_end())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io("read", &marker, e)),
+    };
+    let exists = path.join("CURRENT").exists();
+    if !exists {
+        match &asked {
+            Some(dir) => {
+                // Another database's logs there would be read as this one's.
+                let used = std::fs::read_dir(dir).map_err(|e| io("read", dir, e))?.next().is_some();
+                if used {
+                    return Err(StoreError::Invalid(format!(
+                        "the WAL directory {} is not empty; give each data directory a WAL directory of its own",
+                        dir.display()
+                    )));
+                }
+                std::fs::write(&marker, dir.display().to_string()).map_err(|e| io("write", &marker, e))?
+            }
+            // A marker without a database is left from one that is gone.
+            None if recorded.is_some() => std::fs::remove_file(&marker).map_err(|e| io("remove", &marker, e))?,
+            None => {}
+        }
+        return Ok(asked);
+    }
+    if recorded != asked {
+        let name =
+            |d: &Option<PathBuf>| d.as_ref().map_or("the database directory".to_string(), |d| d.display().to_string());
+        let flag = recorded.as_ref().map_or("no --wal-dir".to_string(), |d| format!("--wal-dir {}", d.display()));
+        return Err(StoreError::WalDirMismatch {
+            path: path.display().to_string(),
+            recorded: name(&recorded),
+            given: name(&asked),
+            flag,
+        });
+    }
+    Ok(recorded)
 }
 
 /// A corruption reported while opening is a damaged write-ahead log (or worse): say so and
@@ -475,8 +534,11 @@ fn damaged_wal(e: StoreError, path: &Path) -> StoreError {
 /// flushes, level compaction with dynamic level sizes, lz4 for the log.
 ///
 /// `recovery` says how much WAL damage opening tolerates (see [`open_checked`]).
-fn open_db(path: &Path, recovery: rocksdb::DBRecoveryMode) -> Result<DB> {
+fn open_db(path: &Path, wal_dir: Option<&Path>, recovery: rocksdb::DBRecoveryMode) -> Result<DB> {
     let mut opts = Options::default();
+    if let Some(dir) = wal_dir {
+        opts.set_wal_dir(dir);
+    }
     opts.set_wal_recovery_mode(recovery);
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
@@ -607,8 +669,13 @@ mod tests {
     use crate::types::now_ms;
 
     fn open(dir: &Path) -> Store {
-        Store::open(StoreOptions { path: dir.to_path_buf(), default_durability: Durability::Os, recover_wal: false })
-            .expect("open")
+        Store::open(StoreOptions {
+            path: dir.to_path_buf(),
+            default_durability: Durability::Os,
+            recover_wal: false,
+            wal_dir: None,
+        })
+        .expect("open")
     }
 
     fn recs(n: usize) -> Vec<NewRecord> {
@@ -703,7 +770,7 @@ mod properties {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
                 let dir = tempfile::tempdir().unwrap();
-                let open = || Store::open(StoreOptions { path: dir.path().to_path_buf(), default_durability: Durability::Os, recover_wal: false }).unwrap();
+                let open = || Store::open(StoreOptions { path: dir.path().to_path_buf(), default_durability: Durability::Os, recover_wal: false, wal_dir: None }).unwrap();
                 let config = TopicConfig { partitions: 3, retention_ms: Some(1), ..TopicConfig::default() };
                 let mut store = open();
                 store.create_topic("t", config).await.unwrap();

@@ -124,21 +124,7 @@ async fn a_damaged_wal_is_refused_at_start_with_the_way_out() -> Result<()> {
         *b ^= 0x5a;
     }
     std::fs::write(&wal, &bytes)?;
-    let mut child = serve_command(server.root(), &Launch::default())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    let status = eventually("weir serve to refuse to start", LONG, || {
-        let exited = child.try_wait();
-        async move { Ok(exited?) }
-    })
-    .await;
-    if status.is_err() {
-        let _ = child.kill();
-    }
-    assert!(!status?.success(), "a damaged WAL must stop the start");
-    let mut stderr = String::new();
-    child.stderr.take().expect("piped").read_to_string(&mut stderr)?;
+    let stderr = refused_start(server.root(), &Launch::default()).await?;
     assert!(
         stderr.contains("write-ahead log") && stderr.contains("damaged") && stderr.contains("--recover-wal"),
         "{stderr}"
@@ -149,6 +135,59 @@ async fn a_damaged_wal_is_refused_at_start_with_the_way_out() -> Result<()> {
     let kept = assert_prefix_kept(&server).await?;
     assert!(kept < 20, "the damaged part and what follows are dropped");
     server.client().await?.produce("t", vec![WireRecord::value("after")]).await?;
+    Ok(())
+}
+
+/// Start `weir serve` in `root` (a stopped server's, or a new one) with `launch`, expect it
+/// to refuse, and return what it printed.
+async fn refused_start(root: &std::path::Path, launch: &Launch) -> Result<String> {
+    let mut child =
+        serve_command(root, launch).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn()?;
+    let status = eventually("weir serve to refuse to start", LONG, || {
+        let exited = child.try_wait();
+        async move { Ok(exited?) }
+    })
+    .await;
+    if status.is_err() {
+        let _ = child.kill();
+    }
+    assert!(!status?.success(), "the start must be refused");
+    let mut stderr = String::new();
+    child.stderr.take().expect("piped").read_to_string(&mut stderr)?;
+    Ok(stderr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wal_dir_of_its_own_survives_kill_9_and_must_be_named_again() -> Result<()> {
+    let wal = tempfile::tempdir()?;
+    let flags = vec!["--wal-dir".to_string(), wal.path().display().to_string()];
+    let mut server = Server::launch(Launch { flags: flags.clone(), ..Launch::default() })?;
+    let c = server.client().await?;
+    c.create_topic("t", topic(1)).await?;
+    for i in 0..20 {
+        c.produce("t", vec![WireRecord::value(format!("m{i}:"))]).await?;
+    }
+    server.kill9();
+    let logs = |dir: &std::path::Path| -> Result<usize> {
+        Ok(std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+            .count())
+    };
+    assert!(logs(wal.path())? > 0, "the write-ahead log is in the directory named");
+    assert_eq!(logs(&server.data_dir().join("db"))?, 0, "and not beside the database");
+
+    // Without the flag RocksDB would start without replaying the log: refused, naming it.
+    let stderr = refused_start(server.root(), &Launch::default()).await?;
+    assert!(stderr.contains(&format!("--wal-dir {}", wal.path().canonicalize()?.display())), "{stderr}");
+
+    // Another new data directory may not share it: its logs would be read as the new one's.
+    let other = tempfile::tempdir()?;
+    let stderr = refused_start(other.path(), &Launch { flags: flags.clone(), ..Launch::default() }).await?;
+    assert!(stderr.contains("is not empty"), "{stderr}");
+
+    server.restart()?;
+    assert_eq!(assert_prefix_kept(&server).await?, 20, "every acknowledged write replayed from the log");
     Ok(())
 }
 
