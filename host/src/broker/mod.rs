@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod access;
+mod cluster;
 mod command;
 mod dead_letters;
 mod error;
@@ -61,6 +62,8 @@ pub struct BrokerConfig {
     pub compile_cache: Option<PathBuf>,
     /// Tokens and grants (`Authority::open()` serves everyone).
     pub authority: Arc<Authority>,
+    /// Cluster mode: join the NATS JetStream cluster (what this node tells the others).
+    pub cluster: Option<(crate::cluster::ClusterOptions, crate::cluster::NodeInfo)>,
 }
 
 /// The broker.
@@ -83,6 +86,8 @@ pub struct Broker {
     pub authority: Arc<Authority>,
     /// Request latencies ([`crate::metrics`] reads everything else where it lives).
     pub metrics: crate::metrics::Metrics,
+    /// Cluster mode's connection (`None`: single node, everything in the local store).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Held by a dead-letter replay: one at a time.
     replaying: tokio::sync::Mutex<()>,
     /// Components arriving in parts.
@@ -114,6 +119,9 @@ pub enum OpenError {
     /// Exchanges did not load.
     #[error("cannot load exchanges: {0}")]
     Exchanges(#[from] crate::exchange::ExchangeError),
+    /// The cluster could not be joined.
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 impl Broker {
@@ -132,7 +140,13 @@ impl Broker {
         let exchanges = crate::exchange::Exchanges::open(store.clone())?;
         let replies = replies::ReplyHub::start(&store).await?;
         let authority = config.authority.clone();
-        let pipelines = Pipelines::start(store.clone(), registry.clone(), queues.clone(), authority.clone()).await?;
+        let cluster = match &config.cluster {
+            Some((opts, me)) => Some(crate::cluster::Cluster::connect(opts.clone(), me.clone()).await?),
+            None => None,
+        };
+        let pipelines =
+            Pipelines::start(store.clone(), registry.clone(), queues.clone(), authority.clone(), cluster.clone())
+                .await?;
         let (groups, classic) = Default::default();
         let broker = Arc::new(Broker {
             store,
@@ -145,6 +159,7 @@ impl Broker {
             authority,
             replies,
             config,
+            cluster: cluster.clone(),
             producers: Default::default(),
             metrics: Default::default(),
             replaying: Default::default(),
@@ -152,12 +167,22 @@ impl Broker {
         });
         broker.spawn_retention();
         broker.spawn_timers();
+        if let Some(cluster) = cluster {
+            // Topics, plugins and pipelines other nodes created, before this node serves.
+            if let Err(e) = broker.sync_once(&cluster).await {
+                tracing::warn!(error = %e, "first cluster sync failed; retrying in the background");
+            }
+            broker.spawn_cluster_sync(cluster);
+        }
         Ok(broker)
     }
 
     /// Stop pipelines after their in-flight batches, then drain and close the store.
     pub async fn shutdown(&self) {
         self.pipelines.shutdown().await;
+        if let Some(c) = &self.cluster {
+            c.leave().await;
+        }
         if let Err(e) = self.store.flush() {
             tracing::warn!(error = %e, "flush at shutdown failed");
         }
@@ -231,6 +256,9 @@ impl Broker {
 
     /// Execute without an access check: for the broker's own callers (benchmarks, tools).
     pub async fn run(&self, command: Command, owner: Option<String>) -> Result<Reply> {
+        if let Some(cluster) = &self.cluster {
+            return Box::pin(self.cluster_command(cluster, command, owner)).await;
+        }
         // Areas other than topics are boxed: this future is as large as its largest area's,
         // and every produce (the hot path) allocates and moves it.
         match command {

@@ -52,7 +52,7 @@ impl Broker {
 
     /// Compile and check a new version, store it, then hot-swap it into every following
     /// pipeline step (or start it as the shadow).
-    async fn deploy(&self, name: &str, wasm: Vec<u8>, sandbox: Sandbox, shadow: bool) -> Result<PluginInfo> {
+    pub(super) async fn deploy(&self, name: &str, wasm: Vec<u8>, sandbox: Sandbox, shadow: bool) -> Result<PluginInfo> {
         let _guard = self.registry.deploy_lock().await;
         let live = self.registry.live(name);
         if shadow && live.is_none() {

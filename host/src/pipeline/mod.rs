@@ -14,6 +14,7 @@
 //! * A failure is never skipped silently: the failure policy decides, per message, after a
 //!   batch is re-run one message at a time; a halt names the step, plugin, offset and error.
 
+mod cluster;
 mod control;
 mod plan;
 mod shadow;
@@ -278,6 +279,8 @@ pub struct Pipelines {
     shadows: Arc<ShadowBoard>,
     queues: Arc<crate::queue::Queues>,
     authority: Arc<Authority>,
+    /// Cluster mode: partitions run where rendezvous hashing puts them.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Pipelines {
@@ -287,6 +290,7 @@ impl Pipelines {
         registry: Arc<Registry>,
         queues: Arc<crate::queue::Queues>,
         authority: Arc<Authority>,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> Result<Arc<Pipelines>, PipelineError> {
         let shadows = Arc::new(ShadowBoard::default());
         for name in registry.names() {
@@ -301,6 +305,7 @@ impl Pipelines {
             shadows,
             queues,
             authority,
+            cluster,
         });
         for (key, value) in store.meta_scan(keys::meta::PIPELINES)? {
             let record: PipelineRecord = stored::decode::<stored::PipelineV1>(&key, &value)?.into();
@@ -649,6 +654,9 @@ impl Pipelines {
         let tasks = (0..running.plan.source.workers(&running.plan.spec))
             .map(|p| {
                 let (me, running, stop) = (self.clone(), running.clone(), rx.clone());
+                if self.cluster.is_some() && matches!(running.plan.source, plan::Input::Topic(_)) {
+                    return tokio::spawn(me.supervise(running, p, stop));
+                }
                 tokio::spawn(async move {
                     let feed = match &running.plan.source {
                         plan::Input::Topic(_) => worker::Feed::partition(&running.plan, p),

@@ -67,11 +67,20 @@ pub(super) async fn run(
         if feed.settle(plan, &mut commit, next_offset)? {
             let traced = trace::traced_in(&commit);
             let submitted = Instant::now();
-            let committed = plan.store.submit(commit);
-            // Counted before the commit is acknowledged, so a status that sees the new offset
-            // (lag 0) also sees the counts; a failed commit halts the pipeline anyway.
-            running.counters.add(&counts);
-            committed.await.map_err(|e| format!("committing {}: {e}", feed.describe()))?;
+            if let Feed::Cluster(c) = &mut feed {
+                // Cluster mode: one atomic batch in JetStream, then the state in the local cache.
+                let versions = steps.iter().map(|s| s.active.info.label()).collect();
+                if !c.commit(plan, commit, versions).await? {
+                    return Ok(());
+                }
+                running.counters.add(&counts);
+            } else {
+                let committed = plan.store.submit(commit);
+                // Counted before the commit is acknowledged, so a status that sees the new
+                // offset (lag 0) also sees the counts; a failed commit halts the pipeline anyway.
+                running.counters.add(&counts);
+                committed.await.map_err(|e| format!("committing {}: {e}", feed.describe()))?;
+            }
             running.counters.observe_batch(taken.elapsed());
             trace::export_commits(&plan.spec.name, traced, submitted.elapsed());
         }
@@ -94,6 +103,8 @@ pub(super) enum Feed {
         /// Next offset to read (and committed so far).
         offset: u64,
     },
+    /// Cluster mode: one partition of a topic in JetStream, owned by this node.
+    Cluster(Box<super::cluster::ClusterFeed>),
     /// A queue source: one of its competing workers.
     Queue {
         /// The queues.
@@ -124,6 +135,7 @@ impl Feed {
         match self {
             Feed::Partition { topic, partition, .. } => format!("partition {partition} of `{}`", topic.name),
             Feed::Queue { queue, .. } => format!("a batch of queue `{queue}`"),
+            Feed::Cluster(c) => c.describe(),
         }
     }
 
@@ -153,6 +165,7 @@ impl Feed {
                 // A topic's batch is read again rather than copied if it must be re-run.
                 Ok(Some((records, None)))
             }
+            Feed::Cluster(c) => c.next(batch_max, stop).await,
             Feed::Queue { queues, queue, receipts, dealt } => {
                 let got = tokio::select! {
                     got = queues.receive(queue, batch_max, Duration::from_secs(1), None) => got.map_err(|e| e.to_string())?,
@@ -194,6 +207,7 @@ impl Feed {
                 *offset = next_offset;
                 Ok(true)
             }
+            Feed::Cluster(c) => Ok(c.settle(next_offset)),
             Feed::Queue { queues, queue, receipts, dealt } => {
                 *dealt = (next_offset as usize).min(receipts.len());
                 commit.queue = queues.ack_in_commit(queue, &receipts[..*dealt]).map_err(|e| e.to_string())?;

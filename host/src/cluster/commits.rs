@@ -1,0 +1,382 @@
+//! Pipeline commits in cluster mode. Each pipeline has a commit stream (R = replicas, one
+//! message kept per subject). A weir batch of source partition `p` commits as one JetStream
+//! atomic batch into it — all or nothing:
+//!
+//! - `…p.out.N`: the batch's outputs, packed (few messages however many outputs);
+//! - `…p.state.HEX`: the latest value of each state key written (HEX = step · user key);
+//! - `…p.commit` last: the next source offset, carrying `Nats-Expected-Last-Subject-Sequence`
+//!   = the sequence of the previous commit record, the fencing token. An owner that lost
+//!   its partition (paused past its lease) still holds the old token: its whole batch is
+//!   refused, and it stops that partition.
+//!
+//! After a commit lands, its outputs are forwarded to the sink partitions on a subject per
+//! (pipeline, source partition), as an atomic batch whose first message expects the last
+//! forwarded sequence on that subject and whose messages carry `Weir-Origin` (the commit's
+//! sequence): a forwarder that restarts, or races a zombie, sees what was forwarded and
+//! skips it. Only the last commit can be unforwarded (the worker forwards before its next
+//! batch), which is why one message per subject is enough.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::stream;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::{Cluster, ClusterError, names, nats};
+use crate::storage::{NewRecord, record};
+use crate::types::now_ms;
+
+/// JetStream's limit on messages in one atomic batch (the server's default).
+pub const MAX_BATCH_MESSAGES: usize = 1000;
+/// Packed outputs per message stay under NATS's default 1 MiB payload.
+const OUTPUT_CHUNK_BYTES: usize = 768 * 1024;
+
+/// The commit record (`…p.commit`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CommitRecord {
+    /// Next source offset.
+    next_offset: u64,
+    /// `name@version` of each step that processed the batch.
+    versions: Vec<String>,
+    /// How many `out.N` messages the batch wrote (0..chunks).
+    chunks: u32,
+    /// The node that committed.
+    node: String,
+    /// When, ms since the Unix epoch.
+    at_ms: u64,
+}
+
+/// Outputs as packed in `out.N`: `(sink topic, sink partition, encoded record)`.
+type Packed = Vec<(String, u32, serde_bytes::ByteBuf)>;
+
+/// What one batch of one source partition commits.
+#[derive(Debug, Default)]
+pub struct PartitionCommit {
+    /// Outputs in order: sink topic, sink partition, record.
+    pub outputs: Vec<(String, u32, NewRecord)>,
+    /// State writes: step, user key, `Some(expiry u64 BE · value)` or `None` to delete.
+    pub state: Vec<(u16, Vec<u8>, Option<Vec<u8>>)>,
+    /// The next source offset.
+    pub next_offset: u64,
+    /// `name@version` of each step.
+    pub versions: Vec<String>,
+}
+
+/// What a new owner starts from.
+#[derive(Debug, Default)]
+pub struct Takeover {
+    /// The committed next offset (`None`: never committed).
+    pub next_offset: Option<u64>,
+    /// The fencing token: the sequence of the last commit record (0: none).
+    pub fence: u64,
+    /// Plugin versions of the last commit.
+    pub versions: Vec<String>,
+    /// The partition's state: step, user key, expiry u64 BE · value.
+    pub state: Vec<(u16, Vec<u8>, Vec<u8>)>,
+}
+
+/// One pipeline's commit stream.
+pub struct CommitLog {
+    cluster: Arc<Cluster>,
+    pipeline: String,
+    stream: String,
+}
+
+impl CommitLog {
+    /// The pipeline's commit stream, created if missing.
+    pub async fn open(cluster: Arc<Cluster>, pipeline: &str) -> Result<CommitLog, ClusterError> {
+        let stream = names::commit_stream(pipeline);
+        cluster
+            .js
+            .get_or_create_stream(stream::Config {
+                name: stream.clone(),
+                subjects: vec![format!("weir.c.{}.>", names::escape(pipeline))],
+                num_replicas: cluster.replicas,
+                storage: stream::StorageType::File,
+                allow_direct: true,
+                allow_atomic_publish: true,
+                max_messages_per_subject: 1,
+                ..Default::default()
+            })
+            .await
+            .map_err(nats)?;
+        Ok(CommitLog { cluster, pipeline: pipeline.to_string(), stream })
+    }
+
+    /// Delete the commit stream (the pipeline is deleted).
+    pub async fn delete(cluster: &Cluster, pipeline: &str) {
+        let _ = cluster.js.delete_stream(names::commit_stream(pipeline)).await;
+    }
+
+    /// Take partition `p` over: read its last commit and its state, and finish forwarding
+    /// the last commit's outputs (a previous owner may have died between the two).
+    pub async fn takeover(&self, p: u32) -> Result<Takeover, ClusterError> {
+        let mut t = Takeover::default();
+        let subject = names::commit_subject(&self.pipeline, p, "commit");
+        let Some((seq, headers, payload)) = self.cluster.last_by_subject(&self.stream, &subject).await? else {
+            return Ok(t);
+        };
+        let rec: CommitRecord = rmp_serde::from_slice(&payload)
+            .map_err(|e| ClusterError::Corrupt { what: subject.clone(), message: e.to_string() })?;
+        t.next_offset = Some(rec.next_offset);
+        t.fence = seq;
+        t.versions = rec.versions.clone();
+        t.state = self.read_state(p).await?;
+        let batch = headers.get("Nats-Batch-Id").map(|v| v.as_str().to_string()).unwrap_or_default();
+        let outputs = self.read_outputs(p, &rec, &batch).await?;
+        self.forward(p, seq, outputs).await?;
+        self.cluster.count(&self.cluster.counters.takeovers);
+        Ok(t)
+    }
+
+    async fn read_state(&self, p: u32) -> Result<Vec<(u16, Vec<u8>, Vec<u8>)>, ClusterError> {
+        let filter = names::commit_subject(&self.pipeline, p, "state.>");
+        let prefix = names::commit_subject(&self.pipeline, p, "state.");
+        let mut out = Vec::new();
+        let mut seq = 1;
+        loop {
+            let (msgs, _) = self.cluster.direct_batch(&self.stream, seq, 1000, 8 << 20, Some(&filter)).await?;
+            let Some(last) = msgs.last().map(|m| m.0) else { break };
+            for (_, subject, headers, payload) in msgs {
+                if headers.get("Weir-Deleted").is_some() {
+                    continue;
+                }
+                let key = subject.strip_prefix(&prefix).and_then(names::unhex).filter(|k| k.len() >= 2);
+                let Some(key) = key else {
+                    return Err(ClusterError::Corrupt { what: subject, message: "not a state key".into() });
+                };
+                out.push((u16::from_be_bytes([key[0], key[1]]), key[2..].to_vec(), payload.to_vec()));
+            }
+            seq = last + 1;
+        }
+        Ok(out)
+    }
+
+    async fn read_outputs(&self, p: u32, rec: &CommitRecord, batch: &str) -> Result<Packed, ClusterError> {
+        let mut outputs = Packed::new();
+        for n in 0..rec.chunks {
+            let subject = names::commit_subject(&self.pipeline, p, &format!("out.{n}"));
+            let Some((_, headers, payload)) = self.cluster.last_by_subject(&self.stream, &subject).await? else {
+                return Err(ClusterError::Corrupt { what: subject, message: "output chunk missing".into() });
+            };
+            if headers.get("Nats-Batch-Id").map(|v| v.as_str()) != Some(batch) {
+                return Err(ClusterError::Corrupt { what: subject, message: "output chunk of another batch".into() });
+            }
+            let mut chunk: Packed = rmp_serde::from_slice(&payload)
+                .map_err(|e| ClusterError::Corrupt { what: subject.clone(), message: e.to_string() })?;
+            outputs.append(&mut chunk);
+        }
+        Ok(outputs)
+    }
+
+    /// Commit one batch of partition `p` (all or nothing), fenced by `fence`, which becomes
+    /// the new commit's sequence; then forward its outputs. [`ClusterError::Fenced`] when a
+    /// newer owner has committed.
+    pub async fn commit(&self, p: u32, fence: &mut u64, c: PartitionCommit) -> Result<(), ClusterError> {
+        let now = now_ms();
+        let packed: Packed = c
+            .outputs
+            .into_iter()
+            .map(|(topic, partition, r)| {
+                let mut buf = Vec::with_capacity(r.size() + 16);
+                record::encode(&r, now, &mut buf);
+                (topic, partition, serde_bytes::ByteBuf::from(buf))
+            })
+            .collect();
+        let chunks = chunk(&packed);
+        let count = chunks.len() + c.state.len() + 1;
+        if count > MAX_BATCH_MESSAGES {
+            return Err(ClusterError::Unsupported(format!(
+                "a batch of pipeline `{}` writes {} state keys: cluster mode commits at most {} messages \
+                 atomically; lower the pipeline's batch-max-messages",
+                self.pipeline,
+                c.state.len(),
+                MAX_BATCH_MESSAGES
+            )));
+        }
+        let record = CommitRecord {
+            next_offset: c.next_offset,
+            versions: c.versions,
+            chunks: chunks.len() as u32,
+            node: self.cluster.node.clone(),
+            at_ms: now,
+        };
+        let mut messages: Vec<(String, HeaderMap, Bytes)> = Vec::with_capacity(count);
+        for (n, part) in chunks.iter().enumerate() {
+            let body = rmp_serde::to_vec(part).expect("outputs encode");
+            messages.push((names::commit_subject(&self.pipeline, p, &format!("out.{n}")), HeaderMap::new(), body.into()));
+        }
+        for (step, key, value) in c.state {
+            let mut full = step.to_be_bytes().to_vec();
+            full.extend_from_slice(&key);
+            let subject = names::commit_subject(&self.pipeline, p, &format!("state.{}", names::hex(&full)));
+            let mut headers = HeaderMap::new();
+            let body = match value {
+                Some(v) => Bytes::from(v),
+                None => {
+                    headers.insert("Weir-Deleted", "1");
+                    Bytes::new()
+                }
+            };
+            messages.push((subject, headers, body));
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Expected-Last-Subject-Sequence", fence.to_string().as_str());
+        let body = rmp_serde::to_vec_named(&record).expect("commit encodes");
+        messages.push((names::commit_subject(&self.pipeline, p, "commit"), headers, body.into()));
+        let seq = match self.cluster.publish_atomic(messages).await {
+            Ok(seq) => seq,
+            Err(AtomicError::WrongLastSequence(m)) => {
+                self.cluster.count(&self.cluster.counters.fenced_commits);
+                return Err(ClusterError::Fenced(format!(
+                    "partition {p} of pipeline `{}` was committed by a newer owner ({m}); this node's batch \
+                     was refused whole and it stops the partition",
+                    self.pipeline
+                )));
+            }
+            Err(AtomicError::Other(e)) => return Err(e),
+        };
+        *fence = seq;
+        self.cluster.count(&self.cluster.counters.commits);
+        self.forward(p, seq, packed).await
+    }
+
+    /// Append the outputs of the commit at `commit_seq` to their sink partitions, once.
+    async fn forward(&self, p: u32, commit_seq: u64, outputs: Packed) -> Result<(), ClusterError> {
+        let mut by_sink: BTreeMap<(String, u32), Vec<Bytes>> = BTreeMap::new();
+        for (topic, partition, rec) in outputs {
+            by_sink.entry((topic, partition)).or_default().push(Bytes::from(rec.into_vec()));
+        }
+        for ((topic, partition), records) in by_sink {
+            let stream = names::topic_stream(&topic, partition);
+            let subject = names::forward_subject(&topic, partition, &self.pipeline, p);
+            for (n, part) in records.chunks(MAX_BATCH_MESSAGES).enumerate() {
+                let origin = format!("{commit_seq:020}.{n:06}");
+                self.forward_once(&stream, &subject, &origin, part).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One atomic batch onto a sink partition, unless the subject's last message shows it
+    /// (or a later one) is there already.
+    async fn forward_once(
+        &self,
+        stream: &str,
+        subject: &str,
+        origin: &str,
+        records: &[Bytes],
+    ) -> Result<(), ClusterError> {
+        for _ in 0..10 {
+            let last = self.cluster.last_by_subject(stream, subject).await?;
+            let (expected, done) = match &last {
+                None => (0, false),
+                Some((seq, headers, _)) => {
+                    let theirs = headers.get("Weir-Origin").map(|v| v.as_str().to_string()).unwrap_or_default();
+                    (*seq, theirs.as_str() >= origin)
+                }
+            };
+            if done {
+                return Ok(());
+            }
+            let messages = records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let mut h = HeaderMap::new();
+                    h.insert("Weir-Origin", origin);
+                    if i == 0 {
+                        h.insert("Nats-Expected-Last-Subject-Sequence", expected.to_string().as_str());
+                    }
+                    (subject.to_string(), h, r.clone())
+                })
+                .collect();
+            match self.cluster.publish_atomic(messages).await {
+                Ok(_) => return Ok(()),
+                // Another forwarder (a zombie, or this one's earlier try) got there first: look again.
+                Err(AtomicError::WrongLastSequence(_)) => continue,
+                Err(AtomicError::Other(e)) => return Err(e),
+            }
+        }
+        Err(ClusterError::Nats(format!("forwarding to {subject}: kept racing another forwarder")))
+    }
+}
+
+/// Outputs split into chunks of about [`OUTPUT_CHUNK_BYTES`].
+fn chunk(outputs: &Packed) -> Vec<Packed> {
+    let mut chunks = Vec::new();
+    let mut cur = Packed::new();
+    let mut size = 0;
+    for o in outputs {
+        let n = o.2.len() + o.0.len() + 16;
+        if !cur.is_empty() && size + n > OUTPUT_CHUNK_BYTES {
+            chunks.push(std::mem::take(&mut cur));
+            size = 0;
+        }
+        size += n;
+        cur.push(o.clone());
+    }
+    if !cur.is_empty() {
+        chunks.push(cur);
+    }
+    chunks
+}
+
+/// Why an atomic batch was refused.
+pub(crate) enum AtomicError {
+    /// An expected last (subject) sequence did not match: someone else wrote first.
+    WrongLastSequence(String),
+    Other(ClusterError),
+}
+
+impl Cluster {
+    /// Publish `messages` as one atomic batch (ADR-50): stored all together or not at all.
+    /// Returns the last message's sequence.
+    pub(crate) async fn publish_atomic(&self, messages: Vec<(String, HeaderMap, Bytes)>) -> Result<u64, AtomicError> {
+        let n = messages.len();
+        let id = nuid::next();
+        let mut reply = None;
+        for (i, (subject, mut headers, body)) in messages.into_iter().enumerate() {
+            headers.insert("Nats-Batch-Id", id.as_str());
+            headers.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
+            if i + 1 == n {
+                headers.insert("Nats-Batch-Commit", "1");
+                let r = self.client.request_with_headers(subject, headers, body).await;
+                reply = Some(r.map_err(|e| AtomicError::Other(nats(e)))?);
+            } else {
+                self.client.publish_with_headers(subject, headers, body).await.map_err(|e| AtomicError::Other(nats(e)))?;
+            }
+        }
+        let reply = reply.ok_or_else(|| AtomicError::Other(ClusterError::Nats("empty atomic batch".into())))?;
+        #[derive(Deserialize)]
+        struct Ack {
+            #[serde(default)]
+            seq: u64,
+            error: Option<AckError>,
+        }
+        #[derive(Deserialize)]
+        struct AckError {
+            #[serde(default)]
+            err_code: u64,
+            #[serde(default)]
+            description: String,
+        }
+        let ack: Ack = serde_json::from_slice(&reply.payload).map_err(|e| {
+            AtomicError::Other(ClusterError::Nats(format!(
+                "atomic batch answer {:?}: {e}",
+                String::from_utf8_lossy(&reply.payload)
+            )))
+        })?;
+        match ack.error {
+            None => Ok(ack.seq),
+            // 10071: wrong last sequence (of the subject).
+            Some(e) if e.err_code == 10071 => Err(AtomicError::WrongLastSequence(e.description)),
+            Some(e) => Err(AtomicError::Other(ClusterError::Nats(format!(
+                "atomic batch refused: {} (err_code {})",
+                e.description, e.err_code
+            )))),
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Topics in cluster mode: each partition is a file-storage stream replicated `replicas`
+//! times; a record's offset is its stream sequence − 1, so offsets stay dense; the payload
+//! is weir's own record encoding (timestamp, key, headers, value). Settings live in the
+//! `weir-topics` bucket, which every node mirrors into its local store.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::stream;
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use super::{Cluster, ClusterError, names, nats};
+use crate::storage::stored::{self, TopicConfigV1};
+use crate::storage::{NewRecord, StoredRecord, record};
+use crate::types::{TopicConfig, now_ms};
+
+/// How long JetStream remembers a `Nats-Msg-Id` (a retried append within it is stored once).
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// Records read from one partition.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    /// The records, in offset order.
+    pub records: Vec<StoredRecord>,
+    /// The partition's first offset still stored.
+    pub log_start: u64,
+    /// One past the partition's last offset.
+    pub high_watermark: u64,
+}
+
+impl Cluster {
+    /// Record a new topic's settings (refused if the name is taken) and create its streams.
+    pub async fn create_topic(&self, name: &str, config: &TopicConfig) -> Result<(), ClusterError> {
+        let body = Bytes::from(stored::encode(&TopicConfigV1::from(config.clone())));
+        if let Err(e) = self.topics.create(names::escape(name), body).await {
+            return Err(match e.kind() {
+                async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
+                    ClusterError::Exists(format!("topic `{name}` already exists in the cluster"))
+                }
+                _ => nats(e),
+            });
+        }
+        self.ensure_streams(name, config).await
+    }
+
+    /// Create the partition streams of a topic (idempotent: a node finishing another's create).
+    pub async fn ensure_streams(&self, name: &str, config: &TopicConfig) -> Result<(), ClusterError> {
+        for p in 0..config.partitions {
+            let subject = names::produce_subject(name, p);
+            let cfg = stream::Config {
+                name: names::topic_stream(name, p),
+                subjects: vec![subject.clone(), format!("{subject}.>")],
+                num_replicas: self.replicas,
+                storage: stream::StorageType::File,
+                allow_direct: true,
+                allow_atomic_publish: true,
+                duplicate_window: DUPLICATE_WINDOW,
+                max_age: config.retention_ms.map(Duration::from_millis).unwrap_or_default(),
+                max_bytes: config.retention_bytes.map_or(-1, |b| b as i64),
+                max_message_size: (config.max_message_bytes + 64 * 1024).min(i32::MAX as usize) as i32,
+                ..Default::default()
+            };
+            self.js.get_or_create_stream(cfg).await.map_err(nats)?;
+        }
+        Ok(())
+    }
+
+    /// Every topic in the cluster with its settings.
+    pub async fn topic_configs(&self) -> Result<Vec<(String, TopicConfig)>, ClusterError> {
+        let mut keys = self.topics.keys().await.map_err(nats)?;
+        let mut out = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(nats)?;
+            if let Some(v) = self.topics.get(&key).await.map_err(nats)? {
+                let config: TopicConfigV1 = stored::decode(&key, &v)
+                    .map_err(|e| ClusterError::Corrupt { what: format!("topic {key}"), message: e.to_string() })?;
+                out.push((unescape_name(&key), TopicConfig::from(config)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Delete a topic's settings and streams.
+    pub async fn delete_topic(&self, name: &str, partitions: u32) -> Result<(), ClusterError> {
+        self.topics.purge(names::escape(name)).await.map_err(nats)?;
+        for p in 0..partitions {
+            let _ = self.js.delete_stream(names::topic_stream(name, p)).await;
+        }
+        Ok(())
+    }
+
+    /// Append `records` to partition `p` in order; each is acknowledged by the stream's
+    /// quorum (written and fsynced on a majority of replicas) before this returns. A publish
+    /// that times out is retried with the same `Nats-Msg-Id`, so it is stored once. Returns
+    /// each record's offset and timestamp.
+    pub async fn append(&self, topic: &str, p: u32, records: &[NewRecord]) -> Result<Vec<(u64, u64)>, ClusterError> {
+        let subject = names::produce_subject(topic, p);
+        let now = now_ms();
+        let prefix = format!("{}-{}", self.node, nuid::next());
+        let mut pending = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            let mut payload = Vec::new();
+            record::encode(r, now, &mut payload);
+            let id = format!("{prefix}-{i}");
+            let ack = self.publish(&subject, &id, Bytes::from(payload.clone())).await;
+            pending.push((id, payload, ack));
+        }
+        let mut out = Vec::with_capacity(records.len());
+        for (id, payload, ack) in pending {
+            let seq = match ack {
+                Ok(fut) => match fut.await {
+                    Ok(a) => a.sequence,
+                    Err(_) => self.publish_retrying(&subject, &id, Bytes::from(payload)).await?,
+                },
+                Err(_) => self.publish_retrying(&subject, &id, Bytes::from(payload)).await?,
+            };
+            out.push((seq - 1, now));
+        }
+        Ok(out)
+    }
+
+    async fn publish(
+        &self,
+        subject: &str,
+        id: &str,
+        payload: Bytes,
+    ) -> Result<async_nats::jetstream::context::PublishAckFuture, ClusterError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id);
+        self.js.publish_with_headers(subject.to_string(), headers, payload).await.map_err(nats)
+    }
+
+    /// Publish until acknowledged (a stream electing a new leader answers after a few
+    /// seconds), at most a minute; the message id makes retries land once.
+    async fn publish_retrying(&self, subject: &str, id: &str, payload: Bytes) -> Result<u64, ClusterError> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut last = String::new();
+        while std::time::Instant::now() < deadline {
+            match self.publish(subject, id, payload.clone()).await {
+                Ok(fut) => match fut.await {
+                    Ok(ack) => return Ok(ack.sequence),
+                    Err(e) => last = e.to_string(),
+                },
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Err(ClusterError::Nats(format!("append to {subject} not acknowledged within 60 s: {last}")))
+    }
+
+    /// Up to `max_records` records (and about `max_bytes`) of partition `p` from `offset`,
+    /// with the partition's high watermark. One request: JetStream's batched direct get
+    /// (two when nothing is there: the bounds then come from the stream's info).
+    pub async fn read(
+        &self,
+        topic: &str,
+        p: u32,
+        offset: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Fetched, ClusterError> {
+        let stream = names::topic_stream(topic, p);
+        let mut fetched = self.direct_batch(&stream, offset + 1, max_records, max_bytes, None).await?;
+        let records = std::mem::take(&mut fetched.0);
+        let mut out = Vec::with_capacity(records.len());
+        for (seq, _subject, _headers, payload) in records {
+            let r = record::decode(seq - 1, payload)
+                .map_err(|message| ClusterError::Corrupt { what: format!("{stream} seq {seq}"), message })?;
+            out.push(r);
+        }
+        let (first, last) = fetched.1;
+        if out.is_empty() {
+            let (log_start, high_watermark) = self.bounds(topic, p).await?;
+            return Ok(Fetched { records: out, log_start, high_watermark });
+        }
+        Ok(Fetched { records: out, log_start: first.saturating_sub(1), high_watermark: last })
+    }
+
+    /// `(log start, high watermark)` of partition `p`.
+    pub async fn bounds(&self, topic: &str, p: u32) -> Result<(u64, u64), ClusterError> {
+        let mut s = self.js.get_stream(names::topic_stream(topic, p)).await.map_err(nats)?;
+        let info = s.info().await.map_err(nats)?;
+        Ok((info.state.first_sequence.saturating_sub(1).min(info.state.last_sequence), info.state.last_sequence))
+    }
+
+    /// A batched direct get from `stream` starting at sequence `seq`, optionally of one
+    /// subject: `(seq, subject, headers, payload)` of each message, and the stream's
+    /// `(first, last)` sequences as far as the replies tell.
+    #[allow(clippy::type_complexity)]
+    pub(crate) async fn direct_batch(
+        &self,
+        stream: &str,
+        seq: u64,
+        max: usize,
+        max_bytes: usize,
+        subject: Option<&str>,
+    ) -> Result<(Vec<(u64, String, HeaderMap, Bytes)>, (u64, u64)), ClusterError> {
+        let inbox = self.client.new_inbox();
+        let mut sub = self.client.subscribe(inbox.clone()).await.map_err(nats)?;
+        let mut req = serde_json::json!({ "seq": seq.max(1), "batch": max.max(1), "max_bytes": max_bytes.max(1) });
+        if let Some(s) = subject {
+            req["next_by_subj"] = s.into();
+        }
+        self.client
+            .publish_with_reply(format!("$JS.API.DIRECT.GET.{stream}"), inbox, Bytes::from(req.to_string()))
+            .await
+            .map_err(nats)?;
+        let mut out = Vec::new();
+        let mut last = 0u64;
+        loop {
+            let msg = match tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
+                Ok(Some(m)) => m,
+                Ok(None) => return Err(ClusterError::Nats(format!("direct get on {stream}: subscription closed"))),
+                Err(_) => return Err(ClusterError::Nats(format!("direct get on {stream}: no answer in 10 s"))),
+            };
+            let headers = msg.headers.clone().unwrap_or_default();
+            let header = |name: &str| headers.get(name).map(|v| v.as_str().to_string());
+            if let Some(status) = msg.status {
+                // 204: end of the batch; 404: nothing at or after `seq`.
+                match status.as_u16() {
+                    204 | 404 => break,
+                    code => {
+                        return Err(ClusterError::Nats(format!(
+                            "direct get on {stream}: status {code} {}",
+                            msg.description.unwrap_or_default()
+                        )));
+                    }
+                }
+            }
+            let s: u64 = header("Nats-Sequence").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let subj = header("Nats-Subject").unwrap_or_default();
+            // Messages after this one (of the subject asked for, if one was).
+            let pending: u64 = header("Nats-Num-Pending").and_then(|v| v.parse().ok()).unwrap_or(0);
+            last = last.max(s + pending);
+            out.push((s, subj, headers, msg.payload));
+        }
+        let _ = sub.unsubscribe().await;
+        let first = out.first().map_or(seq, |m| m.0);
+        Ok((out, (first, last)))
+    }
+}
+
+/// The topic name an escaped key stands for.
+pub(crate) fn unescape_name(escaped: &str) -> String {
+    let b = escaped.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'_'
+            && let Some(v) = escaped.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escaped_names_come_back() {
+        for n in ["orders", "a.b_c", "ü-x y"] {
+            assert_eq!(super::unescape_name(&super::names::escape(n)), n);
+        }
+    }
+}
+
+impl Cluster {
+    /// The last message on `subject` of `stream`: `(seq, headers, payload)`, or `None`.
+    pub(crate) async fn last_by_subject(
+        &self,
+        stream: &str,
+        subject: &str,
+    ) -> Result<Option<(u64, HeaderMap, Bytes)>, ClusterError> {
+        let req = serde_json::json!({ "last_by_subj": subject }).to_string();
+        let msg = self
+            .client
+            .request(format!("$JS.API.DIRECT.GET.{stream}"), Bytes::from(req))
+            .await
+            .map_err(|e| ClusterError::Nats(format!("reading the last message of {subject}: {e}")))?;
+        if let Some(status) = msg.status {
+            return match status.as_u16() {
+                404 => Ok(None),
+                code => Err(ClusterError::Nats(format!(
+                    "reading the last message of {subject}: status {code} {}",
+                    msg.description.unwrap_or_default()
+                ))),
+            };
+        }
+        let headers = msg.headers.unwrap_or_default();
+        let seq = headers.get("Nats-Sequence").and_then(|v| v.as_str().parse().ok()).unwrap_or(0);
+        Ok(Some((seq, headers, msg.payload)))
+    }
+}

