@@ -20,6 +20,7 @@ pub use weir_client;
 pub use weir_host;
 
 pub mod crash_loop;
+pub mod nats;
 
 /// The workspace root (where `Cargo.toml` and `plugins/` are).
 pub fn workspace_root() -> PathBuf {
@@ -282,6 +283,20 @@ impl Server {
         Ok(Server { child: Some(child), addr, kafka, http, root, launch })
     }
 
+    /// A weir node of the JetStream cluster `nats`, with id `node` (lease 2 s, 3 replicas).
+    pub fn cluster_node(nats: &nats::NatsCluster, node: &str) -> Result<Server> {
+        Server::launch(cluster_launch(nats, node))
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT (`false`) the server process: a node that stops answering
+    /// without dying (a long GC pause, a frozen VM).
+    pub fn pause(&self, stop: bool) -> Result<()> {
+        let Some(c) = &self.child else { bail!("server not running") };
+        let signal = if stop { "-STOP" } else { "-CONT" };
+        Command::new("kill").args([signal, &c.id().to_string()]).status()?;
+        Ok(())
+    }
+
     /// The temporary directory holding the data directory and the server log.
     pub fn root(&self) -> &Path {
         self.root.path()
@@ -352,6 +367,12 @@ impl Drop for Server {
             }
         }
     }
+}
+
+/// How a weir node of the JetStream cluster `nats` starts.
+pub fn cluster_launch(nats: &nats::NatsCluster, node: &str) -> Launch {
+    let flags = ["--cluster", &nats.urls(), "--node-id", node, "--replicas", "3", "--lease", "2s"];
+    Launch { flags: flags.iter().map(|s| s.to_string()).collect(), ..Launch::default() }
 }
 
 /// The compiled-plugin cache the test servers share, beside the test build.

@@ -58,7 +58,7 @@ impl Nodes {
         });
         let live = Arc::new(Mutex::new(BTreeMap::new()));
         let (tx, changes) = watch::channel(0u64);
-        let watching = tokio::spawn(watch_nodes(bucket.clone(), live.clone(), tx, lease));
+        let watching = tokio::spawn(watch_nodes(bucket.clone(), me.clone(), live.clone(), tx, lease));
         let nodes = Nodes { bucket, me, live, changes, beating, watching };
         // The live set includes this node before anyone asks.
         let mut rx = nodes.changes.clone();
@@ -95,11 +95,12 @@ impl Drop for Nodes {
     }
 }
 
-/// Keep `live` equal to the bucket's keys: puts add, deletes and purges remove, and an entry
-/// not refreshed within the lease is dropped here too (the bucket's max age removes it
-/// without telling watchers). Every change bumps `tx`.
+/// Keep `live` equal to the bucket's keys: puts add, deletes and purges remove, and another
+/// node's entry not refreshed within the lease is dropped here too (the bucket's max age
+/// removes it without telling watchers). Every change bumps `tx`.
 async fn watch_nodes(
     bucket: kv::Store,
+    me: String,
     live: Arc<Mutex<BTreeMap<String, (NodeInfo, Instant)>>>,
     tx: watch::Sender<u64>,
     lease: Duration,
@@ -124,7 +125,10 @@ async fn watch_nodes(
                 _ = sweep.tick() => {
                     let mut map = live.lock().expect("nodes");
                     let before = map.len();
-                    map.retain(|_, (_, seen)| seen.elapsed() < lease);
+                    // A node never declares itself dead: after a pause it carries on (its
+                    // heartbeat resumes at once) and its stale commits are refused by their
+                    // fence, which is what makes a zombie harmless, not this view.
+                    map.retain(|id, (_, seen)| *id == me || seen.elapsed() < lease);
                     if map.len() != before {
                         drop(map);
                         tx.send_modify(|n| *n += 1);

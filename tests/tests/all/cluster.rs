@@ -1,0 +1,222 @@
+//! Cluster mode: weir nodes over a real 3-node NATS JetStream cluster (the pinned 2.14 that
+//! examples/setup.sh installs). Topics, records and group offsets are shared; a pipeline's
+//! partitions move when their node dies or stalls, and nothing is lost or doubled.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use serde_bytes::ByteBuf;
+use weir_tests::nats::NatsCluster;
+use weir_tests::weir_client::client::Client;
+use weir_tests::weir_client::wire::{QueueConfig, WireRecord};
+use weir_tests::{Server, consume_n, eventually, pipeline, plugin_bytes, step, topic};
+
+const LONG: Duration = Duration::from_secs(120);
+
+fn order(i: u64) -> WireRecord {
+    let status = if i.is_multiple_of(2) { "paid" } else { "new" };
+    WireRecord {
+        key: Some(ByteBuf::from(format!("c{}", i % 17).into_bytes())),
+        value: ByteBuf::from(format!(r#"{{"id":{i},"status":"{status}"}}"#).into_bytes()),
+        headers: vec![],
+    }
+}
+
+fn id(value: &[u8]) -> u64 {
+    serde_json::from_slice::<serde_json::Value>(value).expect("json")["id"].as_u64().expect("id")
+}
+
+/// Wait until `client`'s node sees topic `name` (created through another node).
+async fn sees_topic(client: &Client, name: &str) -> Result<()> {
+    eventually(&format!("topic `{name}` to reach this node"), LONG, || async {
+        Ok(client.describe_topic(name).await.ok().map(|_| ()))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_share_topics_records_and_group_offsets() -> Result<()> {
+    let nats = NatsCluster::start(3)?;
+    let a = Server::cluster_node(&nats, "w1")?;
+    let b = Server::cluster_node(&nats, "w2")?;
+    let (ca, cb) = (a.client().await?, b.client().await?);
+    ca.create_topic("orders", topic(3)).await?;
+    sees_topic(&cb, "orders").await?;
+    let err = cb.create_topic("orders", topic(3)).await.expect_err("a second create is refused");
+    ensure!(err.to_string().contains("already exists"), "{err}");
+    // Produced through both nodes, read through one: every record once, offsets dense.
+    for i in 0..100 {
+        let c = if i % 2 == 0 { &ca } else { &cb };
+        c.produce("orders", vec![order(i)]).await?;
+    }
+    let got = consume_n(&cb, "orders", 100, LONG).await?;
+    let mut ids: Vec<u64> = got.iter().map(|(_, _, r)| id(&r.value)).collect();
+    ids.sort();
+    ensure!(ids == (0..100).collect::<Vec<_>>(), "records differ: {ids:?}");
+    let mut per_partition: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for (p, off, r) in &got {
+        per_partition.entry(*p).or_default().push(*off);
+        // Keyed records keep their partition and their order within it.
+        ensure!(id(&r.value) < 100);
+    }
+    for offsets in per_partition.values() {
+        ensure!(*offsets == (0..offsets.len() as u64).collect::<Vec<_>>(), "offsets not dense: {offsets:?}");
+    }
+    let info = ca.describe_topic("orders").await?;
+    ensure!(info.partitions.iter().map(|(_, hw)| hw).sum::<u64>() == 100, "watermarks: {:?}", info.partitions);
+    // A group's offsets committed on one node are the group's offsets on the other.
+    ca.commit_offsets("billing", "orders", vec![(0, 5), (2, 7)]).await?;
+    ensure!(cb.fetch_offsets("billing", "orders").await? == vec![Some(5), None, Some(7)]);
+    // Single-node features say so, and what to do instead.
+    let err = ca.create_queue("jobs", QueueConfig::default()).await.expect_err("queues are refused");
+    ensure!(err.to_string().contains("single-node for now"), "{err}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acknowledged_records_survive_kill_9_of_the_stream_leader() -> Result<()> {
+    let mut nats = NatsCluster::start(3)?;
+    let a = Server::cluster_node(&nats, "w1")?;
+    let ca = a.client().await?;
+    ca.create_topic("events", topic(1)).await?;
+    for i in 0..50 {
+        ca.produce("events", vec![order(i)]).await?;
+    }
+    let leader = eventually("a leader for the partition", LONG, || async {
+        nats.stream_leader("WEIR-T-events-0")
+    })
+    .await?;
+    nats.kill9(leader);
+    // The survivors elect a new leader; weir retries each append until it is acknowledged.
+    for i in 50..100 {
+        ca.produce("events", vec![order(i)]).await?;
+    }
+    nats.restart(leader)?;
+    let got = consume_n(&ca, "events", 100, LONG).await?;
+    let ids: Vec<u64> = got.iter().map(|(_, _, r)| id(&r.value)).collect();
+    ensure!(ids == (0..100).collect::<Vec<_>>(), "lost, doubled or reordered: {ids:?}");
+    Ok(())
+}
+
+/// Deploy json-filter through `client`, two topics of `partitions`, and a pipeline passing
+/// paid orders.
+async fn paid_pipeline(client: &Client, partitions: u32) -> Result<()> {
+    client.deploy_plugin("json-filter", plugin_bytes("json-filter")).await?;
+    client.create_topic("orders", topic(partitions)).await?;
+    client.create_topic("paid", topic(partitions)).await?;
+    let spec = pipeline("billing", "orders", "paid", vec![step("json-filter", &[("field", "status"), ("equals", "paid")])]);
+    client.create_pipeline(spec).await?;
+    Ok(())
+}
+
+/// Ends with one paid sentinel per source partition and waits for all of them in the sink:
+/// outputs are forwarded in source order, so everything before them has arrived too. Then
+/// checks that the paid ids among `0..n` arrived exactly once.
+async fn exactly_once(client: &Client, n: u64, partitions: u32) -> Result<()> {
+    let sentinels: Vec<u64> = (0..partitions as u64).map(|p| 1_000_000 + p).collect();
+    for (p, s) in sentinels.iter().enumerate() {
+        let value = format!(r#"{{"id":{s},"status":"paid"}}"#);
+        client.start_produce("orders", Some(p as u32), vec![WireRecord::value(value)])?.wait().await?;
+    }
+    let expected = (0..n).filter(|i| i % 2 == 0).count() + sentinels.len();
+    let got = consume_n(client, "paid", expected, LONG).await?;
+    let mut ids: Vec<u64> = got.iter().map(|(_, _, r)| id(&r.value)).collect();
+    ids.sort();
+    let mut want: Vec<u64> = (0..n).filter(|i| i % 2 == 0).chain(sentinels).collect();
+    want.sort();
+    ensure!(ids == want, "outputs lost or doubled: {} outputs, {} expected", ids.len(), want.len());
+    // Nothing beyond them either.
+    let info = client.describe_topic("paid").await?;
+    let total: u64 = info.partitions.iter().map(|(_, hw)| hw).sum();
+    ensure!(total as usize == expected, "the sink holds {total} records, {expected} expected");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipeline_survives_kill_9_of_its_busiest_node_exactly_once() -> Result<()> {
+    let nats = NatsCluster::start(3)?;
+    let mut nodes = [Server::cluster_node(&nats, "w1")?, Server::cluster_node(&nats, "w2")?];
+    let ca = nodes[0].client().await?;
+    paid_pipeline(&ca, 4).await?;
+    let cb = nodes[1].client().await?;
+    sees_topic(&cb, "paid").await?;
+    for chunk in (0..2000u64).collect::<Vec<_>>().chunks(100) {
+        ca.produce("orders", chunk.iter().map(|i| order(*i)).collect()).await?;
+    }
+    // Some outputs are out, so the batch in flight is somewhere in the middle.
+    consume_n(&cb, "paid", 50, LONG).await?;
+    let owned = |node: &str| {
+        (0..4).filter(|p| weir_tests::weir_host::cluster::owner_of(["w1", "w2"].into_iter(), "billing", *p) == Some(node)).count()
+    };
+    let victim = if owned("w1") >= owned("w2") { 0 } else { 1 };
+    nodes[victim].kill9();
+    let survivor = nodes[1 - victim].client().await?;
+    for chunk in (2000..3000u64).collect::<Vec<_>>().chunks(100) {
+        survivor.produce("orders", chunk.iter().map(|i| order(*i)).collect()).await?;
+    }
+    exactly_once(&survivor, 3000, 4).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_paused_past_its_lease_has_its_commit_refused() -> Result<()> {
+    let nats = NatsCluster::start(3)?;
+    let nodes = [Server::cluster_node(&nats, "w1")?, Server::cluster_node(&nats, "w2")?];
+    let ca = nodes[0].client().await?;
+    paid_pipeline(&ca, 2).await?;
+    let cb = nodes[1].client().await?;
+    sees_topic(&cb, "paid").await?;
+    ca.produce("orders", (0..200).map(order).collect()).await?;
+    consume_n(&cb, "paid", 100, LONG).await?;
+    // w1 stops answering; after its 2 s lease w2 owns every partition and goes on.
+    nodes[0].pause(true)?;
+    cb.produce("orders", (200..400).map(order).collect()).await?;
+    consume_n(&cb, "paid", 200, LONG).await?;
+    // w1 wakes up holding batches from before: its commits carry a stale fence.
+    nodes[0].pause(false)?;
+    cb.produce("orders", (400..600).map(order).collect()).await?;
+    eventually("w1's stale commit to be refused", LONG, || async {
+        Ok(nodes[0].log().contains("was committed by a newer owner").then_some(()))
+    })
+    .await?;
+    exactly_once(&cb, 600, 2).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nats_server_older_than_2_14_4_is_refused() -> Result<()> {
+    // Debian's nats-server (2.9) is on the machine for the benchmark peers; weir must not
+    // run a cluster on it: its atomic batches are not atomic.
+    let path = which("nats-server")?;
+    let port = weir_tests::free_port()?;
+    let dir = tempfile::tempdir()?;
+    let mut old = std::process::Command::new(path)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir.path().join("js"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    eventually("the old server to listen", LONG, || async {
+        Ok(std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()))
+    })
+    .await?;
+    let out = std::process::Command::new(weir_tests::weir_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--cluster", &format!("nats://127.0.0.1:{port}"), "--node-id", "w1"])
+        .output()?;
+    let _ = old.kill();
+    let _ = old.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "weir served on an old NATS");
+    ensure!(stderr.contains("too old for cluster mode") && stderr.contains("2.14.4"), "{stderr}");
+    Ok(())
+}
+
+fn which(binary: &str) -> Result<std::path::PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(binary))
+        .find(|p| p.exists())
+        .ok_or_else(|| anyhow::anyhow!("Debian's {binary} is not on PATH: run examples/setup.sh"))
+}
