@@ -4,6 +4,7 @@
 
 mod author;
 mod bench;
+mod cluster;
 mod consume;
 mod dlq;
 mod exchange;
@@ -72,6 +73,9 @@ enum Command {
     Dlq(dlq::DlqCmd),
     /// Measure produce, consume and pipeline throughput against a temporary server.
     Bench(bench::BenchArgs),
+    /// Cluster mode: nodes, partition owners, NATS health.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCmd),
 }
 
 /// Parse arguments, run the command, and turn errors into a message and exit code 1.
@@ -111,6 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Exchange(cmd) => exchange::run(&connect(server).await?, cmd).await,
         Command::Publish(args) => exchange::publish(&connect(server).await?, args).await,
         Command::Request(args) => exchange::request(&connect(server).await?, args).await,
+        Command::Cluster(cmd) => cluster::run(&connect(server).await?, cmd).await,
     }
 }
 

@@ -131,13 +131,30 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let security = server::Security { tls };
     let addr = listener.local_addr()?;
+    // The other doors are bound before the broker opens, so a cluster node can tell the
+    // others where they are (Kafka Metadata lists every node).
+    let kafka_bound = match &args.kafka_listen {
+        Some(a) => Some(kafka_door(a, args.kafka_advertise.as_deref()).await?),
+        None => None,
+    };
+    let http_bound = match &args.http_listen {
+        Some(a) => Some(TcpListener::bind(a).await.with_context(|| {
+            format!("cannot listen for HTTP on {a}; is something else there? pick another with --http-listen")
+        })?),
+        None => None,
+    };
+    let http_addr = http_bound.as_ref().map(|l| l.local_addr()).transpose()?;
     let cluster = args.cluster.as_ref().map(|urls| {
         let node = args.node_id.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "weir".into());
             format!("{}-{}", host.trim(), addr.port())
         });
         let opts = weir_host::cluster::ClusterOptions { urls: urls.clone(), node, replicas: args.replicas, lease: args.lease };
-        (opts, weir_host::cluster::NodeInfo { native: addr.to_string(), kafka: None, http: None })
+        let kafka = kafka_bound.as_ref().map(|(_, door, _)| match door {
+            server::Door::Kafka(k) => format!("{}:{}", k.advertise.0, k.advertise.1),
+            _ => String::new(),
+        });
+        (opts, weir_host::cluster::NodeInfo { native: addr.to_string(), kafka, http: http_addr.map(|a| a.to_string()) })
     });
     let config = BrokerConfig {
         data_dir: args.data_dir.clone(),
@@ -175,19 +192,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             let _ = stopping.wait_for(|s| *s).await;
         }
     };
-    let kafka = match &args.kafka_listen {
-        Some(addr) => {
-            let (listener, door) = kafka_door(addr, args.kafka_advertise.as_deref()).await?;
+    let kafka = match kafka_bound {
+        Some((listener, door, bound)) => {
+            // Tests and scripts read this line to learn the port when --kafka-listen ends in :0.
+            println!("weir kafka listening on {bound}");
             let serving = server::run(listener, broker.clone(), limits, security.clone(), door, stopped());
             Some(tokio::spawn(serving))
         }
         None => None,
     };
-    let http = match &args.http_listen {
-        Some(addr) => {
-            let listener = TcpListener::bind(addr).await.with_context(|| {
-                format!("cannot listen for HTTP on {addr}; is something else there? pick another with --http-listen")
-            })?;
+    let http = match http_bound {
+        Some(listener) => {
             let bound = listener.local_addr()?;
             // Tests and scripts read this line to learn the port when --http-listen ends in :0.
             println!("weir http listening on {bound}");
@@ -273,7 +288,10 @@ fn start_otlp(url: &str) -> anyhow::Result<opentelemetry_sdk::trace::SdkTracerPr
 }
 
 /// Bind the Kafka listener; what it advertises defaults to the address it bound.
-async fn kafka_door(addr: &str, advertise: Option<&str>) -> anyhow::Result<(TcpListener, server::Door)> {
+async fn kafka_door(
+    addr: &str,
+    advertise: Option<&str>,
+) -> anyhow::Result<(TcpListener, server::Door, std::net::SocketAddr)> {
     let listener = TcpListener::bind(addr).await.with_context(|| {
         format!("cannot listen for Kafka clients on {addr}; is another broker there? pick another with --kafka-listen")
     })?;
@@ -285,10 +303,8 @@ async fn kafka_door(addr: &str, advertise: Option<&str>) -> anyhow::Result<(TcpL
             (host.to_string(), port.parse().with_context(|| format!("--kafka-advertise: `{port}` is not a port"))?)
         }
     };
-    // Tests and scripts read this line to learn the port when --kafka-listen ends in :0.
-    println!("weir kafka listening on {bound}");
     tracing::info!(%bound, advertise = %format!("{}:{}", advertise.0, advertise.1), "serving the Kafka protocol");
-    Ok((listener, server::Door::Kafka(Arc::new(server::kafka::KafkaSettings { advertise }))))
+    Ok((listener, server::Door::Kafka(Arc::new(server::kafka::KafkaSettings { advertise })), bound))
 }
 
 /// How often the token file's modification time is looked at.

@@ -19,7 +19,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::tls::ClientTls;
 use crate::wire::{
-    self, ApplyChange, Binding, Delivery, Destination, ExchangeInfo, ExchangeType, FetchPosition, FetchedPartition,
+    self, ApplyChange, Binding, ClusterStatus, Delivery, Destination, ExchangeInfo, ExchangeType, FetchPosition, FetchedPartition,
     FetchedRecord, GroupInfo, GroupMembers, Membership, Nack, NewQueueMessage, PipelineSpec, PipelineStatus,
     PluginEntry, PluginInfo, QueueConfig, QueueInfo, Request, RequestFrame, ResetTarget, Response, ResponseFrame,
     Sandbox, ShadowReport, StateEntry, TopicConfig, TopicInfo, WireError, WireRecord,
@@ -393,6 +393,11 @@ impl Client {
         self.call(Request::CreatePipeline { spec }).await
     }
 
+    /// Cluster mode: nodes, partition owners, NATS health.
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, ClientError> {
+        self.call(Request::ClusterStatus).await
+    }
+
     /// Every pipeline.
     pub async fn list_pipelines(&self) -> Result<Vec<PipelineStatus>, ClientError> {
         self.call(Request::ListPipelines).await
@@ -657,6 +662,7 @@ replies! {
     Vec<PluginInfo> => Response::PluginVersions(v) => v,
     ShadowReport => Response::ShadowDiff(d) => d,
     PipelineStatus => Response::Pipeline(p) => p,
+    ClusterStatus => Response::ClusterStatus(c) => c,
     Vec<PipelineStatus> => Response::Pipelines(p) => p,
     (PipelineStatus, ApplyChange) => Response::Applied { status, change } => (status, change),
     Vec<StateEntry> => Response::State(s) => s,

@@ -134,6 +134,19 @@ def admin(args):
     print(json.dumps({"errors": errors, "topics": sorted(md.topics.keys())}))
 
 
+def metadata(args):
+    """The cluster as Metadata describes it: brokers, and the leader of each partition of TOPIC."""
+    from confluent_kafka.admin import AdminClient
+    md = AdminClient(conf(args)).list_topics(timeout=10)
+    brokers = sorted(f"{b.host}:{b.port}" for b in md.brokers.values())
+    topic = md.topics.get(args.topic)
+    leaders = {}
+    if topic is not None:
+        by_id = {b.id: f"{b.host}:{b.port}" for b in md.brokers.values()}
+        leaders = {str(p): by_id.get(pm.leader) for p, pm in topic.partitions.items()}
+    print(json.dumps({"brokers": brokers, "leaders": leaders}))
+
+
 def kafka_python(args):
     """kafka-python: produce COUNT records, then read them back in a group and commit."""
     from kafka import KafkaConsumer, KafkaProducer
@@ -175,7 +188,7 @@ def main():
     ap.add_argument("--timeout-ms", type=int, default=30000)
     args = ap.parse_args()
     {"produce": produce, "consume": consume, "rebalance": rebalance, "admin": admin,
-     "kafka-python": kafka_python}[args.command](args)
+     "metadata": metadata, "kafka-python": kafka_python}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -369,9 +369,20 @@ impl Drop for Server {
     }
 }
 
-/// How a weir node of the JetStream cluster `nats` starts.
+/// How a weir node of the JetStream cluster `nats` starts (with a Kafka listener).
 pub fn cluster_launch(nats: &nats::NatsCluster, node: &str) -> Launch {
-    let flags = ["--cluster", &nats.urls(), "--node-id", node, "--replicas", "3", "--lease", "2s"];
+    let flags = [
+        "--cluster",
+        &nats.urls(),
+        "--node-id",
+        node,
+        "--replicas",
+        "3",
+        "--lease",
+        "2s",
+        "--kafka-listen",
+        "127.0.0.1:0",
+    ];
     Launch { flags: flags.iter().map(|s| s.to_string()).collect(), ..Launch::default() }
 }
 

@@ -50,10 +50,21 @@ pub struct NatsCluster {
 }
 
 impl NatsCluster {
-    /// Start `n` routed nodes and wait until each reports JetStream healthy.
+    /// Start `n` routed nodes and wait until each reports JetStream healthy. Ports are picked
+    /// free but may be taken before the servers bind them: then it starts again on others.
     pub fn start(n: usize) -> Result<NatsCluster> {
-        let binary = nats_server();
-        checked_version(&binary)?;
+        checked_version(&nats_server())?;
+        let mut last = None;
+        for _ in 0..3 {
+            match NatsCluster::start_once(n) {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("tried"))
+    }
+
+    fn start_once(n: usize) -> Result<NatsCluster> {
         let root = tempfile::tempdir()?;
         let ports: Vec<(u16, u16, u16)> =
             (0..n).map(|_| Ok((free_port()?, free_port()?, free_port()?))).collect::<Result<_>>()?;
@@ -104,17 +115,26 @@ impl NatsCluster {
     }
 
     /// Wait until node `i` answers `/healthz` (JetStream current with the cluster).
-    pub fn wait_healthy(&self, i: usize) -> Result<()> {
+    pub fn wait_healthy(&mut self, i: usize) -> Result<()> {
         let url = format!("http://127.0.0.1:{}/healthz", self.nodes[i].http);
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Ok(r) = reqwest::blocking_get(&url)
                 && r
             {
                 return Ok(());
             }
-            if Instant::now() > deadline {
-                bail!("NATS node {} not healthy within 60 s (see {})", self.nodes[i].name, self.root.path().display());
+            let exited = self.nodes[i].child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.nodes[i].config.parent().expect("dir").join("nats.log"))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(8).collect();
+                bail!(
+                    "NATS node {} not healthy ({}): {}",
+                    self.nodes[i].name,
+                    exited.map_or("90 s".to_string(), |s| format!("exited {s}")),
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -419,6 +419,8 @@ pub enum Request {
         /// Send everything here instead.
         to: Option<String>,
     },
+    /// Cluster mode: nodes, partition owners, NATS health.
+    ClusterStatus,
 }
 
 /// Everything the server answers.
@@ -495,4 +497,6 @@ pub enum Response {
     Published(Vec<String>),
     /// The reply to a request.
     Reply(FetchedRecord),
+    /// Cluster mode's view.
+    ClusterStatus(ClusterStatus),
 }

@@ -875,3 +875,55 @@ mod tests {
         }
     }
 }
+
+/// What `weir cluster status` shows: the node answering, its NATS connection, the live
+/// nodes, and who owns each pipeline partition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The answering node's id.
+    pub node: String,
+    /// The NATS server it talks to, with version and connection state.
+    pub nats: String,
+    /// Whether its NATS connection is up.
+    pub connected: bool,
+    /// Live nodes.
+    pub nodes: Vec<ClusterNode>,
+    /// Each pipeline partition: its owner and committed progress.
+    pub partitions: Vec<PartitionOwner>,
+    /// Commits this node landed since it started.
+    pub commits: u64,
+    /// Commits of this node refused because a newer owner had committed (zombie commits).
+    pub fenced_commits: u64,
+    /// Partitions this node took over.
+    pub takeovers: u64,
+}
+
+/// A live node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterNode {
+    /// Id.
+    pub id: String,
+    /// Native protocol address.
+    pub native: String,
+    /// Kafka listener, if any.
+    pub kafka: Option<String>,
+    /// HTTP listener, if any.
+    pub http: Option<String>,
+}
+
+/// One pipeline partition in the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionOwner {
+    /// Pipeline.
+    pub pipeline: String,
+    /// Source partition.
+    pub partition: u32,
+    /// Owner by rendezvous hashing over the live nodes.
+    pub owner: Option<String>,
+    /// Committed next offset.
+    pub committed: Option<u64>,
+    /// The node that made the last commit.
+    pub committed_by: Option<String>,
+    /// Plugin versions of the last commit.
+    pub versions: Vec<String>,
+}

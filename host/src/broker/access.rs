@@ -45,6 +45,8 @@ impl Broker {
             Command::Plugin(c) => plugin_needs(c),
             Command::Pipeline(c) => self.pipeline_needs(c),
             Command::State(c) => self.state_needs(c),
+            // Names every pipeline and node: for operators.
+            Command::ClusterStatus => vec![on(Read, Kind::Pipeline, "*")],
         }
     }
 

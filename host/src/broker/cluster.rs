@@ -44,6 +44,7 @@ impl Broker {
             Command::Plugin(c) => self.cluster_plugin(cluster, c).await,
             Command::Pipeline(c) => self.cluster_pipeline(cluster, c, owner).await,
             Command::State(c) => self.state_command(c).await,
+            Command::ClusterStatus => Ok(Reply::ClusterStatus(self.cluster_status(cluster).await?)),
         }
     }
 
@@ -71,10 +72,15 @@ impl Broker {
                 Ok(Reply::Done)
             }
             TopicCommand::List => {
+                // The cluster's topics (this node's store also holds local ones, like the
+                // request/reply topic, which cluster mode does not serve).
                 let mut out = Vec::new();
-                for t in self.store.topics() {
-                    out.push(self.cluster_topic_info(cluster, &t).await?);
+                for (name, _) in cluster.topic_configs().await? {
+                    if let Ok(t) = self.store.topic(&name) {
+                        out.push(self.cluster_topic_info(cluster, &t).await?);
+                    }
                 }
+                out.sort_by(|a, b| a.name.cmp(&b.name));
                 Ok(Reply::Topics(out))
             }
             TopicCommand::Describe { name } => {
@@ -189,13 +195,18 @@ impl Broker {
 
     async fn cluster_plugin(&self, cluster: &Arc<Cluster>, command: PluginCommand) -> Result<Reply> {
         match command {
-            c @ PluginCommand::Deploy { shadow: false, .. } => {
-                let reply = self.plugin_command(c).await?;
-                if let Reply::Plugin(info) = &reply {
-                    let wasm = self.registry.bytes(info)?;
-                    cluster.publish_plugin(info, wasm).await?;
-                }
-                Ok(reply)
+            PluginCommand::Deploy { name, wasm, sandbox, shadow: false, upload } => {
+                let wasm = match upload {
+                    Some(id) if wasm.is_empty() => self.uploads.take(&name, id)?,
+                    _ => wasm,
+                };
+                // The cluster numbers versions: one past both its pointer and this node's.
+                let (current, revision) = cluster.plugin_pointer(&name).await?;
+                let here = self.registry.versions(&name).last().map_or(0, |i| i.version);
+                let number = current.max(here) + 1;
+                let info = self.deploy(&name, wasm.clone(), sandbox, false, Some(number)).await?;
+                cluster.publish_plugin(&info, wasm, revision).await?;
+                Ok(Reply::Plugin(info))
             }
             PluginCommand::Deploy { shadow: true, .. } => Err(single_node("shadow deployments")),
             c @ (PluginCommand::Rollback { .. } | PluginCommand::Promote { .. } | PluginCommand::Remove { .. }) => {
@@ -238,8 +249,72 @@ impl Broker {
             PipelineCommand::Apply { .. } | PipelineCommand::Reset { .. } => {
                 Err(single_node("pipeline apply and reset"))
             }
+            PipelineCommand::Status { name } => {
+                let mut status = self.pipelines.status(&name)?;
+                self.cluster_progress(cluster, &mut status).await?;
+                Ok(Reply::Pipeline(status))
+            }
+            PipelineCommand::List => {
+                let mut all = self.pipelines.list();
+                for status in &mut all {
+                    self.cluster_progress(cluster, status).await?;
+                }
+                Ok(Reply::Pipelines(all))
+            }
             other => self.pipeline_command(other, owner).await,
         }
+    }
+
+    /// Nodes, NATS health, and every pipeline partition's owner and progress.
+    async fn cluster_status(&self, cluster: &Cluster) -> Result<crate::cluster::ClusterStatus> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (connected, nats) = cluster.health();
+        let nodes = cluster.live_nodes();
+        let mut partitions = Vec::new();
+        for status in self.pipelines.list() {
+            let Some(topic) = status.spec.source.topic() else { continue };
+            let count = self.store.topic(topic).map(|t| t.partition_count()).unwrap_or(0);
+            for p in 0..count {
+                let progress = crate::cluster::CommitLog::progress(cluster, &status.spec.name, p).await?;
+                let (committed, committed_by, versions) = match progress {
+                    Some((next, node, versions)) => (Some(next), Some(node), versions),
+                    None => (None, None, Vec::new()),
+                };
+                partitions.push(crate::cluster::PartitionOwner {
+                    pipeline: status.spec.name.clone(),
+                    partition: p,
+                    owner: cluster.owner(&status.spec.name, p),
+                    committed,
+                    committed_by,
+                    versions,
+                });
+            }
+        }
+        let c = &cluster.counters;
+        Ok(crate::cluster::ClusterStatus {
+            node: cluster.node.clone(),
+            nats,
+            connected,
+            nodes,
+            partitions,
+            commits: c.commits.load(Relaxed),
+            fenced_commits: c.fenced_commits.load(Relaxed),
+            takeovers: c.takeovers.load(Relaxed),
+        })
+    }
+
+    /// A status's partitions as the cluster has them: the committed offset from the commit
+    /// stream (whichever node committed it), the high watermark from the partition's stream.
+    /// The counters stay this node's.
+    async fn cluster_progress(&self, cluster: &Cluster, status: &mut crate::pipeline::PipelineStatus) -> Result<()> {
+        let Some(topic) = status.spec.source.topic().map(str::to_string) else { return Ok(()) };
+        for (p, committed, hw) in status.partitions.iter_mut() {
+            let (start, end) = cluster.bounds(&topic, *p).await?;
+            let progress = crate::cluster::CommitLog::progress(cluster, &status.spec.name, *p).await?;
+            *committed = progress.map_or(start, |(next, _, _)| next);
+            *hw = end;
+        }
+        Ok(())
     }
 
     /// Mirror what other nodes created into this node (topics, plugin versions, pipelines),
@@ -269,7 +344,7 @@ impl Broker {
         for (name, version, sandbox, wasm) in
             cluster.plugins_newer_than(|n| self.registry.live(n).map(|l| l.hash)).await?
         {
-            match self.deploy(&name, wasm, sandbox, false).await {
+            match self.deploy(&name, wasm, sandbox, false, Some(version)).await {
                 Ok(info) if info.version != version => tracing::warn!(
                     plugin = %name, cluster = version, local = info.version,
                     "plugin version numbers differ between this node and the cluster"

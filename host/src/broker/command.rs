@@ -35,6 +35,8 @@ pub enum Command {
     Pipeline(PipelineCommand),
     /// Pipeline step state.
     State(StateCommand),
+    /// Cluster mode's view of itself.
+    ClusterStatus,
 }
 
 /// Topic operations.
@@ -534,6 +536,7 @@ impl Command {
                 StateCommand::Delete { .. } => "state.delete",
                 _ => "state.read",
             },
+            Command::ClusterStatus => "cluster.status",
         }
     }
 
@@ -558,6 +561,7 @@ impl Command {
             ),
             Command::Pipeline(c) => !matches!(c, PipelineCommand::List | PipelineCommand::Status { .. }),
             Command::State(c) => matches!(c, StateCommand::Delete { .. }),
+            Command::ClusterStatus => false,
         }
     }
 }
@@ -686,4 +690,6 @@ pub enum Reply {
     ClassicGroups(Vec<ClassicGroupInfo>),
     /// A new idempotent producer id.
     Producer(i64),
+    /// Cluster mode's view.
+    ClusterStatus(crate::cluster::ClusterStatus),
 }

@@ -272,6 +272,9 @@ impl Broker {
             Command::Plugin(c) => Box::pin(self.plugin_command(c)).await,
             Command::Pipeline(c) => Box::pin(self.pipeline_command(c, owner)).await,
             Command::State(c) => Box::pin(self.state_command(c)).await,
+            Command::ClusterStatus => Err(BrokerError::BadRequest(
+                "this server is not in cluster mode: start it with --cluster nats://… to join one".into(),
+            )),
         }
     }
 

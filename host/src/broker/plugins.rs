@@ -21,7 +21,7 @@ impl Broker {
                     Some(id) => self.uploads.take(&name, id)?,
                     None => wasm,
                 };
-                Reply::Plugin(self.deploy(&name, wasm, sandbox, shadow).await?)
+                Reply::Plugin(self.deploy(&name, wasm, sandbox, shadow, None).await?)
             }
             PluginCommand::UploadPart { name, upload, offset, total, bytes } => {
                 crate::types::check_name("plugin", &name).map_err(|e| BrokerError::BadRequest(e.to_string()))?;
@@ -51,8 +51,16 @@ impl Broker {
     }
 
     /// Compile and check a new version, store it, then hot-swap it into every following
-    /// pipeline step (or start it as the shadow).
-    pub(super) async fn deploy(&self, name: &str, wasm: Vec<u8>, sandbox: Sandbox, shadow: bool) -> Result<PluginInfo> {
+    /// pipeline step (or start it as the shadow). `number`: the version number the cluster
+    /// assigned (`None`: the next one here).
+    pub(super) async fn deploy(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        sandbox: Sandbox,
+        shadow: bool,
+        number: Option<u32>,
+    ) -> Result<PluginInfo> {
         let _guard = self.registry.deploy_lock().await;
         let live = self.registry.live(name);
         if shadow && live.is_none() {
@@ -60,7 +68,16 @@ impl Broker {
                 "cannot deploy a shadow of `{name}`: it has no live version yet; deploy it without --shadow first"
             )));
         }
-        let candidate = self.registry.prepare(name, wasm, sandbox).await?;
+        let mut candidate = self.registry.prepare(name, wasm, sandbox).await?;
+        if let Some(n) = number {
+            if n < candidate.info.version {
+                return Err(BrokerError::BadRequest(format!(
+                    "`{name}` is at version {} here, past the cluster's {n}",
+                    candidate.info.version - 1
+                )));
+            }
+            candidate.info.version = n;
+        }
         self.pipelines
             .check_version(&candidate.info, &candidate.loaded)
             .await

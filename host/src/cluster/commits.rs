@@ -88,26 +88,40 @@ impl CommitLog {
     /// The pipeline's commit stream, created if missing.
     pub async fn open(cluster: Arc<Cluster>, pipeline: &str) -> Result<CommitLog, ClusterError> {
         let stream = names::commit_stream(pipeline);
-        cluster
-            .js
-            .get_or_create_stream(stream::Config {
-                name: stream.clone(),
-                subjects: vec![format!("weir.c.{}.>", names::escape(pipeline))],
-                num_replicas: cluster.replicas,
-                storage: stream::StorageType::File,
-                allow_direct: true,
-                allow_atomic_publish: true,
-                max_messages_per_subject: 1,
-                ..Default::default()
-            })
-            .await
-            .map_err(nats)?;
+        let config = stream::Config {
+            name: stream.clone(),
+            subjects: vec![format!("weir.c.{}.>", names::escape(pipeline))],
+            num_replicas: cluster.replicas,
+            storage: stream::StorageType::File,
+            allow_direct: true,
+            allow_atomic_publish: true,
+            max_messages_per_subject: 1,
+            ..Default::default()
+        };
+        let what = format!("creating stream {stream}");
+        super::retrying(&what, || async { cluster.js.get_or_create_stream(config.clone()).await.map_err(nats) })
+            .await?;
         Ok(CommitLog { cluster, pipeline: pipeline.to_string(), stream })
     }
 
     /// Delete the commit stream (the pipeline is deleted).
     pub async fn delete(cluster: &Cluster, pipeline: &str) {
         let _ = cluster.js.delete_stream(names::commit_stream(pipeline)).await;
+    }
+
+    /// Partition `p`'s committed next offset, the node that committed it and its plugin
+    /// versions (`None`: never committed), without taking anything over.
+    pub async fn progress(
+        cluster: &Cluster,
+        pipeline: &str,
+        p: u32,
+    ) -> Result<Option<(u64, String, Vec<String>)>, ClusterError> {
+        let subject = names::commit_subject(pipeline, p, "commit");
+        let stream = names::commit_stream(pipeline);
+        let Some((_, _, payload)) = cluster.last_by_subject(&stream, &subject).await? else { return Ok(None) };
+        let rec: CommitRecord = rmp_serde::from_slice(&payload)
+            .map_err(|e| ClusterError::Corrupt { what: subject.clone(), message: e.to_string() })?;
+        Ok(Some((rec.next_offset, rec.node, rec.versions)))
     }
 
     /// Take partition `p` over: read its last commit and its state, and finish forwarding

@@ -33,13 +33,24 @@ impl Cluster {
     /// Record a new topic's settings (refused if the name is taken) and create its streams.
     pub async fn create_topic(&self, name: &str, config: &TopicConfig) -> Result<(), ClusterError> {
         let body = Bytes::from(stored::encode(&TopicConfigV1::from(config.clone())));
-        if let Err(e) = self.topics.create(names::escape(name), body).await {
-            return Err(match e.kind() {
-                async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
-                    ClusterError::Exists(format!("topic `{name}` already exists in the cluster"))
+        let key = names::escape(name);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.topics.create(&key, body.clone()).await {
+                Ok(_) => break,
+                Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
+                    // A try that timed out may have landed: then the settings are ours.
+                    let ours = tries > 1 && self.topics.get(&key).await.ok().flatten().as_ref() == Some(&body);
+                    if ours {
+                        break;
+                    }
+                    return Err(ClusterError::Exists(format!("topic `{name}` already exists in the cluster")));
                 }
-                _ => nats(e),
-            });
+                Err(e) if tries < 20 => tracing::debug!(error = %e, "creating topic {name}: retrying"),
+                Err(e) => return Err(nats(e)),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
         self.ensure_streams(name, config).await
     }
@@ -61,7 +72,8 @@ impl Cluster {
                 max_message_size: (config.max_message_bytes + 64 * 1024).min(i32::MAX as usize) as i32,
                 ..Default::default()
             };
-            self.js.get_or_create_stream(cfg).await.map_err(nats)?;
+            let what = format!("creating stream {}", cfg.name);
+            super::retrying(&what, || async { self.js.get_or_create_stream(cfg.clone()).await.map_err(nats) }).await?;
         }
         Ok(())
     }
@@ -90,32 +102,41 @@ impl Cluster {
         Ok(())
     }
 
-    /// Append `records` to partition `p` in order; each is acknowledged by the stream's
-    /// quorum (written and fsynced on a majority of replicas) before this returns. A publish
-    /// that times out is retried with the same `Nats-Msg-Id`, so it is stored once. Returns
-    /// each record's offset and timestamp.
+    /// Append `records` to partition `p` in order; they are acknowledged by the stream's
+    /// quorum (written and fsynced on a majority of replicas) before this returns. One record
+    /// is published with a `Nats-Msg-Id` and retried until acknowledged (stored once); more
+    /// go as atomic batches of up to 1000 (each stored whole, in order, or not at all).
+    /// Returns each record's offset and timestamp.
     pub async fn append(&self, topic: &str, p: u32, records: &[NewRecord]) -> Result<Vec<(u64, u64)>, ClusterError> {
         let subject = names::produce_subject(topic, p);
         let now = now_ms();
         let prefix = format!("{}-{}", self.node, nuid::next());
-        let mut pending = Vec::with_capacity(records.len());
-        for (i, r) in records.iter().enumerate() {
-            let mut payload = Vec::new();
+        let encoded = |r: &NewRecord| {
+            let mut payload = Vec::with_capacity(r.size() + 32);
             record::encode(r, now, &mut payload);
-            let id = format!("{prefix}-{i}");
-            let ack = self.publish(&subject, &id, Bytes::from(payload.clone())).await;
-            pending.push((id, payload, ack));
+            Bytes::from(payload)
+        };
+        if let [one] = records {
+            let seq = self.publish_retrying(&subject, &prefix, encoded(one)).await?;
+            return Ok(vec![(seq - 1, now)]);
         }
         let mut out = Vec::with_capacity(records.len());
-        for (id, payload, ack) in pending {
-            let seq = match ack {
-                Ok(fut) => match fut.await {
-                    Ok(a) => a.sequence,
-                    Err(_) => self.publish_retrying(&subject, &id, Bytes::from(payload)).await?,
-                },
-                Err(_) => self.publish_retrying(&subject, &id, Bytes::from(payload)).await?,
-            };
-            out.push((seq - 1, now));
+        for (c, chunk) in records.chunks(super::commits::MAX_BATCH_MESSAGES).enumerate() {
+            let messages = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let mut h = HeaderMap::new();
+                    h.insert("Nats-Msg-Id", format!("{prefix}-{c}-{i}").as_str());
+                    (subject.clone(), h, encoded(r))
+                })
+                .collect();
+            let last = self.publish_atomic(messages).await.map_err(|e| match e {
+                super::commits::AtomicError::WrongLastSequence(m) => ClusterError::Nats(m),
+                super::commits::AtomicError::Other(e) => e,
+            })?;
+            let first = last + 1 - chunk.len() as u64;
+            out.extend((first..=last).map(|seq| (seq - 1, now)));
         }
         Ok(out)
     }

@@ -49,9 +49,21 @@ impl Cluster {
         text.parse().map(Some).map_err(|_| ClusterError::Corrupt { what: key, message: format!("offset {text:?}") })
     }
 
+    /// The cluster's live version of `name` (0: none) and the pointer's revision (0: none).
+    pub async fn plugin_pointer(&self, name: &str) -> Result<(u32, u64), ClusterError> {
+        let Some(e) = self.plugins.entry(names::escape(name)).await.map_err(nats)? else { return Ok((0, 0)) };
+        if e.operation != async_nats::jetstream::kv::Operation::Put {
+            return Ok((0, e.revision));
+        }
+        let pointer: LivePointer = serde_json::from_slice(&e.value)
+            .map_err(|err| ClusterError::Corrupt { what: format!("plugin {name}"), message: err.to_string() })?;
+        Ok((pointer.version, e.revision))
+    }
+
     /// Publish a version deployed on this node: bytes into the object store (by hash), then
-    /// the live pointer, which every node's sync installs.
-    pub async fn publish_plugin(&self, info: &PluginInfo, wasm: Vec<u8>) -> Result<(), ClusterError> {
+    /// the live pointer — if it is still at `revision` (compare-and-set: two nodes deploying
+    /// at once cannot both win) — which every node's sync installs.
+    pub async fn publish_plugin(&self, info: &PluginInfo, wasm: Vec<u8>, revision: u64) -> Result<(), ClusterError> {
         if self.plugin_bytes.info(&info.hash).await.is_err() {
             let mut reader = std::io::Cursor::new(wasm);
             self.plugin_bytes.put(info.hash.as_str(), &mut reader).await.map_err(nats)?;
@@ -59,8 +71,18 @@ impl Cluster {
         let pointer =
             LivePointer { version: info.version, hash: info.hash.clone(), sandbox: info.sandbox.clone().into() };
         let body = Bytes::from(serde_json::to_vec(&pointer).map_err(nats)?);
-        self.plugins.put(names::escape(&info.name), body).await.map_err(nats)?;
-        Ok(())
+        let key = names::escape(&info.name);
+        let swapped = match revision {
+            0 => self.plugins.create(&key, body).await.map(drop).map_err(|e| e.to_string()),
+            r => self.plugins.update(&key, body, r).await.map(drop).map_err(|e| e.to_string()),
+        };
+        swapped.map_err(|e| {
+            ClusterError::Nats(format!(
+                "another node deployed `{}` at the same moment ({e}); deploy again to put {} live everywhere",
+                info.name,
+                info.label()
+            ))
+        })
     }
 
     /// Plugins whose live version in the cluster differs from this node's (`local` gives the

@@ -25,6 +25,30 @@ pub use nodes::{NodeInfo, owner_of};
 /// fixed through 2.14.4.
 pub const MIN_NATS_VERSION: (u64, u64, u64) = (2, 14, 4);
 
+/// How long a JetStream request may take: an election after a server's death takes a few
+/// seconds, and a loaded 2-core machine running three servers more.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Run an idempotent JetStream operation until it succeeds, at most a minute: streams and
+/// buckets are created while the cluster may still be electing its meta leader.
+pub(crate) async fn retrying<T, F, Fut>(what: &str, mut op: F) -> Result<T, ClusterError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ClusterError>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "{what}: retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(ClusterError::Nats(format!("{what}: {e}"))),
+        }
+    }
+}
+
 /// How a node joins a cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
@@ -87,6 +111,44 @@ pub(crate) fn nats(e: impl std::fmt::Display) -> ClusterError {
     ClusterError::Nats(e.to_string())
 }
 
+/// Cluster mode's view of itself (`weir cluster status`).
+#[derive(Debug, Clone)]
+pub struct ClusterStatus {
+    /// The answering node.
+    pub node: String,
+    /// Its NATS server, version and connection state.
+    pub nats: String,
+    /// Whether the connection is up.
+    pub connected: bool,
+    /// Live nodes with what they serve.
+    pub nodes: Vec<(String, NodeInfo)>,
+    /// Every pipeline partition.
+    pub partitions: Vec<PartitionOwner>,
+    /// Commits this node landed.
+    pub commits: u64,
+    /// This node's commits refused by their fence.
+    pub fenced_commits: u64,
+    /// Partitions this node took over.
+    pub takeovers: u64,
+}
+
+/// One pipeline partition: owner and last commit.
+#[derive(Debug, Clone)]
+pub struct PartitionOwner {
+    /// Pipeline.
+    pub pipeline: String,
+    /// Source partition.
+    pub partition: u32,
+    /// Owner now.
+    pub owner: Option<String>,
+    /// Committed next offset.
+    pub committed: Option<u64>,
+    /// Who committed last.
+    pub committed_by: Option<String>,
+    /// Versions of the last commit.
+    pub versions: Vec<String>,
+}
+
 /// Counters of cluster events (read by metrics and `weir cluster status`).
 #[derive(Debug, Default)]
 pub struct ClusterCounters {
@@ -136,7 +198,7 @@ impl Cluster {
             .name(format!("weir {}", opts.node))
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
-            .request_timeout(Some(Duration::from_secs(10)))
+            .request_timeout(Some(REQUEST_TIMEOUT))
             .connect(urls)
             .await
             .map_err(|e| connect(e.to_string()))?;
@@ -144,7 +206,7 @@ impl Cluster {
         if !version_at_least(&found, MIN_NATS_VERSION) {
             return Err(ClusterError::TooOld { found });
         }
-        let js = jetstream::new(client.clone());
+        let js = jetstream::ContextBuilder::default().timeout(REQUEST_TIMEOUT).build(client.clone());
         let replicas = opts.replicas;
         let bucket = |name: &str, history: i64, max_age: Duration| kv::Config {
             bucket: name.into(),
@@ -160,18 +222,21 @@ impl Cluster {
         let plugins = ensure_bucket(&js, bucket("weir-plugins", 1, Duration::ZERO)).await?;
         // Heartbeats expire with the bucket's max age: a silent node's key disappears.
         let heartbeats = ensure_bucket(&js, bucket("weir-nodes", 1, opts.lease)).await?;
-        let plugin_bytes = match js.get_object_store("weir-plugin-bytes").await {
-            Ok(s) => s,
-            Err(_) => js
-                .create_object_store(object_store::Config {
-                    bucket: "weir-plugin-bytes".into(),
-                    num_replicas: replicas,
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(nats)?,
-        };
+        let plugin_bytes = retrying("creating the plugin object store", || async {
+            match js.get_object_store("weir-plugin-bytes").await {
+                Ok(s) => Ok(s),
+                Err(_) => js
+                    .create_object_store(object_store::Config {
+                        bucket: "weir-plugin-bytes".into(),
+                        num_replicas: replicas,
+                        storage: jetstream::stream::StorageType::File,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(nats),
+            }
+        })
+        .await?;
         let nodes = nodes::Nodes::start(heartbeats, opts.node.clone(), me, opts.lease).await?;
         Ok(Arc::new(Cluster {
             node: opts.node,
@@ -231,14 +296,17 @@ impl Cluster {
 }
 
 async fn ensure_bucket(js: &jetstream::Context, config: kv::Config) -> Result<kv::Store, ClusterError> {
-    match js.get_key_value(&config.bucket).await {
-        Ok(s) => Ok(s),
-        Err(_) => match js.create_key_value(config.clone()).await {
+    retrying(&format!("creating bucket {}", config.bucket), || async {
+        match js.get_key_value(&config.bucket).await {
             Ok(s) => Ok(s),
-            // Another node created it meanwhile.
-            Err(_) => js.get_key_value(&config.bucket).await.map_err(nats),
-        },
-    }
+            Err(_) => match js.create_key_value(config.clone()).await {
+                Ok(s) => Ok(s),
+                // Another node created it meanwhile.
+                Err(_) => js.get_key_value(&config.bucket).await.map_err(nats),
+            },
+        }
+    })
+    .await
 }
 
 /// The server's version once its INFO arrived (it does right after connecting).

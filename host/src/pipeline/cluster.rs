@@ -189,6 +189,7 @@ impl Pipelines {
         p: u32,
     ) -> Result<ClusterFeed, String> {
         let t = log.takeover(p).await.map_err(|e| e.to_string())?;
+        behind_versions(plan, &t.versions)?;
         let topic = plan.source.name().to_string();
         for step in 0..plan.spec.steps.len() {
             let prefix = keys::state_prefix(plan.scope, step as u16, p).to_vec();
@@ -229,6 +230,20 @@ impl Pipelines {
             fenced: Arc::new(AtomicBool::new(false)),
         })
     }
+}
+
+/// Refuse to run a partition on versions older than its last commit's (this node has not
+/// installed the cluster's newest yet: the sync will, and the takeover is retried), so each
+/// partition's plugin versions only move forward.
+fn behind_versions(plan: &Plan, committed: &[String]) -> Result<(), String> {
+    for (slot, label) in plan.slots.iter().zip(committed) {
+        let Some((name, v)) = label.rsplit_once('@') else { continue };
+        let (active, _) = slot.live();
+        if name == slot.plugin && v.parse::<u32>().is_ok_and(|v| v > active.info.version) {
+            return Err(format!("waiting for {label} to arrive here (this node runs {})", active.info.label()));
+        }
+    }
+    Ok(())
 }
 
 /// Wait for a stop, a membership change or `most`; `true` if stopping.

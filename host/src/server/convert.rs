@@ -153,3 +153,32 @@ impl From<FetchedPartition> for w::FetchedPartition {
         }
     }
 }
+
+/// Cluster mode's view, for the wire.
+pub(super) fn cluster_status(c: crate::cluster::ClusterStatus) -> w::ClusterStatus {
+    w::ClusterStatus {
+        node: c.node,
+        nats: c.nats,
+        connected: c.connected,
+        nodes: c
+            .nodes
+            .into_iter()
+            .map(|(id, n)| w::ClusterNode { id, native: n.native, kafka: n.kafka, http: n.http })
+            .collect(),
+        partitions: c
+            .partitions
+            .into_iter()
+            .map(|p| w::PartitionOwner {
+                pipeline: p.pipeline,
+                partition: p.partition,
+                owner: p.owner,
+                committed: p.committed,
+                committed_by: p.committed_by,
+                versions: p.versions,
+            })
+            .collect(),
+        commits: c.commits,
+        fenced_commits: c.fenced_commits,
+        takeovers: c.takeovers,
+    }
+}

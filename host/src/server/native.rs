@@ -128,6 +128,7 @@ fn pipeline_or_state(request: Request) -> Result<Command, WireError> {
         Request::CreatePipeline { spec } => Command::Pipeline(PipelineCommand::Create { spec: spec.into() }),
         Request::ApplyPipeline { spec } => Command::Pipeline(PipelineCommand::Apply { spec: spec.into() }),
         Request::ListPipelines => Command::Pipeline(PipelineCommand::List),
+        Request::ClusterStatus => Command::ClusterStatus,
         Request::PipelineStatus { name } => Command::Pipeline(PipelineCommand::Status { name }),
         Request::DeletePipeline { name } => Command::Pipeline(PipelineCommand::Delete { name }),
         Request::PausePipeline { name } => Command::Pipeline(PipelineCommand::Pause { name }),
@@ -184,6 +185,7 @@ pub(super) fn response(reply: Reply) -> Response {
         Reply::Pipelines(p) => Response::Pipelines(all(p)),
         Reply::Applied(status, change) => Response::Applied { status: status.into(), change: change.into() },
         Reply::State(s) => Response::State(all(s)),
+        Reply::ClusterStatus(c) => Response::ClusterStatus(super::convert::cluster_status(c)),
     }
 }
 

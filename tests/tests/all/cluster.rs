@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use serde_bytes::ByteBuf;
 use weir_tests::nats::NatsCluster;
 use weir_tests::weir_client::client::Client;
@@ -75,6 +75,44 @@ async fn nodes_share_topics_records_and_group_offsets() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn kafka_clients_see_every_node_and_use_any() -> Result<()> {
+    let nats = NatsCluster::start(3)?;
+    let a = Server::cluster_node(&nats, "w1")?;
+    let b = Server::cluster_node(&nats, "w2")?;
+    let (ka, kb) = (a.kafka.expect("kafka listener"), b.kafka.expect("kafka listener"));
+    let created = weir_tests::kafka_client("admin", ka, &["--topic", "clicks", "--partitions", "6"])?;
+    ensure!(created["errors"].as_object().is_some_and(|e| e.is_empty()), "{created}");
+    // Metadata names both nodes, and partition leaders are spread over them.
+    let md = eventually("both nodes in Metadata", LONG, || async {
+        let md = weir_tests::kafka_client("metadata", kb, &["--topic", "clicks"])?;
+        let ready = md["brokers"].as_array().map(Vec::len) == Some(2)
+            && md["leaders"].as_object().map(|l| l.len()) == Some(6);
+        Ok(ready.then_some(md))
+    })
+    .await?;
+    let leaders: std::collections::BTreeSet<String> =
+        md["leaders"].as_object().into_iter().flatten().filter_map(|(_, v)| v.as_str().map(str::to_string)).collect();
+    ensure!(leaders.len() == 2, "leaders not spread over the nodes: {md}");
+    // librdkafka produces to both leaders and consumes in a group coordinated by one node.
+    let produced = weir_tests::kafka_client("produce", ka, &["--topic", "clicks", "--count", "300"])?;
+    ensure!(produced["acked"] == 300, "{produced}");
+    let consumed =
+        weir_tests::kafka_client("consume", kb, &["--topic", "clicks", "--group", "g1", "--count", "300"])?;
+    let mut values: Vec<String> =
+        consumed["values"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
+    values.sort();
+    values.dedup();
+    ensure!(values.len() == 300, "{} distinct values consumed", values.len());
+    // The group's committed offsets are the cluster's: the other node reports them.
+    let offsets = a.client().await?.fetch_offsets("g1", "clicks").await?;
+    ensure!(offsets.iter().flatten().sum::<u64>() == 300, "committed: {offsets:?}");
+    let status = a.client().await?.cluster_status().await?;
+    ensure!(status.nodes.len() == 2 && status.connected, "{status:?}");
+    ensure!(status.nodes.iter().all(|n| n.kafka.is_some()), "{status:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn acknowledged_records_survive_kill_9_of_the_stream_leader() -> Result<()> {
     let mut nats = NatsCluster::start(3)?;
     let a = Server::cluster_node(&nats, "w1")?;
@@ -102,11 +140,11 @@ async fn acknowledged_records_survive_kill_9_of_the_stream_leader() -> Result<()
 /// Deploy json-filter through `client`, two topics of `partitions`, and a pipeline passing
 /// paid orders.
 async fn paid_pipeline(client: &Client, partitions: u32) -> Result<()> {
-    client.deploy_plugin("json-filter", plugin_bytes("json-filter")).await?;
-    client.create_topic("orders", topic(partitions)).await?;
-    client.create_topic("paid", topic(partitions)).await?;
+    client.deploy_plugin("json-filter", plugin_bytes("json-filter")).await.context("deploy")?;
+    client.create_topic("orders", topic(partitions)).await.context("create orders")?;
+    client.create_topic("paid", topic(partitions)).await.context("create paid")?;
     let spec = pipeline("billing", "orders", "paid", vec![step("json-filter", &[("field", "status"), ("equals", "paid")])]);
-    client.create_pipeline(spec).await?;
+    client.create_pipeline(spec).await.context("create the pipeline")?;
     Ok(())
 }
 
@@ -142,7 +180,7 @@ async fn a_pipeline_survives_kill_9_of_its_busiest_node_exactly_once() -> Result
     let cb = nodes[1].client().await?;
     sees_topic(&cb, "paid").await?;
     for chunk in (0..2000u64).collect::<Vec<_>>().chunks(100) {
-        ca.produce("orders", chunk.iter().map(|i| order(*i)).collect()).await?;
+        ca.produce("orders", chunk.iter().map(|i| order(*i)).collect()).await.context("produce")?;
     }
     // Some outputs are out, so the batch in flight is somewhere in the middle.
     consume_n(&cb, "paid", 50, LONG).await?;

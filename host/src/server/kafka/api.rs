@@ -220,8 +220,45 @@ impl Ctx {
     }
 
     fn node(&self) -> (BrokerId, StrBytes, i32) {
-        (BrokerId(0), text(self.settings.advertise.0.clone()), i32::from(self.settings.advertise.1))
+        let id = self.broker.cluster.as_ref().map_or(0, |c| kafka_node_id(&c.node));
+        (BrokerId(id), text(self.settings.advertise.0.clone()), i32::from(self.settings.advertise.1))
     }
+
+    /// Cluster mode: every live node with a Kafka listener as `(weir id, Kafka node id, host,
+    /// port)`; a single node: this one.
+    fn brokers(&self) -> Vec<(String, BrokerId, StrBytes, i32)> {
+        let me = self.node();
+        let Some(cluster) = &self.broker.cluster else { return vec![(String::new(), me.0, me.1, me.2)] };
+        let mut out: Vec<_> = cluster
+            .live_nodes()
+            .into_iter()
+            .filter_map(|(id, info)| {
+                let (host, port) = info.kafka?.rsplit_once(':').map(|(h, p)| (h.to_string(), p.parse().ok()))?;
+                Some((id.clone(), BrokerId(kafka_node_id(&id)), text(host), port?))
+            })
+            .collect();
+        if !out.iter().any(|b| b.1 == me.0) {
+            out.push((cluster.node.clone(), me.0, me.1, me.2));
+        }
+        out
+    }
+
+    /// The broker answering for `key` (a topic partition's leader, a group's coordinator):
+    /// spread over the live nodes by rendezvous hashing. Any node serves any partition (the
+    /// data is in JetStream); a group's membership lives on its coordinator alone.
+    fn placed(&self, key: &str, partition: u32) -> (BrokerId, StrBytes, i32) {
+        let brokers = self.brokers();
+        let owner = crate::cluster::owner_of(brokers.iter().map(|b| b.0.as_str()), key, partition);
+        match brokers.iter().find(|b| Some(b.0.as_str()) == owner) {
+            Some((_, id, host, port)) => (*id, host.clone(), *port),
+            None => self.node(),
+        }
+    }
+}
+
+/// A weir node id as a Kafka node id: stable across restarts and membership changes.
+fn kafka_node_id(node: &str) -> i32 {
+    (twox_hash::XxHash64::oneshot(0, node.as_bytes()) & 0x3fff_ffff) as i32
 }
 
 fn boxed(f: impl Future<Output = Option<Bytes>> + Send + 'static) -> Answer {
@@ -346,9 +383,14 @@ async fn visible_topics(ctx: &Ctx) -> Result<Vec<TopicInfo>, BrokerError> {
 }
 
 async fn metadata(ctx: Ctx, r: MetadataRequest) -> Option<Bytes> {
-    let (node, host, port) = ctx.node();
+    let (node, _, _) = ctx.node();
+    let brokers = ctx
+        .brokers()
+        .into_iter()
+        .map(|(_, id, host, port)| MetadataResponseBroker::default().with_node_id(id).with_host(host).with_port(port))
+        .collect();
     let mut body = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default().with_node_id(node).with_host(host).with_port(port)])
+        .with_brokers(brokers)
         .with_cluster_id(Some(text("weir")))
         .with_controller_id(node);
     let all = visible_topics(&ctx).await.unwrap_or_default();
@@ -356,6 +398,7 @@ async fn metadata(ctx: Ctx, r: MetadataRequest) -> Option<Bytes> {
     let described = |t: &TopicInfo| {
         let partitions = (0..t.partitions.len() as i32)
             .map(|p| {
+                let (node, _, _) = ctx.placed(&format!("topic:{}", t.name), p as u32);
                 MetadataResponsePartition::default()
                     .with_partition_index(p)
                     .with_leader_id(node)
@@ -626,15 +669,18 @@ async fn offset_at_time(ctx: &Ctx, topic: &str, partition: u32, time: u64, end: 
 }
 
 async fn find_coordinator(ctx: Ctx, r: FindCoordinatorRequest) -> Option<Bytes> {
-    let (node, host, port) = ctx.node();
     let body = if ctx.since(4) {
         let coordinators = r
             .coordinator_keys
             .into_iter()
-            .map(|key| Coordinator::default().with_key(key).with_node_id(node).with_host(host.clone()).with_port(port))
+            .map(|key| {
+                let (node, host, port) = ctx.placed(&format!("group:{key}"), 0);
+                Coordinator::default().with_key(key).with_node_id(node).with_host(host).with_port(port)
+            })
             .collect();
         FindCoordinatorResponse::default().with_coordinators(coordinators)
     } else {
+        let (node, host, port) = ctx.placed(&format!("group:{}", r.key), 0);
         FindCoordinatorResponse::default().with_node_id(node).with_host(host).with_port(port)
     };
     ctx.answer(&body)
