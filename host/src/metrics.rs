@@ -60,6 +60,7 @@ pub fn render(broker: &Broker) -> String {
     queues(broker, &mut add);
     pipelines(broker, &mut add);
     store(broker, &mut add);
+    cluster(broker, &mut add);
     let mut out = Vec::new();
     TextEncoder::new().encode(&registry.gather(), &mut out).expect("text encoding into a Vec");
     String::from_utf8(out).expect("text format is UTF-8")
@@ -223,6 +224,35 @@ fn pipelines(broker: &Broker, add: &mut Add<'_>) {
     add(Box::new(state));
     add(Box::new(pause));
     add(Box::new(info));
+}
+
+/// Cluster mode: this node's commits, fenced (refused zombie) commits, takeovers, live nodes.
+fn cluster(broker: &Broker, add: &mut Add<'_>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(c) = &broker.cluster else { return };
+    let plain = |name: &str, help: &str, v: u64| {
+        let m = prometheus::IntCounter::new(name, help).expect("valid counter");
+        m.inc_by(v);
+        m
+    };
+    add(Box::new(plain(
+        "weir_cluster_commits_total",
+        "Pipeline batches this node committed to JetStream",
+        c.counters.commits.load(Relaxed),
+    )));
+    add(Box::new(plain(
+        "weir_cluster_fenced_commits_total",
+        "Commits of this node refused because a newer owner had committed (a zombie stopped)",
+        c.counters.fenced_commits.load(Relaxed),
+    )));
+    add(Box::new(plain(
+        "weir_cluster_takeovers_total",
+        "Pipeline partitions this node took over",
+        c.counters.takeovers.load(Relaxed),
+    )));
+    let live = prometheus::IntGauge::new("weir_cluster_live_nodes", "Nodes this node sees alive").expect("valid gauge");
+    live.set(c.live_nodes().len() as i64);
+    add(Box::new(live));
 }
 
 fn store(broker: &Broker, add: &mut Add<'_>) {

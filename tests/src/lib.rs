@@ -19,6 +19,7 @@ use weir_host::build::tools_dir;
 pub use weir_client;
 pub use weir_host;
 
+pub mod cluster_loop;
 pub mod crash_loop;
 pub mod nats;
 

@@ -46,7 +46,7 @@ pub struct NatsNode {
 pub struct NatsCluster {
     /// The nodes.
     pub nodes: Vec<NatsNode>,
-    root: tempfile::TempDir,
+    _root: tempfile::TempDir,
 }
 
 impl NatsCluster {
@@ -87,7 +87,7 @@ impl NatsCluster {
             )?;
             nodes.push(NatsNode { child: None, name, port: *port, http: *http, config });
         }
-        let mut cluster = NatsCluster { nodes, root };
+        let mut cluster = NatsCluster { nodes, _root: root };
         for i in 0..n {
             cluster.spawn(i)?;
         }

@@ -338,11 +338,15 @@ impl Broker {
         for (name, config) in cluster.topic_configs().await? {
             if self.store.topic(&name).is_err() {
                 cluster.ensure_streams(&name, &config).await?;
-                self.store.create_topic(&name, config).await?;
+                match self.store.create_topic(&name, config).await {
+                    // A create through this node got there first.
+                    Ok(_) | Err(crate::storage::StoreError::TopicExists(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         for (name, version, sandbox, wasm) in
-            cluster.plugins_newer_than(|n| self.registry.live(n).map(|l| l.hash)).await?
+            cluster.plugins_newer_than(|n| self.registry.live(n).map(|l| l.version)).await?
         {
             match self.deploy(&name, wasm, sandbox, false, Some(version)).await {
                 Ok(info) if info.version != version => tracing::warn!(

@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::stream;
@@ -250,7 +251,7 @@ impl CommitLog {
                     self.pipeline
                 )));
             }
-            Err(AtomicError::Other(e)) => return Err(e),
+            Err(e) => return Err(e.into_cluster()),
         };
         *fence = seq;
         self.cluster.count(&self.cluster.counters.commits);
@@ -311,7 +312,7 @@ impl CommitLog {
                 Ok(_) => return Ok(()),
                 // Another forwarder (a zombie, or this one's earlier try) got there first: look again.
                 Err(AtomicError::WrongLastSequence(_)) => continue,
-                Err(AtomicError::Other(e)) => return Err(e),
+                Err(e) => return Err(e.into_cluster()),
             }
         }
         Err(ClusterError::Nats(format!("forwarding to {subject}: kept racing another forwarder")))
@@ -342,13 +343,44 @@ fn chunk(outputs: &Packed) -> Vec<Packed> {
 pub(crate) enum AtomicError {
     /// An expected last (subject) sequence did not match: someone else wrote first.
     WrongLastSequence(String),
+    /// Too many batches in flight on the stream; nothing stored.
+    InFlight,
     Other(ClusterError),
+}
+
+impl AtomicError {
+    pub(crate) fn into_cluster(self) -> ClusterError {
+        match self {
+            AtomicError::WrongLastSequence(m) => ClusterError::Nats(format!("wrong last sequence: {m}")),
+            AtomicError::InFlight => ClusterError::Nats("too many atomic batches in flight on the stream".into()),
+            AtomicError::Other(e) => e,
+        }
+    }
 }
 
 impl Cluster {
     /// Publish `messages` as one atomic batch (ADR-50): stored all together or not at all.
-    /// Returns the last message's sequence.
+    /// Returns the last message's sequence. A batch refused for too many batches in flight on
+    /// the stream (err_code 10210, nothing stored) is sent again.
     pub(crate) async fn publish_atomic(&self, messages: Vec<(String, HeaderMap, Bytes)>) -> Result<u64, AtomicError> {
+        let mut delay = Duration::from_millis(2);
+        loop {
+            match self.publish_atomic_once(messages.clone()).await {
+                Err(AtomicError::InFlight) if delay < Duration::from_secs(2) => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(AtomicError::InFlight) => {
+                    return Err(AtomicError::Other(ClusterError::Nats(
+                        "too many atomic batches in flight on the stream (JetStream's limit is 50)".into(),
+                    )));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn publish_atomic_once(&self, messages: Vec<(String, HeaderMap, Bytes)>) -> Result<u64, AtomicError> {
         let n = messages.len();
         let id = nuid::next();
         let mut reply = None;
@@ -387,6 +419,7 @@ impl Cluster {
             None => Ok(ack.seq),
             // 10071: wrong last sequence (of the subject).
             Some(e) if e.err_code == 10071 => Err(AtomicError::WrongLastSequence(e.description)),
+            Some(e) if e.err_code == 10210 => Err(AtomicError::InFlight),
             Some(e) => Err(AtomicError::Other(ClusterError::Nats(format!(
                 "atomic batch refused: {} (err_code {})",
                 e.description, e.err_code

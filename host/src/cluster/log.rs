@@ -131,10 +131,7 @@ impl Cluster {
                     (subject.clone(), h, encoded(r))
                 })
                 .collect();
-            let last = self.publish_atomic(messages).await.map_err(|e| match e {
-                super::commits::AtomicError::WrongLastSequence(m) => ClusterError::Nats(m),
-                super::commits::AtomicError::Other(e) => e,
-            })?;
+            let last = self.publish_atomic(messages).await.map_err(super::commits::AtomicError::into_cluster)?;
             let first = last + 1 - chunk.len() as u64;
             out.extend((first..=last).map(|seq| (seq - 1, now)));
         }
@@ -200,9 +197,10 @@ impl Cluster {
 
     /// `(log start, high watermark)` of partition `p`.
     pub async fn bounds(&self, topic: &str, p: u32) -> Result<(u64, u64), ClusterError> {
-        let mut s = self.js.get_stream(names::topic_stream(topic, p)).await.map_err(nats)?;
-        let info = s.info().await.map_err(nats)?;
-        Ok((info.state.first_sequence.saturating_sub(1).min(info.state.last_sequence), info.state.last_sequence))
+        let name = names::topic_stream(topic, p);
+        let s = self.js.get_stream(&name).await.map_err(|e| ClusterError::Nats(format!("bounds of {name}: {e}")))?;
+        let state = &s.cached_info().state;
+        Ok((state.first_sequence.saturating_sub(1).min(state.last_sequence), state.last_sequence))
     }
 
     /// A batched direct get from `stream` starting at sequence `seq`, optionally of one

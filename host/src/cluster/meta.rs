@@ -85,11 +85,11 @@ impl Cluster {
         })
     }
 
-    /// Plugins whose live version in the cluster differs from this node's (`local` gives the
-    /// hash live here): name, version, sandbox and component bytes of each.
+    /// Plugins whose live version in the cluster is newer than this node's (`local` gives
+    /// the version live here): name, version, sandbox and component bytes of each.
     pub async fn plugins_newer_than(
         &self,
-        local: impl Fn(&str) -> Option<String>,
+        local: impl Fn(&str) -> Option<u32>,
     ) -> Result<Vec<(String, u32, Sandbox, Vec<u8>)>, ClusterError> {
         let mut keys = self.plugins.keys().await.map_err(nats)?;
         let mut out = Vec::new();
@@ -99,7 +99,7 @@ impl Cluster {
             let pointer: LivePointer = serde_json::from_slice(&v)
                 .map_err(|e| ClusterError::Corrupt { what: format!("plugin {key}"), message: e.to_string() })?;
             let name = super::log::unescape_name(&key);
-            if local(&name).as_deref() == Some(pointer.hash.as_str()) {
+            if local(&name).is_some_and(|v| v >= pointer.version) {
                 continue;
             }
             let mut object = self.plugin_bytes.get(pointer.hash.as_str()).await.map_err(nats)?;

@@ -25,9 +25,10 @@ pub use nodes::{NodeInfo, owner_of};
 /// fixed through 2.14.4.
 pub const MIN_NATS_VERSION: (u64, u64, u64) = (2, 14, 4);
 
-/// How long a JetStream request may take: an election after a server's death takes a few
-/// seconds, and a loaded 2-core machine running three servers more.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a JetStream request may take before it is given up (and retried where that is
+/// safe): long enough for a loaded machine, short enough that a request lost in a
+/// reconnection to another server does not stall a partition for long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Run an idempotent JetStream operation until it succeeds, at most a minute: streams and
 /// buckets are created while the cluster may still be electing its meta leader.

@@ -28,7 +28,8 @@ pub(crate) struct ClusterFeed {
     pending: u64,
     /// Sequence of the last commit record: the next commit expects it.
     fence: u64,
-    /// Set when a commit was refused because another node committed since.
+    /// Set when a commit was refused because another node committed since, or did not
+    /// answer: the partition is then taken over again from its last commit.
     fenced: Arc<AtomicBool>,
 }
 
@@ -105,7 +106,13 @@ impl ClusterFeed {
                 self.fenced.store(true, Ordering::Relaxed);
                 return Ok(false);
             }
-            Err(e) => return Err(format!("committing {}: {e}", self.describe())),
+            // JetStream did not answer (an election, a reconnection): the batch landed whole or
+            // not at all, and the last commit says which. Take the partition over again.
+            Err(e) => {
+                tracing::warn!(pipeline = %plan.spec.name, partition = self.partition, error = %e, "commit unconfirmed; resuming from the last commit");
+                self.fenced.store(true, Ordering::Relaxed);
+                return Ok(false);
+            }
         }
         self.offset = self.pending;
         if !commit.state.is_empty() {
@@ -175,7 +182,10 @@ impl Pipelines {
                 return;
             }
             if fenced.load(Ordering::Relaxed) {
-                tracing::warn!(pipeline = %name, partition = p, "stopped after a refused commit; re-reading ownership");
+                tracing::warn!(pipeline = %name, partition = p, "stopped after a refused or unconfirmed commit; taking over again");
+                if wait(&stop, &mut members, Duration::from_millis(200)).await {
+                    return;
+                }
             }
         }
     }
