@@ -187,11 +187,20 @@ impl Loop {
     }
 
     async fn produce(&mut self, ids: Vec<u64>) {
-        let mut n = self.rng.random_range(0..self.nodes.len());
-        if self.paused == Some(n) {
-            n = (n + 1) % self.nodes.len();
+        let start = self.rng.random_range(0..self.nodes.len());
+        // A node that refuses the connection (killed) got nothing: the other may take it.
+        let mut client = None;
+        for i in 0..self.nodes.len() {
+            let n = (start + i) % self.nodes.len();
+            if self.paused == Some(n) {
+                continue;
+            }
+            if let Ok(c) = self.nodes[n].client().await {
+                client = Some(c);
+                break;
+            }
         }
-        let Ok(client) = self.nodes[n].client().await else { return };
+        let Some(client) = client else { return };
         if let Ok(positions) = client.produce("orders", ids.iter().map(|i| record(*i)).collect()).await {
             for (id, pos) in ids.iter().zip(positions) {
                 self.acked.insert(*id, pos);
@@ -202,7 +211,7 @@ impl Loop {
     async fn kill_stream_leader(&mut self, burst: u64) -> Result<()> {
         let p = self.rng.random_range(0..PARTITIONS);
         let stream = format!("WEIR-T-orders-{p}");
-        let leader = eventually("a stream leader", LONG, || async { self.nats.stream_leader(&stream) }).await?;
+        let leader = eventually("a stream leader", LONG, || async { Ok(self.nats.stream_leader(&stream)?) }).await?;
         self.nats.kill9(leader);
         self.burst(burst / 2).await?;
         self.nats.restart(leader)?;

@@ -21,7 +21,8 @@ pub use weir_host;
 
 pub mod cluster_loop;
 pub mod crash_loop;
-pub mod nats;
+/// A local JetStream cluster (3 real `nats-server` processes).
+pub use weir_host::cluster::local as nats;
 
 /// The workspace root (where `Cargo.toml` and `plugins/` are).
 pub fn workspace_root() -> PathBuf {

@@ -4,6 +4,7 @@
 //!
 //! Each throughput stage runs `--repeat` times on fresh topics and reports the median.
 
+mod cluster;
 mod peers;
 mod plot;
 mod polyglot;
@@ -86,6 +87,14 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Benchmark cluster mode instead: 3 local NATS JetStream servers (installed by
+    /// examples/setup.sh), weir nodes over them; produce, the 1-step pipeline on one and on
+    /// two nodes, and failover after kill -9.
+    #[arg(long)]
+    cluster: bool,
+    /// Messages per cluster stage.
+    #[arg(long, default_value_t = 200_000)]
+    cluster_messages: u64,
 }
 
 /// The figures, as `--json` prints them. Peer figures are `null` without `--peers`.
@@ -160,6 +169,9 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         bail!("--count, --batch, --repeat and --rate must be at least 1, and --size at least 32 bytes");
     }
     let plugins = load_plugins(args.plugin_dir.as_deref())?;
+    if args.cluster {
+        return cluster::run(&args, &plugins).await;
+    }
     let mut report = Report {
         message_bytes: args.size,
         messages: args.count,
@@ -329,16 +341,32 @@ pub(crate) struct BenchServer {
     dir: tempfile::TempDir,
     durability: Durability,
     wal_dir: Option<tempfile::TempDir>,
+    /// Flags beyond the defaults.
+    extra: Vec<String>,
 }
 
 impl BenchServer {
     fn start(durability: Durability, wal_parent: Option<&Path>) -> anyhow::Result<BenchServer> {
+        BenchServer::start_with(durability, wal_parent, &[])
+    }
+
+    /// A server with `extra` flags (a cluster node's).
+    fn start_with(durability: Durability, wal_parent: Option<&Path>, extra: &[&str]) -> anyhow::Result<BenchServer> {
         let dir = tempfile::Builder::new().prefix("weir-bench-").tempdir()?;
         let wal_dir =
             wal_parent.map(|p| tempfile::Builder::new().prefix("weir-bench-wal-").tempdir_in(p)).transpose()?;
         let wal = wal_dir.as_ref().map(tempfile::TempDir::path);
-        let (child, [addr, kafka, http]) = spawn_server(dir.path(), durability, wal)?;
-        Ok(BenchServer { child: Some(child), addr, kafka, http, dir, durability, wal_dir })
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, [addr, kafka, http]) = spawn_server(dir.path(), durability, wal, &extra)?;
+        Ok(BenchServer { child: Some(child), addr, kafka, http, dir, durability, wal_dir, extra })
+    }
+
+    /// SIGKILL, without a restart.
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// The server's resident memory, MiB (from /proc).
@@ -356,12 +384,9 @@ impl BenchServer {
 
     /// SIGKILL, then start again on the same data directory; returns when it listens.
     fn kill9_and_restart(&mut self) -> anyhow::Result<()> {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.kill9();
         let wal = self.wal_dir.as_ref().map(tempfile::TempDir::path);
-        let (child, [addr, kafka, http]) = spawn_server(self.dir.path(), self.durability, wal)?;
+        let (child, [addr, kafka, http]) = spawn_server(self.dir.path(), self.durability, wal, &self.extra)?;
         self.child = Some(child);
         self.addr = addr;
         self.kafka = kafka;
@@ -371,9 +396,15 @@ impl BenchServer {
 }
 
 /// The server and its native, Kafka and HTTP addresses.
-fn spawn_server(dir: &Path, durability: Durability, wal_dir: Option<&Path>) -> anyhow::Result<(Child, [String; 3])> {
+fn spawn_server(
+    dir: &Path,
+    durability: Durability,
+    wal_dir: Option<&Path>,
+    extra: &[String],
+) -> anyhow::Result<(Child, [String; 3])> {
     let mut child = Command::new(std::env::current_exe()?)
         .arg("serve")
+        .args(extra)
         .args(wal_dir.map(|w| [std::ffi::OsStr::new("--wal-dir"), w.as_os_str()]).into_iter().flatten())
         .arg("--data-dir")
         .arg(dir.join("data"))
@@ -398,10 +429,7 @@ fn spawn_server(dir: &Path, durability: Durability, wal_dir: Option<&Path>) -> a
 
 impl Drop for BenchServer {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.kill9();
     }
 }
 

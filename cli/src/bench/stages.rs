@@ -185,13 +185,13 @@ fn records(from: u64, n: usize, size: usize) -> Vec<WireRecord> {
     (from..from + n as u64).map(|i| WireRecord::value(message(i, size))).collect()
 }
 
-async fn create(client: &Client, name: &str, partitions: u32) -> anyhow::Result<()> {
+pub(super) async fn create(client: &Client, name: &str, partitions: u32) -> anyhow::Result<()> {
     client.create_topic(name, TopicConfig { partitions, ..TopicConfig::default() }).await?;
     Ok(())
 }
 
 /// Produce `count` messages to `topic` over one connection, [`IN_FLIGHT`] batches at a time.
-async fn produce_all(client: &Client, topic: &str, count: u64, size: usize, batch: usize) -> anyhow::Result<()> {
+pub(super) async fn produce_all(client: &Client, topic: &str, count: u64, size: usize, batch: usize) -> anyhow::Result<()> {
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut sent = 0u64;
     while sent < count {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv, object_store};
 
 mod commits;
+pub mod local;
 mod log;
 mod meta;
 pub mod names;

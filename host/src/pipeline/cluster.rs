@@ -85,10 +85,17 @@ impl ClusterFeed {
             .iter()
             .flat_map(|a| a.records.iter().map(move |r| (a.topic.name.clone(), a.partition, r.clone())))
             .collect();
+        // One message per key: the last write of the batch is the key's value.
+        let mut last: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+        for (i, w) in commit.state.iter().enumerate() {
+            last.insert(&w.key, i);
+        }
         let state = commit
             .state
             .iter()
-            .map(|w| {
+            .enumerate()
+            .filter(|(i, w)| last.get(w.key.as_slice()) == Some(i))
+            .map(|(_, w)| {
                 let step = u16::from_be_bytes([w.key[4], w.key[5]]);
                 let value = w.value.as_ref().map(|v| {
                     let mut b = w.expires_at_ms.to_be_bytes().to_vec();

