@@ -95,6 +95,11 @@ pub struct BenchArgs {
     /// Messages per cluster stage.
     #[arg(long, default_value_t = 200_000)]
     cluster_messages: u64,
+    /// When the cluster's NATS servers fsync: `always` (every write before its
+    /// acknowledgement) or `default` (NATS's default, every two minutes: an acknowledged write
+    /// is on a quorum of servers).
+    #[arg(long, default_value = "always", value_parser = ["always", "default"])]
+    nats_sync: String,
 }
 
 /// The figures, as `--json` prints them. Peer figures are `null` without `--peers`.

@@ -228,21 +228,28 @@ impl Broker {
                 if spec.source.topic().is_none() {
                     return Err(single_node("pipelines reading queues"));
                 }
+                let _sync = self.cluster_pipelines.lock().await;
+                // Claimed in the cluster first: a name another node holds never starts here.
                 let encoded = Bytes::from(stored::encode(&stored::PipelineSpecV1::from(spec.clone())));
-                let status = self.pipelines.create(spec.clone(), owner).await?;
                 if let Err(e) = cluster.pipelines.create(names::escape(&spec.name), encoded).await {
-                    let _ = self.pipelines.delete(&spec.name).await;
                     return Err(ClusterError::Exists(format!(
                         "pipeline `{}` already exists in the cluster ({e})",
                         spec.name
                     ))
                     .into());
                 }
-                Ok(Reply::Pipeline(status))
+                match self.pipelines.create(spec.clone(), owner).await {
+                    Ok(status) => Ok(Reply::Pipeline(status)),
+                    Err(e) => {
+                        let _ = cluster.pipelines.purge(names::escape(&spec.name)).await;
+                        Err(e.into())
+                    }
+                }
             }
             PipelineCommand::Delete { name } => {
+                let _sync = self.cluster_pipelines.lock().await;
+                cluster.pipelines.purge(names::escape(&name)).await.map_err(crate::cluster::nats)?;
                 self.pipelines.delete(&name).await?;
-                let _ = cluster.pipelines.purge(names::escape(&name)).await;
                 crate::cluster::CommitLog::delete(cluster, &name).await;
                 Ok(Reply::Done)
             }
@@ -357,6 +364,8 @@ impl Broker {
                 Err(e) => tracing::warn!(plugin = %name, error = %e, "cannot install the cluster's plugin version"),
             }
         }
+        // Not while this node creates or deletes one (it would see half of the change).
+        let _sync = self.cluster_pipelines.lock().await;
         let mut keys = cluster.pipelines.keys().await.map_err(crate::cluster::nats)?;
         let mut wanted = Vec::new();
         while let Some(key) = keys.next().await {

@@ -88,6 +88,8 @@ pub struct Broker {
     pub metrics: crate::metrics::Metrics,
     /// Cluster mode's connection (`None`: single node, everything in the local store).
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Held while pipelines are created, deleted or mirrored from the cluster.
+    cluster_pipelines: tokio::sync::Mutex<()>,
     /// Held by a dead-letter replay: one at a time.
     replaying: tokio::sync::Mutex<()>,
     /// Components arriving in parts.
@@ -160,6 +162,7 @@ impl Broker {
             replies,
             config,
             cluster: cluster.clone(),
+            cluster_pipelines: Default::default(),
             producers: Default::default(),
             metrics: Default::default(),
             replaying: Default::default(),

@@ -31,6 +31,9 @@ use crate::types::now_ms;
 
 /// JetStream's limit on messages in one atomic batch (the server's default).
 pub const MAX_BATCH_MESSAGES: usize = 1000;
+/// Atomic batches this node has in flight per stream (JetStream refuses more than 50 per
+/// stream from all nodes together).
+const MAX_BATCHES_IN_FLIGHT: usize = 8;
 /// Packed outputs per message stay under NATS's default 1 MiB payload.
 const OUTPUT_CHUNK_BYTES: usize = 768 * 1024;
 
@@ -83,6 +86,9 @@ pub struct CommitLog {
     cluster: Arc<Cluster>,
     pipeline: String,
     stream: String,
+    /// When the commit stream was created (ns): tells this pipeline's forwarded outputs from
+    /// those of an earlier, deleted pipeline of the same name.
+    incarnation: i128,
 }
 
 impl CommitLog {
@@ -100,9 +106,11 @@ impl CommitLog {
             ..Default::default()
         };
         let what = format!("creating stream {stream}");
-        super::retrying(&what, || async { cluster.js.get_or_create_stream(config.clone()).await.map_err(nats) })
-            .await?;
-        Ok(CommitLog { cluster, pipeline: pipeline.to_string(), stream })
+        let created =
+            super::retrying(&what, || async { cluster.js.get_or_create_stream(config.clone()).await.map_err(nats) })
+                .await?;
+        let incarnation = created.cached_info().created.unix_timestamp_nanos();
+        Ok(CommitLog { cluster, pipeline: pipeline.to_string(), stream, incarnation })
     }
 
     /// Delete the commit stream (the pipeline is deleted).
@@ -119,7 +127,13 @@ impl CommitLog {
     ) -> Result<Option<(u64, String, Vec<String>)>, ClusterError> {
         let subject = names::commit_subject(pipeline, p, "commit");
         let stream = names::commit_stream(pipeline);
-        let Some((_, _, payload)) = cluster.last_by_subject(&stream, &subject).await? else { return Ok(None) };
+        // Before the first owner opened the commit stream, nothing answers for it: nothing
+        // was committed yet.
+        let last = match cluster.last_by_subject(&stream, &subject).await {
+            Err(ClusterError::NoResponders(_)) => return Ok(None),
+            other => other?,
+        };
+        let Some((_, _, payload)) = last else { return Ok(None) };
         let rec: CommitRecord = rmp_serde::from_slice(&payload)
             .map_err(|e| ClusterError::Corrupt { what: subject.clone(), message: e.to_string() })?;
         Ok(Some((rec.next_offset, rec.node, rec.versions)))
@@ -130,7 +144,8 @@ impl CommitLog {
     pub async fn takeover(&self, p: u32) -> Result<Takeover, ClusterError> {
         let mut t = Takeover::default();
         let subject = names::commit_subject(&self.pipeline, p, "commit");
-        let Some((seq, headers, payload)) = self.cluster.last_by_subject(&self.stream, &subject).await? else {
+        // From the leader: a lagging replica would give an older commit or older state.
+        let Some((seq, headers, payload)) = self.cluster.last_by_subject_leader(&self.stream, &subject).await? else {
             return Ok(t);
         };
         let rec: CommitRecord = rmp_serde::from_slice(&payload)
@@ -148,23 +163,16 @@ impl CommitLog {
 
     async fn read_state(&self, p: u32) -> Result<Vec<(u16, Vec<u8>, Vec<u8>)>, ClusterError> {
         let filter = names::commit_subject(&self.pipeline, p, "state.>");
-        let prefix = names::commit_subject(&self.pipeline, p, "state.");
         let mut out = Vec::new();
-        let mut seq = 1;
-        loop {
-            let (msgs, _) = self.cluster.direct_batch(&self.stream, seq, 1000, 8 << 20, Some(&filter)).await?;
-            let Some(last) = msgs.last().map(|m| m.0) else { break };
-            for (_, subject, headers, payload) in msgs {
-                if headers.get("Weir-Deleted").is_some() {
-                    continue;
-                }
-                let key = subject.strip_prefix(&prefix).and_then(names::unhex).filter(|k| k.len() >= 2);
-                let Some(key) = key else {
-                    return Err(ClusterError::Corrupt { what: subject, message: "not a state key".into() });
-                };
-                out.push((u16::from_be_bytes([key[0], key[1]]), key[2..].to_vec(), payload.to_vec()));
+        for (subject, headers, payload) in self.cluster.last_per_subject(&self.stream, &filter).await? {
+            if headers.get("Weir-Deleted").is_some() {
+                continue;
             }
-            seq = last + 1;
+            let key = headers.get("Weir-Key").and_then(|k| names::unhex(k.as_str())).filter(|k| k.len() >= 2);
+            let Some(key) = key else {
+                return Err(ClusterError::Corrupt { what: subject, message: "a state message without its key".into() });
+            };
+            out.push((u16::from_be_bytes([key[0], key[1]]), key[2..].to_vec(), payload.to_vec()));
         }
         Ok(out)
     }
@@ -173,7 +181,7 @@ impl CommitLog {
         let mut outputs = Packed::new();
         for n in 0..rec.chunks {
             let subject = names::commit_subject(&self.pipeline, p, &format!("out.{n}"));
-            let Some((_, headers, payload)) = self.cluster.last_by_subject(&self.stream, &subject).await? else {
+            let Some((_, headers, payload)) = self.cluster.last_by_subject_leader(&self.stream, &subject).await? else {
                 return Err(ClusterError::Corrupt { what: subject, message: "output chunk missing".into() });
             };
             if headers.get("Nats-Batch-Id").map(|v| v.as_str()) != Some(batch) {
@@ -226,8 +234,12 @@ impl CommitLog {
         for (step, key, value) in c.state {
             let mut full = step.to_be_bytes().to_vec();
             full.extend_from_slice(&key);
-            let subject = names::commit_subject(&self.pipeline, p, &format!("state.{}", names::hex(&full)));
+            // The subject names the key by its hash (a subject must stay short); the key itself
+            // rides in a header.
+            let leaf = format!("state.{}", &blake3::hash(&full).to_hex()[..32]);
+            let subject = names::commit_subject(&self.pipeline, p, &leaf);
             let mut headers = HeaderMap::new();
+            headers.insert("Weir-Key", names::hex(&full).as_str());
             let body = match value {
                 Some(v) => Bytes::from(v),
                 None => {
@@ -268,7 +280,7 @@ impl CommitLog {
             let stream = names::topic_stream(&topic, partition);
             let subject = names::forward_subject(&topic, partition, &self.pipeline, p);
             for (n, part) in records.chunks(MAX_BATCH_MESSAGES).enumerate() {
-                let origin = format!("{commit_seq:020}.{n:06}");
+                let origin = format!("{}:{commit_seq:020}.{n:06}", self.incarnation);
                 self.forward_once(&stream, &subject, &origin, part).await?;
             }
         }
@@ -285,12 +297,15 @@ impl CommitLog {
         records: &[Bytes],
     ) -> Result<(), ClusterError> {
         for _ in 0..10 {
-            let last = self.cluster.last_by_subject(stream, subject).await?;
+            let last = self.cluster.last_by_subject_leader(stream, subject).await?;
             let (expected, done) = match &last {
                 None => (0, false),
                 Some((seq, headers, _)) => {
+                    // An origin of an earlier pipeline of the same name (another incarnation)
+                    // says nothing about this one's.
                     let theirs = headers.get("Weir-Origin").map(|v| v.as_str().to_string()).unwrap_or_default();
-                    (*seq, theirs.as_str() >= origin)
+                    let same = theirs.split_once(':').map(|t| t.0) == origin.split_once(':').map(|o| o.0);
+                    (*seq, same && theirs.as_str() >= origin)
                 }
             };
             if done {
@@ -363,6 +378,13 @@ impl Cluster {
     /// Returns the last message's sequence. A batch refused for too many batches in flight on
     /// the stream (err_code 10210, nothing stored) is sent again.
     pub(crate) async fn publish_atomic(&self, messages: Vec<(String, HeaderMap, Bytes)>) -> Result<u64, AtomicError> {
+        // A bounded number in flight per stream: beyond it batches wait here, not in a
+        // server backlog where their commits would time out.
+        let stream = messages.first().map(|m| m.0.split('.').take(4).collect::<Vec<_>>().join(".")).unwrap_or_default();
+        let gate = self.inflight.lock().expect("in-flight gates").entry(stream).or_insert_with(|| {
+            std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_BATCHES_IN_FLIGHT))
+        }).clone();
+        let _permit = gate.acquire_owned().await.map_err(|e| AtomicError::Other(nats(e)))?;
         let mut delay = Duration::from_millis(2);
         loop {
             match self.publish_atomic_once(messages.clone()).await {

@@ -1,7 +1,8 @@
 //! A local NATS JetStream cluster for tests and benchmarks: `n` `nats-server` processes (the
 //! pinned 2.14 that `examples/setup.sh` installs) on free loopback ports, routed to each
-//! other, each fsyncing every write (`sync_interval: always`), with their own store
-//! directories under a temporary directory.
+//! other, with their own store directories under a temporary directory. Each fsyncs every
+//! write (`sync_interval: always`) unless started with [`Sync::Default`] (NATS's default:
+//! fsync every two minutes, durability by replication).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -50,6 +51,16 @@ pub fn checked_version(binary: &Path) -> Result<String> {
     Ok(version)
 }
 
+/// When the servers fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sync {
+    /// Every write before it is acknowledged (`sync_interval: always`).
+    Always,
+    /// NATS's default: every two minutes; an acknowledged write is on a quorum of servers,
+    /// in their page caches until then.
+    Default,
+}
+
 /// One NATS node.
 pub struct NatsNode {
     child: Option<Child>,
@@ -73,10 +84,15 @@ impl NatsCluster {
     /// Start `n` routed nodes and wait until each reports JetStream healthy. Ports are picked
     /// free but may be taken before the servers bind them: then it starts again on others.
     pub fn start(n: usize) -> Result<NatsCluster> {
+        NatsCluster::start_synced(n, Sync::Always)
+    }
+
+    /// [`NatsCluster::start`] with the servers fsyncing as `sync` says.
+    pub fn start_synced(n: usize, sync: Sync) -> Result<NatsCluster> {
         checked_version(&nats_server())?;
         let mut last = None;
         for _ in 0..3 {
-            match NatsCluster::start_once(n) {
+            match NatsCluster::start_once(n, sync) {
                 Ok(c) => return Ok(c),
                 Err(e) => last = Some(e),
             }
@@ -84,7 +100,11 @@ impl NatsCluster {
         Err(last.expect("tried"))
     }
 
-    fn start_once(n: usize) -> Result<NatsCluster> {
+    fn start_once(n: usize, sync: Sync) -> Result<NatsCluster> {
+        let sync = match sync {
+            Sync::Always => ", sync_interval: always",
+            Sync::Default => "",
+        };
         let root = tempfile::Builder::new().prefix("weir-nats-").tempdir().map_err(io("creating a directory"))?;
         let ports: Vec<(u16, u16, u16)> =
             (0..n).map(|_| Ok((free_port()?, free_port()?, free_port()?))).collect::<Result<_>>()?;
@@ -99,7 +119,7 @@ impl NatsCluster {
                 &config,
                 format!(
                     "server_name: {name}\nlisten: 127.0.0.1:{port}\nhttp: 127.0.0.1:{http}\n\
-                     jetstream {{ store_dir: \"{}\", sync_interval: always }}\n\
+                     jetstream {{ store_dir: \"{}\"{sync} }}\n\
                      cluster {{ name: weir, listen: 127.0.0.1:{cluster}, routes: [{}] }}\n",
                     dir.join("js").display(),
                     routes.join(", ")

@@ -195,6 +195,27 @@ impl Cluster {
         Ok(Fetched { records: out, log_start: first.saturating_sub(1), high_watermark: last })
     }
 
+    /// Up to `max_records` records of partition `p` from `offset`, without the partition's
+    /// bounds (a pipeline's feed polls: one request per poll).
+    pub async fn read_records(
+        &self,
+        topic: &str,
+        p: u32,
+        offset: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredRecord>, ClusterError> {
+        let stream = names::topic_stream(topic, p);
+        let (records, _) = self.direct_batch(&stream, offset + 1, max_records, max_bytes, None).await?;
+        records
+            .into_iter()
+            .map(|(seq, _, _, payload)| {
+                record::decode(seq - 1, payload)
+                    .map_err(|message| ClusterError::Corrupt { what: format!("{stream} seq {seq}"), message })
+            })
+            .collect()
+    }
+
     /// `(log start, high watermark)` of partition `p`.
     pub async fn bounds(&self, topic: &str, p: u32) -> Result<(u64, u64), ClusterError> {
         let name = names::topic_stream(topic, p);
@@ -301,7 +322,10 @@ impl Cluster {
             .client
             .request(format!("$JS.API.DIRECT.GET.{stream}"), Bytes::from(req))
             .await
-            .map_err(|e| ClusterError::Nats(format!("reading the last message of {subject}: {e}")))?;
+            .map_err(|e| match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => ClusterError::NoResponders(stream.to_string()),
+                _ => ClusterError::Nats(format!("reading the last message of {subject}: {e}")),
+            })?;
         if let Some(status) = msg.status {
             return match status.as_u16() {
                 404 => Ok(None),
@@ -314,5 +338,67 @@ impl Cluster {
         let headers = msg.headers.unwrap_or_default();
         let seq = headers.get("Nats-Sequence").and_then(|v| v.as_str().parse().ok()).unwrap_or(0);
         Ok(Some((seq, headers, msg.payload)))
+    }
+}
+
+impl Cluster {
+    /// The last message on `subject` of `stream` as its leader has it (not a replica that may
+    /// lag): `(seq, headers, payload)`, or `None`. For what a commit's correctness rests on.
+    pub(crate) async fn last_by_subject_leader(
+        &self,
+        stream: &str,
+        subject: &str,
+    ) -> Result<Option<(u64, HeaderMap, Bytes)>, ClusterError> {
+        let s = self.js.get_stream_no_info(stream).await.map_err(nats)?;
+        match s.get_last_raw_message_by_subject(subject).await {
+            Ok(m) => Ok(Some((m.sequence, m.headers, m.payload))),
+            Err(e) if e.kind() == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(ClusterError::Nats(format!("reading the last message of {subject}: {e}"))),
+        }
+    }
+
+    /// The last message of every subject matching `filter` in `stream`, from its leader (an
+    /// ephemeral consumer delivering the last per subject): `(subject, headers, payload)`.
+    pub(crate) async fn last_per_subject(
+        &self,
+        stream: &str,
+        filter: &str,
+    ) -> Result<Vec<(String, HeaderMap, Bytes)>, ClusterError> {
+        use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy};
+        let s = self.js.get_stream_no_info(stream).await.map_err(nats)?;
+        let mut c = s
+            .create_consumer(consumer::pull::Config {
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                filter_subject: filter.to_string(),
+                ack_policy: AckPolicy::None,
+                inactive_threshold: Duration::from_secs(60),
+                memory_storage: true,
+                num_replicas: 1,
+                ..Default::default()
+            })
+            .await
+            .map_err(nats)?;
+        let pending = c.info().await.map_err(nats)?.num_pending;
+        let mut out = Vec::with_capacity(pending as usize);
+        while (out.len() as u64) < pending {
+            let mut batch = c
+                .fetch()
+                .max_messages(1000)
+                .expires(Duration::from_secs(5))
+                .messages()
+                .await
+                .map_err(nats)?;
+            let before = out.len();
+            while let Some(m) = batch.next().await {
+                let m = m.map_err(nats)?;
+                out.push((m.subject.to_string(), m.headers.clone().unwrap_or_default(), m.payload.clone()));
+            }
+            if out.len() == before {
+                return Err(ClusterError::Nats(format!("reading {filter}: {} of {pending} arrived", out.len())));
+            }
+        }
+        let name = c.cached_info().name.clone();
+        let _ = s.delete_consumer(&name).await;
+        Ok(out)
     }
 }

@@ -89,6 +89,9 @@ pub enum ClusterError {
     /// A JetStream request failed.
     #[error("JetStream: {0}")]
     Nats(String),
+    /// Nothing serves the stream (not created yet, or between leaders).
+    #[error("no JetStream server answers for stream {0} yet; retry")]
+    NoResponders(String),
     /// A newer owner has committed this partition: this node's commit was refused whole.
     #[error("{0}")]
     Fenced(String),
@@ -177,6 +180,8 @@ pub struct Cluster {
     pub(crate) plugin_bytes: object_store::ObjectStore,
     pub(crate) nodes: nodes::Nodes,
     pub(crate) replicas: usize,
+    /// Per stream (subject prefix), a gate on this node's atomic batches in flight.
+    pub(crate) inflight: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// Events worth counting.
     pub counters: ClusterCounters,
 }
@@ -251,6 +256,7 @@ impl Cluster {
             plugin_bytes,
             nodes,
             replicas,
+            inflight: Default::default(),
             counters: ClusterCounters::default(),
         }))
     }

@@ -145,14 +145,12 @@ fn apply(live: &Mutex<BTreeMap<String, (NodeInfo, Instant)>>, entry: kv::Entry, 
     if entry.operation != kv::Operation::Put {
         return map.remove(&entry.key).is_some();
     }
-    // A heartbeat replayed at the watch's start may already be older than the lease.
-    let age = time::OffsetDateTime::now_utc() - entry.created;
-    let age = Duration::try_from(age).unwrap_or_default();
-    if age >= lease {
-        return false;
-    }
+    // Seen now, by this node's clock: comparing the server's timestamp with this clock would
+    // make membership depend on clock skew. (The bucket's max age already dropped entries
+    // older than the lease before the watch replayed them.)
+    let _ = lease;
     let info: NodeInfo = serde_json::from_slice(&entry.value).unwrap_or_default();
-    let seen = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+    let seen = Instant::now();
     match map.insert(entry.key, (info.clone(), seen)) {
         Some((old, _)) => old != info,
         None => true,

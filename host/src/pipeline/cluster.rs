@@ -46,8 +46,11 @@ impl ClusterFeed {
         stop: &mut watch::Receiver<bool>,
     ) -> Result<Option<(Vec<StoredRecord>, Option<Vec<StoredRecord>>)>, String> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        // A batch's commit is one atomic batch of at most 1000 messages: its inputs, each
+        // writing about one state key, stay well below.
+        let batch_max = batch_max.min(limits::CLUSTER_BATCH_MESSAGES);
         loop {
-            let read = self.cluster.read(&self.topic, self.partition, self.offset, batch_max, limits::PIPELINE_BATCH_BYTES);
+            let read = self.cluster.read_records(&self.topic, self.partition, self.offset, batch_max, limits::PIPELINE_BATCH_BYTES);
             let fetched = match read.await {
                 Ok(f) => f,
                 // A stream changing leader answers nothing for a moment: try again.
@@ -56,16 +59,16 @@ impl ClusterFeed {
                     Default::default()
                 }
             };
-            if !fetched.records.is_empty() {
+            if !fetched.is_empty() {
                 // The local store holds no records to re-read a failing batch from: keep a copy.
-                let copy = fetched.records.clone();
-                return Ok(Some((fetched.records, Some(copy))));
+                let copy = fetched.clone();
+                return Ok(Some((fetched, Some(copy))));
             }
             if tokio::time::Instant::now() >= deadline {
                 return Ok(None);
             }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 _ = stop.changed() => return Ok(None),
             }
         }
@@ -112,6 +115,10 @@ impl ClusterFeed {
                 tracing::warn!(pipeline = %plan.spec.name, partition = self.partition, "{why}");
                 self.fenced.store(true, Ordering::Relaxed);
                 return Ok(false);
+            }
+            // The same batch would fail the same way again: halt, saying why.
+            Err(e @ (ClusterError::Unsupported(_) | ClusterError::Corrupt { .. })) => {
+                return Err(format!("committing {}: {e}", self.describe()));
             }
             // JetStream did not answer (an election, a reconnection): the batch landed whole or
             // not at all, and the last commit says which. Take the partition over again.

@@ -598,7 +598,15 @@ impl Pipelines {
             Source::Queue(_) => 1,
             Source::Topic(t) => self.store.topic(t)?.partition_count(),
         };
-        match self.store.create_topic(&name, TopicConfig { partitions, ..TopicConfig::default() }).await {
+        let config = TopicConfig { partitions, ..TopicConfig::default() };
+        if let Some(cluster) = &self.cluster {
+            // Every node forwards dead letters into it: it must be the cluster's topic.
+            match cluster.create_topic(&name, &config).await {
+                Ok(()) | Err(crate::cluster::ClusterError::Exists(_)) => {}
+                Err(e) => return Err(PipelineError::Invalid(format!("creating dead-letter topic `{name}`: {e}"))),
+            }
+        }
+        match self.store.create_topic(&name, config).await {
             Ok(_) | Err(StoreError::TopicExists(_)) => Ok(()),
             Err(e) => Err(e.into()),
         }

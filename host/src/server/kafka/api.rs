@@ -127,6 +127,7 @@ const OFFSET_OUT_OF_RANGE: i16 = 1;
 const CORRUPT_MESSAGE: i16 = 2;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const NOT_COORDINATOR: i16 = 16;
 const REQUEST_TIMED_OUT: i16 = 7;
 const MESSAGE_TOO_LARGE: i16 = 10;
 const INVALID_TOPIC_EXCEPTION: i16 = 17;
@@ -241,6 +242,12 @@ impl Ctx {
             out.push((cluster.node.clone(), me.0, me.1, me.2));
         }
         out
+    }
+
+    /// Cluster mode: whether another node coordinates `group` now (its membership lives
+    /// there alone; the client looks the coordinator up again on NOT_COORDINATOR).
+    fn elsewhere(&self, group: &str) -> bool {
+        self.broker.cluster.is_some() && self.placed(&format!("group:{group}"), 0).0 != self.node().0
     }
 
     /// The broker answering for `key` (a topic partition's leader, a group's coordinator):
@@ -687,6 +694,9 @@ async fn find_coordinator(ctx: Ctx, r: FindCoordinatorRequest) -> Option<Bytes> 
 }
 
 async fn join_group(ctx: Ctx, r: JoinGroupRequest) -> Option<Bytes> {
+    if ctx.elsewhere(&r.group_id) {
+        return ctx.answer(&JoinGroupResponse::default().with_error_code(NOT_COORDINATOR).with_generation_id(-1));
+    }
     let session = r.session_timeout_ms;
     let metadata: usize = r.protocols.iter().map(|p| p.metadata.len() + p.name.len()).sum();
     if metadata > limits::KAFKA_GROUP_METADATA_BYTES {
@@ -738,6 +748,9 @@ async fn join_group(ctx: Ctx, r: JoinGroupRequest) -> Option<Bytes> {
 }
 
 async fn sync_group(ctx: Ctx, r: SyncGroupRequest) -> Option<Bytes> {
+    if ctx.elsewhere(&r.group_id) {
+        return ctx.answer(&SyncGroupResponse::default().with_error_code(NOT_COORDINATOR));
+    }
     let command = GroupCommand::ClassicSync {
         group: r.group_id.to_string(),
         member: r.member_id.to_string(),
@@ -762,6 +775,9 @@ async fn sync_group(ctx: Ctx, r: SyncGroupRequest) -> Option<Bytes> {
 }
 
 async fn heartbeat(ctx: Ctx, r: HeartbeatRequest) -> Option<Bytes> {
+    if ctx.elsewhere(&r.group_id) {
+        return ctx.answer(&HeartbeatResponse::default().with_error_code(NOT_COORDINATOR));
+    }
     let command = GroupCommand::ClassicHeartbeat {
         group: r.group_id.to_string(),
         member: r.member_id.to_string(),
