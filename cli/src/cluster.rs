@@ -22,8 +22,8 @@ pub async fn run(client: &Client, cmd: ClusterCmd) -> anyhow::Result<()> {
     if json {
         return output::json(&s);
     }
-    let health = if s.connected { "connected" } else { "NOT CONNECTED" };
-    println!("node {} — NATS {} ({health})", s.node, s.nats);
+    let health = if s.connected { "connected" } else { "NOT CONNECTED (reconnecting)" };
+    println!("node {} — NATS {}, {health}", s.node, s.nats);
     println!("this node: {} commits, {} refused by a newer owner, {} takeovers", s.commits, s.fenced_commits, s.takeovers);
     println!();
     let nodes = s

@@ -282,13 +282,13 @@ impl Cluster {
         self.nodes.changes()
     }
 
-    /// Whether the NATS connection is up, and the server this node talks to.
+    /// Whether the NATS connection is up, and the server this node talks to (name, version).
     pub fn health(&self) -> (bool, String) {
         let state = self.client.connection_state();
         let info = self.client.server_info();
         (
             matches!(state, async_nats::connection::State::Connected),
-            format!("{} {} ({:?})", info.server_name, info.version, state),
+            format!("{} {}", info.server_name, info.version),
         )
     }
 
