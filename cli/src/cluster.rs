@@ -24,12 +24,22 @@ pub async fn run(client: &Client, cmd: ClusterCmd) -> anyhow::Result<()> {
     }
     let health = if s.connected { "connected" } else { "NOT CONNECTED (reconnecting)" };
     println!("node {} — NATS {}, {health}", s.node, s.nats);
-    println!("this node: {} commits, {} refused by a newer owner, {} takeovers", s.commits, s.fenced_commits, s.takeovers);
+    println!(
+        "this node: {} commits, {} refused by a newer owner, {} takeovers",
+        s.commits, s.fenced_commits, s.takeovers
+    );
     println!();
     let nodes = s
         .nodes
         .iter()
-        .map(|n| vec![n.id.clone(), n.native.clone(), n.kafka.clone().unwrap_or_default(), n.http.clone().unwrap_or_default()])
+        .map(|n| {
+            vec![
+                n.id.clone(),
+                n.native.clone(),
+                n.kafka.clone().unwrap_or_default(),
+                n.http.clone().unwrap_or_default(),
+            ]
+        })
         .collect();
     output::table(&["NODE", "NATIVE", "KAFKA", "HTTP"], nodes);
     if !s.partitions.is_empty() {

@@ -149,7 +149,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "weir".into());
             format!("{}-{}", host.trim(), addr.port())
         });
-        let opts = weir_host::cluster::ClusterOptions { urls: urls.clone(), node, replicas: args.replicas, lease: args.lease };
+        let opts =
+            weir_host::cluster::ClusterOptions { urls: urls.clone(), node, replicas: args.replicas, lease: args.lease };
         let kafka = kafka_bound.as_ref().map(|(_, door, _)| match door {
             server::Door::Kafka(k) => format!("{}:{}", k.advertise.0, k.advertise.1),
             _ => String::new(),

@@ -19,10 +19,10 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::tls::ClientTls;
 use crate::wire::{
-    self, ApplyChange, Binding, ClusterStatus, Delivery, Destination, ExchangeInfo, ExchangeType, FetchPosition, FetchedPartition,
-    FetchedRecord, GroupInfo, GroupMembers, Membership, Nack, NewQueueMessage, PipelineSpec, PipelineStatus,
-    PluginEntry, PluginInfo, QueueConfig, QueueInfo, Request, RequestFrame, ResetTarget, Response, ResponseFrame,
-    Sandbox, ShadowReport, StateEntry, TopicConfig, TopicInfo, WireError, WireRecord,
+    self, ApplyChange, Binding, ClusterStatus, Delivery, Destination, ExchangeInfo, ExchangeType, FetchPosition,
+    FetchedPartition, FetchedRecord, GroupInfo, GroupMembers, Membership, Nack, NewQueueMessage, PipelineSpec,
+    PipelineStatus, PluginEntry, PluginInfo, QueueConfig, QueueInfo, Request, RequestFrame, ResetTarget, Response,
+    ResponseFrame, Sandbox, ShadowReport, StateEntry, TopicConfig, TopicInfo, WireError, WireRecord,
 };
 
 /// Why a client call failed.

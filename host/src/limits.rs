@@ -231,6 +231,11 @@ pub fn truncated(mut text: String, max: usize) -> String {
     text
 }
 
+/// Most inputs in one cluster-mode pipeline batch: the batch commits as one JetStream atomic
+/// batch, at most 1000 messages (outputs packed, plus one per state key written, plus the
+/// commit record).
+pub const CLUSTER_BATCH_MESSAGES: usize = 500;
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -241,8 +246,3 @@ mod tests {
         assert_eq!(super::truncated("ééé".into(), 3), "é… (truncated, 6 bytes)");
     }
 }
-
-/// Most inputs in one cluster-mode pipeline batch: the batch commits as one JetStream atomic
-/// batch, at most 1000 messages (outputs packed, plus one per state key written, plus the
-/// commit record).
-pub const CLUSTER_BATCH_MESSAGES: usize = 500;

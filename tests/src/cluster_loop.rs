@@ -137,7 +137,8 @@ pub async fn run(config: &Config) -> Result<Summary> {
     }
     for cycle in 0..config.cycles {
         l.burst(config.burst).await?;
-        let fault = ["kill -9 a stream leader", "kill -9 the busiest node during a deploy", "pause a node past its lease"];
+        let fault =
+            ["kill -9 a stream leader", "kill -9 the busiest node during a deploy", "pause a node past its lease"];
         eprintln!("cluster crash loop: cycle {}: {}", cycle + 1, fault[(cycle % 3) as usize]);
         match cycle % 3 {
             0 => l.kill_stream_leader(config.burst).await?,
@@ -223,7 +224,11 @@ impl Loop {
 
     async fn kill_owner_during_deploy(&mut self, burst: u64) -> Result<()> {
         let live: Vec<&str> = NODES.to_vec();
-        let owned = |n: &str| (0..PARTITIONS).filter(|p| weir_host::cluster::owner_of(live.iter().copied(), "dedup", *p) == Some(n)).count();
+        let owned = |n: &str| {
+            (0..PARTITIONS)
+                .filter(|p| weir_host::cluster::owner_of(live.iter().copied(), "dedup", *p) == Some(n))
+                .count()
+        };
         let victim = if owned(NODES[0]) >= owned(NODES[1]) { 0 } else { 1 };
         let deployer = self.nodes[1 - victim].client().await?;
         deployer.deploy_plugin("dedup", plugin_bytes("dedup")).await.context("deploying a new version")?;
@@ -257,7 +262,10 @@ impl Loop {
     async fn pause_past_lease(&mut self, burst: u64) -> Result<()> {
         // A node owning partitions (one owning none has no commit to make stale).
         let owners: Vec<usize> = (0..self.nodes.len())
-            .filter(|n| (0..PARTITIONS).any(|p| weir_host::cluster::owner_of(NODES.iter().copied(), "dedup", p) == Some(NODES[*n])))
+            .filter(|n| {
+                (0..PARTITIONS)
+                    .any(|p| weir_host::cluster::owner_of(NODES.iter().copied(), "dedup", p) == Some(NODES[*n]))
+            })
             .collect();
         let victim = owners[self.rng.random_range(0..owners.len())];
         let before = self.nodes[victim].client().await?.cluster_status().await?.fenced_commits;
@@ -340,7 +348,9 @@ impl Loop {
         for (id, pos) in &self.acked {
             match at.get(id) {
                 Some(places) if places.contains(pos) => {}
-                Some(places) => self.summary.violations.push(format!("record {id} acked at {pos:?}, stored at {places:?}")),
+                Some(places) => {
+                    self.summary.violations.push(format!("record {id} acked at {pos:?}, stored at {places:?}"))
+                }
                 None => lost += 1,
             }
         }
@@ -433,7 +443,12 @@ async fn read_all(client: &Client, topic: &str) -> Result<BTreeMap<u32, Vec<(u64
         let mut next = *start;
         while next < *end {
             let parts = client
-                .fetch(topic, vec![FetchPosition { partition: p as u32, offset: next }], 10_000, Duration::from_millis(100))
+                .fetch(
+                    topic,
+                    vec![FetchPosition { partition: p as u32, offset: next }],
+                    10_000,
+                    Duration::from_millis(100),
+                )
                 .await?;
             let Some(part) = parts.into_iter().next() else { bail!("no answer for partition {p}") };
             if part.records.is_empty() {
@@ -448,7 +463,10 @@ async fn read_all(client: &Client, topic: &str) -> Result<BTreeMap<u32, Vec<(u64
                     .iter()
                     .find(|(k, _)| k == "weir-trace")
                     .and_then(|(_, v)| v.split(' ').nth(1)?.rsplit_once('@')?.1.parse().ok());
-                records.push((part.first_offset + i as u64, WireLike { id, key: r.key.map(|k| k.to_vec()).unwrap_or_default(), version }));
+                records.push((
+                    part.first_offset + i as u64,
+                    WireLike { id, key: r.key.map(|k| k.to_vec()).unwrap_or_default(), version },
+                ));
             }
             next = records.last().map_or(next, |(o, _)| o + 1);
         }

@@ -43,7 +43,8 @@ const LEASE: &str = "3s";
 /// Run the cluster stages and print their figures.
 pub(super) async fn run(args: &BenchArgs, plugins: &HashMap<String, Vec<u8>>) -> anyhow::Result<()> {
     let sync = if args.nats_sync == "always" { Sync::Always } else { Sync::Default };
-    let nats = NatsCluster::start_synced(3, sync).context("starting 3 NATS servers (examples/setup.sh installs them)")?;
+    let nats =
+        NatsCluster::start_synced(3, sync).context("starting 3 NATS servers (examples/setup.sh installs them)")?;
     let mut r = ClusterReport {
         messages: args.cluster_messages,
         partitions: args.partitions,

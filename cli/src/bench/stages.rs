@@ -191,7 +191,13 @@ pub(super) async fn create(client: &Client, name: &str, partitions: u32) -> anyh
 }
 
 /// Produce `count` messages to `topic` over one connection, [`IN_FLIGHT`] batches at a time.
-pub(super) async fn produce_all(client: &Client, topic: &str, count: u64, size: usize, batch: usize) -> anyhow::Result<()> {
+pub(super) async fn produce_all(
+    client: &Client,
+    topic: &str,
+    count: u64,
+    size: usize,
+    batch: usize,
+) -> anyhow::Result<()> {
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut sent = 0u64;
     while sent < count {

@@ -229,7 +229,11 @@ impl CommitLog {
         let mut messages: Vec<(String, HeaderMap, Bytes)> = Vec::with_capacity(count);
         for (n, part) in chunks.iter().enumerate() {
             let body = rmp_serde::to_vec(part).expect("outputs encode");
-            messages.push((names::commit_subject(&self.pipeline, p, &format!("out.{n}")), HeaderMap::new(), body.into()));
+            messages.push((
+                names::commit_subject(&self.pipeline, p, &format!("out.{n}")),
+                HeaderMap::new(),
+                body.into(),
+            ));
         }
         for (step, key, value) in c.state {
             let mut full = step.to_be_bytes().to_vec();
@@ -381,9 +385,13 @@ impl Cluster {
         // A bounded number in flight per stream: beyond it batches wait here, not in a
         // server backlog where their commits would time out.
         let stream = messages.first().map(|m| m.0.split('.').take(4).collect::<Vec<_>>().join(".")).unwrap_or_default();
-        let gate = self.inflight.lock().expect("in-flight gates").entry(stream).or_insert_with(|| {
-            std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_BATCHES_IN_FLIGHT))
-        }).clone();
+        let gate = self
+            .inflight
+            .lock()
+            .expect("in-flight gates")
+            .entry(stream)
+            .or_insert_with(|| std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_BATCHES_IN_FLIGHT)))
+            .clone();
         let _permit = gate.acquire_owned().await.map_err(|e| AtomicError::Other(nats(e)))?;
         let mut delay = Duration::from_millis(2);
         loop {
@@ -414,7 +422,10 @@ impl Cluster {
                 let r = self.client.request_with_headers(subject, headers, body).await;
                 reply = Some(r.map_err(|e| AtomicError::Other(nats(e)))?);
             } else {
-                self.client.publish_with_headers(subject, headers, body).await.map_err(|e| AtomicError::Other(nats(e)))?;
+                self.client
+                    .publish_with_headers(subject, headers, body)
+                    .await
+                    .map_err(|e| AtomicError::Other(nats(e)))?;
             }
         }
         let reply = reply.ok_or_else(|| AtomicError::Other(ClusterError::Nats("empty atomic batch".into())))?;

@@ -300,16 +300,6 @@ pub(crate) fn unescape_name(escaped: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn escaped_names_come_back() {
-        for n in ["orders", "a.b_c", "ü-x y"] {
-            assert_eq!(super::unescape_name(&super::names::escape(n)), n);
-        }
-    }
-}
-
 impl Cluster {
     /// The last message on `subject` of `stream`: `(seq, headers, payload)`, or `None`.
     pub(crate) async fn last_by_subject(
@@ -318,11 +308,10 @@ impl Cluster {
         subject: &str,
     ) -> Result<Option<(u64, HeaderMap, Bytes)>, ClusterError> {
         let req = serde_json::json!({ "last_by_subj": subject }).to_string();
-        let msg = self
-            .client
-            .request(format!("$JS.API.DIRECT.GET.{stream}"), Bytes::from(req))
-            .await
-            .map_err(|e| match e.kind() {
+        let msg =
+            self.client.request(format!("$JS.API.DIRECT.GET.{stream}"), Bytes::from(req)).await.map_err(|e| match e
+                .kind()
+            {
                 async_nats::RequestErrorKind::NoResponders => ClusterError::NoResponders(stream.to_string()),
                 _ => ClusterError::Nats(format!("reading the last message of {subject}: {e}")),
             })?;
@@ -381,13 +370,8 @@ impl Cluster {
         let pending = c.info().await.map_err(nats)?.num_pending;
         let mut out = Vec::with_capacity(pending as usize);
         while (out.len() as u64) < pending {
-            let mut batch = c
-                .fetch()
-                .max_messages(1000)
-                .expires(Duration::from_secs(5))
-                .messages()
-                .await
-                .map_err(nats)?;
+            let mut batch =
+                c.fetch().max_messages(1000).expires(Duration::from_secs(5)).messages().await.map_err(nats)?;
             let before = out.len();
             while let Some(m) = batch.next().await {
                 let m = m.map_err(nats)?;
@@ -400,5 +384,15 @@ impl Cluster {
         let name = c.cached_info().name.clone();
         let _ = s.delete_consumer(&name).await;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escaped_names_come_back() {
+        for n in ["orders", "a.b_c", "ü-x y"] {
+            assert_eq!(super::unescape_name(&super::names::escape(n)), n);
+        }
     }
 }

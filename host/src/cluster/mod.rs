@@ -286,10 +286,7 @@ impl Cluster {
     pub fn health(&self) -> (bool, String) {
         let state = self.client.connection_state();
         let info = self.client.server_info();
-        (
-            matches!(state, async_nats::connection::State::Connected),
-            format!("{} {}", info.server_name, info.version),
-        )
+        (matches!(state, async_nats::connection::State::Connected), format!("{} {}", info.server_name, info.version))
     }
 
     /// Count an event.

@@ -50,7 +50,13 @@ impl ClusterFeed {
         // writing about one state key, stay well below.
         let batch_max = batch_max.min(limits::CLUSTER_BATCH_MESSAGES);
         loop {
-            let read = self.cluster.read_records(&self.topic, self.partition, self.offset, batch_max, limits::PIPELINE_BATCH_BYTES);
+            let read = self.cluster.read_records(
+                &self.topic,
+                self.partition,
+                self.offset,
+                batch_max,
+                limits::PIPELINE_BATCH_BYTES,
+            );
             let fetched = match read.await {
                 Ok(f) => f,
                 // A stream changing leader answers nothing for a moment: try again.
@@ -177,7 +183,8 @@ impl Pipelines {
             // The worker stops after its batch when the pipeline stops or ownership moves.
             let (tx, rx) = watch::channel(false);
             let watcher = tokio::spawn({
-                let (cluster, name, mut stop, mut members) = (cluster.clone(), name.clone(), stop.clone(), members.clone());
+                let (cluster, name, mut stop, mut members) =
+                    (cluster.clone(), name.clone(), stop.clone(), members.clone());
                 async move {
                     while !*stop.borrow() && cluster.owns(&name, p) {
                         tokio::select! {

@@ -85,8 +85,8 @@ async fn kafka_clients_see_every_node_and_use_any() -> Result<()> {
     // Metadata names both nodes, and partition leaders are spread over them.
     let md = eventually("both nodes in Metadata", LONG, || async {
         let md = weir_tests::kafka_client("metadata", kb, &["--topic", "clicks"])?;
-        let ready = md["brokers"].as_array().map(Vec::len) == Some(2)
-            && md["leaders"].as_object().map(|l| l.len()) == Some(6);
+        let ready =
+            md["brokers"].as_array().map(Vec::len) == Some(2) && md["leaders"].as_object().map(|l| l.len()) == Some(6);
         Ok(ready.then_some(md))
     })
     .await?;
@@ -96,8 +96,7 @@ async fn kafka_clients_see_every_node_and_use_any() -> Result<()> {
     // librdkafka produces to both leaders and consumes in a group coordinated by one node.
     let produced = weir_tests::kafka_client("produce", ka, &["--topic", "clicks", "--count", "300"])?;
     ensure!(produced["acked"] == 300, "{produced}");
-    let consumed =
-        weir_tests::kafka_client("consume", kb, &["--topic", "clicks", "--group", "g1", "--count", "300"])?;
+    let consumed = weir_tests::kafka_client("consume", kb, &["--topic", "clicks", "--group", "g1", "--count", "300"])?;
     let mut values: Vec<String> =
         consumed["values"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
     values.sort();
@@ -121,10 +120,8 @@ async fn acknowledged_records_survive_kill_9_of_the_stream_leader() -> Result<()
     for i in 0..50 {
         ca.produce("events", vec![order(i)]).await?;
     }
-    let leader = eventually("a leader for the partition", LONG, || async {
-        Ok(nats.stream_leader("WEIR-T-events-0")?)
-    })
-    .await?;
+    let leader =
+        eventually("a leader for the partition", LONG, || async { Ok(nats.stream_leader("WEIR-T-events-0")?) }).await?;
     nats.kill9(leader);
     // The survivors elect a new leader; weir retries each append until it is acknowledged.
     for i in 50..100 {
@@ -143,7 +140,8 @@ async fn paid_pipeline(client: &Client, partitions: u32) -> Result<()> {
     client.deploy_plugin("json-filter", plugin_bytes("json-filter")).await.context("deploy")?;
     client.create_topic("orders", topic(partitions)).await.context("create orders")?;
     client.create_topic("paid", topic(partitions)).await.context("create paid")?;
-    let spec = pipeline("billing", "orders", "paid", vec![step("json-filter", &[("field", "status"), ("equals", "paid")])]);
+    let spec =
+        pipeline("billing", "orders", "paid", vec![step("json-filter", &[("field", "status"), ("equals", "paid")])]);
     client.create_pipeline(spec).await.context("create the pipeline")?;
     Ok(())
 }
@@ -185,7 +183,9 @@ async fn a_pipeline_survives_kill_9_of_its_busiest_node_exactly_once() -> Result
     // Some outputs are out, so the batch in flight is somewhere in the middle.
     consume_n(&cb, "paid", 50, LONG).await?;
     let owned = |node: &str| {
-        (0..4).filter(|p| weir_tests::weir_host::cluster::owner_of(["w1", "w2"].into_iter(), "billing", *p) == Some(node)).count()
+        (0..4)
+            .filter(|p| weir_tests::weir_host::cluster::owner_of(["w1", "w2"].into_iter(), "billing", *p) == Some(node))
+            .count()
     };
     let victim = if owned("w1") >= owned("w2") { 0 } else { 1 };
     nodes[victim].kill9();

@@ -396,10 +396,8 @@ async fn metadata(ctx: Ctx, r: MetadataRequest) -> Option<Bytes> {
         .into_iter()
         .map(|(_, id, host, port)| MetadataResponseBroker::default().with_node_id(id).with_host(host).with_port(port))
         .collect();
-    let mut body = MetadataResponse::default()
-        .with_brokers(brokers)
-        .with_cluster_id(Some(text("weir")))
-        .with_controller_id(node);
+    let mut body =
+        MetadataResponse::default().with_brokers(brokers).with_cluster_id(Some(text("weir"))).with_controller_id(node);
     let all = visible_topics(&ctx).await.unwrap_or_default();
     let epoch = if ctx.since(7) { 0 } else { -1 };
     let described = |t: &TopicInfo| {
