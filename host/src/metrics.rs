@@ -226,15 +226,17 @@ fn pipelines(broker: &Broker, add: &mut Add<'_>) {
     add(Box::new(info));
 }
 
+/// A counter holding `v`, read where weir keeps it.
+fn plain(name: &str, help: &str, v: u64) -> prometheus::IntCounter {
+    let c = prometheus::IntCounter::new(name, help).expect("valid counter");
+    c.inc_by(v);
+    c
+}
+
 /// Cluster mode: this node's commits, fenced (refused zombie) commits, takeovers, live nodes.
 fn cluster(broker: &Broker, add: &mut Add<'_>) {
     use std::sync::atomic::Ordering::Relaxed;
     let Some(c) = &broker.cluster else { return };
-    let plain = |name: &str, help: &str, v: u64| {
-        let m = prometheus::IntCounter::new(name, help).expect("valid counter");
-        m.inc_by(v);
-        m
-    };
     add(Box::new(plain(
         "weir_cluster_commits_total",
         "Pipeline batches this node committed to JetStream",
@@ -258,11 +260,6 @@ fn cluster(broker: &Broker, add: &mut Add<'_>) {
 fn store(broker: &Broker, add: &mut Add<'_>) {
     use std::sync::atomic::Ordering::Relaxed;
     let stats = broker.store.write_stats();
-    let plain = |name: &str, help: &str, v: u64| {
-        let c = prometheus::IntCounter::new(name, help).expect("valid counter");
-        c.inc_by(v);
-        c
-    };
     add(Box::new(plain(
         "weir_store_group_commits_total",
         "Group commits written (one RocksDB write each)",

@@ -16,7 +16,6 @@ use super::command::{
 };
 use super::{Broker, BrokerError, Result};
 use crate::cluster::{Cluster, ClusterError, names};
-use crate::limits;
 use crate::storage::stored;
 
 fn single_node(what: &str) -> BrokerError {
@@ -125,13 +124,8 @@ impl Broker {
         max_bytes: usize,
         max_wait: Duration,
     ) -> Result<Reply> {
-        let t = self.store.topic(topic)?;
-        for pos in positions {
-            t.partition(pos.partition)?;
-        }
-        let max_records = max_records.clamp(1, limits::MAX_FETCH_RECORDS);
-        let max_bytes = max_bytes.clamp(1, limits::MAX_FETCH_BYTES);
-        let wait = max_wait.min(Duration::from_millis(limits::MAX_FETCH_WAIT_MS));
+        let (_, max_records, max_bytes, wait) =
+            self.fetch_bounds(topic, positions, max_records, max_bytes, max_wait)?;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let mut out = Vec::with_capacity(positions.len());

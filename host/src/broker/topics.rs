@@ -146,13 +146,8 @@ impl Broker {
         max_bytes: usize,
         max_wait: Duration,
     ) -> Result<Reply> {
-        let topic = self.store.topic(topic)?;
-        for pos in positions {
-            topic.partition(pos.partition)?;
-        }
-        let max_records = max_records.clamp(1, limits::MAX_FETCH_RECORDS);
-        let max_bytes = max_bytes.clamp(1, limits::MAX_FETCH_BYTES);
-        let wait = max_wait.min(Duration::from_millis(limits::MAX_FETCH_WAIT_MS));
+        let (topic, max_records, max_bytes, wait) =
+            self.fetch_bounds(topic, positions, max_records, max_bytes, max_wait)?;
         let first = self.read_partitions(&topic, positions, max_records, max_bytes)?;
         if !first.iter().all(|p| p.records.is_empty()) || wait.is_zero() || positions.is_empty() {
             return Ok(Reply::Fetched(first));
@@ -164,6 +159,28 @@ impl Broker {
         });
         select_all(waits).await;
         Ok(Reply::Fetched(self.read_partitions(&topic, positions, max_records, max_bytes)?))
+    }
+
+    /// A fetch's topic (every asked partition checked) and its limits held to the server's:
+    /// `(topic, max records, max bytes, wait)`.
+    pub(super) fn fetch_bounds(
+        &self,
+        topic: &str,
+        positions: &[FetchPosition],
+        max_records: usize,
+        max_bytes: usize,
+        max_wait: Duration,
+    ) -> Result<(std::sync::Arc<Topic>, usize, usize, Duration)> {
+        let topic = self.store.topic(topic)?;
+        for pos in positions {
+            topic.partition(pos.partition)?;
+        }
+        Ok((
+            topic,
+            max_records.clamp(1, limits::MAX_FETCH_RECORDS),
+            max_bytes.clamp(1, limits::MAX_FETCH_BYTES),
+            max_wait.min(Duration::from_millis(limits::MAX_FETCH_WAIT_MS)),
+        ))
     }
 
     fn read_partitions(

@@ -227,8 +227,8 @@ impl CommitLog {
             at_ms: now,
         };
         let mut messages: Vec<(String, HeaderMap, Bytes)> = Vec::with_capacity(count);
-        for (n, part) in chunks.iter().enumerate() {
-            let body = rmp_serde::to_vec(part).expect("outputs encode");
+        for (n, range) in chunks.iter().enumerate() {
+            let body = rmp_serde::to_vec(&packed[range.clone()]).expect("outputs encode");
             messages.push((
                 names::commit_subject(&self.pipeline, p, &format!("out.{n}")),
                 HeaderMap::new(),
@@ -338,22 +338,20 @@ impl CommitLog {
     }
 }
 
-/// Outputs split into chunks of about [`OUTPUT_CHUNK_BYTES`].
-fn chunk(outputs: &Packed) -> Vec<Packed> {
+/// Outputs split into ranges of about [`OUTPUT_CHUNK_BYTES`] each.
+fn chunk(outputs: &Packed) -> Vec<std::ops::Range<usize>> {
     let mut chunks = Vec::new();
-    let mut cur = Packed::new();
-    let mut size = 0;
-    for o in outputs {
+    let (mut start, mut size) = (0, 0);
+    for (i, o) in outputs.iter().enumerate() {
         let n = o.2.len() + o.0.len() + 16;
-        if !cur.is_empty() && size + n > OUTPUT_CHUNK_BYTES {
-            chunks.push(std::mem::take(&mut cur));
-            size = 0;
+        if i > start && size + n > OUTPUT_CHUNK_BYTES {
+            chunks.push(start..i);
+            (start, size) = (i, 0);
         }
         size += n;
-        cur.push(o.clone());
     }
-    if !cur.is_empty() {
-        chunks.push(cur);
+    if start < outputs.len() {
+        chunks.push(start..outputs.len());
     }
     chunks
 }

@@ -87,7 +87,7 @@ impl Cluster {
             if let Some(v) = self.topics.get(&key).await.map_err(nats)? {
                 let config: TopicConfigV1 = stored::decode(&key, &v)
                     .map_err(|e| ClusterError::Corrupt { what: format!("topic {key}"), message: e.to_string() })?;
-                out.push((unescape_name(&key), TopicConfig::from(config)));
+                out.push((names::unescape(&key), TopicConfig::from(config)));
             }
         }
         Ok(out)
@@ -179,15 +179,8 @@ impl Cluster {
         max_bytes: usize,
     ) -> Result<Fetched, ClusterError> {
         let stream = names::topic_stream(topic, p);
-        let mut fetched = self.direct_batch(&stream, offset + 1, max_records, max_bytes, None).await?;
-        let records = std::mem::take(&mut fetched.0);
-        let mut out = Vec::with_capacity(records.len());
-        for (seq, _subject, _headers, payload) in records {
-            let r = record::decode(seq - 1, payload)
-                .map_err(|message| ClusterError::Corrupt { what: format!("{stream} seq {seq}"), message })?;
-            out.push(r);
-        }
-        let (first, last) = fetched.1;
+        let (records, (first, last)) = self.direct_batch(&stream, offset + 1, max_records, max_bytes, None).await?;
+        let out = decode_all(&stream, records)?;
         if out.is_empty() {
             let (log_start, high_watermark) = self.bounds(topic, p).await?;
             return Ok(Fetched { records: out, log_start, high_watermark });
@@ -207,13 +200,7 @@ impl Cluster {
     ) -> Result<Vec<StoredRecord>, ClusterError> {
         let stream = names::topic_stream(topic, p);
         let (records, _) = self.direct_batch(&stream, offset + 1, max_records, max_bytes, None).await?;
-        records
-            .into_iter()
-            .map(|(seq, _, _, payload)| {
-                record::decode(seq - 1, payload)
-                    .map_err(|message| ClusterError::Corrupt { what: format!("{stream} seq {seq}"), message })
-            })
-            .collect()
+        decode_all(&stream, records)
     }
 
     /// `(log start, high watermark)` of partition `p`.
@@ -281,23 +268,15 @@ impl Cluster {
     }
 }
 
-/// The topic name an escaped key stands for.
-pub(crate) fn unescape_name(escaped: &str) -> String {
-    let b = escaped.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'_'
-            && let Some(v) = escaped.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// Records of a partition stream from a direct get: offset = sequence − 1.
+fn decode_all(stream: &str, records: Vec<(u64, String, HeaderMap, Bytes)>) -> Result<Vec<StoredRecord>, ClusterError> {
+    records
+        .into_iter()
+        .map(|(seq, _, _, payload)| {
+            record::decode(seq - 1, payload)
+                .map_err(|message| ClusterError::Corrupt { what: format!("{stream} seq {seq}"), message })
+        })
+        .collect()
 }
 
 impl Cluster {
@@ -389,10 +368,12 @@ impl Cluster {
 
 #[cfg(test)]
 mod tests {
+    use super::super::names::{escape, unescape};
+
     #[test]
     fn escaped_names_come_back() {
         for n in ["orders", "a.b_c", "ü-x y"] {
-            assert_eq!(super::unescape_name(&super::names::escape(n)), n);
+            assert_eq!(unescape(&escape(n)), n);
         }
     }
 }

@@ -98,7 +98,7 @@ impl Cluster {
             let Some(v) = self.plugins.get(&key).await.map_err(nats)? else { continue };
             let pointer: LivePointer = serde_json::from_slice(&v)
                 .map_err(|e| ClusterError::Corrupt { what: format!("plugin {key}"), message: e.to_string() })?;
-            let name = super::log::unescape_name(&key);
+            let name = names::unescape(&key);
             if local(&name).is_some_and(|v| v >= pointer.version) {
                 continue;
             }

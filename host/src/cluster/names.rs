@@ -14,6 +14,25 @@ pub fn escape(name: &str) -> String {
     out
 }
 
+/// The topic name an escaped key stands for.
+pub fn unescape(escaped: &str) -> String {
+    let b = escaped.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'_'
+            && let Some(v) = escaped.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The stream holding partition `p` of `topic`.
 pub fn topic_stream(topic: &str, p: u32) -> String {
     format!("WEIR-T-{}-{p}", escape(topic))

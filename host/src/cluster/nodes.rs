@@ -119,7 +119,7 @@ async fn watch_nodes(
             tokio::select! {
                 entry = updates.next() => {
                     let Some(Ok(entry)) = entry else { break };
-                    let changed = apply(&live, entry, lease);
+                    let changed = apply(&live, entry);
                     if changed { tx.send_modify(|n| *n += 1); }
                 }
                 _ = sweep.tick() => {
@@ -140,7 +140,7 @@ async fn watch_nodes(
 }
 
 /// One heartbeat (or departure) into the live set; `true` when the set changed.
-fn apply(live: &Mutex<BTreeMap<String, (NodeInfo, Instant)>>, entry: kv::Entry, lease: Duration) -> bool {
+fn apply(live: &Mutex<BTreeMap<String, (NodeInfo, Instant)>>, entry: kv::Entry) -> bool {
     let mut map = live.lock().expect("nodes");
     if entry.operation != kv::Operation::Put {
         return map.remove(&entry.key).is_some();
@@ -148,7 +148,6 @@ fn apply(live: &Mutex<BTreeMap<String, (NodeInfo, Instant)>>, entry: kv::Entry, 
     // Seen now, by this node's clock: comparing the server's timestamp with this clock would
     // make membership depend on clock skew. (The bucket's max age already dropped entries
     // older than the lease before the watch replayed them.)
-    let _ = lease;
     let info: NodeInfo = serde_json::from_slice(&entry.value).unwrap_or_default();
     let seen = Instant::now();
     match map.insert(entry.key, (info.clone(), seen)) {

@@ -89,18 +89,20 @@ impl ClusterFeed {
     /// when fenced (the worker stops; the supervisor decides whether this node still owns
     /// the partition).
     pub(super) async fn commit(&mut self, plan: &Plan, commit: Commit, versions: Vec<String>) -> Result<bool, String> {
-        let outputs = commit
-            .appends
-            .iter()
-            .flat_map(|a| a.records.iter().map(move |r| (a.topic.name.clone(), a.partition, r.clone())))
+        let Commit { appends, state: writes, .. } = commit;
+        let outputs = appends
+            .into_iter()
+            .flat_map(|a| {
+                let (topic, partition) = (a.topic.name.clone(), a.partition);
+                a.records.into_iter().map(move |r| (topic.clone(), partition, r))
+            })
             .collect();
         // One message per key: the last write of the batch is the key's value.
         let mut last: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
-        for (i, w) in commit.state.iter().enumerate() {
+        for (i, w) in writes.iter().enumerate() {
             last.insert(&w.key, i);
         }
-        let state = commit
-            .state
+        let state = writes
             .iter()
             .enumerate()
             .filter(|(i, w)| last.get(w.key.as_slice()) == Some(i))
@@ -135,8 +137,8 @@ impl ClusterFeed {
             }
         }
         self.offset = self.pending;
-        if !commit.state.is_empty() {
-            let local = Commit { state: commit.state, ..Commit::default() };
+        if !writes.is_empty() {
+            let local = Commit { state: writes, ..Commit::default() };
             plan.store.submit(local).await.map_err(|e| format!("caching state of {}: {e}", self.describe()))?;
         }
         Ok(true)

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde_bytes::ByteBuf;
 use weir_client::wire as w;
 
+use crate::cluster::PartitionOwner;
 use crate::mirror::{mirror, mirror_enum};
 
 use crate::broker::{FetchPosition, FetchedPartition, GroupLag, PluginEntry, TopicInfo};
@@ -154,7 +155,11 @@ impl From<FetchedPartition> for w::FetchedPartition {
     }
 }
 
-/// Cluster mode's view, for the wire.
+mirror!(w::PartitionOwner => PartitionOwner {
+    pipeline, partition, owner, committed, committed_by, versions
+});
+
+/// Cluster mode's view, for the wire (live nodes as the wire's records).
 pub(super) fn cluster_status(c: crate::cluster::ClusterStatus) -> w::ClusterStatus {
     w::ClusterStatus {
         node: c.node,
@@ -165,18 +170,7 @@ pub(super) fn cluster_status(c: crate::cluster::ClusterStatus) -> w::ClusterStat
             .into_iter()
             .map(|(id, n)| w::ClusterNode { id, native: n.native, kafka: n.kafka, http: n.http })
             .collect(),
-        partitions: c
-            .partitions
-            .into_iter()
-            .map(|p| w::PartitionOwner {
-                pipeline: p.pipeline,
-                partition: p.partition,
-                owner: p.owner,
-                committed: p.committed,
-                committed_by: p.committed_by,
-                versions: p.versions,
-            })
-            .collect(),
+        partitions: c.partitions.into_iter().map(Into::into).collect(),
         commits: c.commits,
         fenced_commits: c.fenced_commits,
         takeovers: c.takeovers,

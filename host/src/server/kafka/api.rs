@@ -247,14 +247,18 @@ impl Ctx {
     /// Cluster mode: whether another node coordinates `group` now (its membership lives
     /// there alone; the client looks the coordinator up again on NOT_COORDINATOR).
     fn elsewhere(&self, group: &str) -> bool {
-        self.broker.cluster.is_some() && self.placed(&format!("group:{group}"), 0).0 != self.node().0
+        self.broker.cluster.is_some() && self.placed(&self.brokers(), &format!("group:{group}"), 0).0 != self.node().0
     }
 
     /// The broker answering for `key` (a topic partition's leader, a group's coordinator):
     /// spread over the live nodes by rendezvous hashing. Any node serves any partition (the
     /// data is in JetStream); a group's membership lives on its coordinator alone.
-    fn placed(&self, key: &str, partition: u32) -> (BrokerId, StrBytes, i32) {
-        let brokers = self.brokers();
+    fn placed(
+        &self,
+        brokers: &[(String, BrokerId, StrBytes, i32)],
+        key: &str,
+        partition: u32,
+    ) -> (BrokerId, StrBytes, i32) {
         let owner = crate::cluster::owner_of(brokers.iter().map(|b| b.0.as_str()), key, partition);
         match brokers.iter().find(|b| Some(b.0.as_str()) == owner) {
             Some((_, id, host, port)) => (*id, host.clone(), *port),
@@ -391,10 +395,13 @@ async fn visible_topics(ctx: &Ctx) -> Result<Vec<TopicInfo>, BrokerError> {
 
 async fn metadata(ctx: Ctx, r: MetadataRequest) -> Option<Bytes> {
     let (node, _, _) = ctx.node();
-    let brokers = ctx
-        .brokers()
-        .into_iter()
-        .map(|(_, id, host, port)| MetadataResponseBroker::default().with_node_id(id).with_host(host).with_port(port))
+    // The live nodes once per request (each partition's leader is placed among them).
+    let live = ctx.brokers();
+    let brokers = live
+        .iter()
+        .map(|(_, id, host, port)| {
+            MetadataResponseBroker::default().with_node_id(*id).with_host(host.clone()).with_port(*port)
+        })
         .collect();
     let mut body =
         MetadataResponse::default().with_brokers(brokers).with_cluster_id(Some(text("weir"))).with_controller_id(node);
@@ -403,7 +410,7 @@ async fn metadata(ctx: Ctx, r: MetadataRequest) -> Option<Bytes> {
     let described = |t: &TopicInfo| {
         let partitions = (0..t.partitions.len() as i32)
             .map(|p| {
-                let (node, _, _) = ctx.placed(&format!("topic:{}", t.name), p as u32);
+                let (node, _, _) = ctx.placed(&live, &format!("topic:{}", t.name), p as u32);
                 MetadataResponsePartition::default()
                     .with_partition_index(p)
                     .with_leader_id(node)
@@ -674,18 +681,19 @@ async fn offset_at_time(ctx: &Ctx, topic: &str, partition: u32, time: u64, end: 
 }
 
 async fn find_coordinator(ctx: Ctx, r: FindCoordinatorRequest) -> Option<Bytes> {
+    let live = ctx.brokers();
     let body = if ctx.since(4) {
         let coordinators = r
             .coordinator_keys
             .into_iter()
             .map(|key| {
-                let (node, host, port) = ctx.placed(&format!("group:{key}"), 0);
+                let (node, host, port) = ctx.placed(&live, &format!("group:{key}"), 0);
                 Coordinator::default().with_key(key).with_node_id(node).with_host(host).with_port(port)
             })
             .collect();
         FindCoordinatorResponse::default().with_coordinators(coordinators)
     } else {
-        let (node, host, port) = ctx.placed(&format!("group:{}", r.key), 0);
+        let (node, host, port) = ctx.placed(&live, &format!("group:{}", r.key), 0);
         FindCoordinatorResponse::default().with_node_id(node).with_host(host).with_port(port)
     };
     ctx.answer(&body)
