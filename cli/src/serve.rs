@@ -101,6 +101,16 @@ pub struct ServeArgs {
     /// A node not heard from for this long is declared dead and its partitions move.
     #[arg(long, default_value = "3s", requires = "cluster", value_parser = super::parse_duration)]
     lease: Duration,
+    /// The weir cluster's name: every stream, subject and bucket it keeps in JetStream carries
+    /// it, so several weir clusters can share one JetStream cluster. Nodes of one weir cluster
+    /// give the same name.
+    #[arg(long, default_value = "weir", requires = "cluster", value_parser = parse_cluster_name)]
+    cluster_name: String,
+}
+
+fn parse_cluster_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty() && s.len() <= 32 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if ok { Ok(s.to_string()) } else { Err(format!("{s:?}: use 1 to 32 letters, digits and `-`")) }
 }
 
 fn parse_replicas(s: &str) -> Result<usize, String> {
@@ -149,8 +159,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "weir".into());
             format!("{}-{}", host.trim(), addr.port())
         });
-        let opts =
-            weir_host::cluster::ClusterOptions { urls: urls.clone(), node, replicas: args.replicas, lease: args.lease };
+        let opts = weir_host::cluster::ClusterOptions {
+            urls: urls.clone(),
+            namespace: args.cluster_name.clone(),
+            node,
+            replicas: args.replicas,
+            lease: args.lease,
+        };
         let kafka = kafka_bound.as_ref().map(|(_, door, _)| match door {
             server::Door::Kafka(k) => format!("{}:{}", k.advertise.0, k.advertise.1),
             _ => String::new(),

@@ -14,9 +14,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+use crate::cluster::wire;
 use crate::limits;
 use crate::mirror::{mirror, mirror_enum};
-use crate::storage::{Store, StoreError, keys, stored};
+use crate::storage::{StoreError, keys, stored};
+use crate::store::{MetaWrite, Store, record};
 use crate::types::{check_name, now_ms};
 
 /// How an exchange matches bindings.
@@ -112,6 +114,29 @@ mirror_enum!(stored::ExchangeTypeV1 => ExchangeType { Direct, Topic, Fanout, Hea
 mirror!(stored::BindingV1 => Binding { destination: into, key, matches, match_any });
 mirror!(stored::ExchangeV1 => ExchangeInfo { name, kind: into, bindings: each, alternate, created_ms });
 
+mirror_enum!(wire::ExchangeTypeC1 => ExchangeType { Direct, Topic, Fanout, Headers });
+mirror!(wire::BindingC1 => Binding { destination: into, key, matches, match_any });
+mirror!(wire::ExchangeC1 => ExchangeInfo { name, kind: into, bindings: each, alternate, created_ms });
+record!(ExchangeInfo => stored::ExchangeV1, wire::ExchangeC1);
+
+impl From<wire::DestinationC1> for Destination {
+    fn from(d: wire::DestinationC1) -> Destination {
+        match d {
+            wire::DestinationC1::Topic(t) => Destination::Topic(t),
+            wire::DestinationC1::Queue(q) => Destination::Queue(q),
+        }
+    }
+}
+
+impl From<Destination> for wire::DestinationC1 {
+    fn from(d: Destination) -> wire::DestinationC1 {
+        match d {
+            Destination::Topic(t) => wire::DestinationC1::Topic(t),
+            Destination::Queue(q) => wire::DestinationC1::Queue(q),
+        }
+    }
+}
+
 impl From<stored::DestinationV1> for Destination {
     fn from(d: stored::DestinationV1) -> Destination {
         match d {
@@ -141,13 +166,21 @@ pub struct Exchanges {
 
 impl Exchanges {
     /// Load the stored exchanges.
-    pub fn open(store: Arc<Store>) -> Result<Exchanges, ExchangeError> {
-        let mut map = BTreeMap::new();
-        for (k, v) in store.meta_scan(keys::meta::EXCHANGES)? {
-            let e: ExchangeInfo = stored::decode::<stored::ExchangeV1>(&k, &v)?.into();
-            map.insert(e.name.clone(), e);
-        }
-        Ok(Exchanges { store, map: RwLock::new(map) })
+    pub async fn open(store: Arc<Store>) -> Result<Exchanges, ExchangeError> {
+        let map =
+            store.meta_scan::<ExchangeInfo>(keys::meta::EXCHANGES).await?.into_iter().map(|(_, e)| (e.name.clone(), e));
+        Ok(Exchanges { map: RwLock::new(map.collect()), store })
+    }
+
+    /// Read exchange `name` again from the store (another node changed it).
+    pub async fn follow(&self, name: &str) -> Result<(), ExchangeError> {
+        let stored = self.store.meta_get::<ExchangeInfo>(&keys::meta::exchange(name)).await?;
+        let mut map = self.map.write().expect("exchanges");
+        match stored {
+            Some(e) => map.insert(name.to_string(), e),
+            None => map.remove(name),
+        };
+        Ok(())
     }
 
     /// Create an exchange.
@@ -162,31 +195,38 @@ impl Exchanges {
             return Err(ExchangeError::Exists(name.to_string()));
         }
         let e = ExchangeInfo { name: name.to_string(), kind, bindings: Vec::new(), alternate, created_ms: now_ms() };
-        self.save(e).await
+        match self.store.meta_write(vec![MetaWrite::create(keys::meta::exchange(name), &e)]).await {
+            Err(StoreError::Conflict(_)) => return Err(ExchangeError::Exists(name.to_string())),
+            other => other?,
+        }
+        self.map.write().expect("exchanges").insert(e.name.clone(), e.clone());
+        Ok(e)
     }
 
     /// Delete an exchange.
     pub async fn delete(&self, name: &str) -> Result<(), ExchangeError> {
         self.get(name)?;
-        self.store.meta_write(vec![(keys::meta::exchange(name), None)]).await?;
+        self.store.meta_write(vec![MetaWrite::delete(keys::meta::exchange(name))]).await?;
         self.map.write().expect("exchanges").remove(name);
         Ok(())
     }
 
     /// Add a binding (binding the same thing twice is a no-op).
     pub async fn bind(&self, name: &str, binding: Binding) -> Result<ExchangeInfo, ExchangeError> {
-        let mut e = self.get(name)?;
-        check_binding(&e, &binding)?;
-        if !e.bindings.contains(&binding) {
-            if e.bindings.len() >= limits::EXCHANGE_MAX_BINDINGS {
-                return Err(ExchangeError::Invalid(format!(
-                    "exchange `{name}` has its maximum of {} bindings",
-                    limits::EXCHANGE_MAX_BINDINGS
-                )));
+        self.change(name, |e| {
+            check_binding(e, &binding)?;
+            if !e.bindings.contains(&binding) {
+                if e.bindings.len() >= limits::EXCHANGE_MAX_BINDINGS {
+                    return Err(ExchangeError::Invalid(format!(
+                        "exchange `{name}` has its maximum of {} bindings",
+                        limits::EXCHANGE_MAX_BINDINGS
+                    )));
+                }
+                e.bindings.push(binding.clone());
             }
-            e.bindings.push(binding);
-        }
-        self.save(e).await
+            Ok(())
+        })
+        .await
     }
 
     /// Remove bindings to `destination` (with `key`, if given).
@@ -196,13 +236,38 @@ impl Exchanges {
         destination: &Destination,
         key: Option<&str>,
     ) -> Result<ExchangeInfo, ExchangeError> {
-        let mut e = self.get(name)?;
-        let before = e.bindings.len();
-        e.bindings.retain(|b| !(b.destination == *destination && key.is_none_or(|k| b.key.as_deref() == Some(k))));
-        if e.bindings.len() == before {
-            return Err(ExchangeError::Invalid(format!("exchange `{name}` has no binding to {destination} like that")));
-        }
-        self.save(e).await
+        self.change(name, |e| {
+            let before = e.bindings.len();
+            e.bindings.retain(|b| !(b.destination == *destination && key.is_none_or(|k| b.key.as_deref() == Some(k))));
+            if e.bindings.len() == before {
+                return Err(ExchangeError::Invalid(format!(
+                    "exchange `{name}` has no binding to {destination} like that"
+                )));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Change exchange `name` in one read-modify-write of its record: two binds at once
+    /// (from two connections, or two nodes of a cluster) both land.
+    async fn change(
+        &self,
+        name: &str,
+        mut edit: impl FnMut(&mut ExchangeInfo) -> Result<(), ExchangeError>,
+    ) -> Result<ExchangeInfo, ExchangeError> {
+        self.get(name)?;
+        let stored = self
+            .store
+            .meta_update::<ExchangeInfo, ExchangeError>(&keys::meta::exchange(name), |current| {
+                let mut e = current.ok_or_else(|| ExchangeError::Unknown(name.to_string()))?;
+                edit(&mut e)?;
+                Ok(Some(e))
+            })
+            .await?
+            .expect("an edit keeps the exchange");
+        self.map.write().expect("exchanges").insert(name.to_string(), stored.clone());
+        Ok(stored)
     }
 
     /// One exchange.
@@ -243,13 +308,6 @@ impl Exchanges {
         }
         let first = self.get(name)?;
         Err(ExchangeError::Unroutable { exchange: name.to_string(), kind: first.kind, key: routing_key.to_string() })
-    }
-
-    async fn save(&self, e: ExchangeInfo) -> Result<ExchangeInfo, ExchangeError> {
-        let encoded = stored::encode(&stored::ExchangeV1::from(e.clone()));
-        self.store.meta_write(vec![(keys::meta::exchange(&e.name), Some(encoded))]).await?;
-        self.map.write().expect("exchanges").insert(e.name.clone(), e.clone());
-        Ok(e)
     }
 }
 

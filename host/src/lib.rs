@@ -28,4 +28,5 @@ pub mod registry;
 pub mod runtime;
 pub mod server;
 pub mod storage;
+pub mod store;
 pub mod types;

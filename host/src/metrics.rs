@@ -43,7 +43,16 @@ impl Metrics {
 }
 
 /// Everything, in Prometheus' text exposition format (version 0.0.4).
-pub fn render(broker: &Broker) -> String {
+pub async fn render(broker: &Broker) -> String {
+    // What the store holds is read first (a round trip each in a cluster); the rest is in
+    // memory.
+    let mut bounds = Vec::new();
+    for topic in broker.store.topics().await.unwrap_or_default() {
+        let b = broker.store.all_bounds(&topic).await.unwrap_or_default();
+        bounds.push((topic, b));
+    }
+    let lags = broker.group_lags().await.unwrap_or_default();
+    let statuses = broker.pipelines.list().await;
     let registry = Registry::new();
     let mut add = |c: Box<dyn prometheus::core::Collector>| {
         // Names are fixed here and unique, so registration cannot fail but on a bug.
@@ -55,10 +64,10 @@ pub fn render(broker: &Broker) -> String {
     for h in broker.pipelines.batch_latencies() {
         add(Box::new(h));
     }
-    topics(broker, &mut add);
-    groups(broker, &mut add);
+    topics(&bounds, &mut add);
+    groups(lags, &bounds, &mut add);
     queues(broker, &mut add);
-    pipelines(broker, &mut add);
+    pipelines(broker, statuses, &mut add);
     store(broker, &mut add);
     cluster(broker, &mut add);
     let mut out = Vec::new();
@@ -76,7 +85,9 @@ fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge")
 }
 
-fn topics(broker: &Broker, add: &mut Add<'_>) {
+type Bounds = [(std::sync::Arc<crate::storage::Topic>, Vec<(u64, u64)>)];
+
+fn topics(bounds: &Bounds, add: &mut Add<'_>) {
     let records_in = counter("weir_topic_records_in_total", "Records appended to the topic, ever", &["topic"]);
     let bytes_in = counter("weir_topic_bytes_in_total", "Bytes appended since the server started", &["topic"]);
     let records_out = counter("weir_topic_records_out_total", "Records read since the server started", &["topic"]);
@@ -84,14 +95,14 @@ fn topics(broker: &Broker, add: &mut Add<'_>) {
     let watermark = gauge("weir_topic_high_watermark", "One past the last readable offset", &["topic", "partition"]);
     let start =
         gauge("weir_topic_log_start", "First offset still stored (retention moves it)", &["topic", "partition"]);
-    for topic in broker.store.topics() {
+    for (topic, parts) in bounds {
         let name = topic.name.as_str();
         let mut total = 0;
-        for (p, part) in topic.partitions().iter().enumerate() {
+        for (p, (log_start, hw)) in parts.iter().enumerate() {
             let p = p.to_string();
-            watermark.with_label_values(&[name, &p]).set(part.high_watermark() as i64);
-            start.with_label_values(&[name, &p]).set(part.log_start() as i64);
-            total += part.high_watermark();
+            watermark.with_label_values(&[name, &p]).set(*hw as i64);
+            start.with_label_values(&[name, &p]).set(*log_start as i64);
+            total += hw;
         }
         let (b_in, r_out, b_out) = topic.traffic().totals();
         records_in.with_label_values(&[name]).inc_by(total);
@@ -106,17 +117,17 @@ fn topics(broker: &Broker, add: &mut Add<'_>) {
     add(Box::new(start));
 }
 
-fn groups(broker: &Broker, add: &mut Add<'_>) {
+fn groups(lags: Vec<crate::broker::GroupLag>, bounds: &Bounds, add: &mut Add<'_>) {
     let lag = gauge(
         "weir_group_lag_records",
         "Records between a consumer group's committed offset and the high watermark",
         &["group", "topic", "partition"],
     );
-    for g in broker.group_lags().unwrap_or_default() {
-        let topic = broker.store.topic(&g.topic).ok();
+    for g in lags {
+        let topic = bounds.iter().find(|(t, _)| t.name == g.topic);
         for (p, committed, hw) in g.partitions {
             // Nothing committed yet: the group would start at the log start.
-            let start = topic.as_ref().and_then(|t| t.partition(p).ok()).map_or(0, |part| part.log_start());
+            let start = topic.and_then(|(_, b)| b.get(p as usize)).map_or(0, |b| b.0);
             let behind = hw.saturating_sub(committed.unwrap_or(start).max(start));
             lag.with_label_values(&[&g.group, &g.topic, &p.to_string()]).set(behind as i64);
         }
@@ -142,7 +153,7 @@ fn queues(broker: &Broker, add: &mut Add<'_>) {
     add(Box::new(dead));
 }
 
-fn pipelines(broker: &Broker, add: &mut Add<'_>) {
+fn pipelines(broker: &Broker, statuses: Vec<crate::pipeline::PipelineStatus>, add: &mut Add<'_>) {
     let p = &["pipeline"];
     let totals = [
         counter("weir_pipeline_inputs_total", "Input messages processed and committed", p),
@@ -184,7 +195,7 @@ fn pipelines(broker: &Broker, add: &mut Add<'_>) {
         "The plugin version each step runs (role: live or shadow)",
         &["pipeline", "step", "plugin", "version", "role"],
     );
-    for st in broker.pipelines.list() {
+    for st in statuses {
         let name = st.spec.name.as_str();
         let values =
             [st.processed, st.emitted, st.dropped, st.failed, st.dead_lettered, st.retries, st.batches, st.swaps];
@@ -236,7 +247,7 @@ fn plain(name: &str, help: &str, v: u64) -> prometheus::IntCounter {
 /// Cluster mode: this node's commits, fenced (refused zombie) commits, takeovers, live nodes.
 fn cluster(broker: &Broker, add: &mut Add<'_>) {
     use std::sync::atomic::Ordering::Relaxed;
-    let Some(c) = &broker.cluster else { return };
+    let Some(c) = broker.store.cluster() else { return };
     add(Box::new(plain(
         "weir_cluster_commits_total",
         "Pipeline batches this node committed to JetStream",

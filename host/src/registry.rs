@@ -7,9 +7,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use crate::cluster::wire;
 use crate::mirror::mirror;
 use crate::runtime::{LoadedPlugin, PluginError, Runtime, Sandbox};
-use crate::storage::{Store, StoreError, keys, stored};
+use crate::storage::{StoreError, keys, stored};
+use crate::store::{MetaWrite, Raw, Store, record};
 use crate::types::{check_name, now_ms};
 
 /// One immutable version of a plugin.
@@ -43,6 +45,12 @@ mirror!(stored::SandboxV1 => Sandbox {
     memory_bytes, cpu_ms_per_batch, output_bytes_per_batch, state_value_bytes, state_bytes_per_batch,
     log_lines_per_s, allow_clock, allow_env
 });
+mirror!(wire::PluginC1 => PluginInfo { name, version, hash, size, world, deployed_ms, sandbox: into });
+mirror!(wire::SandboxC1 => Sandbox {
+    memory_bytes, cpu_ms_per_batch, output_bytes_per_batch, state_value_bytes, state_bytes_per_batch,
+    log_lines_per_s, allow_clock, allow_env
+});
+record!(PluginInfo => stored::PluginV1, wire::PluginC1);
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -112,22 +120,42 @@ pub enum Placement {
 
 impl Registry {
     /// Read every stored version and pointer.
-    pub fn open(store: Arc<Store>, runtime: Arc<Runtime>) -> Result<Registry, RegistryError> {
+    pub async fn open(store: Arc<Store>, runtime: Arc<Runtime>) -> Result<Registry, RegistryError> {
         let mut inner = Inner::default();
-        for (key, value) in store.meta_scan(keys::meta::PLUGINS)? {
-            let info: PluginInfo = stored::decode::<stored::PluginV1>(&key, &value)?.into();
+        for (_, info) in store.meta_scan::<PluginInfo>(keys::meta::PLUGINS).await? {
             inner.versions.entry(info.name.clone()).or_default().push(info);
         }
         for (prefix, map) in [(keys::meta::LIVE, &mut inner.live), (keys::meta::SHADOW, &mut inner.shadow)] {
-            for (key, value) in store.meta_scan(prefix)? {
-                let v: [u8; 4] = value
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt { what: key.clone(), why: "not 4 bytes".into() })?;
-                map.insert(key[prefix.len()..].to_string(), u32::from_be_bytes(v));
+            for (key, v) in store.meta_scan::<u32>(prefix).await? {
+                map.insert(key[prefix.len()..].to_string(), v);
             }
         }
         Ok(Registry { store, runtime, inner: Mutex::new(inner), deploy: tokio::sync::Mutex::new(()) })
+    }
+
+    /// Read `name`'s versions and pointers again from the store (another node changed them)
+    /// and say how its live and shadow versions moved.
+    pub async fn follow(&self, name: &str) -> Result<PluginChange, RegistryError> {
+        let prefix = format!("{}{name}/", keys::meta::PLUGINS);
+        let versions: Vec<PluginInfo> = self.store.meta_scan(&prefix).await?.into_iter().map(|(_, i)| i).collect();
+        let live = self.store.meta_get::<u32>(&keys::meta::live(name)).await?;
+        let shadow = self.store.meta_get::<u32>(&keys::meta::shadow(name)).await?;
+        let (was_live, was_shadow) = (self.live(name), self.shadow(name));
+        {
+            let mut inner = self.inner.lock().expect("registry lock");
+            let set = |map: &mut BTreeMap<String, u32>, v: Option<u32>| match v {
+                Some(v) => map.insert(name.to_string(), v),
+                None => map.remove(name),
+            };
+            set(&mut inner.live, live);
+            set(&mut inner.shadow, shadow);
+            if versions.is_empty() {
+                inner.versions.remove(name);
+            } else {
+                inner.versions.insert(name.to_string(), versions);
+            }
+        }
+        Ok(PluginChange { was_live, live: self.live(name), was_shadow, shadow: self.shadow(name) })
     }
 
     /// Validate and compile a new version of `name` without storing it. Callers hold
@@ -163,16 +191,20 @@ impl Registry {
     /// Durably store a prepared version and place it as live or shadow.
     pub async fn commit(&self, candidate: Candidate, placement: Placement) -> Result<PluginInfo, RegistryError> {
         let Candidate { info, loaded, wasm } = candidate;
-        let encoded = stored::encode(&stored::PluginV1::from(info.clone()));
-        let blob_key = keys::meta::blob(&info.hash);
-        let mut writes = vec![
-            (keys::meta::plugin_version(&info.name, info.version), Some(encoded)),
+        // The version's number is taken with a create: two deploys at once on two nodes of a
+        // cluster cannot both get it.
+        let writes = vec![
+            MetaWrite::put(keys::meta::blob(&info.hash), &Raw(wasm.into())),
+            MetaWrite::create(keys::meta::plugin_version(&info.name, info.version), &info),
             pointer(placement, &info.name, Some(info.version)),
         ];
-        if self.store.meta_get(&blob_key)?.is_none() {
-            writes.push((blob_key, Some(wasm)));
-        }
-        self.store.meta_write(writes).await?;
+        self.store.meta_write(writes).await.map_err(|e| match e {
+            StoreError::Conflict(_) => RegistryError::Invalid(format!(
+                "another deploy of `{}` took version {} at the same moment; deploy again",
+                info.name, info.version
+            )),
+            e => e.into(),
+        })?;
         let mut inner = self.inner.lock().expect("registry lock");
         inner.loaded.insert(info.hash.clone(), loaded);
         inner.versions.entry(info.name.clone()).or_default().push(info.clone());
@@ -235,13 +267,13 @@ impl Registry {
             .filter(|(n, _)| n.as_str() != name)
             .flat_map(|(_, v)| v.iter().map(|i| i.hash.clone()))
             .collect();
-        let mut writes: Vec<(String, Option<Vec<u8>>)> =
-            versions.iter().map(|v| (keys::meta::plugin_version(name, v.version), None)).collect();
+        let mut writes: Vec<MetaWrite> =
+            versions.iter().map(|v| MetaWrite::delete(keys::meta::plugin_version(name, v.version))).collect();
         writes.push(pointer(Placement::Live, name, None));
         writes.push(pointer(Placement::Shadow, name, None));
         for hash in versions.iter().map(|v| &v.hash).collect::<std::collections::BTreeSet<_>>() {
             if !still_used.contains(hash) {
-                writes.push((keys::meta::blob(hash), None));
+                writes.push(MetaWrite::delete(keys::meta::blob(hash)));
             }
         }
         self.store.meta_write(writes).await?;
@@ -295,20 +327,13 @@ impl Registry {
         }
         let wasm = self
             .store
-            .meta_get(&keys::meta::blob(&info.hash))?
-            .ok_or_else(|| StoreError::Corrupt { what: info.label(), why: "component bytes missing".into() })?;
+            .meta_get_now::<Raw>(&keys::meta::blob(&info.hash))?
+            .ok_or_else(|| StoreError::Corrupt { what: info.label(), why: "component bytes missing".into() })?
+            .0;
         let loaded =
             self.runtime.load(&wasm).map_err(|source| RegistryError::Plugin { name: info.name.clone(), source })?;
         self.inner.lock().expect("registry lock").loaded.insert(info.hash.clone(), loaded.clone());
         Ok(loaded)
-    }
-
-    /// The component bytes of a version (cluster mode publishes them to the other nodes).
-    pub fn bytes(&self, info: &PluginInfo) -> Result<Vec<u8>, RegistryError> {
-        Ok(self
-            .store
-            .meta_get(&keys::meta::blob(&info.hash))?
-            .ok_or_else(|| StoreError::Corrupt { what: info.label(), why: "component bytes missing".into() })?)
     }
 
     /// The runtime components are instantiated in.
@@ -317,12 +342,28 @@ impl Registry {
     }
 }
 
-fn pointer(placement: Placement, name: &str, version: Option<u32>) -> (String, Option<Vec<u8>>) {
+fn pointer(placement: Placement, name: &str, version: Option<u32>) -> MetaWrite {
     let key = match placement {
         Placement::Live => keys::meta::live(name),
         Placement::Shadow => keys::meta::shadow(name),
     };
-    (key, version.map(|v| v.to_be_bytes().to_vec()))
+    match version {
+        Some(v) => MetaWrite::put(key, &v),
+        None => MetaWrite::delete(key),
+    }
+}
+
+/// How a plugin's live and shadow versions moved when its records were read again.
+#[derive(Debug)]
+pub struct PluginChange {
+    /// Live before.
+    pub was_live: Option<PluginInfo>,
+    /// Live now.
+    pub live: Option<PluginInfo>,
+    /// Shadow before.
+    pub was_shadow: Option<PluginInfo>,
+    /// Shadow now.
+    pub shadow: Option<PluginInfo>,
 }
 
 /// Limits a deploy may ask for: positive, and memory under the pool's ceiling.

@@ -161,12 +161,12 @@ impl Broker {
 
     /// Moving a group that holds a pipeline's offsets is resetting that pipeline.
     fn pipeline_group_need(&self, group: &str) -> Option<Need<'static>> {
-        let owner = self.pipelines.list().into_iter().find(|p| p.spec.group() == group)?;
-        Some(Need::on(Permission::Admin, Kind::Pipeline, owner.spec.name).because("the group holds its offsets"))
+        let owner = self.pipelines.specs().into_iter().find(|s| s.group() == group)?;
+        Some(Need::on(Permission::Admin, Kind::Pipeline, owner.name).because("the group holds its offsets"))
     }
 
     fn running_spec(&self, name: &str) -> Option<PipelineSpec> {
-        self.pipelines.status(name).ok().map(|s| s.spec)
+        self.pipelines.spec(name)
     }
 }
 

@@ -540,6 +540,23 @@ impl Command {
         }
     }
 
+    /// Whether the command reads metadata an area keeps in memory (exchanges, plugins,
+    /// pipelines, queues): in a cluster, the changes other nodes made before it arrived are
+    /// taken in first. Produces, fetches and group offsets look topics up in the store itself.
+    pub fn reads_metadata(&self) -> bool {
+        !matches!(
+            self,
+            Command::Topic(
+                TopicCommand::Produce { .. }
+                    | TopicCommand::Fetch { .. }
+                    | TopicCommand::NewProducer
+                    | TopicCommand::OffsetsForTime { .. }
+                    | TopicCommand::Request { .. }
+            ) | Command::Group(_)
+                | Command::ClusterStatus
+        )
+    }
+
     /// Whether the command changes configuration in several steps (awaits between them), so
     /// a connection must finish it before it starts the next request: a produce sent after a
     /// topic's creation must find the topic. Data-path writes instead submit their write when

@@ -38,16 +38,18 @@ impl Broker {
             Some(name) => self.authority.named(name)?,
             None => None,
         };
-        let topic = self.store.topic(dlq)?;
-        let committed = self.store.committed(REPLAY_GROUP, &topic)?;
-        let ranges: Vec<(u32, u64, u64)> = (0..topic.partition_count())
-            .map(|p| {
-                let part = topic.partition(p)?;
-                Ok((p, committed[p as usize].unwrap_or(0).max(part.log_start()), part.high_watermark()))
-            })
-            .collect::<Result<_, crate::storage::StoreError>>()?;
+        let topic = self.store.find_topic(dlq).await?;
+        let committed = self.store.committed(REPLAY_GROUP, &topic).await?;
+        let ranges: Vec<(u32, u64, u64)> = self
+            .store
+            .all_bounds(&topic)
+            .await?
+            .into_iter()
+            .enumerate()
+            .map(|(p, (start, end))| (p as u32, committed[p].unwrap_or(0).max(start), end))
+            .collect();
         if let Some(who) = &who {
-            let targets = self.replay_targets(&topic, &ranges, to.as_deref())?;
+            let targets = self.replay_targets(&topic, &ranges, to.as_deref()).await?;
             let needs: Vec<Need<'_>> = targets
                 .iter()
                 .map(|t| Need::on(Permission::Write, Kind::Topic, t.as_str()).because("a dead letter's topic"))
@@ -57,12 +59,12 @@ impl Broker {
         let mut replayed = 0u64;
         for (p, mut offset, end) in ranges {
             while offset < end {
-                let records = self.read_chunk(&topic, p, offset, end)?;
+                let records = self.read_chunk(&topic, p, offset, end).await?;
                 let Some(last) = records.last().map(|r| r.offset) else { break };
                 let mut commit = Commit::default();
                 for (target, records) in by_target(dlq, p, records, to.as_deref())? {
                     replayed += records.len() as u64;
-                    commit.appends.extend(self.partition_records(&target, None, records)?.0.appends);
+                    commit.appends.extend(self.partition_records(&target, None, records).await?.0.appends);
                 }
                 commit.offsets.push(OffsetCommit {
                     group: REPLAY_GROUP.to_string(),
@@ -78,14 +80,19 @@ impl Broker {
     }
 
     /// Every topic the replay of `ranges` would write to.
-    fn replay_targets(&self, topic: &Topic, ranges: &[(u32, u64, u64)], to: Option<&str>) -> Result<BTreeSet<String>> {
+    async fn replay_targets(
+        &self,
+        topic: &Topic,
+        ranges: &[(u32, u64, u64)],
+        to: Option<&str>,
+    ) -> Result<BTreeSet<String>> {
         if let Some(to) = to {
             return Ok(BTreeSet::from([to.to_string()]));
         }
         let mut targets = BTreeSet::new();
         for &(p, mut offset, end) in ranges {
             while offset < end {
-                let records = self.read_chunk(topic, p, offset, end)?;
+                let records = self.read_chunk(topic, p, offset, end).await?;
                 let Some(last) = records.last().map(|r| r.offset) else { break };
                 for r in &records {
                     targets.insert(original_topic(&topic.name, p, r)?);
@@ -97,9 +104,9 @@ impl Broker {
     }
 
     /// Up to [`REPLAY_CHUNK`] records of partition `p` from `offset`, none at or past `end`.
-    fn read_chunk(&self, topic: &Topic, p: u32, offset: u64, end: u64) -> Result<Vec<StoredRecord>> {
+    async fn read_chunk(&self, topic: &Topic, p: u32, offset: u64, end: u64) -> Result<Vec<StoredRecord>> {
         let max = REPLAY_CHUNK.min((end - offset) as usize);
-        let mut records = self.store.read(topic, p, offset, max, crate::limits::MAX_FRAME_BYTES / 2)?;
+        let mut records = self.store.read(topic, p, offset, max, crate::limits::MAX_FRAME_BYTES / 2).await?.records;
         records.retain(|r| r.offset < end);
         Ok(records)
     }

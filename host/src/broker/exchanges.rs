@@ -32,7 +32,7 @@ impl Broker {
 
     async fn bind(&self, exchange: &str, binding: Binding) -> Result<Reply> {
         match &binding.destination {
-            Destination::Topic(t) => drop(self.store.topic(t)?),
+            Destination::Topic(t) => drop(self.store.find_topic(t).await?),
             Destination::Queue(q) => drop(self.queues.get(q)?),
         }
         Ok(Reply::Exchange(self.exchanges.bind(exchange, binding).await?))
@@ -48,7 +48,7 @@ impl Broker {
         for d in &dests {
             match d {
                 Destination::Topic(t) => {
-                    let topic = self.store.topic(t)?;
+                    let topic = self.store.find_topic(t).await?;
                     let partition = topic.partition_for(record.key.as_deref());
                     commit.appends.push(Append { topic, partition, records: vec![record.clone()] });
                 }

@@ -18,13 +18,13 @@ impl Broker {
                 self.commit_offsets(group, &topic, offsets).await
             }
             GroupCommand::Offsets { group, topic } => {
-                let topic = self.store.topic(&topic)?;
-                Ok(Reply::Offsets(self.store.committed(&group, &topic)?))
+                let topic = self.store.find_topic(&topic).await?;
+                Ok(Reply::Offsets(self.store.committed(&group, &topic).await?))
             }
-            GroupCommand::List => self.group_lags().map(Reply::Groups),
+            GroupCommand::List => self.group_lags().await.map(Reply::Groups),
             GroupCommand::Join { group, topic, member, session } => {
                 check_name("group", &group).map_err(|e| BrokerError::BadRequest(e.to_string()))?;
-                let partitions = self.store.topic(&topic)?.partition_count();
+                let partitions = self.store.find_topic(&topic).await?.partition_count();
                 let session = session.clamp(Duration::from_millis(100), Duration::from_secs(300));
                 Ok(Reply::Membership(self.groups.join(&group, &topic, partitions, member, session)?))
             }
@@ -64,10 +64,10 @@ impl Broker {
     /// Validate and submit the commit at the first poll (arrival order); resolves once durable.
     async fn commit_offsets(&self, group: String, topic: &str, offsets: Vec<(u32, u64)>) -> Result<Reply> {
         check_name("group", &group).map_err(|e| BrokerError::BadRequest(e.to_string()))?;
-        let topic = self.store.topic(topic)?;
+        let topic = self.store.find_topic(topic).await?;
         let mut commits = Vec::with_capacity(offsets.len());
         for (partition, next_offset) in offsets {
-            let hw = topic.partition(partition)?.high_watermark();
+            let (_, hw) = self.store.bounds(&topic, partition).await?;
             if next_offset > hw {
                 return Err(BrokerError::BadRequest(format!(
                     "cannot commit offset {next_offset} for partition {partition} of `{}`: its high watermark is {hw}",
@@ -80,17 +80,15 @@ impl Broker {
         Ok(Reply::Done)
     }
 
-    pub(crate) fn group_lags(&self) -> Result<Vec<GroupLag>> {
+    pub(crate) async fn group_lags(&self) -> Result<Vec<GroupLag>> {
         let mut out = Vec::new();
-        for (group, topic_ids) in self.store.groups()? {
-            for id in topic_ids {
-                let Some(topic) = self.store.topic_by_id(id) else { continue };
-                let committed = self.store.committed(&group, &topic)?;
-                let partitions = committed
-                    .into_iter()
-                    .enumerate()
-                    .map(|(p, c)| (p as u32, c, topic.partitions()[p].high_watermark()))
-                    .collect();
+        for (group, topics) in self.store.groups().await? {
+            for name in topics {
+                let Ok(topic) = self.store.find_topic(&name).await else { continue };
+                let committed = self.store.committed(&group, &topic).await?;
+                let bounds = self.store.all_bounds(&topic).await?;
+                let partitions =
+                    committed.into_iter().zip(bounds).enumerate().map(|(p, (c, (_, hw)))| (p as u32, c, hw)).collect();
                 out.push(GroupLag { group: group.clone(), topic: topic.name.clone(), partitions });
             }
         }

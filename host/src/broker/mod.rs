@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod access;
-mod cluster;
 mod command;
 mod dead_letters;
 mod error;
 mod exchanges;
+mod follow;
 mod groups;
 mod pipelines;
 mod plugins;
@@ -27,7 +27,8 @@ use crate::auth::{Authority, Identity};
 use crate::pipeline::{PipelineError, Pipelines};
 use crate::registry::{Registry, RegistryError};
 use crate::runtime::{PluginError, Runtime};
-use crate::storage::{Store, StoreOptions};
+use crate::storage::StoreOptions;
+use crate::store::Store;
 use crate::types::{Durability, now_ms};
 pub use command::{
     Command, ExchangeCommand, FetchPosition, FetchedPartition, GroupCommand, GroupLag, PipelineCommand, PluginCommand,
@@ -86,10 +87,9 @@ pub struct Broker {
     pub authority: Arc<Authority>,
     /// Request latencies ([`crate::metrics`] reads everything else where it lives).
     pub metrics: crate::metrics::Metrics,
-    /// Cluster mode's connection (`None`: single node, everything in the local store).
-    pub cluster: Option<Arc<crate::cluster::Cluster>>,
-    /// Held while pipelines are created, deleted or mirrored from the cluster.
-    cluster_pipelines: tokio::sync::Mutex<()>,
+    /// The metadata sequence whose changes this node's areas have taken in (cluster mode:
+    /// see [`follow`]).
+    followed: tokio::sync::watch::Sender<u64>,
     /// Held by a dead-letter replay: one at a time.
     replaying: tokio::sync::Mutex<()>,
     /// Components arriving in parts.
@@ -129,26 +129,30 @@ pub enum OpenError {
 impl Broker {
     /// Open the data directory, recover, and start every stored pipeline.
     pub async fn open(config: BrokerConfig) -> Result<Arc<Broker>, OpenError> {
-        let store = Arc::new(Store::open(StoreOptions {
+        let local = StoreOptions {
             path: config.data_dir.join("db"),
             default_durability: config.durability,
             recover_wal: config.recover_wal,
             wal_dir: config.wal_dir.clone(),
-        })?);
+        };
+        let store = Arc::new(match &config.cluster {
+            None => Store::local(local)?,
+            Some((opts, me)) => {
+                let cluster = crate::cluster::Cluster::connect(opts.clone(), me.clone()).await?;
+                let cache = crate::storage::Rocks::open(local)?;
+                Store::clustered(crate::cluster::store::ClusterStore::open(cluster, cache).await?)
+            }
+        });
+        // Subscribed before anything is loaded: a change arriving meanwhile is applied again.
+        let changes = store.meta_changes();
         let cache = config.compile_cache.clone().unwrap_or_else(|| config.data_dir.join("compiled"));
         let runtime = Arc::new(Runtime::new(&cache)?);
-        let registry = Arc::new(Registry::open(store.clone(), runtime)?);
-        let queues = Arc::new(crate::queue::Queues::open(store.clone())?);
-        let exchanges = crate::exchange::Exchanges::open(store.clone())?;
+        let registry = Arc::new(Registry::open(store.clone(), runtime).await?);
+        let queues = Arc::new(crate::queue::Queues::open(store.clone()).await?);
+        let exchanges = crate::exchange::Exchanges::open(store.clone()).await?;
         let replies = replies::ReplyHub::start(&store).await?;
         let authority = config.authority.clone();
-        let cluster = match &config.cluster {
-            Some((opts, me)) => Some(crate::cluster::Cluster::connect(opts.clone(), me.clone()).await?),
-            None => None,
-        };
-        let pipelines =
-            Pipelines::start(store.clone(), registry.clone(), queues.clone(), authority.clone(), cluster.clone())
-                .await?;
+        let pipelines = Pipelines::start(store.clone(), registry.clone(), queues.clone(), authority.clone()).await?;
         let (groups, classic) = Default::default();
         let broker = Arc::new(Broker {
             store,
@@ -161,8 +165,7 @@ impl Broker {
             authority,
             replies,
             config,
-            cluster: cluster.clone(),
-            cluster_pipelines: Default::default(),
+            followed: tokio::sync::watch::channel(0).0,
             producers: Default::default(),
             metrics: Default::default(),
             replaying: Default::default(),
@@ -170,12 +173,9 @@ impl Broker {
         });
         broker.spawn_retention();
         broker.spawn_timers();
-        if let Some(cluster) = cluster {
-            // Topics, plugins and pipelines other nodes created, before this node serves.
-            if let Err(e) = broker.sync_once(&cluster).await {
-                tracing::warn!(error = %e, "first cluster sync failed; retrying in the background");
-            }
-            broker.spawn_cluster_sync(cluster);
+        if let Some((rx, applied)) = changes {
+            broker.followed.send_replace(applied);
+            broker.spawn_follower(rx);
         }
         Ok(broker)
     }
@@ -183,7 +183,7 @@ impl Broker {
     /// Stop pipelines after their in-flight batches, then drain and close the store.
     pub async fn shutdown(&self) {
         self.pipelines.shutdown().await;
-        if let Some(c) = &self.cluster {
+        if let Some(c) = self.store.cluster() {
             c.leave().await;
         }
         if let Err(e) = self.store.flush() {
@@ -259,8 +259,10 @@ impl Broker {
 
     /// Execute without an access check: for the broker's own callers (benchmarks, tools).
     pub async fn run(&self, command: Command, owner: Option<String>) -> Result<Reply> {
-        if let Some(cluster) = &self.cluster {
-            return Box::pin(self.cluster_command(cluster, command, owner)).await;
+        if command.reads_metadata() {
+            // In a cluster, what other nodes changed before this command arrived is taken in
+            // first (a no-op on a single node).
+            self.caught_up().await?;
         }
         // Areas other than topics are boxed: this future is as large as its largest area's,
         // and every produce (the hot path) allocates and moves it.
@@ -275,9 +277,7 @@ impl Broker {
             Command::Plugin(c) => Box::pin(self.plugin_command(c)).await,
             Command::Pipeline(c) => Box::pin(self.pipeline_command(c, owner)).await,
             Command::State(c) => Box::pin(self.state_command(c)).await,
-            Command::ClusterStatus => Err(BrokerError::BadRequest(
-                "this server is not in cluster mode: start it with --cluster nats://… to join one".into(),
-            )),
+            Command::ClusterStatus => Box::pin(self.cluster_status()).await.map(Reply::ClusterStatus),
         }
     }
 
@@ -288,8 +288,7 @@ impl Broker {
         verb: &str,
         uses: impl Fn(&crate::pipeline::PipelineSpec) -> bool,
     ) -> Result<()> {
-        let users: Vec<String> =
-            self.pipelines.list().into_iter().filter(|p| uses(&p.spec)).map(|p| p.spec.name).collect();
+        let users: Vec<String> = self.pipelines.specs().into_iter().filter(|s| uses(s)).map(|s| s.name).collect();
         if users.is_empty() {
             return Ok(());
         }

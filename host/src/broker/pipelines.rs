@@ -13,8 +13,8 @@ impl Broker {
                 let (status, change) = p.apply(spec, owner).await?;
                 Reply::Applied(status, change)
             }
-            PipelineCommand::List => Reply::Pipelines(p.list()),
-            PipelineCommand::Status { name } => Reply::Pipeline(p.status(&name)?),
+            PipelineCommand::List => Reply::Pipelines(p.list().await),
+            PipelineCommand::Status { name } => Reply::Pipeline(p.status(&name).await?),
             PipelineCommand::Delete { name } => {
                 p.delete(&name).await?;
                 Reply::Done

@@ -10,7 +10,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use super::Result;
-use crate::storage::{Store, Topic, keys};
+use crate::storage::{Topic, keys};
+use crate::store::{Raw, Store};
 
 /// Batches remembered per producer and partition: Kafka's `max.in.flight` for idempotence.
 const WINDOW: usize = 5;
@@ -159,7 +160,7 @@ impl Producers {
     /// or out of order. On `Store`, the batch joins the window at once (batches pipelined
     /// behind it are checked against it); [`Producers::stored`] fills in its offset and
     /// [`Producers::forget`] takes it out if the commit fails.
-    pub(super) fn admit(
+    pub(super) async fn admit(
         &self,
         store: &Store,
         topic: &Topic,
@@ -168,16 +169,20 @@ impl Producers {
         count: u32,
     ) -> Result<Verdict> {
         let key = keys::meta::producer(seq.producer, topic.id, partition);
+        let known = self.windows.lock().expect("producers").contains_key(&key);
+        let stored = match known {
+            true => None,
+            false => Some(store.meta_get::<Raw>(&key).await?.and_then(|r| Window::decode(&r.0)).unwrap_or_default()),
+        };
         let mut windows = self.windows.lock().expect("producers");
         if windows.len() >= crate::limits::KAFKA_PRODUCER_WINDOWS && !windows.contains_key(&key) {
             // Forget the settled ones: they are in the store and load again when used.
             windows.retain(|_, w| w.0.iter().any(|b| b.pending));
         }
-        if !windows.contains_key(&key) {
-            let stored = store.meta_get(&key)?.as_deref().and_then(Window::decode).unwrap_or_default();
-            windows.insert(key.clone(), stored);
+        if let Some(stored) = stored {
+            windows.entry(key.clone()).or_insert(stored);
         }
-        let window = windows.get_mut(&key).expect("inserted");
+        let window = windows.entry(key.clone()).or_default();
         if let Some(last) = window.0.back().copied() {
             if seq.epoch < last.epoch {
                 let (producer, epoch, current) = (seq.producer, seq.epoch, last.epoch);

@@ -11,7 +11,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::limits;
-use crate::storage::{Store, StoredRecord, Topic};
+use crate::storage::{StoredRecord, Topic};
+use crate::store::Store;
 use crate::types::TopicConfig;
 
 /// The ephemeral topic replies are produced to.
@@ -28,10 +29,15 @@ pub(crate) struct ReplyHub {
 impl ReplyHub {
     /// Create the reply topic if needed and start following it.
     pub(crate) async fn start(store: &Arc<Store>) -> Result<Arc<ReplyHub>, crate::storage::StoreError> {
-        let topic = match store.topic(REPLY_TOPIC) {
+        let topic = match store.find_topic(REPLY_TOPIC).await {
             Ok(t) => t,
             Err(_) => {
-                store.create_topic(REPLY_TOPIC, TopicConfig { ephemeral: true, ..TopicConfig::default() }).await?
+                match store.create_topic(REPLY_TOPIC, TopicConfig { ephemeral: true, ..TopicConfig::default() }).await {
+                    Ok(t) => t,
+                    // Another node of the cluster created it meanwhile.
+                    Err(crate::storage::StoreError::TopicExists(_)) => store.find_topic(REPLY_TOPIC).await?,
+                    Err(e) => return Err(e),
+                }
             }
         };
         let hub = Arc::new(ReplyHub { waiters: Mutex::new(HashMap::new()), next: AtomicU64::new(1), topic });
@@ -66,25 +72,28 @@ impl ReplyHub {
 
 /// Read the reply topic as it grows and hand each reply to its requester.
 async fn follow(hub: std::sync::Weak<ReplyHub>, store: Arc<Store>) {
-    let mut offset = match hub.upgrade() {
-        Some(h) => h.topic.partitions()[0].high_watermark(),
-        None => return,
+    let Some(topic) = hub.upgrade().map(|h| h.topic.clone()) else { return };
+    let mut offset = loop {
+        match store.bounds(&topic, 0).await {
+            Ok((_, hw)) => break hw,
+            Err(e) => tracing::warn!(error = %e, "cannot read the reply topic; retrying"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     };
     loop {
+        if hub.strong_count() == 0 {
+            return;
+        }
+        store.wait_for(&topic, 0, offset, Duration::from_secs(1)).await;
+        let fetched = store.read(&topic, 0, offset, 10_000, usize::MAX).await.unwrap_or_default();
         let Some(h) = hub.upgrade() else { return };
-        let topic = h.topic.clone();
-        drop(h);
-        let part = &topic.partitions()[0];
-        part.wait_for(offset, Duration::from_secs(1)).await;
-        let records = store.read(&topic, 0, offset, 10_000, usize::MAX).unwrap_or_default();
-        let Some(h) = hub.upgrade() else { return };
-        if let Some(last) = records.last() {
+        if let Some(last) = fetched.records.last() {
             offset = last.offset + 1;
         } else {
             // Fell behind the ring: skip to what is there.
-            offset = offset.max(part.log_start());
+            offset = offset.max(fetched.log_start);
         }
-        for r in records {
+        for r in fetched.records {
             h.deliver(r);
         }
     }

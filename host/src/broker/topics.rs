@@ -17,8 +17,9 @@ impl Broker {
     pub(super) async fn topic_command(&self, command: TopicCommand) -> Result<Reply> {
         match command {
             TopicCommand::Create { name, config } => {
+                check_topic(&name, &config)?;
                 let topic = self.store.create_topic(&name, config).await?;
-                Ok(Reply::Topic(self.topic_info(&topic)))
+                Ok(Reply::Topic(self.topic_info(&topic).await?))
             }
             TopicCommand::Delete { name } => {
                 self.refuse_if_used(&format!("topic `{name}`"), "used by", |s| {
@@ -27,8 +28,16 @@ impl Broker {
                 self.store.delete_topic(&name).await?;
                 Ok(Reply::Done)
             }
-            TopicCommand::List => Ok(Reply::Topics(self.store.topics().iter().map(|t| self.topic_info(t)).collect())),
-            TopicCommand::Describe { name } => Ok(Reply::Topic(self.topic_info(&*self.store.topic(&name)?))),
+            TopicCommand::List => {
+                let mut out = Vec::new();
+                for t in self.store.topics().await? {
+                    out.push(self.topic_info(&t).await?);
+                }
+                Ok(Reply::Topics(out))
+            }
+            TopicCommand::Describe { name } => {
+                Ok(Reply::Topic(self.topic_info(&*self.store.find_topic(&name).await?).await?))
+            }
             TopicCommand::Produce { topic, partition, records, sequence: None } => {
                 self.produce(&topic, partition, records).await
             }
@@ -43,10 +52,11 @@ impl Broker {
                 self.fetch(&topic, &positions, max_records, max_bytes, max_wait).await
             }
             TopicCommand::OffsetsForTime { topic, timestamp_ms } => {
-                let t = self.store.topic(&topic)?;
-                let offsets = (0..t.partition_count())
-                    .map(|p| self.store.offset_for_time(&t, p, timestamp_ms).map(Some))
-                    .collect::<Result<Vec<_>, StoreError>>()?;
+                let t = self.store.find_topic(&topic).await?;
+                let mut offsets = Vec::with_capacity(t.partition_count() as usize);
+                for p in 0..t.partition_count() {
+                    offsets.push(Some(self.store.offset_for_time(&t, p, timestamp_ms).await?));
+                }
                 Ok(Reply::Offsets(offsets))
             }
             TopicCommand::Request { topic, record, timeout } => self.request_reply(&topic, record, timeout).await,
@@ -57,7 +67,7 @@ impl Broker {
     /// Partition the records and submit them as one commit (at the first poll, so
     /// produces from one connection commit in order); resolves once durable.
     async fn produce(&self, topic: &str, partition: Option<u32>, records: Vec<NewRecord>) -> Result<Reply> {
-        let (commit, slots) = self.partition_records(topic, partition, records)?;
+        let (commit, slots) = self.partition_records(topic, partition, records).await?;
         let receipt = self.store.submit(commit).await?;
         // slots[i] = (append index, index within it, partition) of record i.
         Ok(Reply::Produced(slots.into_iter().map(|(a, i, p)| (p, receipt.first_offsets[a] + i as u64)).collect()))
@@ -73,12 +83,12 @@ impl Broker {
         seq: Sequenced,
     ) -> Result<Reply> {
         let count = records.len();
-        let (mut commit, _) = self.partition_records(topic, Some(partition), records)?;
+        let (mut commit, _) = self.partition_records(topic, Some(partition), records).await?;
         // Refused for its records before it takes a place in the producer's sequence: a later
         // batch pipelined behind it then gets OUT_OF_ORDER, and the producer resends in order.
         crate::storage::validate_commit(&commit)?;
         let t = commit.appends[0].topic.clone();
-        let key = match self.producers.admit(&self.store, &t, partition, seq, count as u32)? {
+        let key = match self.producers.admit(&self.store, &t, partition, seq, count as u32).await? {
             Verdict::Duplicate { base_offset } => {
                 return Ok(Reply::Produced((0..count as u64).map(|i| (partition, base_offset + i)).collect()));
             }
@@ -101,13 +111,17 @@ impl Broker {
     }
 
     #[allow(clippy::type_complexity)]
-    pub(super) fn partition_records(
+    /// Records into one [`Append`] per partition they go to (each to `partition` if given,
+    /// else by key, else round-robin), each checked against the topic's limits: one commit,
+    /// which the store makes atomic (a single node: one write; a cluster: each partition's
+    /// records together).
+    pub(super) async fn partition_records(
         &self,
         topic: &str,
         partition: Option<u32>,
         records: Vec<NewRecord>,
     ) -> Result<(Commit, Vec<(usize, usize, u32)>)> {
-        let topic = self.store.topic(topic)?;
+        let topic = self.store.find_topic(topic).await?;
         if let Some(p) = partition {
             topic.partition(p)?;
         }
@@ -147,23 +161,23 @@ impl Broker {
         max_wait: Duration,
     ) -> Result<Reply> {
         let (topic, max_records, max_bytes, wait) =
-            self.fetch_bounds(topic, positions, max_records, max_bytes, max_wait)?;
-        let first = self.read_partitions(&topic, positions, max_records, max_bytes)?;
+            self.fetch_bounds(topic, positions, max_records, max_bytes, max_wait).await?;
+        let first = self.read_partitions(&topic, positions, max_records, max_bytes).await?;
         if !first.iter().all(|p| p.records.is_empty()) || wait.is_zero() || positions.is_empty() {
             return Ok(Reply::Fetched(first));
         }
         let waits = positions.iter().map(|pos| {
             let topic = topic.clone();
             let pos = *pos;
-            Box::pin(async move { topic.partitions()[pos.partition as usize].wait_for(pos.offset, wait).await })
+            Box::pin(async move { self.store.wait_for(&topic, pos.partition, pos.offset, wait).await })
         });
         select_all(waits).await;
-        Ok(Reply::Fetched(self.read_partitions(&topic, positions, max_records, max_bytes)?))
+        Ok(Reply::Fetched(self.read_partitions(&topic, positions, max_records, max_bytes).await?))
     }
 
     /// A fetch's topic (every asked partition checked) and its limits held to the server's:
     /// `(topic, max records, max bytes, wait)`.
-    pub(super) fn fetch_bounds(
+    pub(super) async fn fetch_bounds(
         &self,
         topic: &str,
         positions: &[FetchPosition],
@@ -171,7 +185,7 @@ impl Broker {
         max_bytes: usize,
         max_wait: Duration,
     ) -> Result<(std::sync::Arc<Topic>, usize, usize, Duration)> {
-        let topic = self.store.topic(topic)?;
+        let topic = self.store.find_topic(topic).await?;
         for pos in positions {
             topic.partition(pos.partition)?;
         }
@@ -183,7 +197,7 @@ impl Broker {
         ))
     }
 
-    fn read_partitions(
+    async fn read_partitions(
         &self,
         topic: &Topic,
         positions: &[FetchPosition],
@@ -193,21 +207,16 @@ impl Broker {
         let (mut records_left, mut bytes_left) = (max_records, max_bytes);
         let mut out = Vec::with_capacity(positions.len());
         for pos in positions {
-            let p = &topic.partitions()[pos.partition as usize];
-            let records = if records_left == 0 {
-                Vec::new()
-            } else {
-                self.store.read(topic, pos.partition, pos.offset, records_left, bytes_left)?
-            };
-            records_left -= records.len();
-            let bytes: usize = records.iter().map(|r| r.value.len()).sum();
+            let fetched = self.store.read(topic, pos.partition, pos.offset, records_left, bytes_left).await?;
+            records_left -= fetched.records.len().min(records_left);
+            let bytes: usize = fetched.records.iter().map(|r| r.value.len()).sum();
             bytes_left = bytes_left.saturating_sub(bytes).max(1);
-            let first_offset = records.first().map_or(pos.offset.max(p.log_start()), |r| r.offset);
+            let first_offset = fetched.records.first().map_or(pos.offset.max(fetched.log_start), |r| r.offset);
             out.push(FetchedPartition {
                 partition: pos.partition,
                 first_offset,
-                high_watermark: p.high_watermark(),
-                records,
+                high_watermark: fetched.high_watermark,
+                records: fetched.records,
             });
         }
         Ok(out)
@@ -216,7 +225,7 @@ impl Broker {
     /// Produce `record` with a fresh correlation id and the reply topic, and wait for the
     /// record carrying that id to appear there.
     async fn request_reply(&self, topic: &str, mut record: NewRecord, timeout: Duration) -> Result<Reply> {
-        let t = self.store.topic(topic)?;
+        let t = self.store.find_topic(topic).await?;
         let (id, reply) = self.replies.register().map_err(BrokerError::Busy)?;
         record.headers.retain(|(k, _)| k != CORRELATION_ID && k != REPLY_TO);
         record.headers.push((CORRELATION_ID.into(), id.clone()));
@@ -239,13 +248,33 @@ impl Broker {
         }
     }
 
-    pub(super) fn topic_info(&self, topic: &Topic) -> TopicInfo {
-        TopicInfo {
+    pub(super) async fn topic_info(&self, topic: &Topic) -> Result<TopicInfo> {
+        Ok(TopicInfo {
             name: topic.name.clone(),
             config: topic.config.clone(),
             durability: topic.config.durability.unwrap_or(self.store.default_durability()),
             created_ms: topic.created_ms,
-            partitions: topic.partitions().iter().map(|p| (p.log_start(), p.high_watermark())).collect(),
-        }
+            partitions: self.store.all_bounds(topic).await?,
+        })
     }
+}
+
+/// A new topic's name and settings, checked before any store sees them.
+fn check_topic(name: &str, config: &crate::types::TopicConfig) -> Result<()> {
+    crate::types::check_name("topic", name).map_err(|e| BrokerError::BadRequest(e.to_string()))?;
+    if config.partitions == 0 || config.partitions > limits::MAX_PARTITIONS {
+        return Err(BrokerError::BadRequest(format!(
+            "partitions must be between 1 and {}, got {}",
+            limits::MAX_PARTITIONS,
+            config.partitions
+        )));
+    }
+    if config.max_message_bytes == 0 || config.max_message_bytes > limits::MAX_FRAME_BYTES / 2 {
+        return Err(BrokerError::BadRequest(format!(
+            "max message bytes must be between 1 and {}, got {}",
+            limits::MAX_FRAME_BYTES / 2,
+            config.max_message_bytes
+        )));
+    }
+    Ok(())
 }

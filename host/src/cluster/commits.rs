@@ -94,10 +94,10 @@ pub struct CommitLog {
 impl CommitLog {
     /// The pipeline's commit stream, created if missing.
     pub async fn open(cluster: Arc<Cluster>, pipeline: &str) -> Result<CommitLog, ClusterError> {
-        let stream = names::commit_stream(pipeline);
+        let stream = cluster.names.commit_stream(pipeline);
         let config = stream::Config {
             name: stream.clone(),
-            subjects: vec![format!("weir.c.{}.>", names::escape(pipeline))],
+            subjects: vec![cluster.names.commit_subjects(pipeline)],
             num_replicas: cluster.replicas,
             storage: stream::StorageType::File,
             allow_direct: true,
@@ -115,7 +115,7 @@ impl CommitLog {
 
     /// Delete the commit stream (the pipeline is deleted).
     pub async fn delete(cluster: &Cluster, pipeline: &str) {
-        let _ = cluster.js.delete_stream(names::commit_stream(pipeline)).await;
+        let _ = cluster.js.delete_stream(cluster.names.commit_stream(pipeline)).await;
     }
 
     /// Partition `p`'s committed next offset, the node that committed it and its plugin
@@ -125,8 +125,8 @@ impl CommitLog {
         pipeline: &str,
         p: u32,
     ) -> Result<Option<(u64, String, Vec<String>)>, ClusterError> {
-        let subject = names::commit_subject(pipeline, p, "commit");
-        let stream = names::commit_stream(pipeline);
+        let subject = cluster.names.commit_subject(pipeline, p, "commit");
+        let stream = cluster.names.commit_stream(pipeline);
         // Before the first owner opened the commit stream, nothing answers for it: nothing
         // was committed yet.
         let last = match cluster.last_by_subject(&stream, &subject).await {
@@ -143,7 +143,7 @@ impl CommitLog {
     /// the last commit's outputs (a previous owner may have died between the two).
     pub async fn takeover(&self, p: u32) -> Result<Takeover, ClusterError> {
         let mut t = Takeover::default();
-        let subject = names::commit_subject(&self.pipeline, p, "commit");
+        let subject = self.cluster.names.commit_subject(&self.pipeline, p, "commit");
         // From the leader: a lagging replica would give an older commit or older state.
         let Some((seq, headers, payload)) = self.cluster.last_by_subject_leader(&self.stream, &subject).await? else {
             return Ok(t);
@@ -162,7 +162,7 @@ impl CommitLog {
     }
 
     async fn read_state(&self, p: u32) -> Result<Vec<(u16, Vec<u8>, Vec<u8>)>, ClusterError> {
-        let filter = names::commit_subject(&self.pipeline, p, "state.>");
+        let filter = self.cluster.names.commit_subject(&self.pipeline, p, "state.>");
         let mut out = Vec::new();
         for (subject, headers, payload) in self.cluster.last_per_subject(&self.stream, &filter).await? {
             if headers.get("Weir-Deleted").is_some() {
@@ -180,7 +180,7 @@ impl CommitLog {
     async fn read_outputs(&self, p: u32, rec: &CommitRecord, batch: &str) -> Result<Packed, ClusterError> {
         let mut outputs = Packed::new();
         for n in 0..rec.chunks {
-            let subject = names::commit_subject(&self.pipeline, p, &format!("out.{n}"));
+            let subject = self.cluster.names.commit_subject(&self.pipeline, p, &format!("out.{n}"));
             let Some((_, headers, payload)) = self.cluster.last_by_subject_leader(&self.stream, &subject).await? else {
                 return Err(ClusterError::Corrupt { what: subject, message: "output chunk missing".into() });
             };
@@ -192,6 +192,66 @@ impl CommitLog {
             outputs.append(&mut chunk);
         }
         Ok(outputs)
+    }
+
+    /// Move partition `p`'s committed progress to `next_offset` (a pipeline reset), forgetting
+    /// its state if asked: outputs the last commit had not forwarded are forwarded first, then
+    /// a commit without outputs lands fenced like a batch's — an owner still running finds its
+    /// next commit refused and takes the partition over again from this one.
+    pub async fn reset(&self, p: u32, next_offset: u64, forget_state: bool) -> Result<(), ClusterError> {
+        loop {
+            let t = self.takeover(p).await?;
+            let mut messages: Vec<(String, HeaderMap, Bytes)> = Vec::new();
+            if forget_state {
+                for (step, key, _) in &t.state {
+                    let mut full = step.to_be_bytes().to_vec();
+                    full.extend_from_slice(key);
+                    messages.push(self.state_message(p, &full, None));
+                }
+            }
+            let record = CommitRecord {
+                next_offset,
+                versions: t.versions.clone(),
+                chunks: 0,
+                node: self.cluster.node.clone(),
+                at_ms: now_ms(),
+            };
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Expected-Last-Subject-Sequence", t.fence.to_string().as_str());
+            let body = rmp_serde::to_vec_named(&record).expect("commit encodes");
+            // State deletions go first, in batches of their own when there are many; the
+            // commit record, last, is what the fence guards.
+            let split = messages.len().saturating_sub(MAX_BATCH_MESSAGES - 1);
+            for chunk in messages[..split].chunks(MAX_BATCH_MESSAGES) {
+                self.cluster.publish_atomic(chunk.to_vec()).await.map_err(AtomicError::into_cluster)?;
+            }
+            let mut last: Vec<_> = messages.split_off(split);
+            last.push((self.cluster.names.commit_subject(&self.pipeline, p, "commit"), headers, body.into()));
+            match self.cluster.publish_atomic(last).await {
+                Ok(_) => return Ok(()),
+                // The owner committed meanwhile: start again from its commit.
+                Err(AtomicError::WrongLastSequence(_)) => continue,
+                Err(e) => return Err(e.into_cluster()),
+            }
+        }
+    }
+
+    /// The message carrying one state key's latest value (`None`: deleted).
+    fn state_message(&self, p: u32, full: &[u8], value: Option<Vec<u8>>) -> (String, HeaderMap, Bytes) {
+        // The subject names the key by its hash (a subject must stay short); the key itself
+        // rides in a header.
+        let leaf = format!("state.{}", &blake3::hash(full).to_hex()[..32]);
+        let subject = self.cluster.names.commit_subject(&self.pipeline, p, &leaf);
+        let mut headers = HeaderMap::new();
+        headers.insert("Weir-Key", names::hex(full).as_str());
+        let body = match value {
+            Some(v) => Bytes::from(v),
+            None => {
+                headers.insert("Weir-Deleted", "1");
+                Bytes::new()
+            }
+        };
+        (subject, headers, body)
     }
 
     /// Commit one batch of partition `p` (all or nothing), fenced by `fence`, which becomes
@@ -230,7 +290,7 @@ impl CommitLog {
         for (n, range) in chunks.iter().enumerate() {
             let body = rmp_serde::to_vec(&packed[range.clone()]).expect("outputs encode");
             messages.push((
-                names::commit_subject(&self.pipeline, p, &format!("out.{n}")),
+                self.cluster.names.commit_subject(&self.pipeline, p, &format!("out.{n}")),
                 HeaderMap::new(),
                 body.into(),
             ));
@@ -238,25 +298,12 @@ impl CommitLog {
         for (step, key, value) in c.state {
             let mut full = step.to_be_bytes().to_vec();
             full.extend_from_slice(&key);
-            // The subject names the key by its hash (a subject must stay short); the key itself
-            // rides in a header.
-            let leaf = format!("state.{}", &blake3::hash(&full).to_hex()[..32]);
-            let subject = names::commit_subject(&self.pipeline, p, &leaf);
-            let mut headers = HeaderMap::new();
-            headers.insert("Weir-Key", names::hex(&full).as_str());
-            let body = match value {
-                Some(v) => Bytes::from(v),
-                None => {
-                    headers.insert("Weir-Deleted", "1");
-                    Bytes::new()
-                }
-            };
-            messages.push((subject, headers, body));
+            messages.push(self.state_message(p, &full, value));
         }
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Expected-Last-Subject-Sequence", fence.to_string().as_str());
         let body = rmp_serde::to_vec_named(&record).expect("commit encodes");
-        messages.push((names::commit_subject(&self.pipeline, p, "commit"), headers, body.into()));
+        messages.push((self.cluster.names.commit_subject(&self.pipeline, p, "commit"), headers, body.into()));
         let seq = match self.cluster.publish_atomic(messages).await {
             Ok(seq) => seq,
             Err(AtomicError::WrongLastSequence(m)) => {
@@ -281,8 +328,8 @@ impl CommitLog {
             by_sink.entry((topic, partition)).or_default().push(Bytes::from(rec.into_vec()));
         }
         for ((topic, partition), records) in by_sink {
-            let stream = names::topic_stream(&topic, partition);
-            let subject = names::forward_subject(&topic, partition, &self.pipeline, p);
+            let stream = self.cluster.names.topic_stream(&topic, partition);
+            let subject = self.cluster.names.forward_subject(&topic, partition, &self.pipeline, p);
             for (n, part) in records.chunks(MAX_BATCH_MESSAGES).enumerate() {
                 let origin = format!("{}:{commit_seq:020}.{n:06}", self.incarnation);
                 self.forward_once(&stream, &subject, &origin, part).await?;

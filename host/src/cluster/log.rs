@@ -1,7 +1,7 @@
 //! Topics in cluster mode: each partition is a file-storage stream replicated `replicas`
 //! times; a record's offset is its stream sequence − 1, so offsets stay dense; the payload
-//! is weir's own record encoding (timestamp, key, headers, value). Settings live in the
-//! `weir-topics` bucket, which every node mirrors into its local store.
+//! is weir's own record encoding (timestamp, key, headers, value). Settings are metadata
+//! records (`topic/<name>` in the meta bucket, [`super::store`]).
 
 use std::time::Duration;
 
@@ -10,57 +10,22 @@ use async_nats::jetstream::stream;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::{Cluster, ClusterError, names, nats};
-use crate::storage::stored::{self, TopicConfigV1};
-use crate::storage::{NewRecord, StoredRecord, record};
+use super::{Cluster, ClusterError, nats};
+use crate::storage::{Fetched, NewRecord, StoredRecord, record};
 use crate::types::{TopicConfig, now_ms};
 
 /// How long JetStream remembers a `Nats-Msg-Id` (a retried append within it is stored once).
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
-/// Records read from one partition.
-#[derive(Debug, Default)]
-pub struct Fetched {
-    /// The records, in offset order.
-    pub records: Vec<StoredRecord>,
-    /// The partition's first offset still stored.
-    pub log_start: u64,
-    /// One past the partition's last offset.
-    pub high_watermark: u64,
-}
-
 impl Cluster {
-    /// Record a new topic's settings (refused if the name is taken) and create its streams.
-    pub async fn create_topic(&self, name: &str, config: &TopicConfig) -> Result<(), ClusterError> {
-        let body = Bytes::from(stored::encode(&TopicConfigV1::from(config.clone())));
-        let key = names::escape(name);
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match self.topics.create(&key, body.clone()).await {
-                Ok(_) => break,
-                Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
-                    // A try that timed out may have landed: then the settings are ours.
-                    let ours = tries > 1 && self.topics.get(&key).await.ok().flatten().as_ref() == Some(&body);
-                    if ours {
-                        break;
-                    }
-                    return Err(ClusterError::Exists(format!("topic `{name}` already exists in the cluster")));
-                }
-                Err(e) if tries < 20 => tracing::debug!(error = %e, "creating topic {name}: retrying"),
-                Err(e) => return Err(nats(e)),
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        self.ensure_streams(name, config).await
-    }
-
-    /// Create the partition streams of a topic (idempotent: a node finishing another's create).
+    /// Create the partition streams of a topic (idempotent: a node finishing another's
+    /// create). An ephemeral topic's partitions are memory streams holding the newest
+    /// [`crate::limits::EPHEMERAL_RING_RECORDS`] records: gone when the servers restart.
     pub async fn ensure_streams(&self, name: &str, config: &TopicConfig) -> Result<(), ClusterError> {
         for p in 0..config.partitions {
-            let subject = names::produce_subject(name, p);
-            let cfg = stream::Config {
-                name: names::topic_stream(name, p),
+            let subject = self.names.produce_subject(name, p);
+            let mut cfg = stream::Config {
+                name: self.names.topic_stream(name, p),
                 subjects: vec![subject.clone(), format!("{subject}.>")],
                 num_replicas: self.replicas,
                 storage: stream::StorageType::File,
@@ -72,34 +37,21 @@ impl Cluster {
                 max_message_size: (config.max_message_bytes + 64 * 1024).min(i32::MAX as usize) as i32,
                 ..Default::default()
             };
+            if config.ephemeral {
+                cfg.storage = stream::StorageType::Memory;
+                cfg.max_messages = crate::limits::EPHEMERAL_RING_RECORDS as i64;
+            }
             let what = format!("creating stream {}", cfg.name);
             super::retrying(&what, || async { self.js.get_or_create_stream(cfg.clone()).await.map_err(nats) }).await?;
         }
         Ok(())
     }
 
-    /// Every topic in the cluster with its settings.
-    pub async fn topic_configs(&self) -> Result<Vec<(String, TopicConfig)>, ClusterError> {
-        let mut keys = self.topics.keys().await.map_err(nats)?;
-        let mut out = Vec::new();
-        while let Some(key) = keys.next().await {
-            let key = key.map_err(nats)?;
-            if let Some(v) = self.topics.get(&key).await.map_err(nats)? {
-                let config: TopicConfigV1 = stored::decode(&key, &v)
-                    .map_err(|e| ClusterError::Corrupt { what: format!("topic {key}"), message: e.to_string() })?;
-                out.push((names::unescape(&key), TopicConfig::from(config)));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Delete a topic's settings and streams.
-    pub async fn delete_topic(&self, name: &str, partitions: u32) -> Result<(), ClusterError> {
-        self.topics.purge(names::escape(name)).await.map_err(nats)?;
+    /// Delete a topic's streams.
+    pub async fn delete_streams(&self, name: &str, partitions: u32) {
         for p in 0..partitions {
-            let _ = self.js.delete_stream(names::topic_stream(name, p)).await;
+            let _ = self.js.delete_stream(self.names.topic_stream(name, p)).await;
         }
-        Ok(())
     }
 
     /// Append `records` to partition `p` in order; they are acknowledged by the stream's
@@ -108,7 +60,7 @@ impl Cluster {
     /// go as atomic batches of up to 1000 (each stored whole, in order, or not at all).
     /// Returns each record's offset and timestamp.
     pub async fn append(&self, topic: &str, p: u32, records: &[NewRecord]) -> Result<Vec<(u64, u64)>, ClusterError> {
-        let subject = names::produce_subject(topic, p);
+        let subject = self.names.produce_subject(topic, p);
         let now = now_ms();
         let prefix = format!("{}-{}", self.node, nuid::next());
         let encoded = |r: &NewRecord| {
@@ -178,7 +130,7 @@ impl Cluster {
         max_records: usize,
         max_bytes: usize,
     ) -> Result<Fetched, ClusterError> {
-        let stream = names::topic_stream(topic, p);
+        let stream = self.names.topic_stream(topic, p);
         let (records, (first, last)) = self.direct_batch(&stream, offset + 1, max_records, max_bytes, None).await?;
         let out = decode_all(&stream, records)?;
         if out.is_empty() {
@@ -198,14 +150,14 @@ impl Cluster {
         max_records: usize,
         max_bytes: usize,
     ) -> Result<Vec<StoredRecord>, ClusterError> {
-        let stream = names::topic_stream(topic, p);
+        let stream = self.names.topic_stream(topic, p);
         let (records, _) = self.direct_batch(&stream, offset + 1, max_records, max_bytes, None).await?;
         decode_all(&stream, records)
     }
 
     /// `(log start, high watermark)` of partition `p`.
     pub async fn bounds(&self, topic: &str, p: u32) -> Result<(u64, u64), ClusterError> {
-        let name = names::topic_stream(topic, p);
+        let name = self.names.topic_stream(topic, p);
         let s = self.js.get_stream(&name).await.map_err(|e| ClusterError::Nats(format!("bounds of {name}: {e}")))?;
         let state = &s.cached_info().state;
         Ok((state.first_sequence.saturating_sub(1).min(state.last_sequence), state.last_sequence))

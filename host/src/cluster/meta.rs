@@ -1,25 +1,10 @@
-//! Shared metadata in KV: consumer-group offsets (compare-and-set, so two nodes committing
-//! one group's partition never interleave a read-modify-write), and plugin versions (bytes
-//! in the object store by hash, the live pointer in `weir-plugins`).
+//! Consumer-group offsets in KV (`<ns>-offsets`), by compare-and-set, so two nodes committing
+//! one group's partition never interleave a read-modify-write.
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
 
 use super::{Cluster, ClusterError, names, nats};
-use crate::registry::PluginInfo;
-use crate::runtime::Sandbox;
-use crate::storage::stored::SandboxV1;
-
-/// A plugin's live version as the cluster knows it.
-#[derive(Debug, Serialize, Deserialize)]
-struct LivePointer {
-    version: u32,
-    /// Object name of the bytes (the component's hash).
-    hash: String,
-    sandbox: SandboxV1,
-}
 
 impl Cluster {
     /// Store `next` as `group`'s next offset in partition `p` of `topic` (compare-and-set on
@@ -49,64 +34,34 @@ impl Cluster {
         text.parse().map(Some).map_err(|_| ClusterError::Corrupt { what: key, message: format!("offset {text:?}") })
     }
 
-    /// The cluster's live version of `name` (0: none) and the pointer's revision (0: none).
-    pub async fn plugin_pointer(&self, name: &str) -> Result<(u32, u64), ClusterError> {
-        let Some(e) = self.plugins.entry(names::escape(name)).await.map_err(nats)? else { return Ok((0, 0)) };
-        if e.operation != async_nats::jetstream::kv::Operation::Put {
-            return Ok((0, e.revision));
-        }
-        let pointer: LivePointer = serde_json::from_slice(&e.value)
-            .map_err(|err| ClusterError::Corrupt { what: format!("plugin {name}"), message: err.to_string() })?;
-        Ok((pointer.version, e.revision))
-    }
-
-    /// Publish a version deployed on this node: bytes into the object store (by hash), then
-    /// the live pointer — if it is still at `revision` (compare-and-set: two nodes deploying
-    /// at once cannot both win) — which every node's sync installs.
-    pub async fn publish_plugin(&self, info: &PluginInfo, wasm: Vec<u8>, revision: u64) -> Result<(), ClusterError> {
-        if self.plugin_bytes.info(&info.hash).await.is_err() {
-            let mut reader = std::io::Cursor::new(wasm);
-            self.plugin_bytes.put(info.hash.as_str(), &mut reader).await.map_err(nats)?;
-        }
-        let pointer =
-            LivePointer { version: info.version, hash: info.hash.clone(), sandbox: info.sandbox.clone().into() };
-        let body = Bytes::from(serde_json::to_vec(&pointer).map_err(nats)?);
-        let key = names::escape(&info.name);
-        let swapped = match revision {
-            0 => self.plugins.create(&key, body).await.map(drop).map_err(|e| e.to_string()),
-            r => self.plugins.update(&key, body, r).await.map(drop).map_err(|e| e.to_string()),
+    /// Every `(group, topic)` with a committed offset.
+    pub async fn offset_groups(&self) -> Result<Vec<(String, String)>, ClusterError> {
+        let mut keys = match self.offsets.keys().await {
+            Ok(k) => k,
+            Err(e) => return Err(nats(e)),
         };
-        swapped.map_err(|e| {
-            ClusterError::Nats(format!(
-                "another node deployed `{}` at the same moment ({e}); deploy again to put {} live everywhere",
-                info.name,
-                info.label()
-            ))
-        })
+        let mut out = std::collections::BTreeSet::new();
+        while let Some(key) = keys.next().await {
+            if let Some((g, t, _)) = names::parse_offset_key(&key.map_err(nats)?) {
+                out.insert((g, t));
+            }
+        }
+        Ok(out.into_iter().collect())
     }
 
-    /// Plugins whose live version in the cluster is newer than this node's (`local` gives
-    /// the version live here): name, version, sandbox and component bytes of each.
-    pub async fn plugins_newer_than(
-        &self,
-        local: impl Fn(&str) -> Option<u32>,
-    ) -> Result<Vec<(String, u32, Sandbox, Vec<u8>)>, ClusterError> {
-        let mut keys = self.plugins.keys().await.map_err(nats)?;
-        let mut out = Vec::new();
+    /// Forget every group's offsets in `topic` (it was deleted).
+    pub async fn forget_offsets(&self, topic: &str) -> Result<(), ClusterError> {
+        let mut keys = self.offsets.keys().await.map_err(nats)?;
+        let mut doomed = Vec::new();
         while let Some(key) = keys.next().await {
             let key = key.map_err(nats)?;
-            let Some(v) = self.plugins.get(&key).await.map_err(nats)? else { continue };
-            let pointer: LivePointer = serde_json::from_slice(&v)
-                .map_err(|e| ClusterError::Corrupt { what: format!("plugin {key}"), message: e.to_string() })?;
-            let name = names::unescape(&key);
-            if local(&name).is_some_and(|v| v >= pointer.version) {
-                continue;
+            if names::parse_offset_key(&key).is_some_and(|(_, t, _)| t == topic) {
+                doomed.push(key);
             }
-            let mut object = self.plugin_bytes.get(pointer.hash.as_str()).await.map_err(nats)?;
-            let mut wasm = Vec::new();
-            object.read_to_end(&mut wasm).await.map_err(nats)?;
-            out.push((name, pointer.version, Sandbox::from(pointer.sandbox), wasm));
         }
-        Ok(out)
+        for key in doomed {
+            self.offsets.purge(&key).await.map_err(nats)?;
+        }
+        Ok(())
     }
 }

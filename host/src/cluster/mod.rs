@@ -1,8 +1,10 @@
 //! Cluster mode: weir nodes over NATS JetStream. The authoritative data lives in JetStream
-//! (topic partitions as replicated streams, pipeline commits as atomic batches, groups,
-//! pipelines and plugin pointers in KV, plugin bytes in the object store); a node's RocksDB
-//! is a local cache of what it serves (topic settings, compiled plugins, the state of the
-//! partitions it owns). See ARCHITECTURE.md, "Cluster mode".
+//! (topic partitions as replicated streams, pipeline commits as atomic batches, metadata and
+//! group offsets in KV, plugin bytes in the object store); a node's RocksDB is a cache of what
+//! it runs (the state of the partitions it owns). [`store::ClusterStore`] is the store
+//! interface's JetStream implementation; the rest is placement — who runs what (`nodes`),
+//! fencing of commits (`commits`), handing commands to the node that holds what they need.
+//! It decides no broker rule. See ARCHITECTURE.md, "Cluster mode".
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,9 +18,11 @@ mod log;
 mod meta;
 pub mod names;
 mod nodes;
+pub mod store;
+pub mod wire;
 
 pub use commits::{CommitLog, PartitionCommit, Takeover};
-pub use log::Fetched;
+pub use names::Names;
 pub use nodes::{NodeInfo, owner_of};
 
 /// The oldest NATS server cluster mode runs on: atomic batch publish (ADR-50) with expected
@@ -56,6 +60,9 @@ where
 pub struct ClusterOptions {
     /// NATS server URLs, comma-separated (`nats://a:4222,nats://b:4222`).
     pub urls: String,
+    /// The weir cluster's name: every stream, subject and bucket it uses carries it, so
+    /// weir clusters sharing a JetStream cluster never see each other's data.
+    pub namespace: String,
     /// This node's id (unique in the cluster; stable across restarts of the node).
     pub node: String,
     /// Replicas of streams and buckets weir creates (1, 3 or 5).
@@ -171,12 +178,16 @@ pub struct Cluster {
     pub node: String,
     pub(crate) client: async_nats::Client,
     pub(crate) js: jetstream::Context,
-    /// Topic settings (`weir-topics`), pipelines (`weir-pipelines`), consumer-group offsets
-    /// (`weir-offsets`), plugin pointers (`weir-plugins`), heartbeats (`weir-nodes`).
-    pub(crate) topics: kv::Store,
-    pub(crate) pipelines: kv::Store,
+    /// Names of everything this weir cluster keeps in JetStream.
+    pub names: Names,
+    /// Metadata records (`<ns>-meta`): topics, pipelines, queues, exchanges, plugin versions
+    /// and pointers, id sequences — the same keys as a single node's `meta`.
+    pub(crate) meta: kv::Store,
+    /// The stream behind `meta` (its last sequence is how far a node must have read).
+    pub(crate) meta_stream: String,
+    /// Consumer-group offsets (`<ns>-offsets`), updated by compare-and-set.
     pub(crate) offsets: kv::Store,
-    pub(crate) plugins: kv::Store,
+    /// Component bytes by hash (`<ns>-plugin-bytes`).
     pub(crate) plugin_bytes: object_store::ObjectStore,
     pub(crate) nodes: nodes::Nodes,
     pub(crate) replicas: usize,
@@ -215,26 +226,26 @@ impl Cluster {
         }
         let js = jetstream::ContextBuilder::default().timeout(REQUEST_TIMEOUT).build(client.clone());
         let replicas = opts.replicas;
+        let names = Names::new(&opts.namespace);
         let bucket = |name: &str, history: i64, max_age: Duration| kv::Config {
-            bucket: name.into(),
+            bucket: names.bucket(name),
             history,
             max_age,
             num_replicas: replicas,
             storage: jetstream::stream::StorageType::File,
             ..Default::default()
         };
-        let topics = ensure_bucket(&js, bucket("weir-topics", 1, Duration::ZERO)).await?;
-        let pipelines = ensure_bucket(&js, bucket("weir-pipelines", 1, Duration::ZERO)).await?;
-        let offsets = ensure_bucket(&js, bucket("weir-offsets", 1, Duration::ZERO)).await?;
-        let plugins = ensure_bucket(&js, bucket("weir-plugins", 1, Duration::ZERO)).await?;
+        let (meta, meta_stream) = ensure_meta_bucket(&js, &names.bucket("meta"), replicas).await?;
+        let offsets = ensure_bucket(&js, bucket("offsets", 1, Duration::ZERO)).await?;
         // Heartbeats expire with the bucket's max age: a silent node's key disappears.
-        let heartbeats = ensure_bucket(&js, bucket("weir-nodes", 1, opts.lease)).await?;
+        let heartbeats = ensure_bucket(&js, bucket("nodes", 1, opts.lease)).await?;
+        let objects = names.bucket("plugin-bytes");
         let plugin_bytes = retrying("creating the plugin object store", || async {
-            match js.get_object_store("weir-plugin-bytes").await {
+            match js.get_object_store(&objects).await {
                 Ok(s) => Ok(s),
                 Err(_) => js
                     .create_object_store(object_store::Config {
-                        bucket: "weir-plugin-bytes".into(),
+                        bucket: objects.clone(),
                         num_replicas: replicas,
                         storage: jetstream::stream::StorageType::File,
                         ..Default::default()
@@ -249,10 +260,10 @@ impl Cluster {
             node: opts.node,
             client,
             js,
-            topics,
-            pipelines,
+            names,
+            meta,
+            meta_stream,
             offsets,
-            plugins,
             plugin_bytes,
             nodes,
             replicas,
@@ -312,6 +323,35 @@ async fn ensure_bucket(js: &jetstream::Context, config: kv::Config) -> Result<kv
         }
     })
     .await
+}
+
+/// The metadata bucket: a KV bucket whose stream also takes atomic batches, so a change of
+/// several records (a plugin version and its live pointer) lands whole or not at all.
+async fn ensure_meta_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    replicas: usize,
+) -> Result<(kv::Store, String), ClusterError> {
+    let stream = format!("KV_{bucket}");
+    let config = jetstream::stream::Config {
+        name: stream.clone(),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        discard: jetstream::stream::DiscardPolicy::New,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        allow_atomic_publish: true,
+        num_replicas: replicas,
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    };
+    retrying(&format!("creating bucket {bucket}"), || async {
+        js.get_or_create_stream(config.clone()).await.map_err(nats)?;
+        js.get_key_value(bucket).await.map_err(nats)
+    })
+    .await
+    .map(|kv| (kv, stream))
 }
 
 /// The server's version once its INFO arrived (it does right after connecting).

@@ -33,32 +33,76 @@ pub fn unescape(escaped: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The stream holding partition `p` of `topic`.
-pub fn topic_stream(topic: &str, p: u32) -> String {
-    format!("WEIR-T-{}-{p}", escape(topic))
+/// The names of one weir cluster's streams, subjects and buckets: every one carries the
+/// cluster's namespace (`--cluster-name`), so several weir clusters can share one JetStream
+/// cluster without seeing each other's data.
+#[derive(Debug, Clone)]
+pub struct Names {
+    /// The namespace as a subject token and bucket prefix (`weir`).
+    ns: String,
+    /// The namespace in stream names (`WEIR`).
+    upper: String,
 }
 
-/// Where producers append to partition `p` of `topic`.
-pub fn produce_subject(topic: &str, p: u32) -> String {
-    format!("weir.t.{}.{p}", escape(topic))
-}
+impl Names {
+    /// The names of cluster `namespace` (letters, digits and `-`).
+    pub fn new(namespace: &str) -> Names {
+        let ns = escape(namespace);
+        Names { upper: ns.to_uppercase(), ns }
+    }
 
-/// Where a pipeline's forwarder appends outputs of its source partition `source` to
-/// partition `p` of `topic`: a subject of its own, so the last record on it says how far
-/// the forwarder got, and an expected sequence on it fences a second forwarder.
-pub fn forward_subject(topic: &str, p: u32, pipeline: &str, source: u32) -> String {
-    format!("weir.t.{}.{p}.f.{}.{source}", escape(topic), escape(pipeline))
-}
+    /// A bucket or object store of this cluster (`weir-meta`).
+    pub fn bucket(&self, what: &str) -> String {
+        format!("{}-{what}", self.ns)
+    }
 
-/// The stream holding a pipeline's commits (outputs, state, progress) of every partition.
-pub fn commit_stream(pipeline: &str) -> String {
-    format!("WEIR-C-{}", escape(pipeline))
-}
+    /// The stream holding partition `p` of `topic`.
+    pub fn topic_stream(&self, topic: &str, p: u32) -> String {
+        format!("{}-T-{}-{p}", self.upper, escape(topic))
+    }
 
-/// Subjects of the commit stream for source partition `p`: `…commit` (progress, the fence),
-/// `…out.N` (packed outputs), `…state.HEX` (latest value of one state key).
-pub fn commit_subject(pipeline: &str, p: u32, leaf: &str) -> String {
-    format!("weir.c.{}.{p}.{leaf}", escape(pipeline))
+    /// Where producers append to partition `p` of `topic`.
+    pub fn produce_subject(&self, topic: &str, p: u32) -> String {
+        format!("{}.t.{}.{p}", self.ns, escape(topic))
+    }
+
+    /// Where a pipeline's forwarder appends outputs of its source partition `source` to
+    /// partition `p` of `topic`: a subject of its own, so the last record on it says how far
+    /// the forwarder got, and an expected sequence on it fences a second forwarder.
+    pub fn forward_subject(&self, topic: &str, p: u32, pipeline: &str, source: u32) -> String {
+        format!("{}.t.{}.{p}.f.{}.{source}", self.ns, escape(topic), escape(pipeline))
+    }
+
+    /// The stream holding a pipeline's commits (outputs, state, progress) of every partition.
+    pub fn commit_stream(&self, pipeline: &str) -> String {
+        format!("{}-C-{}", self.upper, escape(pipeline))
+    }
+
+    /// Every subject of a pipeline's commit stream.
+    pub fn commit_subjects(&self, pipeline: &str) -> String {
+        format!("{}.c.{}.>", self.ns, escape(pipeline))
+    }
+
+    /// Subjects of the commit stream for source partition `p`: `…commit` (progress, the
+    /// fence), `…out.N` (packed outputs), `…state.HEX` (latest value of one state key).
+    pub fn commit_subject(&self, pipeline: &str, p: u32, leaf: &str) -> String {
+        format!("{}.c.{}.{p}.{leaf}", self.ns, escape(pipeline))
+    }
+
+    /// The stream of the queues' messages and delivery states (one per cluster).
+    pub fn queue_stream(&self) -> String {
+        format!("{}-QUEUES", self.upper)
+    }
+
+    /// The subject of one key of the queues' key space (hex), or `fence`.
+    pub fn queue_subject(&self, leaf: &str) -> String {
+        format!("{}.q.{leaf}", self.ns)
+    }
+
+    /// Where node `node` takes commands other nodes hand it.
+    pub fn node_inbox(&self, node: &str) -> String {
+        format!("{}.node.{}", self.ns, escape(node))
+    }
 }
 
 /// Lower-case hex of `bytes` (state keys as subject tokens).
@@ -79,6 +123,13 @@ pub fn offset_key(group: &str, topic: &str, p: u32) -> String {
     format!("{}.{}.{p}", escape(group), escape(topic))
 }
 
+/// `(group, topic, partition)` of an offset key.
+pub fn parse_offset_key(key: &str) -> Option<(String, String, u32)> {
+    let mut parts = key.split('.');
+    let (g, t, p) = (parts.next()?, parts.next()?, parts.next()?.parse().ok()?);
+    parts.next().is_none().then(|| (unescape(g), unescape(t), p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +143,9 @@ mod tests {
         assert!(escape("x y*>/\\ü").bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert_eq!(unhex(&hex(b"\x00\xffkey")), Some(b"\x00\xffkey".to_vec()));
         assert_eq!(unhex("zz"), None);
+        assert_eq!(parse_offset_key(&offset_key("g.1", "t_x", 3)), Some(("g.1".into(), "t_x".into(), 3)));
+        let n = Names::new("test-7");
+        assert_eq!(n.topic_stream("a.b", 2), "TEST-7-T-a_2eb-2");
+        assert_eq!(n.produce_subject("a", 0), "test-7.t.a.0");
     }
 }

@@ -106,7 +106,7 @@ async fn watch_nodes(
     lease: Duration,
 ) {
     loop {
-        let mut updates = match bucket.watch_all().await {
+        let mut updates = match bucket.watch_with_history(">").await {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch cluster membership; retrying");

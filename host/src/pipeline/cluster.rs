@@ -16,6 +16,34 @@ use crate::cluster::{Cluster, ClusterError, CommitLog, PartitionCommit};
 use crate::limits;
 use crate::storage::{Commit, StateWrite, StoredRecord, keys};
 
+/// Each of `partitions` source partitions' committed next offset, from the commit stream.
+pub(super) async fn committed(
+    cluster: &Cluster,
+    pipeline: &str,
+    partitions: u32,
+) -> Result<Vec<Option<u64>>, crate::storage::StoreError> {
+    let mut out = Vec::with_capacity(partitions as usize);
+    for p in 0..partitions {
+        out.push(CommitLog::progress(cluster, pipeline, p).await?.map(|(next, _, _)| next));
+    }
+    Ok(out)
+}
+
+/// Move every source partition's progress to `offsets`, forgetting state if asked, by a
+/// fenced commit per partition (see [`CommitLog::reset`]).
+pub(super) async fn reset(
+    cluster: &Arc<Cluster>,
+    plan: &Plan,
+    offsets: Vec<u64>,
+    forget_state: bool,
+) -> Result<(), super::PipelineError> {
+    let log = CommitLog::open(cluster.clone(), &plan.spec.name).await.map_err(crate::storage::StoreError::from)?;
+    for (p, next) in offsets.into_iter().enumerate() {
+        log.reset(p as u32, next, forget_state).await.map_err(crate::storage::StoreError::from)?;
+    }
+    Ok(())
+}
+
 /// A worker's feed of one JetStream partition, with the fencing token of its commits.
 pub(crate) struct ClusterFeed {
     cluster: Arc<Cluster>,
@@ -138,8 +166,10 @@ impl ClusterFeed {
         }
         self.offset = self.pending;
         if !writes.is_empty() {
-            let local = Commit { state: writes, ..Commit::default() };
-            plan.store.submit(local).await.map_err(|e| format!("caching state of {}: {e}", self.describe()))?;
+            plan.store
+                .cache_state(writes, Vec::new())
+                .await
+                .map_err(|e| format!("caching state of {}: {e}", self.describe()))?;
         }
         Ok(true)
     }
@@ -148,7 +178,7 @@ impl ClusterFeed {
 impl Pipelines {
     /// Run partition `p` of `running` whenever this node owns it, until `stop`.
     pub(super) async fn supervise(self: Arc<Self>, running: Arc<Running>, p: u32, stop: watch::Receiver<bool>) {
-        let Some(cluster) = self.cluster.clone() else { return };
+        let Some(cluster) = self.store.cluster().cloned() else { return };
         let name = running.plan.spec.name.clone();
         let log = loop {
             match CommitLog::open(cluster.clone(), &name).await {
@@ -224,10 +254,8 @@ impl Pipelines {
         let t = log.takeover(p).await.map_err(|e| e.to_string())?;
         behind_versions(plan, &t.versions)?;
         let topic = plan.source.name().to_string();
-        for step in 0..plan.spec.steps.len() {
-            let prefix = keys::state_prefix(plan.scope, step as u16, p).to_vec();
-            self.store.delete_state_prefix(prefix).await.map_err(|e| e.to_string())?;
-        }
+        let prefixes =
+            (0..plan.spec.steps.len()).map(|step| keys::state_prefix(plan.scope, step as u16, p).to_vec()).collect();
         let state: Vec<StateWrite> = t
             .state
             .into_iter()
@@ -239,9 +267,8 @@ impl Pipelines {
                 StateWrite { key: full, value: Some(v[8..].to_vec()), expires_at_ms }
             })
             .collect();
-        if !state.is_empty() {
-            self.store.submit(Commit { state, ..Commit::default() }).await.map_err(|e| e.to_string())?;
-        }
+        // This node's cache of the partition's state becomes the committed state.
+        self.store.cache_state(state, prefixes).await.map_err(|e| e.to_string())?;
         let offset = match t.next_offset {
             Some(o) => o,
             None => {

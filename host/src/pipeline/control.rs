@@ -42,13 +42,19 @@ impl Pipelines {
             if old.owner != owner {
                 self.set_owner(&running, owner).await?;
             }
-            return Ok((self.status(&spec.name)?, ApplyChange::Unchanged));
+            return Ok((self.status(&spec.name).await?, ApplyChange::Unchanged));
         }
-        self.validate(&spec)?;
+        self.validate(&spec).await?;
         if old.spec.differs_only_in_versions(&spec) {
-            self.swap_versions(&running, &spec).await?;
+            self.swap_steps(&running, &spec).await?;
+            let record = {
+                let mut record = running.record.lock().expect("record");
+                record.spec = spec.clone();
+                record.clone()
+            };
+            self.persist(&record).await?;
             self.set_owner(&running, owner).await?;
-            return Ok((self.status(&spec.name)?, ApplyChange::Swapped));
+            return Ok((self.status(&spec.name).await?, ApplyChange::Swapped));
         }
         let mut record = running.record.lock().expect("record").clone();
         // The new spec is proven to start before the old pipeline stops.
@@ -63,11 +69,16 @@ impl Pipelines {
         self.persist(&record).await?;
         let name = record.spec.name.clone();
         self.launch(record).await?;
-        Ok((self.status(&name)?, ApplyChange::Restarted))
+        Ok((self.status(&name).await?, ApplyChange::Restarted))
     }
 
-    /// Point each changed step at its new reference (`NAME` or `NAME@V`) after proving it starts.
-    async fn swap_versions(&self, running: &Arc<super::Running>, spec: &PipelineSpec) -> Result<(), PipelineError> {
+    /// Point each changed step at its new reference (`NAME` or `NAME@V`) after proving it
+    /// starts; each partition picks it up at its next batch boundary.
+    pub(super) async fn swap_steps(
+        &self,
+        running: &Arc<super::Running>,
+        spec: &PipelineSpec,
+    ) -> Result<(), PipelineError> {
         let mut changes = Vec::new();
         for (i, step) in spec.steps.iter().enumerate() {
             let info = self.registry.resolve(&step.plugin)?;
@@ -92,12 +103,7 @@ impl Pipelines {
             slot.set_pinned(pinned);
             slot.set_live(active);
         }
-        let record = {
-            let mut record = running.record.lock().expect("record");
-            record.spec = spec.clone();
-            record.clone()
-        };
-        self.persist(&record).await
+        Ok(())
     }
 
     async fn set_owner(&self, running: &super::Running, owner: Option<String>) -> Result<(), PipelineError> {
@@ -119,7 +125,7 @@ impl Pipelines {
         };
         Self::stop_workers(&running).await;
         self.persist(&record).await?;
-        self.status(name)
+        self.status(name).await
     }
 
     /// Continue a paused or halted pipeline at its committed offsets (a halted pipeline
@@ -127,7 +133,7 @@ impl Pipelines {
     pub async fn resume(self: &Arc<Self>, name: &str) -> Result<PipelineStatus, PipelineError> {
         let running = self.get(name)?;
         if running.state() == RunState::Running {
-            return self.status(name);
+            return self.status(name).await;
         }
         let (spec, owner) = {
             let record = running.record.lock().expect("record");
@@ -144,7 +150,7 @@ impl Pipelines {
         self.persist(&record).await?;
         *running.last_failure.lock().expect("last failure") = None;
         self.spawn_workers(&running);
-        self.status(name)
+        self.status(name).await
     }
 
     /// Move the source offsets back (or forward) for replay, optionally forgetting all state.
@@ -164,22 +170,14 @@ impl Pipelines {
         };
         Self::stop_workers(&running).await;
         let mut offsets = Vec::new();
-        for (p, part) in topic.partitions().iter().enumerate() {
+        for (p, (start, end)) in self.store.all_bounds(topic).await?.into_iter().enumerate() {
             let offset = match to {
-                ResetTarget::Offset(o) => o.clamp(part.log_start(), part.high_watermark()),
-                ResetTarget::Time(t) => self.store.offset_for_time(topic, p as u32, t)?,
+                ResetTarget::Offset(o) => o.clamp(start, end),
+                ResetTarget::Time(t) => self.store.offset_for_time(topic, p as u32, t).await?,
             };
-            offsets.push(OffsetCommit {
-                group: plan.group.clone(),
-                topic: topic.clone(),
-                partition: p as u32,
-                next_offset: offset,
-            });
+            offsets.push(offset);
         }
-        let scope = running.record.lock().expect("record").id;
-        let delete_state_prefixes =
-            if reset_state { vec![keys::state_scope_prefix(scope).to_vec()] } else { Vec::new() };
-        self.store.submit(Commit { offsets, delete_state_prefixes, ..Commit::default() }).await?;
+        self.commit_reset(plan, offsets, reset_state).await?;
         let record = {
             let mut record = running.record.lock().expect("record");
             record.halted = None;
@@ -189,7 +187,31 @@ impl Pipelines {
         if !record.paused {
             self.spawn_workers(&running);
         }
-        self.status(name)
+        self.status(name).await
+    }
+
+    /// Commit `offsets` as the source partitions' progress, forgetting all state if asked:
+    /// one write of the group's offsets on a single node; in a cluster, a fenced commit per
+    /// partition, as a batch of the pipeline would commit it.
+    async fn commit_reset(&self, plan: &plan::Plan, offsets: Vec<u64>, reset_state: bool) -> Result<(), PipelineError> {
+        let topic = plan.source.topic().expect("a reset pipeline reads a topic");
+        if let Some(cluster) = self.store.cluster() {
+            return super::cluster::reset(cluster, plan, offsets, reset_state).await;
+        }
+        let offsets = offsets
+            .into_iter()
+            .enumerate()
+            .map(|(p, next_offset)| OffsetCommit {
+                group: plan.group.clone(),
+                topic: topic.clone(),
+                partition: p as u32,
+                next_offset,
+            })
+            .collect();
+        let delete_state_prefixes =
+            if reset_state { vec![keys::state_scope_prefix(plan.scope).to_vec()] } else { Vec::new() };
+        self.store.submit(Commit { offsets, delete_state_prefixes, ..Commit::default() }).await?;
+        Ok(())
     }
 
     /// The value of `key` in step `step` (from 1), in every partition that has it.

@@ -39,11 +39,13 @@ pub use spec::{
 pub use worker::fuzz_outcomes;
 
 use crate::auth::Authority;
+use crate::cluster::wire;
 use crate::limits;
 use crate::mirror::{mirror, mirror_enum};
 use crate::registry::{PluginInfo, Registry, RegistryError};
 use crate::runtime::LoadedPlugin;
-use crate::storage::{Store, StoreError, keys, stored};
+use crate::storage::{StoreError, keys, stored};
+use crate::store::{MetaWrite, Store, record};
 use crate::types::{TopicConfig, check_name, now_ms};
 use plan::{Active, Plan};
 use shadow::ShadowBoard;
@@ -97,8 +99,9 @@ pub enum PipelineError {
     Store(#[from] StoreError),
 }
 
-/// A pipeline as the server keeps it (stored as [`stored::PipelineV1`]).
-#[derive(Debug, Clone)]
+/// A pipeline as the server keeps it (stored as [`stored::PipelineV1`], in a cluster as
+/// [`wire::PipelineC1`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct PipelineRecord {
     spec: PipelineSpec,
     /// Numeric scope of its state keys; never reused.
@@ -132,6 +135,61 @@ mirror!(stored::PipelineSpecV1 => PipelineSpec {
 mirror!(stored::StepV1 => StepSpec { plugin, config });
 mirror_enum!(stored::StartV1 => StartPosition { Earliest, Latest });
 mirror_enum!(stored::ErrorPolicyV1 => ErrorPolicy { Halt, Retry, Skip, DeadLetter });
+mirror!(wire::StepC1 => StepSpec { plugin, config });
+mirror_enum!(wire::StartC1 => StartPosition { Earliest, Latest });
+mirror_enum!(wire::ErrorPolicyC1 => ErrorPolicy { Halt, Retry, Skip, DeadLetter });
+record!(PipelineRecord => stored::PipelineV1, wire::PipelineC1);
+
+impl From<PipelineRecord> for wire::PipelineC1 {
+    fn from(r: PipelineRecord) -> Self {
+        let s = r.spec;
+        wire::PipelineC1 {
+            name: s.name,
+            source: s.source.to_string(),
+            group: s.group,
+            steps: s.steps.into_iter().map(Into::into).collect(),
+            sink: s.sink,
+            start: s.start.into(),
+            batch_max_messages: s.batch_max_messages,
+            on_error: s.on_error.into(),
+            max_attempts: s.max_attempts,
+            backoff_ms: s.backoff_ms,
+            dead_letter_topic: s.dead_letter_topic,
+            parallelism: s.parallelism,
+            id: r.id,
+            created_ms: r.created_ms,
+            halted: r.halted,
+            paused: r.paused,
+            owner: r.owner,
+        }
+    }
+}
+
+impl From<wire::PipelineC1> for PipelineRecord {
+    fn from(c: wire::PipelineC1) -> Self {
+        PipelineRecord {
+            spec: PipelineSpec {
+                name: c.name,
+                source: Source::parse(&c.source),
+                group: c.group,
+                steps: c.steps.into_iter().map(Into::into).collect(),
+                sink: c.sink,
+                start: c.start.into(),
+                batch_max_messages: c.batch_max_messages,
+                on_error: c.on_error.into(),
+                max_attempts: c.max_attempts,
+                backoff_ms: c.backoff_ms,
+                dead_letter_topic: c.dead_letter_topic,
+                parallelism: c.parallelism,
+            },
+            id: c.id,
+            created_ms: c.created_ms,
+            halted: c.halted,
+            paused: c.paused,
+            owner: c.owner,
+        }
+    }
+}
 
 /// Sources are stored as text, as format version 1 always did.
 impl From<String> for Source {
@@ -279,8 +337,6 @@ pub struct Pipelines {
     shadows: Arc<ShadowBoard>,
     queues: Arc<crate::queue::Queues>,
     authority: Arc<Authority>,
-    /// Cluster mode: partitions run where rendezvous hashing puts them.
-    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Pipelines {
@@ -290,7 +346,6 @@ impl Pipelines {
         registry: Arc<Registry>,
         queues: Arc<crate::queue::Queues>,
         authority: Arc<Authority>,
-        cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> Result<Arc<Pipelines>, PipelineError> {
         let shadows = Arc::new(ShadowBoard::default());
         for name in registry.names() {
@@ -305,10 +360,8 @@ impl Pipelines {
             shadows,
             queues,
             authority,
-            cluster,
         });
-        for (key, value) in store.meta_scan(keys::meta::PIPELINES)? {
-            let record: PipelineRecord = stored::decode::<stored::PipelineV1>(&key, &value)?.into();
+        for (_, record) in store.meta_scan::<PipelineRecord>(keys::meta::PIPELINES).await? {
             let name = record.spec.name.clone();
             if let Err(e) = me.launch(record).await {
                 tracing::error!(pipeline = %name, error = %e, "pipeline could not start");
@@ -360,50 +413,123 @@ impl Pipelines {
         if self.running.lock().expect("pipelines").contains_key(&spec.name) {
             return Err(PipelineError::Exists(spec.name));
         }
-        self.validate(&spec)?;
+        self.validate(&spec).await?;
         if spec.on_error == ErrorPolicy::DeadLetter {
             self.ensure_dead_letter_topic(&spec).await?;
         }
-        let id = self.next_id().await?;
+        let id = self.store.next_id(keys::meta::PIPELINE_SEQ).await?;
         let record =
             PipelineRecord { spec: spec.clone(), id, created_ms: now_ms(), halted: None, paused: false, owner };
         self.launch(record.clone()).await?;
-        // Persist after the steps proved they start, so a bad spec leaves nothing behind.
-        if let Err(e) = self.persist(&record).await {
+        // Stored after the steps proved they start, so a bad spec leaves nothing behind; the
+        // name is taken with a create (two nodes of a cluster cannot both take it).
+        let write = MetaWrite::create(keys::meta::pipeline(&spec.name), &record);
+        if let Err(e) = self.store.meta_write(vec![write]).await {
             self.stop(&spec.name).await;
-            return Err(e);
+            return Err(match e {
+                StoreError::Conflict(_) => PipelineError::Exists(spec.name),
+                e => e.into(),
+            });
         }
-        self.status(&spec.name)
+        self.status(&spec.name).await
     }
 
     /// Stop a pipeline and delete it with its state and offsets.
     pub async fn delete(&self, name: &str) -> Result<(), PipelineError> {
         let running = self.stop(name).await.ok_or_else(|| PipelineError::Unknown(name.to_string()))?;
         let record = running.record.lock().expect("record").clone();
-        self.store.meta_write(vec![(keys::meta::pipeline(name), None)]).await?;
+        self.store.meta_write(vec![MetaWrite::delete(keys::meta::pipeline(name))]).await?;
+        self.forget(&record).await
+    }
+
+    /// Drop what a deleted pipeline left: its state, and in a cluster its commit stream.
+    async fn forget(&self, record: &PipelineRecord) -> Result<(), PipelineError> {
         self.store.delete_state_prefix(keys::state_scope_prefix(record.id).to_vec()).await?;
+        if let Some(cluster) = self.store.cluster() {
+            crate::cluster::CommitLog::delete(cluster, &record.spec.name).await;
+        }
+        Ok(())
+    }
+
+    /// The spec of pipeline `name`.
+    pub fn spec(&self, name: &str) -> Option<PipelineSpec> {
+        Some(self.get(name).ok()?.record.lock().expect("record").spec.clone())
+    }
+
+    /// Every pipeline's spec, by name.
+    pub fn specs(&self) -> Vec<PipelineSpec> {
+        self.names().iter().filter_map(|n| self.spec(n)).collect()
+    }
+
+    /// Names of the pipelines known here.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.running.lock().expect("pipelines").keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Read pipeline `name`'s record again from the store (another node changed it) and bring
+    /// the pipeline here to it: start it, stop it, restart it on a new topology, swap step
+    /// versions, halt, pause or resume its workers — as the change would have here.
+    pub async fn follow(self: &Arc<Self>, name: &str) -> Result<(), PipelineError> {
+        let stored = self.store.meta_get::<PipelineRecord>(&keys::meta::pipeline(name)).await?;
+        match (stored, self.get(name).ok()) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => {
+                // Deleted elsewhere: the node that deleted it drops what the cluster holds.
+                if let Some(r) = self.stop(name).await {
+                    let id = r.record.lock().expect("record").id;
+                    self.store.delete_state_prefix(keys::state_scope_prefix(id).to_vec()).await?;
+                }
+                Ok(())
+            }
+            (Some(record), None) => self.launch(record).await,
+            (Some(record), Some(running)) => self.converge(&running, record).await,
+        }
+    }
+
+    /// Bring a running pipeline to `record`.
+    async fn converge(self: &Arc<Self>, running: &Arc<Running>, record: PipelineRecord) -> Result<(), PipelineError> {
+        let old = running.record.lock().expect("record").clone();
+        if old == record {
+            return Ok(());
+        }
+        let name = record.spec.name.clone();
+        if old.id != record.id || (old.spec != record.spec && !old.spec.differs_only_in_versions(&record.spec)) {
+            self.stop(&name).await;
+            return self.launch(record).await;
+        }
+        if old.spec != record.spec {
+            self.swap_steps(running, &record.spec).await?;
+        }
+        *running.record.lock().expect("record") = record.clone();
+        match (old.state(), record.state()) {
+            (RunState::Running, RunState::Halted | RunState::Paused) => Self::stop_workers(running).await,
+            (RunState::Halted | RunState::Paused, RunState::Running) => {
+                *running.last_failure.lock().expect("last failure") = None;
+                Self::stop_workers(running).await;
+                self.spawn_workers(running);
+            }
+            _ => {}
+        }
         Ok(())
     }
 
     /// Status of one pipeline.
-    pub fn status(&self, name: &str) -> Result<PipelineStatus, PipelineError> {
+    pub async fn status(&self, name: &str) -> Result<PipelineStatus, PipelineError> {
         let running = self.get(name)?;
-        let record = running.record.lock().expect("record").clone();
         let mut partitions = Vec::new();
+        if let Some(topic) = running.plan.source.topic().filter(|t| !t.is_deleted()) {
+            let committed = self.committed(&running.plan).await?;
+            for (p, (c, (start, end))) in committed.into_iter().zip(self.store.all_bounds(topic).await?).enumerate() {
+                partitions.push((p as u32, c.unwrap_or(start), end));
+            }
+        }
+        let record = running.record.lock().expect("record").clone();
         let queue_depth = record.spec.source.queue().and_then(|q| self.queues.get(q).ok()).map(|q| {
             let i = q.info();
             i.ready + i.waiting + i.in_flight
         });
-        if let Some(topic) = running.plan.source.topic().filter(|t| !t.is_deleted()) {
-            let committed = self.store.committed(&record.spec.group(), topic)?;
-            for (p, c) in committed.iter().enumerate() {
-                partitions.push((
-                    p as u32,
-                    c.unwrap_or(topic.partitions()[p].log_start()),
-                    topic.partitions()[p].high_watermark(),
-                ));
-            }
-        }
         let c = &running.counters;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let last_failure = running.last_failure.lock().expect("last failure").clone();
@@ -452,11 +578,25 @@ impl Pipelines {
         running.values().filter_map(|r| r.counters.batch_latency.clone()).collect()
     }
 
+    /// Each source partition's committed next offset (`None`: never committed): the group's
+    /// offsets on a single node, the commit stream's in a cluster.
+    async fn committed(&self, plan: &Plan) -> Result<Vec<Option<u64>>, PipelineError> {
+        let Some(topic) = plan.source.topic() else { return Ok(Vec::new()) };
+        match self.store.cluster() {
+            None => Ok(self.store.committed(&plan.group, topic).await?),
+            Some(c) => Ok(cluster::committed(c, &plan.spec.name, topic.partition_count()).await?),
+        }
+    }
+
     /// Status of every pipeline, by name.
-    pub fn list(&self) -> Vec<PipelineStatus> {
-        let mut names: Vec<String> = self.running.lock().expect("pipelines").keys().cloned().collect();
-        names.sort();
-        names.iter().filter_map(|n| self.status(n).ok()).collect()
+    pub async fn list(&self) -> Vec<PipelineStatus> {
+        let mut out = Vec::new();
+        for name in self.names() {
+            if let Ok(s) = self.status(&name).await {
+                out.push(s);
+            }
+        }
+        out
     }
 
     /// Stop every worker (graceful shutdown): in-flight batches finish and commit first.
@@ -555,7 +695,7 @@ impl Pipelines {
             .ok_or_else(|| PipelineError::Unknown(name.to_string()))
     }
 
-    fn validate(&self, spec: &PipelineSpec) -> Result<(), PipelineError> {
+    async fn validate(&self, spec: &PipelineSpec) -> Result<(), PipelineError> {
         if spec.steps.is_empty() {
             return Err(PipelineError::Invalid(format!(
                 "pipeline `{}` has no steps: give at least one plugin",
@@ -571,9 +711,9 @@ impl Pipelines {
         }
         match &spec.source {
             Source::Queue(q) => drop(self.queues.get(q)?),
-            Source::Topic(t) => drop(self.store.topic(t)?),
+            Source::Topic(t) => drop(self.store.find_topic(t).await?),
         }
-        self.store.topic(&spec.sink)?;
+        self.store.find_topic(&spec.sink).await?;
         check_name("group", &spec.group()).map_err(|e| PipelineError::Invalid(e.to_string()))?;
         if let Some(n) = spec.batch_max_messages
             && (n == 0 || n > crate::limits::MAX_FETCH_RECORDS)
@@ -591,45 +731,22 @@ impl Pipelines {
 
     async fn ensure_dead_letter_topic(&self, spec: &PipelineSpec) -> Result<(), PipelineError> {
         let name = spec.dead_letter_topic();
-        if self.store.topic(&name).is_ok() {
+        if self.store.find_topic(&name).await.is_ok() {
             return Ok(());
         }
         let partitions = match &spec.source {
             Source::Queue(_) => 1,
-            Source::Topic(t) => self.store.topic(t)?.partition_count(),
+            Source::Topic(t) => self.store.find_topic(t).await?.partition_count(),
         };
         let config = TopicConfig { partitions, ..TopicConfig::default() };
-        if let Some(cluster) = &self.cluster {
-            // Every node forwards dead letters into it: it must be the cluster's topic.
-            match cluster.create_topic(&name, &config).await {
-                Ok(()) | Err(crate::cluster::ClusterError::Exists(_)) => {}
-                Err(e) => return Err(PipelineError::Invalid(format!("creating dead-letter topic `{name}`: {e}"))),
-            }
-        }
         match self.store.create_topic(&name, config).await {
             Ok(_) | Err(StoreError::TopicExists(_)) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn next_id(&self) -> Result<u32, PipelineError> {
-        static ID_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-        let _g = ID_LOCK.lock().await;
-        let next = match self.store.meta_get(keys::meta::PIPELINE_SEQ)? {
-            Some(v) => u32::from_be_bytes(v.as_slice().try_into().map_err(|_| StoreError::Corrupt {
-                what: keys::meta::PIPELINE_SEQ.into(),
-                why: "not 4 bytes".into(),
-            })?),
-            None => 1,
-        };
-        let seq = (next + 1).to_be_bytes().to_vec();
-        self.store.meta_write(vec![(keys::meta::PIPELINE_SEQ.into(), Some(seq))]).await?;
-        Ok(next)
-    }
-
     async fn persist(&self, record: &PipelineRecord) -> Result<(), PipelineError> {
-        let encoded = stored::encode(&stored::PipelineV1::from(record.clone()));
-        self.store.meta_write(vec![(keys::meta::pipeline(&record.spec.name), Some(encoded))]).await?;
+        self.store.meta_write(vec![MetaWrite::put(keys::meta::pipeline(&record.spec.name), record)]).await?;
         Ok(())
     }
 
@@ -662,12 +779,12 @@ impl Pipelines {
         let tasks = (0..running.plan.source.workers(&running.plan.spec))
             .map(|p| {
                 let (me, running, stop) = (self.clone(), running.clone(), rx.clone());
-                if self.cluster.is_some() && matches!(running.plan.source, plan::Input::Topic(_)) {
+                if self.store.cluster().is_some() && matches!(running.plan.source, plan::Input::Topic(_)) {
                     return tokio::spawn(me.supervise(running, p, stop));
                 }
                 tokio::spawn(async move {
                     let feed = match &running.plan.source {
-                        plan::Input::Topic(_) => worker::Feed::partition(&running.plan, p),
+                        plan::Input::Topic(_) => worker::Feed::partition(&running.plan, p).await,
                         plan::Input::Queue(_) => Ok(worker::Feed::queue(&running.plan, me.queues.clone())),
                     };
                     let done = match feed {

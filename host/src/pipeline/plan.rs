@@ -9,7 +9,8 @@ use super::shadow::ShadowBoard;
 use super::{PipelineError, PipelineSpec, Source};
 use crate::registry::{PluginInfo, Registry};
 use crate::runtime::{LoadedPlugin, PluginInstance, Runtime, StateScope};
-use crate::storage::{Store, Topic, keys};
+use crate::storage::{Topic, keys};
+use crate::store::Store;
 
 /// A version ready to instantiate.
 #[derive(Clone)]
@@ -132,9 +133,9 @@ impl Plan {
         let (store, registry, queues) = (&pipelines.store, &pipelines.registry, &pipelines.queues);
         let source = match &spec.source {
             Source::Queue(q) => Input::Queue(queues.get(q)?),
-            Source::Topic(t) => Input::Topic(store.topic(t)?),
+            Source::Topic(t) => Input::Topic(store.find_topic(t).await?),
         };
-        let sink = store.topic(&spec.sink)?;
+        let sink = store.find_topic(&spec.sink).await?;
         let (registry_c, spec_c) = (registry.clone(), spec.clone());
         let slots = tokio::task::spawn_blocking(move || resolve_slots(&registry_c, &spec_c))
             .await

@@ -67,19 +67,9 @@ pub(super) async fn run(
         if feed.settle(plan, &mut commit, next_offset)? {
             let traced = trace::traced_in(&commit);
             let submitted = Instant::now();
-            if let Feed::Cluster(c) = &mut feed {
-                // Cluster mode: one atomic batch in JetStream, then the state in the local cache.
-                let versions = steps.iter().map(|s| s.active.info.label()).collect();
-                if !c.commit(plan, commit, versions).await? {
-                    return Ok(());
-                }
-                running.counters.add(&counts);
-            } else {
-                let committed = plan.store.submit(commit);
-                // Counted before the commit is acknowledged, so a status that sees the new
-                // offset (lag 0) also sees the counts; a failed commit halts the pipeline anyway.
-                running.counters.add(&counts);
-                committed.await.map_err(|e| format!("committing {}: {e}", feed.describe()))?;
+            let versions = steps.iter().map(|s| s.active.info.label()).collect();
+            if !feed.commit(plan, commit, versions, || running.counters.add(&counts)).await? {
+                return Ok(());
             }
             running.counters.observe_batch(taken.elapsed());
             trace::export_commits(&plan.spec.name, traced, submitted.elapsed());
@@ -120,10 +110,34 @@ pub(super) enum Feed {
 
 impl Feed {
     /// The feed of `partition` of the plan's topic, at the committed offset.
-    pub(super) fn partition(plan: &Plan, partition: u32) -> Result<Feed, String> {
+    pub(super) async fn partition(plan: &Plan, partition: u32) -> Result<Feed, String> {
         let topic = plan.source.topic().ok_or("a partition worker needs a topic source")?.clone();
-        let offset = start_offset(plan, &topic, partition).map_err(|e| e.to_string())?;
+        let offset = start_offset(plan, &topic, partition).await.map_err(|e| e.to_string())?;
         Ok(Feed::Partition { topic, partition, offset })
+    }
+
+    /// Commit a processed batch — its outputs, state and progress as one unit — and call
+    /// `counted` once it is submitted (a status that sees the new offset then also sees the
+    /// batch's counts). `Ok(false)`: the batch was refused because another node took the
+    /// partition over; the worker stops.
+    async fn commit(
+        &mut self,
+        plan: &Plan,
+        commit: Commit,
+        versions: Vec<String>,
+        counted: impl FnOnce(),
+    ) -> Result<bool, String> {
+        if let Feed::Cluster(c) = self {
+            let landed = c.commit(plan, commit, versions).await?;
+            if landed {
+                counted();
+            }
+            return Ok(landed);
+        }
+        let committed = plan.store.submit(commit);
+        counted();
+        committed.await.map_err(|e| format!("committing {}: {e}", self.describe()))?;
+        Ok(true)
     }
 
     /// A competing worker's feed of the plan's queue.
@@ -153,11 +167,12 @@ impl Feed {
                 let records = plan
                     .store
                     .read(topic, *partition, *offset, batch_max, limits::PIPELINE_BATCH_BYTES)
-                    .map_err(|e| format!("reading partition {partition} of `{}`: {e}", topic.name))?;
+                    .await
+                    .map_err(|e| format!("reading partition {partition} of `{}`: {e}", topic.name))?
+                    .records;
                 if records.is_empty() {
-                    let part = topic.partition(*partition).map_err(|e| e.to_string())?;
                     tokio::select! {
-                        _ = part.wait_for(*offset, Duration::from_secs(1)) => {}
+                        _ = plan.store.wait_for(topic, *partition, *offset, Duration::from_secs(1)) => {}
                         _ = stop.changed() => {}
                     }
                     return Ok(None);
@@ -266,14 +281,14 @@ fn swap_if_needed(plan: &Plan, running: &Running, steps: &mut [StepInstance], pa
 }
 
 /// The committed offset, or the configured start.
-fn start_offset(plan: &Plan, topic: &Topic, partition: u32) -> Result<u64, crate::storage::StoreError> {
-    let committed = plan.store.committed(&plan.group, topic)?;
-    let p = topic.partition(partition)?;
+async fn start_offset(plan: &Plan, topic: &Topic, partition: u32) -> Result<u64, crate::storage::StoreError> {
+    let committed = plan.store.committed(&plan.group, topic).await?;
+    let (start, end) = plan.store.bounds(topic, partition).await?;
     Ok(match committed[partition as usize] {
         Some(o) => o,
         None => match plan.spec.start {
-            StartPosition::Earliest => p.log_start(),
-            StartPosition::Latest => p.high_watermark(),
+            StartPosition::Earliest => start,
+            StartPosition::Latest => end,
         },
     })
 }
@@ -338,7 +353,7 @@ fn run_batch(
             // A topic's batch is read again rather than copied on the fast path.
             let again = match (copy, plan.source.topic()) {
                 (Some(records), _) => Ok(records),
-                (None, Some(topic)) => plan.store.read(topic, partition, first, n, usize::MAX),
+                (None, Some(topic)) => plan.store.read_blocking(topic, partition, first, n),
                 (None, None) => Ok(Vec::new()),
             };
             match again {
@@ -666,7 +681,9 @@ fn route(
         // was authorised for when it was created.
         let topic = match gate.topic(&name) {
             Some(t) => t.clone(),
-            None => plan.store.topic(&name).map_err(|_| format!("topic `{name}` does not exist (any more)"))?,
+            None => {
+                plan.store.topic_blocking(&name).map_err(|_| format!("topic `{name}` does not exist (any more)"))?
+            }
         };
         if topic.is_deleted() {
             return Err(format!("topic `{name}` was deleted while a batch routed to it"));
@@ -680,7 +697,7 @@ fn route(
 /// Built per batch, so a reloaded token file takes effect at the next batch; each topic is
 /// looked up and checked once per batch.
 struct RouteGate {
-    store: Arc<crate::storage::Store>,
+    store: Arc<crate::store::Store>,
     /// The owner's current grants (`Ok(None)`: no token file, or a pipeline without owner),
     /// or why there are none.
     owner: Result<Option<Arc<crate::auth::Identity>>, String>,
@@ -709,7 +726,7 @@ impl RouteGate {
     }
 
     fn verdict(&self, name: &str) -> Result<Arc<Topic>, String> {
-        let topic = self.store.topic(name).map_err(|_| {
+        let topic = self.store.topic_blocking(name).map_err(|_| {
             format!("a step routed an output to topic `{name}`, which does not exist; create it with `weir topic create {name}`")
         })?;
         match &self.owner {

@@ -29,9 +29,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use crate::cluster::wire;
 use crate::limits;
 use crate::mirror::mirror;
-use crate::storage::{Commit, Store, StoreError, keys, stored};
+use crate::storage::{Commit, StoreError, keys, stored};
+use crate::store::{MetaWrite, Store, record};
 use crate::types::{check_name, now_ms};
 use index::{Entry, Index, Status};
 use weir_sdk::headers;
@@ -172,6 +174,22 @@ type Result<T, E = QueueError> = std::result::Result<T, E>;
 mirror!(stored::QueueConfigV1 => QueueConfig {
     visibility_timeout_ms, max_deliveries, dead_letter, dedup_window_ms, max_messages
 });
+mirror!(wire::QueueConfigC1 => QueueConfig {
+    visibility_timeout_ms, max_deliveries, dead_letter, dedup_window_ms, max_messages
+});
+
+/// A queue's record (`queue/<name>`).
+#[derive(Debug, Clone)]
+struct QueueRecord {
+    id: u32,
+    name: String,
+    config: QueueConfig,
+    created_ms: u64,
+}
+
+mirror!(stored::QueueV1 => QueueRecord { id, name, config: into, created_ms });
+mirror!(wire::QueueC1 => QueueRecord { id, name, config: into, created_ms });
+record!(QueueRecord => stored::QueueV1, wire::QueueC1);
 
 /// The immutable part of a message (`b` key).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -213,7 +231,20 @@ pub struct Queue {
 pub struct Queues {
     store: Arc<Store>,
     queues: RwLock<HashMap<String, Arc<Queue>>>,
-    next_id: Mutex<u32>,
+}
+
+impl Queue {
+    fn new(rec: QueueRecord, index: Index) -> Queue {
+        Queue {
+            id: rec.id,
+            name: rec.name,
+            config: rec.config,
+            created_ms: rec.created_ms,
+            index: Mutex::new(index),
+            notify: Notify::new(),
+            dead_lettered: Default::default(),
+        }
+    }
 }
 
 fn key(kind: u8, qid: u32, seq: u64) -> Vec<u8> {
@@ -248,32 +279,31 @@ fn decode<T: serde::de::DeserializeOwned>(what: &[u8], v: &[u8]) -> Result<T> {
 
 impl Queues {
     /// Load every queue and rebuild its index from the store.
-    pub fn open(store: Arc<Store>) -> Result<Queues> {
+    pub async fn open(store: Arc<Store>) -> Result<Queues> {
         let mut queues = HashMap::new();
         let now = now_ms();
-        for (k, v) in store.meta_scan(keys::meta::QUEUES)? {
-            let rec: stored::QueueV1 = stored::decode(&k, &v)?;
+        for (_, rec) in store.meta_scan::<QueueRecord>(keys::meta::QUEUES).await? {
             let index = recover(&store, rec.id, now)?;
-            let q = Queue {
-                id: rec.id,
-                name: rec.name.clone(),
-                config: rec.config.into(),
-                created_ms: rec.created_ms,
-                index: Mutex::new(index),
-                notify: Notify::new(),
-                dead_lettered: Default::default(),
-            };
-            queues.insert(rec.name, Arc::new(q));
+            queues.insert(rec.name.clone(), Arc::new(Queue::new(rec, index)));
         }
-        let next_id =
-            match store.meta_get(keys::meta::QUEUE_SEQ)? {
-                Some(v) => u32::from_be_bytes(v.as_slice().try_into().map_err(|_| StoreError::Corrupt {
-                    what: keys::meta::QUEUE_SEQ.into(),
-                    why: "not 4 bytes".into(),
-                })?),
-                None => 1,
-            };
-        Ok(Queues { store, queues: RwLock::new(queues), next_id: Mutex::new(next_id) })
+        Ok(Queues { store, queues: RwLock::new(queues) })
+    }
+
+    /// Read queue `name`'s record again from the store (another node changed it).
+    pub async fn follow(&self, name: &str) -> Result<()> {
+        let stored = self.store.meta_get::<QueueRecord>(&keys::meta::queue(name)).await?;
+        let mut queues = self.queues.write().expect("queues");
+        match stored {
+            Some(rec) if queues.get(name).is_some_and(|q| q.id == rec.id) => {}
+            Some(rec) => {
+                let index = recover(&self.store, rec.id, now_ms())?;
+                queues.insert(name.to_string(), Arc::new(Queue::new(rec, index)));
+            }
+            None => {
+                queues.remove(name);
+            }
+        }
+        Ok(())
     }
 
     /// Create a queue (and its dead-letter queue, if named and missing).
@@ -291,26 +321,13 @@ impl Queues {
                 Box::pin(self.create(dlq, QueueConfig::default())).await?;
             }
         }
-        let id = {
-            let mut next = self.next_id.lock().expect("queue ids");
-            *next += 1;
-            *next - 1
-        };
-        let rec = stored::QueueV1 { id, name: name.to_string(), config: config.clone().into(), created_ms: now_ms() };
-        let meta = vec![
-            (keys::meta::queue(name), Some(stored::encode(&rec))),
-            (keys::meta::QUEUE_SEQ.to_string(), Some((id + 1).to_be_bytes().to_vec())),
-        ];
-        self.store.meta_write(meta).await?;
-        let q = Arc::new(Queue {
-            id,
-            name: name.to_string(),
-            config,
-            created_ms: rec.created_ms,
-            index: Mutex::new(Index::default()),
-            notify: Notify::new(),
-            dead_lettered: Default::default(),
-        });
+        let id = self.store.next_id(keys::meta::QUEUE_SEQ).await?;
+        let rec = QueueRecord { id, name: name.to_string(), config, created_ms: now_ms() };
+        match self.store.meta_write(vec![MetaWrite::create(keys::meta::queue(name), &rec)]).await {
+            Err(StoreError::Conflict(_)) => return Err(QueueError::Exists(name.to_string())),
+            other => other?,
+        }
+        let q = Arc::new(Queue::new(rec, Index::default()));
         self.queues.write().expect("queues").insert(name.to_string(), q.clone());
         Ok(q.info())
     }
@@ -318,7 +335,7 @@ impl Queues {
     /// Delete a queue and every message in it.
     pub async fn delete(&self, name: &str) -> Result<()> {
         let q = self.get(name)?;
-        self.store.meta_write(vec![(keys::meta::queue(name), None)]).await?;
+        self.store.meta_write(vec![MetaWrite::delete(keys::meta::queue(name))]).await?;
         self.queues.write().expect("queues").remove(name);
         self.purge_keys(&q).await
     }

@@ -12,7 +12,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::Sandbox;
 use super::bindings::{v1, v2};
 use crate::limits;
-use crate::storage::{StateWrite, Store};
+use crate::storage::StateWrite;
+use crate::store::Store;
 
 /// Where a plugin instance's state lives: a key prefix in the store's `state` column family.
 #[derive(Clone)]

@@ -89,6 +89,20 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("the store is shutting down")]
     Closed,
+    /// A concurrent change won: a create found the name taken, or a compare-and-set lost.
+    #[error("{0}")]
+    Conflict(String),
+    /// The replicated store (cluster mode) did not answer in time; nothing is known to have
+    /// changed, and the request may be retried.
+    #[error("the cluster's store did not answer: {0}; retry")]
+    Unavailable(String),
+    /// A record written by a newer weir node; the text says what to upgrade.
+    #[error("{0}")]
+    Newer(String),
+    /// Another node took over what this node was writing (cluster mode); its write was
+    /// refused whole.
+    #[error("{0}")]
+    Fenced(String),
 }
 
 /// Shorthand for results of this module.

@@ -52,6 +52,17 @@ pub(crate) const CF_META: &str = "meta";
 /// Column family of queue messages (the queue module owns its key layout).
 pub(crate) const CF_QUEUES: &str = "queues";
 
+/// Records read from one partition, with its bounds at the time of the read.
+#[derive(Debug, Default, Clone)]
+pub struct Fetched {
+    /// The records, in offset order.
+    pub records: Vec<StoredRecord>,
+    /// The partition's first offset still stored.
+    pub log_start: u64,
+    /// One past the partition's last offset.
+    pub high_watermark: u64,
+}
+
 /// How the store is opened.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -68,9 +79,9 @@ pub struct StoreOptions {
     pub wal_dir: Option<PathBuf>,
 }
 
-/// The store. Cheap to share (`Arc<Store>`); reads run on the caller's thread, writes on the
+/// The store. Cheap to share (`Arc<Rocks>`); reads run on the caller's thread, writes on the
 /// group-commit thread.
-pub struct Store {
+pub struct Rocks {
     db: Arc<DB>,
     topics: Arc<RwLock<Topics>>,
     writer: writer::Handle,
@@ -87,10 +98,10 @@ pub(crate) struct Topics {
     by_id: HashMap<u32, Arc<Topic>>,
 }
 
-impl Store {
+impl Rocks {
     /// Open (or create) the store at `opts.path`, recover every partition's offsets from the
     /// log and start the group-commit thread.
-    pub fn open(opts: StoreOptions) -> Result<Store> {
+    pub fn open(opts: StoreOptions) -> Result<Rocks> {
         std::fs::create_dir_all(&opts.path)
             .map_err(|e| StoreError::Invalid(format!("cannot create data dir {}: {e}", opts.path.display())))?;
         let wal_dir = wal_dir(&opts.path, opts.wal_dir.as_deref())?;
@@ -101,7 +112,7 @@ impl Store {
         let poison = Arc::new(OnceLock::new());
         let stats = Arc::new(writer::WriteStats::default());
         let writer = writer::spawn(db.clone(), topics.clone(), poison.clone(), next_topic_id, stats.clone())?;
-        Ok(Store { db, topics, writer, poison, default_durability: opts.default_durability, path: opts.path, stats })
+        Ok(Rocks { db, topics, writer, poison, default_durability: opts.default_durability, path: opts.path, stats })
     }
 
     /// Directory of the database.
@@ -137,23 +148,8 @@ impl Store {
         self.poison.get().map(String::as_str)
     }
 
-    /// Create a topic.
+    /// Create a topic (its name and settings were checked by the broker).
     pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
-        crate::types::check_name("topic", name).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        if config.partitions == 0 || config.partitions > crate::limits::MAX_PARTITIONS {
-            return Err(StoreError::Invalid(format!(
-                "partitions must be between 1 and {}, got {}",
-                crate::limits::MAX_PARTITIONS,
-                config.partitions
-            )));
-        }
-        if config.max_message_bytes == 0 || config.max_message_bytes > crate::limits::MAX_FRAME_BYTES / 2 {
-            return Err(StoreError::Invalid(format!(
-                "max message bytes must be between 1 and {}, got {}",
-                crate::limits::MAX_FRAME_BYTES / 2,
-                config.max_message_bytes
-            )));
-        }
         self.writer.create_topic(name.to_string(), config).await
     }
 
@@ -238,8 +234,7 @@ impl Store {
             it.next();
         }
         it.status()?;
-        topic.traffic.records_out.fetch_add(out.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        topic.traffic.bytes_out.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+        topic.count_read(out.len(), bytes);
         Ok(out)
     }
 
@@ -423,7 +418,7 @@ impl Store {
     }
 }
 
-impl Drop for Store {
+impl Drop for Rocks {
     fn drop(&mut self) {
         self.writer.close();
     }
@@ -668,8 +663,8 @@ mod tests {
     use super::*;
     use crate::types::now_ms;
 
-    fn open(dir: &Path) -> Store {
-        Store::open(StoreOptions {
+    fn open(dir: &Path) -> Rocks {
+        Rocks::open(StoreOptions {
             path: dir.to_path_buf(),
             default_durability: Durability::Os,
             recover_wal: false,
@@ -770,7 +765,7 @@ mod properties {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
                 let dir = tempfile::tempdir().unwrap();
-                let open = || Store::open(StoreOptions { path: dir.path().to_path_buf(), default_durability: Durability::Os, recover_wal: false, wal_dir: None }).unwrap();
+                let open = || Rocks::open(StoreOptions { path: dir.path().to_path_buf(), default_durability: Durability::Os, recover_wal: false, wal_dir: None }).unwrap();
                 let config = TopicConfig { partitions: 3, retention_ms: Some(1), ..TopicConfig::default() };
                 let mut store = open();
                 store.create_topic("t", config).await.unwrap();

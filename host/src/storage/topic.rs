@@ -99,6 +99,17 @@ impl Topic {
         &self.traffic
     }
 
+    /// Count a read of `records` records, `bytes` value bytes (metrics).
+    pub(crate) fn count_read(&self, records: usize, bytes: usize) {
+        self.traffic.records_out.fetch_add(records as u64, Ordering::Relaxed);
+        self.traffic.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Count `bytes` appended (metrics).
+    pub(crate) fn count_written(&self, bytes: u64) {
+        self.traffic.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// Whether the topic was deleted.
     pub fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::Acquire)

@@ -672,10 +672,7 @@ fn plugin_view(reply: Reply) -> Result<Json<Value>, ApiError> {
 #[utoipa::path(get, path = "/metrics", tag = "metrics", responses((status = 200, description = "Prometheus text format 0.0.4; needs a token that may read everything (read:*)", content_type = "text/plain")))]
 async fn metrics(State(app): State<App>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
     app.broker.authorize_metrics(caller.who.as_deref())?;
-    let broker = app.broker.clone();
-    let text = tokio::task::spawn_blocking(move || crate::metrics::render(&broker))
-        .await
-        .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "Internal", e.to_string()))?;
+    let text = crate::metrics::render(&app.broker).await;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text))
 }
 

@@ -221,7 +221,7 @@ impl Ctx {
     }
 
     fn node(&self) -> (BrokerId, StrBytes, i32) {
-        let id = self.broker.cluster.as_ref().map_or(0, |c| kafka_node_id(&c.node));
+        let id = self.broker.store.cluster().map_or(0, |c| kafka_node_id(&c.node));
         (BrokerId(id), text(self.settings.advertise.0.clone()), i32::from(self.settings.advertise.1))
     }
 
@@ -229,7 +229,7 @@ impl Ctx {
     /// port)`; a single node: this one.
     fn brokers(&self) -> Vec<(String, BrokerId, StrBytes, i32)> {
         let me = self.node();
-        let Some(cluster) = &self.broker.cluster else { return vec![(String::new(), me.0, me.1, me.2)] };
+        let Some(cluster) = self.broker.store.cluster() else { return vec![(String::new(), me.0, me.1, me.2)] };
         let mut out: Vec<_> = cluster
             .live_nodes()
             .into_iter()
@@ -247,7 +247,8 @@ impl Ctx {
     /// Cluster mode: whether another node coordinates `group` now (its membership lives
     /// there alone; the client looks the coordinator up again on NOT_COORDINATOR).
     fn elsewhere(&self, group: &str) -> bool {
-        self.broker.cluster.is_some() && self.placed(&self.brokers(), &format!("group:{group}"), 0).0 != self.node().0
+        self.broker.store.cluster().is_some()
+            && self.placed(&self.brokers(), &format!("group:{group}"), 0).0 != self.node().0
     }
 
     /// The broker answering for `key` (a topic partition's leader, a group's coordinator):

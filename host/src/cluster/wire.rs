@@ -1,0 +1,438 @@
+//! The cluster's own wire types: what weir nodes write into JetStream for each other — the
+//! metadata records (topics, pipelines, queues, exchanges, plugin versions) and the commands
+//! one node forwards to another. They are not the on-disk format's types (`storage::stored`)
+//! nor the client protocol's: each boundary owns its types and the modules that own a record
+//! convert at the edge ([`crate::mirror`]).
+//!
+//! Every record starts with one version byte, then MessagePack with field names. A field is
+//! added with `#[serde(default)]` (old nodes ignore it); anything else is a new version. A node
+//! reading a version newer than it knows refuses with [`WireError::Newer`]: mixing versions in
+//! a rolling upgrade must never be read as damage, nor guessed at.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a record does not decode.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// Written by a newer weir.
+    #[error(
+        "{what} was written by a newer weir node (record version {found}; this node reads up to {supported}): \
+         upgrade this node to the cluster's version"
+    )]
+    Newer {
+        /// The key or subject read.
+        what: String,
+        /// Its version.
+        found: u8,
+        /// The newest this build reads.
+        supported: u8,
+    },
+    /// The bytes do not decode.
+    #[error("damaged cluster record {what}: {why}")]
+    Damaged {
+        /// The key or subject read.
+        what: String,
+        /// Why.
+        why: String,
+    },
+}
+
+impl From<WireError> for crate::storage::StoreError {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::Newer { .. } => crate::storage::StoreError::Newer(e.to_string()),
+            WireError::Damaged { what, why } => crate::storage::StoreError::Corrupt { what, why },
+        }
+    }
+}
+
+/// A type with a wire version (the first byte of its encoding).
+pub trait Versioned: Serialize + serde::de::DeserializeOwned {
+    /// The version this build writes and reads.
+    const VERSION: u8;
+}
+
+/// `record` as the cluster stores it: version byte, then named MessagePack.
+pub fn encode<T: Versioned>(record: &T) -> Vec<u8> {
+    let mut out = vec![T::VERSION];
+    rmp_serde::encode::write_named(&mut out, record).expect("cluster records always encode");
+    out
+}
+
+/// The record stored under `what`, refusing a newer version and saying so.
+pub fn decode<T: Versioned>(what: &str, bytes: &[u8]) -> Result<T, WireError> {
+    let Some((&version, body)) = bytes.split_first() else {
+        return Err(WireError::Damaged { what: what.to_string(), why: "empty record".into() });
+    };
+    if version > T::VERSION {
+        return Err(WireError::Newer { what: what.to_string(), found: version, supported: T::VERSION });
+    }
+    if version < T::VERSION {
+        return Err(WireError::Damaged { what: what.to_string(), why: format!("unknown record version {version}") });
+    }
+    rmp_serde::from_slice(body).map_err(|e| WireError::Damaged { what: what.to_string(), why: e.to_string() })
+}
+
+macro_rules! versioned {
+    ($($t:ty),* => $v:expr) => { $(impl Versioned for $t { const VERSION: u8 = $v; })* };
+}
+versioned!(TopicC1, PipelineC1, QueueC1, ExchangeC1, PluginC1, Forwarded, ForwardedReply => 1);
+
+/// A topic (`topic/<name>`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TopicC1 {
+    /// Numeric id (in an idempotent producer's key); never reused.
+    #[serde(default)]
+    pub id: u32,
+    /// Settings.
+    pub config: TopicConfigC1,
+    /// Creation time, ms since the Unix epoch.
+    pub created_ms: u64,
+}
+
+/// A topic's settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TopicConfigC1 {
+    /// Partitions (each one stream).
+    pub partitions: u32,
+    /// `None`: the server's default.
+    #[serde(default)]
+    pub durability: Option<DurabilityC1>,
+    /// Age limit, ms.
+    #[serde(default)]
+    pub retention_ms: Option<u64>,
+    /// Size limit per partition, bytes.
+    #[serde(default)]
+    pub retention_bytes: Option<u64>,
+    /// Largest value.
+    pub max_message_bytes: usize,
+    /// Memory only.
+    #[serde(default)]
+    pub ephemeral: bool,
+    /// How keyed records pick their partition.
+    #[serde(default)]
+    pub partitioner: PartitionerC1,
+}
+
+/// When a write is acknowledged.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DurabilityC1 {
+    /// Stored by the stream's quorum, fsynced as the servers are configured.
+    Sync,
+    /// The same in cluster mode: the setting is kept for a single node reading it back.
+    Os,
+}
+
+/// How keyed records pick their partition.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionerC1 {
+    /// xxHash64.
+    #[default]
+    Hash,
+    /// Kafka's murmur2.
+    Murmur2,
+}
+
+/// A pipeline (`pipeline/<name>`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PipelineC1 {
+    /// Name.
+    pub name: String,
+    /// `NAME` (a topic) or `queue:NAME`.
+    pub source: String,
+    /// Consumer group of its offsets.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Steps.
+    pub steps: Vec<StepC1>,
+    /// Sink topic.
+    pub sink: String,
+    /// Where it starts without committed offsets.
+    pub start: StartC1,
+    /// Messages per batch.
+    #[serde(default)]
+    pub batch_max_messages: Option<usize>,
+    /// Failure policy.
+    pub on_error: ErrorPolicyC1,
+    /// Attempts per message.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// First retry wait.
+    #[serde(default)]
+    pub backoff_ms: Option<u64>,
+    /// Dead-letter topic.
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+    /// Partitions processed at once (per node).
+    #[serde(default)]
+    pub parallelism: Option<usize>,
+    /// Numeric scope of its state keys; never reused.
+    pub id: u32,
+    /// Creation time.
+    pub created_ms: u64,
+    /// Why it halted: every node stops it, and it stays halted.
+    #[serde(default)]
+    pub halted: Option<String>,
+    /// Paused.
+    #[serde(default)]
+    pub paused: bool,
+    /// The token it acts for.
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+/// A pipeline step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StepC1 {
+    /// `NAME` or `NAME@V`.
+    pub plugin: String,
+    /// Its config.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// Where a pipeline without offsets starts.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartC1 {
+    /// The oldest record.
+    Earliest,
+    /// New records only.
+    Latest,
+}
+
+/// A pipeline's failure policy.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorPolicyC1 {
+    /// Stop.
+    Halt,
+    /// Retry, then stop.
+    Retry,
+    /// Count and go on.
+    Skip,
+    /// Dead-letter and go on.
+    DeadLetter,
+}
+
+/// A queue (`queue/<name>`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QueueC1 {
+    /// Numeric id in the queues' keys; never reused.
+    pub id: u32,
+    /// Name.
+    pub name: String,
+    /// Settings.
+    pub config: QueueConfigC1,
+    /// Creation time.
+    pub created_ms: u64,
+}
+
+/// A queue's settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QueueConfigC1 {
+    /// Visibility timeout, ms.
+    pub visibility_timeout_ms: u64,
+    /// Deliveries before dead-lettering.
+    #[serde(default)]
+    pub max_deliveries: Option<u32>,
+    /// Dead-letter queue.
+    #[serde(default)]
+    pub dead_letter: Option<String>,
+    /// Dedup window, ms.
+    pub dedup_window_ms: u64,
+    /// Most messages.
+    pub max_messages: usize,
+}
+
+/// An exchange (`exchange/<name>`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExchangeC1 {
+    /// Name.
+    pub name: String,
+    /// Type.
+    pub kind: ExchangeTypeC1,
+    /// Bindings.
+    pub bindings: Vec<BindingC1>,
+    /// Alternate exchange.
+    #[serde(default)]
+    pub alternate: Option<String>,
+    /// Creation time.
+    pub created_ms: u64,
+}
+
+/// A binding.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BindingC1 {
+    /// Where it delivers.
+    pub destination: DestinationC1,
+    /// Key or pattern.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Header matches.
+    #[serde(default)]
+    pub matches: Vec<(String, String)>,
+    /// Any instead of all.
+    #[serde(default)]
+    pub match_any: bool,
+}
+
+/// An exchange's type.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExchangeTypeC1 {
+    /// Equal keys.
+    Direct,
+    /// AMQP patterns.
+    Topic,
+    /// Everything.
+    Fanout,
+    /// Header matches.
+    Headers,
+}
+
+/// A binding's destination.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DestinationC1 {
+    /// A topic.
+    Topic(String),
+    /// A queue.
+    Queue(String),
+}
+
+/// A plugin version (`plugin/<name>/<version>`); its bytes are in the object store by hash.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PluginC1 {
+    /// Name.
+    pub name: String,
+    /// Version (the cluster's numbering).
+    pub version: u32,
+    /// blake3 of the component.
+    pub hash: String,
+    /// Size.
+    pub size: u64,
+    /// WIT world.
+    pub world: String,
+    /// Deploy time.
+    pub deployed_ms: u64,
+    /// Limits and grants.
+    pub sandbox: SandboxC1,
+}
+
+/// A plugin's limits and grants.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SandboxC1 {
+    /// Memory.
+    pub memory_bytes: usize,
+    /// CPU per batch.
+    pub cpu_ms_per_batch: u64,
+    /// Output per batch.
+    pub output_bytes_per_batch: usize,
+    /// Largest state value.
+    pub state_value_bytes: usize,
+    /// State per batch.
+    pub state_bytes_per_batch: usize,
+    /// Log lines per second.
+    pub log_lines_per_s: u32,
+    /// Real clocks.
+    #[serde(default)]
+    pub allow_clock: bool,
+    /// Readable environment variables.
+    #[serde(default)]
+    pub allow_env: Vec<String>,
+}
+
+/// A command one node hands to another (the node that holds what the command needs), as
+/// MessagePack of the command's own cluster form; `owner` is the token it runs for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Forwarded {
+    /// The command, encoded by the module that owns its area.
+    #[serde(with = "serde_bytes")]
+    pub command: Vec<u8>,
+    /// Which area's encoding `command` is in.
+    pub area: String,
+    /// How long the sender waits, ms.
+    pub deadline_ms: u64,
+}
+
+/// What the node that ran a forwarded command answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardedReply {
+    /// The reply, encoded by the area.
+    Done(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The command failed: its error kind (the broker's, by name) and message.
+    Failed {
+        /// `ErrorKind` name.
+        kind: String,
+        /// The message the caller sees.
+        message: String,
+    },
+    /// This node does not hold what the command needs (any more): ask again.
+    Moved(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Version 1 as earlier nodes wrote it, spelled out apart from the structs above: a rename
+    /// there would fail this test.
+    #[test]
+    fn records_of_version_1_still_decode() {
+        let pipeline = serde_json::json!({
+            "name": "p", "source": "queue:jobs", "group": null, "steps": [{"plugin": "f@2", "config": {"k": "1"}}],
+            "sink": "out", "start": "latest", "batch_max_messages": null, "on_error": "dead-letter",
+            "max_attempts": 3, "backoff_ms": null, "dead_letter_topic": null, "parallelism": null,
+            "id": 7, "created_ms": 1, "halted": null, "paused": true, "owner": "ops"
+        });
+        let mut bytes = vec![1u8];
+        bytes.extend(rmp_serde::to_vec_named(&pipeline).unwrap());
+        let p: PipelineC1 = decode("pipeline/p", &bytes).unwrap();
+        assert_eq!((p.source.as_str(), p.id, p.paused, p.owner.as_deref()), ("queue:jobs", 7, true, Some("ops")));
+        let topic = serde_json::json!({"created_ms": 5, "config": {"partitions": 4, "durability": "os",
+            "max_message_bytes": 1024, "partitioner": "murmur2"}});
+        let mut bytes = vec![1u8];
+        bytes.extend(rmp_serde::to_vec_named(&topic).unwrap());
+        let t: TopicC1 = decode("topic/t", &bytes).unwrap();
+        assert_eq!((t.config.partitions, t.config.durability), (4, Some(DurabilityC1::Os)));
+        assert_eq!(t.config.retention_ms, None, "a field missing in an older record takes its default");
+        let exchange = serde_json::json!({"name": "x", "kind": "topic", "created_ms": 1,
+            "bindings": [{"destination": {"queue": "q"}, "key": "a.#"}]});
+        let mut bytes = vec![1u8];
+        bytes.extend(rmp_serde::to_vec_named(&exchange).unwrap());
+        let e: ExchangeC1 = decode("exchange/x", &bytes).unwrap();
+        assert_eq!(e.bindings[0].destination, DestinationC1::Queue("q".into()));
+        assert_eq!(p.on_error, ErrorPolicyC1::DeadLetter);
+    }
+
+    #[test]
+    fn a_newer_record_is_refused_saying_so_and_damage_is_not_taken_for_one() {
+        let t = TopicC1 {
+            id: 3,
+            config: TopicConfigC1 {
+                partitions: 1,
+                durability: None,
+                retention_ms: None,
+                retention_bytes: None,
+                max_message_bytes: 10,
+                ephemeral: false,
+                partitioner: PartitionerC1::Hash,
+            },
+            created_ms: 1,
+        };
+        let mut bytes = encode(&t);
+        assert_eq!(decode::<TopicC1>("topic/t", &bytes).unwrap(), t);
+        bytes[0] = 2;
+        let err = decode::<TopicC1>("topic/t", &bytes).unwrap_err();
+        assert!(matches!(err, WireError::Newer { found: 2, supported: 1, .. }), "{err}");
+        assert!(err.to_string().contains("upgrade this node"), "{err}");
+        assert!(matches!(decode::<TopicC1>("topic/t", &[1, 0xc1]), Err(WireError::Damaged { .. })));
+        assert!(matches!(decode::<TopicC1>("topic/t", &[]), Err(WireError::Damaged { .. })));
+    }
+}
