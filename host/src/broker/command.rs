@@ -540,6 +540,17 @@ impl Command {
         }
     }
 
+    /// Whether the command writes data (records, offsets, queue messages and their states).
+    pub fn writes(&self) -> bool {
+        match self {
+            Command::Topic(c) => matches!(c, TopicCommand::Produce { .. } | TopicCommand::Request { .. }),
+            Command::Group(c) => matches!(c, GroupCommand::Commit { .. } | GroupCommand::ClassicCommit { .. }),
+            Command::Queue(c) => !matches!(c, QueueCommand::List | QueueCommand::Describe { .. }),
+            Command::Exchange(c) => matches!(c, ExchangeCommand::Publish { .. }),
+            _ => false,
+        }
+    }
+
     /// Whether the command reads metadata an area keeps in memory (exchanges, plugins,
     /// pipelines, queues): in a cluster, the changes other nodes made before it arrived are
     /// taken in first. Produces, fetches and group offsets look topics up in the store itself.

@@ -78,6 +78,83 @@ pub enum ErrorKind {
     DuplicateSequence,
 }
 
+impl ErrorKind {
+    /// Every kind.
+    const ALL: [ErrorKind; 30] = [
+        ErrorKind::Internal,
+        ErrorKind::InvalidArgument,
+        ErrorKind::UnknownTopic,
+        ErrorKind::TopicExists,
+        ErrorKind::MessageTooLarge,
+        ErrorKind::UnknownPlugin,
+        ErrorKind::InvalidPlugin,
+        ErrorKind::UnknownPipeline,
+        ErrorKind::PipelineExists,
+        ErrorKind::Storage,
+        ErrorKind::ShuttingDown,
+        ErrorKind::Busy,
+        ErrorKind::PluginInit,
+        ErrorKind::InUse,
+        ErrorKind::Unauthenticated,
+        ErrorKind::Forbidden,
+        ErrorKind::Timeout,
+        ErrorKind::NotFound,
+        ErrorKind::AlreadyExists,
+        ErrorKind::UnknownQueue,
+        ErrorKind::UnknownExchange,
+        ErrorKind::Unroutable,
+        ErrorKind::Rebalanced,
+        ErrorKind::StaleReceipt,
+        ErrorKind::QueueFull,
+        ErrorKind::RebalanceInProgress,
+        ErrorKind::InconsistentProtocol,
+        ErrorKind::ProducerFenced,
+        ErrorKind::OutOfOrderSequence,
+        ErrorKind::DuplicateSequence,
+    ];
+
+    /// The kind's name (as it crosses the cluster's wire).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Internal => "Internal",
+            ErrorKind::InvalidArgument => "InvalidArgument",
+            ErrorKind::UnknownTopic => "UnknownTopic",
+            ErrorKind::TopicExists => "TopicExists",
+            ErrorKind::MessageTooLarge => "MessageTooLarge",
+            ErrorKind::UnknownPlugin => "UnknownPlugin",
+            ErrorKind::InvalidPlugin => "InvalidPlugin",
+            ErrorKind::UnknownPipeline => "UnknownPipeline",
+            ErrorKind::PipelineExists => "PipelineExists",
+            ErrorKind::Storage => "Storage",
+            ErrorKind::ShuttingDown => "ShuttingDown",
+            ErrorKind::Busy => "Busy",
+            ErrorKind::PluginInit => "PluginInit",
+            ErrorKind::InUse => "InUse",
+            ErrorKind::Unauthenticated => "Unauthenticated",
+            ErrorKind::Forbidden => "Forbidden",
+            ErrorKind::Timeout => "Timeout",
+            ErrorKind::NotFound => "NotFound",
+            ErrorKind::AlreadyExists => "AlreadyExists",
+            ErrorKind::UnknownQueue => "UnknownQueue",
+            ErrorKind::UnknownExchange => "UnknownExchange",
+            ErrorKind::Unroutable => "Unroutable",
+            ErrorKind::Rebalanced => "Rebalanced",
+            ErrorKind::StaleReceipt => "StaleReceipt",
+            ErrorKind::QueueFull => "QueueFull",
+            ErrorKind::RebalanceInProgress => "RebalanceInProgress",
+            ErrorKind::InconsistentProtocol => "InconsistentProtocol",
+            ErrorKind::ProducerFenced => "ProducerFenced",
+            ErrorKind::OutOfOrderSequence => "OutOfOrderSequence",
+            ErrorKind::DuplicateSequence => "DuplicateSequence",
+        }
+    }
+
+    /// The kind named `name` ([`ErrorKind::Internal`] for a name this build does not know).
+    pub fn from_name(name: &str) -> ErrorKind {
+        ErrorKind::ALL.into_iter().find(|k| k.name() == name).unwrap_or(ErrorKind::Internal)
+    }
+}
+
 /// Why a command failed. The message says what went wrong, with what, and what to do.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -134,6 +211,14 @@ pub enum BrokerError {
     /// Cluster mode: JetStream refused or did not answer.
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
+    /// Cluster mode: the node that ran the command refused it, for this reason.
+    #[error("{message}")]
+    Remote {
+        /// The kind of failure there.
+        kind: ErrorKind,
+        /// Its text.
+        message: String,
+    },
 }
 
 impl BrokerError {
@@ -183,6 +268,7 @@ impl BrokerError {
             BrokerError::Timeout(_) => ErrorKind::Timeout,
             BrokerError::Internal(_) => ErrorKind::Internal,
             BrokerError::Cluster(e) => cluster_kind(e),
+            BrokerError::Remote { kind, .. } => *kind,
         }
     }
 }
@@ -215,6 +301,8 @@ fn store_kind(e: &StoreError) -> ErrorKind {
         StoreError::UnknownPartition { .. } | StoreError::Invalid(_) => ErrorKind::InvalidArgument,
         StoreError::MessageTooLarge { .. } => ErrorKind::MessageTooLarge,
         StoreError::Closed => ErrorKind::ShuttingDown,
+        StoreError::Conflict(_) => ErrorKind::AlreadyExists,
+        StoreError::Unavailable(_) | StoreError::Fenced(_) => ErrorKind::Busy,
         _ => ErrorKind::Storage,
     }
 }

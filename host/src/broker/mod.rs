@@ -19,6 +19,7 @@ mod pipelines;
 mod plugins;
 mod producers;
 mod queues;
+mod remote;
 mod replies;
 mod topics;
 mod uploads;
@@ -90,6 +91,9 @@ pub struct Broker {
     /// The metadata sequence whose changes this node's areas have taken in (cluster mode:
     /// see [`follow`]).
     followed: tokio::sync::watch::Sender<u64>,
+    /// Cluster mode: this node coordinates the queues and weir's consumer groups now (see
+    /// [`remote`]).
+    coordinating: std::sync::atomic::AtomicBool,
     /// Held by a dead-letter replay: one at a time.
     replaying: tokio::sync::Mutex<()>,
     /// Components arriving in parts.
@@ -166,6 +170,7 @@ impl Broker {
             replies,
             config,
             followed: tokio::sync::watch::channel(0).0,
+            coordinating: Default::default(),
             producers: Default::default(),
             metrics: Default::default(),
             replaying: Default::default(),
@@ -177,6 +182,10 @@ impl Broker {
             broker.followed.send_replace(applied);
             broker.spawn_follower(rx);
         }
+        broker.serve_cluster().await.map_err(|e| match e {
+            BrokerError::Cluster(c) => OpenError::Cluster(c),
+            other => OpenError::Cluster(crate::cluster::ClusterError::Nats(other.to_string())),
+        })?;
         Ok(broker)
     }
 
@@ -239,7 +248,12 @@ impl Broker {
     /// sees only the listing entries it may read. Poll the returned future once right away
     /// to submit a data-path write in arrival order.
     pub fn execute(self: &Arc<Self>, caller: Option<&Arc<Identity>>, command: Command) -> Execution {
-        let in_order = command.is_configuration();
+        // A single node submits a data-path write when the future is first polled, which keeps
+        // a connection's writes in order while they wait for durability together; a cluster's
+        // writes start after a round trip, so a connection's next request waits for this one.
+        let in_order = command.is_configuration()
+            || (self.store.cluster().is_some() && command.writes())
+            || self.runs_elsewhere(&command);
         if let Some(who) = caller
             && let Err(e) = self.authorize(who, &command)
         {
@@ -264,6 +278,14 @@ impl Broker {
             // first (a no-op on a single node).
             self.caught_up().await?;
         }
+        match self.placed(command).await {
+            Ok(command) => self.run_here(command, owner).await,
+            Err(handed_over) => handed_over,
+        }
+    }
+
+    /// Execute `command` on this node.
+    async fn run_here(&self, command: Command, owner: Option<String>) -> Result<Reply> {
         // Areas other than topics are boxed: this future is as large as its largest area's,
         // and every produce (the hot path) allocates and moves it.
         match command {

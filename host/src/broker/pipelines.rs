@@ -13,8 +13,14 @@ impl Broker {
                 let (status, change) = p.apply(spec, owner).await?;
                 Reply::Applied(status, change)
             }
-            PipelineCommand::List => Reply::Pipelines(p.list().await),
-            PipelineCommand::Status { name } => Reply::Pipeline(p.status(&name).await?),
+            PipelineCommand::List => {
+                let mut all = Vec::new();
+                for status in p.list().await {
+                    all.push(self.summed(status).await?);
+                }
+                Reply::Pipelines(all)
+            }
+            PipelineCommand::Status { name } => Reply::Pipeline(self.summed(p.status(&name).await?).await?),
             PipelineCommand::Delete { name } => {
                 p.delete(&name).await?;
                 Reply::Done
@@ -28,9 +34,9 @@ impl Broker {
     pub(super) async fn state_command(&self, command: StateCommand) -> Result<Reply> {
         let p = &self.pipelines;
         Ok(match command {
-            StateCommand::Get { pipeline, step, key } => Reply::State(p.state_get(&pipeline, step, &key)?),
+            StateCommand::Get { pipeline, step, key } => Reply::State(p.state_get(&pipeline, step, &key).await?),
             StateCommand::List { pipeline, step, prefix, limit } => {
-                Reply::State(p.state_list(&pipeline, step, &prefix, limit)?)
+                Reply::State(p.state_list(&pipeline, step, &prefix, limit).await?)
             }
             StateCommand::Delete { pipeline, step, key } => {
                 Reply::Count(p.state_delete(&pipeline, step, &key).await? as u64)

@@ -45,7 +45,7 @@ impl Broker {
             PluginCommand::Promote { name } => Reply::Plugin(self.promote(&name).await?),
             PluginCommand::Diff { name } => {
                 self.registry.resolve(&name)?;
-                Reply::ShadowDiff(self.pipelines.shadow_report(&name))
+                Reply::ShadowDiff(self.shadow_summed(self.pipelines.shadow_report(&name)).await?)
             }
         })
     }

@@ -68,6 +68,29 @@ pub struct PartitionCommit {
     pub versions: Vec<String>,
 }
 
+/// How far a batch's commit got.
+#[derive(Debug)]
+pub enum Committed {
+    /// Landed, and its outputs are in their sinks.
+    Visible,
+    /// Landed; forwarding its outputs failed with this error (a takeover forwards them).
+    Landed(ClusterError),
+}
+
+/// How [`CommitLog::rewrite`] changes a partition's last commit.
+#[derive(Debug, Clone)]
+pub enum Rewrite {
+    /// Progress moves to `next_offset`; all state goes if asked.
+    Reset {
+        /// The new committed next offset.
+        next_offset: u64,
+        /// Delete every state key too.
+        forget_state: bool,
+    },
+    /// These `(step, key)` state entries go; progress stays.
+    ForgetKeys(Vec<(u16, Vec<u8>)>),
+}
+
 /// What a new owner starts from.
 #[derive(Debug, Default)]
 pub struct Takeover {
@@ -85,6 +108,10 @@ pub struct Takeover {
 pub struct CommitLog {
     cluster: Arc<Cluster>,
     pipeline: String,
+    /// The pipeline's consumer group and source topic: the group's offsets show the progress
+    /// whose outputs are in their sinks.
+    group: String,
+    source: String,
     stream: String,
     /// When the commit stream was created (ns): tells this pipeline's forwarded outputs from
     /// those of an earlier, deleted pipeline of the same name.
@@ -93,7 +120,12 @@ pub struct CommitLog {
 
 impl CommitLog {
     /// The pipeline's commit stream, created if missing.
-    pub async fn open(cluster: Arc<Cluster>, pipeline: &str) -> Result<CommitLog, ClusterError> {
+    pub async fn open(
+        cluster: Arc<Cluster>,
+        pipeline: &str,
+        group: &str,
+        source: &str,
+    ) -> Result<CommitLog, ClusterError> {
         let stream = cluster.names.commit_stream(pipeline);
         let config = stream::Config {
             name: stream.clone(),
@@ -110,7 +142,14 @@ impl CommitLog {
             super::retrying(&what, || async { cluster.js.get_or_create_stream(config.clone()).await.map_err(nats) })
                 .await?;
         let incarnation = created.cached_info().created.unix_timestamp_nanos();
-        Ok(CommitLog { cluster, pipeline: pipeline.to_string(), stream, incarnation })
+        Ok(CommitLog {
+            cluster,
+            pipeline: pipeline.to_string(),
+            group: group.to_string(),
+            source: source.to_string(),
+            stream,
+            incarnation,
+        })
     }
 
     /// Delete the commit stream (the pipeline is deleted).
@@ -157,6 +196,7 @@ impl CommitLog {
         let batch = headers.get("Nats-Batch-Id").map(|v| v.as_str().to_string()).unwrap_or_default();
         let outputs = self.read_outputs(p, &rec, &batch).await?;
         self.forward(p, seq, outputs).await?;
+        self.mark_visible(p, rec.next_offset).await;
         self.cluster.count(&self.cluster.counters.takeovers);
         Ok(t)
     }
@@ -194,21 +234,36 @@ impl CommitLog {
         Ok(outputs)
     }
 
-    /// Move partition `p`'s committed progress to `next_offset` (a pipeline reset), forgetting
-    /// its state if asked: outputs the last commit had not forwarded are forwarded first, then
-    /// a commit without outputs lands fenced like a batch's — an owner still running finds its
-    /// next commit refused and takes the partition over again from this one.
-    pub async fn reset(&self, p: u32, next_offset: u64, forget_state: bool) -> Result<(), ClusterError> {
+    /// Rewrite partition `p`'s last commit as `change` says (a pipeline reset, or state keys
+    /// deleted by hand): outputs the last commit had not forwarded are forwarded first, then a
+    /// commit without outputs lands fenced like a batch's — an owner still running finds its
+    /// next commit refused and takes the partition over again from this one, state included.
+    /// Returns how many state keys went.
+    pub async fn rewrite(&self, p: u32, change: &Rewrite) -> Result<usize, ClusterError> {
         loop {
             let t = self.takeover(p).await?;
-            let mut messages: Vec<(String, HeaderMap, Bytes)> = Vec::new();
-            if forget_state {
-                for (step, key, _) in &t.state {
+            let (next_offset, doomed): (u64, Vec<&(u16, Vec<u8>, Vec<u8>)>) = match change {
+                Rewrite::Reset { next_offset, forget_state } => {
+                    (*next_offset, if *forget_state { t.state.iter().collect() } else { Vec::new() })
+                }
+                Rewrite::ForgetKeys(keys) => {
+                    let Some(next) = t.next_offset else { return Ok(0) };
+                    let doomed: Vec<_> =
+                        t.state.iter().filter(|(s, k, _)| keys.iter().any(|(ks, kk)| ks == s && kk == k)).collect();
+                    if doomed.is_empty() {
+                        return Ok(0);
+                    }
+                    (next, doomed)
+                }
+            };
+            let mut messages: Vec<(String, HeaderMap, Bytes)> = doomed
+                .iter()
+                .map(|(step, key, _)| {
                     let mut full = step.to_be_bytes().to_vec();
                     full.extend_from_slice(key);
-                    messages.push(self.state_message(p, &full, None));
-                }
-            }
+                    self.state_message(p, &full, None)
+                })
+                .collect();
             let record = CommitRecord {
                 next_offset,
                 versions: t.versions.clone(),
@@ -228,12 +283,20 @@ impl CommitLog {
             let mut last: Vec<_> = messages.split_off(split);
             last.push((self.cluster.names.commit_subject(&self.pipeline, p, "commit"), headers, body.into()));
             match self.cluster.publish_atomic(last).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    self.mark_visible(p, next_offset).await;
+                    return Ok(doomed.len());
+                }
                 // The owner committed meanwhile: start again from its commit.
                 Err(AtomicError::WrongLastSequence(_)) => continue,
                 Err(e) => return Err(e.into_cluster()),
             }
         }
+    }
+
+    /// Partition `p`'s committed state: step, user key, expiry u64 BE · value.
+    pub async fn state(&self, p: u32) -> Result<Vec<(u16, Vec<u8>, Vec<u8>)>, ClusterError> {
+        self.read_state(p).await
     }
 
     /// The message carrying one state key's latest value (`None`: deleted).
@@ -256,8 +319,9 @@ impl CommitLog {
 
     /// Commit one batch of partition `p` (all or nothing), fenced by `fence`, which becomes
     /// the new commit's sequence; then forward its outputs. [`ClusterError::Fenced`] when a
-    /// newer owner has committed.
-    pub async fn commit(&self, p: u32, fence: &mut u64, c: PartitionCommit) -> Result<(), ClusterError> {
+    /// newer owner has committed; [`Committed::Landed`] when the commit landed but its
+    /// outputs could not be forwarded yet (a takeover forwards them).
+    pub async fn commit(&self, p: u32, fence: &mut u64, c: PartitionCommit) -> Result<Committed, ClusterError> {
         let now = now_ms();
         let packed: Packed = c
             .outputs
@@ -318,7 +382,22 @@ impl CommitLog {
         };
         *fence = seq;
         self.cluster.count(&self.cluster.counters.commits);
-        self.forward(p, seq, packed).await
+        if let Err(e) = self.forward(p, seq, packed).await {
+            return Ok(Committed::Landed(e));
+        }
+        self.mark_visible(p, c.next_offset).await;
+        Ok(Committed::Visible)
+    }
+
+    /// Say that partition `p`'s outputs are in their sinks up to source offset `next`: the
+    /// pipeline's group offset, as on a single node (`weir group list`, a status's lag — with
+    /// no lag the outputs can be read, although the commit record lands before its outputs
+    /// are forwarded). Takeovers read the commit record, not this, so it is published
+    /// without waiting for its acknowledgement.
+    async fn mark_visible(&self, p: u32, next: u64) {
+        let key = super::names::offset_key(&self.group, &self.source, p);
+        let subject = format!("$KV.{}.{key}", self.cluster.names.bucket("offsets"));
+        let _ = self.cluster.client.publish(subject, Bytes::from(next.to_string())).await;
     }
 
     /// Append the outputs of the commit at `commit_seq` to their sink partitions, once.

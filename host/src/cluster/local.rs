@@ -77,6 +77,8 @@ pub struct NatsNode {
 pub struct NatsCluster {
     /// The nodes.
     pub nodes: Vec<NatsNode>,
+    /// Servers die with the thread that started them (see [`NatsCluster::start_tied`]).
+    tied: bool,
     _root: tempfile::TempDir,
 }
 
@@ -87,12 +89,23 @@ impl NatsCluster {
         NatsCluster::start_synced(n, Sync::Always)
     }
 
+    /// [`NatsCluster::start`], with servers the kernel kills when the thread that started
+    /// them ends (`PR_SET_PDEATHSIG`): a cluster kept for a whole test run by a thread that
+    /// lives as long as the process goes with the process, however it ends.
+    pub fn start_tied(n: usize) -> Result<NatsCluster> {
+        NatsCluster::start_with(n, Sync::Always, true)
+    }
+
     /// [`NatsCluster::start`] with the servers fsyncing as `sync` says.
     pub fn start_synced(n: usize, sync: Sync) -> Result<NatsCluster> {
+        NatsCluster::start_with(n, sync, false)
+    }
+
+    fn start_with(n: usize, sync: Sync, tied: bool) -> Result<NatsCluster> {
         checked_version(&nats_server())?;
         let mut last = None;
         for _ in 0..3 {
-            match NatsCluster::start_once(n, sync) {
+            match NatsCluster::start_once(n, sync, tied) {
                 Ok(c) => return Ok(c),
                 Err(e) => last = Some(e),
             }
@@ -100,7 +113,7 @@ impl NatsCluster {
         Err(last.expect("tried"))
     }
 
-    fn start_once(n: usize, sync: Sync) -> Result<NatsCluster> {
+    fn start_once(n: usize, sync: Sync, tied: bool) -> Result<NatsCluster> {
         let sync = match sync {
             Sync::Always => ", sync_interval: always",
             Sync::Default => "",
@@ -128,7 +141,7 @@ impl NatsCluster {
             .map_err(io("writing nats.conf"))?;
             nodes.push(NatsNode { child: None, name, port: *port, http: *http, config });
         }
-        let mut cluster = NatsCluster { nodes, _root: root };
+        let mut cluster = NatsCluster { nodes, tied, _root: root };
         for i in 0..n {
             cluster.spawn(i)?;
         }
@@ -145,13 +158,22 @@ impl NatsCluster {
             .append(true)
             .open(node.config.parent().expect("dir").join("nats.log"))
             .map_err(io("opening nats.log"))?;
-        let child = Command::new(nats_server())
-            .arg("-c")
-            .arg(&node.config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(io("starting nats-server"))?;
+        let mut command = Command::new(nats_server());
+        command.arg("-c").arg(&node.config).stdout(Stdio::null()).stderr(log);
+        if self.tied {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe and touches nothing of the parent's state.
+            unsafe {
+                command.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = command.spawn().map_err(io("starting nats-server"))?;
         node.child = Some(child);
         Ok(())
     }

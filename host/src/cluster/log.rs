@@ -177,7 +177,7 @@ impl Cluster {
     ) -> Result<(Vec<(u64, String, HeaderMap, Bytes)>, (u64, u64)), ClusterError> {
         let inbox = self.client.new_inbox();
         let mut sub = self.client.subscribe(inbox.clone()).await.map_err(nats)?;
-        let mut req = serde_json::json!({ "seq": seq.max(1), "batch": max.max(1), "max_bytes": max_bytes.max(1) });
+        let mut req = serde_json::json!({ "seq": seq.max(1), "batch": max.max(1), "max_bytes": max_bytes.clamp(1, i32::MAX as usize) });
         if let Some(s) = subject {
             req["next_by_subj"] = s.into();
         }

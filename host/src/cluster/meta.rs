@@ -7,23 +7,12 @@ use futures_util::StreamExt;
 use super::{Cluster, ClusterError, names, nats};
 
 impl Cluster {
-    /// Store `next` as `group`'s next offset in partition `p` of `topic` (compare-and-set on
-    /// the key's revision, retried on a concurrent update).
+    /// Store `next` as `group`'s next offset in partition `p` of `topic` (the last commit
+    /// wins, as on a single node; a connection's commits are made one after the other).
     pub async fn commit_offset(&self, group: &str, topic: &str, p: u32, next: u64) -> Result<(), ClusterError> {
         let key = names::offset_key(group, topic, p);
-        let body = Bytes::from(next.to_string());
-        for _ in 0..16 {
-            let done = match self.offsets.entry(&key).await.map_err(nats)? {
-                Some(e) if e.operation == async_nats::jetstream::kv::Operation::Put => {
-                    self.offsets.update(&key, body.clone(), e.revision).await.is_ok()
-                }
-                _ => self.offsets.create(&key, body.clone()).await.is_ok(),
-            };
-            if done {
-                return Ok(());
-            }
-        }
-        Err(ClusterError::Nats(format!("offset of group `{group}` on {topic}/{p}: too many concurrent updates")))
+        self.offsets.put(&key, Bytes::from(next.to_string())).await.map_err(nats)?;
+        Ok(())
     }
 
     /// `group`'s committed next offset in partition `p` of `topic`.

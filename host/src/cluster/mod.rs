@@ -18,12 +18,16 @@ mod log;
 mod meta;
 pub mod names;
 mod nodes;
+mod queues;
+mod rpc;
 pub mod store;
 pub mod wire;
 
-pub use commits::{CommitLog, PartitionCommit, Takeover};
+pub use commits::{CommitLog, Committed, PartitionCommit, Rewrite, Takeover};
 pub use names::Names;
 pub use nodes::{NodeInfo, owner_of};
+pub use queues::QueueLog;
+pub use rpc::AskHandler;
 
 /// The oldest NATS server cluster mode runs on: atomic batch publish (ADR-50) with expected
 /// sequences checked inside the batch, and `sync_interval: always`, arrived in 2.12 and were

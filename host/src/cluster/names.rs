@@ -99,6 +99,11 @@ impl Names {
         format!("{}.q.{leaf}", self.ns)
     }
 
+    /// Where every node takes questions asked of all of them.
+    pub fn all_inbox(&self) -> String {
+        format!("{}.nodes.all", self.ns)
+    }
+
     /// Where node `node` takes commands other nodes hand it.
     pub fn node_inbox(&self, node: &str) -> String {
         format!("{}.node.{}", self.ns, escape(node))

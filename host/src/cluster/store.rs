@@ -63,6 +63,8 @@ pub struct ClusterStore {
 struct Inner {
     cluster: Arc<Cluster>,
     cache: Rocks,
+    /// The queues' stream (written only while this node coordinates the queues).
+    queues: super::QueueLog,
     mirror: RwLock<BTreeMap<String, Entry>>,
     /// The meta stream's sequence this node has applied.
     applied: watch::Sender<u64>,
@@ -84,9 +86,11 @@ impl Drop for Inner {
 impl ClusterStore {
     /// Start mirroring the cluster's metadata into this node, and return once it caught up.
     pub async fn open(cluster: Arc<Cluster>, cache: Rocks) -> Result<ClusterStore> {
+        let queues = super::QueueLog::open(cluster.clone()).await?;
         let inner = Arc::new(Inner {
             cluster,
             cache,
+            queues,
             mirror: RwLock::new(BTreeMap::new()),
             applied: watch::channel(0).0,
             changes: broadcast::channel(4096).0,
@@ -433,11 +437,6 @@ impl ClusterStore {
         let me = self.clone();
         async move {
             crate::storage::validate_commit(&commit)?;
-            if !commit.queue.is_empty() {
-                return Err(StoreError::Invalid(
-                    "queues are coordinated by one node of the cluster; this write reached another".into(),
-                ));
-            }
             let c = me.inner.cluster.clone();
             let appends = commit.appends.iter().map(|a| c.append(&a.topic.name, a.partition, &a.records));
             let appended = futures_util::future::try_join_all(appends).await?;
@@ -447,6 +446,10 @@ impl ClusterStore {
                 a.topic.count_written(size);
                 receipt.first_offsets.push(offsets.first().map_or(0, |o| o.0));
                 receipt.timestamps_ms.push(offsets.first().map_or(0, |o| o.1));
+            }
+            if !commit.queue.is_empty() {
+                me.inner.queues.write(&commit.queue).await?;
+                me.inner.cache.submit(Commit { queue: commit.queue, ..Commit::default() }).await?;
             }
             for o in &commit.offsets {
                 c.commit_offset(&o.group, &o.topic.name, o.partition, o.next_offset).await?;
@@ -473,6 +476,30 @@ impl ClusterStore {
             }
             Ok(receipt)
         }
+    }
+
+    // ---- queues ----
+
+    /// Take the queues over (this node coordinates them now): fence the previous
+    /// coordinator out and load every queue's state into this node's database.
+    pub async fn take_over_queues(&self) -> Result<()> {
+        let entries = self.inner.queues.take_over().await?;
+        let cache = &self.inner.cache;
+        let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            cache.queue_scan(&[])?.into_iter().map(|(k, _)| (k, None)).collect();
+        writes.extend(entries.into_iter().map(|(k, v)| (k, Some(v))));
+        cache.submit(Commit { queue: writes, ..Commit::default() }).await?;
+        Ok(())
+    }
+
+    /// Whether this node may write the queues.
+    pub async fn holding_queues(&self) -> bool {
+        self.inner.queues.holding().await
+    }
+
+    /// Stop writing the queues (another node coordinates them).
+    pub async fn release_queues(&self) {
+        self.inner.queues.release().await;
     }
 
     // ---- consumer groups ----

@@ -79,7 +79,7 @@ pub fn decode<T: Versioned>(what: &str, bytes: &[u8]) -> Result<T, WireError> {
 macro_rules! versioned {
     ($($t:ty),* => $v:expr) => { $(impl Versioned for $t { const VERSION: u8 = $v; })* };
 }
-versioned!(TopicC1, PipelineC1, QueueC1, ExchangeC1, PluginC1, Forwarded, ForwardedReply => 1);
+versioned!(TopicC1, PipelineC1, QueueC1, ExchangeC1, PluginC1, AskC1, AnswerC1 => 1);
 
 /// A topic (`topic/<name>`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -184,6 +184,10 @@ pub struct PipelineC1 {
     /// The token it acts for.
     #[serde(default)]
     pub owner: Option<String>,
+    /// Resets so far: a node seeing the count change restarts the pipeline's workers, which
+    /// read the progress the reset committed.
+    #[serde(default)]
+    pub resets: u64,
 }
 
 /// A pipeline step.
@@ -348,33 +352,287 @@ pub struct SandboxC1 {
     pub allow_env: Vec<String>,
 }
 
-/// A command one node hands to another (the node that holds what the command needs), as
-/// MessagePack of the command's own cluster form; `owner` is the token it runs for.
+/// What one node asks of another: a command for the node that holds what it needs (the
+/// queues' coordinator, the coordinator of a consumer group), or a question every node
+/// answers for what it runs (a pipeline's counters, a shadow's comparisons).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Forwarded {
-    /// The command, encoded by the module that owns its area.
-    #[serde(with = "serde_bytes")]
-    pub command: Vec<u8>,
-    /// Which area's encoding `command` is in.
-    pub area: String,
-    /// How long the sender waits, ms.
-    pub deadline_ms: u64,
+pub enum AskC1 {
+    /// A queue command, for the coordinator.
+    Queue(QueueCommandC1),
+    /// A group membership command, for the coordinator.
+    Group(GroupCommandC1),
+    /// This node's counters of a pipeline.
+    PipelineCounters(String),
+    /// This node's comparisons of a plugin's shadow.
+    Shadow(String),
 }
 
-/// What the node that ran a forwarded command answers.
+/// The answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum ForwardedReply {
-    /// The reply, encoded by the area.
-    Done(#[serde(with = "serde_bytes")] Vec<u8>),
-    /// The command failed: its error kind (the broker's, by name) and message.
+pub enum AnswerC1 {
+    /// Done, with this reply.
+    Reply(ReplyC1),
+    /// Failed: the broker's error kind (by name) and the message the caller sees.
     Failed {
-        /// `ErrorKind` name.
+        /// `ErrorKind` variant name.
         kind: String,
-        /// The message the caller sees.
+        /// The error's text.
         message: String,
     },
     /// This node does not hold what the command needs (any more): ask again.
     Moved(String),
+}
+
+/// A queue command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum QueueCommandC1 {
+    /// Create.
+    Create {
+        /// Name.
+        name: String,
+        /// Settings.
+        config: QueueConfigC1,
+    },
+    /// Delete.
+    Delete {
+        /// Name.
+        name: String,
+    },
+    /// Empty.
+    Purge {
+        /// Name.
+        name: String,
+    },
+    /// Every queue.
+    List,
+    /// One queue.
+    Describe {
+        /// Name.
+        name: String,
+    },
+    /// Enqueue.
+    Send {
+        /// Queue.
+        queue: String,
+        /// Messages.
+        messages: Vec<QueueMessageC1>,
+    },
+    /// Receive.
+    Receive {
+        /// Queue.
+        queue: String,
+        /// Most messages.
+        max: u64,
+        /// Long-poll wait, ms.
+        wait_ms: u64,
+        /// Visibility timeout, ms.
+        visibility_ms: Option<u64>,
+    },
+    /// Acknowledge.
+    Ack {
+        /// Queue.
+        queue: String,
+        /// Receipts.
+        receipts: Vec<String>,
+    },
+    /// Hand back: requeue after a delay (ms), or dead-letter (`None`).
+    Nack {
+        /// Queue.
+        queue: String,
+        /// Receipts.
+        receipts: Vec<String>,
+        /// `Some(delay)`: requeue; `None`: dead-letter.
+        requeue_ms: Option<u64>,
+    },
+    /// Extend visibility.
+    Extend {
+        /// Queue.
+        queue: String,
+        /// Receipts.
+        receipts: Vec<String>,
+        /// New timeout, ms.
+        timeout_ms: u64,
+    },
+}
+
+/// A message to enqueue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueueMessageC1 {
+    /// Payload.
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+    /// Metadata.
+    pub headers: Vec<(String, String)>,
+    /// Priority.
+    pub priority: u8,
+    /// Delay, ms.
+    pub delay_ms: u64,
+    /// Dedup id.
+    pub dedup_id: Option<String>,
+    /// FIFO group.
+    pub group: Option<String>,
+}
+
+/// A consumer group membership command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum GroupCommandC1 {
+    /// Join.
+    Join {
+        /// Group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Rejoin as.
+        member: Option<String>,
+        /// Session, ms.
+        session_ms: u64,
+    },
+    /// Stay.
+    Heartbeat {
+        /// Group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Member.
+        member: String,
+    },
+    /// Leave.
+    Leave {
+        /// Group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Member.
+        member: String,
+    },
+    /// Every group's members.
+    Describe,
+    /// A member's commit: checked against its generation here, then stored.
+    Commit {
+        /// Group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// `(partition, next offset)`.
+        offsets: Vec<(u32, u64)>,
+        /// Member.
+        member: String,
+        /// Its generation.
+        generation: u64,
+    },
+}
+
+/// A reply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ReplyC1 {
+    /// Nothing to say.
+    Done,
+    /// A count.
+    Count(u64),
+    /// One queue.
+    Queue(QueueInfoC1),
+    /// Queues.
+    Queues(Vec<QueueInfoC1>),
+    /// Deliveries.
+    Deliveries(Vec<DeliveryC1>),
+    /// Per message sent: enqueued (or a repeated dedup id).
+    Sent(Vec<bool>),
+    /// A membership.
+    Membership {
+        /// Member id.
+        member_id: String,
+        /// Generation.
+        generation: u64,
+        /// Partitions.
+        partitions: Vec<u32>,
+    },
+    /// Groups' members: group, topic, generation, `(member, partitions)`.
+    GroupMembers(Vec<(String, String, u64, Vec<(String, Vec<u32>)>)>),
+    /// A pipeline's counters on one node.
+    Counters(CountersC1),
+    /// A shadow's comparisons on one node.
+    Shadow(ShadowC1),
+}
+
+/// A queue's counts and settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueueInfoC1 {
+    /// Name.
+    pub name: String,
+    /// Settings.
+    pub config: QueueConfigC1,
+    /// Ready.
+    pub ready: u64,
+    /// Waiting.
+    pub waiting: u64,
+    /// In flight.
+    pub in_flight: u64,
+    /// Created.
+    pub created_ms: u64,
+}
+
+/// A delivery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliveryC1 {
+    /// Receipt.
+    pub receipt: String,
+    /// Payload.
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+    /// Metadata.
+    pub headers: Vec<(String, String)>,
+    /// Deliveries so far.
+    pub deliveries: u32,
+    /// Priority.
+    pub priority: u8,
+    /// FIFO group.
+    pub group: Option<String>,
+    /// Sent at.
+    pub enqueued_ms: u64,
+}
+
+/// A pipeline's counters as one node kept them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CountersC1 {
+    /// Inputs dealt with.
+    pub processed: u64,
+    /// Outputs.
+    pub emitted: u64,
+    /// Dropped.
+    pub dropped: u64,
+    /// Batches.
+    pub batches: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Dead-lettered.
+    pub dead_lettered: u64,
+    /// Retries.
+    pub retries: u64,
+    /// Swaps.
+    pub swaps: u64,
+    /// Swap pause p99, µs.
+    pub swap_pause_p99_us: u64,
+    /// Per step: input, output, dropped, errors, calls, busy µs.
+    pub steps: Vec<[u64; 6]>,
+    /// The last failure handled without halting.
+    pub last_failure: Option<String>,
+}
+
+/// A shadow's comparisons on one node.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShadowC1 {
+    /// Shadow version.
+    pub shadow_version: Option<u32>,
+    /// Live version.
+    pub live_version: Option<u32>,
+    /// Same outcome.
+    pub matched: u64,
+    /// Different.
+    pub differed: u64,
+    /// Shadow failures.
+    pub shadow_failures: u64,
+    /// Samples: pipeline, step, partition, offset, live, shadow.
+    pub samples: Vec<(String, u64, u32, u64, String, String)>,
 }
 
 #[cfg(test)]

@@ -12,22 +12,9 @@ use tokio::sync::watch;
 
 use super::plan::Plan;
 use super::{Pipelines, Running, StartPosition, worker};
-use crate::cluster::{Cluster, ClusterError, CommitLog, PartitionCommit};
+use crate::cluster::{Cluster, ClusterError, CommitLog, Committed, PartitionCommit};
 use crate::limits;
-use crate::storage::{Commit, StateWrite, StoredRecord, keys};
-
-/// Each of `partitions` source partitions' committed next offset, from the commit stream.
-pub(super) async fn committed(
-    cluster: &Cluster,
-    pipeline: &str,
-    partitions: u32,
-) -> Result<Vec<Option<u64>>, crate::storage::StoreError> {
-    let mut out = Vec::with_capacity(partitions as usize);
-    for p in 0..partitions {
-        out.push(CommitLog::progress(cluster, pipeline, p).await?.map(|(next, _, _)| next));
-    }
-    Ok(out)
-}
+use crate::storage::{Commit, StateWrite, StoreError, StoredRecord, keys};
 
 /// Move every source partition's progress to `offsets`, forgetting state if asked, by a
 /// fenced commit per partition (see [`CommitLog::reset`]).
@@ -37,11 +24,52 @@ pub(super) async fn reset(
     offsets: Vec<u64>,
     forget_state: bool,
 ) -> Result<(), super::PipelineError> {
-    let log = CommitLog::open(cluster.clone(), &plan.spec.name).await.map_err(crate::storage::StoreError::from)?;
-    for (p, next) in offsets.into_iter().enumerate() {
-        log.reset(p as u32, next, forget_state).await.map_err(crate::storage::StoreError::from)?;
+    let log = CommitLog::open(cluster.clone(), &plan.spec.name, &plan.group, plan.source.name())
+        .await
+        .map_err(StoreError::from)?;
+    for (p, next_offset) in offsets.into_iter().enumerate() {
+        let change = crate::cluster::Rewrite::Reset { next_offset, forget_state };
+        log.rewrite(p as u32, &change).await.map_err(StoreError::from)?;
     }
     Ok(())
+}
+
+/// The committed state of step `step` (from 0) in every partition, as `(partition, key,
+/// value)`, read from the commit stream (the owners' caches hold the same).
+pub(super) async fn state(
+    cluster: &Arc<Cluster>,
+    plan: &Plan,
+    step: u16,
+    now_ms: u64,
+) -> Result<Vec<(u32, Vec<u8>, Vec<u8>)>, StoreError> {
+    let log = CommitLog::open(cluster.clone(), &plan.spec.name, &plan.group, plan.source.name()).await?;
+    let mut out = Vec::new();
+    for p in 0..plan.source.workers(&plan.spec) {
+        for (s, key, v) in log.state(p).await? {
+            let Some((expiry, value)) = v.split_at_checked(8) else { continue };
+            let expiry = u64::from_be_bytes(expiry.try_into().expect("8 bytes"));
+            if s == step && (expiry == 0 || expiry > now_ms) {
+                out.push((p, key, value.to_vec()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Delete state key `key` of step `step` (from 0) in every partition holding it, by a fenced
+/// commit (see [`CommitLog::rewrite`]); how many entries went.
+pub(super) async fn forget_state(
+    cluster: &Arc<Cluster>,
+    plan: &Plan,
+    step: u16,
+    key: &[u8],
+) -> Result<usize, StoreError> {
+    let log = CommitLog::open(cluster.clone(), &plan.spec.name, &plan.group, plan.source.name()).await?;
+    let mut gone = 0;
+    for p in 0..plan.source.workers(&plan.spec) {
+        gone += log.rewrite(p, &crate::cluster::Rewrite::ForgetKeys(vec![(step, key.to_vec())])).await?;
+    }
+    Ok(gone)
 }
 
 /// A worker's feed of one JetStream partition, with the fencing token of its commits.
@@ -116,7 +144,12 @@ impl ClusterFeed {
     /// Commit the batch: outputs, state and progress in one atomic batch, fenced. `Ok(false)`
     /// when fenced (the worker stops; the supervisor decides whether this node still owns
     /// the partition).
-    pub(super) async fn commit(&mut self, plan: &Plan, commit: Commit, versions: Vec<String>) -> Result<bool, String> {
+    pub(super) async fn commit(
+        &mut self,
+        plan: &Plan,
+        commit: Commit,
+        versions: Vec<String>,
+    ) -> Result<Landed, String> {
         let Commit { appends, state: writes, .. } = commit;
         let outputs = appends
             .into_iter()
@@ -146,11 +179,17 @@ impl ClusterFeed {
             .collect();
         let c = PartitionCommit { outputs, state, next_offset: self.pending, versions };
         match self.log.commit(self.partition, &mut self.fence, c).await {
-            Ok(()) => {}
+            Ok(Committed::Visible) => {}
+            // Committed; its outputs reach their sinks when the partition is taken over again.
+            Ok(Committed::Landed(e)) => {
+                tracing::warn!(pipeline = %plan.spec.name, partition = self.partition, error = %e, "committed, but forwarding the outputs failed; taking over again to forward them");
+                self.fenced.store(true, Ordering::Relaxed);
+                return Ok(Landed::ThenStop);
+            }
             Err(ClusterError::Fenced(why)) => {
                 tracing::warn!(pipeline = %plan.spec.name, partition = self.partition, "{why}");
                 self.fenced.store(true, Ordering::Relaxed);
-                return Ok(false);
+                return Ok(Landed::No);
             }
             // The same batch would fail the same way again: halt, saying why.
             Err(e @ (ClusterError::Unsupported(_) | ClusterError::Corrupt { .. })) => {
@@ -161,7 +200,7 @@ impl ClusterFeed {
             Err(e) => {
                 tracing::warn!(pipeline = %plan.spec.name, partition = self.partition, error = %e, "commit unconfirmed; resuming from the last commit");
                 self.fenced.store(true, Ordering::Relaxed);
-                return Ok(false);
+                return Ok(Landed::No);
             }
         }
         self.offset = self.pending;
@@ -171,8 +210,18 @@ impl ClusterFeed {
                 .await
                 .map_err(|e| format!("caching state of {}: {e}", self.describe()))?;
         }
-        Ok(true)
+        Ok(Landed::Yes)
     }
+}
+
+/// Whether a batch's commit landed.
+pub(super) enum Landed {
+    /// Landed; the worker goes on.
+    Yes,
+    /// Landed; the worker stops (the partition is taken over again).
+    ThenStop,
+    /// Refused or unconfirmed; the worker stops.
+    No,
 }
 
 impl Pipelines {
@@ -181,7 +230,8 @@ impl Pipelines {
         let Some(cluster) = self.store.cluster().cloned() else { return };
         let name = running.plan.spec.name.clone();
         let log = loop {
-            match CommitLog::open(cluster.clone(), &name).await {
+            let plan = &running.plan;
+            match CommitLog::open(cluster.clone(), &name, &plan.group, plan.source.name()).await {
                 Ok(l) => break Arc::new(l),
                 Err(e) => tracing::warn!(pipeline = %name, error = %e, "cannot open the commit stream; retrying"),
             }

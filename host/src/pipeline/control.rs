@@ -181,6 +181,7 @@ impl Pipelines {
         let record = {
             let mut record = running.record.lock().expect("record");
             record.halted = None;
+            record.resets += 1;
             record.clone()
         };
         self.persist(&record).await?;
@@ -215,8 +216,12 @@ impl Pipelines {
     }
 
     /// The value of `key` in step `step` (from 1), in every partition that has it.
-    pub fn state_get(&self, name: &str, step: usize, key: &[u8]) -> Result<Vec<StateEntry>, PipelineError> {
-        let (record, partitions) = self.state_scope(name, step)?;
+    pub async fn state_get(&self, name: &str, step: usize, key: &[u8]) -> Result<Vec<StateEntry>, PipelineError> {
+        let (running, record, partitions) = self.state_scope(name, step)?;
+        if let Some(cluster) = self.store.cluster() {
+            let all = super::cluster::state(cluster, &running.plan, (step - 1) as u16, now_ms()).await?;
+            return Ok(all.into_iter().filter(|(_, k, _)| k == key).map(entry).collect());
+        }
         let mut out = Vec::new();
         for p in 0..partitions {
             let mut full = keys::state_prefix(record.id, (step - 1) as u16, p).to_vec();
@@ -229,15 +234,21 @@ impl Pipelines {
     }
 
     /// Entries of step `step` whose key starts with `prefix`, at most `limit`.
-    pub fn state_list(
+    pub async fn state_list(
         &self,
         name: &str,
         step: usize,
         prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<StateEntry>, PipelineError> {
-        let (record, partitions) = self.state_scope(name, step)?;
+        let (running, record, partitions) = self.state_scope(name, step)?;
         let limit = limit.clamp(1, STATE_LIST_MAX);
+        if let Some(cluster) = self.store.cluster() {
+            let mut all = super::cluster::state(cluster, &running.plan, (step - 1) as u16, now_ms()).await?;
+            all.retain(|(_, k, _)| k.starts_with(prefix));
+            all.sort();
+            return Ok(all.into_iter().take(limit).map(entry).collect());
+        }
         let mut out = Vec::new();
         for p in 0..partitions {
             let scope = keys::state_prefix(record.id, (step - 1) as u16, p);
@@ -253,10 +264,14 @@ impl Pipelines {
         Ok(out)
     }
 
-    /// Delete `key` from step `step` in every partition; returns how many entries went.
+    /// Delete `key` from step `step` in every partition; returns how many entries went. In a
+    /// cluster each deletion is a fenced commit of the partition, so its owner takes it in.
     pub async fn state_delete(&self, name: &str, step: usize, key: &[u8]) -> Result<usize, PipelineError> {
-        let (record, _) = self.state_scope(name, step)?;
-        let found = self.state_get(name, step, key)?;
+        let (running, record, _) = self.state_scope(name, step)?;
+        if let Some(cluster) = self.store.cluster() {
+            return Ok(super::cluster::forget_state(cluster, &running.plan, (step - 1) as u16, key).await?);
+        }
+        let found = self.state_get(name, step, key).await?;
         let state = found
             .iter()
             .map(|e| {
@@ -269,7 +284,12 @@ impl Pipelines {
         Ok(found.len())
     }
 
-    fn state_scope(&self, name: &str, step: usize) -> Result<(PipelineRecord, u32), PipelineError> {
+    #[allow(clippy::type_complexity)]
+    fn state_scope(
+        &self,
+        name: &str,
+        step: usize,
+    ) -> Result<(Arc<super::Running>, PipelineRecord, u32), PipelineError> {
         let running = self.get(name)?;
         let record = running.record.lock().expect("record").clone();
         if step == 0 || step > record.spec.steps.len() {
@@ -278,6 +298,11 @@ impl Pipelines {
                 record.spec.steps.len()
             )));
         }
-        Ok((record, running.plan.source.workers(&running.plan.spec)))
+        let workers = running.plan.source.workers(&running.plan.spec);
+        Ok((running, record, workers))
     }
+}
+
+fn entry((partition, key, value): (u32, Vec<u8>, Vec<u8>)) -> StateEntry {
+    StateEntry { partition, key, value }
 }

@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use control::{STATE_LIST_MAX, StateEntry};
-pub use shadow::{DiffSample, ShadowReport};
+pub use shadow::{DiffSample, SAMPLES_MAX as SHADOW_SAMPLES_MAX, ShadowReport};
 pub use spec::{
     ApplyChange, ErrorPolicy, PipelineSpec, PipelineStatus, ResetTarget, RunState, Source, StartPosition, StepSpec,
     StepStats,
@@ -114,6 +114,8 @@ struct PipelineRecord {
     /// The token that created or last applied it: the pipeline reads, writes and routes with
     /// its grants. `None` when the server ran without a token file.
     owner: Option<String>,
+    /// Resets so far: a changed count restarts the workers (on every node of a cluster).
+    resets: u64,
 }
 
 impl PipelineRecord {
@@ -127,7 +129,7 @@ impl PipelineRecord {
     }
 }
 
-mirror!(stored::PipelineV1 => PipelineRecord { spec: into, id, created_ms, halted, paused, owner });
+mirror!(stored::PipelineV1 => PipelineRecord { spec: into, id, created_ms, halted, paused, owner, resets });
 mirror!(stored::PipelineSpecV1 => PipelineSpec {
     name, source: into, group, steps: each, sink, start: into, batch_max_messages, on_error: into, max_attempts,
     backoff_ms, dead_letter_topic, parallelism
@@ -161,6 +163,7 @@ impl From<PipelineRecord> for wire::PipelineC1 {
             halted: r.halted,
             paused: r.paused,
             owner: r.owner,
+            resets: r.resets,
         }
     }
 }
@@ -187,6 +190,7 @@ impl From<wire::PipelineC1> for PipelineRecord {
             halted: c.halted,
             paused: c.paused,
             owner: c.owner,
+            resets: c.resets,
         }
     }
 }
@@ -418,8 +422,15 @@ impl Pipelines {
             self.ensure_dead_letter_topic(&spec).await?;
         }
         let id = self.store.next_id(keys::meta::PIPELINE_SEQ).await?;
-        let record =
-            PipelineRecord { spec: spec.clone(), id, created_ms: now_ms(), halted: None, paused: false, owner };
+        let record = PipelineRecord {
+            spec: spec.clone(),
+            id,
+            created_ms: now_ms(),
+            halted: None,
+            paused: false,
+            owner,
+            resets: 0,
+        };
         self.launch(record.clone()).await?;
         // Stored after the steps proved they start, so a bad spec leaves nothing behind; the
         // name is taken with a create (two nodes of a cluster cannot both take it).
@@ -449,6 +460,33 @@ impl Pipelines {
             crate::cluster::CommitLog::delete(cluster, &record.spec.name).await;
         }
         Ok(())
+    }
+
+    /// This node's counters of pipeline `name` (in a cluster, of the partitions it ran).
+    pub fn counters(&self, name: &str) -> Option<wire::CountersC1> {
+        let running = self.get(name).ok()?;
+        let c = &running.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let steps = c
+            .steps
+            .lock()
+            .expect("step stats")
+            .iter()
+            .map(|s| [s.input, s.output, s.dropped, s.errors, s.calls, s.busy_us])
+            .collect();
+        Some(wire::CountersC1 {
+            processed: load(&c.processed),
+            emitted: load(&c.emitted),
+            dropped: load(&c.dropped),
+            batches: load(&c.batches),
+            failed: load(&c.failed),
+            dead_lettered: load(&c.dead_lettered),
+            retries: load(&c.retries),
+            swaps: load(&c.swaps),
+            swap_pause_p99_us: c.swap_pause_p99_us(),
+            steps,
+            last_failure: running.last_failure.lock().expect("last failure").clone(),
+        })
     }
 
     /// The spec of pipeline `name`.
@@ -503,8 +541,13 @@ impl Pipelines {
             self.swap_steps(running, &record.spec).await?;
         }
         *running.record.lock().expect("record") = record.clone();
+        let reset = old.resets != record.resets;
         match (old.state(), record.state()) {
             (RunState::Running, RunState::Halted | RunState::Paused) => Self::stop_workers(running).await,
+            (RunState::Running, RunState::Running) if reset => {
+                Self::stop_workers(running).await;
+                self.spawn_workers(running);
+            }
             (RunState::Halted | RunState::Paused, RunState::Running) => {
                 *running.last_failure.lock().expect("last failure") = None;
                 Self::stop_workers(running).await;
@@ -578,14 +621,11 @@ impl Pipelines {
         running.values().filter_map(|r| r.counters.batch_latency.clone()).collect()
     }
 
-    /// Each source partition's committed next offset (`None`: never committed): the group's
-    /// offsets on a single node, the commit stream's in a cluster.
+    /// Each source partition's committed next offset (`None`: never committed): the
+    /// pipeline's group offsets (in a cluster, as far as the outputs are in their sinks).
     async fn committed(&self, plan: &Plan) -> Result<Vec<Option<u64>>, PipelineError> {
         let Some(topic) = plan.source.topic() else { return Ok(Vec::new()) };
-        match self.store.cluster() {
-            None => Ok(self.store.committed(&plan.group, topic).await?),
-            Some(c) => Ok(cluster::committed(c, &plan.spec.name, topic.partition_count()).await?),
-        }
+        Ok(self.store.committed(&plan.group, topic).await?)
     }
 
     /// Status of every pipeline, by name.

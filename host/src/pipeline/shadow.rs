@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use crate::runtime::{Message, Outcome};
 
 /// Differences kept per plugin as samples.
-const SAMPLES_MAX: usize = 20;
+pub const SAMPLES_MAX: usize = 20;
 /// Characters of an outcome kept in a sample.
 const SAMPLE_CHARS: usize = 300;
 

@@ -128,11 +128,12 @@ impl Feed {
         counted: impl FnOnce(),
     ) -> Result<bool, String> {
         if let Feed::Cluster(c) = self {
+            use super::cluster::Landed;
             let landed = c.commit(plan, commit, versions).await?;
-            if landed {
+            if matches!(landed, Landed::Yes | Landed::ThenStop) {
                 counted();
             }
-            return Ok(landed);
+            return Ok(matches!(landed, Landed::Yes));
         }
         let committed = plan.store.submit(commit);
         counted();

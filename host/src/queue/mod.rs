@@ -289,6 +289,34 @@ impl Queues {
         Ok(Queues { store, queues: RwLock::new(queues) })
     }
 
+    /// Rebuild every queue's index from the store (this node coordinates the queues now and
+    /// loaded their state).
+    pub async fn reload(&self) -> Result<()> {
+        let now = now_ms();
+        for (_, rec) in self.store.meta_scan::<QueueRecord>(keys::meta::QUEUES).await? {
+            let index = recover(&self.store, rec.id, now)?;
+            let mut queues = self.queues.write().expect("queues");
+            match queues.get(&rec.name) {
+                Some(q) if q.id == rec.id => *q.index.lock().expect("queue index") = index,
+                _ => {
+                    queues.insert(rec.name.clone(), Arc::new(Queue::new(rec, index)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Forget every queue's messages here (another node coordinates the queues now); the
+    /// queues themselves stay known.
+    pub fn forget_indexes(&self) {
+        for q in self.all() {
+            let mut index = q.index.lock().expect("queue index");
+            let next_seq = index.next_seq;
+            *index = Index::default();
+            index.next_seq = next_seq;
+        }
+    }
+
     /// Read queue `name`'s record again from the store (another node changed it).
     pub async fn follow(&self, name: &str) -> Result<()> {
         let stored = self.store.meta_get::<QueueRecord>(&keys::meta::queue(name)).await?;

@@ -86,6 +86,9 @@ pub struct PipelineV1 {
     /// The token it acts for.
     #[serde(default)]
     pub owner: Option<String>,
+    /// Resets so far (a changed count restarts its workers everywhere).
+    #[serde(default)]
+    pub resets: u64,
 }
 
 /// A pipeline's spec.

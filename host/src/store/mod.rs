@@ -426,6 +426,27 @@ impl Store {
         self.rocks().queue_get(key)
     }
 
+    /// Cluster mode: this node starts (`true`) or stops coordinating the queues. Taking them
+    /// over fences the previous coordinator out and loads the queues' state here.
+    pub async fn hold_queues(&self, hold: bool) -> Result<()> {
+        match &self.backend {
+            Backend::Local(_) => Ok(()),
+            Backend::Cluster(c) if hold => c.take_over_queues().await,
+            Backend::Cluster(c) => {
+                c.release_queues().await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether this node holds the queues (always on a single node).
+    pub async fn holding_queues(&self) -> bool {
+        match &self.backend {
+            Backend::Local(_) => true,
+            Backend::Cluster(c) => c.holding_queues().await,
+        }
+    }
+
     // ---- lifecycle ----
 
     /// Flush what is buffered (graceful shutdown).

@@ -105,34 +105,60 @@ async fn metrics_pass_promtool_and_count_what_happened() -> Result<()> {
     let job = weir_tests::weir_client::wire::NewQueueMessage { body: b"j".to_vec(), ..Default::default() };
     c.queue_send("jobs", vec![job]).await?;
     let http = reqwest::Client::new();
-    let text = eventually("the pipeline's counts in /metrics", LONG, || async {
-        let text = http.get(format!("{base}/metrics")).send().await?.text().await?;
-        Ok((sample(&text, r#"weir_pipeline_inputs_total{pipeline="p"}"#) == Some(200.0)).then_some(text))
+    // Each node reports what it did (as Prometheus scrapes every node of a cluster); a
+    // pipeline's partitions may run on either node, so its counts are summed over the nodes.
+    let peer = server.peer.as_ref().and_then(|p| p.http).map(|a| format!("http://{a}"));
+    let bases: Vec<String> = std::iter::once(base.clone()).chain(peer).collect();
+    let scrape = || async {
+        let mut texts = Vec::new();
+        for b in &bases {
+            texts.push(http.get(format!("{b}/metrics")).send().await?.text().await?);
+        }
+        anyhow::Ok(texts)
+    };
+    let total = |texts: &[String], series: &str| texts.iter().filter_map(|t| sample(t, series)).reduce(|a, b| a + b);
+    let texts = eventually("the pipeline's counts in /metrics", LONG, || async {
+        let texts = scrape().await?;
+        Ok((total(&texts, r#"weir_pipeline_inputs_total{pipeline="p"}"#) == Some(200.0)).then_some(texts))
     })
     .await?;
-    promtool(&text)?;
+    for t in &texts {
+        promtool(t)?;
+    }
+    let text = &texts[0];
     for (series, want) in [
-        (r#"weir_topic_records_in_total{topic="in"}"#, 200.0),
         (r#"weir_pipeline_outputs_total{pipeline="p"}"#, 100.0),
         (r#"weir_pipeline_dropped_total{pipeline="p"}"#, 100.0),
-        (r#"weir_pipeline_lag_records{pipeline="p"}"#, 0.0),
-        (r#"weir_pipeline_state{pipeline="p",state="running"}"#, 1.0),
         (r#"weir_step_inputs_total{pipeline="p",plugin="keep",step="1"}"#, 200.0),
         (r#"weir_queue_messages{queue="jobs",state="ready"}"#, 1.0),
+    ] {
+        assert_eq!(total(&texts, series), Some(want), "{series} in:\n{texts:?}");
+    }
+    // What is read from the store is the same on every node.
+    for (series, want) in [
+        (r#"weir_topic_records_in_total{topic="in"}"#, 200.0),
+        (r#"weir_pipeline_lag_records{pipeline="p"}"#, 0.0),
+        (r#"weir_pipeline_state{pipeline="p",state="running"}"#, 1.0),
         (r#"weir_group_lag_records{group="pipeline.p",partition="0",topic="in"}"#, 0.0),
     ] {
-        assert_eq!(sample(&text, series), Some(want), "{series} in:\n{text}");
+        for t in &texts {
+            assert_eq!(sample(t, series), Some(want), "{series} in:\n{t}");
+        }
     }
     for positive in [
-        r#"weir_pipeline_batch_duration_seconds_count{pipeline="p"}"#,
         "weir_store_wal_fsyncs_total",
         "weir_store_group_commit_write_seconds_count",
         r#"weir_request_duration_seconds_count{command="topic.produce"}"#,
         "process_resident_memory_bytes",
         r#"weir_topic_bytes_in_total{topic="in"}"#,
+    ] {
+        assert!(sample(text, positive).is_some_and(|v| v > 0.0), "{positive} missing or zero in:\n{text}");
+    }
+    for per_node in [
+        r#"weir_pipeline_batch_duration_seconds_count{pipeline="p"}"#,
         r#"weir_step_plugin_memory_bytes{pipeline="p",plugin="keep",step="1"}"#,
     ] {
-        assert!(sample(&text, positive).is_some_and(|v| v > 0.0), "{positive} missing or zero in:\n{text}");
+        assert!(total(&texts, per_node).is_some_and(|v| v > 0.0), "{per_node} missing or zero in:\n{texts:?}");
     }
     assert!(text.contains(r#"weir_step_info{pipeline="p",plugin="keep",role="live",step="1",version="1"} 1"#));
     Ok(())
