@@ -38,7 +38,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker and every pipeline.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Create, list, describe and delete topics.
     #[command(subcommand)]
     Topic(topic::TopicCmd),
@@ -101,7 +101,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let server = &cli.server;
     match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Topic(cmd) => topic::run(&connect(server).await?, cmd).await,
         Command::Produce(args) => produce::run(&connect(server).await?, args).await,

@@ -15,10 +15,6 @@ use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVe
 use crate::broker::Broker;
 use crate::pipeline::RunState;
 
-/// Bounds of the latency histograms (requests, group-commit writes), seconds.
-pub(crate) const LATENCY_BUCKETS: [f64; 14] =
-    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
-
 /// What the broker records as requests complete.
 pub struct Metrics {
     requests: HistogramVec,
@@ -30,7 +26,7 @@ impl Default for Metrics {
             "weir_request_duration_seconds",
             "Time from a request's start to its reply, by command (long polls included)",
         )
-        .buckets(LATENCY_BUCKETS.to_vec());
+        .buckets(crate::types::LATENCY_BUCKETS.to_vec());
         Metrics { requests: HistogramVec::new(opts, &["command"]).expect("valid histogram") }
     }
 }

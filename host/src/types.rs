@@ -128,6 +128,11 @@ pub fn check_name(kind: &'static str, name: &str) -> Result<(), InvalidName> {
     Ok(())
 }
 
+/// Bounds of the latency histograms (requests, group-commit writes), seconds: shared by the
+/// store, which keeps its write times, and the metrics that expose them.
+pub(crate) const LATENCY_BUCKETS: [f64; 14] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -91,11 +91,11 @@ impl Broker {
     async fn follow_plugin(&self, name: &str) -> Result<()> {
         let _guard = self.registry.deploy_lock().await;
         let change = self.registry.follow(name).await?;
-        if change.live != change.was_live {
-            if let Some(info) = &change.live {
-                let loaded = self.component(info).await?;
-                self.pipelines.swap_live(info, &loaded);
-            }
+        if change.live != change.was_live
+            && let Some(info) = &change.live
+        {
+            let loaded = self.component(info).await?;
+            self.pipelines.swap_live(info, &loaded);
         }
         if change.shadow != change.was_shadow || change.live.is_none() {
             let shadow = match &change.shadow {

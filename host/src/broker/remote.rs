@@ -16,7 +16,7 @@ use crate::cluster::wire::{self, AnswerC1, AskC1, GroupCommandC1, QueueCommandC1
 use crate::pipeline::{PipelineStatus, ShadowReport};
 use crate::queue::{Delivery, Nack, NewQueueMessage, QueueInfo};
 
-use super::{Broker, BrokerError, Command, ErrorKind, GroupCommand, QueueCommand, Reply, Result};
+use super::{Broker, BrokerError, Command, ErrorKind, ExchangeCommand, GroupCommand, QueueCommand, Reply, Result};
 
 /// The key whose owner coordinates the queues and weir's consumer groups.
 const COORDINATOR: &str = "weir.coordinator";
@@ -30,6 +30,11 @@ impl Broker {
         let cluster = self.store.cluster()?;
         let coordinated = match command {
             Command::Queue(_) => true,
+            // A queue's messages are written by the coordinator (topics by anyone).
+            Command::Exchange(ExchangeCommand::Publish { exchange, routing_key, record }) => self
+                .exchanges
+                .route(exchange, routing_key, &record.headers)
+                .is_ok_and(|dests| dests.iter().any(|d| matches!(d, crate::exchange::Destination::Queue(_)))),
             Command::Group(g) => matches!(
                 g,
                 GroupCommand::Join { .. }
@@ -316,6 +321,13 @@ fn to_ask(command: &Command) -> Option<AskC1> {
                 QueueCommandC1::Extend { queue: queue.clone(), receipts: receipts.clone(), timeout_ms: *timeout_ms }
             }
         }),
+        Command::Exchange(ExchangeCommand::Publish { exchange, routing_key, record }) => AskC1::Publish {
+            exchange: exchange.clone(),
+            routing_key: routing_key.clone(),
+            key: record.key.as_ref().map(|k| k.to_vec()),
+            value: record.value.to_vec(),
+            headers: record.headers.clone(),
+        },
         Command::Group(g) => AskC1::Group(match g {
             GroupCommand::Join { group, topic, member, session } => GroupCommandC1::Join {
                 group: group.clone(),
@@ -370,6 +382,10 @@ fn to_command(ask: AskC1) -> Result<Command> {
                 QueueCommand::Extend { queue, receipts, timeout_ms }
             }
         }),
+        AskC1::Publish { exchange, routing_key, key, value, headers } => {
+            let record = crate::storage::NewRecord { key: key.map(Into::into), value: value.into(), headers };
+            Command::Exchange(ExchangeCommand::Publish { exchange, routing_key, record })
+        }
         AskC1::Group(g) => Command::Group(match g {
             GroupCommandC1::Join { group, topic, member, session_ms } => {
                 GroupCommand::Join { group, topic, member, session: Duration::from_millis(session_ms) }
@@ -394,6 +410,7 @@ fn to_reply(reply: Reply) -> Result<ReplyC1> {
         Reply::Queues(qs) => ReplyC1::Queues(qs.into_iter().map(Into::into).collect()),
         Reply::Deliveries(ds) => ReplyC1::Deliveries(ds.into_iter().map(Into::into).collect()),
         Reply::Sent(s) => ReplyC1::Sent(s),
+        Reply::Published(dests) => ReplyC1::Published(dests.into_iter().map(Into::into).collect()),
         Reply::Membership(m) => {
             ReplyC1::Membership { member_id: m.member_id, generation: m.generation, partitions: m.partitions }
         }
@@ -413,6 +430,7 @@ fn from_reply(reply: ReplyC1) -> Result<Reply> {
         ReplyC1::Queues(qs) => Reply::Queues(qs.into_iter().map(Into::into).collect()),
         ReplyC1::Deliveries(ds) => Reply::Deliveries(ds.into_iter().map(Into::into).collect()),
         ReplyC1::Sent(s) => Reply::Sent(s),
+        ReplyC1::Published(dests) => Reply::Published(dests.into_iter().map(Into::into).collect()),
         ReplyC1::Membership { member_id, generation, partitions } => {
             Reply::Membership(crate::groups::Membership { member_id, generation, partitions })
         }

@@ -68,6 +68,9 @@ pub struct PartitionCommit {
     pub versions: Vec<String>,
 }
 
+/// One state key of a partition: step, user key, expiry u64 BE · value.
+type StateEntry = (u16, Vec<u8>, Vec<u8>);
+
 /// How far a batch's commit got.
 #[derive(Debug)]
 pub enum Committed {
@@ -242,7 +245,7 @@ impl CommitLog {
     pub async fn rewrite(&self, p: u32, change: &Rewrite) -> Result<usize, ClusterError> {
         loop {
             let t = self.takeover(p).await?;
-            let (next_offset, doomed): (u64, Vec<&(u16, Vec<u8>, Vec<u8>)>) = match change {
+            let (next_offset, doomed): (u64, Vec<&StateEntry>) = match change {
                 Rewrite::Reset { next_offset, forget_state } => {
                     (*next_offset, if *forget_state { t.state.iter().collect() } else { Vec::new() })
                 }

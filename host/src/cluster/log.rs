@@ -279,7 +279,27 @@ impl Cluster {
 
     /// The last message of every subject matching `filter` in `stream`, from its leader (an
     /// ephemeral consumer delivering the last per subject): `(subject, headers, payload)`.
+    /// Tried again while the stream elects a leader.
     pub(crate) async fn last_per_subject(
+        &self,
+        stream: &str,
+        filter: &str,
+    ) -> Result<Vec<(String, HeaderMap, Bytes)>, ClusterError> {
+        let what = format!("reading the last messages of {filter}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.last_per_subject_once(stream, filter).await {
+                Ok(out) => return Ok(out),
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "{what}: retrying");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(ClusterError::Nats(format!("{what}: {e}"))),
+            }
+        }
+    }
+
+    async fn last_per_subject_once(
         &self,
         stream: &str,
         filter: &str,

@@ -15,11 +15,18 @@ impl Cluster {
         Ok(())
     }
 
-    /// `group`'s committed next offset in partition `p` of `topic`.
+    /// `group`'s committed next offset in partition `p` of `topic`, as the bucket's leader
+    /// has it (a replica serving direct gets may not have the commit acknowledged a moment
+    /// ago yet).
     pub async fn committed_offset(&self, group: &str, topic: &str, p: u32) -> Result<Option<u64>, ClusterError> {
         let key = names::offset_key(group, topic, p);
-        let Some(v) = self.offsets.get(&key).await.map_err(nats)? else { return Ok(None) };
-        let text = String::from_utf8_lossy(&v);
+        let bucket = self.names.bucket("offsets");
+        let last = self.last_by_subject_leader(&format!("KV_{bucket}"), &format!("$KV.{bucket}.{key}")).await?;
+        let Some((_, headers, payload)) = last else { return Ok(None) };
+        if headers.get("KV-Operation").is_some() {
+            return Ok(None);
+        }
+        let text = String::from_utf8_lossy(&payload);
         text.parse().map(Some).map_err(|_| ClusterError::Corrupt { what: key, message: format!("offset {text:?}") })
     }
 

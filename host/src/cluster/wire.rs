@@ -361,6 +361,21 @@ pub enum AskC1 {
     Queue(QueueCommandC1),
     /// A group membership command, for the coordinator.
     Group(GroupCommandC1),
+    /// A publish through an exchange that routes to a queue, for the coordinator.
+    Publish {
+        /// Exchange.
+        exchange: String,
+        /// Routing key.
+        routing_key: String,
+        /// The message's key.
+        #[serde(with = "serde_bytes")]
+        key: Option<Vec<u8>>,
+        /// Its value.
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        /// Its headers.
+        headers: Vec<(String, String)>,
+    },
     /// This node's counters of a pipeline.
     PipelineCounters(String),
     /// This node's comparisons of a plugin's shadow.
@@ -546,13 +561,18 @@ pub enum ReplyC1 {
         /// Partitions.
         partitions: Vec<u32>,
     },
-    /// Groups' members: group, topic, generation, `(member, partitions)`.
-    GroupMembers(Vec<(String, String, u64, Vec<(String, Vec<u32>)>)>),
+    /// Groups' members.
+    GroupMembers(Vec<GroupMembersC1>),
+    /// Where a publish went.
+    Published(Vec<DestinationC1>),
     /// A pipeline's counters on one node.
     Counters(CountersC1),
     /// A shadow's comparisons on one node.
     Shadow(ShadowC1),
 }
+
+/// A group's members: group, topic, generation, `(member, partitions)`.
+pub type GroupMembersC1 = (String, String, u64, Vec<(String, Vec<u32>)>);
 
 /// A queue's counts and settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use super::trace::{self, StepTrace};
 use super::{ErrorPolicy, Running, StartPosition, StepStats};
 use crate::limits;
 use crate::runtime::{Batch, Message, Outcome, PluginError, PluginInstance};
-use crate::storage::{Append, Commit, NewRecord, OffsetCommit, StoredRecord, Topic};
+use crate::storage::{Append, Commit, NewRecord, OffsetCommit, StoreError, StoredRecord, Topic};
 use crate::types::now_ms;
 use weir_sdk::headers;
 
@@ -137,8 +137,17 @@ impl Feed {
         }
         let committed = plan.store.submit(commit);
         counted();
-        committed.await.map_err(|e| format!("committing {}: {e}", self.describe()))?;
-        Ok(true)
+        match committed.await {
+            Ok(_) => Ok(true),
+            // A cluster's queues moved to another coordinator mid-batch (or JetStream did not
+            // answer): the batch's messages return after their visibility timeout, to be dealt
+            // with again — the queue → pipeline promise in a cluster is at least once.
+            Err(e @ (StoreError::Fenced(_) | StoreError::Unavailable(_))) if matches!(self, Feed::Queue { .. }) => {
+                tracing::warn!(pipeline = %plan.spec.name, error = %e, "queue batch not committed; its messages come back");
+                Ok(true)
+            }
+            Err(e) => Err(format!("committing {}: {e}", self.describe())),
+        }
     }
 
     /// A competing worker's feed of the plan's queue.

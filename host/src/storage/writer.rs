@@ -122,7 +122,7 @@ impl Default for WriteStats {
             "weir_store_group_commit_write_seconds",
             "Time of each group commit's RocksDB write, fsync included",
         )
-        .buckets(crate::metrics::LATENCY_BUCKETS.to_vec());
+        .buckets(crate::types::LATENCY_BUCKETS.to_vec());
         WriteStats {
             groups: Default::default(),
             fsyncs: Default::default(),

@@ -386,3 +386,92 @@ async fn requests_pipelined_on_one_connection_take_effect_in_arrival_order() -> 
     assert_eq!(got, (0..300).collect::<Vec<_>>(), "delivered in the order they were sent");
     Ok(())
 }
+
+// The rules that a cluster once decided apart from a single node, now decided once by the
+// broker: each runs on one server and on a node of a 2-node cluster, and must come out the
+// same.
+weir_tests::both_modes! {
+    /// A group commit names a valid group, an existing partition and an offset the partition
+    /// holds; anything else is refused saying which, and commits nothing.
+    async fn offset_commits_are_validated_the_same_in_both_modes() -> Result<()> {
+        let server = Server::start()?;
+        let c = server.client().await?;
+        c.create_topic("t", topic(2)).await?;
+        c.produce("t", vec![WireRecord::value("a"), WireRecord::value("b")]).await?;
+        let hw: Vec<u64> = c.describe_topic("t").await?.partitions.iter().map(|p| p.1).collect();
+        let err = c.commit_offsets("g", "t", vec![(0, hw[0] + 1)]).await.expect_err("past the watermark");
+        assert!(err.to_string().contains(&format!("its high watermark is {}", hw[0])), "{err}");
+        let err = c.commit_offsets("g", "t", vec![(7, 0)]).await.expect_err("no partition 7");
+        assert!(err.to_string().contains("partition 7 does not exist"), "{err}");
+        let err = c.commit_offsets("bad group!", "t", vec![(0, 0)]).await.expect_err("bad name");
+        assert!(err.to_string().contains("group"), "{err}");
+        let err = c.commit_offsets("g", "nope", vec![(0, 0)]).await.expect_err("no topic");
+        assert!(err.to_string().contains("unknown topic `nope`"), "{err}");
+        assert_eq!(c.fetch_offsets("g", "t").await?, vec![None, None], "nothing refused was committed");
+        c.commit_offsets("g", "t", vec![(0, hw[0]), (1, hw[1])]).await?;
+        let other = match &server.peer {
+            Some(peer) => peer.client().await?,
+            None => server.client().await?,
+        };
+        assert_eq!(other.fetch_offsets("g", "t").await?, vec![Some(hw[0]), Some(hw[1])]);
+        Ok(())
+    }
+
+    /// A produce spread over partitions is checked whole before anything is stored: one bad
+    /// record refuses the request and no partition receives anything of it.
+    async fn a_produce_over_partitions_is_refused_whole_in_both_modes() -> Result<()> {
+        let server = Server::start()?;
+        let c = server.client().await?;
+        c.create_topic("small", TopicConfig { max_message_bytes: 64, ..topic(4) }).await?;
+        let keyed = |k: u32, v: &str| WireRecord {
+            key: Some(ByteBuf::from(format!("k{k}").into_bytes())),
+            value: ByteBuf::from(v.as_bytes().to_vec()),
+            headers: vec![],
+        };
+        let mut records: Vec<WireRecord> = (0..40).map(|k| keyed(k, "fine")).collect();
+        records.push(keyed(40, &"x".repeat(65)));
+        let err = c.produce("small", records).await.expect_err("one record is too large");
+        assert!(err.to_string().contains("exceeds the 64-byte limit of topic `small`"), "{err}");
+        let info = c.describe_topic("small").await?;
+        assert!(info.partitions.iter().all(|(_, hw)| *hw == 0), "nothing stored: {:?}", info.partitions);
+        // The same records without the bad one land in every partition, densely.
+        let offsets = c.produce("small", (0..40).map(|k| keyed(k, "fine")).collect()).await?;
+        let mut per_partition: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+        for (p, o) in offsets {
+            per_partition.entry(p).or_default().push(o);
+        }
+        assert_eq!(per_partition.len(), 4, "keys spread over every partition: {per_partition:?}");
+        for offsets in per_partition.values() {
+            assert_eq!(*offsets, (0..offsets.len() as u64).collect::<Vec<_>>());
+        }
+        Ok(())
+    }
+
+    /// A topic's name and settings are checked before it exists; once created it exists for
+    /// every node at once, and a second create of the name is refused.
+    async fn topic_creation_is_checked_the_same_in_both_modes() -> Result<()> {
+        let server = Server::start()?;
+        let c = server.client().await?;
+        for (name, config, says) in [
+            ("bad name", topic(1), "topic"),
+            ("zero", topic(0), "partitions must be between 1 and"),
+            ("huge", topic(100_000), "partitions must be between 1 and"),
+            ("nothing", TopicConfig { max_message_bytes: 0, ..topic(1) }, "max message bytes must be between 1 and"),
+        ] {
+            let err = c.create_topic(name, config).await.expect_err(name);
+            assert!(err.to_string().contains(says), "{name}: {err}");
+        }
+        assert!(c.list_topics().await?.iter().all(|t| t.name != "zero" && t.name != "huge"));
+        c.create_topic("t2", topic(3)).await?;
+        // Another node knows it at once: produce there, consume here.
+        let other = match &server.peer {
+            Some(peer) => peer.client().await?,
+            None => server.client().await?,
+        };
+        other.produce("t2", vec![WireRecord::value("hello")]).await?;
+        assert_eq!(text(&consume_n(&c, "t2", 1, LONG).await?[0].2), "hello");
+        let err = other.create_topic("t2", topic(1)).await.expect_err("exists");
+        assert!(err.to_string().contains("already exists"), "{err}");
+        Ok(())
+    }
+}
