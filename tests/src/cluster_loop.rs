@@ -6,7 +6,13 @@
 //! 2. deploy a new plugin version, then kill -9 the weir node owning most partitions, and
 //!    restart it;
 //! 3. SIGSTOP a weir node past its lease, let the other take its partitions, then SIGCONT it
-//!    (a stale commit it attempts is refused: counted from `weir cluster status`).
+//!    (a stale commit it attempts is refused: counted from `weir cluster status`);
+//! 4. a work queue served through both nodes — sends, receives, acks — while the node
+//!    coordinating the queues is killed -9 and restarted: every acknowledged send is
+//!    delivered, and no message is delivered again once its ack was acknowledged;
+//! 5. a shadow of the pipeline's plugin deployed through one node, the busiest node killed
+//!    -9 and restarted, then the shadow compared (every outcome the same) and promoted
+//!    through the other node.
 //!
 //! Load is produced before, during and after each fault. After each cycle, once the pipeline
 //! has caught up, it checks:
@@ -24,7 +30,7 @@ use anyhow::{Context, Result, bail};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use weir_client::client::Client;
-use weir_client::wire::{FetchPosition, WireRecord};
+use weir_client::wire::{FetchPosition, NewQueueMessage, QueueConfig, WireRecord};
 
 use crate::nats::NatsCluster;
 use crate::{Server, eventually, pipeline, plugin_bytes, step, topic};
@@ -46,7 +52,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { cycles: 3, seed: 1, burst: 300 }
+        Config { cycles: 5, seed: 1, burst: 300 }
     }
 }
 
@@ -71,6 +77,14 @@ pub struct Summary {
     pub regressions: u64,
     /// Longest time from a kill -9 of a weir node to the pipeline's next commit, ms.
     pub failover_ms: u64,
+    /// Queue messages sent and acknowledged.
+    pub queue_sent: u64,
+    /// Of those, never delivered.
+    pub queue_lost: u64,
+    /// Messages delivered again after their ack was acknowledged.
+    pub queue_acked_twice: u64,
+    /// Shadow comparisons that differed (the shadow is the live version's bytes).
+    pub shadow_differed: u64,
     /// What broke, in words.
     pub violations: Vec<String>,
 }
@@ -80,7 +94,7 @@ impl std::fmt::Display for Summary {
         write!(
             f,
             "cycles {}, acked {}, lost {}, duplicated {}, unexpected {}, zombie commits refused {} (in {} pauses), \
-             regressions {}, slowest failover {} ms",
+             regressions {}, slowest failover {} ms; queue: sent {}, lost {}, acked twice {}; shadow differed {}",
             self.cycles,
             self.acked,
             self.lost,
@@ -89,7 +103,11 @@ impl std::fmt::Display for Summary {
             self.fenced,
             self.pauses,
             self.regressions,
-            self.failover_ms
+            self.failover_ms,
+            self.queue_sent,
+            self.queue_lost,
+            self.queue_acked_twice,
+            self.shadow_differed
         )
     }
 }
@@ -105,9 +123,19 @@ struct Loop {
     committed: Vec<u64>,
     /// The node now paused (SIGSTOP): requests to it would hang.
     paused: Option<usize>,
-    /// The plugin version each source (partition, offset) was processed with, as seen so far.
+    /// Queue message ids sent so far.
+    next_job: u64,
     summary: Summary,
 }
+
+/// The kinds of fault, in the order the cycles take them.
+const FAULTS: [&str; 5] = [
+    "kill -9 a stream leader",
+    "kill -9 the busiest node during a deploy",
+    "pause a node past its lease",
+    "kill -9 the queues' coordinator under a work queue",
+    "kill -9 the busiest node with a shadow deployed, then promote it",
+];
 
 /// Run the loop: set up, cycle, check after each cycle.
 pub async fn run(config: &Config) -> Result<Summary> {
@@ -121,6 +149,7 @@ pub async fn run(config: &Config) -> Result<Summary> {
         acked: HashMap::new(),
         committed: vec![0; PARTITIONS as usize],
         paused: None,
+        next_job: 0,
         summary: Summary::default(),
     };
     let c = l.nodes[0].client().await?;
@@ -128,6 +157,7 @@ pub async fn run(config: &Config) -> Result<Summary> {
     c.create_topic("orders", topic(PARTITIONS)).await?;
     c.create_topic("firsts", topic(PARTITIONS)).await?;
     c.create_pipeline(pipeline("dedup", "orders", "firsts", vec![step("dedup", &[("by", "key")])])).await?;
+    c.create_queue("jobs", QueueConfig { visibility_timeout_ms: 2_000, ..QueueConfig::default() }).await?;
     for n in 1..l.nodes.len() {
         let other = l.nodes[n].client().await?;
         eventually("the pipeline to reach every node", LONG, || async {
@@ -137,13 +167,14 @@ pub async fn run(config: &Config) -> Result<Summary> {
     }
     for cycle in 0..config.cycles {
         l.burst(config.burst).await?;
-        let fault =
-            ["kill -9 a stream leader", "kill -9 the busiest node during a deploy", "pause a node past its lease"];
-        eprintln!("cluster crash loop: cycle {}: {}", cycle + 1, fault[(cycle % 3) as usize]);
-        match cycle % 3 {
+        let kind = cycle as usize % FAULTS.len();
+        eprintln!("cluster crash loop: cycle {}: {}", cycle + 1, FAULTS[kind]);
+        match kind {
             0 => l.kill_stream_leader(config.burst).await?,
             1 => l.kill_owner_during_deploy(config.burst).await?,
-            _ => l.pause_past_lease(config.burst).await?,
+            2 => l.pause_past_lease(config.burst).await?,
+            3 => l.kill_coordinator_under_queue_work(config.burst).await?,
+            _ => l.shadow_through_a_kill(config.burst).await?,
         }
         l.burst(config.burst).await?;
         if let Err(e) = l.check().await {
@@ -210,6 +241,113 @@ impl Loop {
                 self.acked.insert(*id, pos);
             }
         }
+    }
+
+    /// The node that coordinates the queues now.
+    fn coordinator(&self) -> usize {
+        let node = weir_host::cluster::owner_of(NODES.iter().copied(), weir_host::cluster::COORDINATOR, 0);
+        NODES.iter().position(|n| Some(*n) == node).expect("a coordinator among the nodes")
+    }
+
+    /// A client of a node picked at random that answers (the first that does).
+    async fn any_client(&mut self) -> Option<Client> {
+        let start = self.rng.random_range(0..self.nodes.len());
+        for i in 0..self.nodes.len() {
+            let n = (start + i) % self.nodes.len();
+            if self.paused != Some(n)
+                && let Ok(c) = self.nodes[n].client().await
+            {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Send `n` jobs through random nodes, then work the queue through random nodes —
+    /// receive, ack — while the coordinator is killed -9 half way and restarted; then drain.
+    async fn kill_coordinator_under_queue_work(&mut self, burst: u64) -> Result<()> {
+        let n = burst.max(50);
+        let mut sent: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
+        let mut acked: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
+        let send = |ids: std::ops::Range<u64>| {
+            ids.map(|i| NewQueueMessage { body: format!("job {i}").into_bytes(), ..Default::default() }).collect()
+        };
+        for chunk in (self.next_job..self.next_job + n).collect::<Vec<_>>().chunks(25) {
+            let Some(c) = self.any_client().await else { continue };
+            if c.queue_send("jobs", send(chunk[0]..chunk[chunk.len() - 1] + 1)).await.is_ok() {
+                sent.extend(chunk);
+            }
+        }
+        self.next_job += n;
+        let victim = self.coordinator();
+        let deadline = std::time::Instant::now() + LONG;
+        let mut killed = false;
+        while acked.len() < sent.len() && std::time::Instant::now() < deadline {
+            if !killed && acked.len() >= sent.len() / 3 {
+                self.nodes[victim].kill9();
+                self.burst(burst / 4).await?;
+                self.nodes[victim].restart()?;
+                killed = true;
+            }
+            let Some(c) = self.any_client().await else { continue };
+            let Ok(got) = c.queue_receive("jobs", 20, Duration::from_millis(200)).await else { continue };
+            for d in got {
+                let id: u64 = String::from_utf8_lossy(&d.body).trim_start_matches("job ").parse()?;
+                if acked.contains(&id) {
+                    self.summary.queue_acked_twice += 1;
+                    self.summary.violations.push(format!("job {id} delivered again after its ack was acknowledged"));
+                }
+                if c.queue_ack("jobs", vec![d.receipt]).await.is_ok() {
+                    acked.insert(id);
+                }
+            }
+        }
+        let lost = sent.difference(&acked).count() as u64;
+        if lost > 0 {
+            self.summary.violations.push(format!("{lost} acknowledged jobs never delivered"));
+        }
+        self.summary.queue_sent += sent.len() as u64;
+        self.summary.queue_lost += lost;
+        Ok(())
+    }
+
+    /// Deploy a shadow (the live version's own bytes: every outcome must match), kill -9 the
+    /// node owning most partitions under load and restart it, then compare and promote
+    /// through the other node.
+    async fn shadow_through_a_kill(&mut self, burst: u64) -> Result<()> {
+        let owned = |n: &str| {
+            (0..PARTITIONS)
+                .filter(|p| weir_host::cluster::owner_of(NODES.iter().copied(), "dedup", *p) == Some(n))
+                .count()
+        };
+        let victim = if owned(NODES[0]) >= owned(NODES[1]) { 0 } else { 1 };
+        let other = self.nodes[1 - victim].client().await?;
+        let shadow =
+            other.deploy_plugin_with("dedup", plugin_bytes("dedup"), None, true).await.context("deploying a shadow")?;
+        self.burst(burst / 2).await?;
+        self.nodes[victim].kill9();
+        self.burst(burst / 4).await?;
+        self.nodes[victim].restart()?;
+        self.burst(burst / 4).await?;
+        let diff = eventually("the shadow to compare outcomes", LONG, || async {
+            let d = other.plugin_diff("dedup").await?;
+            Ok((d.matched > 0).then_some(d))
+        })
+        .await?;
+        if diff.differed > 0 || diff.shadow_failures > 0 {
+            self.summary.shadow_differed += diff.differed + diff.shadow_failures;
+            self.summary.violations.push(format!(
+                "an identical shadow differed on {} inputs ({} failures): {:?}",
+                diff.differed,
+                diff.shadow_failures,
+                diff.samples.first()
+            ));
+        }
+        let promoted = other.promote_plugin("dedup").await.context("promoting the shadow")?;
+        if promoted.version != shadow.version {
+            self.summary.violations.push(format!("promoted {} instead of {}", promoted.version, shadow.version));
+        }
+        Ok(())
     }
 
     async fn kill_stream_leader(&mut self, burst: u64) -> Result<()> {

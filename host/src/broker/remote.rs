@@ -18,8 +18,7 @@ use crate::queue::{Delivery, Nack, NewQueueMessage, QueueInfo};
 
 use super::{Broker, BrokerError, Command, ErrorKind, ExchangeCommand, GroupCommand, QueueCommand, Reply, Result};
 
-/// The key whose owner coordinates the queues and weir's consumer groups.
-const COORDINATOR: &str = "weir.coordinator";
+use crate::cluster::COORDINATOR;
 
 /// How long a command waits for a coordinator while one takes over.
 const MOVING_MAX: Duration = Duration::from_secs(15);

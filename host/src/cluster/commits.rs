@@ -199,7 +199,7 @@ impl CommitLog {
         let batch = headers.get("Nats-Batch-Id").map(|v| v.as_str().to_string()).unwrap_or_default();
         let outputs = self.read_outputs(p, &rec, &batch).await?;
         self.forward(p, seq, outputs).await?;
-        self.mark_visible(p, rec.next_offset).await;
+        self.mark_visible(p, rec.next_offset).await?;
         self.cluster.count(&self.cluster.counters.takeovers);
         Ok(t)
     }
@@ -287,7 +287,7 @@ impl CommitLog {
             last.push((self.cluster.names.commit_subject(&self.pipeline, p, "commit"), headers, body.into()));
             match self.cluster.publish_atomic(last).await {
                 Ok(_) => {
-                    self.mark_visible(p, next_offset).await;
+                    self.mark_visible(p, next_offset).await?;
                     return Ok(doomed.len());
                 }
                 // The owner committed meanwhile: start again from its commit.
@@ -385,22 +385,22 @@ impl CommitLog {
         };
         *fence = seq;
         self.cluster.count(&self.cluster.counters.commits);
-        if let Err(e) = self.forward(p, seq, packed).await {
-            return Ok(Committed::Landed(e));
-        }
-        self.mark_visible(p, c.next_offset).await;
-        Ok(Committed::Visible)
+        let visible = match self.forward(p, seq, packed).await {
+            Ok(()) => self.mark_visible(p, c.next_offset).await,
+            Err(e) => Err(e),
+        };
+        Ok(match visible {
+            Ok(()) => Committed::Visible,
+            Err(e) => Committed::Landed(e),
+        })
     }
 
     /// Say that partition `p`'s outputs are in their sinks up to source offset `next`: the
     /// pipeline's group offset, as on a single node (`weir group list`, a status's lag — with
     /// no lag the outputs can be read, although the commit record lands before its outputs
-    /// are forwarded). Takeovers read the commit record, not this, so it is published
-    /// without waiting for its acknowledgement.
-    async fn mark_visible(&self, p: u32, next: u64) {
-        let key = super::names::offset_key(&self.group, &self.source, p);
-        let subject = format!("$KV.{}.{key}", self.cluster.names.bucket("offsets"));
-        let _ = self.cluster.client.publish(subject, Bytes::from(next.to_string())).await;
+    /// are forwarded). Takeovers read the commit record, not this, and write it again.
+    async fn mark_visible(&self, p: u32, next: u64) -> Result<(), ClusterError> {
+        self.cluster.commit_offset(&self.group, &self.source, p, next).await
     }
 
     /// Append the outputs of the commit at `commit_seq` to their sink partitions, once.

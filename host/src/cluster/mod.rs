@@ -34,6 +34,10 @@ pub use rpc::AskHandler;
 /// fixed through 2.14.4.
 pub const MIN_NATS_VERSION: (u64, u64, u64) = (2, 14, 4);
 
+/// The key whose owner among the live nodes (rendezvous hashing, as a pipeline partition's)
+/// coordinates the queues and weir's consumer groups.
+pub const COORDINATOR: &str = "weir.coordinator";
+
 /// How long a JetStream request may take before it is given up (and retried where that is
 /// safe): long enough for a loaded machine, short enough that a request lost in a
 /// reconnection to another server does not stall a partition for long.

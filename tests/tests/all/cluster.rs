@@ -260,11 +260,15 @@ fn which(binary: &str) -> Result<std::path::PathBuf> {
         .ok_or_else(|| anyhow::anyhow!("Debian's {binary} is not on PATH: run examples/setup.sh"))
 }
 
+/// One cycle of every kind of fault: stream leader, busiest node during a deploy, a pause,
+/// the queues' coordinator under a work queue, a shadow through a kill.
 #[tokio::test(flavor = "multi_thread")]
-async fn three_cluster_crash_loop_cycles_lose_double_and_regress_nothing() -> Result<()> {
-    let summary = weir_tests::cluster_loop::run(&weir_tests::cluster_loop::Config::default()).await?;
+async fn five_cluster_crash_loop_cycles_lose_double_and_regress_nothing() -> Result<()> {
+    let config = weir_tests::cluster_loop::Config { cycles: 5, ..Default::default() };
+    let summary = weir_tests::cluster_loop::run(&config).await?;
     println!("{summary}");
     ensure!(summary.violations.is_empty(), "{summary}: {:?}", summary.violations);
-    ensure!(summary.cycles == 3 && summary.acked > 0 && summary.pauses == 1, "{summary}");
+    ensure!(summary.cycles == 5 && summary.acked > 0 && summary.pauses == 1, "{summary}");
+    ensure!(summary.queue_sent > 0 && summary.queue_lost == 0 && summary.queue_acked_twice == 0, "{summary}");
     Ok(())
 }
