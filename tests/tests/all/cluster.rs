@@ -272,3 +272,49 @@ async fn five_cluster_crash_loop_cycles_lose_double_and_regress_nothing() -> Res
     ensure!(summary.queue_sent > 0 && summary.queue_lost == 0 && summary.queue_acked_twice == 0, "{summary}");
     Ok(())
 }
+
+/// A pipeline whose partitions run on both nodes of a weir cluster: its counts are the sum of
+/// both nodes' work, whichever node is asked; a halt on the node that hit the failure halts the
+/// pipeline on every node, and every node says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_halt_stops_a_pipeline_on_every_node_and_status_counts_the_clusters_work() -> Result<()> {
+    weir_tests::in_mode(weir_tests::Mode::Cluster, async {
+        let server = Server::start()?;
+        let peer = server.peer.as_ref().context("a cluster server has a peer")?;
+        let (a, b) = (server.client().await?, peer.client().await?);
+        a.create_topic("in", topic(4)).await?;
+        a.create_topic("out", topic(4)).await?;
+        a.deploy_plugin("h", plugin_bytes("hostile")).await?;
+        let steps = vec![step("h", &[("mode", "panic"), ("trigger", "boom")])];
+        a.create_pipeline(pipeline("p", "in", "out", steps)).await?;
+        let keyed = |k: u64, v: &str| WireRecord {
+            key: Some(ByteBuf::from(format!("k{k}").into_bytes())),
+            value: ByteBuf::from(v.as_bytes().to_vec()),
+            headers: vec![],
+        };
+        a.produce("in", (0..400).map(|k| keyed(k, "ok")).collect()).await?;
+        for c in [&a, &b] {
+            eventually("both nodes to count all 400", LONG, || async {
+                let s = c.pipeline_status("p").await?;
+                Ok((s.processed == 400 && s.lag() == 0).then_some(()))
+            })
+            .await?;
+        }
+        // Every partition ran somewhere; both nodes did some of the work.
+        let owners = a.cluster_status().await?.partitions;
+        let nodes: std::collections::BTreeSet<_> = owners.iter().filter_map(|p| p.committed_by.clone()).collect();
+        ensure!(nodes.len() == 2, "partitions committed by {nodes:?}");
+        b.produce("in", vec![keyed(7, "boom")]).await?;
+        for c in [&a, &b] {
+            let s = eventually("the halt on every node", LONG, || async {
+                let s = c.pipeline_status("p").await?;
+                Ok((s.state == weir_tests::weir_client::wire::RunState::Halted).then_some(s))
+            })
+            .await?;
+            let reason = s.last_error.unwrap_or_default();
+            ensure!(reason.contains("hostile plugin panics"), "{reason}");
+        }
+        Ok(())
+    })
+    .await
+}
