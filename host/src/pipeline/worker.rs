@@ -138,7 +138,12 @@ impl Feed {
         let committed = plan.store.submit(commit);
         counted();
         match committed.await {
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                if let Feed::Queue { queues, queue, receipts, dealt } = self {
+                    queues.acked(queue, &receipts[..*dealt]);
+                }
+                Ok(true)
+            }
             // A cluster's queues moved to another coordinator mid-batch (or JetStream did not
             // answer): the batch's messages return after their visibility timeout, to be dealt
             // with again — the queue → pipeline promise in a cluster is at least once.

@@ -531,31 +531,42 @@ impl Queues {
     pub async fn ack(&self, name: &str, receipts: &[String]) -> Result<()> {
         let q = self.get(name)?;
         let pending = {
-            let mut index = q.index.lock().expect("queue index");
-            let writes = self.ack_locked(&q, &mut index, receipts)?;
+            let index = q.index.lock().expect("queue index");
+            let writes = self.ack_writes(&q, &index, receipts)?;
             self.store.submit(Commit { queue: writes, ..Commit::default() })
         };
         pending.await?;
-        q.notify.notify_waiters();
+        self.acked(name, receipts);
         Ok(())
     }
 
     /// Stage acks for a caller's own commit (a pipeline acks in the commit of its outputs):
-    /// the index forgets the messages now; the returned deletes must be committed.
+    /// the returned deletes must be committed, then [`Queues::acked`] called. Until then the
+    /// messages stay in flight, so a describe (or a pipeline's lag) never shows an ack that a
+    /// crash could still undo — in a cluster a batch's outputs land before its acks.
     pub fn ack_in_commit(&self, name: &str, receipts: &[String]) -> Result<Vec<QueueWrite>> {
         let q = self.get(name)?;
-        let mut index = q.index.lock().expect("queue index");
-        let writes = self.ack_locked(&q, &mut index, receipts)?;
-        drop(index);
-        q.notify.notify_waiters();
-        Ok(writes)
+        let index = q.index.lock().expect("queue index");
+        self.ack_writes(&q, &index, receipts)
     }
 
-    fn ack_locked(&self, q: &Queue, index: &mut Index, receipts: &[String]) -> Result<Vec<QueueWrite>> {
+    /// The index forgets messages whose acks are durable. A message redelivered meanwhile
+    /// (its deadline passed during the write) is forgotten too: the store no longer has it,
+    /// and its new receipt is refused as stale.
+    pub fn acked(&self, name: &str, receipts: &[String]) {
+        let Ok(q) = self.get(name) else { return };
+        let mut index = q.index.lock().expect("queue index");
+        for (seq, _) in receipts.iter().filter_map(|r| parse_receipt(r)) {
+            index.remove(seq);
+        }
+        drop(index);
+        q.notify.notify_waiters();
+    }
+
+    fn ack_writes(&self, q: &Queue, index: &Index, receipts: &[String]) -> Result<Vec<QueueWrite>> {
         let seqs = receipts.iter().map(|r| self.in_flight(q, index, r)).collect::<Result<Vec<_>>>()?;
         let mut writes = Vec::with_capacity(seqs.len() * 2);
         for seq in seqs {
-            index.remove(seq);
             writes.push((key(b'b', q.id, seq), None));
             writes.push((key(b's', q.id, seq), None));
         }
