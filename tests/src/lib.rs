@@ -562,7 +562,11 @@ fn spawn(root: &Path, launch: &Launch) -> Result<(Child, Listening)> {
     let address = |prefix: &str| -> Result<SocketAddr> {
         let line = rx.recv_timeout(Duration::from_secs(120)).context("weir serve did not report its address")?;
         let addr = line.trim().strip_prefix(prefix).with_context(|| {
-            format!("unexpected line from weir serve: {line:?} (see {}/server.log)", root.display())
+            // The temp dir goes with the test: quote the log's end while it exists.
+            let log = std::fs::read_to_string(root.join("server.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!("unexpected line from weir serve: {line:?}; its log ends:\n{}", tail.join("\n"))
         })?;
         Ok(addr.parse()?)
     };
