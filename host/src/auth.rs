@@ -60,6 +60,8 @@ pub enum Kind {
     Plugin,
     /// A Kafka consumer group (membership and descriptions; its offsets belong to topics).
     Group,
+    /// A schema registry subject.
+    Subject,
 }
 
 impl Kind {
@@ -71,6 +73,7 @@ impl Kind {
             Kind::Pipeline => "pipeline",
             Kind::Plugin => "plugin",
             Kind::Group => "group",
+            Kind::Subject => "subject",
         }
     }
 }

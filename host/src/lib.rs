@@ -26,6 +26,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod registry;
 pub mod runtime;
+pub mod schemas;
 pub mod server;
 pub mod storage;
 pub mod store;

@@ -590,19 +590,30 @@ pub fn browser_python() -> PathBuf {
 
 /// Run `tests/kafka/client.py COMMAND --bootstrap ADDR ARGS…` and parse the JSON it prints.
 pub fn kafka_client(command: &str, bootstrap: SocketAddr, args: &[&str]) -> Result<serde_json::Value> {
+    let bootstrap = bootstrap.to_string();
+    let mut all = vec!["--bootstrap", bootstrap.as_str()];
+    all.extend_from_slice(args);
+    python_client("tests/kafka/client.py", command, &all)
+}
+
+/// Run `tests/schemas/client.py COMMAND --registry URL ARGS…` (Confluent's schema registry
+/// client and serializers) and parse the JSON it prints.
+pub fn schema_client(command: &str, registry: &str, args: &[&str]) -> Result<serde_json::Value> {
+    let mut all = vec!["--registry", registry];
+    all.extend_from_slice(args);
+    python_client("tests/schemas/client.py", command, &all)
+}
+
+/// Run one of the tests' Python clients (in the kafka-venv) and parse the last line it prints.
+fn python_client(script: &str, command: &str, args: &[&str]) -> Result<serde_json::Value> {
     let python = kafka_python();
     if !python.exists() {
         bail!("{} is missing: run examples/setup.sh (it installs the Kafka clients the tests use)", python.display());
     }
-    let out = Command::new(&python)
-        .arg(workspace_root().join("tests/kafka/client.py"))
-        .arg(command)
-        .args(["--bootstrap", &bootstrap.to_string()])
-        .args(args)
-        .output()?;
+    let out = Command::new(&python).arg(workspace_root().join(script)).arg(command).args(args).output()?;
     if !out.status.success() {
         bail!(
-            "client.py {command} failed ({}): {}{}",
+            "{script} {command} failed ({}): {}{}",
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
@@ -610,7 +621,7 @@ pub fn kafka_client(command: &str, bootstrap: SocketAddr, args: &[&str]) -> Resu
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).with_context(|| format!("client.py {command} printed {stdout:?}"))
+    serde_json::from_str(last).with_context(|| format!("{script} {command} printed {stdout:?}"))
 }
 
 /// A free loopback port (for a listener that must keep its port across restarts).

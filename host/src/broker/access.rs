@@ -10,8 +10,8 @@
 use std::borrow::Cow;
 
 use super::command::{
-    Command, ExchangeCommand, GroupCommand, PipelineCommand, PluginCommand, QueueCommand, Reply, StateCommand,
-    TopicCommand,
+    Command, ExchangeCommand, GroupCommand, PipelineCommand, PluginCommand, QueueCommand, Reply, SchemaCommand,
+    SchemaReply, StateCommand, TopicCommand,
 };
 use super::{Broker, Result};
 use crate::auth::Permission::{Admin, Read, Write};
@@ -45,6 +45,7 @@ impl Broker {
             Command::Plugin(c) => plugin_needs(c),
             Command::Pipeline(c) => self.pipeline_needs(c),
             Command::State(c) => self.state_needs(c),
+            Command::Schema(c) => schema_needs(c),
             // Names every pipeline and node: for operators.
             Command::ClusterStatus => vec![on(Read, Kind::Pipeline, "*")],
         }
@@ -245,6 +246,22 @@ fn owned(n: Need<'_>) -> Need<'static> {
 }
 
 /// A listing with only the entries `who` may read.
+/// A subject's reads need read on it, registrations and deletes write, its configuration and
+/// mode admin; the global configuration and mode, and reads that name no subject (a schema
+/// by id alone, where a schema is registered), need the grant on every subject (`*`).
+fn schema_needs(command: &SchemaCommand) -> Vec<Need<'_>> {
+    use SchemaCommand as S;
+    let subject = command.subject().unwrap_or("*");
+    let permission = match command {
+        S::Register { .. } | S::DeleteVersion { .. } | S::DeleteSubject { .. } => Write,
+        S::SetConfig { .. } | S::DeleteConfig { .. } | S::SetMode { .. } | S::DeleteMode { .. } => Admin,
+        // Filtered to the subjects the token may read (`visible`).
+        S::Subjects { .. } => return vec![],
+        _ => Read,
+    };
+    vec![on(permission, Kind::Subject, subject)]
+}
+
 pub(super) fn visible(who: &Identity, reply: Reply) -> Reply {
     let reads = |kind, name: &str| who.allows(&Need::on(Read, kind, name));
     match reply {
@@ -253,6 +270,10 @@ pub(super) fn visible(who: &Identity, reply: Reply) -> Reply {
         Reply::Topics(mut v) => {
             v.retain(|t| reads(Kind::Topic, &t.name) || who.allows(&Need::on(Write, Kind::Topic, &t.name)));
             Reply::Topics(v)
+        }
+        Reply::Schema(SchemaReply::Subjects(mut v)) => {
+            v.retain(|s| reads(Kind::Subject, s));
+            Reply::Schema(SchemaReply::Subjects(v))
         }
         Reply::Queues(mut v) => {
             v.retain(|q| reads(Kind::Queue, &q.name));

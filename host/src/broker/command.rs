@@ -15,6 +15,7 @@ use crate::pipeline::{ApplyChange, PipelineSpec, PipelineStatus, ResetTarget, Sh
 use crate::queue::{Delivery, Nack, NewQueueMessage, QueueConfig, QueueInfo};
 use crate::registry::PluginInfo;
 use crate::runtime::Sandbox;
+use crate::schemas::{Compatibility, Mode, Registered, Registration, SchemaText, VersionSpec};
 use crate::storage::{NewRecord, StoredRecord};
 use crate::types::{Durability, TopicConfig};
 
@@ -35,6 +36,8 @@ pub enum Command {
     Pipeline(PipelineCommand),
     /// Pipeline step state.
     State(StateCommand),
+    /// The schema registry.
+    Schema(SchemaCommand),
     /// Cluster mode's view of itself.
     ClusterStatus,
 }
@@ -447,6 +450,182 @@ pub enum PipelineCommand {
     },
 }
 
+/// Schema registry operations (Confluent's API, one command per request).
+#[derive(Debug)]
+pub enum SchemaCommand {
+    /// Register a schema under a subject.
+    Register {
+        /// Subject.
+        subject: String,
+        /// The schema (and, in IMPORT mode, its id and version).
+        registration: Registration,
+    },
+    /// Find a schema's registration under a subject.
+    Lookup {
+        /// Subject.
+        subject: String,
+        /// The schema.
+        schema: SchemaText,
+        /// Also soft-deleted versions.
+        deleted: bool,
+    },
+    /// Subjects.
+    Subjects {
+        /// Also soft-deleted ones.
+        deleted: bool,
+        /// Only those starting with this.
+        prefix: Option<String>,
+    },
+    /// A subject's versions.
+    Versions {
+        /// Subject.
+        subject: String,
+        /// Also soft-deleted ones.
+        deleted: bool,
+    },
+    /// One version of a subject.
+    Version {
+        /// Subject.
+        subject: String,
+        /// Which.
+        version: VersionSpec,
+        /// Soft-deleted ones may be named.
+        deleted: bool,
+    },
+    /// Ids of schemas referencing a version.
+    ReferencedBy {
+        /// Subject.
+        subject: String,
+        /// Which.
+        version: VersionSpec,
+    },
+    /// A schema by id (`subject`: the caller reads it as registered there).
+    ById {
+        /// Id.
+        id: u32,
+        /// The subject the caller names.
+        subject: Option<String>,
+    },
+    /// Where schema `id` is registered: `(subject, version)`.
+    Registrations {
+        /// Id.
+        id: u32,
+        /// Also soft-deleted versions.
+        deleted: bool,
+    },
+    /// Whether a schema may follow a version (or every version for transitive levels).
+    Check {
+        /// Subject.
+        subject: String,
+        /// Which.
+        version: VersionSpec,
+        /// The schema.
+        schema: SchemaText,
+    },
+    /// Delete a version.
+    DeleteVersion {
+        /// Subject.
+        subject: String,
+        /// Which.
+        version: VersionSpec,
+        /// After a soft delete, for good.
+        permanent: bool,
+    },
+    /// Delete a subject.
+    DeleteSubject {
+        /// Subject.
+        subject: String,
+        /// After a soft delete, for good.
+        permanent: bool,
+    },
+    /// A compatibility level (`None`: global).
+    GetConfig {
+        /// Subject.
+        subject: Option<String>,
+        /// A subject without its own level answers the global one.
+        fallback: bool,
+    },
+    /// Set a compatibility level.
+    SetConfig {
+        /// Subject (`None`: global).
+        subject: Option<String>,
+        /// Level.
+        level: Compatibility,
+    },
+    /// Remove a subject's level (or reset the global one).
+    DeleteConfig {
+        /// Subject.
+        subject: Option<String>,
+    },
+    /// A mode.
+    GetMode {
+        /// Subject (`None`: global).
+        subject: Option<String>,
+        /// A subject without its own mode answers the global one.
+        fallback: bool,
+    },
+    /// Set a mode.
+    SetMode {
+        /// Subject (`None`: global).
+        subject: Option<String>,
+        /// Mode.
+        mode: Mode,
+        /// IMPORT even while schemas exist.
+        force: bool,
+    },
+    /// Remove a subject's mode.
+    DeleteMode {
+        /// Subject.
+        subject: String,
+    },
+}
+
+impl SchemaCommand {
+    /// The subject the command is about, if one.
+    pub fn subject(&self) -> Option<&str> {
+        use SchemaCommand as S;
+        match self {
+            S::Register { subject, .. }
+            | S::Lookup { subject, .. }
+            | S::Versions { subject, .. }
+            | S::Version { subject, .. }
+            | S::ReferencedBy { subject, .. }
+            | S::Check { subject, .. }
+            | S::DeleteVersion { subject, .. }
+            | S::DeleteSubject { subject, .. }
+            | S::DeleteMode { subject } => Some(subject),
+            S::ById { subject, .. }
+            | S::GetConfig { subject, .. }
+            | S::SetConfig { subject, .. }
+            | S::DeleteConfig { subject }
+            | S::GetMode { subject, .. }
+            | S::SetMode { subject, .. } => subject.as_deref(),
+            S::Subjects { .. } | S::Registrations { .. } => None,
+        }
+    }
+}
+
+/// A schema registry answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaReply {
+    /// A registration.
+    Registered(Registered),
+    /// A schema.
+    Schema(SchemaText),
+    /// Subjects.
+    Subjects(Vec<String>),
+    /// Version numbers or ids.
+    Numbers(Vec<u32>),
+    /// `(subject, version)` pairs.
+    Registrations(Vec<(String, u32)>),
+    /// Why a schema may not follow (empty: it may).
+    Reasons(Vec<String>),
+    /// A compatibility level.
+    Compatibility(Compatibility),
+    /// A mode.
+    Mode(Mode),
+}
+
 /// Step state operations.
 #[derive(Debug)]
 pub enum StateCommand {
@@ -536,6 +715,15 @@ impl Command {
                 StateCommand::Delete { .. } => "state.delete",
                 _ => "state.read",
             },
+            Command::Schema(c) => match c {
+                SchemaCommand::Register { .. } => "schema.register",
+                SchemaCommand::DeleteVersion { .. } | SchemaCommand::DeleteSubject { .. } => "schema.delete",
+                SchemaCommand::SetConfig { .. }
+                | SchemaCommand::DeleteConfig { .. }
+                | SchemaCommand::SetMode { .. }
+                | SchemaCommand::DeleteMode { .. } => "schema.config",
+                _ => "schema.read",
+            },
             Command::ClusterStatus => "cluster.status",
         }
     }
@@ -589,6 +777,16 @@ impl Command {
             ),
             Command::Pipeline(c) => !matches!(c, PipelineCommand::List | PipelineCommand::Status { .. }),
             Command::State(c) => matches!(c, StateCommand::Delete { .. }),
+            Command::Schema(c) => matches!(
+                c,
+                SchemaCommand::Register { .. }
+                    | SchemaCommand::DeleteVersion { .. }
+                    | SchemaCommand::DeleteSubject { .. }
+                    | SchemaCommand::SetConfig { .. }
+                    | SchemaCommand::DeleteConfig { .. }
+                    | SchemaCommand::SetMode { .. }
+                    | SchemaCommand::DeleteMode { .. }
+            ),
             Command::ClusterStatus => false,
         }
     }
@@ -718,6 +916,8 @@ pub enum Reply {
     ClassicGroups(Vec<ClassicGroupInfo>),
     /// A new idempotent producer id.
     Producer(i64),
+    /// The schema registry's answer.
+    Schema(SchemaReply),
     /// Cluster mode's view.
     ClusterStatus(crate::cluster::ClusterStatus),
 }

@@ -10,6 +10,7 @@ use crate::pipeline::PipelineError;
 use crate::queue::QueueError;
 use crate::registry::RegistryError;
 use crate::runtime::PluginError;
+use crate::schemas::SchemaError;
 use crate::storage::StoreError;
 
 /// What kind of failure, independent of any protocol.
@@ -219,6 +220,9 @@ pub enum BrokerError {
         /// Its text.
         message: String,
     },
+    /// The schema registry refused it (with Confluent's error code).
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
 }
 
 impl BrokerError {
@@ -269,6 +273,12 @@ impl BrokerError {
             BrokerError::Internal(_) => ErrorKind::Internal,
             BrokerError::Cluster(e) => cluster_kind(e),
             BrokerError::Remote { kind, .. } => *kind,
+            BrokerError::Schema(e) => match e {
+                SchemaError::Store(s) => store_kind(s),
+                e if e.status() == 404 => ErrorKind::NotFound,
+                SchemaError::NotPermitted(_) => ErrorKind::Forbidden,
+                _ => ErrorKind::InvalidArgument,
+            },
         }
     }
 }

@@ -21,6 +21,7 @@ mod producers;
 mod queues;
 mod remote;
 mod replies;
+mod schemas;
 mod topics;
 mod uploads;
 
@@ -33,7 +34,7 @@ use crate::store::Store;
 use crate::types::{Durability, now_ms};
 pub use command::{
     Command, ExchangeCommand, FetchPosition, FetchedPartition, GroupCommand, GroupLag, PipelineCommand, PluginCommand,
-    PluginEntry, QueueCommand, Reply, StateCommand, TopicCommand, TopicInfo,
+    PluginEntry, QueueCommand, Reply, SchemaCommand, SchemaReply, StateCommand, TopicCommand, TopicInfo,
 };
 pub use error::{BrokerError, ErrorKind, Result};
 pub use producers::{SequenceError, Sequenced};
@@ -84,6 +85,8 @@ pub struct Broker {
     pub classic: crate::classic_groups::ClassicGroups,
     /// Exchanges and bindings.
     pub exchanges: crate::exchange::Exchanges,
+    /// The schema registry.
+    pub schemas: Arc<crate::schemas::Schemas>,
     /// Who may do what.
     pub authority: Arc<Authority>,
     /// Request latencies ([`crate::metrics`] reads everything else where it lives).
@@ -154,6 +157,7 @@ impl Broker {
         let registry = Arc::new(Registry::open(store.clone(), runtime).await?);
         let queues = Arc::new(crate::queue::Queues::open(store.clone()).await?);
         let exchanges = crate::exchange::Exchanges::open(store.clone()).await?;
+        let schemas = Arc::new(crate::schemas::Schemas::new(store.clone()));
         let replies = replies::ReplyHub::start(&store).await?;
         let authority = config.authority.clone();
         let pipelines = Pipelines::start(store.clone(), registry.clone(), queues.clone(), authority.clone()).await?;
@@ -166,6 +170,7 @@ impl Broker {
             groups,
             classic,
             exchanges,
+            schemas,
             authority,
             replies,
             config,
@@ -299,6 +304,7 @@ impl Broker {
             Command::Plugin(c) => Box::pin(self.plugin_command(c)).await,
             Command::Pipeline(c) => Box::pin(self.pipeline_command(c, owner)).await,
             Command::State(c) => Box::pin(self.state_command(c)).await,
+            Command::Schema(c) => Box::pin(self.schema_command(c)).await.map(Reply::Schema),
             Command::ClusterStatus => Box::pin(self.cluster_status()).await.map(Reply::ClusterStatus),
         }
     }

@@ -181,7 +181,10 @@ pub(super) fn response(reply: Reply) -> Response {
         Reply::ShadowDiff(d) => Response::ShadowDiff(d.into()),
         Reply::Pipeline(p) => Response::Pipeline(p.into()),
         // Kafka's door asks for these; the native door never does.
-        Reply::Joined(_) | Reply::Assignment(_) | Reply::ClassicGroups(_) | Reply::Producer(_) => Response::Ok,
+        // Kafka-door and HTTP-door answers: the native protocol has no request that gets them.
+        Reply::Joined(_) | Reply::Assignment(_) | Reply::ClassicGroups(_) | Reply::Producer(_) | Reply::Schema(_) => {
+            Response::Ok
+        }
         Reply::Pipelines(p) => Response::Pipelines(all(p)),
         Reply::Applied(status, change) => Response::Applied { status: status.into(), change: change.into() },
         Reply::State(s) => Response::State(all(s)),

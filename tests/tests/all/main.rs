@@ -10,4 +10,5 @@ mod patterns;
 mod pipelines;
 mod polyglot;
 mod reliability;
+mod schemas;
 mod sdk;

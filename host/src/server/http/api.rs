@@ -72,6 +72,7 @@ pub(super) fn router(app: App) -> axum::Router {
             axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/json")], spec) }),
         )
         .merge(super::console::router())
+        .merge(super::registry::router())
         .fallback(not_found)
         .with_state(app)
 }

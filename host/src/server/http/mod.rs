@@ -30,6 +30,7 @@ use tokio_util::either::Either;
 mod api;
 mod console;
 mod records;
+mod registry;
 mod stream;
 
 use super::{Security, ServerLimits};
@@ -116,6 +117,11 @@ async fn deadline(State(app): State<App>, request: Request, next: Next) -> Respo
     }
 }
 
+/// The JSON media types a POST may carry: JSON, and the schema registry's (Confluent's
+/// clients send theirs). A browser sends none of them cross-site without a preflight.
+const JSON_TYPES: [&str; 3] =
+    ["application/json", "application/vnd.schemaregistry.v1+json", "application/vnd.schemaregistry+json"];
+
 /// Refuse a POST that is not JSON. Every POST route takes JSON, and a browser sends a
 /// cross-site JSON request only after a preflight this server never answers: so a web page
 /// elsewhere cannot make a visitor's browser pause a pipeline or replay dead letters on a
@@ -125,7 +131,7 @@ async fn json_posts_only(request: Request, next: Next) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
+        .is_some_and(|v| v.split(';').next().is_some_and(|t| JSON_TYPES.iter().any(|j| t.trim().eq_ignore_ascii_case(j))));
     if request.method() == axum::http::Method::POST && !json {
         return ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -172,14 +178,9 @@ impl FromRequestParts<App> for Caller {
             return Ok(Caller { who: None, token: None, generation });
         }
         let token = match parts.headers.get(header::AUTHORIZATION) {
-            Some(v) => Some(
-                v.to_str()
-                    .ok()
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer TOKEN`"))?
-                    .trim()
-                    .to_string(),
-            ),
+            Some(v) => Some(header_token(v).ok_or_else(|| {
+                unauthenticated("the Authorization header must be `Bearer TOKEN` (or Basic with the token as the password)")
+            })?),
             None => query_token(parts.uri.query()),
         };
         let Some(token) = token else {
@@ -192,6 +193,19 @@ impl FromRequestParts<App> for Caller {
             Err(e) => Err(unauthenticated(&e.to_string())),
         }
     }
+}
+
+/// The token of an `Authorization` header: `Bearer TOKEN`, or `Basic` with the token as the
+/// password (what Confluent's schema registry clients send: `basic.auth.user.info`).
+fn header_token(v: &HeaderValue) -> Option<String> {
+    use base64::Engine;
+    let v = v.to_str().ok()?;
+    if let Some(token) = v.strip_prefix("Bearer ") {
+        return Some(token.trim().to_string());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(v.strip_prefix("Basic ")?.trim()).ok()?;
+    let (_, password) = String::from_utf8(decoded).ok()?.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))?;
+    Some(password)
 }
 
 fn query_token(query: Option<&str>) -> Option<String> {

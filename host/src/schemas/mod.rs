@@ -1,0 +1,750 @@
+//! The schema registry: subjects, their versions and globally numbered schemas, kept in the
+//! store's metadata (so a cluster shares one registry), with Confluent Schema Registry's
+//! semantics — same schema, same id; seven compatibility levels per subject and global;
+//! READWRITE, READONLY and IMPORT modes; soft and permanent deletes — and its error codes,
+//! because clients branch on them. Doors translate requests into [`crate::broker::Command::Schema`];
+//! this module decides and executes them.
+
+mod avro;
+mod compat;
+mod format;
+mod json;
+mod proto;
+mod stored;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+pub use compat::Compatibility;
+pub use format::{Parsed, Resolved, SchemaType};
+use stored::{Keys, SchemaRecord, VersionRecord};
+
+use crate::storage::StoreError;
+use crate::store::{MetaWrite, Raw, Store};
+
+/// How many times a registration retries after another writer took its id or version.
+const RETRIES: usize = 20;
+/// Largest schema text accepted, bytes.
+pub const MAX_SCHEMA_BYTES: usize = 1 << 20;
+/// Most references one schema may have (directly and through its references).
+pub const MAX_REFERENCES: usize = 256;
+
+/// Why a registry request failed, with Confluent's error code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchemaError {
+    /// 40401.
+    #[error("Subject '{0}' not found.")]
+    SubjectNotFound(String),
+    /// 40402.
+    #[error("Version {version} not found for subject '{subject}'.")]
+    VersionNotFound {
+        /// Subject.
+        subject: String,
+        /// The version asked for.
+        version: String,
+    },
+    /// 40403.
+    #[error("{0}")]
+    SchemaNotFound(String),
+    /// 40404.
+    #[error("Subject '{0}' was soft deleted. Set permanent=true to delete permanently")]
+    SubjectSoftDeleted(String),
+    /// 40405.
+    #[error("Subject '{0}' was not deleted first before being permanently deleted")]
+    SubjectNotSoftDeleted(String),
+    /// 40406.
+    #[error("Version {version} of subject '{subject}' was soft deleted. Set permanent=true to delete permanently")]
+    VersionSoftDeleted {
+        /// Subject.
+        subject: String,
+        /// Version.
+        version: u32,
+    },
+    /// 40407.
+    #[error("Version {version} of subject '{subject}' was not deleted first before being permanently deleted")]
+    VersionNotSoftDeleted {
+        /// Subject.
+        subject: String,
+        /// Version.
+        version: u32,
+    },
+    /// 40408.
+    #[error("Subject '{0}' does not have subject-level compatibility configured")]
+    SubjectConfigNotFound(String),
+    /// 40409.
+    #[error("Subject '{0}' does not have subject-level mode configured")]
+    SubjectModeNotFound(String),
+    /// 409.
+    #[error("Schema being registered is incompatible with an earlier schema for subject \"{subject}\", details: [{}]", reasons.join("; "))]
+    Incompatible {
+        /// Subject.
+        subject: String,
+        /// Why, per earlier version checked.
+        reasons: Vec<String>,
+    },
+    /// 42201.
+    #[error("Invalid schema: {0}")]
+    InvalidSchema(String),
+    /// 42202.
+    #[error("The specified version '{0}' is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\"")]
+    InvalidVersion(String),
+    /// 42203.
+    #[error("Invalid compatibility level {0:?}. Valid values are NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE")]
+    InvalidCompatibility(String),
+    /// 42204.
+    #[error("Invalid mode {0:?}. Valid values are READWRITE, READONLY, IMPORT")]
+    InvalidMode(String),
+    /// 42205.
+    #[error("{0}")]
+    NotPermitted(String),
+    /// 42206.
+    #[error("One or more references exist to the schema {{subject={subject}, version={version}}}: delete those first")]
+    ReferenceExists {
+        /// Subject.
+        subject: String,
+        /// Version.
+        version: u32,
+    },
+    /// 50001.
+    #[error("Error in the backend data store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl SchemaError {
+    /// Confluent's `error_code`.
+    pub fn code(&self) -> u32 {
+        match self {
+            SchemaError::SubjectNotFound(_) => 40401,
+            SchemaError::VersionNotFound { .. } => 40402,
+            SchemaError::SchemaNotFound(_) => 40403,
+            SchemaError::SubjectSoftDeleted(_) => 40404,
+            SchemaError::SubjectNotSoftDeleted(_) => 40405,
+            SchemaError::VersionSoftDeleted { .. } => 40406,
+            SchemaError::VersionNotSoftDeleted { .. } => 40407,
+            SchemaError::SubjectConfigNotFound(_) => 40408,
+            SchemaError::SubjectModeNotFound(_) => 40409,
+            SchemaError::Incompatible { .. } => 409,
+            SchemaError::InvalidSchema(_) => 42201,
+            SchemaError::InvalidVersion(_) => 42202,
+            SchemaError::InvalidCompatibility(_) => 42203,
+            SchemaError::InvalidMode(_) => 42204,
+            SchemaError::NotPermitted(_) => 42205,
+            SchemaError::ReferenceExists { .. } => 42206,
+            SchemaError::Store(_) => 50001,
+        }
+    }
+
+    /// The HTTP status Confluent answers with it: the code's first three digits.
+    pub fn status(&self) -> u16 {
+        let code = self.code();
+        if code < 1000 { code as u16 } else { (code / 100) as u16 }
+    }
+}
+
+type Result<T> = std::result::Result<T, SchemaError>;
+
+/// A reference from one schema to another's version.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Reference {
+    /// The name the referring schema uses (Avro full name, JSON `$ref`, `.proto` import).
+    pub name: String,
+    /// The referenced subject.
+    pub subject: String,
+    /// Its version.
+    pub version: u32,
+}
+
+/// A schema as clients send and receive it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaText {
+    /// Format.
+    pub schema_type: SchemaType,
+    /// Text.
+    pub schema: String,
+    /// References.
+    pub references: Vec<Reference>,
+}
+
+/// A version of a subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    /// Subject.
+    pub subject: String,
+    /// Version (from 1).
+    pub version: u32,
+    /// Global id.
+    pub id: u32,
+    /// The schema.
+    pub schema: SchemaText,
+}
+
+/// A version as a request names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionSpec {
+    /// A number.
+    Number(u32),
+    /// The newest (also `-1`).
+    Latest,
+}
+
+impl VersionSpec {
+    /// From a path segment: a positive number, `latest` or `-1`.
+    pub fn parse(s: &str) -> Result<VersionSpec> {
+        match s {
+            "latest" | "-1" => Ok(VersionSpec::Latest),
+            _ => match s.parse::<u32>() {
+                Ok(n) if (1..=i32::MAX as u32).contains(&n) => Ok(VersionSpec::Number(n)),
+                _ => Err(SchemaError::InvalidVersion(s.to_string())),
+            },
+        }
+    }
+}
+
+/// The registry's modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Mode {
+    /// Normal operation.
+    Readwrite,
+    /// Registrations and deletes refused.
+    Readonly,
+    /// Registrations carry their own ids and versions (migration with ids kept); no checks.
+    Import,
+}
+
+impl Mode {
+    /// From the API's name.
+    pub fn parse(s: &str) -> Result<Mode> {
+        match s.to_ascii_uppercase().as_str() {
+            "READWRITE" => Ok(Mode::Readwrite),
+            "READONLY" | "READONLY_OVERRIDE" => Ok(Mode::Readonly),
+            "IMPORT" => Ok(Mode::Import),
+            _ => Err(SchemaError::InvalidMode(s.to_string())),
+        }
+    }
+
+    /// The API's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Readwrite => "READWRITE",
+            Mode::Readonly => "READONLY",
+            Mode::Import => "IMPORT",
+        }
+    }
+}
+
+/// A registration request.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The schema.
+    pub schema: SchemaText,
+    /// IMPORT mode: the id to keep.
+    pub id: Option<u32>,
+    /// IMPORT mode: the version to keep.
+    pub version: Option<u32>,
+}
+
+/// The registry over the store's metadata. Schemas by id never change once written, so this
+/// node keeps each parsed one it has needed.
+pub struct Schemas {
+    store: Arc<Store>,
+    parsed: RwLock<HashMap<u32, Parsed>>,
+}
+
+impl Schemas {
+    /// The registry kept in `store`.
+    pub fn new(store: Arc<Store>) -> Schemas {
+        Schemas { store, parsed: RwLock::new(HashMap::new()) }
+    }
+
+    // ---- reading ----
+
+    /// The schema with global id `id`.
+    pub async fn by_id(&self, id: u32) -> Result<SchemaText> {
+        self.record(id).await?.map(SchemaRecord::into_text).ok_or_else(|| schema_not_found(id))
+    }
+
+    /// The parsed schema with id `id` (parsed once per node).
+    pub async fn parsed(&self, id: u32) -> Result<Parsed> {
+        if let Some(p) = self.parsed.read().expect("parsed schemas").get(&id) {
+            return Ok(p.clone());
+        }
+        let text = self.by_id(id).await?;
+        let parsed = self.parse(&text).await?;
+        self.parsed.write().expect("parsed schemas").insert(id, parsed.clone());
+        Ok(parsed)
+    }
+
+    /// Every subject (with `deleted`, also the soft-deleted ones), sorted.
+    pub async fn subjects(&self, deleted: bool) -> Result<Vec<String>> {
+        let mut out: Vec<String> = Vec::new();
+        for (key, v) in self.store.meta_scan::<Raw>(Keys::VERSIONS).await? {
+            let (subject, _) = Keys::parse_version(&key)?;
+            let v = VersionRecord::decode(&key, &v)?;
+            if (deleted || !v.deleted) && out.last() != Some(&subject) {
+                out.push(subject);
+            }
+        }
+        out.dedup();
+        Ok(out)
+    }
+
+    /// The versions of `subject`: `(version, record)` in order, soft-deleted ones included.
+    async fn all_versions(&self, subject: &str) -> Result<Vec<(u32, VersionRecord)>> {
+        let mut out = Vec::new();
+        for (key, v) in self.store.meta_scan::<Raw>(&Keys::subject_prefix(subject)).await? {
+            let (_, version) = Keys::parse_version(&key)?;
+            out.push((version, VersionRecord::decode(&key, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// The version numbers of `subject` (with `deleted`, also soft-deleted ones).
+    pub async fn versions(&self, subject: &str, deleted: bool) -> Result<Vec<u32>> {
+        let all = self.all_versions(subject).await?;
+        let out: Vec<u32> = all.iter().filter(|(_, v)| deleted || !v.deleted).map(|(n, _)| *n).collect();
+        if out.is_empty() {
+            return Err(SchemaError::SubjectNotFound(subject.to_string()));
+        }
+        Ok(out)
+    }
+
+    /// One version of `subject` (`deleted`: soft-deleted ones may be named).
+    pub async fn version(&self, subject: &str, which: VersionSpec, deleted: bool) -> Result<Registered> {
+        let all = self.all_versions(subject).await?;
+        let live = |v: &&(u32, VersionRecord)| deleted || !v.1.deleted;
+        if !all.iter().any(|v| live(&v)) {
+            return Err(SchemaError::SubjectNotFound(subject.to_string()));
+        }
+        let found = match which {
+            VersionSpec::Latest => all.iter().filter(live).next_back(),
+            VersionSpec::Number(n) => all.iter().filter(live).find(|(v, _)| *v == n),
+        };
+        let Some((version, record)) = found else {
+            let version = match which {
+                VersionSpec::Latest => "latest".to_string(),
+                VersionSpec::Number(n) => n.to_string(),
+            };
+            return Err(SchemaError::VersionNotFound { subject: subject.to_string(), version });
+        };
+        let schema = self.by_id(record.id).await?;
+        Ok(Registered { subject: subject.to_string(), version: *version, id: record.id, schema })
+    }
+
+    /// The subject and version of every registration of schema `id`.
+    pub async fn registrations(&self, id: u32, deleted: bool) -> Result<Vec<(String, u32)>> {
+        self.by_id(id).await?;
+        let mut out = Vec::new();
+        for (key, v) in self.store.meta_scan::<Raw>(Keys::VERSIONS).await? {
+            let v = VersionRecord::decode(&key, &v)?;
+            if v.id == id && (deleted || !v.deleted) {
+                out.push(Keys::parse_version(&key)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The ids of schemas that reference `subject`'s `version`.
+    pub async fn referenced_by(&self, subject: &str, which: VersionSpec) -> Result<Vec<u32>> {
+        let target = self.version(subject, which, false).await?;
+        let mut out = Vec::new();
+        for (key, v) in self.store.meta_scan::<Raw>(Keys::SCHEMAS).await? {
+            let record = SchemaRecord::decode(&key, &v)?;
+            if record.references.iter().any(|r| r.subject == subject && r.version == target.version) {
+                out.push(Keys::parse_schema(&key)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The registration of `schema` under `subject`, if it is there.
+    pub async fn lookup(&self, subject: &str, schema: &SchemaText, deleted: bool) -> Result<Registered> {
+        let all = self.all_versions(subject).await?;
+        if !all.iter().any(|(_, v)| deleted || !v.deleted) {
+            return Err(SchemaError::SubjectNotFound(subject.to_string()));
+        }
+        let fingerprint = self.fingerprint(schema).await?;
+        if let Some(id) = self.store.meta_get::<u32>(&Keys::fingerprint(&fingerprint)).await? {
+            for (version, v) in all.iter().rev() {
+                if v.id == id && (deleted || !v.deleted) {
+                    let schema = self.by_id(id).await?;
+                    return Ok(Registered { subject: subject.to_string(), version: *version, id, schema });
+                }
+            }
+        }
+        Err(SchemaError::SchemaNotFound("Schema not found".to_string()))
+    }
+
+    // ---- configuration ----
+
+    /// The compatibility level of `subject` (`None`: the global one); with `fallback`, a
+    /// subject without its own gets the global one.
+    pub async fn compatibility(&self, subject: Option<&str>, fallback: bool) -> Result<Compatibility> {
+        if let Some(s) = subject {
+            match self.store.meta_get::<Raw>(&Keys::config(Some(s))).await? {
+                Some(raw) => return compat::decode(&raw.0),
+                None if !fallback => return Err(SchemaError::SubjectConfigNotFound(s.to_string())),
+                None => {}
+            }
+        }
+        match self.store.meta_get::<Raw>(&Keys::config(None)).await? {
+            Some(raw) => compat::decode(&raw.0),
+            None => Ok(Compatibility::Backward),
+        }
+    }
+
+    /// Set the level of `subject` (or the global one).
+    pub async fn set_compatibility(&self, subject: Option<&str>, level: Compatibility) -> Result<()> {
+        self.store.meta_write(vec![MetaWrite::put(Keys::config(subject), &Raw(level.name().into()))]).await?;
+        Ok(())
+    }
+
+    /// Remove `subject`'s own level (or reset the global one to BACKWARD); the level it had.
+    pub async fn delete_compatibility(&self, subject: Option<&str>) -> Result<Compatibility> {
+        let had = self.compatibility(subject, subject.is_none()).await?;
+        self.store.meta_write(vec![MetaWrite::delete(Keys::config(subject))]).await?;
+        Ok(had)
+    }
+
+    /// The mode of `subject` (or the global one); with `fallback`, the global one when the
+    /// subject has none.
+    pub async fn mode(&self, subject: Option<&str>, fallback: bool) -> Result<Mode> {
+        if let Some(s) = subject {
+            match self.store.meta_get::<Raw>(&Keys::mode(Some(s))).await? {
+                Some(raw) => return Mode::parse(&String::from_utf8_lossy(&raw.0)),
+                None if !fallback => return Err(SchemaError::SubjectModeNotFound(s.to_string())),
+                None => {}
+            }
+        }
+        match self.store.meta_get::<Raw>(&Keys::mode(None)).await? {
+            Some(raw) => Mode::parse(&String::from_utf8_lossy(&raw.0)),
+            None => Ok(Mode::Readwrite),
+        }
+    }
+
+    /// Set the mode of `subject` (or the global one). IMPORT is refused globally while
+    /// schemas exist unless `force` (as Confluent does: ids could collide).
+    pub async fn set_mode(&self, subject: Option<&str>, mode: Mode, force: bool) -> Result<()> {
+        if mode == Mode::Import && !force && !self.subjects(true).await?.is_empty() && subject.is_none() {
+            return Err(SchemaError::NotPermitted(
+                "Cannot import since found existing subjects; pass force=true to import anyway".into(),
+            ));
+        }
+        self.store.meta_write(vec![MetaWrite::put(Keys::mode(subject), &Raw(mode.name().into()))]).await?;
+        Ok(())
+    }
+
+    /// Remove `subject`'s own mode; the mode it had.
+    pub async fn delete_mode(&self, subject: &str) -> Result<Mode> {
+        let had = self.mode(Some(subject), false).await?;
+        self.store.meta_write(vec![MetaWrite::delete(Keys::mode(Some(subject)))]).await?;
+        Ok(had)
+    }
+
+    // ---- writing ----
+
+    /// Register `request.schema` under `subject`: its id and version (an equal schema already
+    /// registered there returns its registration; an equal schema anywhere else shares its id).
+    pub async fn register(&self, subject: &str, request: Registration) -> Result<Registered> {
+        check_subject(subject)?;
+        let mode = self.mode(Some(subject), true).await?;
+        if mode == Mode::Readonly {
+            return Err(SchemaError::NotPermitted(format!("Subject {subject} is in read-only mode")));
+        }
+        if mode != Mode::Import && (request.id.is_some() || request.version.is_some()) {
+            return Err(SchemaError::NotPermitted(format!(
+                "Subject {subject} is not in import mode: registering with an id or a version needs mode IMPORT"
+            )));
+        }
+        let parsed = self.parse(&request.schema).await?;
+        let fingerprint = self.fingerprint(&request.schema).await?;
+        for _ in 0..RETRIES {
+            match self.try_register(subject, &request, &parsed, &fingerprint, mode).await {
+                Err(SchemaError::Store(StoreError::Conflict(_))) => continue,
+                done => return done,
+            }
+        }
+        Err(SchemaError::Store(StoreError::Conflict(format!(
+            "subject {subject} kept changing while registering; try again"
+        ))))
+    }
+
+    async fn try_register(
+        &self,
+        subject: &str,
+        request: &Registration,
+        parsed: &Parsed,
+        fingerprint: &str,
+        mode: Mode,
+    ) -> Result<Registered> {
+        let all = self.all_versions(subject).await?;
+        let known = self.store.meta_get::<u32>(&Keys::fingerprint(fingerprint)).await?;
+        if let Some(id) = known
+            && let Some((version, _)) = all.iter().rev().find(|(_, v)| v.id == id && !v.deleted)
+            && request.version.is_none_or(|want| want == *version)
+        {
+            return Ok(Registered { subject: subject.into(), version: *version, id, schema: request.schema.clone() });
+        }
+        if mode != Mode::Import {
+            self.check_against(subject, parsed, &all).await?;
+        }
+        let mut writes = Vec::new();
+        let id = match (known, request.id) {
+            (Some(id), None) => id,
+            (Some(id), Some(want)) if id == want => id,
+            (Some(id), Some(want)) => {
+                return Err(SchemaError::NotPermitted(format!(
+                    "this schema is registered with id {id}; it cannot also have id {want}"
+                )));
+            }
+            (None, want) => {
+                let id = match want {
+                    Some(id) => id,
+                    None => self.store.next_id(Keys::ID_SEQ).await?,
+                };
+                let record = SchemaRecord::new(&request.schema);
+                writes.push(MetaWrite::create(Keys::schema(id), &Raw(record.encode().into())));
+                writes.push(MetaWrite::create(Keys::fingerprint(fingerprint), &id));
+                id
+            }
+        };
+        let version = match request.version {
+            Some(v) => v,
+            None => all.last().map_or(1, |(v, _)| v + 1),
+        };
+        let record = VersionRecord { id, deleted: false };
+        writes.push(MetaWrite::create(Keys::version(subject, version), &Raw(record.encode().into())));
+        self.store.meta_write(writes).await?;
+        Ok(Registered { subject: subject.into(), version, id, schema: request.schema.clone() })
+    }
+
+    /// Refuse `parsed` unless it is compatible with `subject`'s live versions at the
+    /// subject's level.
+    async fn check_against(&self, subject: &str, parsed: &Parsed, all: &[(u32, VersionRecord)]) -> Result<()> {
+        let level = self.compatibility(Some(subject), true).await?;
+        let reasons = self.reasons(parsed, all, level).await?;
+        if reasons.is_empty() {
+            return Ok(());
+        }
+        Err(SchemaError::Incompatible { subject: subject.to_string(), reasons })
+    }
+
+    async fn reasons(&self, parsed: &Parsed, all: &[(u32, VersionRecord)], level: Compatibility) -> Result<Vec<String>> {
+        let live: Vec<&(u32, VersionRecord)> = all.iter().filter(|(_, v)| !v.deleted).collect();
+        let against: Vec<&(u32, VersionRecord)> = if level.transitive() {
+            live
+        } else {
+            live.last().copied().into_iter().collect()
+        };
+        let mut reasons = Vec::new();
+        for (version, v) in against {
+            let earlier = self.parsed(v.id).await?;
+            for why in level.check(parsed, &earlier) {
+                reasons.push(format!("version {version}: {why}"));
+            }
+        }
+        Ok(reasons)
+    }
+
+    /// Whether `schema` is compatible with `subject`'s `which` version (with `Latest`,
+    /// transitive levels check every live version): the reasons it is not.
+    pub async fn check(&self, subject: &str, which: VersionSpec, schema: &SchemaText) -> Result<Vec<String>> {
+        let parsed = self.parse(schema).await?;
+        let all = self.all_versions(subject).await?;
+        let level = self.compatibility(Some(subject), true).await?;
+        let against: Vec<(u32, VersionRecord)> = match which {
+            VersionSpec::Latest => all,
+            VersionSpec::Number(_) => {
+                let r = self.version(subject, which, false).await?;
+                vec![(r.version, VersionRecord { id: r.id, deleted: false })]
+            }
+        };
+        if against.iter().all(|(_, v)| v.deleted) && matches!(which, VersionSpec::Latest) {
+            return Ok(Vec::new());
+        }
+        self.reasons(&parsed, &against, level).await
+    }
+
+    /// Delete one version: soft (it stays for reading by id and with `deleted`), or
+    /// permanently after a soft delete. Refused while another schema references it.
+    pub async fn delete_version(&self, subject: &str, which: VersionSpec, permanent: bool) -> Result<u32> {
+        self.writable(subject).await?;
+        let all = self.all_versions(subject).await?;
+        if all.is_empty() {
+            return Err(SchemaError::SubjectNotFound(subject.to_string()));
+        }
+        let found = match which {
+            VersionSpec::Latest => all.iter().filter(|(_, v)| permanent || !v.deleted).next_back(),
+            VersionSpec::Number(n) => all.iter().find(|(v, _)| *v == n),
+        };
+        let Some((version, record)) = found.cloned() else {
+            let version = match which {
+                VersionSpec::Latest => "latest".to_string(),
+                VersionSpec::Number(n) => n.to_string(),
+            };
+            return Err(SchemaError::VersionNotFound { subject: subject.to_string(), version });
+        };
+        if !self.referenced_by(subject, VersionSpec::Number(version)).await.unwrap_or_default().is_empty() {
+            return Err(SchemaError::ReferenceExists { subject: subject.to_string(), version });
+        }
+        let key = Keys::version(subject, version);
+        match (permanent, record.deleted) {
+            (false, true) => Err(SchemaError::VersionSoftDeleted { subject: subject.to_string(), version }),
+            (true, false) => Err(SchemaError::VersionNotSoftDeleted { subject: subject.to_string(), version }),
+            (true, true) => {
+                self.store.meta_write(vec![MetaWrite::delete(key)]).await?;
+                Ok(version)
+            }
+            (false, false) => {
+                let record = VersionRecord { deleted: true, ..record };
+                self.store.meta_write(vec![MetaWrite::put(key, &Raw(record.encode().into()))]).await?;
+                Ok(version)
+            }
+        }
+    }
+
+    /// Delete a subject: soft (every version), or permanently after a soft delete. The
+    /// versions deleted.
+    pub async fn delete_subject(&self, subject: &str, permanent: bool) -> Result<Vec<u32>> {
+        self.writable(subject).await?;
+        let all = self.all_versions(subject).await?;
+        if all.is_empty() {
+            return Err(SchemaError::SubjectNotFound(subject.to_string()));
+        }
+        let live: Vec<u32> = all.iter().filter(|(_, v)| !v.deleted).map(|(n, _)| *n).collect();
+        match (permanent, live.is_empty()) {
+            (false, true) => return Err(SchemaError::SubjectSoftDeleted(subject.to_string())),
+            (true, false) => return Err(SchemaError::SubjectNotSoftDeleted(subject.to_string())),
+            _ => {}
+        }
+        for (version, _) in &all {
+            if !self.referenced_by_any(subject, *version).await?.is_empty() {
+                return Err(SchemaError::ReferenceExists { subject: subject.to_string(), version: *version });
+            }
+        }
+        let writes = all
+            .iter()
+            .map(|(n, v)| {
+                let key = Keys::version(subject, *n);
+                if permanent {
+                    MetaWrite::delete(key)
+                } else {
+                    MetaWrite::put(key, &Raw(VersionRecord { deleted: true, ..v.clone() }.encode().into()))
+                }
+            })
+            .chain(permanent.then(|| MetaWrite::delete(Keys::config(Some(subject)))))
+            .chain(permanent.then(|| MetaWrite::delete(Keys::mode(Some(subject)))))
+            .collect();
+        self.store.meta_write(writes).await?;
+        Ok(if permanent { all.iter().map(|(n, _)| *n).collect() } else { live })
+    }
+
+    async fn referenced_by_any(&self, subject: &str, version: u32) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        for (key, v) in self.store.meta_scan::<Raw>(Keys::SCHEMAS).await? {
+            let record = SchemaRecord::decode(&key, &v)?;
+            if record.references.iter().any(|r| r.subject == subject && r.version == version) {
+                out.push(Keys::parse_schema(&key)?);
+            }
+        }
+        // Only references from schemas still registered somewhere count.
+        let mut live = Vec::new();
+        for id in out {
+            if !self.registrations(id, false).await?.is_empty() {
+                live.push(id);
+            }
+        }
+        Ok(live)
+    }
+
+    async fn writable(&self, subject: &str) -> Result<()> {
+        if self.mode(Some(subject), true).await? == Mode::Readonly {
+            return Err(SchemaError::NotPermitted(format!("Subject {subject} is in read-only mode")));
+        }
+        Ok(())
+    }
+
+    // ---- parsing ----
+
+    async fn record(&self, id: u32) -> Result<Option<SchemaRecord>> {
+        let key = Keys::schema(id);
+        match self.store.meta_get::<Raw>(&key).await? {
+            Some(raw) => Ok(Some(SchemaRecord::decode(&key, &raw)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The texts `schema` references, depth first, each once.
+    async fn resolve(&self, schema: &SchemaText) -> Result<Vec<Resolved>> {
+        let mut out: Vec<Resolved> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut stack: Vec<(Reference, bool)> = schema.references.iter().rev().map(|r| (r.clone(), false)).collect();
+        while let Some((r, expanded)) = stack.pop() {
+            if expanded {
+                let text = self.version(&r.subject, VersionSpec::Number(r.version), true).await?.schema;
+                out.push(Resolved { name: r.name.clone(), schema: text.schema });
+                continue;
+            }
+            if !seen.insert((r.subject.clone(), r.version)) {
+                continue;
+            }
+            if seen.len() > MAX_REFERENCES {
+                return Err(SchemaError::InvalidSchema(format!("more than {MAX_REFERENCES} references")));
+            }
+            let found = self.version(&r.subject, VersionSpec::Number(r.version), true).await.map_err(|e| {
+                SchemaError::InvalidSchema(format!(
+                    "reference {:?} to subject {} version {}: {e}",
+                    r.name, r.subject, r.version
+                ))
+            })?;
+            stack.push((r, true));
+            for inner in found.schema.references.iter().rev() {
+                stack.push((inner.clone(), false));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Parse a schema with its references.
+    async fn parse(&self, schema: &SchemaText) -> Result<Parsed> {
+        if schema.schema.len() > MAX_SCHEMA_BYTES {
+            return Err(SchemaError::InvalidSchema(format!(
+                "the schema is {} bytes; the limit is {MAX_SCHEMA_BYTES}",
+                schema.schema.len()
+            )));
+        }
+        let refs = self.resolve(schema).await?;
+        Parsed::parse(schema.schema_type, &schema.schema, &refs).map_err(SchemaError::InvalidSchema)
+    }
+
+    /// What makes two schemas the same: format, canonical text and references.
+    async fn fingerprint(&self, schema: &SchemaText) -> Result<String> {
+        let parsed = self.parse(schema).await?;
+        let mut h = blake3::Hasher::new();
+        h.update(schema.schema_type.name().as_bytes());
+        h.update(&[0]);
+        h.update(parsed.canonical().as_bytes());
+        for r in &schema.references {
+            h.update(&[0]);
+            h.update(format!("{}\u{0}{}\u{0}{}", r.name, r.subject, r.version).as_bytes());
+        }
+        Ok(h.finalize().to_hex().to_string())
+    }
+}
+
+fn schema_not_found(id: u32) -> SchemaError {
+    SchemaError::SchemaNotFound(format!("Schema {id} not found"))
+}
+
+/// Subjects are any non-empty text up to 255 bytes without control characters.
+fn check_subject(subject: &str) -> Result<()> {
+    if subject.is_empty() || subject.len() > 255 || subject.chars().any(char::is_control) {
+        return Err(SchemaError::InvalidSchema(format!(
+            "invalid subject {subject:?}: 1 to 255 bytes, no control characters"
+        )));
+    }
+    Ok(())
+}
