@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use weir_client::client::Client;
-use weir_client::wire::{Durability, Partitioner, TopicConfig};
+use weir_client::wire::{Durability, Partitioner, SubjectStrategy, TopicConfig, Validation};
 use weir_host::limits;
 
 use super::output;
@@ -38,6 +38,20 @@ pub enum TopicCmd {
         /// client and kafka-python: the same key lands in the same partition from either).
         #[arg(long, value_parser = super::kebab::<Partitioner>, default_value = "hash")]
         partitioner: Partitioner,
+        /// Check every record's value against the schema registry: its schema id must be
+        /// registered under this subject (`topic` for `<name>-value`, or any subject name).
+        #[arg(long, value_name = "SUBJECT")]
+        value_schema: Option<String>,
+        /// The same for keys (`topic` for `<name>-key`).
+        #[arg(long, value_name = "SUBJECT")]
+        key_schema: Option<String>,
+        /// `id`: Confluent's framing and a registered id; `full`: also decode the payload.
+        #[arg(long, value_parser = super::kebab::<Validation>, default_value = "id")]
+        validation: Validation,
+        /// How a record's subject is named: `topic-name` (the subject given), `record-name`
+        /// or `topic-record-name` (from the schema's record name, as Confluent's strategies).
+        #[arg(long, value_parser = super::kebab::<SubjectStrategy>, default_value = "topic-name")]
+        subject_strategy: SubjectStrategy,
     },
     /// List topics.
     List {
@@ -72,7 +86,13 @@ pub async fn run(client: &Client, cmd: TopicCmd) -> anyhow::Result<()> {
             max_message_bytes,
             ephemeral,
             partitioner,
+            value_schema,
+            key_schema,
+            validation,
+            subject_strategy,
         } => {
+            // `topic` names the topic's own subject (the TopicNameStrategy's); stored empty.
+            let subject = |s: Option<String>| s.map(|s| if s == "topic" { String::new() } else { s });
             let config = TopicConfig {
                 partitions,
                 durability,
@@ -81,6 +101,10 @@ pub async fn run(client: &Client, cmd: TopicCmd) -> anyhow::Result<()> {
                 max_message_bytes,
                 ephemeral,
                 partitioner,
+                key_schema: subject(key_schema),
+                value_schema: subject(value_schema),
+                validation,
+                subject_strategy,
             };
             create(client, &name, config).await?
         }

@@ -18,6 +18,8 @@ use crate::pipeline::RunState;
 /// What the broker records as requests complete.
 pub struct Metrics {
     requests: HistogramVec,
+    /// Records refused by a topic's schema check, by topic and reason.
+    refused: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -27,7 +29,12 @@ impl Default for Metrics {
             "Time from a request's start to its reply, by command (long polls included)",
         )
         .buckets(crate::types::LATENCY_BUCKETS.to_vec());
-        Metrics { requests: HistogramVec::new(opts, &["command"]).expect("valid histogram") }
+        let refused = IntCounterVec::new(
+            Opts::new("weir_schema_refused_records_total", "Produced records refused by their topic's schema check"),
+            &["topic", "reason"],
+        )
+        .expect("valid counter");
+        Metrics { requests: HistogramVec::new(opts, &["command"]).expect("valid histogram"), refused }
     }
 }
 
@@ -35,6 +42,11 @@ impl Metrics {
     /// Record one request of `kind` that took `took`.
     pub fn observe_request(&self, kind: &'static str, took: Duration) {
         self.requests.with_label_values(&[kind]).observe(took.as_secs_f64());
+    }
+
+    /// Count a record refused by `topic`'s schema check for `reason` (a fixed word).
+    pub fn count_refused(&self, topic: &str, reason: &'static str) {
+        self.refused.with_label_values(&[topic, reason]).inc();
     }
 }
 
@@ -57,6 +69,7 @@ pub async fn render(broker: &Broker) -> String {
         }
     };
     add(Box::new(broker.metrics.requests.clone()));
+    add(Box::new(broker.metrics.refused.clone()));
     for h in broker.pipelines.batch_latencies() {
         add(Box::new(h));
     }

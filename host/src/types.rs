@@ -61,6 +61,29 @@ fn murmur2(data: &[u8]) -> u32 {
     h ^ (h >> 15)
 }
 
+/// How much a produce checks of a record against the schema registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Validation {
+    /// The Confluent framing (magic byte 0, a schema id) and that the id is registered under
+    /// the record's subject.
+    #[default]
+    Id,
+    /// Also that the payload decodes with that schema.
+    Full,
+}
+
+/// Which subject a record's schema id must be registered under (Confluent's naming strategies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SubjectStrategy {
+    /// The topic's subject (`<topic>-key`, `<topic>-value`, or the one configured).
+    #[default]
+    TopicName,
+    /// The record's full name (the schema's record, title or message name).
+    RecordName,
+    /// `<topic>-<record full name>`.
+    TopicRecordName,
+}
+
 /// Settings of a topic, fixed at creation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicConfig {
@@ -80,6 +103,15 @@ pub struct TopicConfig {
     pub ephemeral: bool,
     /// How keyed records pick their partition.
     pub partitioner: Partitioner,
+    /// Records' keys must carry a schema id of this subject (`None`: keys are not checked;
+    /// empty: the subject follows `subject_strategy`).
+    pub key_schema: Option<String>,
+    /// Records' values must carry a schema id of this subject (as `key_schema`).
+    pub value_schema: Option<String>,
+    /// How much is checked where a subject is set.
+    pub validation: Validation,
+    /// How a record's subject is named.
+    pub subject_strategy: SubjectStrategy,
 }
 
 fn default_max_message_bytes() -> usize {
@@ -96,6 +128,10 @@ impl Default for TopicConfig {
             max_message_bytes: default_max_message_bytes(),
             ephemeral: false,
             partitioner: Partitioner::Hash,
+            key_schema: None,
+            value_schema: None,
+            validation: Validation::Id,
+            subject_strategy: SubjectStrategy::TopicName,
         }
     }
 }

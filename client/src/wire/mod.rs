@@ -145,11 +145,13 @@ pub enum ErrorCode {
     StaleReceipt = 27,
     /// The queue is full.
     QueueFull = 28,
+    /// A record the topic's schema check refused; the message names it and why.
+    InvalidRecord = 29,
 }
 
 impl ErrorCode {
     /// Every code, for decoding.
-    const ALL: [ErrorCode; 28] = [
+    const ALL: [ErrorCode; 29] = [
         ErrorCode::Internal,
         ErrorCode::MalformedFrame,
         ErrorCode::FrameTooLarge,
@@ -178,6 +180,7 @@ impl ErrorCode {
         ErrorCode::Rebalanced,
         ErrorCode::StaleReceipt,
         ErrorCode::QueueFull,
+        ErrorCode::InvalidRecord,
     ];
 }
 

@@ -30,6 +30,31 @@ pub enum Partitioner {
     Murmur2,
 }
 
+/// How much a produce checks of a record against the schema registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Validation {
+    /// The Confluent framing (magic byte 0, a schema id) and that the id is registered under
+    /// the record's subject.
+    #[default]
+    Id,
+    /// Also that the payload decodes with that schema.
+    Full,
+}
+
+/// Which subject a record's schema id must be registered under (Confluent's naming strategies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubjectStrategy {
+    /// The topic's subject (`<topic>-key`, `<topic>-value`, or the one configured).
+    #[default]
+    TopicName,
+    /// The record's full name (the schema's record, title or message name).
+    RecordName,
+    /// `<topic>-<record full name>`.
+    TopicRecordName,
+}
+
 /// Settings of a topic, fixed at creation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicConfig {
@@ -53,6 +78,19 @@ pub struct TopicConfig {
     /// How keyed records pick their partition.
     #[serde(default)]
     pub partitioner: Partitioner,
+    /// Records' keys must carry a schema id of this subject (`None`: keys are not checked;
+    /// empty: the subject follows `subject_strategy`).
+    #[serde(default)]
+    pub key_schema: Option<String>,
+    /// Records' values must carry a schema id of this subject (as `key_schema`).
+    #[serde(default)]
+    pub value_schema: Option<String>,
+    /// How much is checked where a subject is set.
+    #[serde(default)]
+    pub validation: Validation,
+    /// How a record's subject is named.
+    #[serde(default)]
+    pub subject_strategy: SubjectStrategy,
 }
 
 fn default_max_message_bytes() -> usize {
@@ -69,6 +107,10 @@ impl Default for TopicConfig {
             max_message_bytes: default_max_message_bytes(),
             ephemeral: false,
             partitioner: Partitioner::Hash,
+            key_schema: None,
+            value_schema: None,
+            validation: Validation::Id,
+            subject_strategy: SubjectStrategy::TopicName,
         }
     }
 }

@@ -77,11 +77,13 @@ pub enum ErrorKind {
     OutOfOrderSequence,
     /// An idempotent producer's batch was stored before (not stored twice).
     DuplicateSequence,
+    /// A record the topic's checks refuse (its schema); the message names the record and why.
+    InvalidRecord,
 }
 
 impl ErrorKind {
     /// Every kind.
-    const ALL: [ErrorKind; 30] = [
+    const ALL: [ErrorKind; 31] = [
         ErrorKind::Internal,
         ErrorKind::InvalidArgument,
         ErrorKind::UnknownTopic,
@@ -112,6 +114,7 @@ impl ErrorKind {
         ErrorKind::ProducerFenced,
         ErrorKind::OutOfOrderSequence,
         ErrorKind::DuplicateSequence,
+        ErrorKind::InvalidRecord,
     ];
 
     /// The kind's name (as it crosses the cluster's wire).
@@ -147,6 +150,7 @@ impl ErrorKind {
             ErrorKind::ProducerFenced => "ProducerFenced",
             ErrorKind::OutOfOrderSequence => "OutOfOrderSequence",
             ErrorKind::DuplicateSequence => "DuplicateSequence",
+            ErrorKind::InvalidRecord => "InvalidRecord",
         }
     }
 
@@ -220,6 +224,16 @@ pub enum BrokerError {
         /// Its text.
         message: String,
     },
+    /// A produced record failed the topic's schema check: nothing of the request was stored.
+    #[error("record {index} of the produce to topic `{topic}` refused: {reason}; nothing of this request was stored")]
+    InvalidRecord {
+        /// Topic.
+        topic: String,
+        /// The record's position in the request (from 0).
+        index: usize,
+        /// Why.
+        reason: String,
+    },
     /// The schema registry refused it (with Confluent's error code).
     #[error(transparent)]
     Schema(#[from] SchemaError),
@@ -273,6 +287,7 @@ impl BrokerError {
             BrokerError::Internal(_) => ErrorKind::Internal,
             BrokerError::Cluster(e) => cluster_kind(e),
             BrokerError::Remote { kind, .. } => *kind,
+            BrokerError::InvalidRecord { .. } => ErrorKind::InvalidRecord,
             BrokerError::Schema(e) => match e {
                 SchemaError::Store(s) => store_kind(s),
                 e if e.status() == 404 => ErrorKind::NotFound,

@@ -56,6 +56,10 @@ impl Broker {
             self.pipelines.follow(name).await.map_err(|e| e.to_string())
         } else if let Some(name) = key.strip_prefix(meta::QUEUES) {
             self.queues.follow(name).await.map_err(|e| e.to_string())
+        } else if key.starts_with(crate::schemas::VERSION_KEYS) {
+            // A version deleted elsewhere: produce checks stop trusting what they saw.
+            self.schemas.forget_registrations();
+            Ok(())
         } else {
             Ok(())
         };

@@ -128,6 +128,7 @@ impl Broker {
         if records.is_empty() {
             return Err(BrokerError::BadRequest("produce request has no records".into()));
         }
+        self.check_schemas(&topic, &records).await?;
         let mut appends: Vec<Append> = Vec::new();
         let mut by_partition: BTreeMap<u32, usize> = BTreeMap::new();
         let mut slots = Vec::with_capacity(records.len());
@@ -149,6 +150,26 @@ impl Broker {
             appends[a].records.push(record);
         }
         Ok((Commit { appends, ..Commit::default() }, slots))
+    }
+
+    /// Refuse the whole request if a record fails the topic's schema checks (its key or
+    /// value subject): the one check every door's produce passes.
+    async fn check_schemas(&self, topic: &Topic, records: &[NewRecord]) -> Result<()> {
+        use crate::schemas::Part;
+        let config = &topic.config;
+        if config.key_schema.is_none() && config.value_schema.is_none() {
+            return Ok(());
+        }
+        for (index, record) in records.iter().enumerate() {
+            for (part, bytes) in [(Part::Key, record.key.as_deref()), (Part::Value, Some(&record.value[..]))] {
+                if let Err(refusal) = self.schemas.check_record(&topic.name, config, part, bytes).await? {
+                    self.metrics.count_refused(&topic.name, refusal.class);
+                    tracing::info!(topic = %topic.name, index, reason = %refusal.reason, "record refused by its schema check");
+                    return Err(BrokerError::InvalidRecord { topic: topic.name.clone(), index, reason: refusal.reason });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Read from each asked partition; if none has anything, wait (long poll) until one does.

@@ -26,7 +26,7 @@ use super::{Cluster, ClusterError, wire};
 use crate::mirror::{mirror, mirror_enum};
 use crate::storage::{Commit, Fetched, Partition, Receipt, Result, Rocks, StoreError, Topic, keys};
 use crate::store::{Expect, MetaWrite};
-use crate::types::{Durability, Partitioner, TopicConfig, now_ms};
+use crate::types::{Durability, Partitioner, SubjectStrategy, TopicConfig, Validation, now_ms};
 
 /// How long a node waits to catch up with the metadata before it says the cluster does not
 /// answer.
@@ -34,8 +34,11 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 
 mirror_enum!(wire::DurabilityC1 => Durability { Sync, Os });
 mirror_enum!(wire::PartitionerC1 => Partitioner { Hash, Murmur2 });
+mirror_enum!(wire::ValidationC1 => Validation { Id, Full });
+mirror_enum!(wire::SubjectStrategyC1 => SubjectStrategy { TopicName, RecordName, TopicRecordName });
 mirror!(wire::TopicConfigC1 => TopicConfig {
-    partitions, durability: opt, retention_ms, retention_bytes, max_message_bytes, ephemeral, partitioner: into
+    partitions, durability: opt, retention_ms, retention_bytes, max_message_bytes, ephemeral, partitioner: into,
+    key_schema, value_schema, validation: into, subject_strategy: into
 });
 
 impl From<ClusterError> for StoreError {

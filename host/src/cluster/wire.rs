@@ -115,6 +115,19 @@ pub struct TopicConfigC1 {
     /// How keyed records pick their partition.
     #[serde(default)]
     pub partitioner: PartitionerC1,
+    /// Records' keys must carry a schema id of this subject (`None`: keys are not checked;
+    /// empty: the subject follows `subject_strategy`).
+    #[serde(default)]
+    pub key_schema: Option<String>,
+    /// Records' values must carry a schema id of this subject (as `key_schema`).
+    #[serde(default)]
+    pub value_schema: Option<String>,
+    /// How much is checked where a subject is set.
+    #[serde(default)]
+    pub validation: ValidationC1,
+    /// How a record's subject is named.
+    #[serde(default)]
+    pub subject_strategy: SubjectStrategyC1,
 }
 
 /// When a write is acknowledged.
@@ -125,6 +138,31 @@ pub enum DurabilityC1 {
     Sync,
     /// The same in cluster mode: the setting is kept for a single node reading it back.
     Os,
+}
+
+/// How much a produce checks of a record against the schema registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ValidationC1 {
+    /// The Confluent framing (magic byte 0, a schema id) and that the id is registered under
+    /// the record's subject.
+    #[default]
+    Id,
+    /// Also that the payload decodes with that schema.
+    Full,
+}
+
+/// Which subject a record's schema id must be registered under (Confluent's naming strategies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubjectStrategyC1 {
+    /// The topic's subject (`<topic>-key`, `<topic>-value`, or the one configured).
+    #[default]
+    TopicName,
+    /// The record's full name (the schema's record, title or message name).
+    RecordName,
+    /// `<topic>-<record full name>`.
+    TopicRecordName,
 }
 
 /// How keyed records pick their partition.

@@ -104,6 +104,16 @@ impl Parsed {
         }
     }
 
+    /// The record's full name for the record naming strategies: an Avro record's (or enum's,
+    /// fixed's) full name, a JSON schema's `title`, a Protobuf message's (at `message`).
+    pub fn record_name(&self, message: &[i32]) -> Option<String> {
+        match self {
+            Parsed::Avro(s) => s.name(),
+            Parsed::Json(s) => s.title(),
+            Parsed::Protobuf(s) => s.message_name(message),
+        }
+    }
+
     /// Check a payload (without the Confluent framing: after the magic byte and the id, and
     /// for Protobuf after the message indexes, given as `message`) against the schema.
     pub fn validate(&self, payload: &[u8], message: &[i32]) -> Result<(), String> {

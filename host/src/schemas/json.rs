@@ -34,6 +34,11 @@ impl JsonSchema {
         Ok(JsonSchema { value, refs: docs, validator })
     }
 
+    /// The schema's `title` (its record name for the record naming strategies).
+    pub fn title(&self) -> Option<String> {
+        self.value.get("title")?.as_str().map(str::to_string)
+    }
+
     /// Compact JSON with every object's keys sorted: key order and whitespace do not make a
     /// different schema.
     pub fn canonical(&self) -> String {

@@ -23,7 +23,10 @@ use stored::{Keys, SchemaRecord, VersionRecord};
 
 use crate::storage::StoreError;
 use crate::store::{MetaWrite, Raw, Store};
+use crate::types::{SubjectStrategy, TopicConfig, Validation};
 
+/// The prefix of the registry's subject-version keys (other nodes' changes there are followed).
+pub const VERSION_KEYS: &str = stored::Keys::VERSIONS;
 /// How many times a registration retries after another writer took its id or version.
 const RETRIES: usize = 20;
 /// Largest schema text accepted, bytes.
@@ -252,12 +255,15 @@ pub struct Registration {
 pub struct Schemas {
     store: Arc<Store>,
     parsed: RwLock<HashMap<u32, Parsed>>,
+    /// `(subject, id)` pairs seen registered, for produce checks; emptied whenever a version
+    /// is deleted (here, or by another node: [`Schemas::forget_registrations`]).
+    registered: RwLock<std::collections::HashSet<(String, u32)>>,
 }
 
 impl Schemas {
     /// The registry kept in `store`.
     pub fn new(store: Arc<Store>) -> Schemas {
-        Schemas { store, parsed: RwLock::new(HashMap::new()) }
+        Schemas { store, parsed: RwLock::new(HashMap::new()), registered: RwLock::default() }
     }
 
     // ---- reading ----
@@ -596,11 +602,13 @@ impl Schemas {
             (true, false) => Err(SchemaError::VersionNotSoftDeleted { subject: subject.to_string(), version }),
             (true, true) => {
                 self.store.meta_write(vec![MetaWrite::delete(key)]).await?;
+                self.forget_registrations();
                 Ok(version)
             }
             (false, false) => {
                 let record = VersionRecord { deleted: true, ..record };
                 self.store.meta_write(vec![MetaWrite::put(key, &Raw(record.encode().into()))]).await?;
+                self.forget_registrations();
                 Ok(version)
             }
         }
@@ -639,6 +647,7 @@ impl Schemas {
             .chain(permanent.then(|| MetaWrite::delete(Keys::mode(Some(subject)))))
             .collect();
         self.store.meta_write(writes).await?;
+        self.forget_registrations();
         Ok(if permanent { all.iter().map(|(n, _)| *n).collect() } else { live })
     }
 
@@ -733,6 +742,152 @@ impl Schemas {
         }
         Ok(h.finalize().to_hex().to_string())
     }
+}
+
+/// Which part of a record a check is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The key.
+    Key,
+    /// The value.
+    Value,
+}
+
+impl Part {
+    fn word(self) -> &'static str {
+        match self {
+            Part::Key => "key",
+            Part::Value => "value",
+        }
+    }
+}
+
+/// A record a produce check refused: why, in words a producer can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Key or value.
+    pub part: Part,
+    /// The kind of failure, a fixed word (a metrics label): `missing`, `framing`,
+    /// `unknown-id`, `subject`, `payload`.
+    pub class: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+impl Schemas {
+    /// Forget which ids were seen registered under which subjects (a version was deleted).
+    pub fn forget_registrations(&self) {
+        self.registered.write().expect("registrations").clear();
+    }
+
+    /// Check one part of a record produced to `topic` (configured as `config`): Confluent's
+    /// framing, the id registered under the part's subject, and with [`Validation::Full`]
+    /// the payload decoding with that schema. `Ok(Err(_))`: the record is refused.
+    pub async fn check_record(
+        &self,
+        topic: &str,
+        config: &TopicConfig,
+        part: Part,
+        bytes: Option<&[u8]>,
+    ) -> Result<std::result::Result<(), Refusal>> {
+        let configured = match part {
+            Part::Key => config.key_schema.as_deref(),
+            Part::Value => config.value_schema.as_deref(),
+        };
+        let Some(configured) = configured else { return Ok(Ok(())) };
+        let refuse = |class: &'static str, reason: String| Ok(Err(Refusal { part, class, reason }));
+        let Some(bytes) = bytes else {
+            return refuse("missing", format!("the record has no {} but topic `{topic}` checks its schema", part.word()));
+        };
+        let Some((id, rest)) = unframe(bytes) else {
+            return refuse("framing", format!(
+                "the {} is not in Confluent's framing (byte 0, a 4-byte schema id, the payload): serialize it with a schema registry serializer",
+                part.word()
+            ));
+        };
+        let parsed = match self.parsed(id).await {
+            Ok(p) => p,
+            Err(SchemaError::SchemaNotFound(_)) => return refuse("unknown-id", format!("schema id {id} is not registered")),
+            Err(e) => return Err(e),
+        };
+        let (message, payload) = match parsed.kind() {
+            SchemaType::Protobuf => match message_indexes(rest) {
+                Some(found) => found,
+                None => return refuse("framing", format!("the {}'s Protobuf message indexes are malformed", part.word())),
+            },
+            _ => (Vec::new(), rest),
+        };
+        let subject = match (config.subject_strategy, configured) {
+            (SubjectStrategy::TopicName, "") => format!("{topic}-{}", part.word()),
+            (SubjectStrategy::TopicName, s) => s.to_string(),
+            (strategy, _) => {
+                let Some(name) = parsed.record_name(&message) else {
+                    return refuse("subject", format!("schema id {id} has no record name for the record naming strategy"));
+                };
+                if strategy == SubjectStrategy::RecordName { name } else { format!("{topic}-{name}") }
+            }
+        };
+        if !self.is_registered(&subject, id).await? {
+            return refuse("subject", format!("schema id {id} is not registered under subject `{subject}`"));
+        }
+        if config.validation == Validation::Full
+            && let Err(why) = parsed.validate(payload, &message)
+        {
+            return refuse("payload", format!("the {} does not match schema id {id} of `{subject}`: {why}", part.word()));
+        }
+        Ok(Ok(()))
+    }
+
+    async fn is_registered(&self, subject: &str, id: u32) -> Result<bool> {
+        let pair = (subject.to_string(), id);
+        if self.registered.read().expect("registrations").contains(&pair) {
+            return Ok(true);
+        }
+        let found = self.all_versions(subject).await?.iter().any(|(_, v)| v.id == id && !v.deleted);
+        if found {
+            self.registered.write().expect("registrations").insert(pair);
+        }
+        Ok(found)
+    }
+}
+
+/// `(schema id, the rest)` of a Confluent-framed part: magic byte 0, then the id big-endian.
+fn unframe(bytes: &[u8]) -> Option<(u32, &[u8])> {
+    if bytes.len() < 5 || bytes[0] != 0 {
+        return None;
+    }
+    Some((u32::from_be_bytes(bytes[1..5].try_into().ok()?), &bytes[5..]))
+}
+
+/// A Protobuf payload's message indexes (zigzag varints: a count, then the path; a count of
+/// 0 means `[0]`, the first message) and the message after them.
+fn message_indexes(bytes: &[u8]) -> Option<(Vec<i32>, &[u8])> {
+    fn varint(bytes: &[u8]) -> Option<(i64, &[u8])> {
+        let mut value: u64 = 0;
+        for (i, b) in bytes.iter().enumerate().take(10) {
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                let zigzag = ((value >> 1) as i64) ^ -((value & 1) as i64);
+                return Some((zigzag, &bytes[i + 1..]));
+            }
+        }
+        None
+    }
+    let (count, mut rest) = varint(bytes)?;
+    if count == 0 {
+        return Some((vec![0], rest));
+    }
+    // Nesting deeper than this is no schema anyone wrote: refuse rather than allocate.
+    if !(1..=64).contains(&count) {
+        return None;
+    }
+    let mut path = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let (i, after) = varint(rest)?;
+        path.push(i32::try_from(i).ok()?);
+        rest = after;
+    }
+    Some((path, rest))
 }
 
 fn schema_not_found(id: u32) -> SchemaError {

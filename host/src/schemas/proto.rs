@@ -93,6 +93,23 @@ impl ProtoSchema {
         self.check_fields(&mut reader, desc, &name, 0, None)
     }
 
+    /// The full name of the message at Confluent's message-index path (`[0]`: the first
+    /// top-level message; `[1, 0]`: the first nested message of the second), for the record
+    /// naming strategies.
+    pub fn message_name(&self, path: &[i32]) -> Option<String> {
+        let (first, rest) = path.split_first()?;
+        let mut message = self.file.message_type.get(usize::try_from(*first).ok()?)?;
+        let mut name = message.name().to_string();
+        for i in rest {
+            message = message.nested_type.get(usize::try_from(*i).ok()?)?;
+            name = format!("{name}.{}", message.name());
+        }
+        Some(match self.file.package() {
+            "" => name,
+            package => format!("{package}.{name}"),
+        })
+    }
+
     /// The schema as `?format=serialized` asks: the normalized `FileDescriptorProto`, base64.
     pub fn serialized(&self) -> String {
         STANDARD.encode(self.file.encode_to_vec())

@@ -21,10 +21,12 @@ use crate::queue::{Delivery, Nack, NewQueueMessage, QueueConfig, QueueInfo};
 use crate::registry::PluginInfo;
 use crate::runtime::Sandbox;
 use crate::storage::{NewRecord, StoredRecord};
-use crate::types::{Durability, Partitioner, TopicConfig};
+use crate::types::{Durability, Partitioner, SubjectStrategy, TopicConfig, Validation};
 
 mirror_enum!(w::Durability => Durability { Sync, Os });
 mirror_enum!(w::Partitioner => Partitioner { Hash, Murmur2 });
+mirror_enum!(w::Validation => Validation { Id, Full });
+mirror_enum!(w::SubjectStrategy => SubjectStrategy { TopicName, RecordName, TopicRecordName });
 mirror_enum!(w::StartPosition => StartPosition { Earliest, Latest });
 mirror_enum!(w::ErrorPolicy => ErrorPolicy { Halt, Retry, Skip, DeadLetter });
 mirror_enum!(w::RunState => RunState { Running, Paused, Halted });
@@ -32,7 +34,8 @@ mirror_enum!(w::ApplyChange => ApplyChange { Created, Unchanged, Swapped, Restar
 mirror_enum!(w::ExchangeType => ExchangeType { Direct, Topic, Fanout, Headers });
 
 mirror!(w::TopicConfig => TopicConfig {
-    partitions, durability: opt, retention_ms, retention_bytes, max_message_bytes, ephemeral, partitioner: into
+    partitions, durability: opt, retention_ms, retention_bytes, max_message_bytes, ephemeral, partitioner: into,
+    key_schema, value_schema, validation: into, subject_strategy: into
 });
 mirror!(w::QueueConfig => QueueConfig {
     visibility_timeout_ms, max_deliveries, dead_letter, dedup_window_ms, max_messages

@@ -228,6 +228,7 @@ pub(super) fn code(kind: ErrorKind) -> ErrorCode {
         ErrorKind::DuplicateSequence => ErrorCode::AlreadyExists,
         ErrorKind::StaleReceipt => ErrorCode::StaleReceipt,
         ErrorKind::QueueFull => ErrorCode::QueueFull,
+        ErrorKind::InvalidRecord => ErrorCode::InvalidRecord,
         ErrorKind::Internal => ErrorCode::Internal,
     }
 }

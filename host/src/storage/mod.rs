@@ -36,7 +36,7 @@ pub(crate) use writer::validate as validate_commit;
 pub use writer::{Append, Commit, OffsetCommit, Receipt, StateWrite, WriteStats};
 
 use crate::mirror::{mirror, mirror_enum};
-use crate::types::{Durability, Partitioner, TopicConfig};
+use crate::types::{Durability, Partitioner, SubjectStrategy, TopicConfig, Validation};
 
 /// On-disk format written by this build. Opening a directory of another format fails.
 pub const FORMAT_VERSION: u32 = 1;
@@ -813,6 +813,9 @@ mod properties {
 
 mirror_enum!(stored::DurabilityV1 => Durability { Sync, Os });
 mirror_enum!(stored::PartitionerV1 => Partitioner { Hash, Murmur2 });
+mirror_enum!(stored::ValidationV1 => Validation { Id, Full });
+mirror_enum!(stored::SubjectStrategyV1 => SubjectStrategy { TopicName, RecordName, TopicRecordName });
 mirror!(stored::TopicConfigV1 => TopicConfig {
-    partitions, durability: opt, retention_ms, retention_bytes, max_message_bytes, ephemeral, partitioner: into
+    partitions, durability: opt, retention_ms, retention_bytes, max_message_bytes, ephemeral, partitioner: into,
+    key_schema, value_schema, validation: into, subject_strategy: into
 });

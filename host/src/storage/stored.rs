@@ -45,6 +45,44 @@ pub struct TopicConfigV1 {
     /// How keyed records pick their partition.
     #[serde(default)]
     pub partitioner: PartitionerV1,
+    /// Records' keys must carry a schema id of this subject (`None`: keys are not checked;
+    /// empty: the subject follows `subject_strategy`).
+    #[serde(default)]
+    pub key_schema: Option<String>,
+    /// Records' values must carry a schema id of this subject (as `key_schema`).
+    #[serde(default)]
+    pub value_schema: Option<String>,
+    /// How much is checked where a subject is set.
+    #[serde(default)]
+    pub validation: ValidationV1,
+    /// How a record's subject is named.
+    #[serde(default)]
+    pub subject_strategy: SubjectStrategyV1,
+}
+
+/// How much a produce checks of a record against the schema registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ValidationV1 {
+    /// The Confluent framing (magic byte 0, a schema id) and that the id is registered under
+    /// the record's subject.
+    #[default]
+    Id,
+    /// Also that the payload decodes with that schema.
+    Full,
+}
+
+/// Which subject a record's schema id must be registered under (Confluent's naming strategies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubjectStrategyV1 {
+    /// The topic's subject (`<topic>-key`, `<topic>-value`, or the one configured).
+    #[default]
+    TopicName,
+    /// The record's full name (the schema's record, title or message name).
+    RecordName,
+    /// `<topic>-<record full name>`.
+    TopicRecordName,
 }
 
 /// How keyed records pick their partition.

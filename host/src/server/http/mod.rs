@@ -320,7 +320,7 @@ fn status(kind: ErrorKind) -> StatusCode {
         | K::RebalanceInProgress
         | K::StaleReceipt => StatusCode::CONFLICT,
         K::MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        K::InvalidPlugin | K::PluginInit | K::Unroutable => StatusCode::UNPROCESSABLE_ENTITY,
+        K::InvalidPlugin | K::PluginInit | K::Unroutable | K::InvalidRecord => StatusCode::UNPROCESSABLE_ENTITY,
         K::Busy | K::QueueFull => StatusCode::TOO_MANY_REQUESTS,
         K::Timeout => StatusCode::GATEWAY_TIMEOUT,
         K::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,

@@ -58,7 +58,7 @@ use crate::broker::{
 };
 use crate::classic_groups::JoinRequest;
 use crate::limits;
-use crate::types::TopicConfig;
+use crate::types::{SubjectStrategy, TopicConfig, Validation};
 
 /// A broker command under way.
 type Started = Pin<Box<dyn Future<Output = crate::broker::Result<Reply>> + Send>>;
@@ -158,6 +158,7 @@ fn code(e: &BrokerError) -> i16 {
         ErrorKind::UnknownTopic => UNKNOWN_TOPIC_OR_PARTITION,
         ErrorKind::TopicExists => TOPIC_ALREADY_EXISTS,
         ErrorKind::MessageTooLarge => MESSAGE_TOO_LARGE,
+        ErrorKind::InvalidRecord => INVALID_RECORD,
         ErrorKind::Forbidden => TOPIC_AUTHORIZATION_FAILED,
         ErrorKind::Unauthenticated => SASL_AUTHENTICATION_FAILED,
         ErrorKind::Busy | ErrorKind::Timeout => REQUEST_TIMED_OUT,
@@ -929,17 +930,57 @@ fn topic_config(t: &kafka_protocol::messages::create_topics_request::CreatableTo
             "retention.bytes" => config.retention_bytes = Some(number()?),
             "max.message.bytes" => config.max_message_bytes = number()? as usize,
             "cleanup.policy" if value == "delete" => {}
+            // Confluent's (and Redpanda's) per-topic schema validation: the subject follows
+            // the naming strategy; `true` checks the id, weir's `full` also the payload.
+            "confluent.value.schema.validation" | "redpanda.value.schema.id.validation" => {
+                config.value_schema = schema_flag(&c.name, &value)?
+            }
+            "confluent.key.schema.validation" | "redpanda.key.schema.id.validation" => {
+                config.key_schema = schema_flag(&c.name, &value)?
+            }
+            "confluent.value.subject.name.strategy" | "confluent.key.subject.name.strategy" => {
+                config.subject_strategy = strategy(&value)?
+            }
+            "weir.schema.validation" => {
+                config.validation = match value.as_str() {
+                    "id" => Validation::Id,
+                    "full" => Validation::Full,
+                    _ => return Err((INVALID_REQUEST, format!("weir.schema.validation = `{value}`: use id or full"))),
+                }
+            }
             other => {
                 return Err((
                     INVALID_REQUEST,
                     format!(
-                        "config `{other}` is not supported by weir (retention.ms, retention.bytes, max.message.bytes are)"
+                        "config `{other}` is not supported by weir (retention.ms, retention.bytes, max.message.bytes, confluent.value.schema.validation, confluent.key.schema.validation, confluent.*.subject.name.strategy, weir.schema.validation are)"
                     ),
                 ));
             }
         }
     }
     Ok(config)
+}
+
+/// `true`: check against the strategy's subject (stored empty); `false`: no check.
+fn schema_flag(name: &str, value: &str) -> Result<Option<String>, Refusal> {
+    match value {
+        "true" => Ok(Some(String::new())),
+        "false" => Ok(None),
+        _ => Err((INVALID_REQUEST, format!("config {name} = `{value}`: use true or false"))),
+    }
+}
+
+/// A Confluent subject naming strategy, by its Java class name or short name.
+fn strategy(value: &str) -> Result<SubjectStrategy, Refusal> {
+    match value.rsplit('.').next().unwrap_or(value) {
+        "TopicNameStrategy" => Ok(SubjectStrategy::TopicName),
+        "RecordNameStrategy" => Ok(SubjectStrategy::RecordName),
+        "TopicRecordNameStrategy" => Ok(SubjectStrategy::TopicRecordName),
+        _ => Err((
+            INVALID_REQUEST,
+            format!("subject name strategy `{value}`: use TopicNameStrategy, RecordNameStrategy or TopicRecordNameStrategy"),
+        )),
+    }
 }
 
 async fn create_topics(ctx: Ctx, r: CreateTopicsRequest) -> Option<Bytes> {
