@@ -14,6 +14,7 @@ mod plugin;
 mod polyglot;
 mod produce;
 mod queue;
+mod schema;
 mod serve;
 mod state;
 mod topic;
@@ -76,11 +77,17 @@ enum Command {
     /// Cluster mode: nodes, partition owners, NATS health.
     #[command(subcommand)]
     Cluster(cluster::ClusterCmd),
+    /// The schema registry: register, get, list, check, delete subjects; compatibility levels.
+    Schema(schema::SchemaArgs),
 }
 
 /// Parse arguments, run the command, and turn errors into a message and exit code 1.
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Not the server, nor the bench (it runs one): they keep ignoring SIGPIPE.
+    if !matches!(cli.command, Command::Serve(_) | Command::Bench(_)) {
+        quiet_on_closed_pipe();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -116,6 +123,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish(args) => exchange::publish(&connect(server).await?, args).await,
         Command::Request(args) => exchange::request(&connect(server).await?, args).await,
         Command::Cluster(cmd) => cluster::run(&connect(server).await?, cmd).await,
+        Command::Schema(args) => schema::run(args, server.token.clone()).await,
+    }
+}
+
+/// `weir … | head` closes our stdout early: end quietly, as Unix tools do, by letting
+/// SIGPIPE end the process (Rust ignores it by default, so every print would panic). The
+/// server keeps ignoring it: a client that hangs up must not kill it.
+fn quiet_on_closed_pipe() {
+    // SAFETY: setting a signal's disposition to the default, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -2,6 +2,7 @@
 //! area. Each test starts its own `weir serve` process through the shared harness.
 
 mod cluster;
+mod cli;
 mod e2e;
 mod kafka;
 mod lifecycle;
