@@ -8,6 +8,7 @@ mod cluster;
 mod peers;
 mod plot;
 mod polyglot;
+mod schemas;
 mod stages;
 
 use std::collections::HashMap;
@@ -72,7 +73,7 @@ pub struct BenchArgs {
     #[arg(long)]
     plugin_dir: Option<PathBuf>,
     /// Run only these stages (repeat the flag): produce, consume, http, latency, pipeline,
-    /// metrics, pipeline3, wasm-vs-native, boundary, swap, instantiate, polyglot, recovery — e.g. to
+    /// metrics, pipeline3, wasm-vs-native, boundary, swap, instantiate, polyglot, schemas, recovery — e.g. to
     /// profile one; and pipeline-rss, which runs only when named.
     #[arg(long, value_name = "STAGE")]
     only: Vec<String>,
@@ -145,6 +146,9 @@ pub struct Report {
     kafka_consume_msgs_per_s: Option<f64>,
     /// Producing JSON over the HTTP API (batches of `--batch`, 4 requests in flight).
     http_produce_msgs_per_s: f64,
+    /// `schemas`: 1 producer of Confluent-framed Avro records to a topic without schema
+    /// checks, with `--validation id`, with `full` (msg/s, median of runs, each run all three).
+    schema_produce_msgs_per_s: Option<[f64; 3]>,
     /// The 1-step pipeline while /metrics is scraped every 100 ms.
     pipeline_scraped_msgs_per_s: f64,
     /// How much slower the scraped pipeline ran, percent of the unscraped one (same run).
@@ -228,6 +232,11 @@ fn print_table(r: &Report) {
             rows.push(vec![name.to_string(), rate(v), note.clone().unwrap_or_default()]);
         }
     };
+    if let Some([plain, id, full]) = r.schema_produce_msgs_per_s {
+        rows.push(vec!["produce, Avro in Confluent's framing".into(), rate(plain), "no schema check".into()]);
+        rows.push(vec!["  the same, --validation id".into(), rate(id), format!("{:.2}× unchecked", id / plain)]);
+        rows.push(vec!["  the same, --validation full".into(), rate(full), format!("{:.2}× unchecked", full / plain)]);
+    }
     let kcat = Some("kcat (librdkafka), acks=all".to_string());
     peer(&mut rows, "Kafka listener produce", r.kafka_produce_msgs_per_s, &kcat);
     peer(&mut rows, "Kafka listener consume", r.kafka_consume_msgs_per_s, &None);

@@ -12,7 +12,7 @@ use weir_client::wire::{PipelineSpec, StepSpec};
 use super::{BenchArgs, BenchServer, Report, median, progress};
 
 /// Produce requests in flight per producer: enough to hide a group commit's fsync.
-const IN_FLIGHT: usize = 32;
+pub(super) const IN_FLIGHT: usize = 32;
 
 pub(super) async fn run_all(
     args: &BenchArgs,
@@ -42,6 +42,20 @@ pub(super) async fn run_all(
     }
     if args.wants("http") {
         r.http_produce_msgs_per_s = median(args, "weir produce over HTTP", |i| http_produce_stage(s, args, i)).await?;
+    }
+    if args.wants("schemas") {
+        let (mut runs, bar) = (Vec::new(), progress("produce with schema checks (none, id, full)", args.repeat as u64));
+        for i in 0..args.repeat {
+            runs.push(super::schemas::run(s, args.count, args.size, args.batch, i).await?);
+            bar.inc(1);
+        }
+        bar.finish();
+        let median = |k: usize| {
+            let mut v: Vec<f64> = runs.iter().map(|r| r[k]).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        r.schema_produce_msgs_per_s = Some([median(0), median(1), median(2)]);
     }
     if args.wants("latency") {
         let before = commit_write_histogram(s).await?;

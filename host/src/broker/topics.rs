@@ -160,9 +160,10 @@ impl Broker {
         if config.key_schema.is_none() && config.value_schema.is_none() {
             return Ok(());
         }
+        let mut seen = Vec::new();
         for (index, record) in records.iter().enumerate() {
             for (part, bytes) in [(Part::Key, record.key.as_deref()), (Part::Value, Some(&record.value[..]))] {
-                if let Err(refusal) = self.schemas.check_record(&topic.name, config, part, bytes).await? {
+                if let Err(refusal) = self.schemas.check_record(&topic.name, config, part, bytes, &mut seen).await? {
                     self.metrics.count_refused(&topic.name, refusal.class);
                     tracing::info!(topic = %topic.name, index, reason = %refusal.reason, "record refused by its schema check");
                     return Err(BrokerError::InvalidRecord { topic: topic.name.clone(), index, reason: refusal.reason });

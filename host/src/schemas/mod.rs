@@ -783,12 +783,15 @@ impl Schemas {
     /// Check one part of a record produced to `topic` (configured as `config`): Confluent's
     /// framing, the id registered under the part's subject, and with [`Validation::Full`]
     /// the payload decoding with that schema. `Ok(Err(_))`: the record is refused.
+    /// `seen` holds the `(part, id)` pairs already found registered under their subject in
+    /// this request: a batch's records mostly share one id, and need the lookup once.
     pub async fn check_record(
         &self,
         topic: &str,
         config: &TopicConfig,
         part: Part,
         bytes: Option<&[u8]>,
+        seen: &mut Vec<(Part, u32)>,
     ) -> Result<std::result::Result<(), Refusal>> {
         let configured = match part {
             Part::Key => config.key_schema.as_deref(),
@@ -805,6 +808,10 @@ impl Schemas {
                 part.word()
             ));
         };
+        let known = seen.contains(&(part, id));
+        if known && config.validation == Validation::Id {
+            return Ok(Ok(()));
+        }
         let parsed = match self.parsed(id).await {
             Ok(p) => p,
             Err(SchemaError::SchemaNotFound(_)) => return refuse("unknown-id", format!("schema id {id} is not registered")),
@@ -827,8 +834,11 @@ impl Schemas {
                 if strategy == SubjectStrategy::RecordName { name } else { format!("{topic}-{name}") }
             }
         };
-        if !self.is_registered(&subject, id).await? {
-            return refuse("subject", format!("schema id {id} is not registered under subject `{subject}`"));
+        if !known {
+            if !self.is_registered(&subject, id).await? {
+                return refuse("subject", format!("schema id {id} is not registered under subject `{subject}`"));
+            }
+            seen.push((part, id));
         }
         if config.validation == Validation::Full
             && let Err(why) = parsed.validate(payload, &message)
