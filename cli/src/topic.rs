@@ -165,6 +165,17 @@ async fn describe(client: &Client, name: &str, json: bool) -> anyhow::Result<()>
         }
     );
     println!("max message {}", output::bytes(t.config.max_message_bytes as u64));
+    for (part, subject) in [("key", &t.config.key_schema), ("value", &t.config.value_schema)] {
+        if let Some(subject) = subject {
+            // Empty: the subject follows the naming strategy (`<topic>-value` by default).
+            let subject = match (subject.as_str(), t.config.subject_strategy) {
+                ("", SubjectStrategy::TopicName) => format!("{}-{part}", t.name),
+                ("", strategy) => format!("by {strategy:?}"),
+                (s, _) => s.to_string(),
+            };
+            println!("{part:<12}schema of {subject}, validation {:?}", t.config.validation);
+        }
+    }
     let rows = t
         .partitions
         .iter()

@@ -739,6 +739,10 @@ mod tests {
                 max_message_bytes: 10,
                 ephemeral: false,
                 partitioner: PartitionerC1::Hash,
+                key_schema: None,
+                value_schema: Some("t-value".into()),
+                validation: ValidationC1::Full,
+                subject_strategy: SubjectStrategyC1::TopicName,
             },
             created_ms: 1,
         };

@@ -118,19 +118,32 @@ type Answer = Result<Sr, Sr>;
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Flags {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flag")]
     deleted: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flag")]
     permanent: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flag")]
     verbose: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flag")]
     force: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flag")]
     default_to_global: bool,
+    #[serde(default, deserialize_with = "flag")]
+    #[allow(dead_code)] // accepted: weir's canonical forms already make formatting not matter
+    normalize: bool,
     subject_prefix: Option<String>,
     subject: Option<String>,
     format: Option<String>,
+}
+
+/// A query flag: `true`/`false` in any case (Confluent's Python client sends `False`).
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let s = String::deserialize(d)?;
+    match s.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(serde::de::Error::custom(format!("`{s}` is not true or false"))),
+    }
 }
 
 /// A schema as clients send it.
