@@ -122,6 +122,7 @@ pub fn test(
     config: Vec<(String, String)>,
     envelope: bool,
     json_out: bool,
+    expect_failures: bool,
 ) -> anyhow::Result<()> {
     let bytes = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
     let lines = std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
@@ -152,6 +153,11 @@ pub fn test(
         }
     }
     eprintln!("{} output(s), {} dropped, {} failed", tally.emitted, tally.dropped, tally.failed);
+    // A failed input fails the command, so `weir plugin test` can gate CI; a test whose
+    // inputs are meant to fail says so.
+    if tally.failed > 0 && !expect_failures {
+        anyhow::bail!("{} of the inputs failed (pass --expect-failures if they are meant to)", tally.failed);
+    }
     Ok(())
 }
 

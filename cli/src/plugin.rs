@@ -82,6 +82,10 @@ pub enum PluginCmd {
         /// Print one JSON object per input.
         #[arg(long)]
         json: bool,
+        /// Exit 0 even when inputs fail (a test of failures); otherwise any failed input
+        /// makes the command fail.
+        #[arg(long)]
+        expect_failures: bool,
     },
     /// Every plugin: live and shadow version, versions, users.
     List {
@@ -181,7 +185,9 @@ pub async fn run(server: &super::Target, cmd: PluginCmd) -> anyhow::Result<()> {
     match cmd {
         PluginCmd::New { name, kind, lang, dir, sdk_path } => super::author::new(&name, kind, lang, dir, sdk_path),
         PluginCmd::Build { dir, target_dir, sdk_path } => build(dir, target_dir, sdk_path).await,
-        PluginCmd::Test { file, input, config, envelope, json } => test(file, input, config, envelope, json).await,
+        PluginCmd::Test { file, input, config, envelope, json, expect_failures } => {
+            test(file, input, config, envelope, json, expect_failures).await
+        }
         other => run_remote(&super::connect(server).await?, other).await,
     }
 }
@@ -220,9 +226,11 @@ async fn test(
     config: Vec<(String, String)>,
     envelope: bool,
     json: bool,
+    expect_failures: bool,
 ) -> anyhow::Result<()> {
     // Compiling and running the component blocks; keep it off the async runtime's threads.
-    tokio::task::spawn_blocking(move || super::author::test(&file, &input, config, envelope, json)).await?
+    tokio::task::spawn_blocking(move || super::author::test(&file, &input, config, envelope, json, expect_failures))
+        .await?
 }
 
 /// Deploy the component in `file` as the next live (or shadow) version of `name`.
@@ -279,10 +287,17 @@ async fn versions(client: &Client, name: &str, json: bool) -> anyhow::Result<()>
     let rows = versions
         .iter()
         .map(|v| {
-            vec![v.version.to_string(), v.hash[..12].to_string(), output::bytes(v.size), output::time(v.deployed_ms)]
+            vec![
+                v.version.to_string(),
+                v.hash[..12].to_string(),
+                output::bytes(v.size),
+                output::time(v.deployed_ms),
+                v.world.clone(),
+            ]
         })
         .collect();
-    output::table(&["VERSION", "HASH", "SIZE", "DEPLOYED"], rows);
+    // ABI: the WIT world the component speaks (README: "shows which ABI each version speaks").
+    output::table(&["VERSION", "HASH", "SIZE", "DEPLOYED", "ABI"], rows);
     Ok(())
 }
 

@@ -23,7 +23,9 @@ pub struct ProduceArgs {
     /// Key of every message (messages with one key share a partition and keep their order).
     #[arg(long, conflicts_with = "key_field")]
     key: Option<String>,
-    /// Key each message by this top-level field of its JSON line (e.g. `order_id`).
+    /// Key each message by this top-level field of its JSON line (e.g. `order_id`). A line
+    /// that is not JSON stops the produce: the lines before it are stored, and the error names
+    /// the line and what was stored (count, last offset per partition).
     #[arg(long)]
     key_field: Option<String>,
     /// Header on every message, `NAME=VALUE`; repeat for more.
@@ -47,12 +49,25 @@ pub async fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
     let mut lines = BufReader::new(input).lines();
     let mut in_flight: VecDeque<Pending> = VecDeque::new();
     let mut batch = Vec::with_capacity(args.batch);
-    let mut acked = 0usize;
+    let mut stored = Stored::default();
     let batch_size = args.batch.max(1);
+    let mut number = 0usize;
     while let Some(line) = lines.next_line().await.context("reading input")? {
+        number += 1;
         let key = match (&args.key, &args.key_field) {
             (Some(k), _) => Some(k.clone()),
-            (None, Some(field)) => Some(key_of(&line, field)?),
+            (None, Some(field)) => match key_of(&line, field) {
+                Ok(k) => Some(k),
+                // Everything before the bad line is sent and stored, nothing after it: the
+                // report says exactly that, so a rerun can start at the bad line.
+                Err(e) => {
+                    if !batch.is_empty() {
+                        in_flight.push_back(client.start_produce(&args.topic, args.partition, batch)?);
+                    }
+                    stored.wait_all(in_flight).await?;
+                    anyhow::bail!("line {number}: {e:#}\n{}; line {number} and the lines after it were not sent", stored.describe(number - 1));
+                }
+            },
             (None, None) => None,
         };
         batch.push(WireRecord {
@@ -63,18 +78,61 @@ pub async fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
         if batch.len() >= batch_size {
             in_flight.push_back(client.start_produce(&args.topic, args.partition, std::mem::take(&mut batch))?);
             if in_flight.len() >= IN_FLIGHT {
-                acked += produced(in_flight.pop_front().expect("non-empty").wait().await?)?.len();
+                stored.wait(in_flight.pop_front().expect("non-empty")).await?;
             }
         }
     }
     if !batch.is_empty() {
         in_flight.push_back(client.start_produce(&args.topic, args.partition, batch)?);
     }
-    for p in in_flight {
-        acked += produced(p.wait().await?)?.len();
-    }
-    eprintln!("produced {acked} message(s) to {}", args.topic);
+    stored.wait_all(in_flight).await?;
+    eprintln!("produced {} message(s) to {}", stored.count, args.topic);
     Ok(())
+}
+
+/// What the server acknowledged: how many, and the last offset in each partition.
+#[derive(Default)]
+struct Stored {
+    count: usize,
+    last: std::collections::BTreeMap<u32, u64>,
+}
+
+impl Stored {
+    async fn wait(&mut self, pending: Pending) -> anyhow::Result<()> {
+        for (partition, offset) in produced(pending.wait().await?)? {
+            self.count += 1;
+            let last = self.last.entry(partition).or_default();
+            *last = (*last).max(offset);
+        }
+        Ok(())
+    }
+
+    /// Wait for every request in flight; a refused one is reported with what was stored.
+    async fn wait_all(&mut self, in_flight: VecDeque<Pending>) -> anyhow::Result<()> {
+        let mut refused = None;
+        for p in in_flight {
+            if let Err(e) = self.wait(p).await {
+                refused.get_or_insert(e);
+            }
+        }
+        match refused {
+            None => Ok(()),
+            Some(e) => Err(e.context(format!("{} before the refusal", self.describe_count()))),
+        }
+    }
+
+    fn describe_count(&self) -> String {
+        let last: Vec<String> = self.last.iter().map(|(p, o)| format!("partition {p} at offset {o}")).collect();
+        match last.is_empty() {
+            true => "stored nothing".to_string(),
+            false => format!("stored {} message(s), the last in {}", self.count, last.join(", ")),
+        }
+    }
+
+    /// "lines 1 to N stored: …".
+    fn describe(&self, lines: usize) -> String {
+        format!("lines 1 to {lines} were sent and {}", self.describe_count())
+    }
 }
 
 /// The value of `field` in a JSON line, as a key.

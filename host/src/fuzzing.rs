@@ -1,5 +1,6 @@
 //! Entry points for fuzzing the code that reads what clients and plugins send: the frame
-//! decoder, pipeline specs and token files, and the host side of the component boundary.
+//! decoder, pipeline specs and token files, the host side of the component boundary, Kafka
+//! requests, and registered schemas.
 //! Used by the cargo-fuzz targets in `tests/fuzz/` (long runs) and by property tests (short
 //! runs in the test suite). Each must return normally for any input.
 
@@ -98,6 +99,32 @@ pub fn kafka_request(data: &[u8]) -> bool {
     crate::server::kafka::fuzz_request(data)
 }
 
+/// Schema text from a registration: the first byte picks the format (Avro, JSON Schema,
+/// Protobuf) and a Protobuf message index, the rest is the text, parsed as the registry parses
+/// it. A schema that parses is then taken through what the registry does next: its canonical
+/// text, a compatibility check against itself, and payloads checked against it (the last few
+/// input bytes, and none). Returns whether the text parsed.
+pub fn schema(data: &[u8]) -> bool {
+    use crate::schemas::{Parsed, SchemaType};
+    let Some((&first, rest)) = data.split_first() else { return false };
+    let kind = match first % 3 {
+        0 => SchemaType::Avro,
+        1 => SchemaType::Json,
+        _ => SchemaType::Protobuf,
+    };
+    let text = String::from_utf8_lossy(rest);
+    let Ok(parsed) = Parsed::parse(kind, &text, &[]) else { return false };
+    let _ = parsed.canonical();
+    let _ = parsed.can_read(&parsed);
+    // A few bytes reach every decoder. More would mostly find again that apache-avro's
+    // recursive decoder has no depth limit: a recursive schema nests one level per byte or so.
+    let payload = &rest[rest.len().saturating_sub(32)..];
+    let message = [i32::from(first / 3 % 4) - 1];
+    let _ = parsed.validate(payload, &message);
+    let _ = parsed.validate(&[], &[]);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -128,6 +155,13 @@ mod tests {
         #[test]
         fn the_packed_result_decoder_takes_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..400)) {
             super::packed_result(&data);
+        }
+
+        #[test]
+        fn the_schema_parsers_take_any_text(first in any::<u8>(), text in "\\PC{0,300}") {
+            let mut data = vec![first];
+            data.extend(text.as_bytes());
+            super::schema(&data);
         }
 
         #[test]
@@ -193,6 +227,14 @@ mod tests {
         header.encode(&mut buf, ApiKey::Produce.request_header_version(9)).expect("encodes");
         request.encode(&mut buf, 9).expect("encodes");
         buf.to_vec()
+    }
+
+    #[test]
+    fn schemas_of_each_format_parse_through_the_entry_point() {
+        assert!(super::schema(b"\x00\"string\""));
+        assert!(super::schema(b"\x01{\"type\":\"object\"}"));
+        assert!(super::schema(b"\x02syntax = \"proto3\"; message M { int32 a = 1; }"));
+        assert!(!super::schema(b""));
     }
 
     #[test]

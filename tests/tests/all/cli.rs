@@ -70,5 +70,39 @@ async fn every_printing_command_ends_quietly_when_its_pipe_closes() -> Result<()
     for args in commands {
         with_closed_stdout(&server, &http, args)?;
     }
+    // The README says `weir plugin versions NAME` shows which ABI each version speaks.
+    let out = Command::new(weir_tests::weir_bin())
+        .args(["plugin", "versions", "t"])
+        .env("WEIR_SERVER", server.addr.to_string())
+        .output()?;
+    let text = String::from_utf8(out.stdout)?;
+    let header = text.lines().next().context("a header")?;
+    assert!(header.ends_with("ABI") && text.contains("@0.2.0"), "{text}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_produce_stopped_by_a_bad_line_says_which_line_and_exactly_what_was_stored() -> Result<()> {
+    let server = Server::start()?;
+    let c = server.client().await?;
+    c.create_topic("orders", topic(1)).await?;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("orders.jsonl");
+    let lines: Vec<String> =
+        (1..=2500).map(|n| if n == 2014 { "this is not json".into() } else { format!(r#"{{"id":{n}}}"#) }).collect();
+    std::fs::write(&file, lines.join("\n"))?;
+    let out = Command::new(weir_tests::weir_bin())
+        .args(["produce", "orders", "--key-field", "id", "--file"])
+        .arg(&file)
+        .env("WEIR_SERVER", server.addr.to_string())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("line 2014:") && stderr.contains("this is not json"), "{stderr}");
+    assert!(
+        stderr.contains("lines 1 to 2013 were sent and stored 2013 message(s), the last in partition 0 at offset 2012"),
+        "{stderr}"
+    );
+    assert_eq!(c.describe_topic("orders").await?.partitions[0], (0, 2013), "exactly what it said");
     Ok(())
 }

@@ -109,8 +109,16 @@ async fn every_sdk_kind_scaffolds_builds_and_runs_as_a_component() -> Result<()>
     .await?;
     assert_eq!(out, vec![r#"{"s":"007"}"#]);
     let config = [("fee_cents", "5"), ("account", "0042")];
-    let out = run_through(&c, "map", &kind("map")?, &config, values(&[r#"{"id":3,"total_cents":100}"#]), 1).await?;
+    let map = kind("map")?;
+    let out = run_through(&c, "map", &map, &config, values(&[r#"{"id":3,"total_cents":100}"#]), 1).await?;
     assert_eq!(out, vec![r#"{"order":3,"account":"0042","amount_cents":105}"#]);
+    // A failed input fails `weir plugin test`, so it can gate CI, unless failures are expected.
+    std::fs::write(&input, "{\"id\":1,\"total_cents\":100}\nnot json\n")?;
+    let args = ["plugin", "test", map.to_str().expect("utf-8"), "--input", input.to_str().expect("utf-8")];
+    let out = std::process::Command::new(weir_tests::weir_bin()).args(args).output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("1 of the inputs failed"), "{:?}: {stderr}", out.status);
+    weir(&[&args[..], &["--expect-failures"]].concat(), None)?;
     let out = run_through(&c, "fmap", &kind("filter-map")?, &[], values(&["1.5", "x", "2"]), 2).await?;
     assert_eq!(out, vec!["1.5", "2.0"]);
     let out = run_through(&c, "flat", &kind("flat-map")?, &[], values(&["a b c"]), 3).await?;
