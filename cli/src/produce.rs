@@ -65,7 +65,10 @@ pub async fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
                         in_flight.push_back(client.start_produce(&args.topic, args.partition, batch)?);
                     }
                     stored.wait_all(in_flight).await?;
-                    anyhow::bail!("line {number}: {e:#}\n{}; line {number} and the lines after it were not sent", stored.describe(number - 1));
+                    anyhow::bail!(
+                        "line {number}: {e:#}\n{}; line {number} and the lines after it were not sent",
+                        stored.describe(number - 1)
+                    );
                 }
             },
             (None, None) => None,

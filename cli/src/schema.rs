@@ -106,7 +106,8 @@ pub async fn run(args: SchemaArgs, token: Option<String>) -> anyhow::Result<()> 
             let v = match (subject, id) {
                 (_, Some(id)) => r.call(reqwest::Method::GET, &format!("/schemas/ids/{id}"), None).await?,
                 (Some(s), None) => {
-                    r.call(reqwest::Method::GET, &format!("/subjects/{}/versions/{}", enc(&s), enc(&version)), None).await?
+                    r.call(reqwest::Method::GET, &format!("/subjects/{}/versions/{}", enc(&s), enc(&version)), None)
+                        .await?
                 }
                 (None, None) => bail!("name a subject, or a schema with --id"),
             };
@@ -161,7 +162,8 @@ async fn list(r: &Registry, deleted: bool, as_json: bool) -> anyhow::Result<()> 
     for s in subjects.as_array().into_iter().flatten().filter_map(Value::as_str) {
         let path = format!("/subjects/{}/versions/latest?deleted={deleted}", enc(s));
         let latest = r.call(reqwest::Method::GET, &path, None).await?;
-        let versions = r.call(reqwest::Method::GET, &format!("/subjects/{}/versions?deleted={deleted}", enc(s)), None).await?;
+        let versions =
+            r.call(reqwest::Method::GET, &format!("/subjects/{}/versions?deleted={deleted}", enc(s)), None).await?;
         let kind = latest["schemaType"].as_str().unwrap_or("AVRO").to_string();
         rows.push((s.to_string(), kind, versions, latest["version"].clone(), latest["id"].clone()));
     }
@@ -222,7 +224,8 @@ fn schema_body(file: &std::path::Path, kind: Option<&str>, references: &[String]
     let mut refs = Vec::new();
     for r in references {
         let (name, at) = r.split_once('=').with_context(|| format!("reference {r:?}: use NAME=SUBJECT:VERSION"))?;
-        let (subject, version) = at.rsplit_once(':').with_context(|| format!("reference {r:?}: use NAME=SUBJECT:VERSION"))?;
+        let (subject, version) =
+            at.rsplit_once(':').with_context(|| format!("reference {r:?}: use NAME=SUBJECT:VERSION"))?;
         let version: u32 = version.parse().with_context(|| format!("reference {r:?}: the version is a number"))?;
         refs.push(json!({"name": name, "subject": subject, "version": version}));
     }

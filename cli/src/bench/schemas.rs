@@ -15,7 +15,13 @@ use super::stages::IN_FLIGHT;
 const SCHEMA: &str = r#"{"type":"record","name":"Bench","namespace":"weir","fields":[{"name":"id","type":"long"},{"name":"region","type":"string"},{"name":"pad","type":"string"}]}"#;
 
 /// `(no check, id, full)` produce rates, msg/s, of one run.
-pub(super) async fn run(server: &BenchServer, count: u64, size: usize, batch: usize, run: usize) -> anyhow::Result<[f64; 3]> {
+pub(super) async fn run(
+    server: &BenchServer,
+    count: u64,
+    size: usize,
+    batch: usize,
+    run: usize,
+) -> anyhow::Result<[f64; 3]> {
     let client = server.client().await?;
     let id = register(&server.http, "bench-schema-value").await?;
     let mut out = [0.0; 3];

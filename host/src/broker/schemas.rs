@@ -41,7 +41,9 @@ impl Broker {
                 R::Numbers(vec![r.delete_version(&subject, version, permanent).await?])
             }
             S::DeleteSubject { subject, permanent } => R::Numbers(r.delete_subject(&subject, permanent).await?),
-            S::GetConfig { subject, fallback } => R::Compatibility(r.compatibility(subject.as_deref(), fallback).await?),
+            S::GetConfig { subject, fallback } => {
+                R::Compatibility(r.compatibility(subject.as_deref(), fallback).await?)
+            }
             S::SetConfig { subject, level } => {
                 r.set_compatibility(subject.as_deref(), level).await?;
                 R::Compatibility(level)

@@ -166,7 +166,11 @@ impl Broker {
                 if let Err(refusal) = self.schemas.check_record(&topic.name, config, part, bytes, &mut seen).await? {
                     self.metrics.count_refused(&topic.name, refusal.class);
                     tracing::info!(topic = %topic.name, index, reason = %refusal.reason, "record refused by its schema check");
-                    return Err(BrokerError::InvalidRecord { topic: topic.name.clone(), index, reason: refusal.reason });
+                    return Err(BrokerError::InvalidRecord {
+                        topic: topic.name.clone(),
+                        index,
+                        reason: refusal.reason,
+                    });
                 }
             }
         }

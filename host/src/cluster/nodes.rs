@@ -45,8 +45,7 @@ impl Nodes {
         let body = bytes::Bytes::from(serde_json::to_vec(&info).map_err(nats)?);
         // A bucket just created on a fresh JetStream cluster may have no leader yet ("no
         // stream found for given subject"): the first heartbeat waits for one.
-        super::retrying("announcing this node", || async { bucket.put(&me, body.clone()).await.map_err(nats) })
-            .await?;
+        super::retrying("announcing this node", || async { bucket.put(&me, body.clone()).await.map_err(nats) }).await?;
         let beat = bucket.clone();
         let key = me.clone();
         let beating = tokio::spawn(async move {

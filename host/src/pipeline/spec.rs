@@ -238,18 +238,33 @@ pub enum RunState {
 /// One step's counters in `weir pipeline status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StepStats {
-    /// Messages handed to the step.
+    /// Messages the step dealt with, each once: the attempt whose result counts (a batch
+    /// re-run one by one after a failure, or a retried message, is not counted again).
     pub input: u64,
-    /// Outputs it emitted (to the next step, the sink or routed).
+    /// Outputs it emitted (to the next step, the sink or routed), in results that count.
     pub output: u64,
-    /// Inputs it dropped.
+    /// Inputs it dropped, in results that count.
     pub dropped: u64,
-    /// Calls that failed (fail outcomes, traps, limits).
+    /// Inputs that failed for good (after their retries): fail outcomes, traps, limits.
     pub errors: u64,
-    /// `process` calls.
+    /// `process` calls, every attempt included (what the step cost).
     pub calls: u64,
-    /// Time spent inside the plugin, µs.
+    /// Time spent inside the plugin, µs, every attempt included.
     pub busy_us: u64,
+}
+
+impl StepStats {
+    /// Add `other`'s cost (calls, time) and, if its result counts, its outcomes.
+    pub fn add(&mut self, other: &StepStats, outcomes: bool) {
+        self.calls += other.calls;
+        self.busy_us += other.busy_us;
+        if outcomes {
+            self.input += other.input;
+            self.output += other.output;
+            self.dropped += other.dropped;
+            self.errors += other.errors;
+        }
+    }
 }
 
 /// What `weir pipeline apply` did.

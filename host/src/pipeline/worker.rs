@@ -371,8 +371,12 @@ fn run_batch(
                 (None, Some(topic)) => plan.store.read_blocking(topic, partition, first, n),
                 (None, None) => Ok(Vec::new()),
             };
+            // The failed fast path cost its calls; its counts do not count (each message
+            // is counted once, by the one-by-one run).
+            let mut cost = vec![StepStats::default(); steps.len()];
+            cost.iter_mut().zip(&stats).for_each(|(c, s)| c.add(s, false));
             match again {
-                Ok(records) => run_one_by_one(plan, running, steps, &mut gate, partition, records, stop, stats),
+                Ok(records) => run_one_by_one(plan, running, steps, &mut gate, partition, records, stop, cost),
                 Err(e) => {
                     let reason = format!("re-reading partition {partition} of `{}`: {e}", plan.source.name());
                     finish(plan, steps, &gate, partition, Outputs::default(), first, Counts::default(), Some(reason))
@@ -403,7 +407,17 @@ fn run_one_by_one(
             if let Err(reason) = refresh(plan, steps, partition) {
                 return finish(plan, steps, gate, partition, acc, next, counts, Some(reason));
             }
-            match run_steps(plan, steps, gate, partition, vec![rec.clone()], false, &mut counts.steps) {
+            let mut tried = vec![StepStats::default(); steps.len()];
+            let result = run_steps(plan, steps, gate, partition, vec![rec.clone()], false, &mut tried);
+            // Only the attempt whose result stands is counted; earlier ones only cost. A
+            // failure stands when no attempt follows and the policy moves past the message
+            // (skip, dead-letter); a halt leaves it to be dealt with again on resume.
+            let last =
+                result.as_ref().is_err_and(|f| !f.retryable || attempt >= plan.spec.attempts() || *stop.borrow());
+            let moves_on = matches!(plan.spec.on_error, ErrorPolicy::Skip | ErrorPolicy::DeadLetter);
+            let stands = result.is_ok() || (last && moves_on);
+            counts.steps.iter_mut().zip(&tried).for_each(|(c, t)| c.add(t, stands));
+            match result {
                 Ok(out) => {
                     steps.iter_mut().for_each(|s| s.live.checkpoint());
                     acc.append(out);
@@ -411,7 +425,7 @@ fn run_one_by_one(
                 }
                 Err(f) => {
                     steps.iter_mut().for_each(|s| s.live.rollback());
-                    if !f.retryable || attempt >= plan.spec.attempts() || *stop.borrow() {
+                    if last {
                         break Some(f);
                     }
                     std::thread::sleep(plan.spec.backoff(attempt));

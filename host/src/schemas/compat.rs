@@ -67,8 +67,10 @@ impl Compatibility {
 
     /// Why `new` may not follow `earlier` at this level (empty: it may).
     pub fn check(self, new: &Parsed, earlier: &Parsed) -> Vec<String> {
-        let backward = || new.can_read(earlier).into_iter().map(|r| format!("the new schema cannot read its data: {r}"));
-        let forward = || earlier.can_read(new).into_iter().map(|r| format!("it cannot read the new schema's data: {r}"));
+        let backward =
+            || new.can_read(earlier).into_iter().map(|r| format!("the new schema cannot read its data: {r}"));
+        let forward =
+            || earlier.can_read(new).into_iter().map(|r| format!("it cannot read the new schema's data: {r}"));
         match self {
             Compatibility::None => Vec::new(),
             Compatibility::Backward | Compatibility::BackwardTransitive => backward().collect(),

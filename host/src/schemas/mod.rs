@@ -92,10 +92,14 @@ pub enum SchemaError {
     #[error("Invalid schema: {0}")]
     InvalidSchema(String),
     /// 42202.
-    #[error("The specified version '{0}' is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\"")]
+    #[error(
+        "The specified version '{0}' is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\""
+    )]
     InvalidVersion(String),
     /// 42203.
-    #[error("Invalid compatibility level {0:?}. Valid values are NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE")]
+    #[error(
+        "Invalid compatibility level {0:?}. Valid values are NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE"
+    )]
     InvalidCompatibility(String),
     /// 42204.
     #[error("Invalid mode {0:?}. Valid values are READWRITE, READONLY, IMPORT")]
@@ -538,13 +542,15 @@ impl Schemas {
         Err(SchemaError::Incompatible { subject: subject.to_string(), reasons })
     }
 
-    async fn reasons(&self, parsed: &Parsed, all: &[(u32, VersionRecord)], level: Compatibility) -> Result<Vec<String>> {
+    async fn reasons(
+        &self,
+        parsed: &Parsed,
+        all: &[(u32, VersionRecord)],
+        level: Compatibility,
+    ) -> Result<Vec<String>> {
         let live: Vec<&(u32, VersionRecord)> = all.iter().filter(|(_, v)| !v.deleted).collect();
-        let against: Vec<&(u32, VersionRecord)> = if level.transitive() {
-            live
-        } else {
-            live.last().copied().into_iter().collect()
-        };
+        let against: Vec<&(u32, VersionRecord)> =
+            if level.transitive() { live } else { live.last().copied().into_iter().collect() };
         let mut reasons = Vec::new();
         for (version, v) in against {
             let earlier = self.parsed(v.id).await?;
@@ -800,13 +806,19 @@ impl Schemas {
         let Some(configured) = configured else { return Ok(Ok(())) };
         let refuse = |class: &'static str, reason: String| Ok(Err(Refusal { part, class, reason }));
         let Some(bytes) = bytes else {
-            return refuse("missing", format!("the record has no {} but topic `{topic}` checks its schema", part.word()));
+            return refuse(
+                "missing",
+                format!("the record has no {} but topic `{topic}` checks its schema", part.word()),
+            );
         };
         let Some((id, rest)) = unframe(bytes) else {
-            return refuse("framing", format!(
-                "the {} is not in Confluent's framing (byte 0, a 4-byte schema id, the payload): serialize it with a schema registry serializer",
-                part.word()
-            ));
+            return refuse(
+                "framing",
+                format!(
+                    "the {} is not in Confluent's framing (byte 0, a 4-byte schema id, the payload): serialize it with a schema registry serializer",
+                    part.word()
+                ),
+            );
         };
         let known = seen.contains(&(part, id));
         if known && config.validation == Validation::Id {
@@ -814,13 +826,17 @@ impl Schemas {
         }
         let parsed = match self.parsed(id).await {
             Ok(p) => p,
-            Err(SchemaError::SchemaNotFound(_)) => return refuse("unknown-id", format!("schema id {id} is not registered")),
+            Err(SchemaError::SchemaNotFound(_)) => {
+                return refuse("unknown-id", format!("schema id {id} is not registered"));
+            }
             Err(e) => return Err(e),
         };
         let (message, payload) = match parsed.kind() {
             SchemaType::Protobuf => match message_indexes(rest) {
                 Some(found) => found,
-                None => return refuse("framing", format!("the {}'s Protobuf message indexes are malformed", part.word())),
+                None => {
+                    return refuse("framing", format!("the {}'s Protobuf message indexes are malformed", part.word()));
+                }
             },
             _ => (Vec::new(), rest),
         };
@@ -829,7 +845,10 @@ impl Schemas {
             (SubjectStrategy::TopicName, s) => s.to_string(),
             (strategy, _) => {
                 let Some(name) = parsed.record_name(&message) else {
-                    return refuse("subject", format!("schema id {id} has no record name for the record naming strategy"));
+                    return refuse(
+                        "subject",
+                        format!("schema id {id} has no record name for the record naming strategy"),
+                    );
                 };
                 if strategy == SubjectStrategy::RecordName { name } else { format!("{topic}-{name}") }
             }
@@ -843,7 +862,10 @@ impl Schemas {
         if config.validation == Validation::Full
             && let Err(why) = parsed.validate(payload, &message)
         {
-            return refuse("payload", format!("the {} does not match schema id {id} of `{subject}`: {why}", part.word()));
+            return refuse(
+                "payload",
+                format!("the {} does not match schema id {id} of `{subject}`: {why}", part.word()),
+            );
         }
         Ok(Ok(()))
     }

@@ -545,3 +545,46 @@ async fn policies_skip_retry_and_replay_dead_letters() -> Result<()> {
     );
     Ok(())
 }
+
+/// Each counter is defined once (issue 35): a message is counted once, by the result that
+/// stands — a batch re-run one by one after a failure, or a retried message, is not counted
+/// again; retries show as calls. So at every step inputs = outputs + dropped + errors, and
+/// the pipeline's totals match its first step's.
+#[tokio::test(flavor = "multi_thread")]
+async fn counters_count_each_message_once_through_retries_and_re_runs() -> Result<()> {
+    let server = Server::start()?;
+    let client = server.client().await?;
+    for t in ["in", "out"] {
+        client.create_topic(t, topic(1)).await?;
+    }
+    client.deploy_plugin("h", plugin_bytes("hostile")).await?;
+    let mut dl = pipeline("count", "in", "out", vec![step("h", &[("mode", "fail-retryable"), ("trigger", "bad")])]);
+    dl.on_error = ErrorPolicy::DeadLetter;
+    dl.max_attempts = Some(3);
+    dl.backoff_ms = Some(1);
+    dl.dead_letter_topic = Some("count-dlq".into());
+    client.create_pipeline(dl).await?;
+    // 1,000 messages in batches of 100, 4 of them bad: each bad batch fails on the fast path
+    // and is re-run one by one, where its bad message is tried 3 times.
+    for chunk in 0..10 {
+        let records = (0..100)
+            .map(|i| {
+                let n = chunk * 100 + i;
+                WireRecord::value(if n % 250 == 7 { "bad".to_string() } else { format!("m{n}") })
+            })
+            .collect();
+        client.produce("in", records).await?;
+    }
+    let s = eventually("the pipeline to finish", LONG, || async {
+        let s = client.pipeline_status("count").await?;
+        Ok((s.lag() == 0).then_some(s))
+    })
+    .await?;
+    assert_eq!((s.processed, s.failed, s.dead_lettered, s.retries), (1000, 4, 4, 8), "{s:?}");
+    let st = &s.steps[0];
+    assert_eq!((st.input, st.output, st.dropped, st.errors), (1000, 996, 0, 4), "{st:?}");
+    assert_eq!(st.input, st.output + st.dropped + st.errors, "inputs = outputs + dropped + errors");
+    assert_eq!(s.emitted, st.output, "the pipeline's outputs are its last step's");
+    assert!(st.calls > 1000 / 100, "retries and re-runs show as calls: {}", st.calls);
+    Ok(())
+}

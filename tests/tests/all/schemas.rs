@@ -110,16 +110,25 @@ async fn the_registry_answers_with_confluents_codes_and_refuses_breaking_changes
     let (_, latest) = call(http.get(format!("{base}/subjects/orders-value/versions/latest"))).await?;
     assert_eq!((latest["version"].as_u64(), latest["id"].as_u64()), (Some(2), Some(id2)));
     let (_, by_id) = call(http.get(format!("{base}/schemas/ids/{id}"))).await?;
-    assert_eq!(serde_json::from_str::<Value>(by_id["schema"].as_str().context("schema")?)?, serde_json::from_str::<Value>(&v1)?);
+    assert_eq!(
+        serde_json::from_str::<Value>(by_id["schema"].as_str().context("schema")?)?,
+        serde_json::from_str::<Value>(&v1)?
+    );
     let (_, where_) = call(http.get(format!("{base}/schemas/ids/{id}/versions"))).await?;
     assert_eq!(where_, json!([{"subject": "archive-value", "version": 1}, {"subject": "orders-value", "version": 1}]));
     // Confluent's Python client spells its flags `False`.
     let (_, lookup) =
-        post(&http, format!("{base}/subjects/orders-value?normalize=False&deleted=False"), json!({"schema": v2})).await?;
+        post(&http, format!("{base}/subjects/orders-value?normalize=False&deleted=False"), json!({"schema": v2}))
+            .await?;
     assert_eq!((lookup["version"].as_u64(), lookup["id"].as_u64()), (Some(2), Some(id2)));
     // FULL: a field added without a default cannot be read by the old schema's readers... and
     // removing one without a default breaks the new readers of old data.
-    let (s, r) = call(http.put(format!("{base}/config/orders-value")).header("content-type", MEDIA).body(r#"{"compatibility":"FULL"}"#)).await?;
+    let (s, r) = call(
+        http.put(format!("{base}/config/orders-value"))
+            .header("content-type", MEDIA)
+            .body(r#"{"compatibility":"FULL"}"#),
+    )
+    .await?;
     assert_eq!((s, r["compatibility"].as_str()), (StatusCode::OK, Some("FULL")));
     let v3 = avro(json!([
         {"name": "id", "type": "long"}, {"name": "customer", "type": "string"},
@@ -142,9 +151,11 @@ async fn the_registry_answers_with_confluents_codes_and_refuses_breaking_changes
         let (s, r) = call(http.get(&url)).await?;
         assert_eq!((s.as_u16(), r["error_code"].as_u64()), (status, Some(code)), "{url}: {r}");
     }
-    let (s, r) = post(&http, format!("{base}/subjects/bad/versions"), json!({"schema": "{\"type\": \"recurd\"}"})).await?;
+    let (s, r) =
+        post(&http, format!("{base}/subjects/bad/versions"), json!({"schema": "{\"type\": \"recurd\"}"})).await?;
     assert_eq!((s.as_u16(), r["error_code"].as_u64()), (422, Some(42201)), "{r}");
-    let (s, r) = post(&http, format!("{base}/subjects/bad/versions"), json!({"schema": "{}", "schemaType": "XML"})).await?;
+    let (s, r) =
+        post(&http, format!("{base}/subjects/bad/versions"), json!({"schema": "{}", "schemaType": "XML"})).await?;
     assert_eq!((s.as_u16(), r["error_code"].as_u64()), (422, Some(42201)), "{r}");
     // Deletes: soft, then permanent; a permanent delete first is refused.
     let (s, r) = call(http.delete(format!("{base}/subjects/archive-value?permanent=true"))).await?;
@@ -165,14 +176,21 @@ async fn the_registry_answers_with_confluents_codes_and_refuses_breaking_changes
     let (s, _) = call(http.get(format!("{base}/schemas/ids/{id}"))).await?;
     assert_eq!(s, StatusCode::OK);
     // READONLY refuses registrations; IMPORT keeps the ids a migration brings.
-    let (s, _) = call(http.put(format!("{base}/mode/orders-value")).header("content-type", MEDIA).body(r#"{"mode":"READONLY"}"#)).await?;
+    let (s, _) = call(
+        http.put(format!("{base}/mode/orders-value")).header("content-type", MEDIA).body(r#"{"mode":"READONLY"}"#),
+    )
+    .await?;
     assert_eq!(s, StatusCode::OK);
     let (s, r) = post(&http, format!("{base}/subjects/orders-value/versions"), json!({"schema": v3})).await?;
     assert_eq!((s.as_u16(), r["error_code"].as_u64()), (422, Some(42205)), "{r}");
-    let (s, _) = call(http.put(format!("{base}/mode/imported")).header("content-type", MEDIA).body(r#"{"mode":"IMPORT"}"#)).await?;
+    let (s, _) =
+        call(http.put(format!("{base}/mode/imported")).header("content-type", MEDIA).body(r#"{"mode":"IMPORT"}"#))
+            .await?;
     assert_eq!(s, StatusCode::OK);
     let old = avro(json!([{"name": "legacy", "type": "int"}]));
-    let (s, r) = post(&http, format!("{base}/subjects/imported/versions"), json!({"schema": old, "id": 4242, "version": 7})).await?;
+    let (s, r) =
+        post(&http, format!("{base}/subjects/imported/versions"), json!({"schema": old, "id": 4242, "version": 7}))
+            .await?;
     assert_eq!((s, r["id"].as_u64()), (StatusCode::OK, Some(4242)), "{r}");
     let (_, r) = call(http.get(format!("{base}/subjects/imported/versions/7"))).await?;
     assert_eq!(r["id"].as_u64(), Some(4242));
@@ -189,7 +207,11 @@ async fn confluents_client_sees_a_breaking_change_refused_with_409() -> Result<(
     for format in ["avro", "json"] {
         let topic = format!("evolving-{format}");
         c.create_topic(&topic, weir_tests::topic(1)).await?;
-        let r = schema_client("roundtrip", &base, &["--bootstrap", &kafka, "--format", format, "--topic", &topic, "--count", "5"])?;
+        let r = schema_client(
+            "roundtrip",
+            &base,
+            &["--bootstrap", &kafka, "--format", format, "--topic", &topic, "--count", "5"],
+        )?;
         assert_eq!(r["equal"], true, "{r}");
         let subject = format!("{topic}-value");
         let r = schema_client("breaking", &base, &["--format", format, "--subject", &subject])?;
@@ -221,7 +243,12 @@ async fn registry_state_survives_kill_9() -> Result<()> {
     let (_, global) = call(http.get(format!("{base}/config"))).await?;
     assert_eq!(global["compatibilityLevel"], "NONE");
     // New ids continue after the old ones: never reused.
-    let (_, r) = post(&http, format!("{base}/subjects/s9/versions"), json!({"schema": avro(json!([{"name": "z", "type": "long"}]))})).await?;
+    let (_, r) = post(
+        &http,
+        format!("{base}/subjects/s9/versions"),
+        json!({"schema": avro(json!([{"name": "z", "type": "long"}]))}),
+    )
+    .await?;
     assert!(r["id"].as_u64().context("id")? > *ids.iter().max().context("ids")?, "{r}");
     Ok(())
 }
@@ -254,9 +281,17 @@ async fn subject_grants_decide_who_reads_registers_and_configures() -> Result<()
     let as_reader = |r: reqwest::RequestBuilder| r.basic_auth("reader", Some("reader-secret-1"));
     let (s, _) = call(as_reader(http.get(format!("{base}/subjects/orders-value/versions/1")))).await?;
     assert_eq!(s, StatusCode::OK);
-    let (s, r) = call(as_reader(http.post(format!("{base}/subjects/orders-value/versions")).header("content-type", MEDIA).body(schema.to_string()))).await?;
+    let (s, r) = call(as_reader(
+        http.post(format!("{base}/subjects/orders-value/versions"))
+            .header("content-type", MEDIA)
+            .body(schema.to_string()),
+    ))
+    .await?;
     assert_eq!((s, r["error_code"].as_u64()), (StatusCode::FORBIDDEN, Some(40301)), "{r}");
-    let (s, _) = call(as_reader(http.put(format!("{base}/config")).header("content-type", MEDIA).body(r#"{"compatibility":"NONE"}"#))).await?;
+    let (s, _) = call(as_reader(
+        http.put(format!("{base}/config")).header("content-type", MEDIA).body(r#"{"compatibility":"NONE"}"#),
+    ))
+    .await?;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (_, listed) = call(as_reader(http.get(format!("{base}/subjects")))).await?;
     assert_eq!(listed, json!(["orders-value"]), "only the subjects the token may read");
@@ -291,7 +326,11 @@ async fn produce_checks_refuse_bad_records_on_every_door_and_store_nothing_of_th
     let config = weir_client_config(Validation::Full);
     c.create_topic("checked", config).await?;
     // Confluent's Avro serializer registers `checked-value` and its records pass.
-    let r = schema_client("roundtrip", &base, &["--bootstrap", &kafka, "--format", "avro", "--topic", "checked", "--count", "50"])?;
+    let r = schema_client(
+        "roundtrip",
+        &base,
+        &["--bootstrap", &kafka, "--format", "avro", "--topic", "checked", "--count", "50"],
+    )?;
     assert_eq!((r["received"].as_u64(), r["equal"].as_bool()), (Some(50), Some(true)), "{r}");
     let id = r["ids"][0].as_u64().context("id")? as u32;
     let hw = || async { Ok::<u64, anyhow::Error>(c.describe_topic("checked").await?.partitions[0].1) };
@@ -308,7 +347,10 @@ async fn produce_checks_refuse_bad_records_on_every_door_and_store_nothing_of_th
         let e = c.produce("checked", batch).await.expect_err("refused");
         assert_eq!(e.code(), Some(ErrorCode::InvalidRecord), "{e}");
         let text = e.to_string();
-        assert!(text.contains("record 1") && text.contains(why) && text.contains("nothing of this request was stored"), "{text}");
+        assert!(
+            text.contains("record 1") && text.contains(why) && text.contains("nothing of this request was stored"),
+            "{text}"
+        );
     }
     c.produce("checked", vec![WireRecord::value(cases[3].0.clone())]).await?;
     assert_eq!(hw().await?, 51, "only the good batch was stored");
@@ -320,7 +362,8 @@ async fn produce_checks_refuse_bad_records_on_every_door_and_store_nothing_of_th
     let v: Value = response.json().await?;
     assert!(v["error"]["message"].as_str().unwrap_or("").contains("framing"), "{v}");
     // Kafka: INVALID_RECORD for each unframed record.
-    let r = weir_tests::kafka_client("produce", server.kafka.context("kafka")?, &["--topic", "checked", "--count", "3"])?;
+    let r =
+        weir_tests::kafka_client("produce", server.kafka.context("kafka")?, &["--topic", "checked", "--count", "3"])?;
     assert_eq!(r["acked"], 0, "{r}");
     assert!(r["failed"].to_string().contains("INVALID_RECORD"), "{r}");
     assert_eq!(hw().await?, 51);
@@ -328,12 +371,16 @@ async fn produce_checks_refuse_bad_records_on_every_door_and_store_nothing_of_th
     // HTTP refusals here (in a cluster the Kafka client may have produced through the other
     // node, the partition's leader there).
     let metrics = http.get(format!("{base}/metrics")).send().await?.text().await?;
-    let line = metrics.lines().find(|l| l.starts_with("weir_schema_refused_records_total{") && l.contains("reason=\"framing\""));
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("weir_schema_refused_records_total{") && l.contains("reason=\"framing\""));
     let count: f64 = line.context("a framing refusal count")?.rsplit(' ').next().context("value")?.parse()?;
     assert!(count >= 2.0, "{line:?}");
     Ok(())
 }
 
-fn weir_client_config(validation: weir_tests::weir_client::wire::Validation) -> weir_tests::weir_client::wire::TopicConfig {
+fn weir_client_config(
+    validation: weir_tests::weir_client::wire::Validation,
+) -> weir_tests::weir_client::wire::TopicConfig {
     weir_tests::weir_client::wire::TopicConfig { value_schema: Some(String::new()), validation, ..weir_tests::topic(1) }
 }

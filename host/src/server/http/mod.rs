@@ -127,11 +127,9 @@ const JSON_TYPES: [&str; 3] =
 /// elsewhere cannot make a visitor's browser pause a pipeline or replay dead letters on a
 /// server without tokens.
 async fn json_posts_only(request: Request, next: Next) -> Response {
-    let json = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().is_some_and(|t| JSON_TYPES.iter().any(|j| t.trim().eq_ignore_ascii_case(j))));
+    let json = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(';').next().is_some_and(|t| JSON_TYPES.iter().any(|j| t.trim().eq_ignore_ascii_case(j)))
+    });
     if request.method() == axum::http::Method::POST && !json {
         return ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -179,7 +177,9 @@ impl FromRequestParts<App> for Caller {
         }
         let token = match parts.headers.get(header::AUTHORIZATION) {
             Some(v) => Some(header_token(v).ok_or_else(|| {
-                unauthenticated("the Authorization header must be `Bearer TOKEN` (or Basic with the token as the password)")
+                unauthenticated(
+                    "the Authorization header must be `Bearer TOKEN` (or Basic with the token as the password)",
+                )
             })?),
             None => query_token(parts.uri.query()),
         };
@@ -204,7 +204,8 @@ fn header_token(v: &HeaderValue) -> Option<String> {
         return Some(token.trim().to_string());
     }
     let decoded = base64::engine::general_purpose::STANDARD.decode(v.strip_prefix("Basic ")?.trim()).ok()?;
-    let (_, password) = String::from_utf8(decoded).ok()?.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))?;
+    let (_, password) =
+        String::from_utf8(decoded).ok()?.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))?;
     Some(password)
 }
 

@@ -14,9 +14,7 @@ use serde_json::{Value, json};
 
 use super::{App, Caller};
 use crate::broker::{BrokerError, Command, ErrorKind, Reply, SchemaCommand as S, SchemaReply as R};
-use crate::schemas::{
-    Compatibility, Mode, Reference, Registered, Registration, SchemaText, SchemaType, VersionSpec,
-};
+use crate::schemas::{Compatibility, Mode, Reference, Registered, Registration, SchemaText, SchemaType, VersionSpec};
 
 /// Confluent's media type, on every answer.
 const MEDIA_TYPE: &str = "application/vnd.schemaregistry.v1+json";
@@ -251,7 +249,13 @@ async fn versions(
     }
 }
 
-async fn one_version(app: &App, caller: &Caller, subject: String, version: &str, deleted: bool) -> Result<Registered, Sr> {
+async fn one_version(
+    app: &App,
+    caller: &Caller,
+    subject: String,
+    version: &str,
+    deleted: bool,
+) -> Result<Registered, Sr> {
     let version = version_of(version)?;
     match run(app, caller, S::Version { subject, version, deleted }).await? {
         R::Registered(r) => Ok(r),
@@ -370,7 +374,8 @@ async fn id_subjects(
     Path(id): Path<String>,
     q: Result<Query<Flags>, QueryRejection>,
 ) -> Answer {
-    let mut subjects: Vec<String> = registrations(&app, &caller, &id, q?.0.deleted).await?.into_iter().map(|r| r.0).collect();
+    let mut subjects: Vec<String> =
+        registrations(&app, &caller, &id, q?.0.deleted).await?.into_iter().map(|r| r.0).collect();
     subjects.dedup();
     ok(json!(subjects))
 }
@@ -382,10 +387,19 @@ async fn id_versions(
     q: Result<Query<Flags>, QueryRejection>,
 ) -> Answer {
     let r = registrations(&app, &caller, &id, q?.0.deleted).await?;
-    ok(json!(r.into_iter().map(|(subject, version)| json!({"subject": subject, "version": version})).collect::<Vec<_>>()))
+    ok(json!(
+        r.into_iter().map(|(subject, version)| json!({"subject": subject, "version": version})).collect::<Vec<_>>()
+    ))
 }
 
-async fn compatibility(app: &App, caller: &Caller, subject: String, version: VersionSpec, b: SchemaBody, verbose: bool) -> Answer {
+async fn compatibility(
+    app: &App,
+    caller: &Caller,
+    subject: String,
+    version: VersionSpec,
+    b: SchemaBody,
+    verbose: bool,
+) -> Answer {
     match run(app, caller, S::Check { subject, version, schema: b.text()? }).await? {
         R::Reasons(reasons) if verbose => ok(json!({"is_compatible": reasons.is_empty(), "messages": reasons})),
         R::Reasons(reasons) => ok(json!({"is_compatible": reasons.is_empty()})),
@@ -427,9 +441,15 @@ async fn get_config(app: &App, caller: &Caller, subject: Option<String>, fallbac
     }
 }
 
-async fn put_config(app: &App, caller: &Caller, subject: Option<String>, b: Result<Json<ConfigBody>, JsonRejection>) -> Answer {
+async fn put_config(
+    app: &App,
+    caller: &Caller,
+    subject: Option<String>,
+    b: Result<Json<ConfigBody>, JsonRejection>,
+) -> Answer {
     let level = b?.0.compatibility;
-    let level = Compatibility::parse(&level).map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))?;
+    let level =
+        Compatibility::parse(&level).map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))?;
     match run(app, caller, S::SetConfig { subject, level }).await? {
         R::Compatibility(c) => ok(json!({"compatibility": c.name()})),
         other => Err(unexpected(other)),
@@ -447,7 +467,11 @@ async fn global_config(State(app): State<App>, caller: Caller) -> Answer {
     get_config(&app, &caller, None, true).await
 }
 
-async fn set_global_config(State(app): State<App>, caller: Caller, b: Result<Json<ConfigBody>, JsonRejection>) -> Answer {
+async fn set_global_config(
+    State(app): State<App>,
+    caller: Caller,
+    b: Result<Json<ConfigBody>, JsonRejection>,
+) -> Answer {
     put_config(&app, &caller, None, b).await
 }
 

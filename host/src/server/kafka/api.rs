@@ -978,7 +978,9 @@ fn strategy(value: &str) -> Result<SubjectStrategy, Refusal> {
         "TopicRecordNameStrategy" => Ok(SubjectStrategy::TopicRecordName),
         _ => Err((
             INVALID_REQUEST,
-            format!("subject name strategy `{value}`: use TopicNameStrategy, RecordNameStrategy or TopicRecordNameStrategy"),
+            format!(
+                "subject name strategy `{value}`: use TopicNameStrategy, RecordNameStrategy or TopicRecordNameStrategy"
+            ),
         )),
     }
 }
