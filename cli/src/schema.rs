@@ -134,7 +134,7 @@ pub async fn run(args: SchemaArgs, token: Option<String>) -> anyhow::Result<()> 
                 None => format!("/subjects/{}?permanent={permanent}", enc(&subject)),
             };
             let v = r.call(reqwest::Method::DELETE, &path, None).await?;
-            let how = if permanent { "permanently" } else { "soft-" };
+            let how = if permanent { "permanently " } else { "soft-" };
             println!("{how}deleted {subject} version(s) {v}");
         }
         SchemaCmd::Config { subject, set } => {

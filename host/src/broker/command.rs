@@ -517,10 +517,12 @@ pub enum SchemaCommand {
     Check {
         /// Subject.
         subject: String,
-        /// Which.
+        /// Which (`latest`: only the newest).
         version: VersionSpec,
         /// The schema.
         schema: SchemaText,
+        /// Against every version the subject's level reaches (the route without a version).
+        every: bool,
     },
     /// Delete a version.
     DeleteVersion {

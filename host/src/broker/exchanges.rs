@@ -49,6 +49,7 @@ impl Broker {
             match d {
                 Destination::Topic(t) => {
                     let topic = self.store.find_topic(t).await?;
+                    self.check_schemas(&topic, std::slice::from_ref(&record)).await?;
                     let partition = topic.partition_for(record.key.as_deref());
                     commit.appends.push(Append { topic, partition, records: vec![record.clone()] });
                 }

@@ -70,6 +70,8 @@ impl Broker {
 
     /// Read every area's records again (after missing changes).
     async fn follow_all(&self) {
+        // Deletes may be among what was missed.
+        self.schemas.forget_registrations();
         for prefix in [meta::EXCHANGES, meta::LIVE, meta::PIPELINES, meta::QUEUES] {
             let keys: Vec<String> = match self.store.meta_scan::<crate::store::Raw>(prefix).await {
                 Ok(entries) => entries.into_iter().map(|(k, _)| k).collect(),

@@ -283,10 +283,10 @@ impl Broker {
             // first (a no-op on a single node).
             self.caught_up().await?;
         }
-        match self.placed(command).await {
-            Ok(command) => self.run_here(command, owner).await,
-            Err(handed_over) => handed_over,
+        if self.store.cluster().is_none() {
+            return self.run_here(command, owner).await;
         }
+        Box::pin(self.run_placed(command, owner)).await
     }
 
     /// Execute `command` on this node.

@@ -70,6 +70,25 @@ impl Broker {
         Err(self.hand_over(&command, ask).await)
     }
 
+    /// Run `command` where it belongs: here, or handed to the coordinator. A coordinated
+    /// command this node ran just as another node took coordination over was refused whole
+    /// (fenced): it is handed to the new coordinator instead of failing the caller.
+    pub(super) async fn run_placed(&self, command: Command, owner: Option<String>) -> Result<Reply> {
+        let command = match self.placed(command).await {
+            Ok(command) => command,
+            Err(handed_over) => return handed_over,
+        };
+        let again = self.store.cluster().and_then(|_| to_ask(&command));
+        match Box::pin(self.run_here(command, owner)).await {
+            Err(e) if fenced(&e) && again.is_some() => {
+                let ask = again.expect("checked");
+                let command = to_command(ask.clone())?;
+                self.hand_over(&command, ask).await
+            }
+            other => other,
+        }
+    }
+
     /// Ask the coordinator to run `ask`; while coordination moves (a node died, another takes
     /// over), ask again for up to [`MOVING_MAX`].
     async fn hand_over(&self, command: &Command, ask: AskC1) -> Result<Reply> {
@@ -119,7 +138,12 @@ impl Broker {
                 if self.coordinator_for(&command).is_some() {
                     return AnswerC1::Moved(format!("node {} does not coordinate the queues", self.node_name()));
                 }
-                Box::pin(self.run_here(command, None)).await
+                match Box::pin(self.run_here(command, None)).await {
+                    // Coordination moved while it ran; the write was refused whole, so the
+                    // asker asks the new coordinator.
+                    Err(e) if fenced(&e) => return AnswerC1::Moved(e.to_string()),
+                    other => other,
+                }
             }
         };
         match reply.and_then(to_reply) {
@@ -263,6 +287,11 @@ fn add_counters(total: &mut wire::CountersC1, c: wire::CountersC1) {
         }
     }
     total.last_failure = total.last_failure.take().or(c.last_failure);
+}
+
+/// A write refused whole because another node took the queues over: safe to run again there.
+fn fenced(e: &BrokerError) -> bool {
+    matches!(e, BrokerError::Store(crate::storage::StoreError::Fenced(_)))
 }
 
 fn failed(e: BrokerError) -> AnswerC1 {

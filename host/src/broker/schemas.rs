@@ -27,7 +27,7 @@ impl Broker {
                 // A caller naming a subject was granted that subject: the schema must be one
                 // of its versions, or naming it would show any schema.
                 if let Some(s) = &subject
-                    && !r.registrations(id, true).await?.iter().any(|(sub, _)| sub == s)
+                    && !r.registered_under(s, id).await?
                 {
                     return Err(BrokerError::Schema(SchemaError::SchemaNotFound(format!(
                         "Schema {id} not found under subject {s}"
@@ -36,7 +36,9 @@ impl Broker {
                 R::Schema(r.by_id(id).await?)
             }
             S::Registrations { id, deleted } => R::Registrations(r.registrations(id, deleted).await?),
-            S::Check { subject, version, schema } => R::Reasons(r.check(&subject, version, &schema).await?),
+            S::Check { subject, version, schema, every } => {
+                R::Reasons(r.check(&subject, version, &schema, every).await?)
+            }
             S::DeleteVersion { subject, version, permanent } => {
                 R::Numbers(vec![r.delete_version(&subject, version, permanent).await?])
             }

@@ -154,7 +154,7 @@ impl Broker {
 
     /// Refuse the whole request if a record fails the topic's schema checks (its key or
     /// value subject): the one check every door's produce passes.
-    async fn check_schemas(&self, topic: &Topic, records: &[NewRecord]) -> Result<()> {
+    pub(super) async fn check_schemas(&self, topic: &Topic, records: &[NewRecord]) -> Result<()> {
         use crate::schemas::Part;
         let config = &topic.config;
         if config.key_schema.is_none() && config.value_schema.is_none() {
@@ -252,6 +252,7 @@ impl Broker {
     /// record carrying that id to appear there.
     async fn request_reply(&self, topic: &str, mut record: NewRecord, timeout: Duration) -> Result<Reply> {
         let t = self.store.find_topic(topic).await?;
+        self.check_schemas(&t, std::slice::from_ref(&record)).await?;
         let (id, reply) = self.replies.register().map_err(BrokerError::Busy)?;
         record.headers.retain(|(k, _)| k != CORRELATION_ID && k != REPLY_TO);
         record.headers.push((CORRELATION_ID.into(), id.clone()));

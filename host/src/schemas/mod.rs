@@ -115,6 +115,17 @@ pub enum SchemaError {
         /// Version.
         version: u32,
     },
+    /// 42208.
+    #[error("Invalid subject {0:?}: 1 to 255 bytes, no control characters")]
+    InvalidSubject(String),
+    /// 42209.
+    #[error("Schema too large: {size} bytes; the limit is {max}")]
+    SchemaTooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
     /// 50001.
     #[error("Error in the backend data store: {0}")]
     Store(#[from] StoreError),
@@ -140,6 +151,8 @@ impl SchemaError {
             SchemaError::InvalidMode(_) => 42204,
             SchemaError::NotPermitted(_) => 42205,
             SchemaError::ReferenceExists { .. } => 42206,
+            SchemaError::InvalidSubject(_) => 42208,
+            SchemaError::SchemaTooLarge { .. } => 42209,
             SchemaError::Store(_) => 50001,
         }
     }
@@ -357,6 +370,12 @@ impl Schemas {
         Ok(out)
     }
 
+    /// Whether schema `id` is a version (soft-deleted ones too) of `subject`: one subject's
+    /// scan, not the registry's.
+    pub async fn registered_under(&self, subject: &str, id: u32) -> Result<bool> {
+        Ok(self.all_versions(subject).await?.iter().any(|(_, v)| v.id == id))
+    }
+
     /// The ids of schemas that reference `subject`'s `version`.
     pub async fn referenced_by(&self, subject: &str, which: VersionSpec) -> Result<Vec<u32>> {
         let target = self.version(subject, which, false).await?;
@@ -414,7 +433,11 @@ impl Schemas {
 
     /// Remove `subject`'s own level (or reset the global one to BACKWARD); the level it had.
     pub async fn delete_compatibility(&self, subject: Option<&str>) -> Result<Compatibility> {
-        let had = self.compatibility(subject, subject.is_none()).await?;
+        // Confluent answers a subject without its own level 40401 here.
+        let had = self.compatibility(subject, subject.is_none()).await.map_err(|e| match e {
+            SchemaError::SubjectConfigNotFound(s) => SchemaError::SubjectNotFound(s),
+            e => e,
+        })?;
         self.store.meta_write(vec![MetaWrite::delete(Keys::config(subject))]).await?;
         Ok(had)
     }
@@ -449,7 +472,10 @@ impl Schemas {
 
     /// Remove `subject`'s own mode; the mode it had.
     pub async fn delete_mode(&self, subject: &str) -> Result<Mode> {
-        let had = self.mode(Some(subject), false).await?;
+        let had = self.mode(Some(subject), false).await.map_err(|e| match e {
+            SchemaError::SubjectModeNotFound(s) => SchemaError::SubjectNotFound(s),
+            e => e,
+        })?;
         self.store.meta_write(vec![MetaWrite::delete(Keys::mode(Some(subject)))]).await?;
         Ok(had)
     }
@@ -467,6 +493,13 @@ impl Schemas {
         if mode != Mode::Import && (request.id.is_some() || request.version.is_some()) {
             return Err(SchemaError::NotPermitted(format!(
                 "Subject {subject} is not in import mode: registering with an id or a version needs mode IMPORT"
+            )));
+        }
+        // As Confluent: while importing, only registrations that bring their id, so a
+        // producer that auto-registers cannot take an id about to be imported.
+        if mode == Mode::Import && request.id.is_none() {
+            return Err(SchemaError::NotPermitted(format!(
+                "Subject {subject} is in import mode: a registration must carry its id (and version)"
             )));
         }
         let parsed = self.parse(&request.schema).await?;
@@ -505,16 +538,11 @@ impl Schemas {
         let id = match (known, request.id) {
             (Some(id), None) => id,
             (Some(id), Some(want)) if id == want => id,
-            (Some(id), Some(want)) => {
-                return Err(SchemaError::NotPermitted(format!(
-                    "this schema is registered with id {id}; it cannot also have id {want}"
-                )));
+            (known, Some(want)) => {
+                self.import_id(want, &request.schema, known.is_none(), fingerprint, &mut writes).await?
             }
-            (None, want) => {
-                let id = match want {
-                    Some(id) => id,
-                    None => self.store.next_id(Keys::ID_SEQ).await?,
-                };
+            (None, None) => {
+                let id = self.free_id().await?;
                 let record = SchemaRecord::new(&request.schema);
                 writes.push(MetaWrite::create(Keys::schema(id), &Raw(record.encode().into())));
                 writes.push(MetaWrite::create(Keys::fingerprint(fingerprint), &id));
@@ -522,6 +550,11 @@ impl Schemas {
             }
         };
         let version = match request.version {
+            Some(v) if all.iter().any(|(n, _)| *n == v) => {
+                return Err(SchemaError::NotPermitted(format!(
+                    "version {v} of subject {subject} exists; an import cannot overwrite it"
+                )));
+            }
             Some(v) => v,
             None => all.last().map_or(1, |(v, _)| v + 1),
         };
@@ -529,6 +562,49 @@ impl Schemas {
         writes.push(MetaWrite::create(Keys::version(subject, version), &Raw(record.encode().into())));
         self.store.meta_write(writes).await?;
         Ok(Registered { subject: subject.into(), version, id, schema: request.schema.clone() })
+    }
+
+    /// An imported id: free, or already holding this very schema. Another schema under it is
+    /// refused (never retried: it will not change). The sequence is raised past it, so ids
+    /// taken later never collide with imported ones.
+    async fn import_id(
+        &self,
+        want: u32,
+        schema: &SchemaText,
+        first: bool,
+        fingerprint: &str,
+        writes: &mut Vec<MetaWrite>,
+    ) -> Result<u32> {
+        match self.record(want).await? {
+            Some(r) if r.clone().into_text() == *schema => {}
+            Some(_) => {
+                return Err(SchemaError::NotPermitted(format!(
+                    "Overwrite new schema with id {want} is not permitted: id {want} holds another schema"
+                )));
+            }
+            None => {
+                writes.push(MetaWrite::create(Keys::schema(want), &Raw(SchemaRecord::new(schema).encode().into())));
+                // The first id of a schema is the one lookups answer.
+                if first {
+                    writes.push(MetaWrite::create(Keys::fingerprint(fingerprint), &want));
+                }
+            }
+        }
+        self.store
+            .meta_update::<u32, SchemaError>(Keys::ID_SEQ, |n| Ok(Some(n.unwrap_or(1).max(want.saturating_add(1)))))
+            .await?;
+        Ok(want)
+    }
+
+    /// The next id of the sequence that no schema holds (imports may have taken some).
+    async fn free_id(&self) -> Result<u32> {
+        for _ in 0..RETRIES {
+            let id = self.store.next_id(Keys::ID_SEQ).await?;
+            if self.record(id).await?.is_none() {
+                return Ok(id);
+            }
+        }
+        Err(SchemaError::Store(StoreError::Conflict("no free schema id found; try again".into())))
     }
 
     /// Refuse `parsed` unless it is compatible with `subject`'s live versions at the
@@ -563,21 +639,25 @@ impl Schemas {
 
     /// Whether `schema` is compatible with `subject`'s `which` version (with `Latest`,
     /// transitive levels check every live version): the reasons it is not.
-    pub async fn check(&self, subject: &str, which: VersionSpec, schema: &SchemaText) -> Result<Vec<String>> {
+    /// With `every`, against every live version as the subject's level says (transitive:
+    /// all of them), as a registration would be checked.
+    pub async fn check(
+        &self,
+        subject: &str,
+        which: VersionSpec,
+        schema: &SchemaText,
+        every: bool,
+    ) -> Result<Vec<String>> {
         let parsed = self.parse(schema).await?;
-        let all = self.all_versions(subject).await?;
         let level = self.compatibility(Some(subject), true).await?;
-        let against: Vec<(u32, VersionRecord)> = match which {
-            VersionSpec::Latest => all,
-            VersionSpec::Number(_) => {
-                let r = self.version(subject, which, false).await?;
-                vec![(r.version, VersionRecord { id: r.id, deleted: false })]
-            }
-        };
-        if against.iter().all(|(_, v)| v.deleted) && matches!(which, VersionSpec::Latest) {
-            return Ok(Vec::new());
+        if every {
+            let all = self.all_versions(subject).await?;
+            return self.reasons(&parsed, &all, level).await;
         }
-        self.reasons(&parsed, &against, level).await
+        // One version named (`latest` too): the level's direction, not its reach.
+        let r = self.version(subject, which, false).await?;
+        let earlier = self.parsed(r.id).await?;
+        Ok(level.check(&parsed, &earlier).into_iter().map(|why| format!("version {}: {why}", r.version)).collect())
     }
 
     /// Delete one version: soft (it stays for reading by id and with `deleted`), or
@@ -599,7 +679,7 @@ impl Schemas {
             };
             return Err(SchemaError::VersionNotFound { subject: subject.to_string(), version });
         };
-        if !self.referenced_by(subject, VersionSpec::Number(version)).await.unwrap_or_default().is_empty() {
+        if !self.referrers(subject, &[version], permanent, None).await?.is_empty() {
             return Err(SchemaError::ReferenceExists { subject: subject.to_string(), version });
         }
         let key = Keys::version(subject, version);
@@ -634,10 +714,10 @@ impl Schemas {
             (true, false) => return Err(SchemaError::SubjectNotSoftDeleted(subject.to_string())),
             _ => {}
         }
-        for (version, _) in &all {
-            if !self.referenced_by_any(subject, *version).await?.is_empty() {
-                return Err(SchemaError::ReferenceExists { subject: subject.to_string(), version: *version });
-            }
+        // References from the subject's own versions go with it.
+        let versions: Vec<u32> = all.iter().map(|(n, _)| *n).collect();
+        if let Some((version, _)) = self.referrers(subject, &versions, permanent, Some(subject)).await?.first() {
+            return Err(SchemaError::ReferenceExists { subject: subject.to_string(), version: *version });
         }
         let writes = all
             .iter()
@@ -657,22 +737,36 @@ impl Schemas {
         Ok(if permanent { all.iter().map(|(n, _)| *n).collect() } else { live })
     }
 
-    async fn referenced_by_any(&self, subject: &str, version: u32) -> Result<Vec<u32>> {
+    /// `(version, id)` for each schema still registered (with `soft`, soft-deleted
+    /// registrations count too), outside subject `except`, that references one of
+    /// `subject`'s `versions`: one scan of the versions and one of the schemas.
+    async fn referrers(
+        &self,
+        subject: &str,
+        versions: &[u32],
+        soft: bool,
+        except: Option<&str>,
+    ) -> Result<Vec<(u32, u32)>> {
+        let mut registered = std::collections::HashSet::new();
+        for (key, v) in self.store.meta_scan::<Raw>(Keys::VERSIONS).await? {
+            let record = VersionRecord::decode(&key, &v)?;
+            let (owner, _) = Keys::parse_version(&key)?;
+            if (soft || !record.deleted) && except != Some(owner.as_str()) {
+                registered.insert(record.id);
+            }
+        }
         let mut out = Vec::new();
         for (key, v) in self.store.meta_scan::<Raw>(Keys::SCHEMAS).await? {
+            let id = Keys::parse_schema(&key)?;
+            if !registered.contains(&id) {
+                continue;
+            }
             let record = SchemaRecord::decode(&key, &v)?;
-            if record.references.iter().any(|r| r.subject == subject && r.version == version) {
-                out.push(Keys::parse_schema(&key)?);
+            for r in record.references.iter().filter(|r| r.subject == subject && versions.contains(&r.version)) {
+                out.push((r.version, id));
             }
         }
-        // Only references from schemas still registered somewhere count.
-        let mut live = Vec::new();
-        for id in out {
-            if !self.registrations(id, false).await?.is_empty() {
-                live.push(id);
-            }
-        }
-        Ok(live)
+        Ok(out)
     }
 
     async fn writable(&self, subject: &str) -> Result<()> {
@@ -726,10 +820,7 @@ impl Schemas {
     /// Parse a schema with its references.
     async fn parse(&self, schema: &SchemaText) -> Result<Parsed> {
         if schema.schema.len() > MAX_SCHEMA_BYTES {
-            return Err(SchemaError::InvalidSchema(format!(
-                "the schema is {} bytes; the limit is {MAX_SCHEMA_BYTES}",
-                schema.schema.len()
-            )));
+            return Err(SchemaError::SchemaTooLarge { size: schema.schema.len(), max: MAX_SCHEMA_BYTES });
         }
         let refs = self.resolve(schema).await?;
         Parsed::parse(schema.schema_type, &schema.schema, &refs).map_err(SchemaError::InvalidSchema)
@@ -773,7 +864,7 @@ impl Part {
 pub struct Refusal {
     /// Key or value.
     pub part: Part,
-    /// The kind of failure, a fixed word (a metrics label): `missing`, `framing`,
+    /// The kind of failure, a fixed word (a metrics label): `framing`,
     /// `unknown-id`, `subject`, `payload`.
     pub class: &'static str,
     /// Why.
@@ -805,12 +896,9 @@ impl Schemas {
         };
         let Some(configured) = configured else { return Ok(Ok(())) };
         let refuse = |class: &'static str, reason: String| Ok(Err(Refusal { part, class, reason }));
-        let Some(bytes) = bytes else {
-            return refuse(
-                "missing",
-                format!("the record has no {} but topic `{topic}` checks its schema", part.word()),
-            );
-        };
+        // A null key or value (a tombstone, a keyless record) carries no schema: Confluent's
+        // serializers write null for None. The Kafka door gives a null value as empty.
+        let Some(bytes) = bytes.filter(|b| !b.is_empty()) else { return Ok(Ok(())) };
         let Some((id, rest)) = unframe(bytes) else {
             return refuse(
                 "framing",
@@ -820,7 +908,8 @@ impl Schemas {
                 ),
             );
         };
-        let known = seen.contains(&(part, id));
+        // Under the record strategies a subject depends on the message, not only the id.
+        let known = config.subject_strategy == SubjectStrategy::TopicName && seen.contains(&(part, id));
         if known && config.validation == Validation::Id {
             return Ok(Ok(()));
         }
@@ -929,9 +1018,7 @@ fn schema_not_found(id: u32) -> SchemaError {
 /// Subjects are any non-empty text up to 255 bytes without control characters.
 fn check_subject(subject: &str) -> Result<()> {
     if subject.is_empty() || subject.len() > 255 || subject.chars().any(char::is_control) {
-        return Err(SchemaError::InvalidSchema(format!(
-            "invalid subject {subject:?}: 1 to 255 bytes, no control characters"
-        )));
+        return Err(SchemaError::InvalidSubject(subject.to_string()));
     }
     Ok(())
 }

@@ -194,6 +194,17 @@ async fn the_registry_answers_with_confluents_codes_and_refuses_breaking_changes
     assert_eq!((s, r["id"].as_u64()), (StatusCode::OK, Some(4242)), "{r}");
     let (_, r) = call(http.get(format!("{base}/subjects/imported/versions/7"))).await?;
     assert_eq!(r["id"].as_u64(), Some(4242));
+    // While importing, a registration must bring its id; an id cannot change its schema.
+    let (s, r) = post(&http, format!("{base}/subjects/imported/versions"), json!({"schema": v1})).await?;
+    assert_eq!((s.as_u16(), r["error_code"].as_u64()), (422, Some(42205)), "{r}");
+    let (s, r) =
+        post(&http, format!("{base}/subjects/imported/versions"), json!({"schema": v1, "id": 4242, "version": 8}))
+            .await?;
+    assert_eq!((s.as_u16(), r["error_code"].as_u64()), (422, Some(42205)), "{r}");
+    // Ids taken after an import pass the imported ones.
+    let fresh = avro(json!([{"name": "fresh", "type": "int"}]));
+    let (_, r) = post(&http, format!("{base}/subjects/fresh/versions"), json!({"schema": fresh})).await?;
+    assert!(r["id"].as_u64().context("id")? > 4242, "{r}");
     let (_, types) = call(http.get(format!("{base}/schemas/types"))).await?;
     assert_eq!(types, json!(["JSON", "PROTOBUF", "AVRO"]));
     Ok(())
@@ -354,6 +365,19 @@ async fn produce_checks_refuse_bad_records_on_every_door_and_store_nothing_of_th
     }
     c.produce("checked", vec![WireRecord::value(cases[3].0.clone())]).await?;
     assert_eq!(hw().await?, 51, "only the good batch was stored");
+    // An exchange publishing to the topic passes the same check.
+    use weir_tests::weir_client::wire::{Binding, Destination, ExchangeType};
+    c.create_exchange("orders-x", ExchangeType::Fanout, None).await?;
+    let to_checked =
+        Binding { destination: Destination::Topic("checked".into()), key: None, matches: vec![], match_any: false };
+    c.bind("orders-x", to_checked).await?;
+    let e = c.publish("orders-x", "", b"unframed".to_vec(), vec![]).await.expect_err("refused");
+    assert_eq!(e.code(), Some(ErrorCode::InvalidRecord), "{e}");
+    c.publish("orders-x", "", framed_order(id, 8), vec![]).await?;
+    assert_eq!(hw().await?, 52);
+    // A tombstone (null value) carries no schema and passes, as Confluent's serializers write it.
+    c.produce("checked", vec![WireRecord::value(Vec::new())]).await?;
+    assert_eq!(hw().await?, 53);
     // HTTP: 422 with the reason.
     let http = reqwest::Client::new();
     let body = json!({"records": [{"value": "not framed"}]});
@@ -366,7 +390,7 @@ async fn produce_checks_refuse_bad_records_on_every_door_and_store_nothing_of_th
         weir_tests::kafka_client("produce", server.kafka.context("kafka")?, &["--topic", "checked", "--count", "3"])?;
     assert_eq!(r["acked"], 0, "{r}");
     assert!(r["failed"].to_string().contains("INVALID_RECORD"), "{r}");
-    assert_eq!(hw().await?, 51);
+    assert_eq!(hw().await?, 53);
     // Refusals are counted by topic and reason, on the node that refused them: the native and
     // HTTP refusals here (in a cluster the Kafka client may have produced through the other
     // node, the partition's leader there).

@@ -269,7 +269,10 @@ async fn version(
     Path((subject, v)): Path<(String, String)>,
     q: Result<Query<Flags>, QueryRejection>,
 ) -> Answer {
-    ok(registered_json(&one_version(&app, &caller, subject, &v, q?.0.deleted).await?))
+    let q = q?.0;
+    let mut r = one_version(&app, &caller, subject, &v, q.deleted).await?;
+    serialized(&app, &mut r.schema, r.id, q.format.as_deref()).await?;
+    ok(registered_json(&r))
 }
 
 async fn version_schema(
@@ -343,13 +346,20 @@ async fn by_id(
 ) -> Answer {
     let q = q?.0;
     let mut s = schema_by_id(&app, &caller, &id, q.subject).await?;
-    if s.schema_type == SchemaType::Protobuf && q.format.as_deref() == Some("serialized") {
-        let parsed = app.broker.schemas.parsed(id_of(&id)?).await.map_err(|e| Sr::from(BrokerError::Schema(e)))?;
+    serialized(&app, &mut s, id_of(&id)?, q.format.as_deref()).await?;
+    ok(Value::Object(schema_json(&s)))
+}
+
+/// `?format=serialized`: a Protobuf schema as a base64 `FileDescriptorProto`, which
+/// Confluent's Protobuf serializers and deserializers ask for (their references too).
+async fn serialized(app: &App, s: &mut SchemaText, id: u32, format: Option<&str>) -> Result<(), Sr> {
+    if s.schema_type == SchemaType::Protobuf && format == Some("serialized") {
+        let parsed = app.broker.schemas.parsed(id).await.map_err(|e| Sr::from(BrokerError::Schema(e)))?;
         if let crate::schemas::Parsed::Protobuf(p) = parsed {
             s.schema = p.serialized();
         }
     }
-    ok(Value::Object(schema_json(&s)))
+    Ok(())
 }
 
 async fn by_id_schema(
@@ -396,11 +406,13 @@ async fn compatibility(
     app: &App,
     caller: &Caller,
     subject: String,
-    version: VersionSpec,
+    version: Option<VersionSpec>,
     b: SchemaBody,
     verbose: bool,
 ) -> Answer {
-    match run(app, caller, S::Check { subject, version, schema: b.text()? }).await? {
+    // Without a version: every version the subject's level reaches, as a registration would be.
+    let (version, every) = (version.unwrap_or(VersionSpec::Latest), version.is_none());
+    match run(app, caller, S::Check { subject, version, schema: b.text()?, every }).await? {
         R::Reasons(reasons) if verbose => ok(json!({"is_compatible": reasons.is_empty(), "messages": reasons})),
         R::Reasons(reasons) => ok(json!({"is_compatible": reasons.is_empty()})),
         other => Err(unexpected(other)),
@@ -415,7 +427,7 @@ async fn check(
     b: Result<Json<SchemaBody>, JsonRejection>,
 ) -> Answer {
     let version = version_of(&v)?;
-    compatibility(&app, &caller, subject, version, body(b)?, q?.0.verbose).await
+    compatibility(&app, &caller, subject, Some(version), body(b)?, q?.0.verbose).await
 }
 
 async fn check_all(
@@ -425,7 +437,7 @@ async fn check_all(
     q: Result<Query<Flags>, QueryRejection>,
     b: Result<Json<SchemaBody>, JsonRejection>,
 ) -> Answer {
-    compatibility(&app, &caller, subject, VersionSpec::Latest, body(b)?, q?.0.verbose).await
+    compatibility(&app, &caller, subject, None, body(b)?, q?.0.verbose).await
 }
 
 /// A `PUT /config` body.
