@@ -2,14 +2,11 @@
 //! produced to a topic without checks, with `--validation id` and with `full`, alternating
 //! within each run so drift hits all three alike.
 
-use std::collections::VecDeque;
 use std::time::Instant;
 
-use weir_client::client::{Client, Pending, produced};
-use weir_client::wire::{TopicConfig, Validation, WireRecord};
+use weir_client::wire::{TopicConfig, Validation};
 
 use super::BenchServer;
-use super::stages::IN_FLIGHT;
 
 /// The Avro schema the records are written with.
 const SCHEMA: &str = r#"{"type":"record","name":"Bench","namespace":"weir","fields":[{"name":"id","type":"long"},{"name":"region","type":"string"},{"name":"pad","type":"string"}]}"#;
@@ -34,7 +31,7 @@ pub(super) async fn run(
         };
         client.create_topic(&topic, config).await?;
         let start = Instant::now();
-        produce(&client, &topic, id, count, size, batch).await?;
+        super::stages::produce_made(&client, &topic, count, batch, |i| framed(id, i, size)).await?;
         out[i] = count as f64 / start.elapsed().as_secs_f64();
     }
     Ok(out)
@@ -53,24 +50,6 @@ async fn register(http: &str, subject: &str) -> anyhow::Result<u32> {
         .json()
         .await?;
     v["id"].as_u64().map(|id| id as u32).ok_or_else(|| anyhow::anyhow!("no id in {v}"))
-}
-
-async fn produce(client: &Client, topic: &str, id: u32, count: u64, size: usize, batch: usize) -> anyhow::Result<()> {
-    let mut pending: VecDeque<Pending> = VecDeque::new();
-    let mut sent = 0u64;
-    while sent < count {
-        let n = batch.min((count - sent) as usize);
-        let records = (sent..sent + n as u64).map(|i| WireRecord::value(framed(id, i, size))).collect();
-        pending.push_back(client.start_produce(topic, None, records)?);
-        sent += n as u64;
-        if pending.len() >= IN_FLIGHT {
-            produced(pending.pop_front().expect("non-empty").wait().await?)?;
-        }
-    }
-    for p in pending {
-        produced(p.wait().await?)?;
-    }
-    Ok(())
 }
 
 /// A record of `SCHEMA` in Confluent's framing, padded to `size` bytes in all.

@@ -12,7 +12,7 @@ use weir_client::wire::{PipelineSpec, StepSpec};
 use super::{BenchArgs, BenchServer, Report, median, progress};
 
 /// Produce requests in flight per producer: enough to hide a group commit's fsync.
-pub(super) const IN_FLIGHT: usize = 32;
+const IN_FLIGHT: usize = 32;
 
 pub(super) async fn run_all(
     args: &BenchArgs,
@@ -195,10 +195,6 @@ pub(super) fn message(i: u64, size: usize) -> Vec<u8> {
     v
 }
 
-fn records(from: u64, n: usize, size: usize) -> Vec<WireRecord> {
-    (from..from + n as u64).map(|i| WireRecord::value(message(i, size))).collect()
-}
-
 pub(super) async fn create(client: &Client, name: &str, partitions: u32) -> anyhow::Result<()> {
     client.create_topic(name, TopicConfig { partitions, ..TopicConfig::default() }).await?;
     Ok(())
@@ -212,11 +208,24 @@ pub(super) async fn produce_all(
     size: usize,
     batch: usize,
 ) -> anyhow::Result<()> {
+    produce_made(client, topic, count, batch, |i| message(i, size)).await
+}
+
+/// Produce `count` values made by `make(i)` to `topic` over one connection, [`IN_FLIGHT`]
+/// batches at a time.
+pub(super) async fn produce_made(
+    client: &Client,
+    topic: &str,
+    count: u64,
+    batch: usize,
+    make: impl Fn(u64) -> Vec<u8>,
+) -> anyhow::Result<()> {
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut sent = 0u64;
     while sent < count {
         let n = batch.min((count - sent) as usize);
-        pending.push_back(client.start_produce(topic, None, records(sent, n, size))?);
+        let records = (sent..sent + n as u64).map(|i| WireRecord::value(make(i))).collect();
+        pending.push_back(client.start_produce(topic, None, records)?);
         sent += n as u64;
         if pending.len() >= IN_FLIGHT {
             produced(pending.pop_front().expect("non-empty").wait().await?)?;

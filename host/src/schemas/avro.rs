@@ -83,10 +83,8 @@ impl AvroSchema {
         let mut stack: Vec<&Schema> = std::iter::once(&self.schema).chain(&self.refs).collect();
         while let Some(s) = stack.pop() {
             match s {
-                Schema::Record(r) => {
-                    if names.insert(r.name.fullname(None), s).is_none() {
-                        stack.extend(r.fields.iter().map(|f| &f.schema));
-                    }
+                Schema::Record(r) if names.insert(r.name.fullname(None), s).is_none() => {
+                    stack.extend(r.fields.iter().map(|f| &f.schema));
                 }
                 Schema::Enum(e) => drop(names.insert(e.name.fullname(None), s)),
                 Schema::Fixed(f) => drop(names.insert(f.name.fullname(None), s)),
@@ -237,29 +235,7 @@ impl<'a> Walk<'a> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
-
-    use serde::Deserialize;
-
     use super::*;
-
-    #[derive(Deserialize)]
-    struct Table {
-        case: Vec<Case>,
-    }
-
-    #[derive(Deserialize)]
-    struct Case {
-        name: String,
-        reader: String,
-        writer: String,
-        compatible: bool,
-        why: String,
-        /// The specification's answer, which the checker does not give yet (`why` says what it
-        /// does instead): reported, not asserted, so the table records the gap.
-        #[serde(default)]
-        known_gap: bool,
-    }
 
     fn schema(text: &str) -> AvroSchema {
         match AvroSchema::parse(text, &[]) {
@@ -270,29 +246,7 @@ mod tests {
 
     #[test]
     fn case_table() {
-        let table: Table = match toml::from_str(include_str!("cases/avro.toml")) {
-            Ok(t) => t,
-            Err(e) => panic!("cases/avro.toml: {e}"),
-        };
-        assert!(table.case.len() >= 45, "{} cases", table.case.len());
-        let mut failures = Vec::new();
-        let mut names = HashSet::new();
-        for case in &table.case {
-            assert!(names.insert(case.name.clone()), "duplicate case {}", case.name);
-            let reasons = schema(&case.reader).can_read(&schema(&case.writer));
-            let agrees = reasons.is_empty() == case.compatible;
-            if case.known_gap {
-                // Printed so `--nocapture` shows the gaps; a gap that closes is worth knowing too.
-                let state = if agrees { "now agrees with the spec" } else { "still differs" };
-                println!("known gap {} ({state}): {}: {reasons:?}", case.name, case.why);
-            } else if !agrees {
-                failures.push(format!(
-                    "{} (expected compatible={}, {}): {reasons:?}",
-                    case.name, case.compatible, case.why
-                ));
-            }
-        }
-        assert!(failures.is_empty(), "{} failing cases:\n{}", failures.len(), failures.join("\n"));
+        super::super::cases::run(super::super::SchemaType::Avro, include_str!("cases/avro.toml"), 45);
     }
 
     #[test]

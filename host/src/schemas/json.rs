@@ -1022,23 +1022,7 @@ impl Walk {
 
 #[cfg(test)]
 mod tests {
-    use serde::Deserialize;
-
     use super::*;
-
-    #[derive(Deserialize)]
-    struct Table {
-        case: Vec<Case>,
-    }
-
-    #[derive(Deserialize)]
-    struct Case {
-        name: String,
-        reader: String,
-        writer: String,
-        compatible: bool,
-        why: String,
-    }
 
     fn schema(text: &str) -> JsonSchema {
         match JsonSchema::parse(text, &[]) {
@@ -1049,31 +1033,7 @@ mod tests {
 
     #[test]
     fn case_table() {
-        let table: Table = match toml::from_str(include_str!("cases/json.toml")) {
-            Ok(t) => t,
-            Err(e) => panic!("cases/json.toml: {e}"),
-        };
-        assert!(table.case.len() >= 55, "{} cases", table.case.len());
-        let mut failures = Vec::new();
-        for case in &table.case {
-            let reasons = schema(&case.reader).can_read(&schema(&case.writer));
-            if reasons.is_empty() != case.compatible {
-                failures.push(format!(
-                    "{} (expected compatible={}, {}): {reasons:?}",
-                    case.name, case.compatible, case.why
-                ));
-            }
-        }
-        assert!(failures.is_empty(), "{} failing cases:\n{}", failures.len(), failures.join("\n"));
-    }
-
-    #[test]
-    fn names_are_unique() {
-        let table: Table = toml::from_str(include_str!("cases/json.toml")).expect("table");
-        let mut seen = HashSet::new();
-        for case in &table.case {
-            assert!(seen.insert(case.name.clone()), "duplicate case {}", case.name);
-        }
+        super::super::cases::run(super::super::SchemaType::Json, include_str!("cases/json.toml"), 55);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! this module decides and executes them.
 
 mod avro;
+#[cfg(test)]
+mod cases;
 mod compat;
 mod format;
 mod json;
@@ -343,7 +345,7 @@ impl Schemas {
             return Err(SchemaError::SubjectNotFound(subject.to_string()));
         }
         let found = match which {
-            VersionSpec::Latest => all.iter().filter(live).next_back(),
+            VersionSpec::Latest => all.iter().rfind(live),
             VersionSpec::Number(n) => all.iter().filter(live).find(|(v, _)| *v == n),
         };
         let Some((version, record)) = found else {
@@ -669,7 +671,7 @@ impl Schemas {
             return Err(SchemaError::SubjectNotFound(subject.to_string()));
         }
         let found = match which {
-            VersionSpec::Latest => all.iter().filter(|(_, v)| permanent || !v.deleted).next_back(),
+            VersionSpec::Latest => all.iter().rfind(|(_, v)| permanent || !v.deleted),
             VersionSpec::Number(n) => all.iter().find(|(v, _)| *v == n),
         };
         let Some((version, record)) = found.cloned() else {

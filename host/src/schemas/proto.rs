@@ -1043,23 +1043,7 @@ fn check_packed(values: &mut Wire<'_>, t: Type) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use serde::Deserialize;
-
     use super::*;
-
-    #[derive(Deserialize)]
-    struct Table {
-        case: Vec<Case>,
-    }
-
-    #[derive(Deserialize)]
-    struct Case {
-        name: String,
-        reader: String,
-        writer: String,
-        compatible: bool,
-        why: String,
-    }
 
     fn schema(text: &str) -> ProtoSchema {
         match ProtoSchema::parse(text, &[]) {
@@ -1070,24 +1054,7 @@ mod tests {
 
     #[test]
     fn case_table() {
-        let table: Table = match toml::from_str(include_str!("cases/protobuf.toml")) {
-            Ok(t) => t,
-            Err(e) => panic!("cases/protobuf.toml: {e}"),
-        };
-        assert!(table.case.len() >= 50, "{} cases", table.case.len());
-        let mut failures = Vec::new();
-        let mut names = HashSet::new();
-        for case in &table.case {
-            assert!(names.insert(case.name.clone()), "duplicate case {}", case.name);
-            let reasons = schema(&case.reader).can_read(&schema(&case.writer));
-            if reasons.is_empty() != case.compatible {
-                failures.push(format!(
-                    "{} (expected compatible={}, {}): {reasons:?}",
-                    case.name, case.compatible, case.why
-                ));
-            }
-        }
-        assert!(failures.is_empty(), "{} failing cases:\n{}", failures.len(), failures.join("\n"));
+        super::super::cases::run(super::super::SchemaType::Protobuf, include_str!("cases/protobuf.toml"), 50);
     }
 
     const ORDER: &str = r#"
