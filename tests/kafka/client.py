@@ -120,8 +120,10 @@ def admin(args):
     from confluent_kafka.admin import AdminClient, NewTopic
     a = AdminClient(conf(args))
     if args.action == "create":
+        config = {"retention.ms": "3600000"}
+        config.update(kv.split("=", 1) for kv in args.config)
         futures = a.create_topics([NewTopic(args.topic, num_partitions=args.partitions, replication_factor=1,
-                                            config={"retention.ms": "3600000"})])
+                                            config=config)])
     else:
         futures = a.delete_topics([args.topic])
     errors = {}
@@ -185,6 +187,7 @@ def main():
     ap.add_argument("--header-value")
     ap.add_argument("--binary-header", action="store_true")
     ap.add_argument("--action", default="create")
+    ap.add_argument("--config", action="append", default=[], help="admin create: a topic config KEY=VALUE")
     ap.add_argument("--timeout-ms", type=int, default=30000)
     args = ap.parse_args()
     {"produce": produce, "consume": consume, "rebalance": rebalance, "admin": admin,

@@ -391,6 +391,27 @@ async fn produce_checks_refuse_bad_records_on_every_door_and_store_nothing_of_th
     assert_eq!(r["acked"], 0, "{r}");
     assert!(r["failed"].to_string().contains("INVALID_RECORD"), "{r}");
     assert_eq!(hw().await?, 53);
+    // A Kafka client creates a checked topic with Confluent's topic config.
+    let kafka_addr = server.kafka.context("kafka")?;
+    let config = ["--action", "create", "--topic", "kchecked", "--partitions", "1"];
+    let made = weir_tests::kafka_client(
+        "admin",
+        kafka_addr,
+        &[&config[..], &["--config", "confluent.value.schema.validation=true"]].concat(),
+    )?;
+    assert_eq!(made["errors"], json!({}), "{made}");
+    let e = c.produce("kchecked", vec![WireRecord::value("unframed")]).await.expect_err("checked");
+    assert_eq!(e.code(), Some(ErrorCode::InvalidRecord), "{e}");
+    let made = weir_tests::kafka_client(
+        "admin",
+        kafka_addr,
+        &[
+            &["--action", "create", "--topic", "kbad", "--partitions", "1"][..],
+            &["--config", "confluent.value.schema.validation=maybe"],
+        ]
+        .concat(),
+    )?;
+    assert!(made["errors"]["kbad"].as_str().unwrap_or("").contains("use true or false"), "{made}");
     // Refusals are counted by topic and reason, on the node that refused them: the native and
     // HTTP refusals here (in a cluster the Kafka client may have produced through the other
     // node, the partition's leader there).
