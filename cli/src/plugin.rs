@@ -52,6 +52,14 @@ pub enum PluginCmd {
     /// Build a plugin project into a wasm32-wasip2 component (cargo for a crate,
     /// componentize-py for Python, esbuild + componentize-js for JavaScript); the last line
     /// printed is the component's path.
+    /// Run the project's unit tests with the runner weir installed for its language (Python:
+    /// pytest from weir's tool dir, which is not on PATH; JavaScript: node --test; Rust:
+    /// cargo test), printing the command first.
+    Unit {
+        /// The project's directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     Build {
         /// The project's directory.
         #[arg(default_value = ".")]
@@ -185,6 +193,7 @@ pub async fn run(server: &super::Target, cmd: PluginCmd) -> anyhow::Result<()> {
     match cmd {
         PluginCmd::New { name, kind, lang, dir, sdk_path } => super::author::new(&name, kind, lang, dir, sdk_path),
         PluginCmd::Build { dir, target_dir, sdk_path } => build(dir, target_dir, sdk_path).await,
+        PluginCmd::Unit { dir } => super::polyglot::unit(&dir),
         PluginCmd::Test { file, input, config, envelope, json, expect_failures } => {
             test(file, input, config, envelope, json, expect_failures).await
         }
@@ -195,7 +204,7 @@ pub async fn run(server: &super::Target, cmd: PluginCmd) -> anyhow::Result<()> {
 /// Run one `weir plugin` subcommand that talks to the server.
 async fn run_remote(client: &Client, cmd: PluginCmd) -> anyhow::Result<()> {
     match cmd {
-        PluginCmd::New { .. } | PluginCmd::Build { .. } | PluginCmd::Test { .. } => {
+        PluginCmd::New { .. } | PluginCmd::Build { .. } | PluginCmd::Test { .. } | PluginCmd::Unit { .. } => {
             unreachable!("run handles the authoring commands")
         }
         PluginCmd::Deploy { name, watch: Some(dir), .. } => super::author::watch(client, &name, &dir).await?,

@@ -51,6 +51,35 @@ fn tool(relative: &str, what: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// `weir plugin unit`: the project's unit tests, by its manifest, with the runner weir
+/// installed for it; the command is printed first so it can be run by hand.
+pub fn unit(dir: &Path) -> anyhow::Result<()> {
+    let mut cmd = if dir.join("pyproject.toml").exists() {
+        let mut c = Command::new(tool("plugin-py/bin/python", "weir's Python (with pytest)")?);
+        c.args(["-m", "pytest", "-q", "-p", "no:cacheprovider"]);
+        c
+    } else if dir.join("package.json").exists() {
+        let mut c = Command::new("node");
+        c.arg("--test");
+        c
+    } else if dir.join("Cargo.toml").exists() {
+        let mut c = Command::new("cargo");
+        c.arg("test");
+        c
+    } else {
+        bail!("{} holds no plugin project (pyproject.toml, package.json or Cargo.toml)", dir.display());
+    };
+    cmd.current_dir(dir);
+    let shown: Vec<String> =
+        std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|a| a.to_string_lossy().into_owned()).collect();
+    eprintln!("running: {} (in {})", shown.join(" "), dir.display());
+    let status = cmd.status().with_context(|| format!("running {}", shown.join(" ")))?;
+    if !status.success() {
+        bail!("the unit tests failed ({status})");
+    }
+    Ok(())
+}
+
 /// Scaffold a Python or JavaScript plugin of `kind` in `dir`, with a unit test, on the SDK
 /// under `sdk` (weir's `sdk/` directory).
 pub fn new(name: &str, lang: Lang, kind: Kind, dir: &Path, sdk: &Path) -> anyhow::Result<()> {

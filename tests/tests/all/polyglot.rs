@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use weir_tests::weir_client::wire::{FetchedRecord, Sandbox, WireRecord};
 use weir_tests::{
-    Server, Watcher, consume_n, eventually, pipeline, plugin_bytes, plugin_python, polyglot_build, polyglot_bytes,
-    step, text, topic, weir_cli as weir,
+    Server, Watcher, consume_n, eventually, pipeline, plugin_bytes, polyglot_build, polyglot_bytes, step, text, topic,
+    weir_cli as weir,
 };
 
 use crate::lifecycle::{assert_contained, hostile_with, hot_swaps_lose_and_double_nothing};
@@ -46,18 +46,9 @@ impl Lang {
     /// Run the project's unit tests in the language's own runner, without a server; returns
     /// how many passed.
     fn unit_tests(self, dir: &Path) -> Result<usize> {
-        let mut cmd = match self {
-            Lang::Python => {
-                let mut c = Command::new(plugin_python());
-                c.args(["-m", "pytest", "-q", "-p", "no:cacheprovider"]);
-                c
-            }
-            Lang::Js => {
-                let mut c = Command::new("node");
-                c.arg("--test");
-                c
-            }
-        };
+        // As a user runs them: `weir plugin unit` picks the runner weir installed.
+        let mut cmd = Command::new(weir_tests::weir_bin());
+        cmd.args(["plugin", "unit"]);
         let out = cmd.current_dir(dir).output()?;
         let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         if !out.status.success() {
