@@ -253,6 +253,13 @@ async fn registry_state_survives_kill_9() -> Result<()> {
     }
     let (_, global) = call(http.get(format!("{base}/config"))).await?;
     assert_eq!(global["compatibilityLevel"], "NONE");
+    // In a cluster every node serves the one registry: the other node answers the same.
+    if let Some(peer) = server.peer.as_ref().and_then(|p| p.http) {
+        let (_, there) = call(http.get(format!("http://{peer}/subjects"))).await?;
+        assert_eq!(there, subjects, "the peer node sees the same subjects");
+        let (_, v) = call(http.get(format!("http://{peer}/subjects/s3/versions/1"))).await?;
+        assert_eq!(v["id"].as_u64(), Some(ids[3]));
+    }
     // New ids continue after the old ones: never reused.
     let (_, r) = post(
         &http,
