@@ -397,7 +397,7 @@ impl Schemas {
         if !all.iter().any(|(_, v)| deleted || !v.deleted) {
             return Err(SchemaError::SubjectNotFound(subject.to_string()));
         }
-        let fingerprint = self.fingerprint(schema).await?;
+        let fingerprint = fingerprint(schema, &self.parse(schema).await?);
         if let Some(id) = self.store.meta_get::<u32>(&Keys::fingerprint(&fingerprint)).await? {
             for (version, v) in all.iter().rev() {
                 if v.id == id && (deleted || !v.deleted) {
@@ -505,7 +505,7 @@ impl Schemas {
             )));
         }
         let parsed = self.parse(&request.schema).await?;
-        let fingerprint = self.fingerprint(&request.schema).await?;
+        let fingerprint = fingerprint(&request.schema, &parsed);
         for _ in 0..RETRIES {
             match self.try_register(subject, &request, &parsed, &fingerprint, mode).await {
                 Err(SchemaError::Store(StoreError::Conflict(_))) => continue,
@@ -792,11 +792,13 @@ impl Schemas {
     async fn resolve(&self, schema: &SchemaText) -> Result<Vec<Resolved>> {
         let mut out: Vec<Resolved> = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        let mut stack: Vec<(Reference, bool)> = schema.references.iter().rev().map(|r| (r.clone(), false)).collect();
-        while let Some((r, expanded)) = stack.pop() {
-            if expanded {
-                let text = self.version(&r.subject, VersionSpec::Number(r.version), true).await?.schema;
-                out.push(Resolved { name: r.name.clone(), schema: text.schema });
+        // A reference is pushed unread, then again with its text once its own references
+        // are on the stack above it: out comes depth first, each looked up once.
+        let mut stack: Vec<(Reference, Option<String>)> =
+            schema.references.iter().rev().map(|r| (r.clone(), None)).collect();
+        while let Some((r, text)) = stack.pop() {
+            if let Some(text) = text {
+                out.push(Resolved { name: r.name, schema: text });
                 continue;
             }
             if !seen.insert((r.subject.clone(), r.version)) {
@@ -811,10 +813,9 @@ impl Schemas {
                     r.name, r.subject, r.version
                 ))
             })?;
-            stack.push((r, true));
-            for inner in found.schema.references.iter().rev() {
-                stack.push((inner.clone(), false));
-            }
+            let inner: Vec<Reference> = found.schema.references.iter().rev().cloned().collect();
+            stack.push((r, Some(found.schema.schema)));
+            stack.extend(inner.into_iter().map(|i| (i, None)));
         }
         Ok(out)
     }
@@ -827,20 +828,20 @@ impl Schemas {
         let refs = self.resolve(schema).await?;
         Parsed::parse(schema.schema_type, &schema.schema, &refs).map_err(SchemaError::InvalidSchema)
     }
+}
 
-    /// What makes two schemas the same: format, canonical text and references.
-    async fn fingerprint(&self, schema: &SchemaText) -> Result<String> {
-        let parsed = self.parse(schema).await?;
-        let mut h = blake3::Hasher::new();
-        h.update(schema.schema_type.name().as_bytes());
+/// What makes two schemas the same: format, canonical text (of `parsed`, the schema parsed)
+/// and references.
+fn fingerprint(schema: &SchemaText, parsed: &Parsed) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(schema.schema_type.name().as_bytes());
+    h.update(&[0]);
+    h.update(parsed.canonical().as_bytes());
+    for r in &schema.references {
         h.update(&[0]);
-        h.update(parsed.canonical().as_bytes());
-        for r in &schema.references {
-            h.update(&[0]);
-            h.update(format!("{}\u{0}{}\u{0}{}", r.name, r.subject, r.version).as_bytes());
-        }
-        Ok(h.finalize().to_hex().to_string())
+        h.update(format!("{}\u{0}{}\u{0}{}", r.name, r.subject, r.version).as_bytes());
     }
+    h.finalize().to_hex().to_string()
 }
 
 /// Which part of a record a check is about.
