@@ -17,7 +17,7 @@ use weir_host::runtime::{
 };
 
 /// Kinds `weir plugin new` can scaffold.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
     /// Keep or drop messages.
     Filter,
@@ -74,6 +74,9 @@ strip = "debuginfo"
     );
     std::fs::write(dir.join("Cargo.toml"), manifest)?;
     std::fs::write(dir.join("src/lib.rs"), polyglot::templates(Lang::Rust, kind).0)?;
+    if kind == Kind::Map {
+        std::fs::write(dir.join("invoice.schema.json"), polyglot::INVOICE_SCHEMA)?;
+    }
     std::fs::write(dir.join(".gitignore"), "/target\n")?;
     println!("created {} plugin `{name}` in {}", format!("{kind:?}").to_lowercase(), dir.display());
     println!(
@@ -104,15 +107,21 @@ fn sdk_root(sdk_path: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 pub fn build(dir: &Path, target_dir: Option<PathBuf>, sdk_path: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let dir = std::fs::canonicalize(dir).with_context(|| format!("no plugin project at {}", dir.display()))?;
     let lang = polyglot::detect(&dir)?;
-    if lang != Lang::Rust {
-        return polyglot::build(&dir, lang, target_dir, &sdk_root(sdk_path)?);
-    }
-    let target = target_dir
-        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|t| PathBuf::from(t).join("weir-plugins")))
-        .unwrap_or_else(|| dir.join("target"));
-    let built = weir_host::build::build_components(&dir, &[], &target)?;
-    // A crate may also build binaries; the library's cdylib is the plugin.
-    built.into_iter().find(|p| p.parent().is_some_and(|d| !d.ends_with("deps"))).context("no component was produced")
+    let wasm = if lang != Lang::Rust {
+        polyglot::build(&dir, lang, target_dir, &sdk_root(sdk_path)?)?
+    } else {
+        let target = target_dir
+            .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|t| PathBuf::from(t).join("weir-plugins")))
+            .unwrap_or_else(|| dir.join("target"));
+        let built = weir_host::build::build_components(&dir, &[], &target)?;
+        // A crate may also build binaries; the library's cdylib is the plugin.
+        built
+            .into_iter()
+            .find(|p| p.parent().is_some_and(|d| !d.ends_with("deps")))
+            .context("no component was produced")?
+    };
+    super::declare::embed_from_manifest(&dir, &wasm)?;
+    Ok(wasm)
 }
 
 /// Run `wasm` on each line of `input` locally (no server) and print each outcome.

@@ -6,6 +6,7 @@ mod author;
 mod bench;
 mod cluster;
 mod consume;
+mod declare;
 mod dlq;
 mod exchange;
 mod output;

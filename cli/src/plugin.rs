@@ -49,9 +49,6 @@ pub enum PluginCmd {
         #[arg(long)]
         sdk_path: Option<PathBuf>,
     },
-    /// Build a plugin project into a wasm32-wasip2 component (cargo for a crate,
-    /// componentize-py for Python, esbuild + componentize-js for JavaScript); the last line
-    /// printed is the component's path.
     /// Run the project's unit tests with the runner weir installed for its language (Python:
     /// pytest from weir's tool dir, which is not on PATH; JavaScript: node --test; Rust:
     /// cargo test), printing the command first.
@@ -60,6 +57,26 @@ pub enum PluginCmd {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// Show, or set, the schemas a component declares it reads and writes (checked by the
+    /// server at `pipeline create` and at every deploy). A REF is `subject:NAME[@VERSION]`,
+    /// `avro:FILE`, `json:FILE` or `protobuf:FILE`. `weir plugin build` sets them from the
+    /// project's manifest.
+    Schemas {
+        /// The component.
+        file: PathBuf,
+        /// What its input must be readable as.
+        #[arg(long, value_name = "REF")]
+        reads: Option<String>,
+        /// What its outputs are.
+        #[arg(long, value_name = "REF")]
+        writes: Option<String>,
+        /// Write the component here (default: in place).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+    },
+    /// Build a plugin project into a wasm32-wasip2 component (cargo for a crate,
+    /// componentize-py for Python, esbuild + componentize-js for JavaScript) with the schemas
+    /// its manifest declares; the last line printed is the component's path.
     Build {
         /// The project's directory.
         #[arg(default_value = ".")]
@@ -194,6 +211,7 @@ pub async fn run(server: &super::Target, cmd: PluginCmd) -> anyhow::Result<()> {
         PluginCmd::New { name, kind, lang, dir, sdk_path } => super::author::new(&name, kind, lang, dir, sdk_path),
         PluginCmd::Build { dir, target_dir, sdk_path } => build(dir, target_dir, sdk_path).await,
         PluginCmd::Unit { dir } => super::polyglot::unit(&dir),
+        PluginCmd::Schemas { file, reads, writes, out } => super::declare::run(&file, reads, writes, out),
         PluginCmd::Test { file, input, config, envelope, json, expect_failures } => {
             test(file, input, config, envelope, json, expect_failures).await
         }
@@ -204,7 +222,11 @@ pub async fn run(server: &super::Target, cmd: PluginCmd) -> anyhow::Result<()> {
 /// Run one `weir plugin` subcommand that talks to the server.
 async fn run_remote(client: &Client, cmd: PluginCmd) -> anyhow::Result<()> {
     match cmd {
-        PluginCmd::New { .. } | PluginCmd::Build { .. } | PluginCmd::Test { .. } | PluginCmd::Unit { .. } => {
+        PluginCmd::New { .. }
+        | PluginCmd::Build { .. }
+        | PluginCmd::Test { .. }
+        | PluginCmd::Unit { .. }
+        | PluginCmd::Schemas { .. } => {
             unreachable!("run handles the authoring commands")
         }
         PluginCmd::Deploy { name, watch: Some(dir), .. } => super::author::watch(client, &name, &dir).await?,
@@ -345,6 +367,12 @@ async fn diff(client: &Client, name: &str, json: bool) -> anyhow::Result<()> {
             "- {} step {} partition {} offset {}:\n    live:   {}\n    shadow: {}",
             s.pipeline, s.step, s.partition, s.offset, s.live, s.shadow
         );
+    }
+    if !d.schema_changes.is_empty() {
+        println!("declared schemas:");
+        for line in &d.schema_changes {
+            println!("- {line}");
+        }
     }
     Ok(())
 }

@@ -92,18 +92,21 @@ pub fn new(name: &str, lang: Lang, kind: Kind, dir: &Path, sdk: &Path) -> anyhow
     match lang {
         Lang::Python => {
             let sdk = sdk_dir(sdk, "python")?;
-            write(dir, "pyproject.toml", &pyproject(name, &sdk))?;
+            write(dir, "pyproject.toml", &pyproject(name, &sdk, kind))?;
             write(dir, "plugin.py", plugin)?;
             write(dir, "test_plugin.py", test)?;
         }
         Lang::Js => {
             let sdk = sdk_dir(sdk, "js")?;
-            write(dir, "package.json", &package_json(name))?;
+            write(dir, "package.json", &package_json(name, kind))?;
             write(dir, "src/plugin.js", plugin)?;
             write(dir, "test/plugin.test.js", test)?;
             link_js_sdk(dir, &sdk)?;
         }
         Lang::Rust => unreachable!("Rust crates are scaffolded by author::new"),
+    }
+    if kind == Kind::Map {
+        write(dir, "invoice.schema.json", INVOICE_SCHEMA)?;
     }
     write(dir, ".gitignore", "/build\n/node_modules\n__pycache__/\n")?;
     let (unit, file) = match lang {
@@ -174,7 +177,17 @@ fn write(dir: &Path, file: &str, text: &str) -> anyhow::Result<()> {
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-fn pyproject(name: &str, sdk: &Path) -> String {
+/// The JSON Schema of the map scaffold's invoices, which every language's map declares it writes.
+pub const INVOICE_SCHEMA: &str = include_str!("templates/invoice.schema.json");
+
+fn pyproject(name: &str, sdk: &Path, kind: Kind) -> String {
+    let schemas = if kind == Kind::Map {
+        "\n# What the plugin writes, embedded by `weir plugin build`: `weir pipeline create` (and every\n\
+         # later deploy) is refused if it does not fit the sink topic's schema subject.\n\
+         [tool.weir.schemas]\nwrites = \"json:invoice.schema.json\"\n"
+    } else {
+        ""
+    };
     format!(
         r#"[project]
 name = "{name}"
@@ -186,7 +199,7 @@ dependencies = ["weir-sdk"]
 # `weir plugin build` turns this module into a weir:plugin@0.2.0 component (componentize-py).
 [tool.weir]
 module = "plugin"
-
+{schemas}
 # `pytest` here runs the unit tests without a server; the SDK is found beside weir.
 [tool.pytest.ini_options]
 pythonpath = [".", {sdk:?}]
@@ -194,14 +207,19 @@ pythonpath = [".", {sdk:?}]
     )
 }
 
-fn package_json(name: &str) -> String {
+fn package_json(name: &str, kind: Kind) -> String {
+    let mut weir = serde_json::json!({"entry": "src/plugin.js"});
+    if kind == Kind::Map {
+        // What the plugin writes, embedded by `weir plugin build` and checked by the server.
+        weir["schemas"] = serde_json::json!({"writes": "json:invoice.schema.json"});
+    }
     let doc = serde_json::json!({
         "name": name,
         "version": "0.1.0",
         "description": "A weir plugin in JavaScript",
         "type": "module",
         "private": true,
-        "weir": {"entry": "src/plugin.js"},
+        "weir": weir,
         "scripts": {"test": "node --test"},
         "dependencies": {"@weir/sdk": "*"},
     });

@@ -206,6 +206,16 @@ export declare namespace json {
   function asText(value: unknown): string;
 }
 
+/** Confluent's wire framing (a zero byte, the schema id, for Protobuf the message indexes, the value). */
+export declare namespace schemas {
+  function unframe(bytes: Uint8Array): { id: number; rest: Uint8Array } | null;
+  function frame(id: number, payload: Uint8Array | string): Uint8Array;
+  /** A framed JSON Schema payload, parsed; throws if it is not framed. */
+  function jsonValue<T = any>(bytes: Uint8Array): { id: number; value: T };
+  function unframeProtobuf(bytes: Uint8Array): { id: number; indexes: number[]; message: Uint8Array } | null;
+  function frameProtobuf(id: number, indexes: number[], message: Uint8Array): Uint8Array;
+}
+
 /** A plugin definition, built by one of the kinds below; the default export of a plugin module. */
 export interface PluginDefinition {
   readonly kind: string;

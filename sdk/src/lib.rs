@@ -69,6 +69,7 @@ mod message;
 pub mod packed;
 #[doc(hidden)]
 pub mod rt;
+pub mod schemas;
 mod select;
 pub mod state;
 

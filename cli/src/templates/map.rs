@@ -41,6 +41,12 @@ impl Map for Billing {
 
 weir_sdk::export!(Billing as map);
 
+// What this plugin writes, carried in the component: `weir pipeline create` (and every later
+// deploy) is refused if it does not fit the sink topic's schema subject.
+weir_sdk::schemas! {
+    writes: json(include_str!("../invoice.schema.json")),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

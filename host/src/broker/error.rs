@@ -201,6 +201,10 @@ pub enum BrokerError {
     /// The resource is used by pipelines; the text names them.
     #[error("{0}")]
     InUse(String),
+    /// A pipeline's declared schemas do not fit each other; the text names the step, the
+    /// field and the rule.
+    #[error("{0}")]
+    Incompatible(String),
     /// A request argument is out of range or inconsistent; the text names it.
     #[error("{0}")]
     BadRequest(String),
@@ -281,6 +285,7 @@ impl BrokerError {
             },
             BrokerError::Refused { .. } => ErrorKind::PluginInit,
             BrokerError::InUse(_) => ErrorKind::InUse,
+            BrokerError::Incompatible(_) => ErrorKind::InvalidArgument,
             BrokerError::BadRequest(_) => ErrorKind::InvalidArgument,
             BrokerError::Busy(_) => ErrorKind::Busy,
             BrokerError::Timeout(_) => ErrorKind::Timeout,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 mod access;
 mod command;
+mod contracts;
 mod dead_letters;
 mod error;
 mod exchanges;

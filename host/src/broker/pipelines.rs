@@ -8,8 +8,12 @@ impl Broker {
     pub(super) async fn pipeline_command(&self, command: PipelineCommand, owner: Option<String>) -> Result<Reply> {
         let p = &self.pipelines;
         Ok(match command {
-            PipelineCommand::Create { spec } => Reply::Pipeline(p.create(spec, owner).await?),
+            PipelineCommand::Create { spec } => {
+                self.check_contracts(&spec, None).await?;
+                Reply::Pipeline(p.create(spec, owner).await?)
+            }
             PipelineCommand::Apply { spec } => {
+                self.check_contracts(&spec, None).await?;
                 let (status, change) = p.apply(spec, owner).await?;
                 Reply::Applied(status, change)
             }

@@ -45,7 +45,9 @@ impl Broker {
             PluginCommand::Promote { name } => Reply::Plugin(self.promote(&name).await?),
             PluginCommand::Diff { name } => {
                 self.registry.resolve(&name)?;
-                Reply::ShadowDiff(self.shadow_summed(self.pipelines.shadow_report(&name)).await?)
+                let mut report = self.shadow_summed(self.pipelines.shadow_report(&name)).await?;
+                report.schema_changes = self.schema_changes(&name).await?;
+                Reply::ShadowDiff(report)
             }
         })
     }
@@ -82,6 +84,11 @@ impl Broker {
             .check_version(&candidate.info, &candidate.loaded)
             .await
             .map_err(|e| refused(&candidate.info, live.as_ref(), e.to_string()))?;
+        if !shadow {
+            self.check_contracts_of_version(&candidate.info, &candidate.loaded)
+                .await
+                .map_err(|e| refused(&candidate.info, live.as_ref(), e.to_string()))?;
+        }
         let loaded = candidate.loaded.clone();
         let placement = if shadow { Placement::Shadow } else { Placement::Live };
         let info = self.registry.commit(candidate, placement).await?;
@@ -136,6 +143,9 @@ impl Broker {
             .await
             .map_err(|e| BrokerError::Internal(e.to_string()))??;
         self.pipelines.check_version(&info, &loaded).await.map_err(|e| refused(&info, Some(&live), e.to_string()))?;
+        self.check_contracts_of_version(&info, &loaded)
+            .await
+            .map_err(|e| refused(&info, Some(&live), e.to_string()))?;
         let info = self.registry.set_live(name, version, clear_shadow).await?;
         self.pipelines.swap_live(&info, &loaded);
         tracing::info!(plugin = %info.label(), from = %live.label(), "live version changed");

@@ -710,6 +710,17 @@ impl Pipelines {
     }
 
     /// `(pipeline, step)` of every unpinned step running `plugin`.
+    /// The specs of the pipelines with a step following `plugin`'s live version, by name.
+    pub fn follower_specs(&self, plugin: &str) -> Vec<PipelineSpec> {
+        let mut specs: Vec<PipelineSpec> = Vec::new();
+        for (r, _) in self.followers(plugin) {
+            if specs.last().is_none_or(|s| s.name != r.plan.spec.name) {
+                specs.push(r.plan.spec.clone());
+            }
+        }
+        specs
+    }
+
     fn followers(&self, plugin: &str) -> Vec<(Arc<Running>, usize)> {
         let running = self.running.lock().expect("pipelines");
         let mut names: Vec<&String> = running.keys().collect();

@@ -28,6 +28,8 @@ pub struct ShadowReport {
     pub shadow_failures: u64,
     /// Up to 20 differences, oldest first.
     pub samples: Vec<DiffSample>,
+    /// How the shadow's declared schemas differ from the live version's, one line each.
+    pub schema_changes: Vec<String>,
 }
 
 /// One input on which the versions disagreed.

@@ -124,6 +124,8 @@ pub struct LoadedPlugin {
     pre: Pre,
     /// blake3 of the component bytes, hex.
     pub hash: String,
+    /// What it declares it reads and writes (its `weir:schemas` section).
+    pub declared: Option<Arc<crate::schemas::Declared>>,
 }
 
 impl LoadedPlugin {
@@ -182,7 +184,10 @@ impl Runtime {
                 ))
             })?),
         };
-        Ok(LoadedPlugin { pre, hash })
+        let declared = crate::schemas::Declared::from_component(wasm)
+            .map_err(|e| PluginError::Invalid(format!("its schema declarations are malformed: {e}")))?
+            .map(Arc::new);
+        Ok(LoadedPlugin { pre, hash, declared })
     }
 
     /// A fresh instance of `plugin` with its own store, limits and state scope.

@@ -59,7 +59,8 @@ impl AvroSchema {
                  reader's reads, or an enum symbol the reader lacks and has no default for"
                     .to_string(),
             ],
-            Err(e) => vec![format!("{e}")],
+            // The crate's text starts with a shout that adds nothing to the reason.
+            Err(e) => vec![e.to_string().trim_start_matches("Incompatible schemata! ").to_string()],
         }
     }
 

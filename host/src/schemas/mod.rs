@@ -9,6 +9,7 @@ mod avro;
 #[cfg(test)]
 mod cases;
 mod compat;
+mod declared;
 mod format;
 mod json;
 mod proto;
@@ -20,6 +21,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 
 pub use compat::Compatibility;
+pub use declared::{Declared, SchemaRef};
 pub use format::{Parsed, Resolved, SchemaType};
 use stored::{Keys, SchemaRecord, VersionRecord};
 
@@ -821,7 +823,8 @@ impl Schemas {
     }
 
     /// Parse a schema with its references.
-    async fn parse(&self, schema: &SchemaText) -> Result<Parsed> {
+    /// Parse a schema, resolving its references in the registry.
+    pub async fn parse(&self, schema: &SchemaText) -> Result<Parsed> {
         if schema.schema.len() > MAX_SCHEMA_BYTES {
             return Err(SchemaError::SchemaTooLarge { size: schema.schema.len(), max: MAX_SCHEMA_BYTES });
         }

@@ -55,7 +55,7 @@ mirror!(w::PluginInfo => PluginInfo { name, version, hash, size, world, deployed
 mirror!(w::PluginEntry => PluginEntry { live: into, shadow, versions, used_by });
 mirror!(w::DiffSample => DiffSample { pipeline, step, partition, offset, live, shadow });
 mirror!(w::ShadowReport => ShadowReport {
-    plugin, shadow_version, live_version, matched, differed, shadow_failures, samples: each
+    plugin, shadow_version, live_version, matched, differed, shadow_failures, samples: each, schema_changes
 });
 mirror!(w::StepSpec => StepSpec { plugin, config });
 mirror!(w::PipelineSpec => PipelineSpec {

@@ -8,5 +8,6 @@ export { log } from './log.js';
 export { filter, map, filterMap, flatMap, route, handler, aggregate, plugin, byKey, byHeader, byField, selector, select } from './kinds.js';
 export { component } from './component.js';
 export * as json from './json.js';
+export * as schemas from './schemas.js';
 export * as testing from './testing.js';
 export * as codec from './codec.js';

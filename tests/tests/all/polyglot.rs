@@ -81,6 +81,9 @@ async fn scaffold_to_hot_swap(lang: Lang) -> Result<()> {
     assert!(passed >= 2, "{lang:?}: the scaffold's unit tests ({passed} passed)");
 
     let wasm = polyglot_build(&dir);
+    // The manifest declares what the map writes; the build embedded it.
+    let declared = weir(&["plugin", "schemas", wasm.to_str().expect("utf-8")], None)?;
+    assert!(declared.contains("writes: an inline JSON schema"), "{lang:?}: {declared}");
     let size = std::fs::metadata(&wasm)?.len();
     assert!(size > 4 << 20, "{lang:?}: {size} bytes, so the deploy below goes in parts");
     let input = work.path().join("in.jsonl");

@@ -436,3 +436,207 @@ fn weir_client_config(
 ) -> weir_tests::weir_client::wire::TopicConfig {
     weir_tests::weir_client::wire::TopicConfig { value_schema: Some(String::new()), validation, ..weir_tests::topic(1) }
 }
+
+/// One format's invoice schemas: what the plugin writes first, a breaking change of it, and
+/// the field the refusal must name.
+struct Shapes {
+    file: &'static str,
+    v1: String,
+    breaking: String,
+    field: &'static str,
+}
+
+fn shapes(format: &'static str) -> Shapes {
+    let avro_invoice = |extra: Value| {
+        let mut fields = vec![json!({"name": "order", "type": "long"}), json!({"name": "amount", "type": "long"})];
+        fields.extend(extra.as_array().cloned().unwrap_or_default());
+        json!({"type": "record", "name": "Invoice", "namespace": "shop", "fields": fields}).to_string()
+    };
+    let json_invoice = |amount: &str| {
+        json!({"type": "object", "properties": {"order": {"type": "integer"}, "amount": {"type": amount}}}).to_string()
+    };
+    let proto_invoice = |amount: &str| {
+        format!(
+            "syntax = \"proto3\";\npackage shop;\nmessage Invoice {{\n  int64 order = 1;\n  {amount} amount = 2;\n}}\n"
+        )
+    };
+    match format {
+        "avro" => Shapes {
+            file: "invoice.avsc",
+            v1: avro_invoice(json!([])),
+            breaking: avro_invoice(json!([{"name": "currency", "type": "string"}])),
+            field: "currency",
+        },
+        "json" => Shapes {
+            file: "invoice.schema.json",
+            v1: json_invoice("integer"),
+            breaking: json_invoice("string"),
+            field: "amount",
+        },
+        _ => Shapes {
+            file: "invoice.proto",
+            v1: proto_invoice("int64"),
+            breaking: proto_invoice("string"),
+            field: "amount",
+        },
+    }
+}
+
+/// `pass` declaring that it writes `schema` (in `format`), as `weir plugin schemas` embeds it.
+fn pass_writing(dir: &std::path::Path, name: &str, format: &str, file: &str, schema: &str) -> Result<Vec<u8>> {
+    let schema_file = dir.join(format!("{name}-{file}"));
+    std::fs::write(&schema_file, schema)?;
+    let out = dir.join(format!("{name}.wasm"));
+    let pass = weir_tests::plugin("pass");
+    let reference = format!("{format}:{}", schema_file.display());
+    let args = ["plugin", "schemas", pass.to_str().context("utf-8")?, "--writes", &reference, "-o"];
+    weir_tests::weir_cli(&[&args[..], &[out.to_str().context("utf-8")?]].concat(), None)?;
+    let shown = weir_tests::weir_cli(&["plugin", "schemas", out.to_str().context("utf-8")?], None)?;
+    assert!(shown.contains(&format!("writes: an inline {}", format.to_uppercase())), "{shown}");
+    Ok(std::fs::read(out)?)
+}
+
+/// A plugin version whose declared output breaks the sink topic's subject is refused at
+/// deploy, naming the pipeline, the step, the field and the rule; the running version keeps
+/// running and nothing of the refused one is stored.
+async fn a_breaking_change_never_reaches_a_running_pipeline(format: &'static str) -> Result<()> {
+    use weir_tests::weir_client::wire::Validation;
+    let shapes = shapes(format);
+    let work = tempfile::tempdir()?;
+    let (server, base) = registry_server(&[])?;
+    let c = server.client().await?;
+    let http = reqwest::Client::new();
+    let (orders, invoices) = (format!("orders-{format}"), format!("invoices-{format}"));
+    let subject = format!("{invoices}-value");
+    let body = json!({"schema": shapes.v1, "schemaType": format.to_uppercase()});
+    let (s, r) = post(&http, format!("{base}/subjects/{subject}/versions"), body).await?;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    c.create_topic(&orders, weir_tests::topic(1)).await?;
+    c.create_topic(&invoices, weir_client_config(Validation::Id)).await?;
+
+    let plugin = format!("shape-{format}");
+    let v1 = pass_writing(work.path(), "v1", format, shapes.file, &shapes.v1)?;
+    c.deploy_plugin(&plugin, v1).await?;
+    let spec = weir_tests::pipeline("ship", &orders, &invoices, vec![weir_tests::step(&plugin, &[])]);
+    c.create_pipeline(spec).await.context("a plugin writing the sink's own schema fits")?;
+
+    let breaking = pass_writing(work.path(), "v2", format, shapes.file, &shapes.breaking)?;
+    let err = c.deploy_plugin(&plugin, breaking).await.expect_err("a breaking output is refused").to_string();
+    for part in [
+        &format!("{plugin}@2 refused; {plugin}@1 keeps running"),
+        "pipeline `ship`",
+        &format!("step 1 (`{plugin}@2`)"),
+        &format!("subject `{subject}` under BACKWARD"),
+        shapes.field,
+    ] {
+        assert!(err.contains(part), "{format}: the refusal names {part:?}: {err}");
+    }
+    assert_eq!(c.describe_plugin(&plugin).await?.version, 1, "{format}: version 1 stays live");
+    assert_eq!(c.plugin_versions(&plugin).await?.len(), 1, "{format}: nothing of the refused version is stored");
+    let status = c.pipeline_status("ship").await?;
+    assert_eq!(status.plugins, vec![format!("{plugin}@1")], "{format}: {status:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_breaking_avro_change_never_reaches_a_running_pipeline() -> Result<()> {
+    a_breaking_change_never_reaches_a_running_pipeline("avro").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_breaking_json_schema_change_never_reaches_a_running_pipeline() -> Result<()> {
+    a_breaking_change_never_reaches_a_running_pipeline("json").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_breaking_protobuf_change_never_reaches_a_running_pipeline() -> Result<()> {
+    a_breaking_change_never_reaches_a_running_pipeline("protobuf").await
+}
+
+/// `pipeline create` refuses a chain whose first step cannot read the source topic's schema,
+/// and whose step outputs do not fit the next step; a compatible evolution (a field added
+/// with a default) deploys into the running pipeline.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_that_does_not_fit_is_refused_at_create_and_a_compatible_evolution_goes_live() -> Result<()> {
+    use weir_tests::weir_client::wire::Validation;
+    let shapes = shapes("avro");
+    let work = tempfile::tempdir()?;
+    let (server, base) = registry_server(&[])?;
+    let c = server.client().await?;
+    let http = reqwest::Client::new();
+    let (s, r) = post(&http, format!("{base}/subjects/invoices-value/versions"), json!({"schema": shapes.v1})).await?;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    c.create_topic("invoices", weir_client_config(Validation::Id)).await?;
+    c.create_topic("audit", weir_tests::topic(1)).await?;
+    // A reader needing `currency` (no default) cannot read invoices written without it.
+    let reader = work.path().join("reader.avsc");
+    std::fs::write(&reader, &shapes.breaking)?;
+    let pass = weir_tests::plugin("pass");
+    let out = work.path().join("reader.wasm");
+    let reads = format!("avro:{}", reader.display());
+    weir_tests::weir_cli(
+        &[
+            "plugin",
+            "schemas",
+            pass.to_str().context("utf-8")?,
+            "--reads",
+            &reads,
+            "-o",
+            out.to_str().context("utf-8")?,
+        ],
+        None,
+    )?;
+    c.deploy_plugin("reader", std::fs::read(&out)?).await?;
+    let spec = weir_tests::pipeline("audit", "invoices", "audit", vec![weir_tests::step("reader", &[])]);
+    let err = c.create_pipeline(spec.clone()).await.expect_err("the reader cannot read the source").to_string();
+    for part in ["pipeline `audit`", "step 1 (`reader@1`) cannot read the source topic `invoices`", "currency"] {
+        assert!(err.contains(part), "the refusal names {part:?}: {err}");
+    }
+    assert!(c.pipeline_status("audit").await.is_err(), "nothing of the refused pipeline exists");
+    // Two steps: the second reads what the first writes.
+    let v1 = pass_writing(work.path(), "v1", "avro", shapes.file, &shapes.v1)?;
+    c.deploy_plugin("shape", v1).await?;
+    let chain = vec![weir_tests::step("shape", &[]), weir_tests::step("reader", &[])];
+    let err = c
+        .create_pipeline(weir_tests::pipeline("chain", "audit", "audit-out", chain))
+        .await
+        .expect_err("step 2 cannot read step 1")
+        .to_string();
+    assert!(err.contains("step 2 (`reader@1`) cannot read what step 1 (`shape@1`) writes"), "{err}");
+
+    let spec = weir_tests::pipeline("ship", "audit", "invoices", vec![weir_tests::step("shape", &[])]);
+    c.create_pipeline(spec).await?;
+    let with_default = {
+        let mut doc: Value = serde_json::from_str(&shapes.v1)?;
+        doc["fields"]
+            .as_array_mut()
+            .context("fields")?
+            .push(json!({"name": "currency", "type": "string", "default": "EUR"}));
+        doc.to_string()
+    };
+    // A breaking version may run as a shadow (it emits nothing); the diff says what it would
+    // break, and promoting it is refused like a deploy.
+    let breaking = pass_writing(work.path(), "v2", "avro", shapes.file, &shapes.breaking)?;
+    c.deploy_plugin_with("shape", breaking, None, true).await?;
+    let diff = c.plugin_diff("shape").await?;
+    assert_eq!(diff.schema_changes.len(), 2, "{diff:?}");
+    assert!(diff.schema_changes[0].starts_with("writes: an inline AVRO schema"), "{diff:?}");
+    let verdict = &diff.schema_changes[1];
+    assert!(
+        verdict.starts_with("promoting it would be refused: pipeline `ship`") && verdict.contains("currency"),
+        "{verdict}"
+    );
+    let err = c.promote_plugin("shape").await.expect_err("promoting a breaking shadow is refused").to_string();
+    assert!(err.contains("shape@2 refused; shape@1 keeps running") && err.contains("currency"), "{err}");
+    let v3 = pass_writing(work.path(), "v3", "avro", shapes.file, &with_default)?;
+    let info = c.deploy_plugin("shape", v3).await.context("a field added with a default fits")?;
+    assert_eq!(info.version, 3);
+    eventually_live(&c, "ship", "shape@3").await
+}
+
+async fn eventually_live(c: &weir_tests::weir_client::client::Client, pipeline: &str, label: &str) -> Result<()> {
+    weir_tests::eventually(&format!("{pipeline} to run {label}"), std::time::Duration::from_secs(30), || async {
+        Ok((c.pipeline_status(pipeline).await?.plugins == [label]).then_some(()))
+    })
+    .await
+}

@@ -110,6 +110,9 @@ async fn every_sdk_kind_scaffolds_builds_and_runs_as_a_component() -> Result<()>
     assert_eq!(out, vec![r#"{"s":"007"}"#]);
     let config = [("fee_cents", "5"), ("account", "0042")];
     let map = kind("map")?;
+    // The map declares what it writes with `weir_sdk::schemas!`: it is in the component.
+    let declared = weir(&["plugin", "schemas", map.to_str().expect("utf-8")], None)?;
+    assert!(declared.contains("writes: an inline JSON schema"), "{declared}");
     let out = run_through(&c, "map", &map, &config, values(&[r#"{"id":3,"total_cents":100}"#]), 1).await?;
     assert_eq!(out, vec![r#"{"order":3,"account":"0042","amount_cents":105}"#]);
     // A failed input fails `weir plugin test`, so it can gate CI, unless failures are expected.
