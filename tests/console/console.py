@@ -9,6 +9,8 @@ collected; the test asserts there are none.
         --halted H --halt-text TEXT --dlq-pipeline D [--screenshots DIR] [--token TOKEN]
     console.py --read-only --url URL --token TOKEN --pipeline P --plugin NAME
         (signs in with a read-only token and counts the action buttons it is shown)
+    console.py --schemas SUBJECT --url URL
+        (the subjects page and the subject's page: level, users, the last two versions' diff)
 """
 
 import argparse
@@ -74,18 +76,42 @@ def read_only(args):
     print(json.dumps(seen))
 
 
+def schemas(args):
+    """The subjects page lists the subject with its level and users; its page shows the diff
+    between its last two versions."""
+    seen = {"console_errors": []}
+    with sync_playwright() as p:
+        browser, page = launch(p, seen)
+        page.goto(f"{args.url}/#/schemas")
+        page.wait_for_selector(f"a[href='#/schemas/{args.schemas}']")
+        seen["global_level"] = page.locator("#global-level").inner_text()
+        seen["row"] = page.locator("table tbody tr", has_text=args.schemas).inner_text()
+        page.click(f"a[href='#/schemas/{args.schemas}']")
+        page.wait_for_selector("#diff")
+        seen["level"] = page.locator("#subject-level").inner_text()
+        seen["pipelines"] = page.locator("#subject-pipelines").inner_text()
+        seen["added"] = page.locator("#diff .diff-add").all_inner_texts()
+        seen["removed"] = page.locator("#diff .diff-del").all_inner_texts()
+        if args.screenshots:
+            page.screenshot(path=f"{args.screenshots}/schemas.png", full_page=True)
+        browser.close()
+    print(json.dumps(seen))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--read-only", action="store_true")
     ap.add_argument("--url", required=True)
-    ap.add_argument("--pipeline", required=True)
-    for flag in ("--topic", "--value", "--halted", "--halt-text", "--dlq-pipeline", "--plugin"):
+    ap.add_argument("--pipeline")
+    for flag in ("--topic", "--value", "--halted", "--halt-text", "--dlq-pipeline", "--plugin", "--schemas"):
         ap.add_argument(flag)
     ap.add_argument("--screenshots")
     ap.add_argument("--token")
     args = ap.parse_args()
     if args.read_only:
         return read_only(args)
+    if args.schemas:
+        return schemas(args)
 
     seen = {"console_errors": []}
     with sync_playwright() as p:

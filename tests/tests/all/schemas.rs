@@ -640,3 +640,52 @@ async fn eventually_live(c: &weir_tests::weir_client::client::Client, pipeline: 
     })
     .await
 }
+
+/// The console's schema views: subjects with their level and the topics and pipelines using
+/// them, and a subject's versions with the diff between the last two.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_shows_subjects_their_users_and_a_diff_between_versions() -> Result<()> {
+    let python = weir_tests::browser_python();
+    anyhow::ensure!(python.exists(), "{} is missing: run examples/setup.sh (it installs Playwright)", python.display());
+    let (server, base) = registry_server(&[])?;
+    let c = server.client().await?;
+    let http = reqwest::Client::new();
+    let shapes = shapes("avro");
+    let with_default = {
+        let mut doc: Value = serde_json::from_str(&shapes.v1)?;
+        doc["fields"].as_array_mut().context("fields")?.push(json!({"name": "currency", "type": "string", "default": "EUR"}));
+        doc.to_string()
+    };
+    for schema in [&shapes.v1, &with_default] {
+        let (s, r) = post(&http, format!("{base}/subjects/invoices-value/versions"), json!({"schema": schema})).await?;
+        assert_eq!(s, StatusCode::OK, "{r}");
+    }
+    c.create_topic("orders", weir_tests::topic(1)).await?;
+    c.create_topic("invoices", weir_client_config(weir_tests::weir_client::wire::Validation::Id)).await?;
+    c.deploy_plugin("pass", weir_tests::plugin_bytes("pass")).await?;
+    c.create_pipeline(weir_tests::pipeline("ship", "orders", "invoices", vec![weir_tests::step("pass", &[])])).await?;
+    let args = ["--schemas", "invoices-value", "--url", &base];
+    let out = tokio::task::spawn_blocking({
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        move || {
+            std::process::Command::new(python)
+                .arg(weir_tests::workspace_root().join("tests/console/console.py"))
+                .args(args)
+                .output()
+        }
+    })
+    .await??;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(out.status.success(), "console.py failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())?;
+    assert_eq!(seen["console_errors"], json!([]), "{seen}");
+    assert_eq!(seen["global_level"], "BACKWARD", "{seen}");
+    let row = seen["row"].as_str().context("row")?;
+    for part in ["invoices-value", "AVRO", "BACKWARD", "invoices", "ship"] {
+        assert!(row.contains(part), "the subject's row shows {part:?}: {row}");
+    }
+    assert_eq!((seen["level"].as_str(), seen["pipelines"].as_str()), (Some("BACKWARD"), Some("ship")), "{seen}");
+    let added = seen["added"].as_array().context("added")?;
+    assert!(added.iter().any(|l| l.as_str().is_some_and(|l| l.contains("currency"))), "{seen}");
+    Ok(())
+}

@@ -4,7 +4,7 @@
 "use strict";
 
 const REFRESH_MS = 1000;
-const state = { who: null, timer: null, view: null, rates: { at: 0, records: 0, rate: 0 }, browse: {} };
+const state = { who: null, timer: null, view: null, rates: { at: 0, records: 0, rate: 0 }, browse: {}, diff: {} };
 
 // ---- API ----------------------------------------------------------------------------------
 
@@ -17,7 +17,8 @@ async function api(method, path, body) {
   const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const data = await res.json().catch(() => ({}));
   if (!res.ok) {
-    const err = new Error((data.error && data.error.message) || res.statusText);
+    // The API answers {"error": {"message"}}, the schema registry Confluent's {"message"}.
+    const err = new Error((data.error && data.error.message) || data.message || res.statusText);
     err.status = res.status;
     throw err;
   }
@@ -202,6 +203,41 @@ const views = {
       <h2>Dead letters</h2>${dlqSection}`;
   },
 
+  async schemas() {
+    const [subjects, topics, pipelines, global] = await Promise.all([get("/subjects"), get("/api/v1/topics"), get("/api/v1/pipelines"), get("/config")]);
+    const rows = [];
+    for (const s of subjects.slice(0, 500)) {
+      const [latest, level] = await Promise.all([get(`/subjects/${encodeURIComponent(s)}/versions/latest`), get(`/config/${encodeURIComponent(s)}?defaultToGlobal=true`)]);
+      const used = usersOf(s, topics, pipelines);
+      rows.push([td(subjectLink(s)), td(esc(latest.schemaType || "AVRO")), num(latest.version), num(latest.id), td(esc(level.compatibilityLevel)), td(links("topics", used.topics)), td(links("pipelines", used.pipelines))]);
+    }
+    return `<h1>Schemas</h1><p class="muted">Global compatibility: <span id="global-level">${esc(global.compatibilityLevel)}</span> · registry at <code>${esc(location.origin)}</code> (Confluent's API)</p>`
+      + table(["Subject", "Type", "Latest#", "Id#", "Compatibility", "Topics", "Pipelines"], rows, "No subjects registered.");
+  },
+
+  async subject(name) {
+    const base = `/subjects/${encodeURIComponent(name)}`;
+    const [versions, level, topics, pipelines] = await Promise.all([get(`${base}/versions`), get(`/config/${encodeURIComponent(name)}?defaultToGlobal=true`), get("/api/v1/topics"), get("/api/v1/pipelines")]);
+    // The newest 100 versions: enough to compare, bounded per refresh.
+    const all = await Promise.all(versions.slice(-100).map((v) => get(`${base}/versions/${v}`)));
+    const d = state.diff[name] || {};
+    const to = all.find((v) => String(v.version) === String(d.to)) || all[all.length - 1];
+    const from = all.find((v) => String(v.version) === String(d.from)) || all[Math.max(0, all.indexOf(to) - 1)];
+    const used = usersOf(name, topics, pipelines);
+    const options = (chosen) => all.map((v) => `<option value="${v.version}" ${v === chosen ? "selected" : ""}>${v.version}</option>`).join("");
+    const diff = lineDiff(pretty(from), pretty(to)).map(([op, line]) => `<span class="diff-${op === "+" ? "add" : op === "-" ? "del" : "same"}">${esc(op + " " + line)}</span>`).join("\n");
+    return `<h1>Subject ${esc(name)}</h1>
+      <p class="muted">${esc(to.schemaType || "AVRO")} · compatibility <span id="subject-level">${esc(level.compatibilityLevel)}</span> · used by topics ${links("topics", used.topics)} · pipelines <span id="subject-pipelines">${links("pipelines", used.pipelines)}</span></p>
+      ${table(["Version#", "Id#", "References#"], all.map((v) => [num(v.version), num(v.id), num((v.references || []).length)]))}
+      <h2>Changes</h2>
+      <form class="inline" id="schema-diff" data-subject="${esc(name)}">
+        <label>From version<select name="from">${options(from)}</select></label>
+        <label>to version<select name="to">${options(to)}</select></label>
+        <button type="submit">Compare</button>
+      </form>
+      <pre class="diff" id="diff">${diff}</pre>`;
+  },
+
   async plugins() {
     const plugins = await get("/api/v1/plugins");
     const rows = [];
@@ -242,6 +278,50 @@ function recordTable(records) {
   ]), "No records here.");
 }
 
+// ---- schemas --------------------------------------------------------------------------------
+
+// The subjects a topic's checks name under the topic-name strategy (the record strategies
+// name one per record type, so they name none here).
+function topicSubjects(t) {
+  const c = t.config || {};
+  if (c.subject_strategy && c.subject_strategy !== "topic-name") return [];
+  const out = [];
+  if (c.value_schema !== null && c.value_schema !== undefined) out.push(c.value_schema || `${t.name}-value`);
+  if (c.key_schema !== null && c.key_schema !== undefined) out.push(c.key_schema || `${t.name}-key`);
+  return out;
+}
+
+// Who uses `subject`: topics checking records against it, and pipelines reading or writing them.
+function usersOf(subject, topics, pipelines) {
+  const names = topics.filter((t) => topicSubjects(t).includes(subject)).map((t) => t.name);
+  const uses = pipelines.filter((p) => names.includes(sourceName(p.spec.source)) || names.includes(p.spec.sink)).map((p) => p.spec.name);
+  return { topics: names, pipelines: uses };
+}
+
+function pretty(v) {
+  if (v.schemaType === "PROTOBUF") return v.schema;
+  try { return JSON.stringify(JSON.parse(v.schema), null, 2); } catch (e) { return v.schema; }
+}
+
+// A line diff (longest common subsequence): [" " | "-" | "+", line] in order.
+function lineDiff(a, b) {
+  const x = a.split("\n"), y = b.split("\n");
+  if (x.length * y.length > 4e6) return [["!", "too large to compare here"]];
+  const l = Array.from({ length: x.length + 1 }, () => new Uint32Array(y.length + 1));
+  for (let i = x.length - 1; i >= 0; i--) for (let j = y.length - 1; j >= 0; j--) l[i][j] = x[i] === y[j] ? l[i + 1][j + 1] + 1 : Math.max(l[i + 1][j], l[i][j + 1]);
+  const out = [];
+  let i = 0, j = 0;
+  while (i < x.length || j < y.length) {
+    if (i < x.length && j < y.length && x[i] === y[j]) { out.push([" ", x[i]]); i++; j++; }
+    else if (j < y.length && (i === x.length || l[i][j + 1] >= l[i + 1][j])) out.push(["+", y[j++]]);
+    else out.push(["-", x[i++]]);
+  }
+  return out;
+}
+
+const subjectLink = (s) => `<a href="#/schemas/${encodeURIComponent(s)}">${esc(s)}</a>`;
+const links = (kind, names) => names.length ? names.map((x) => `<a href="#/${kind}/${encodeURIComponent(x)}">${esc(x)}</a>`).join(", ") : "—";
+
 // ---- actions -------------------------------------------------------------------------------
 
 const actions = {
@@ -267,6 +347,10 @@ document.addEventListener("submit", (ev) => {
     const d = new FormData(f);
     state.browse[f.dataset.topic] = { partition: d.get("partition"), offset: d.get("offset"), time: d.get("time") };
     render();
+  } else if (f.id === "schema-diff") {
+    const d = new FormData(f);
+    state.diff[f.dataset.subject] = { from: d.get("from"), to: d.get("to") };
+    render();
   } else if (f.id === "login") {
     localStorage.setItem("weir-token", new FormData(f).get("token"));
     start();
@@ -279,6 +363,7 @@ function route() {
   const parts = (location.hash || "#/overview").slice(2).split("/").map(decodeURIComponent);
   if (parts[0] === "topics" && parts[1]) return ["topic", parts[1]];
   if (parts[0] === "pipelines" && parts[1]) return ["pipeline", parts[1]];
+  if (parts[0] === "schemas" && parts[1]) return ["subject", parts[1]];
   return [views[parts[0]] ? parts[0] : "overview"];
 }
 
@@ -291,7 +376,7 @@ async function render() {
   try {
     const [v, arg] = route();
     view = v;
-    for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.getAttribute("href").startsWith("#/" + (view === "topic" ? "topics" : view === "pipeline" ? "pipelines" : view)));
+    for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.getAttribute("href").startsWith("#/" + (view === "topic" ? "topics" : view === "pipeline" ? "pipelines" : view === "subject" ? "schemas" : view)));
     // Keep what the user is typing in a form: skip refreshes while a field has focus.
     const typing = document.activeElement && main.contains(document.activeElement) && /INPUT|SELECT/.test(document.activeElement.tagName);
     if (!typing) {
