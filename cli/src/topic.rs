@@ -45,7 +45,9 @@ pub enum TopicCmd {
         /// The same for keys (`topic` for `<name>-key`).
         #[arg(long, value_name = "SUBJECT")]
         key_schema: Option<String>,
-        /// `id`: Confluent's framing and a registered id; `full`: also decode the payload.
+        /// `id`: Confluent's framing and a registered id; `full`: also decode the payload;
+        /// `none`: no check at produce (the subject is the contract pipelines are checked
+        /// against before they run).
         #[arg(long, value_parser = super::kebab::<Validation>, default_value = "id")]
         validation: Validation,
         /// How a record's subject is named: `topic-name` (the subject given), `record-name`
@@ -173,7 +175,12 @@ async fn describe(client: &Client, name: &str, json: bool) -> anyhow::Result<()>
                 ("", strategy) => format!("by {strategy:?}"),
                 (s, _) => s.to_string(),
             };
-            println!("{part:<12}schema of {subject}, validation {:?}", t.config.validation);
+            let checks = match t.config.validation {
+                Validation::Id => "records checked: framing and a registered id",
+                Validation::Full => "records checked: framing, a registered id and the payload",
+                Validation::None => "records not checked at produce; pipelines checked against it",
+            };
+            println!("{part:<12}schema of {subject} ({checks})");
         }
     }
     let rows = t

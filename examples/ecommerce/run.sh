@@ -3,7 +3,8 @@
 # three languages: payment and inventory in Rust, notification in Python, shipping in
 # JavaScript. It builds the services as wasm components, starts a server, deploys them as pipelines, sends a few hundred
 # orders (with re-sent duplicates and declined cards), prints one order's trace through every
-# service, checks the end state, and exits 0 if it holds.
+# service, checks the end state, then evolves the PaymentProcessed schema once compatibly
+# (deployed live) and once breaking (refused at deploy), and exits 0 if it all holds.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -24,13 +25,22 @@ shipping=$("$weir" plugin build examples/ecommerce/services/shipping --target-di
 
 data=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
-"$weir" serve --data-dir "$data/weir" --listen 127.0.0.1:0 >"$data/addr" 2>"$data/server.log" &
+"$weir" serve --data-dir "$data/weir" --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 >"$data/addr" 2>"$data/server.log" &
 server=$!
-for _ in $(seq 100); do grep -q listening "$data/addr" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q "http listening" "$data/addr" 2>/dev/null && break; sleep 0.1; done
 export WEIR_SERVER=$(sed -n 's/^weir listening on //p' "$data/addr")
-echo "== weir serve on $WEIR_SERVER"
+export WEIR_REGISTRY=http://$(sed -n 's/^weir http listening on //p' "$data/addr")
+echo "== weir serve on $WEIR_SERVER (schema registry at $WEIR_REGISTRY)"
 
-for t in orders payments inventory shipments notifications; do "$weir" topic create "$t" --partitions 1 >/dev/null; done
+# Each event is a registered Avro subject: the contract of its topic (`--validation none`: the
+# payloads stay JSON, so records are not checked at produce; pipelines are checked against the
+# subjects before they run). The Rust and JavaScript services declare what they read and write.
+schemas=examples/ecommerce/schemas
+for pair in orders:order_created payments:payment_processed inventory:inventory_updated shipments:shipment_created; do
+  "$weir" schema register "${pair%%:*}-value" --file "$schemas/${pair#*:}.avsc"
+  "$weir" topic create "${pair%%:*}" --partitions 1 --value-schema topic --validation none >/dev/null
+done
+"$weir" topic create notifications --partitions 1 >/dev/null
 "$weir" plugin deploy payment "$rust/weir_ecommerce_payment.wasm"
 "$weir" plugin deploy inventory "$rust/weir_ecommerce_inventory.wasm"
 "$weir" plugin deploy notification "$notification"
@@ -94,4 +104,22 @@ orders = {o['order_id']: o for o in map(json.loads, open('$data/orders.jsonl'))}
 print(sum(o['qty'] for o in orders.values() if o['sku'] == 'sku-3' and o['card'].startswith('4242')))")
 stock=$("$weir" state get inventory 1 stock:sku-3 | awk 'NR==2 {print $3}')
 check "sku-3 stock left (500 minus units sold, each order counted once)" "$stock" $((500 - sold))
+
+echo
+echo "== schema evolution"
+# A compatible evolution goes live: PaymentProcessed v2 adds `currency` with a default; the
+# subject takes it, and a payment version declaring it deploys into the running pipeline.
+"$weir" schema register payments-value --file "$schemas/payment_processed.v2.avsc"
+"$weir" plugin schemas "$rust/weir_ecommerce_payment.wasm" --writes "avro:$schemas/payment_processed.v2.avsc" -o "$data/payment-v2.wasm" >/dev/null 2>&1
+"$weir" plugin deploy payment "$data/payment-v2.wasm"
+# A breaking change is refused at deploy, before it runs: amount_cents renamed, no default.
+"$weir" plugin schemas "$rust/weir_ecommerce_payment.wasm" --writes "avro:$schemas/payment_processed.breaking.avsc" -o "$data/payment-v3.wasm" >/dev/null 2>&1
+if "$weir" plugin deploy payment "$data/payment-v3.wasm" 2>"$data/refused"; then
+  echo "  FAIL the breaking change was deployed"; failed=1
+else
+  echo "  refused: $(cat "$data/refused")"
+  grep -q "amount" "$data/refused" || { echo "  FAIL the refusal does not name the field"; failed=1; }
+fi
+live=$("$weir" plugin describe payment | awk '/^plugin/ {print $2}')
+check "payment version running after the refusal (v2 stays live)" "${live#payment@}" 2
 [ "$failed" -eq 0 ] && echo "== OK: the order flow holds" || { echo "== FAILED"; tail -20 "$data/server.log"; exit 1; }

@@ -70,6 +70,9 @@ pub enum Validation {
     Id,
     /// Also that the payload decodes with that schema.
     Full,
+    /// Nothing at produce: the subject is the topic's contract, which pipelines writing to or
+    /// reading from it are checked against before they run.
+    None,
 }
 
 /// Which subject a record's schema id must be registered under (Confluent's naming strategies).

@@ -157,7 +157,9 @@ impl Broker {
     pub(super) async fn check_schemas(&self, topic: &Topic, records: &[NewRecord]) -> Result<()> {
         use crate::schemas::Part;
         let config = &topic.config;
-        if config.key_schema.is_none() && config.value_schema.is_none() {
+        if config.validation == crate::types::Validation::None
+            || (config.key_schema.is_none() && config.value_schema.is_none())
+        {
             return Ok(());
         }
         let mut seen = Vec::new();

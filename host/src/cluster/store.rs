@@ -34,7 +34,7 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 
 mirror_enum!(wire::DurabilityC1 => Durability { Sync, Os });
 mirror_enum!(wire::PartitionerC1 => Partitioner { Hash, Murmur2 });
-mirror_enum!(wire::ValidationC1 => Validation { Id, Full });
+mirror_enum!(wire::ValidationC1 => Validation { Id, Full, None });
 mirror_enum!(wire::SubjectStrategyC1 => SubjectStrategy { TopicName, RecordName, TopicRecordName });
 mirror!(wire::TopicConfigC1 => TopicConfig {
     partitions, durability: opt, retention_ms, retention_bytes, max_message_bytes, ephemeral, partitioner: into,

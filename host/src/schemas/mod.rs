@@ -900,7 +900,7 @@ impl Schemas {
             Part::Key => config.key_schema.as_deref(),
             Part::Value => config.value_schema.as_deref(),
         };
-        let Some(configured) = configured else { return Ok(Ok(())) };
+        let Some(configured) = configured.filter(|_| config.validation != Validation::None) else { return Ok(Ok(())) };
         let refuse = |class: &'static str, reason: String| Ok(Err(Refusal { part, class, reason }));
         // A null key or value (a tombstone, a keyless record) carries no schema: Confluent's
         // serializers write null for None. The Kafka door gives a null value as empty.

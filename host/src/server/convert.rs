@@ -25,7 +25,7 @@ use crate::types::{Durability, Partitioner, SubjectStrategy, TopicConfig, Valida
 
 mirror_enum!(w::Durability => Durability { Sync, Os });
 mirror_enum!(w::Partitioner => Partitioner { Hash, Murmur2 });
-mirror_enum!(w::Validation => Validation { Id, Full });
+mirror_enum!(w::Validation => Validation { Id, Full, None });
 mirror_enum!(w::SubjectStrategy => SubjectStrategy { TopicName, RecordName, TopicRecordName });
 mirror_enum!(w::StartPosition => StartPosition { Earliest, Latest });
 mirror_enum!(w::ErrorPolicy => ErrorPolicy { Halt, Retry, Skip, DeadLetter });

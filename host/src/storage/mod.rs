@@ -813,7 +813,7 @@ mod properties {
 
 mirror_enum!(stored::DurabilityV1 => Durability { Sync, Os });
 mirror_enum!(stored::PartitionerV1 => Partitioner { Hash, Murmur2 });
-mirror_enum!(stored::ValidationV1 => Validation { Id, Full });
+mirror_enum!(stored::ValidationV1 => Validation { Id, Full, None });
 mirror_enum!(stored::SubjectStrategyV1 => SubjectStrategy { TopicName, RecordName, TopicRecordName });
 mirror!(stored::TopicConfigV1 => TopicConfig {
     partitions, durability: opt, retention_ms, retention_bytes, max_message_bytes, ephemeral, partitioner: into,

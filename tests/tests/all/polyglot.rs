@@ -345,7 +345,8 @@ async fn python_and_js_versions_shadow_a_rust_one_outcome_for_outcome() -> Resul
 }
 
 /// The e-commerce flow with its notification service in Python and its shipping service in
-/// JavaScript beside the Rust payment and inventory services.
+/// JavaScript beside the Rust payment and inventory services, its events registered Avro
+/// subjects: a compatible evolution goes live, a breaking one is refused at deploy.
 #[test]
 fn the_mixed_language_ecommerce_flow_holds() -> Result<()> {
     let out = crate::sdk::run_example("examples/ecommerce/run.sh", &[("ORDERS", "100")])?;
@@ -355,6 +356,10 @@ fn the_mixed_language_ecommerce_flow_holds() -> Result<()> {
         "InventoryUpdated",
         "ShipmentCreated",
         "Notification",
+        "registered payments-value version 2",
+        "deployed payment@2 live",
+        "refused: error: payment@3 refused; payment@2 keeps running",
+        "Field 'amount' in reader schema must have a default value",
         "== OK: the order flow holds",
     ] {
         assert!(out.contains(event), "missing {event} in:\n{out}");

@@ -653,7 +653,10 @@ async fn the_console_shows_subjects_their_users_and_a_diff_between_versions() ->
     let shapes = shapes("avro");
     let with_default = {
         let mut doc: Value = serde_json::from_str(&shapes.v1)?;
-        doc["fields"].as_array_mut().context("fields")?.push(json!({"name": "currency", "type": "string", "default": "EUR"}));
+        doc["fields"]
+            .as_array_mut()
+            .context("fields")?
+            .push(json!({"name": "currency", "type": "string", "default": "EUR"}));
         doc.to_string()
     };
     for schema in [&shapes.v1, &with_default] {

@@ -945,7 +945,13 @@ fn topic_config(t: &kafka_protocol::messages::create_topics_request::CreatableTo
                 config.validation = match value.as_str() {
                     "id" => Validation::Id,
                     "full" => Validation::Full,
-                    _ => return Err((INVALID_REQUEST, format!("weir.schema.validation = `{value}`: use id or full"))),
+                    "none" => Validation::None,
+                    _ => {
+                        return Err((
+                            INVALID_REQUEST,
+                            format!("weir.schema.validation = `{value}`: use id, full or none"),
+                        ));
+                    }
                 }
             }
             other => {

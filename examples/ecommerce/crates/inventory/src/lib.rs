@@ -50,3 +50,9 @@ impl Handler for Inventory {
 }
 
 weir_sdk::export!(Inventory as handler);
+
+// The contract, carried in the component (`examples/ecommerce/schemas/`).
+weir_sdk::schemas! {
+    reads: avro(include_str!("../../../schemas/payment_processed.avsc")),
+    writes: avro(include_str!("../../../schemas/inventory_updated.avsc")),
+}

@@ -48,3 +48,10 @@ impl Handler for Payment {
 }
 
 weir_sdk::export!(Payment as handler);
+
+// The contract, carried in the component: weir refuses a pipeline (or a later version) whose
+// neighbours' schemas this does not fit (`examples/ecommerce/schemas/`).
+weir_sdk::schemas! {
+    reads: avro(include_str!("../../../schemas/order_created.avsc")),
+    writes: avro(include_str!("../../../schemas/payment_processed.avsc")),
+}
