@@ -673,6 +673,12 @@ pub struct PipelineSpec {
     /// Most partitions processed at once (default: all of them).
     #[serde(default)]
     pub parallelism: Option<usize>,
+    /// Allow a cycle (outputs into its own source, or a topic upstream of it), each message
+    /// going around at most this many times, counted in its `weir-hops` header; over it, the
+    /// message fails with the reason (dead-lettered under `on_error = "dead-letter"`). Unset:
+    /// such a route is refused.
+    #[serde(default)]
+    pub max_hops: Option<u32>,
 }
 
 impl PipelineSpec {
@@ -692,6 +698,7 @@ impl PipelineSpec {
             backoff_ms: None,
             dead_letter_topic: None,
             parallelism: None,
+            max_hops: None,
         }
     }
 

@@ -212,6 +212,9 @@ pub struct PipelineC1 {
     /// Partitions processed at once (per node).
     #[serde(default)]
     pub parallelism: Option<usize>,
+    /// Most hops around an allowed cycle.
+    #[serde(default)]
+    pub max_hops: Option<u32>,
     /// Numeric scope of its state keys; never reused.
     pub id: u32,
     /// Creation time.

@@ -16,6 +16,7 @@
 
 mod cluster;
 mod control;
+mod cycles;
 mod plan;
 mod shadow;
 mod spec;
@@ -132,7 +133,7 @@ impl PipelineRecord {
 mirror!(stored::PipelineV1 => PipelineRecord { spec: into, id, created_ms, halted, paused, owner, resets });
 mirror!(stored::PipelineSpecV1 => PipelineSpec {
     name, source: into, group, steps: each, sink, start: into, batch_max_messages, on_error: into, max_attempts,
-    backoff_ms, dead_letter_topic, parallelism
+    backoff_ms, dead_letter_topic, parallelism, max_hops
 });
 mirror!(stored::StepV1 => StepSpec { plugin, config });
 mirror_enum!(stored::StartV1 => StartPosition { Earliest, Latest });
@@ -158,6 +159,7 @@ impl From<PipelineRecord> for wire::PipelineC1 {
             backoff_ms: s.backoff_ms,
             dead_letter_topic: s.dead_letter_topic,
             parallelism: s.parallelism,
+            max_hops: s.max_hops,
             id: r.id,
             created_ms: r.created_ms,
             halted: r.halted,
@@ -184,6 +186,7 @@ impl From<wire::PipelineC1> for PipelineRecord {
                 backoff_ms: c.backoff_ms,
                 dead_letter_topic: c.dead_letter_topic,
                 parallelism: c.parallelism,
+                max_hops: c.max_hops,
             },
             id: c.id,
             created_ms: c.created_ms,
@@ -339,6 +342,8 @@ pub struct Pipelines {
     registry: Arc<Registry>,
     running: Mutex<HashMap<String, Arc<Running>>>,
     shadows: Arc<ShadowBoard>,
+    /// Which topics feed which, for refusing and bounding cycles.
+    topology: Arc<cycles::Topology>,
     queues: Arc<crate::queue::Queues>,
     authority: Arc<Authority>,
 }
@@ -362,6 +367,7 @@ impl Pipelines {
             registry,
             running: Mutex::new(HashMap::new()),
             shadows,
+            topology: Arc::default(),
             queues,
             authority,
         });
@@ -777,7 +783,7 @@ impl Pipelines {
         for step in &spec.steps {
             self.registry.resolve(&step.plugin)?;
         }
-        Ok(())
+        cycles::check_spec(spec, &self.topology).map_err(PipelineError::Invalid)
     }
 
     async fn ensure_dead_letter_topic(&self, spec: &PipelineSpec) -> Result<(), PipelineError> {
@@ -816,6 +822,7 @@ impl Pipelines {
             tasks: Mutex::new(Vec::new()),
             permits: Arc::new(tokio::sync::Semaphore::new(parallelism)),
         });
+        self.topology.set(&running.plan.spec);
         self.running.lock().expect("pipelines").insert(name, running.clone());
         if running.state() == RunState::Running {
             self.spawn_workers(&running);
@@ -863,6 +870,7 @@ impl Pipelines {
     /// Forget a pipeline after stopping its workers.
     async fn stop(&self, name: &str) -> Option<Arc<Running>> {
         let running = self.running.lock().expect("pipelines").remove(name)?;
+        self.topology.remove(name);
         Self::stop_workers(&running).await;
         Some(running)
     }

@@ -120,6 +120,7 @@ pub(crate) struct Plan {
     pub sink: Arc<Topic>,
     pub slots: Vec<Slot>,
     pub shadows: Arc<ShadowBoard>,
+    pub topology: Arc<super::cycles::Topology>,
 }
 
 impl Plan {
@@ -151,6 +152,7 @@ impl Plan {
             sink,
             slots,
             shadows: pipelines.shadows.clone(),
+            topology: pipelines.topology.clone(),
         })
     }
 

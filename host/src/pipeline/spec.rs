@@ -32,6 +32,10 @@ pub struct PipelineSpec {
     pub dead_letter_topic: Option<String>,
     /// Most partitions processed at once (default: all of them).
     pub parallelism: Option<usize>,
+    /// Allow a cycle — outputs into its own source, or a topic upstream of it — each message
+    /// going around at most this many times (counted in its `weir-hops` header). Unset: such
+    /// a route is refused.
+    pub max_hops: Option<u32>,
 }
 
 /// Longest wait between two attempts at one message.
@@ -54,6 +58,7 @@ impl PipelineSpec {
             backoff_ms: None,
             dead_letter_topic: None,
             parallelism: None,
+            max_hops: None,
         }
     }
 

@@ -518,6 +518,23 @@ fn run_steps(
 ) -> Result<Outputs, StepFailure> {
     let mut msgs: Vec<Message> = records.into_iter().map(|r| to_message(r, partition)).collect();
     let mut out = Outputs::default();
+    let hops = super::cycles::Hops::new(&plan.spec, &plan.topology, &msgs);
+    let sink_cycle = hops.is_cycle(&plan.spec.sink);
+    let mut admit = |topic: Option<&str>, msg: &mut Message| -> Result<(), String> {
+        let target = match topic {
+            Some(t) => {
+                gate.check(t)?;
+                if !hops.is_cycle(t) {
+                    return Ok(());
+                }
+                t
+            }
+            None if sink_cycle => plan.spec.sink.as_str(),
+            None => return Ok(()),
+        };
+        hops.admit(target, msg)
+    };
+    let last = steps.len() - 1;
     for (i, st) in steps.iter_mut().enumerate() {
         if msgs.is_empty() {
             break;
@@ -539,7 +556,7 @@ fn run_steps(
         }
         let label = st.active.info.label();
         let trace = StepTrace { pipeline: &plan.spec.name, step: i + 1, label: &label, took_us };
-        let next = apply_outcomes(&trace, batch.messages, outcomes, &mut out, &mut stats[i], &mut |t| gate.check(t))?;
+        let next = apply_outcomes(&trace, batch.messages, outcomes, &mut out, &mut stats[i], i == last, &mut admit)?;
         msgs = next;
     }
     out.sink = msgs;
@@ -547,15 +564,18 @@ fn run_steps(
 }
 
 /// What a step's outcomes make of its inputs: the next step's inputs, with routed outputs and
-/// drops added to `out`; the first failure stops the batch. `may_route` refuses an output's
-/// topic (missing, or not writable by the pipeline's owner): a failure of that input.
+/// drops added to `out`; the first failure stops the batch. `admit` refuses an output's topic
+/// (missing, not writable by the pipeline's owner, a cycle not allowed or past its bound: a
+/// failure of that input) or counts its hop; it sees each routed output, and each output of
+/// the `last` step bound for the sink (topic `None`).
 fn apply_outcomes(
     trace: &StepTrace<'_>,
     inputs: Vec<Message>,
     outcomes: Vec<Outcome>,
     out: &mut Outputs,
     stat: &mut StepStats,
-    may_route: &mut dyn FnMut(&str) -> Result<(), String>,
+    last: bool,
+    admit: &mut dyn FnMut(Option<&str>, &mut Message) -> Result<(), String>,
 ) -> Result<Vec<Message>, StepFailure> {
     let step = trace.step - 1;
     let mut next = Vec::with_capacity(inputs.len());
@@ -577,14 +597,14 @@ fn apply_outcomes(
                     if let Some(ctx) = &traced {
                         trace::stamp(&mut msg, ctx, trace, index);
                     }
-                    match o.topic {
-                        Some(t) => {
-                            if let Err(error) = may_route(&t) {
-                                stat.errors += 1;
-                                return Err(StepFailure { step, offset: Some(input.offset), error, retryable: false });
-                            }
-                            out.routed.push((t, msg))
+                    if o.topic.is_some() || last {
+                        if let Err(error) = admit(o.topic.as_deref(), &mut msg) {
+                            stat.errors += 1;
+                            return Err(StepFailure { step, offset: Some(input.offset), error, retryable: false });
                         }
+                    }
+                    match o.topic {
+                        Some(t) => out.routed.push((t, msg)),
                         None => next.push(msg),
                     }
                 }
@@ -594,6 +614,10 @@ fn apply_outcomes(
                 if let Some(ctx) = &traced {
                     trace::stamp(&mut input, ctx, trace, 0);
                 }
+                if last && let Err(error) = admit(None, &mut input) {
+                    stat.errors += 1;
+                    return Err(StepFailure { step, offset: Some(input.offset), error, retryable: false });
+                }
                 next.push(input);
             }
             Outcome::Forward(t) => {
@@ -601,7 +625,7 @@ fn apply_outcomes(
                 if let Some(ctx) = &traced {
                     trace::stamp(&mut input, ctx, trace, 0);
                 }
-                if let Err(error) = may_route(&t) {
+                if let Err(error) = admit(Some(&t), &mut input) {
                     stat.errors += 1;
                     return Err(StepFailure { step, offset: Some(input.offset), error, retryable: false });
                 }
@@ -632,7 +656,7 @@ pub fn fuzz_outcomes(inputs: Vec<Message>, outcomes: Vec<Outcome>, output_limit:
     let mut out = Outputs::default();
     let mut stat = StepStats::default();
     let trace = StepTrace { pipeline: "fuzz", step: 1, label: "fuzz@1", took_us: 0 };
-    let next = apply_outcomes(&trace, inputs, outcomes, &mut out, &mut stat, &mut |_| Ok(())).ok()?;
+    let next = apply_outcomes(&trace, inputs, outcomes, &mut out, &mut stat, true, &mut |_, _| Ok(())).ok()?;
     assert!(out.dropped as usize <= n, "more drops than inputs");
     Some(next.len() + out.routed.len())
 }

@@ -60,7 +60,7 @@ mirror!(w::ShadowReport => ShadowReport {
 mirror!(w::StepSpec => StepSpec { plugin, config });
 mirror!(w::PipelineSpec => PipelineSpec {
     name, source: into, group, steps: each, sink, start: into, batch_max_messages, on_error: into, max_attempts,
-    backoff_ms, dead_letter_topic, parallelism
+    backoff_ms, dead_letter_topic, parallelism, max_hops
 });
 mirror!(w::StepStats => StepStats { input, output, dropped, errors, calls, busy_us });
 mirror!(w::PipelineStatus => PipelineStatus {

@@ -167,6 +167,9 @@ pub struct PipelineSpecV1 {
     /// Partitions processed at once.
     #[serde(default)]
     pub parallelism: Option<usize>,
+    /// Most hops around an allowed cycle.
+    #[serde(default)]
+    pub max_hops: Option<u32>,
 }
 
 /// A pipeline step.

@@ -434,3 +434,57 @@ async fn the_example_spec_file_applies_from_the_cli() -> Result<()> {
     assert!(String::from_utf8_lossy(&err.stderr).contains("is not a valid pipeline spec"));
     Ok(())
 }
+
+/// A pipeline that feeds itself — a step routing into its own source, or a sink upstream of
+/// the source — is refused (issue 30: 5 messages became 142,730 in two minutes). With
+/// `max_hops` the cycle is allowed and bounded: each message goes around that many times, then
+/// fails with the reason and is dead-lettered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipeline_feeding_itself_is_refused_unless_its_cycle_is_bounded() -> Result<()> {
+    use weir_tests::weir_client::wire::ErrorPolicy;
+    let server = Server::start()?;
+    let c = server.client().await?;
+    topics(&c, &["loop", "out", "t1", "t2", "cyc"], 1).await?;
+    c.deploy_plugin("hostile", plugin_bytes("hostile")).await?;
+    c.deploy_plugin("pass", plugin_bytes("pass")).await?;
+
+    // Sinks: into its own source, or back through another pipeline.
+    let err = c.create_pipeline(pipeline("self", "t1", "t1", vec![step("pass", &[])])).await.expect_err("a cycle");
+    assert!(
+        err.to_string().contains("feeds its own source `t1`: a cycle") && err.to_string().contains("max_hops"),
+        "{err}"
+    );
+    c.create_pipeline(pipeline("a", "t1", "t2", vec![step("pass", &[])])).await?;
+    let err = c.create_pipeline(pipeline("b", "t2", "t1", vec![step("pass", &[])])).await.expect_err("a cycle");
+    assert!(err.to_string().contains("through other pipelines"), "{err}");
+
+    // A step routing into its own source: each such output fails its input.
+    let route_back = |to: &str| vec![step("hostile", &[("mode", "route-to"), ("to", to)])];
+    let mut spec = pipeline("feed", "loop", "out", route_back("loop"));
+    spec.on_error = ErrorPolicy::DeadLetter;
+    c.create_pipeline(spec).await?;
+    c.produce("loop", (0..5).map(|i| WireRecord::value(format!("m{i}"))).collect()).await?;
+    let dead = consume_n(&c, "feed.dlq", 5, LONG).await?;
+    for (_, _, r) in &dead {
+        let reason = r.headers.iter().find(|(k, _)| k == "weir-dlq-error").map(|(_, v)| v.as_str()).unwrap_or("");
+        assert!(reason.contains("feeds pipeline `feed`'s own source `loop`: a cycle, refused"), "{reason}");
+    }
+    assert_eq!(c.describe_topic("loop").await?.partitions[0].1, 5, "nothing went around");
+
+    // Allowed and bounded: 5 messages, each around 3 times, then dead-lettered.
+    let mut spec = pipeline("bounded", "cyc", "out", route_back("cyc"));
+    spec.on_error = ErrorPolicy::DeadLetter;
+    spec.max_hops = Some(3);
+    c.create_pipeline(spec).await?;
+    c.produce("cyc", (0..5).map(|i| WireRecord::value(format!("c{i}"))).collect()).await?;
+    let dead = consume_n(&c, "bounded.dlq", 5, LONG).await?;
+    for (_, _, r) in &dead {
+        let hops = r.headers.iter().find(|(k, _)| k == "weir-hops").map(|(_, v)| v.as_str());
+        assert_eq!(hops, Some("3"), "the dead letter went around 3 times");
+        let reason = r.headers.iter().find(|(k, _)| k == "weir-dlq-error").map(|(_, v)| v.as_str()).unwrap_or("");
+        assert!(reason.contains("3 time(s), pipeline `bounded`'s max_hops"), "{reason}");
+    }
+    caught_up(&c, "bounded").await?;
+    assert_eq!(c.describe_topic("cyc").await?.partitions[0].1, 5 * 4, "each message stored once per trip");
+    Ok(())
+}
