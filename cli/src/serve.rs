@@ -55,6 +55,11 @@ pub struct ServeArgs {
     /// Chosen when the data directory is created; later starts must name the same one.
     #[arg(long)]
     wal_dir: Option<PathBuf>,
+    /// Keep this much free in the data (and WAL) directory: below it, produces, pipeline
+    /// outputs and queue sends are refused with a "disk full" error (reads, acks and deletes
+    /// go on) and resume by themselves once space returns. 0 turns the floor off.
+    #[arg(long, default_value = "128MiB", value_parser = super::parse_size)]
+    min_free_space: usize,
     /// Serve TLS only, with this certificate chain (PEM); needs --tls-key. Clients pass
     /// --tls-ca (or WEIR_TLS_CA) with the CA that signed it.
     #[arg(long, requires = "tls_key")]
@@ -178,6 +183,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         retention_interval: args.retention_interval,
         recover_wal: args.recover_wal,
         wal_dir: args.wal_dir.clone(),
+        min_free_bytes: args.min_free_space as u64,
         compile_cache: args.compile_cache.clone(),
         authority: Arc::new(authority),
         cluster,

@@ -317,6 +317,25 @@ fn store(broker: &Broker, add: &mut Add<'_>) {
     for (name, help, property, per_cf) in properties {
         add(Box::new(level(name, help, broker.store.rocksdb_property(property, per_cf))));
     }
+    // Read now, so the gauges move while nothing is written.
+    let _ = broker.store.check_space();
+    let (free, floor, full) = broker.store.space();
+    add(Box::new(level(
+        "weir_store_free_bytes",
+        "Free bytes in the data (or WAL) directory, the fuller one",
+        free.min(i64::MAX as u64),
+    )));
+    add(Box::new(level(
+        "weir_store_min_free_bytes",
+        "Free bytes weir keeps (--min-free-space); below them appends are refused",
+        floor,
+    )));
+    add(Box::new(level("weir_store_disk_full", "1 while appends are refused for lack of disk space", u64::from(full))));
+    add(Box::new(level(
+        "weir_store_write_failed",
+        "1 after a write failed: the store refuses writes until restarted",
+        u64::from(broker.store.poisoned().is_some()),
+    )));
     if let Some(rss) = resident_bytes() {
         add(Box::new(level("process_resident_memory_bytes", "Resident memory of the weir process", rss)));
     }

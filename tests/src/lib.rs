@@ -348,6 +348,9 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// Largest file the process may write, bytes (`ulimit -f`): a disk that fills up.
     pub file_size_limit: Option<u64>,
+    /// The data directory, if not `data/` in the server's temporary directory (a small
+    /// filesystem of the test's own, say).
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Server {
@@ -425,7 +428,7 @@ impl Server {
 
     /// The data directory.
     pub fn data_dir(&self) -> PathBuf {
-        self.root.path().join("data")
+        self.launch.data_dir.clone().unwrap_or_else(|| self.root.path().join("data"))
     }
 
     /// A connected client.
@@ -525,7 +528,8 @@ pub fn serve_command(root: &Path, launch: &Launch) -> Command {
         }
         None => Command::new(weir_bin()),
     };
-    cmd.arg("serve").arg("--data-dir").arg(root.join("data")).args(["--listen", "127.0.0.1:0"]).args(&launch.flags);
+    let data = launch.data_dir.clone().unwrap_or_else(|| root.join("data"));
+    cmd.arg("serve").arg("--data-dir").arg(data).args(["--listen", "127.0.0.1:0"]).args(&launch.flags);
     // Every server of a run shares one compiled-plugin cache: each component is compiled once,
     // not once per server (a deploy still validates, links and instantiates it).
     cmd.env("WEIR_COMPILE_CACHE", compile_cache());

@@ -147,11 +147,14 @@ pub enum ErrorCode {
     QueueFull = 28,
     /// A record the topic's schema check refused; the message names it and why.
     InvalidRecord = 29,
+    /// The server's disk is below its free-space floor; writes resume by themselves when
+    /// space returns (retry later).
+    DiskFull = 30,
 }
 
 impl ErrorCode {
     /// Every code, for decoding.
-    const ALL: [ErrorCode; 29] = [
+    const ALL: [ErrorCode; 30] = [
         ErrorCode::Internal,
         ErrorCode::MalformedFrame,
         ErrorCode::FrameTooLarge,
@@ -181,6 +184,7 @@ impl ErrorCode {
         ErrorCode::StaleReceipt,
         ErrorCode::QueueFull,
         ErrorCode::InvalidRecord,
+        ErrorCode::DiskFull,
     ];
 }
 

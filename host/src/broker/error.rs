@@ -79,11 +79,13 @@ pub enum ErrorKind {
     DuplicateSequence,
     /// A record the topic's checks refuse (its schema); the message names the record and why.
     InvalidRecord,
+    /// Free disk space is below the server's floor; writes resume by themselves when it returns.
+    DiskFull,
 }
 
 impl ErrorKind {
     /// Every kind.
-    const ALL: [ErrorKind; 31] = [
+    const ALL: [ErrorKind; 32] = [
         ErrorKind::Internal,
         ErrorKind::InvalidArgument,
         ErrorKind::UnknownTopic,
@@ -115,6 +117,7 @@ impl ErrorKind {
         ErrorKind::OutOfOrderSequence,
         ErrorKind::DuplicateSequence,
         ErrorKind::InvalidRecord,
+        ErrorKind::DiskFull,
     ];
 
     /// The kind's name (as it crosses the cluster's wire).
@@ -151,6 +154,7 @@ impl ErrorKind {
             ErrorKind::OutOfOrderSequence => "OutOfOrderSequence",
             ErrorKind::DuplicateSequence => "DuplicateSequence",
             ErrorKind::InvalidRecord => "InvalidRecord",
+            ErrorKind::DiskFull => "DiskFull",
         }
     }
 
@@ -330,6 +334,7 @@ fn store_kind(e: &StoreError) -> ErrorKind {
         StoreError::TopicExists(_) => ErrorKind::TopicExists,
         StoreError::UnknownPartition { .. } | StoreError::Invalid(_) => ErrorKind::InvalidArgument,
         StoreError::MessageTooLarge { .. } => ErrorKind::MessageTooLarge,
+        StoreError::DiskFull { .. } => ErrorKind::DiskFull,
         StoreError::Closed => ErrorKind::ShuttingDown,
         StoreError::Conflict(_) => ErrorKind::AlreadyExists,
         StoreError::Unavailable(_) | StoreError::Fenced(_) => ErrorKind::Busy,

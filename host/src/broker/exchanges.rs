@@ -41,6 +41,7 @@ impl Broker {
     /// Route through the exchange and deliver to every destination in one atomic commit.
     async fn publish(&self, exchange: &str, routing_key: &str, mut record: NewRecord) -> Result<Reply> {
         let dests = self.exchanges.route(exchange, routing_key, &record.headers)?;
+        self.store.check_space()?;
         record.headers.push((headers::ROUTING_KEY.into(), routing_key.to_string()));
         record.headers.push((headers::EXCHANGE.into(), exchange.to_string()));
         let mut commit = Commit::default();

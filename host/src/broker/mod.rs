@@ -61,6 +61,8 @@ pub struct BrokerConfig {
     pub recover_wal: bool,
     /// The write-ahead log's directory, if not inside the data directory.
     pub wal_dir: Option<PathBuf>,
+    /// Free bytes kept in the data (and WAL) directory; below them appends are refused.
+    pub min_free_bytes: u64,
     /// Where compiled plugins are cached (default: `compiled/` in the data directory). Servers
     /// may share one: entries are keyed by the component's hash and the engine's.
     pub compile_cache: Option<PathBuf>,
@@ -142,12 +144,14 @@ impl Broker {
             default_durability: config.durability,
             recover_wal: config.recover_wal,
             wal_dir: config.wal_dir.clone(),
+            min_free_bytes: config.min_free_bytes,
         };
         let store = Arc::new(match &config.cluster {
             None => Store::local(local)?,
             Some((opts, me)) => {
                 let cluster = crate::cluster::Cluster::connect(opts.clone(), me.clone()).await?;
-                let cache = crate::storage::Rocks::open(local)?;
+                // The cache only mirrors what JetStream stored: no floor of its own.
+                let cache = crate::storage::Rocks::open(StoreOptions { min_free_bytes: 0, ..local })?;
                 Store::clustered(crate::cluster::store::ClusterStore::open(cluster, cache).await?)
             }
         });

@@ -42,6 +42,7 @@ impl Broker {
 
     /// All messages in one durable commit.
     async fn queue_send(&self, queue: &str, messages: Vec<NewQueueMessage>) -> Result<Reply> {
+        self.store.check_space()?;
         let mut staged: Vec<Option<PreparedSend>> = Vec::with_capacity(messages.len());
         for m in messages {
             staged.push(self.queues.prepare_send(queue, m)?);

@@ -47,6 +47,12 @@ pub(super) async fn run(
         if *stop.borrow() {
             return Ok(());
         }
+        // Below the disk's free-space floor outputs cannot be stored: wait, read nothing.
+        if let Err(e) = plan.store.check_space() {
+            running.note_failure(format!("waiting for disk space: {e}"));
+            wait_for_space(plan, &mut stop).await;
+            continue;
+        }
         let Some((records, copy)) = feed.next(plan, batch_max, &mut stop).await? else { continue };
         let taken = Instant::now();
         let permit = running.permits.clone().acquire_owned().await.map_err(|e| e.to_string())?;
@@ -64,12 +70,26 @@ pub(super) async fn run(
         steps = back;
         running.counters.note_memory(worker, steps.iter().map(|s| s.live.memory_bytes() as u64).collect());
         let Done { mut commit, next_offset, counts, failure } = done;
+        let position = feed.position();
         if feed.settle(plan, &mut commit, next_offset)? {
             let traced = trace::traced_in(&commit);
             let submitted = Instant::now();
             let versions = steps.iter().map(|s| s.active.info.label()).collect();
-            if !feed.commit(plan, commit, versions, || running.counters.add(&counts)).await? {
-                return Ok(());
+            match feed.commit(plan, commit, versions, || running.counters.add(&counts)).await? {
+                Committed::Yes => {}
+                Committed::Stop => return Ok(()),
+                // The disk filled since the check above: nothing of the batch was stored. Read
+                // it again once space returns, with fresh instances (their memory saw it).
+                Committed::NoSpace(why) => {
+                    running.note_failure(format!("batch not stored, to be run again: {why}"));
+                    feed.rewind(position).await;
+                    wait_for_space(plan, &mut stop).await;
+                    let plan_c = plan.clone();
+                    steps = tokio::task::spawn_blocking(move || instantiate_all(&plan_c, worker))
+                        .await
+                        .map_err(|e| e.to_string())??;
+                    continue;
+                }
             }
             running.counters.observe_batch(taken.elapsed());
             trace::export_commits(&plan.spec.name, traced, submitted.elapsed());
@@ -79,6 +99,26 @@ pub(super) async fn run(
             return Err(reason);
         }
     }
+}
+
+/// Wait until the disk is back above its free-space floor (or the worker is stopped).
+async fn wait_for_space(plan: &Plan, stop: &mut watch::Receiver<bool>) {
+    while plan.store.check_space().is_err() && !*stop.borrow() {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// What became of a batch's commit.
+enum Committed {
+    /// Stored.
+    Yes,
+    /// Refused because another node took the partition over; the worker stops.
+    Stop,
+    /// Refused whole for lack of disk space; run the batch again when space returns.
+    NoSpace(String),
 }
 
 /// Where a worker's batches come from, and how it records what it dealt with in the batch's
@@ -118,22 +158,21 @@ impl Feed {
 
     /// Commit a processed batch — its outputs, state and progress as one unit — and call
     /// `counted` once it is submitted (a status that sees the new offset then also sees the
-    /// batch's counts). `Ok(false)`: the batch was refused because another node took the
-    /// partition over; the worker stops.
+    /// batch's counts).
     async fn commit(
         &mut self,
         plan: &Plan,
         commit: Commit,
         versions: Vec<String>,
         counted: impl FnOnce(),
-    ) -> Result<bool, String> {
+    ) -> Result<Committed, String> {
         if let Feed::Cluster(c) = self {
             use super::cluster::Landed;
             let landed = c.commit(plan, commit, versions).await?;
             if matches!(landed, Landed::Yes | Landed::ThenStop) {
                 counted();
             }
-            return Ok(matches!(landed, Landed::Yes));
+            return Ok(if matches!(landed, Landed::Yes) { Committed::Yes } else { Committed::Stop });
         }
         let committed = plan.store.submit(commit);
         counted();
@@ -142,14 +181,15 @@ impl Feed {
                 if let Feed::Queue { queues, queue, receipts, dealt } = self {
                     queues.acked(queue, &receipts[..*dealt]);
                 }
-                Ok(true)
+                Ok(Committed::Yes)
             }
+            Err(e @ StoreError::DiskFull { .. }) => Ok(Committed::NoSpace(e.to_string())),
             // A cluster's queues moved to another coordinator mid-batch (or JetStream did not
             // answer): the batch's messages return after their visibility timeout, to be dealt
             // with again — the queue → pipeline promise in a cluster is at least once.
             Err(e @ (StoreError::Fenced(_) | StoreError::Unavailable(_))) if matches!(self, Feed::Queue { .. }) => {
                 tracing::warn!(pipeline = %plan.spec.name, error = %e, "queue batch not committed; its messages come back");
-                Ok(true)
+                Ok(Committed::Yes)
             }
             Err(e) => Err(format!("committing {}: {e}", self.describe())),
         }
@@ -243,6 +283,27 @@ impl Feed {
                 commit.queue = queues.ack_in_commit(queue, &receipts[..*dealt]).map_err(|e| e.to_string())?;
                 Ok(true)
             }
+        }
+    }
+
+    /// Where the feed stands, to [`Feed::rewind`] to if a batch's commit is refused.
+    fn position(&self) -> u64 {
+        match self {
+            Feed::Partition { offset, .. } => *offset,
+            _ => 0,
+        }
+    }
+
+    /// Forget a batch whose commit was refused: a partition reads it again from `position`,
+    /// a queue hands its messages back at once.
+    async fn rewind(&mut self, position: u64) {
+        match self {
+            Feed::Partition { offset, .. } => *offset = position,
+            Feed::Queue { dealt, .. } => {
+                *dealt = 0;
+                self.abandon().await;
+            }
+            Feed::Cluster(_) => {}
         }
     }
 

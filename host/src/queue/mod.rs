@@ -449,6 +449,7 @@ impl Queues {
 
     /// Send one message durably. Returns whether it was enqueued (false: a dedup repeat).
     pub async fn send(&self, name: &str, msg: NewQueueMessage) -> Result<bool> {
+        self.store.check_space()?;
         let Some(prepared) = self.prepare_send(name, msg)? else { return Ok(false) };
         let writes = prepared.writes.clone();
         self.store.submit(Commit { queue: writes, ..Commit::default() }).await?;

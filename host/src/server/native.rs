@@ -229,6 +229,7 @@ pub(super) fn code(kind: ErrorKind) -> ErrorCode {
         ErrorKind::StaleReceipt => ErrorCode::StaleReceipt,
         ErrorKind::QueueFull => ErrorCode::QueueFull,
         ErrorKind::InvalidRecord => ErrorCode::InvalidRecord,
+        ErrorKind::DiskFull => ErrorCode::DiskFull,
         ErrorKind::Internal => ErrorCode::Internal,
     }
 }

@@ -40,6 +40,18 @@ pub enum StoreError {
         "store refuses writes after an earlier write failure ({0}); fix the cause (disk space, permissions) and restart `weir serve`"
     )]
     Poisoned(String),
+    /// Free space is below the floor weir keeps: appends are refused until it returns.
+    #[error(
+        "disk full: {path} has {free_bytes} bytes free, below the {min_free_bytes} weir keeps free (weir serve --min-free-space); nothing was stored. Writes resume by themselves once space returns: delete topics or records, lower retention, or add space. Reads keep working"
+    )]
+    DiskFull {
+        /// The directory short of space.
+        path: String,
+        /// Its free bytes.
+        free_bytes: u64,
+        /// The floor.
+        min_free_bytes: u64,
+    },
     /// RocksDB reported an error.
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),

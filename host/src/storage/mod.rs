@@ -19,6 +19,7 @@ mod error;
 pub mod keys;
 pub mod record;
 pub mod stored;
+mod space;
 mod topic;
 mod writer;
 
@@ -77,6 +78,9 @@ pub struct StoreOptions {
     /// the group commit's fsync does not queue behind flushes and compactions (BENCHMARKS.md,
     /// the latency tail). Fixed when the database is created ([`StoreError::WalDirMismatch`]).
     pub wal_dir: Option<PathBuf>,
+    /// Free bytes kept in the data (and WAL) directory: below them appends are refused with
+    /// [`StoreError::DiskFull`] until space returns (0: never refuse).
+    pub min_free_bytes: u64,
 }
 
 /// The store. Cheap to share (`Arc<Rocks>`); reads run on the caller's thread, writes on the
@@ -89,6 +93,7 @@ pub struct Rocks {
     default_durability: Durability,
     path: PathBuf,
     stats: Arc<writer::WriteStats>,
+    space: Arc<space::Space>,
 }
 
 /// Topics by name and by id; replaced wholesale under the lock on create and delete.
@@ -111,8 +116,22 @@ impl Rocks {
         let topics = Arc::new(RwLock::new(topics));
         let poison = Arc::new(OnceLock::new());
         let stats = Arc::new(writer::WriteStats::default());
-        let writer = writer::spawn(db.clone(), topics.clone(), poison.clone(), next_topic_id, stats.clone())?;
-        Ok(Rocks { db, topics, writer, poison, default_durability: opts.default_durability, path: opts.path, stats })
+        let dirs = std::iter::once(opts.path.clone()).chain(wal_dir.clone()).collect();
+        let space = Arc::new(space::Space::new(dirs, opts.min_free_bytes));
+        let writer =
+            writer::spawn(db.clone(), topics.clone(), poison.clone(), next_topic_id, stats.clone(), space.clone())?;
+        let default_durability = opts.default_durability;
+        Ok(Rocks { db, topics, writer, poison, default_durability, path: opts.path, stats, space })
+    }
+
+    /// Whether appends may be written now (free space above the floor).
+    pub fn check_space(&self) -> Result<()> {
+        self.space.check()
+    }
+
+    /// `(free bytes in the fullest directory, the floor, refusing appends)`, as of the last reading.
+    pub fn space(&self) -> (u64, u64, bool) {
+        (self.space.free_bytes(), self.space.min_free_bytes(), self.space.is_full())
     }
 
     /// Directory of the database.
@@ -765,7 +784,7 @@ mod properties {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
                 let dir = tempfile::tempdir().unwrap();
-                let open = || Rocks::open(StoreOptions { path: dir.path().to_path_buf(), default_durability: Durability::Os, recover_wal: false, wal_dir: None }).unwrap();
+                let open = || Rocks::open(StoreOptions { path: dir.path().to_path_buf(), default_durability: Durability::Os, recover_wal: false, wal_dir: None, min_free_bytes: 0 }).unwrap();
                 let config = TopicConfig { partitions: 3, retention_ms: Some(1), ..TopicConfig::default() };
                 let mut store = open();
                 store.create_topic("t", config).await.unwrap();

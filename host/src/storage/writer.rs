@@ -100,6 +100,7 @@ struct Writer {
     poison: Arc<OnceLock<String>>,
     next_topic_id: u32,
     stats: Arc<WriteStats>,
+    space: Arc<super::space::Space>,
 }
 
 /// What the group-commit thread did since the server started (for metrics).
@@ -138,9 +139,10 @@ pub(crate) fn spawn(
     poison: Arc<OnceLock<String>>,
     next_topic_id: u32,
     stats: Arc<WriteStats>,
+    space: Arc<super::space::Space>,
 ) -> Result<Handle> {
     let (tx, rx) = mpsc::channel(limits::WRITE_QUEUE_DEPTH);
-    let writer = Writer { db, topics, poison, next_topic_id, stats };
+    let writer = Writer { db, topics, poison, next_topic_id, stats, space };
     let thread = std::thread::Builder::new()
         .name("weir-group-commit".into())
         .spawn(move || writer.run(rx))
@@ -323,6 +325,10 @@ impl Writer {
     fn fold(&self, batch: &mut WriteBatch, commit: &Commit, effects: &mut GroupEffects) -> Result<Receipt> {
         if let Some(why) = self.poison.get() {
             return Err(StoreError::Poisoned(why.clone()));
+        }
+        // Appends stop at the space floor; acks, offsets and deletes pass (they free space).
+        if commit.appends.iter().any(|a| !a.topic.config.ephemeral && !a.records.is_empty()) {
+            self.space.check()?;
         }
         validate(commit)?;
         let cf_log = self.db.cf_handle(CF_LOG).expect("log cf");

@@ -93,6 +93,20 @@ impl Store {
         self.rocks().poisoned()
     }
 
+    /// Whether data may be added now: refused with [`StoreError::DiskFull`] below the free
+    /// space floor (single node; a cluster's data lives in JetStream, which has its own).
+    pub fn check_space(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Local(r) => r.check_space(),
+            Backend::Cluster(_) => Ok(()),
+        }
+    }
+
+    /// `(free bytes, floor, refusing)` of this node's data directory, as last read.
+    pub fn space(&self) -> (u64, u64, bool) {
+        self.rocks().space()
+    }
+
     // ---- topics ----
 
     /// Create a topic (the broker has checked its name and settings).

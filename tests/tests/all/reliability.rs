@@ -70,6 +70,100 @@ async fn a_full_disk_refuses_writes_clearly_and_loses_nothing() -> Result<()> {
     Ok(())
 }
 
+/// A tmpfs of `mib` MiB mounted for a test, unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(mib: u32) -> Result<SmallDisk> {
+        let dir = tempfile::tempdir()?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "cannot mount a {mib} MiB tmpfs for the full-disk test (it needs root, as CI has): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(SmallDisk { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// Below the free-space floor, produces (native and HTTP) and queue sends are refused with
+/// a typed "disk full" error naming the directory; reads go on, a pipeline waits instead of
+/// halting, /metrics and /api/v1/health show it, and when space returns writes resume by
+/// themselves, without a restart and without losing or doubling anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn below_the_free_space_floor_writes_wait_and_resume_by_themselves() -> Result<()> {
+    let disk = SmallDisk::mount(64)?;
+    let ballast = disk.path().join("ballast");
+    std::fs::write(&ballast, vec![7u8; 20 << 20])?;
+    let flags = ["--min-free-space", "16MiB", "--http-listen", "127.0.0.1:0"].map(String::from).to_vec();
+    let server = Server::launch(Launch { flags, data_dir: Some(disk.path().join("data")), ..Launch::default() })?;
+    let c = server.client().await?;
+    let base = format!("http://{}", server.http.expect("http"));
+    c.create_topic("t", topic(1)).await?;
+    c.create_topic("copy", topic(1)).await?;
+    c.create_queue("q", Default::default()).await?;
+    c.deploy_plugin("pass", plugin_bytes("pass")).await?;
+    c.create_pipeline(pipeline("p", "t", "copy", vec![step("pass", &[])])).await?;
+    let batch =
+        |i: u64| (0..1000).map(|j| WireRecord::value(format!("{i}-{j}-{}", "x".repeat(200)))).collect::<Vec<_>>();
+    let mut acked = 0u64;
+    let err = loop {
+        match c.produce("t", batch(acked)).await {
+            Ok(_) => acked += 1,
+            Err(e) => break e,
+        }
+        assert!(acked < 1000, "the floor never hit");
+    };
+    assert_eq!(err.code(), Some(ErrorCode::DiskFull), "{err}");
+    let msg = err.to_string();
+    let dir = disk.path().join("data").display().to_string();
+    assert!(msg.starts_with("disk full:") && msg.contains(&dir) && msg.contains("resume by themselves"), "{msg}");
+    // Every door in its own terms; a queue send too. Reads go on.
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{base}/api/v1/topics/t/records"))
+        .json(&serde_json::json!({"records": [{"value": "x"}]}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), reqwest::StatusCode::INSUFFICIENT_STORAGE);
+    let sent = c.queue_send("q", vec![Default::default()]).await.expect_err("a send is refused too");
+    assert_eq!(sent.code(), Some(ErrorCode::DiskFull));
+    assert_eq!(c.read_all("t").await?.len() as u64, acked * 1000);
+    let health: serde_json::Value = http.get(format!("{base}/api/v1/health")).send().await?.json().await?;
+    assert_eq!(health["disk_full"], true, "{health}");
+    let metrics = http.get(format!("{base}/metrics")).send().await?.text().await?;
+    assert!(metrics.lines().any(|l| l == "weir_store_disk_full 1"), "/metrics shows it");
+    let status = c.pipeline_status("p").await?;
+    assert_eq!(status.state, RunState::Running, "the pipeline waits, it does not halt: {status:?}");
+
+    // Space returns: writes resume by themselves, the pipeline catches up, nothing is lost.
+    std::fs::remove_file(&ballast)?;
+    eventually("writes to resume", LONG, || async { Ok(c.produce("t", batch(acked)).await.ok()) }).await?;
+    acked += 1;
+    assert_eq!(c.read_all("t").await?.len() as u64, acked * 1000);
+    let copied = consume_n(&c, "copy", acked as usize * 1000, LONG).await?;
+    assert_eq!(copied.len() as u64, acked * 1000, "each record copied once");
+    c.queue_send("q", vec![Default::default()]).await?;
+    let metrics = http.get(format!("{base}/metrics")).send().await?.text().await?;
+    assert!(metrics.lines().any(|l| l == "weir_store_disk_full 0"), "/metrics shows space back");
+    Ok(())
+}
+
 /// Write 20 messages, kill -9, and return the server (stopped) and its newest WAL file.
 async fn crashed_with_a_wal() -> Result<(Server, std::path::PathBuf)> {
     let mut server = Server::start()?;

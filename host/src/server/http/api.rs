@@ -39,6 +39,7 @@ struct ApiDoc;
 pub(super) fn router(app: App) -> axum::Router {
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(whoami))
+        .routes(routes!(health))
         .routes(routes!(topics))
         .routes(routes!(topic))
         .routes(routes!(produce, fetch))
@@ -98,6 +99,28 @@ struct WhoAmI {
     name: Option<String>,
     /// `[permission, pattern]` pairs; `admin` implies the others.
     grants: Vec<(String, String)>,
+}
+
+/// The server's storage condition, shown by the console while a condition lasts.
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// Produces, pipeline outputs and queue sends are refused for lack of disk space.
+    disk_full: bool,
+    /// Free bytes in the data (or write-ahead-log) directory, the fuller one.
+    free_bytes: u64,
+    /// The free space weir keeps (`weir serve --min-free-space`).
+    min_free_bytes: u64,
+    /// Why the store refuses writes after a failed write (until restarted), if it does.
+    write_failed: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/health", tag = "access", responses((status = 200, description = "The storage condition; no token needed", body = Health)))]
+async fn health(State(app): State<App>) -> Json<Health> {
+    let store = &app.broker.store;
+    // A fresh reading, so a console sees space come back while nothing is written.
+    let _ = store.check_space();
+    let (free_bytes, min_free_bytes, disk_full) = store.space();
+    Json(Health { disk_full, free_bytes, min_free_bytes, write_failed: store.poisoned().map(str::to_string) })
 }
 
 #[utoipa::path(get, path = "/api/v1/whoami", tag = "access", responses((status = 200, description = "Without a token on a server that wants one: no name and no grants", body = WhoAmI), (status = 401, description = "An unknown token", body = ErrorBody)))]

@@ -325,6 +325,7 @@ fn status(kind: ErrorKind) -> StatusCode {
         K::Busy | K::QueueFull => StatusCode::TOO_MANY_REQUESTS,
         K::Timeout => StatusCode::GATEWAY_TIMEOUT,
         K::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        K::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
         K::Storage | K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -162,7 +162,7 @@ fn code(e: &BrokerError) -> i16 {
         ErrorKind::Forbidden => TOPIC_AUTHORIZATION_FAILED,
         ErrorKind::Unauthenticated => SASL_AUTHENTICATION_FAILED,
         ErrorKind::Busy | ErrorKind::Timeout => REQUEST_TIMED_OUT,
-        ErrorKind::Storage => KAFKA_STORAGE_ERROR,
+        ErrorKind::Storage | ErrorKind::DiskFull => KAFKA_STORAGE_ERROR,
         ErrorKind::ShuttingDown => NOT_LEADER_OR_FOLLOWER,
         ErrorKind::NotFound => UNKNOWN_MEMBER_ID,
         ErrorKind::Rebalanced => ILLEGAL_GENERATION,

@@ -88,7 +88,7 @@ function pendingDeadLetters(topic, groups) {
 
 const views = {
   async overview() {
-    const [topics, groups, pipelines, queues] = await Promise.all([get("/api/v1/topics"), get("/api/v1/groups"), get("/api/v1/pipelines"), get("/api/v1/queues")]);
+    const [topics, groups, pipelines, queues, health] = await Promise.all([get("/api/v1/topics"), get("/api/v1/groups"), get("/api/v1/pipelines"), get("/api/v1/queues"), get("/api/v1/health")]);
     const now = Date.now(), records = sum(topics.map(topicEnd));
     const r = state.rates;
     if (r.at && now > r.at) r.rate = Math.max(0, (records - r.records) * 1000 / (now - r.at));
@@ -98,7 +98,11 @@ const views = {
     const dlq = sum(pipelines.map((p) => pendingDeadLetters(topics.find((t) => t.name === dlqTopic(p)), groups)));
     const halted = pipelines.filter((p) => p.state === "halted");
     const card = (label, value, id) => `<div class="card" id="${id}"><div class="label">${esc(label)}</div><div class="value">${value}</div></div>`;
-    return `<h1>Overview</h1><div class="cards">
+    const mib = (b) => `${(b / 1048576).toFixed(0)} MiB`;
+    const banner = health.disk_full
+      ? `<p class="error" id="disk-full">Disk full: ${mib(health.free_bytes)} free, below the ${mib(health.min_free_bytes)} weir keeps. Produces, pipeline outputs and queue sends wait; reads go on. Writes resume by themselves when space returns.</p>`
+      : health.write_failed ? `<p class="error" id="write-failed">Writes refused after a failed write: ${esc(health.write_failed)}</p>` : "";
+    return `<h1>Overview</h1>${banner}<div class="cards">
       ${card("Records in / s", n(Math.round(r.rate)), "rate-in")}
       ${card("Records stored", n(records), "records")}
       ${card("Pipeline inputs", n(processed), "processed")}
@@ -106,6 +110,7 @@ const views = {
       ${card("Dead letters pending", n(dlq), "dlq-depth")}
       ${card("Queued messages", n(sum(queues.map((q) => q.ready + q.waiting + q.in_flight))), "queued")}
       ${card("Halted pipelines", n(halted.length), "halted-count")}
+      ${card("Disk free", health.free_bytes >= 2 ** 53 ? "—" : mib(health.free_bytes), "disk-free")}
     </div>
     <h2>Halted pipelines</h2>
     ${table(["Pipeline", "Error"], halted.map((p) => [td(`<a href="#/pipelines/${encodeURIComponent(p.spec.name)}">${esc(p.spec.name)}</a>`), td(`<span class="error">${esc(p.last_error)}</span>`)]), "None: every pipeline runs.")}
