@@ -201,15 +201,23 @@ impl Runtime {
         PluginInstance::new(&self.engine, plugin, sandbox, label, scope)
     }
 
+    /// The compiled component, from the cache when an entry for it is there and intact. An
+    /// entry is the blake3 of the compiled code, then the code: a flipped bit in machine code
+    /// would run as other code, so a damaged entry is deleted and compiled again from the
+    /// stored component, never loaded.
     fn compile_cached(&self, wasm: &[u8], hash: &str) -> Result<Component, PluginError> {
-        let path = self.cache_dir.join(format!("{hash}-{}.cwasm", self.engine_tag()));
-        if path.exists() {
-            // SAFETY: the file was written by `precompile_component` of an engine with the same
-            // compatibility hash (in its name), in a directory only weir writes.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(c) => return Ok(c),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "stale compiled plugin; recompiling")
+        let path = self.cache_dir.join(format!("{hash}-{}.wcc", self.engine_tag()));
+        if let Ok(entry) = std::fs::read(&path) {
+            match checked(&entry) {
+                // SAFETY: the code was written by `precompile_component` of an engine with the
+                // same compatibility hash (in the name), and its checksum matches.
+                Some(code) => match unsafe { Component::deserialize(&self.engine, code) } {
+                    Ok(c) => return Ok(c),
+                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "stale compiled plugin; recompiling"),
+                },
+                None => {
+                    tracing::warn!(path = %path.display(), "compiled plugin cache entry is damaged (checksum mismatch); deleting it and compiling again from the stored component");
+                    let _ = std::fs::remove_file(&path);
                 }
             }
         }
@@ -217,12 +225,14 @@ impl Runtime {
             .engine
             .precompile_component(wasm)
             .map_err(|e| PluginError::Invalid(format!("the component does not compile: {e:#}")))?;
+        let mut entry = blake3::hash(&compiled).as_bytes().to_vec();
+        entry.extend_from_slice(&compiled);
         // A name of its own per writer: servers may share a cache directory, and two writing
         // the same temporary file at once could rename a half-written one into place.
         static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
-        std::fs::write(&tmp, &compiled)
+        std::fs::write(&tmp, &entry)
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|e| PluginError::Engine(format!("cannot write {}: {e}", path.display())))?;
         // SAFETY: `compiled` was just produced by this engine.
@@ -236,6 +246,12 @@ impl Runtime {
         self.engine.precompile_compatibility_hash().hash(&mut h);
         format!("{:016x}", h.finish())
     }
+}
+
+/// The code of a compiled-cache entry whose checksum matches (`None`: damaged or short).
+pub fn checked(entry: &[u8]) -> Option<&[u8]> {
+    let (sum, code) = entry.split_at_checked(32)?;
+    (blake3::hash(code).as_bytes() == sum).then_some(code)
 }
 
 /// Pooling allocation (instantiation is a slot reuse, not an mmap), epoch interruption for

@@ -164,6 +164,52 @@ async fn below_the_free_space_floor_writes_wait_and_resume_by_themselves() -> Re
     Ok(())
 }
 
+/// A compiled plugin in the cache with a flipped bit is never run: the entry's checksum
+/// fails, it is deleted and compiled again from the stored component, and the pipeline
+/// carries on exactly as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_compiled_plugin_is_compiled_again_never_run() -> Result<()> {
+    let cache = tempfile::tempdir()?;
+    let env = vec![("WEIR_COMPILE_CACHE".to_string(), cache.path().display().to_string())];
+    let mut server = Server::launch(Launch { env, ..Launch::default() })?;
+    let c = server.client().await?;
+    c.create_topic("in", topic(1)).await?;
+    c.create_topic("out", topic(1)).await?;
+    c.deploy_plugin("keep", plugin_bytes("json-filter")).await?;
+    c.create_pipeline(pipeline("p", "in", "out", vec![step("keep", &[("field", "id"), ("op", "exists")])])).await?;
+    let msgs = |from: u64| (from..from + 10).map(|i| WireRecord::value(format!("{{\"id\":{i}}}"))).collect::<Vec<_>>();
+    c.produce("in", msgs(0)).await?;
+    consume_n(&c, "out", 10, LONG).await?;
+    server.kill9();
+    let entries: Vec<_> = std::fs::read_dir(cache.path())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wcc"))
+        .collect();
+    assert!(!entries.is_empty(), "the cache holds the compiled plugin");
+    for path in &entries {
+        let mut bytes = std::fs::read(path)?;
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x10;
+        std::fs::write(path, bytes)?;
+    }
+    server.restart()?;
+    let c = server.client().await?;
+    c.produce("in", msgs(10)).await?;
+    let out = consume_n(&c, "out", 20, LONG).await?;
+    assert_eq!(out.len(), 20);
+    let log = std::fs::read_to_string(server.root().join("server.log"))?;
+    assert!(log.contains("compiled plugin cache entry is damaged (checksum mismatch)"), "the log says so");
+    for path in &entries {
+        let entry = std::fs::read(path)?;
+        assert!(
+            weir_tests::weir_host::runtime::checked(&entry).is_some(),
+            "{} was written again intact",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Write 20 messages, kill -9, and return the server (stopped) and its newest WAL file.
 async fn crashed_with_a_wal() -> Result<(Server, std::path::PathBuf)> {
     let mut server = Server::start()?;
