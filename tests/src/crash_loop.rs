@@ -43,11 +43,26 @@ pub struct Config {
     pub run_ms: (u64, u64),
     /// Run without kills for this long instead, reporting throughput and memory.
     pub soak: Option<Duration>,
+    /// Serve the data directory from a `lossyfs` mount and lose power at each kill: what was
+    /// not fsynced is gone. In `os` durability acknowledged writes may then be lost: they are
+    /// measured (the loss window), not counted as broken promises.
+    pub power_loss: bool,
+    /// With `power_loss`, tear each file's last unsynced append at a sector boundary.
+    pub tear: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { cycles: 5, seed: 1, durability: "sync".into(), batch: 200, run_ms: (300, 1500), soak: None }
+        Config {
+            cycles: 5,
+            seed: 1,
+            durability: "sync".into(),
+            batch: 200,
+            run_ms: (300, 1500),
+            soak: None,
+            power_loss: false,
+            tear: false,
+        }
     }
 }
 
@@ -64,11 +79,28 @@ pub struct Summary {
     pub duplicated: u64,
     /// Other broken promises (offsets going backwards, state out of step), described.
     pub violations: Vec<String>,
+    /// Power losses: how many, and the bytes written but not fsynced they dropped.
+    pub power_losses: u32,
+    /// Bytes the power losses dropped (written, never fsynced).
+    pub bytes_dropped: u64,
+    /// `os` durability with power loss: the most acknowledged produces and queue sends one
+    /// power loss took, and in all.
+    pub loss_window: u64,
+    /// All acknowledged writes power losses took (`os` durability).
+    pub lost_to_power: u64,
 }
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cycles {}, acked {}, lost {}, duplicated {}", self.cycles, self.acked, self.lost, self.duplicated)
+        write!(f, "cycles {}, acked {}, lost {}, duplicated {}", self.cycles, self.acked, self.lost, self.duplicated)?;
+        if self.power_losses > 0 {
+            write!(
+                f,
+                ", power losses {} ({} unsynced bytes dropped), acknowledged writes lost to power {} (at most {} in one)",
+                self.power_losses, self.bytes_dropped, self.lost_to_power, self.loss_window
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -103,7 +135,12 @@ struct Ledger {
 
 /// Run the crash loop.
 pub async fn run(config: &Config) -> Result<Summary> {
-    let mut server = Server::start_with(&["--durability", &config.durability])?;
+    let disk = if config.power_loss { Some(crate::PowerDisk::mount()?) } else { None };
+    let mut server = Server::launch(crate::Launch {
+        flags: vec!["--durability".into(), config.durability.clone()],
+        data_dir: disk.as_ref().map(crate::PowerDisk::data_dir),
+        ..crate::Launch::default()
+    })?;
     setup(&server.client().await?).await?;
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let mut rng = StdRng::seed_from_u64(config.seed);
@@ -120,16 +157,52 @@ pub async fn run(config: &Config) -> Result<Summary> {
         for t in tasks {
             let _ = t.await;
         }
+        if let Some(disk) = &disk {
+            let report = disk.lose_power(config.tear.then(|| rng.random()))?;
+            summary.power_losses += 1;
+            summary.bytes_dropped += report["bytes_dropped"].as_u64().unwrap_or(0);
+        }
         server.restart()?;
         let client = server.client().await?;
+        if config.power_loss && config.durability == "os" {
+            forget_lost_to_power(&client, &ledger, &mut summary).await?;
+        }
         verify(&client, &ledger, &mut summary).await?;
         summary.cycles = cycle;
         summary.acked = acked(&ledger);
         eprintln!("cycle {cycle}: {summary}");
     }
+    let before = summary.lost;
     drain_jobs(&server.client().await?, &ledger, &mut summary).await?;
+    if config.power_loss && config.durability == "os" {
+        // Queue sends the OS had not written out when the power went: measured, as above.
+        summary.lost_to_power += summary.lost - before;
+        summary.lost = before;
+    }
     summary.acked = acked(&ledger);
     Ok(summary)
+}
+
+/// `os` durability and power loss: acknowledged writes the OS had not written out are gone,
+/// as the durability table says. Count them (the loss window), then hold the server to what
+/// survived: the ledger forgets them, and group offsets may start lower.
+async fn forget_lost_to_power(c: &Client, ledger: &Arc<Mutex<Ledger>>, s: &mut Summary) -> Result<()> {
+    let present: HashSet<(u32, u64)> =
+        c.read_all(EVENTS).await?.iter().filter_map(|(_, _, r)| parse_event(&r.value)).collect();
+    let now = c.fetch_offsets(GROUP, EVENTS).await?;
+    let mut l = ledger.lock().expect("ledger");
+    let mut lost = 0u64;
+    for (p, seqs) in l.events.iter_mut() {
+        let before = seqs.len();
+        seqs.retain(|q| present.contains(&(*p, *q)));
+        lost += (before - seqs.len()) as u64;
+    }
+    for (p, floor) in l.committed.iter_mut() {
+        *floor = (*floor).min(now.get(*p as usize).copied().flatten().unwrap_or(0));
+    }
+    s.lost_to_power += lost;
+    s.loss_window = s.loss_window.max(lost);
+    Ok(())
 }
 
 /// Acknowledged produces and queue sends so far.

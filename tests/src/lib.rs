@@ -74,6 +74,53 @@ pub fn weir_bin() -> &'static Path {
     })
 }
 
+/// The `lossyfs` binary (a filesystem that loses what was not fsynced), built once per run
+/// like [`weir_bin`].
+pub fn lossyfs_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let (target, profile) = target_layout();
+        let mut cmd = cargo();
+        cmd.args(["build", "-p", "weir-lossyfs", "--bin", "lossyfs", "--target-dir"]).arg(&target);
+        if profile != "debug" {
+            cmd.args(["--profile", if profile == "release" { "release" } else { &profile }]);
+        }
+        run_build(cmd, "the lossyfs binary");
+        target.join(&profile).join("lossyfs")
+    })
+}
+
+/// A data directory on a `lossyfs` mount, for power-loss tests: everything weir writes and
+/// does not fsync is lost at [`PowerDisk::lose_power`].
+pub struct PowerDisk {
+    /// The mount (dropped first: unmounted before the directories go).
+    pub fs: weir_lossyfs::LossyFs,
+    _backing: tempfile::TempDir,
+    mount: tempfile::TempDir,
+}
+
+impl PowerDisk {
+    /// Mount a fresh one; an error says why FUSE is not usable here.
+    pub fn mount() -> Result<PowerDisk> {
+        weir_lossyfs::fuse_available()
+            .map_err(|why| anyhow::anyhow!("power-loss tests need a FUSE mount, which fails here: {why}"))?;
+        let (backing, mount) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        let fs = weir_lossyfs::LossyFs::mount_with(lossyfs_bin(), backing.path(), mount.path(), &[])?;
+        Ok(PowerDisk { fs, _backing: backing, mount })
+    }
+
+    /// The data directory to give `weir serve`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.mount.path().join("data")
+    }
+
+    /// Drop everything not fsynced (tearing each file's last unsynced append at a sector
+    /// boundary with `tear`'s seed): the report, as JSON.
+    pub fn lose_power(&self, tear: Option<u64>) -> Result<serde_json::Value> {
+        self.fs.lose_power(tear)
+    }
+}
+
 /// Every plugin under `plugins/`, built once for wasm32-wasip2 in a target dir of its own
 /// (a nested build must not share the outer build's lock).
 fn plugin_dir() -> &'static Path {

@@ -15,11 +15,12 @@
 //!
 //! Storage knows nothing about wasmtime, the wire protocol or pipelines.
 
+pub mod doctor;
 mod error;
 pub mod keys;
 pub mod record;
-pub mod stored;
 mod space;
+pub mod stored;
 mod topic;
 mod writer;
 
@@ -109,7 +110,11 @@ impl Rocks {
     pub fn open(opts: StoreOptions) -> Result<Rocks> {
         std::fs::create_dir_all(&opts.path)
             .map_err(|e| StoreError::Invalid(format!("cannot create data dir {}: {e}", opts.path.display())))?;
+        sync_dirs(&opts.path)?;
         let wal_dir = wal_dir(&opts.path, opts.wal_dir.as_deref())?;
+        if let Some(dir) = &wal_dir {
+            sync_dirs(dir)?;
+        }
         let db = Arc::new(open_checked(&opts.path, wal_dir.as_deref(), opts.recover_wal)?);
         check_format(&db)?;
         let (topics, next_topic_id) = load_topics(&db)?;
@@ -483,6 +488,18 @@ fn open_checked(path: &Path, wal_dir: Option<&Path>, recover_wal: bool) -> Resul
 /// (recorded in `WAL_DIR` beside it), and for an existing one the directory it was created
 /// with, or an error naming it when `asked` differs — RocksDB opened with its log elsewhere
 /// would start without replaying it.
+/// Make `dir` and the entries leading to it durable: fsync it and each ancestor, so a power
+/// loss cannot take a data directory just created (with everything RocksDB then synced in it)
+/// away with its parent's unsynced entry. Once per start; cheap.
+fn sync_dirs(dir: &Path) -> Result<()> {
+    for d in dir.ancestors().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(d)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StoreError::Invalid(format!("cannot fsync directory {}: {e}", d.display())))?;
+    }
+    Ok(())
+}
+
 fn wal_dir(path: &Path, asked: Option<&Path>) -> Result<Option<PathBuf>> {
     let marker = path.join("WAL_DIR");
     let io =
@@ -511,7 +528,10 @@ fn wal_dir(path: &Path, asked: Option<&Path>) -> Result<Option<PathBuf>> {
                         dir.display()
                     )));
                 }
-                std::fs::write(&marker, dir.display().to_string()).map_err(|e| io("write", &marker, e))?
+                std::fs::write(&marker, dir.display().to_string())
+                    .and_then(|()| std::fs::File::open(&marker)?.sync_all())
+                    .map_err(|e| io("write", &marker, e))?;
+                sync_dirs(path)?;
             }
             // A marker without a database is left from one that is gone.
             None if recorded.is_some() => std::fs::remove_file(&marker).map_err(|e| io("remove", &marker, e))?,

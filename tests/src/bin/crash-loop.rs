@@ -42,6 +42,7 @@ async fn main() -> ExitCode {
         batch: a.batch,
         run_ms: (a.max_run_ms / 5, a.max_run_ms),
         soak: a.soak,
+        ..Config::default()
     };
     match crash_loop::run(&config).await {
         Ok(summary) => {
