@@ -114,25 +114,25 @@ pub struct Broker {
 #[non_exhaustive]
 pub enum OpenError {
     /// The store did not open.
-    #[error("cannot open the data directory: {0}")]
+    #[error("cannot open the data directory")]
     Store(#[from] crate::storage::StoreError),
     /// The Wasm engine did not start.
-    #[error("cannot start the plugin runtime: {0}")]
+    #[error("cannot start the plugin runtime")]
     Runtime(#[from] PluginError),
     /// The registry did not load.
-    #[error("cannot load the plugin registry: {0}")]
+    #[error("cannot load the plugin registry")]
     Registry(#[from] RegistryError),
     /// Pipelines did not load.
-    #[error("cannot load pipelines: {0}")]
+    #[error("cannot load pipelines")]
     Pipelines(#[from] PipelineError),
     /// Queues did not load.
-    #[error("cannot load queues: {0}")]
+    #[error("cannot load queues")]
     Queues(#[from] crate::queue::QueueError),
     /// Exchanges did not load.
-    #[error("cannot load exchanges: {0}")]
+    #[error("cannot load exchanges")]
     Exchanges(#[from] crate::exchange::ExchangeError),
     /// The cluster could not be joined.
-    #[error("cannot join the cluster: {0}")]
+    #[error("cannot join the cluster")]
     Cluster(#[from] crate::cluster::ClusterError),
 }
 

@@ -480,14 +480,18 @@ fn open_checked(path: &Path, wal_dir: Option<&Path>, recover_wal: bool) -> Resul
                 Err(e) => Err(damaged_wal(e, path)),
             }
         }
+        Err(StoreError::Rocks(e)) if e.to_string().contains("Column family not found") => Err(StoreError::Corrupt {
+            what: format!("the MANIFEST of {}", path.display()),
+            why: format!(
+                "{e}: the database lists fewer column families than weir wrote, so its MANIFEST is damaged. \
+                 weir will not start on it (an empty family would serve as if its data had never been written); \
+                 restore the data directory from a backup. `weir doctor DATA_DIR` reports what else is damaged"
+            ),
+        }),
         other => other,
     }
 }
 
-/// Where the database at `path` keeps its write-ahead log: `asked` for a new database
-/// (recorded in `WAL_DIR` beside it), and for an existing one the directory it was created
-/// with, or an error naming it when `asked` differs — RocksDB opened with its log elsewhere
-/// would start without replaying it.
 /// Make `dir` and the entries leading to it durable: fsync it and each ancestor, so a power
 /// loss cannot take a data directory just created (with everything RocksDB then synced in it)
 /// away with its parent's unsynced entry. Once per start; cheap.
@@ -500,6 +504,10 @@ fn sync_dirs(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Where the database at `path` keeps its write-ahead log: `asked` for a new database
+/// (recorded in `WAL_DIR` beside it), and for an existing one the directory it was created
+/// with, or an error naming it when `asked` differs — RocksDB opened with its log elsewhere
+/// would start without replaying it.
 fn wal_dir(path: &Path, asked: Option<&Path>) -> Result<Option<PathBuf>> {
     let marker = path.join("WAL_DIR");
     let io =
@@ -575,7 +583,10 @@ fn open_db(path: &Path, wal_dir: Option<&Path>, recovery: rocksdb::DBRecoveryMod
     }
     opts.set_wal_recovery_mode(recovery);
     opts.create_if_missing(true);
-    opts.create_missing_column_families(true);
+    // Only a new database gets its column families made: an existing one missing any has a
+    // damaged MANIFEST, and an empty family made in its place would serve as if its data
+    // (topics, offsets, state, queues) had never been written.
+    opts.create_missing_column_families(!path.join("CURRENT").exists());
     opts.increase_parallelism(2);
     opts.set_max_background_jobs(2);
     opts.set_bytes_per_sync(1 << 20);
