@@ -480,14 +480,12 @@ fn open_checked(path: &Path, wal_dir: Option<&Path>, recover_wal: bool) -> Resul
                 Err(e) => Err(damaged_wal(e, path)),
             }
         }
-        Err(StoreError::Rocks(e)) if e.to_string().contains("Column family not found") => Err(StoreError::Corrupt {
-            what: format!("the MANIFEST of {}", path.display()),
-            why: format!(
-                "{e}: the database lists fewer column families than weir wrote, so its MANIFEST is damaged. \
-                 weir will not start on it (an empty family would serve as if its data had never been written); \
-                 restore the data directory from a backup. `weir doctor DATA_DIR` reports what else is damaged"
+        Err(StoreError::Rocks(e)) if e.to_string().contains("Column family not found") => Err(damaged_manifest(
+            path,
+            format!(
+                "{e} (the database lists fewer column families than weir wrote; an empty one made in its place would serve as if its data had never been written)"
             ),
-        }),
+        )),
         other => other,
     }
 }
@@ -561,10 +559,24 @@ fn wal_dir(path: &Path, asked: Option<&Path>) -> Result<Option<PathBuf>> {
     Ok(recorded)
 }
 
+/// The MANIFEST (the list of the database's files) is damaged: no recovery mode replays
+/// around it, so the way out is a backup.
+fn damaged_manifest(path: &Path, detail: String) -> StoreError {
+    StoreError::Corrupt {
+        what: format!("the MANIFEST of {}", path.display()),
+        why: format!(
+            "{}. Its MANIFEST is damaged and weir will not start on it; restore the data directory from a \
+             backup (`weir doctor DATA_DIR` reports what else is damaged)",
+            detail.trim_end_matches('.')
+        ),
+    }
+}
+
 /// A corruption reported while opening is a damaged write-ahead log (or worse): say so and
 /// say how to recover.
 fn damaged_wal(e: StoreError, path: &Path) -> StoreError {
     match e {
+        StoreError::Rocks(r) if r.to_string().contains("MANIFEST") => damaged_manifest(path, r.to_string()),
         StoreError::Rocks(r) if r.kind() == rocksdb::ErrorKind::Corruption => {
             StoreError::DamagedWal { path: path.display().to_string(), detail: r.to_string() }
         }

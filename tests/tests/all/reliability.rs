@@ -302,7 +302,7 @@ async fn damaged_table_files_and_manifests_are_found_and_never_served_wrong() ->
     let (ok, report) = doctor(&server.data_dir())?;
     assert!(!ok && report.contains("FAIL write-ahead log or MANIFEST"), "{report}");
     let err = server.restart().expect_err("a damaged MANIFEST stops the start").to_string();
-    assert!(err.contains("its MANIFEST is damaged") && err.contains("restore the data directory"), "{err}");
+    assert!(err.contains("Its MANIFEST is damaged") && err.contains("restore the data directory"), "{err}");
     Ok(())
 }
 
