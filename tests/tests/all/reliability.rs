@@ -67,6 +67,46 @@ async fn power_losses_in_os_durability_recover_without_repair() -> Result<()> {
     Ok(())
 }
 
+/// A disk returning EIO. On a table file: the pipeline reading from it halts with the reason,
+/// and the server stays up serving the topics the file does not hold. On the write-ahead
+/// log: writes are refused saying why, and reads go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn eio_halts_what_it_touches_and_the_server_serves_the_rest() -> Result<()> {
+    let disk = weir_tests::PowerDisk::mount()?;
+    let mut server = Server::launch(Launch { data_dir: Some(disk.data_dir()), ..Launch::default() })?;
+    let c = server.client().await?;
+    c.create_topic("in", topic(1)).await?;
+    c.create_topic("out", topic(1)).await?;
+    c.create_topic("kept", topic(1)).await?;
+    let big = |i: usize| WireRecord::value(format!("m{i}:{}", "abcdefgh".repeat(1000 + i)));
+    c.produce("in", (0..60).map(big).collect()).await?;
+    // A restart replays the WAL into a table file: `in` is read from there from now on.
+    server.restart()?;
+    let c = server.client().await?;
+    c.produce("kept", (0..10).map(|i| WireRecord::value(format!("k{i}"))).collect()).await?;
+    disk.fs.eio_add(".sst")?;
+    c.deploy_plugin("pass", plugin_bytes("pass")).await?;
+    c.create_pipeline(pipeline("p", "in", "out", vec![step("pass", &[])])).await?;
+    let halted = eventually("the pipeline to halt", LONG, || async {
+        let s = c.pipeline_status("p").await?;
+        Ok((s.state == RunState::Halted).then_some(s))
+    })
+    .await?;
+    let reason = halted.last_error.unwrap_or_default();
+    assert!(reason.contains("Input/output error") && reason.contains("`in`"), "the halt says why: {reason}");
+    let kept: Vec<String> = c.read_all("kept").await?.iter().map(|(_, _, r)| text(r)).collect();
+    assert_eq!(kept, (0..10).map(|i| format!("k{i}")).collect::<Vec<_>>(), "other topics are served");
+    c.produce("kept", vec![WireRecord::value("k10")]).await?;
+
+    disk.fs.eio_clear()?;
+    disk.fs.eio_add(".log")?;
+    let err = c.produce("kept", vec![WireRecord::value("x")]).await.expect_err("the WAL write fails").to_string();
+    assert!(err.contains("Input/output error") && err.contains("refuses writes"), "{err}");
+    assert_eq!(c.read_all("kept").await?.len(), 11, "reads go on");
+    disk.fs.eio_clear()?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_refuses_writes_clearly_and_loses_nothing() -> Result<()> {
     let mut server = Server::launch(Launch { file_size_limit: Some(4 << 20), ..Launch::default() })?;
