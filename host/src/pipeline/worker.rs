@@ -624,6 +624,9 @@ fn run_steps(
     Ok(out)
 }
 
+/// Refuses an output (`Err`: why) or counts its hop; topic `None` is the sink.
+type Admit<'a> = dyn FnMut(Option<&str>, &mut Message) -> Result<(), String> + 'a;
+
 /// What a step's outcomes make of its inputs: the next step's inputs, with routed outputs and
 /// drops added to `out`; the first failure stops the batch. `admit` refuses an output's topic
 /// (missing, not writable by the pipeline's owner, a cycle not allowed or past its bound: a
@@ -636,7 +639,7 @@ fn apply_outcomes(
     out: &mut Outputs,
     stat: &mut StepStats,
     last: bool,
-    admit: &mut dyn FnMut(Option<&str>, &mut Message) -> Result<(), String>,
+    admit: &mut Admit<'_>,
 ) -> Result<Vec<Message>, StepFailure> {
     let step = trace.step - 1;
     let mut next = Vec::with_capacity(inputs.len());
@@ -658,11 +661,11 @@ fn apply_outcomes(
                     if let Some(ctx) = &traced {
                         trace::stamp(&mut msg, ctx, trace, index);
                     }
-                    if o.topic.is_some() || last {
-                        if let Err(error) = admit(o.topic.as_deref(), &mut msg) {
-                            stat.errors += 1;
-                            return Err(StepFailure { step, offset: Some(input.offset), error, retryable: false });
-                        }
+                    if (o.topic.is_some() || last)
+                        && let Err(error) = admit(o.topic.as_deref(), &mut msg)
+                    {
+                        stat.errors += 1;
+                        return Err(StepFailure { step, offset: Some(input.offset), error, retryable: false });
                     }
                     match o.topic {
                         Some(t) => out.routed.push((t, msg)),

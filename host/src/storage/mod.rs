@@ -731,6 +731,7 @@ mod tests {
             default_durability: Durability::Os,
             recover_wal: false,
             wal_dir: None,
+            min_free_bytes: 0,
         })
         .expect("open")
     }

@@ -238,7 +238,7 @@ fn a_tear_over_several_appends_keeps_a_contiguous_prefix() {
         let whole = [&durable[..], &a[..], &b[..]].concat();
         assert!(got.len() >= durable.len() && got[..] == whole[..got.len()], "seed {seed}: a prefix, no hole");
         assert!(
-            got.len() == durable.len() || got.len() % 512 == 0 || got.len() == whole.len(),
+            got.len() == durable.len() || got.len().is_multiple_of(512) || got.len() == whole.len(),
             "seed {seed}: {}",
             got.len()
         );
