@@ -142,6 +142,8 @@ def main():
         after = wait_for("the pipeline's inputs to rise", lambda: (n := number(page, "#inputs")) > before and n)
         seen["inputs"] = [before, after]
         seen["steps_rows"] = page.locator("table tbody tr").count()
+        seen["partition_rows"] = page.locator("#partitions tbody tr").count()
+        seen["policy"] = page.locator("#policy").inner_text()
         if args.screenshots:
             page.screenshot(path=f"{args.screenshots}/pipeline.png", full_page=True)
 
@@ -156,11 +158,20 @@ def main():
         page.goto(f"{args.url}/#/pipelines/{args.dlq_pipeline}")
         page.wait_for_selector("#dlq-pending")
         seen["dlq_before"] = number(page, "#dlq-pending")
+        # A failure it handled (dead-lettered) is history, not its state.
+        seen["handled_shown"] = page.locator("#last-handled").count()
+        seen["handled_as_error"] = page.locator("#last-error").count()
         page.click("button[data-act=pause]")
         page.wait_for_selector("button[data-act=resume]")
         page.click("button[data-act=replay]")
         wait_for("the dead letters to be replayed", lambda: number(page, "#dlq-pending") == 0 or None)
         seen["dlq_after"] = number(page, "#dlq-pending")
+
+        # Plugins: who uses each (pinned ones marked), and every version with its hash.
+        page.goto(f"{args.url}/#/plugins")
+        page.wait_for_selector("#versions")
+        seen["plugin_rows"] = page.locator("table").first.locator("tbody tr").all_inner_texts()
+        seen["version_rows"] = page.locator("#versions tbody tr").count()
         browser.close()
     print(json.dumps(seen))
 

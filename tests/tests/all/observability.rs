@@ -544,6 +544,10 @@ async fn the_console_works_in_a_real_browser() -> Result<()> {
     let mut dl = pipeline("letters", "dl-in", "dl-out", vec![step("h", &[("mode", "fail"), ("trigger", "bad")])]);
     dl.on_error = ErrorPolicy::DeadLetter;
     c.create_pipeline(dl).await?;
+    // A second version of `keep`, and a pipeline pinned to the first.
+    c.deploy_plugin("keep", plugin_bytes("json-filter")).await?;
+    c.create_pipeline(pipeline("audit", "orders", "broken-out", vec![step("keep@1", &[("field", "id"), ("op", "exists")])]))
+        .await?;
     c.produce("orders", vec![WireRecord::value(br#"{"id":"first-order"}"#.to_vec())]).await?;
     c.produce("broken-in", vec![WireRecord::value(b"x".to_vec())]).await?;
     c.produce("dl-in", vec![WireRecord::value(b"bad".to_vec()), WireRecord::value(b"good".to_vec())]).await?;
@@ -590,6 +594,12 @@ async fn the_console_works_in_a_real_browser() -> Result<()> {
         "{seen}"
     );
     assert_eq!((seen["dlq_before"].as_u64(), seen["dlq_after"].as_u64()), (Some(1), Some(0)), "{seen}");
+    assert_eq!((seen["handled_shown"].as_u64(), seen["handled_as_error"].as_u64()), (Some(1), Some(0)), "{seen}");
+    assert_eq!(seen["partition_rows"], 1, "{seen}");
+    assert!(seen["policy"].as_str().is_some_and(|p| p.contains("halt")), "{seen}");
+    let keep = seen["plugin_rows"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).find(|r| r.starts_with("keep"));
+    assert!(keep.is_some_and(|r| r.contains("audit (pinned @1)") && r.contains("billing")), "{seen}");
+    assert_eq!(seen["version_rows"], 3, "keep@1, keep@2, h@1: {seen}");
     // The replayed letter is back in the source, without its dead-letter headers.
     let back = consume_n(&c, "dl-in", 3, LONG).await?;
     assert_eq!(text(&back[2].2), "bad");

@@ -175,8 +175,9 @@ const views = {
     const buttons = may("admin", name)
       ? (p.state === "running" ? `<button data-act="pause" data-name="${esc(name)}">Pause</button>` : `<button data-act="resume" data-name="${esc(name)}">Resume</button>`)
       : "";
+    const config = (i) => Object.entries((p.spec.steps[i] || {}).config || {}).map(([k, v]) => `${k}=${v}`).join("\n");
     const steps = p.steps.map((s, i) => [
-      num(i + 1), td(esc(p.plugins[i] || p.spec.steps[i].plugin)), td(esc((p.shadows || [])[i] || "—")),
+      num(i + 1), td(esc(p.plugins[i] || p.spec.steps[i].plugin)), td(esc((p.shadows || [])[i] || "—")), td(`<pre>${esc(config(i))}</pre>`),
       num(s.input), num(s.output), num(s.dropped), num(s.errors), num(s.calls), td(`${(s.busy_us / 1000).toFixed(1)} ms`),
       td(s.calls ? `${(s.busy_us / s.calls).toFixed(0)} µs` : "—"),
     ]);
@@ -192,7 +193,9 @@ const views = {
     }
     return `<h1>Pipeline ${esc(name)} <span class="state-${esc(p.state)}" id="pipeline-state">${esc(stateLabel(p.state))}</span></h1>
       <p>${esc(sourceName(p.spec.source))} → ${p.spec.steps.map((s) => esc(s.plugin)).join(" → ")} → ${esc(p.spec.sink)} ${buttons}</p>
-      ${p.last_error ? `<p class="error" id="last-error">${esc(p.last_error)}</p>` : ""}
+      ${p.last_error && p.state === "halted" ? `<p class="error" id="last-error">${esc(p.last_error)}</p>` : ""}
+      ${p.last_error && p.state !== "halted" ? `<p class="muted" id="last-handled">Last handled failure (the pipeline runs on): ${esc(p.last_error)}</p>` : ""}
+      <p class="muted" id="policy">On a failure: ${esc(p.spec.on_error)}${p.spec.max_attempts ? `, ${n(p.spec.max_attempts)} attempt(s)` : ""}${p.spec.on_error === "dead-letter" ? ` to ${esc(dlq)}` : ""} · group ${esc(p.spec.group || "pipeline." + name)}</p>
       <div class="cards">
         <div class="card"><div class="label">Inputs</div><div class="value" id="inputs">${n(p.processed)}</div></div>
         <div class="card"><div class="label">Outputs</div><div class="value" id="outputs">${n(p.emitted)}</div></div>
@@ -204,7 +207,9 @@ const views = {
         <div class="card"><div class="label">Swaps (p99 pause)</div><div class="value">${n(p.swaps)} <span class="muted" style="font-size:12px">${(p.swap_pause_p99_us / 1000).toFixed(1)} ms</span></div></div>
       </div>
       <h2>Steps</h2>
-      ${table(["Step#", "Live", "Shadow", "In#", "Out#", "Dropped#", "Errors#", "Calls#", "In plugin", "Per call"], steps)}
+      ${table(["Step#", "Live", "Shadow", "Config", "In#", "Out#", "Dropped#", "Errors#", "Calls#", "In plugin", "Per call"], steps)}
+      <h2>Partitions</h2>
+      <div id="partitions">${table(["Partition#", "Committed#", "High watermark#", "Lag#"], p.partitions.map(([part, c, hw]) => [num(part), num(c), num(hw), num(Math.max(0, hw - c))]), p.queue_depth !== null && p.queue_depth !== undefined ? `A queue source: ${n(p.queue_depth)} message(s) waiting.` : "No partitions.")}</div>
       <h2>Dead letters</h2>${dlqSection}`;
   },
 
@@ -244,8 +249,8 @@ const views = {
   },
 
   async plugins() {
-    const plugins = await get("/api/v1/plugins");
-    const rows = [];
+    const [plugins, pipelines] = await Promise.all([get("/api/v1/plugins"), get("/api/v1/pipelines")]);
+    const rows = [], versions = [];
     for (const e of plugins) {
       const name = e.live.name;
       let diff = "—";
@@ -257,11 +262,34 @@ const views = {
         ? (e.shadow !== null && e.shadow !== undefined ? `<button data-act="promote" data-name="${esc(name)}">Promote v${e.shadow}</button>` : "")
           + (e.versions > 1 ? `<button class="secondary" data-act="rollback" data-name="${esc(name)}">Roll back</button>` : "")
         : "";
-      rows.push([td(esc(name)), td(`v${e.live.version}`), td(e.shadow !== null && e.shadow !== undefined ? `v${e.shadow}` : "—"), num(e.versions), td(esc(e.used_by.join(", ") || "—")), td(esc(e.live.world)), td(diff), td(acts)]);
+      rows.push([td(esc(name)), td(`v${e.live.version}`), td(e.shadow !== null && e.shadow !== undefined ? `v${e.shadow}` : "—"), num(e.versions), td(esc(usersLabel(name, e.used_by, pipelines))), td(esc(e.live.world)), td(diff), td(acts)]);
+      if (versions.length < 50) {
+        for (const v of await get(`/api/v1/plugins/${encodeURIComponent(name)}/versions`)) {
+          const role = v.version === e.live.version ? "live" : v.version === e.shadow ? "shadow" : "";
+          versions.push([td(esc(`${v.name}@${v.version}`)), td(role), td(`<code>${esc(v.hash.slice(0, 12))}</code>`), td(`${(v.size / 1024).toFixed(1)} KiB`), td(new Date(v.deployed_ms).toISOString().replace("T", " ").slice(0, 19)), td(esc(v.world))]);
+        }
+      }
     }
-    return `<h1>Plugins</h1>` + table(["Plugin", "Live", "Shadow", "Versions#", "Used by", "ABI", "Shadow diff", ""], rows, "No plugins deployed.");
+    return `<h1>Plugins</h1>` + table(["Plugin", "Live", "Shadow", "Versions#", "Used by", "ABI", "Shadow diff", ""], rows, "No plugins deployed.")
+      + `<h2>Versions</h2><div id="versions">${table(["Version", "Role", "Hash", "Size", "Deployed (UTC)", "ABI"], versions, "No versions.")}</div>`;
   },
 };
+
+// A halted pipeline's error is its state (red); a failure it handled (skipped, retried,
+// dead-lettered) while it runs on is history, shown as such.
+function lastError(p) {
+  if (!p.last_error) return "";
+  return p.state === "halted" ? `<span class="error">${esc(p.last_error)}</span>` : `<span class="muted">handled, runs on: ${esc(p.last_error)}</span>`;
+}
+
+// `NAME` of the pipelines using `plugin`, each pinned one marked with its version.
+function usersLabel(plugin, users, pipelines) {
+  return users.map((name) => {
+    const p = pipelines.find((x) => x.spec.name === name);
+    const pins = p ? p.spec.steps.filter((s) => s.plugin.startsWith(plugin + "@")).map((s) => s.plugin.slice(plugin.length)) : [];
+    return pins.length ? `${name} (pinned ${pins.join(", ")})` : name;
+  }).join(", ") || "—";
+}
 
 function pipelineTable(pipelines) {
   return table(["Pipeline", "State", "Source → sink", "Inputs#", "Outputs#", "Lag#", "Last error"], pipelines.map((p) => [
@@ -270,7 +298,7 @@ function pipelineTable(pipelines) {
     td(`${esc(sourceName(p.spec.source))} → ${esc(p.spec.sink)}`),
     num(p.processed), num(p.emitted),
     num(sum(p.partitions.map(([, c, hw]) => Math.max(0, hw - c))) + (p.queue_depth || 0)),
-    td(p.last_error ? `<span class="error">${esc(p.last_error)}</span>` : ""),
+    td(lastError(p)),
   ]), "No pipelines.");
 }
 
