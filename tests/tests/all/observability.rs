@@ -324,6 +324,12 @@ async fn http_mistakes_are_4xx_json_errors_that_say_what_to_fix() -> Result<()> 
         let (status, _, msg) = refused(request).await?;
         assert!(status == want && msg.contains(says), "wanted {want} saying {says:?}, got {status}: {msg}");
     }
+    // A method a collection does not take: 405 with the methods it does, whatever the body.
+    for path in ["/api/v1/queues", "/api/v1/groups", "/api/v1/pipelines", "/api/v1/plugins", "/api/v1/exchanges"] {
+        let r = root(http.post(format!("{base}{path}"))).body("x").send().await?;
+        let allow = r.headers().get("allow").and_then(|a| a.to_str().ok()).unwrap_or("").to_string();
+        assert_eq!((r.status().as_u16(), allow.contains("GET")), (405, true), "POST {path}: allow {allow:?}");
+    }
     // Oversized bodies are refused before they are read whole (and the connection closed
     // unread: a client of its own, so the next request does not pick that connection).
     let big = format!(r#"{{"records":[{{"value":"{}"}}]}}"#, "x".repeat(9 << 20));
@@ -546,8 +552,13 @@ async fn the_console_works_in_a_real_browser() -> Result<()> {
     c.create_pipeline(dl).await?;
     // A second version of `keep`, and a pipeline pinned to the first.
     c.deploy_plugin("keep", plugin_bytes("json-filter")).await?;
-    c.create_pipeline(pipeline("audit", "orders", "broken-out", vec![step("keep@1", &[("field", "id"), ("op", "exists")])]))
-        .await?;
+    c.create_pipeline(pipeline(
+        "audit",
+        "orders",
+        "broken-out",
+        vec![step("keep@1", &[("field", "id"), ("op", "exists")])],
+    ))
+    .await?;
     c.produce("orders", vec![WireRecord::value(br#"{"id":"first-order"}"#.to_vec())]).await?;
     c.produce("broken-in", vec![WireRecord::value(b"x".to_vec())]).await?;
     c.produce("dl-in", vec![WireRecord::value(b"bad".to_vec()), WireRecord::value(b"good".to_vec())]).await?;
@@ -597,7 +608,8 @@ async fn the_console_works_in_a_real_browser() -> Result<()> {
     assert_eq!((seen["handled_shown"].as_u64(), seen["handled_as_error"].as_u64()), (Some(1), Some(0)), "{seen}");
     assert_eq!(seen["partition_rows"], 1, "{seen}");
     assert!(seen["policy"].as_str().is_some_and(|p| p.contains("halt")), "{seen}");
-    let keep = seen["plugin_rows"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).find(|r| r.starts_with("keep"));
+    let keep =
+        seen["plugin_rows"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).find(|r| r.starts_with("keep"));
     assert!(keep.is_some_and(|r| r.contains("audit (pinned @1)") && r.contains("billing")), "{seen}");
     assert_eq!(seen["version_rows"], 3, "keep@1, keep@2, h@1: {seen}");
     // The replayed letter is back in the source, without its dead-letter headers.

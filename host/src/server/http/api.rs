@@ -35,8 +35,9 @@ use crate::storage::NewRecord;
 )]
 struct ApiDoc;
 
-/// Every route, with the OpenAPI description served at `/openapi.json`.
-pub(super) fn router(app: App) -> axum::Router {
+/// Every route, with the OpenAPI description served at `/openapi.json`; and the path
+/// templates (`/api/v1/queues/{queue}`) that take no POST, from the same description.
+pub(super) fn router(app: App) -> (axum::Router, Vec<String>) {
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(whoami))
         .routes(routes!(health))
@@ -67,7 +68,8 @@ pub(super) fn router(app: App) -> axum::Router {
         .routes(routes!(metrics))
         .split_for_parts();
     let spec = api.to_pretty_json().expect("the OpenAPI description serializes");
-    router
+    let postless = api.paths.paths.iter().filter(|(_, item)| item.post.is_none()).map(|(p, _)| p.clone()).collect();
+    let router = router
         .route(
             "/openapi.json",
             axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/json")], spec) }),
@@ -75,7 +77,8 @@ pub(super) fn router(app: App) -> axum::Router {
         .merge(super::console::router())
         .merge(super::registry::router())
         .fallback(not_found)
-        .with_state(app)
+        .with_state(app);
+    (router, postless)
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

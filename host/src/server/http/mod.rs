@@ -87,8 +87,10 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let (closing_tx, closing) = watch::channel(false);
     let app = App { broker, settings, closing };
-    let router = api::router(app.clone())
-        .layer(axum::middleware::from_fn(json_posts_only))
+    let (router, postless) = api::router(app.clone());
+    let postless: Arc<Vec<String>> = Arc::new(postless);
+    let router = router
+        .layer(axum::middleware::from_fn_with_state(postless, json_posts_only))
         .layer(axum::middleware::from_fn_with_state(app.clone(), deadline))
         .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_bytes));
     let doorway = Doorway::start(listener, security.tls.map(TlsAcceptor::from), limits)?;
@@ -126,11 +128,17 @@ const JSON_TYPES: [&str; 3] =
 /// cross-site JSON request only after a preflight this server never answers: so a web page
 /// elsewhere cannot make a visitor's browser pause a pipeline or replay dead letters on a
 /// server without tokens.
-async fn json_posts_only(request: Request, next: Next) -> Response {
+///
+/// A path that takes no POST at all (its OpenAPI item has none) is let through, so the router
+/// answers 405 with the methods it does take, as HTTP says.
+async fn json_posts_only(State(postless): State<Arc<Vec<String>>>, request: Request, next: Next) -> Response {
     let json = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
         v.split(';').next().is_some_and(|t| JSON_TYPES.iter().any(|j| t.trim().eq_ignore_ascii_case(j)))
     });
-    if request.method() == axum::http::Method::POST && !json {
+    let refuse = request.method() == axum::http::Method::POST
+        && !json
+        && !postless.iter().any(|t| matches_template(t, request.uri().path()));
+    if refuse {
         return ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "InvalidArgument",
@@ -140,6 +148,14 @@ async fn json_posts_only(request: Request, next: Next) -> Response {
         .into_response();
     }
     next.run(request).await
+}
+
+/// Whether `path` is an instance of the OpenAPI template `template` (`{name}` matches one
+/// segment).
+fn matches_template(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len()
+        && t.iter().zip(&p).all(|(t, p)| (t.starts_with('{') && t.ends_with('}') && !p.is_empty()) || t == p)
 }
 
 /// The caller: its identity (`None` on a server without tokens), and the token and token-set
@@ -566,5 +582,19 @@ mod tests {
         assert_eq!(status(ErrorKind::Forbidden), StatusCode::FORBIDDEN);
         assert_eq!(status(ErrorKind::MessageTooLarge), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(status(ErrorKind::Internal), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}
+
+#[cfg(test)]
+mod template_tests {
+    use super::matches_template;
+
+    #[test]
+    fn a_template_matches_one_segment_per_parameter() {
+        assert!(matches_template("/api/v1/queues", "/api/v1/queues"));
+        assert!(matches_template("/api/v1/queues/{queue}", "/api/v1/queues/jobs"));
+        assert!(!matches_template("/api/v1/queues/{queue}", "/api/v1/queues/jobs/send"));
+        assert!(!matches_template("/api/v1/queues/{queue}", "/api/v1/queues/"));
+        assert!(!matches_template("/api/v1/queues", "/api/v1/groups"));
     }
 }
