@@ -87,7 +87,7 @@ strip = "debuginfo"
 }
 
 /// weir's `sdk/` directory: `sdk_path`, else the one this weir was built from.
-fn sdk_root(sdk_path: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+pub fn sdk_root(sdk_path: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let sdk = match sdk_path {
         Some(p) => p,
         None => {

@@ -56,6 +56,9 @@ pub enum PluginCmd {
         /// The project's directory.
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// Path to weir's `sdk/` directory (default: the one this weir was built from).
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
     },
     /// Show, or set, the schemas a component declares it reads and writes (checked by the
     /// server at `pipeline create` and at every deploy). A REF is `subject:NAME[@VERSION]`,
@@ -210,7 +213,7 @@ pub async fn run(server: &super::Target, cmd: PluginCmd) -> anyhow::Result<()> {
     match cmd {
         PluginCmd::New { name, kind, lang, dir, sdk_path } => super::author::new(&name, kind, lang, dir, sdk_path),
         PluginCmd::Build { dir, target_dir, sdk_path } => build(dir, target_dir, sdk_path).await,
-        PluginCmd::Unit { dir } => super::polyglot::unit(&dir),
+        PluginCmd::Unit { dir, sdk_path } => super::polyglot::unit(&dir, &super::author::sdk_root(sdk_path)?),
         PluginCmd::Schemas { file, reads, writes, out } => super::declare::run(&file, reads, writes, out),
         PluginCmd::Test { file, input, config, envelope, json, expect_failures } => {
             test(file, input, config, envelope, json, expect_failures).await

@@ -52,13 +52,24 @@ fn tool(relative: &str, what: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// `weir plugin unit`: the project's unit tests, by its manifest, with the runner weir
-/// installed for it; the command is printed first so it can be run by hand.
-pub fn unit(dir: &Path) -> anyhow::Result<()> {
+/// installed for it and this weir's SDK (`sdk`, weir's `sdk/` directory) found by it — on
+/// `PYTHONPATH`, or linked as `node_modules/@weir/sdk` — so a project holds no path to the
+/// SDK and works wherever it is moved or cloned. The command is printed first.
+pub fn unit(dir: &Path, sdk: &Path) -> anyhow::Result<()> {
     let mut cmd = if dir.join("pyproject.toml").exists() {
         let mut c = Command::new(tool("plugin-py/bin/python", "weir's Python (with pytest)")?);
         c.args(["-m", "pytest", "-q", "-p", "no:cacheprovider"]);
+        let python_sdk = sdk_dir(sdk, "python")?;
+        let path = match std::env::var_os("PYTHONPATH") {
+            Some(old) if !old.is_empty() => std::env::join_paths(
+                std::iter::once(python_sdk.into_os_string()).chain(std::env::split_paths(&old).map(Into::into)),
+            )?,
+            _ => python_sdk.into_os_string(),
+        };
+        c.env("PYTHONPATH", path);
         c
     } else if dir.join("package.json").exists() {
+        link_js_sdk(dir, &sdk_dir(sdk, "js")?)?;
         let mut c = Command::new("node");
         c.arg("--test");
         c
@@ -91,8 +102,8 @@ pub fn new(name: &str, lang: Lang, kind: Kind, dir: &Path, sdk: &Path) -> anyhow
     let (plugin, test) = templates(lang, kind);
     match lang {
         Lang::Python => {
-            let sdk = sdk_dir(sdk, "python")?;
-            write(dir, "pyproject.toml", &pyproject(name, &sdk, kind))?;
+            sdk_dir(sdk, "python")?;
+            write(dir, "pyproject.toml", &pyproject(name, kind))?;
             write(dir, "plugin.py", plugin)?;
             write(dir, "test_plugin.py", test)?;
         }
@@ -180,7 +191,7 @@ fn write(dir: &Path, file: &str, text: &str) -> anyhow::Result<()> {
 /// The JSON Schema of the map scaffold's invoices, which every language's map declares it writes.
 pub const INVOICE_SCHEMA: &str = include_str!("templates/invoice.schema.json");
 
-fn pyproject(name: &str, sdk: &Path, kind: Kind) -> String {
+fn pyproject(name: &str, kind: Kind) -> String {
     let schemas = if kind == Kind::Map {
         "\n# What the plugin writes, embedded by `weir plugin build`: `weir pipeline create` (and every\n\
          # later deploy) is refused if it does not fit the sink topic's schema subject.\n\
@@ -194,15 +205,18 @@ name = "{name}"
 version = "0.1.0"
 description = "A weir plugin in Python"
 requires-python = ">=3.11"
-dependencies = ["weir-sdk"]
+# The weir SDK (import `weir`) is not a dependency to install: `weir plugin unit` and
+# `weir plugin build` provide the one of the weir that runs them.
+dependencies = []
 
 # `weir plugin build` turns this module into a weir:plugin@0.2.0 component (componentize-py).
 [tool.weir]
 module = "plugin"
 {schemas}
-# `pytest` here runs the unit tests without a server; the SDK is found beside weir.
+# `weir plugin unit` runs the unit tests without a server, with this weir's SDK on
+# PYTHONPATH: the project holds no path of a machine and works wherever it is cloned.
 [tool.pytest.ini_options]
-pythonpath = [".", {sdk:?}]
+pythonpath = ["."]
 "#
     )
 }
@@ -220,8 +234,9 @@ fn package_json(name: &str, kind: Kind) -> String {
         "type": "module",
         "private": true,
         "weir": weir,
-        "scripts": {"test": "node --test"},
-        "dependencies": {"@weir/sdk": "*"},
+        // `@weir/sdk` is not installed from a registry: `weir plugin unit` links this weir's
+        // into node_modules and `weir plugin build` bundles it, wherever the project is.
+        "scripts": {"test": "weir plugin unit ."},
     });
     serde_json::to_string_pretty(&doc).expect("json") + "\n"
 }
@@ -230,7 +245,9 @@ fn package_json(name: &str, kind: Kind) -> String {
 /// `node --test` resolves `@weir/sdk` without a registry.
 fn link_js_sdk(dir: &Path, sdk: &Path) -> anyhow::Result<()> {
     let link = dir.join("node_modules/@weir/sdk");
-    if link.exists() {
+    // Kept only while it points at this weir's SDK: a project moved, cloned or built by
+    // another weir gets it linked again.
+    if std::fs::read_link(&link).is_ok_and(|to| to == sdk) {
         return Ok(());
     }
     std::fs::create_dir_all(dir.join("node_modules/@weir"))?;

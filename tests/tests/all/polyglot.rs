@@ -77,6 +77,17 @@ async fn scaffold_to_hot_swap(lang: Lang) -> Result<()> {
     let flags = ["--lang", lang.flag(), "--kind", "map", "--dir", dir_s, "--sdk-path", sdk.to_str().expect("utf-8")];
     let created = weir(&[&["plugin", "new", "invoices"][..], &flags].concat(), None)?;
     assert!(created.contains("created"), "{created}");
+    // A project holds no path of this machine: moved and cloned (node_modules is not
+    // committed), it tests and builds the same.
+    for manifest in ["pyproject.toml", "package.json"] {
+        let text = std::fs::read_to_string(dir.join(manifest)).unwrap_or_default();
+        assert!(!text.contains(sdk.to_str().expect("utf-8")) && !text.contains("\"*\""), "{manifest}: {text}");
+    }
+    let moved = work.path().join("elsewhere");
+    std::fs::create_dir(&moved)?;
+    std::fs::rename(&dir, moved.join("invoices"))?;
+    let dir = moved.join("invoices");
+    let _ = std::fs::remove_dir_all(dir.join("node_modules"));
     let passed = lang.unit_tests(&dir)?;
     assert!(passed >= 2, "{lang:?}: the scaffold's unit tests ({passed} passed)");
 
