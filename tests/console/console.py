@@ -160,6 +160,7 @@ def main():
         seen["dlq_before"] = number(page, "#dlq-pending")
         # A failure it handled (dead-lettered) is history, not its state.
         seen["handled_shown"] = page.locator("#last-handled").count()
+        seen["handled_text"] = page.locator("#last-handled").inner_text() if seen["handled_shown"] else ""
         seen["handled_as_error"] = page.locator("#last-error").count()
         page.click("button[data-act=pause]")
         page.wait_for_selector("button[data-act=resume]")

@@ -884,6 +884,9 @@ pub struct PipelineStatus {
     pub queue_depth: Option<u64>,
     /// The error that halted the pipeline, or else the last failure it handled.
     pub last_error: Option<String>,
+    /// When the last handled failure happened, ms since the Unix epoch (`None` for a halt).
+    #[serde(default)]
+    pub last_error_ms: Option<u64>,
 }
 
 impl PipelineStatus {

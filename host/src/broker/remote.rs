@@ -240,6 +240,7 @@ impl Broker {
         }
         if status.last_error.is_none() {
             status.last_error = total.last_failure;
+            status.last_error_ms = total.last_failure_ms;
         }
         Ok(status)
     }
@@ -286,7 +287,11 @@ fn add_counters(total: &mut wire::CountersC1, c: wire::CountersC1) {
             *a += b;
         }
     }
-    total.last_failure = total.last_failure.take().or(c.last_failure);
+    // The newest failure any node handled, with its time.
+    if total.last_failure.is_none() || c.last_failure_ms > total.last_failure_ms {
+        (total.last_failure, total.last_failure_ms) =
+            (c.last_failure.or(total.last_failure.take()), c.last_failure_ms.or(total.last_failure_ms));
+    }
 }
 
 /// A write refused whole because another node took the queues over: safe to run again there.

@@ -680,6 +680,9 @@ pub struct CountersC1 {
     pub steps: Vec<[u64; 6]>,
     /// The last failure handled without halting.
     pub last_failure: Option<String>,
+    /// When it happened, ms since the Unix epoch.
+    #[serde(default)]
+    pub last_failure_ms: Option<u64>,
 }
 
 /// A shadow's comparisons on one node.

@@ -308,7 +308,7 @@ pub(crate) struct Running {
     plan: Arc<Plan>,
     counters: Counters,
     /// The last failure handled without halting (skipped, dead-lettered, a failed swap).
-    last_failure: Mutex<Option<String>>,
+    last_failure: Mutex<Option<(String, u64)>>,
     /// Tells the current workers to stop after their batch; replaced at every (re)start.
     stop: Mutex<watch::Sender<bool>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -319,7 +319,7 @@ pub(crate) struct Running {
 impl Running {
     fn note_failure(&self, reason: String) {
         *self.last_failure.lock().expect("last failure") =
-            Some(limits::truncated(reason, limits::PIPELINE_REASON_BYTES));
+            Some((limits::truncated(reason, limits::PIPELINE_REASON_BYTES), now_ms()));
     }
 
     /// The token whose grants the pipeline acts with.
@@ -473,6 +473,7 @@ impl Pipelines {
         let running = self.get(name).ok()?;
         let c = &running.counters;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let failure = running.last_failure.lock().expect("last failure").clone();
         let steps = c
             .steps
             .lock()
@@ -491,7 +492,8 @@ impl Pipelines {
             swaps: load(&c.swaps),
             swap_pause_p99_us: c.swap_pause_p99_us(),
             steps,
-            last_failure: running.last_failure.lock().expect("last failure").clone(),
+            last_failure: failure.as_ref().map(|(why, _)| why.clone()),
+            last_failure_ms: failure.map(|(_, at)| at),
         })
     }
 
@@ -581,12 +583,14 @@ impl Pipelines {
         });
         let c = &running.counters;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let last_failure = running.last_failure.lock().expect("last failure").clone();
+        let (last_failure, failed_ms) = running.last_failure.lock().expect("last failure").clone().unzip();
         Ok(PipelineStatus {
             // From the same snapshot as `last_error`: reading the record twice could report
             // a halt that happened in between without its reason.
             state: record.state(),
             steps: c.steps.lock().expect("step stats").clone(),
+            // A halt's time is not kept with its reason; a handled failure's is.
+            last_error_ms: if record.halted.is_some() { None } else { failed_ms },
             last_error: record.halted.clone().or(last_failure),
             spec: record.spec,
             owner: record.owner,

@@ -65,7 +65,7 @@ mirror!(w::PipelineSpec => PipelineSpec {
 mirror!(w::StepStats => StepStats { input, output, dropped, errors, calls, busy_us });
 mirror!(w::PipelineStatus => PipelineStatus {
     spec: into, owner, state: into, plugins, shadows, processed, emitted, dropped, batches, failed, dead_lettered,
-    retries, steps: each, swaps, swap_pause_p99_us, partitions, queue_depth, last_error
+    retries, steps: each, swaps, swap_pause_p99_us, partitions, queue_depth, last_error, last_error_ms
 });
 mirror!(w::StateEntry => StateEntry { partition, key, value });
 mirror!(w::FetchPosition => FetchPosition { partition, offset });

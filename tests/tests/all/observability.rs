@@ -606,6 +606,10 @@ async fn the_console_works_in_a_real_browser() -> Result<()> {
     );
     assert_eq!((seen["dlq_before"].as_u64(), seen["dlq_after"].as_u64()), (Some(1), Some(0)), "{seen}");
     assert_eq!((seen["handled_shown"].as_u64(), seen["handled_as_error"].as_u64()), (Some(1), Some(0)), "{seen}");
+    assert!(
+        seen["handled_text"].as_str().is_some_and(|t| t.contains(" UTC (the pipeline runs on)")),
+        "it says when: {seen}"
+    );
     assert_eq!(seen["partition_rows"], 1, "{seen}");
     assert!(seen["policy"].as_str().is_some_and(|p| p.contains("halt")), "{seen}");
     let keep =

@@ -194,7 +194,7 @@ const views = {
     return `<h1>Pipeline ${esc(name)} <span class="state-${esc(p.state)}" id="pipeline-state">${esc(stateLabel(p.state))}</span></h1>
       <p>${esc(sourceName(p.spec.source))} → ${p.spec.steps.map((s) => esc(s.plugin)).join(" → ")} → ${esc(p.spec.sink)} ${buttons}</p>
       ${p.last_error && p.state === "halted" ? `<p class="error" id="last-error">${esc(p.last_error)}</p>` : ""}
-      ${p.last_error && p.state !== "halted" ? `<p class="muted" id="last-handled">Last handled failure (the pipeline runs on): ${esc(p.last_error)}</p>` : ""}
+      ${p.last_error && p.state !== "halted" ? `<p class="muted" id="last-handled">Last handled failure${when(p)} (the pipeline runs on): ${esc(p.last_error)}</p>` : ""}
       <p class="muted" id="policy">On a failure: ${esc(p.spec.on_error)}${p.spec.max_attempts ? `, ${n(p.spec.max_attempts)} attempt(s)` : ""}${p.spec.on_error === "dead-letter" ? ` to ${esc(dlq)}` : ""} · group ${esc(p.spec.group || "pipeline." + name)}</p>
       <div class="cards">
         <div class="card"><div class="label">Inputs</div><div class="value" id="inputs">${n(p.processed)}</div></div>
@@ -279,8 +279,11 @@ const views = {
 // dead-lettered) while it runs on is history, shown as such.
 function lastError(p) {
   if (!p.last_error) return "";
-  return p.state === "halted" ? `<span class="error">${esc(p.last_error)}</span>` : `<span class="muted">handled, runs on: ${esc(p.last_error)}</span>`;
+  return p.state === "halted" ? `<span class="error">${esc(p.last_error)}</span>` : `<span class="muted">handled${when(p)}, runs on: ${esc(p.last_error)}</span>`;
 }
+
+// " at HH:MM:SS UTC" of a handled failure, when the server knows it.
+const when = (p) => p.last_error_ms ? ` at ${new Date(p.last_error_ms).toISOString().slice(11, 19)} UTC` : "";
 
 // `NAME` of the pipelines using `plugin`, each pinned one marked with its version.
 function usersLabel(plugin, users, pipelines) {
