@@ -53,6 +53,13 @@ pub fn check(data_dir: &Path) -> Report {
             .damaged(path.display().to_string(), "no database here (no CURRENT file): is this a weir data directory?");
         return report;
     }
+    if let Some(pid) = locked_by(&path.join("LOCK")) {
+        report.damaged(
+            path.display().to_string(),
+            format!("a running server (pid {pid}) holds this database: stop it first; a live directory changes under the check"),
+        );
+        return report;
+    }
     let Some(db) = open(&path, &mut report) else { return report };
     for cf in [CF_META, CF_OFFSETS, CF_STATE, CF_QUEUES] {
         read_all(&db, cf, &mut report, |_, _| Ok(()));
@@ -64,6 +71,19 @@ pub fn check(data_dir: &Path) -> Report {
     check_meta(&db, &mut report);
     check_cache(&data_dir.join("compiled"), &mut report);
     report
+}
+
+/// The process holding RocksDB's lock on the database, if one does (a server running on it).
+fn locked_by(lock: &Path) -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(lock).ok()?;
+    // SAFETY: a zeroed flock is a valid argument; F_GETLK only reads the file's lock table.
+    let mut probe: libc::flock = unsafe { std::mem::zeroed() };
+    probe.l_type = libc::F_WRLCK as libc::c_short;
+    probe.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: `file` is open for the duration of the call and `probe` is a valid flock.
+    let asked = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut probe) };
+    (asked == 0 && probe.l_type != libc::F_UNLCK as libc::c_short).then_some(probe.l_pid)
 }
 
 /// Open read-only, replaying the WAL strictly as `weir serve` does.

@@ -307,6 +307,8 @@ async fn damaged_table_files_and_manifests_are_found_and_never_served_wrong() ->
     let mut server = Server::start()?;
     let c = server.client().await?;
     c.create_topic("t", topic(1)).await?;
+    let (ok, report) = doctor(&server.data_dir())?;
+    assert!(!ok && report.contains("a running server"), "a live directory is not checked: {report}");
     let written: Vec<String> = (0..40).map(|i| format!("m{i}:{}", "abcdefgh".repeat(1000 + i))).collect();
     c.produce("t", written.iter().map(|v| WireRecord::value(v.clone())).collect()).await?;
     // A restart replays the WAL into a table file.
