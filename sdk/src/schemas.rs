@@ -169,6 +169,9 @@ pub fn unframe_protobuf(bytes: &[u8]) -> Option<(u32, Vec<i32>, &[u8])> {
     if count == 0 {
         return Some((id, vec![0], rest));
     }
+    if count < 0 {
+        return None;
+    }
     let mut indexes = Vec::new();
     for _ in 0..count.min(64) {
         let (i, r) = zigzag(rest)?;

@@ -2,8 +2,10 @@
 //! schema must be readable by the first step, each step's declared output by the next step,
 //! and the last step's output must fit the sink topic's subject under that subject's
 //! compatibility level. Checked at `pipeline create` and `apply`, and for every pipeline a
-//! new live version (deploy, promote, rollback) would run in, so a breaking change never
-//! reaches a running pipeline. A link where either side declares nothing is not checked.
+//! new live version (deploy, promote, rollback) would run in, so a plugin's breaking change
+//! never reaches a running pipeline. Not checked: a link where either side declares nothing,
+//! and a subject that evolves later (a registration knows nothing of pipelines; the
+//! subject's own compatibility level is what guards its readers then).
 
 use super::{Broker, BrokerError, Result};
 use crate::pipeline::PipelineSpec;

@@ -8,11 +8,15 @@ impl Broker {
     pub(super) async fn pipeline_command(&self, command: PipelineCommand, owner: Option<String>) -> Result<Reply> {
         let p = &self.pipelines;
         Ok(match command {
+            // Under the deploy lock: a deploy checking the pipelines that follow its plugin
+            // cannot miss one being created with the version it replaces.
             PipelineCommand::Create { spec } => {
+                let _deploys = self.registry.deploy_lock().await;
                 self.check_contracts(&spec, None).await?;
                 Reply::Pipeline(p.create(spec, owner).await?)
             }
             PipelineCommand::Apply { spec } => {
+                let _deploys = self.registry.deploy_lock().await;
                 self.check_contracts(&spec, None).await?;
                 let (status, change) = p.apply(spec, owner).await?;
                 Reply::Applied(status, change)

@@ -2,7 +2,9 @@
 //! to, feeding the source directly or through other pipelines — would feed itself until the
 //! disk is full. Such a route is refused unless the spec sets `max_hops`; then each message
 //! carries how many times it went around (`weir-hops`, as RabbitMQ's `x-death` counts
-//! dead-letter cycles) and fails with the reason past the bound.
+//! dead-letter cycles) and fails with the reason past the bound. The pipeline with
+//! `max_hops` counts the trips (others in its cycle pass their sink outputs on), from the
+//! header its input carries: a plugin in the cycle that drops headers restarts the count.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;

@@ -724,8 +724,11 @@ impl Pipelines {
     pub fn follower_specs(&self, plugin: &str) -> Vec<PipelineSpec> {
         let mut specs: Vec<PipelineSpec> = Vec::new();
         for (r, _) in self.followers(plugin) {
-            if specs.last().is_none_or(|s| s.name != r.plan.spec.name) {
-                specs.push(r.plan.spec.clone());
+            // The record's spec: an `apply` that changed only versions moved the pinning there
+            // (and in the slots), not in the plan.
+            let spec = r.record.lock().expect("record").spec.clone();
+            if specs.last().is_none_or(|s| s.name != spec.name) {
+                specs.push(spec);
             }
         }
         specs

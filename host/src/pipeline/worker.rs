@@ -580,7 +580,10 @@ fn run_steps(
     let mut msgs: Vec<Message> = records.into_iter().map(|r| to_message(r, partition)).collect();
     let mut out = Outputs::default();
     let hops = super::cycles::Hops::new(&plan.spec, &plan.topology, &msgs);
-    let sink_cycle = hops.is_cycle(&plan.spec.sink);
+    // A sink feeding the source was refused at create unless the spec allows the cycle; a
+    // pipeline another one's allowed cycle runs through passes its sink outputs on (the
+    // pipeline with `max_hops` counts the trips).
+    let sink_cycle = plan.spec.max_hops.is_some() && hops.is_cycle(&plan.spec.sink);
     let mut admit = |topic: Option<&str>, msg: &mut Message| -> Result<(), String> {
         let target = match topic {
             Some(t) => {

@@ -181,13 +181,14 @@ fn without_top_level_section(wasm: &[u8]) -> Vec<u8> {
     while at < wasm.len() {
         let id = wasm[at];
         let Some((size, len_bytes)) = read_leb128(&wasm[at + 1..]) else { return wasm.to_vec() };
-        let end = at + 1 + len_bytes + size as usize;
-        if end > wasm.len() {
-            return wasm.to_vec();
-        }
+        let end = usize::try_from(size).ok().and_then(|s| (at + 1 + len_bytes).checked_add(s));
+        let Some(end) = end.filter(|e| *e <= wasm.len()) else { return wasm.to_vec() };
         let body = &wasm[at + 1 + len_bytes..end];
-        let ours =
-            id == 0 && read_leb128(body).is_some_and(|(n, k)| body.get(k..k + n as usize) == Some(SECTION.as_bytes()));
+        let ours = id == 0
+            && read_leb128(body).is_some_and(|(n, k)| {
+                usize::try_from(n).ok().and_then(|n| k.checked_add(n)).and_then(|e| body.get(k..e))
+                    == Some(SECTION.as_bytes())
+            });
         if !ours {
             out.extend_from_slice(&wasm[at..end]);
         }

@@ -94,9 +94,22 @@ fn open(path: &Path, report: &mut Report) -> Option<DB> {
         opts.set_wal_dir(PathBuf::from(dir.trim_end()));
     }
     let cfs = [CF_LOG, CF_OFFSETS, CF_STATE, CF_META, CF_QUEUES];
-    match DB::open_cf_for_read_only(&opts, path, cfs, false) {
-        Ok(db) => {
-            report.ok("write-ahead log and MANIFEST", "replay completely");
+    let strict = DB::open_cf_for_read_only(&opts, path, cfs, false);
+    // As `weir serve` does: a torn last record (a write never completed, so never
+    // acknowledged) is dropped at start, not a reason to restore a backup.
+    let opened = match strict {
+        Ok(db) => Ok((db, "replay completely".to_string())),
+        Err(e) if e.kind() == rocksdb::ErrorKind::Corruption && !e.to_string().contains("MANIFEST") => {
+            opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
+            DB::open_cf_for_read_only(&opts, path, cfs, false)
+                .map(|db| (db, format!("replay, but for a torn last record `weir serve` drops at start ({e})")))
+                .map_err(|_| e)
+        }
+        Err(e) => Err(e),
+    };
+    match opened {
+        Ok((db, detail)) => {
+            report.ok("write-ahead log and MANIFEST", detail);
             Some(db)
         }
         Err(e) => {

@@ -494,10 +494,15 @@ fn open_checked(path: &Path, wal_dir: Option<&Path>, recover_wal: bool) -> Resul
 /// loss cannot take a data directory just created (with everything RocksDB then synced in it)
 /// away with its parent's unsynced entry. Once per start; cheap.
 fn sync_dirs(dir: &Path) -> Result<()> {
-    for d in dir.ancestors().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(d)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| StoreError::Invalid(format!("cannot fsync directory {}: {e}", d.display())))?;
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| StoreError::Invalid(format!("cannot fsync directory {}: {e}", dir.display())))?;
+    // Ancestors best effort: one a server may not open (mode 0711) or a filesystem that does
+    // not fsync directories must not stop a start that worked before.
+    for d in dir.ancestors().skip(1).filter(|d| !d.as_os_str().is_empty()) {
+        if let Err(e) = std::fs::File::open(d).and_then(|f| f.sync_all()) {
+            tracing::debug!(dir = %d.display(), error = %e, "cannot fsync an ancestor of the data directory");
+        }
     }
     Ok(())
 }

@@ -113,8 +113,9 @@ struct Health {
     free_bytes: u64,
     /// The free space weir keeps (`weir serve --min-free-space`).
     min_free_bytes: u64,
-    /// Why the store refuses writes after a failed write (until restarted), if it does.
-    write_failed: Option<String>,
+    /// The store refuses writes after a failed write, until restarted (why is in the server's
+    /// log and `weir_store_write_failed`; this route needs no token, so it tells no more).
+    write_failed: bool,
 }
 
 #[utoipa::path(get, path = "/api/v1/health", tag = "access", responses((status = 200, description = "The storage condition; no token needed", body = Health)))]
@@ -123,7 +124,7 @@ async fn health(State(app): State<App>) -> Json<Health> {
     // A fresh reading, so a console sees space come back while nothing is written.
     let _ = store.check_space();
     let (free_bytes, min_free_bytes, disk_full) = store.space();
-    Json(Health { disk_full, free_bytes, min_free_bytes, write_failed: store.poisoned().map(str::to_string) })
+    Json(Health { disk_full, free_bytes, min_free_bytes, write_failed: store.poisoned().is_some() })
 }
 
 #[utoipa::path(get, path = "/api/v1/whoami", tag = "access", responses((status = 200, description = "Without a token on a server that wants one: no name and no grants", body = WhoAmI), (status = 401, description = "An unknown token", body = ErrorBody)))]

@@ -101,7 +101,7 @@ const views = {
     const mib = (b) => `${(b / 1048576).toFixed(0)} MiB`;
     const banner = health.disk_full
       ? `<p class="error" id="disk-full">Disk full: ${mib(health.free_bytes)} free, below the ${mib(health.min_free_bytes)} weir keeps. Produces, pipeline outputs and queue sends wait; reads go on. Writes resume by themselves when space returns.</p>`
-      : health.write_failed ? `<p class="error" id="write-failed">Writes refused after a failed write: ${esc(health.write_failed)}</p>` : "";
+      : health.write_failed ? `<p class="error" id="write-failed">Writes are refused after a failed write (the server's log says why); restart the server once the cause is fixed.</p>` : "";
     return `<h1>Overview</h1>${banner}<div class="cards">
       ${card("Records in / s", n(Math.round(r.rate)), "rate-in")}
       ${card("Records stored", n(records), "records")}
