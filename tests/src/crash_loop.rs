@@ -133,6 +133,23 @@ struct Ledger {
     next_job: u64,
 }
 
+/// Print a run's summary and broken promises; the exit code says whether all held.
+pub fn report(run: Result<Summary>) -> std::process::ExitCode {
+    match run {
+        Ok(summary) => {
+            println!("{summary}");
+            for v in &summary.violations {
+                println!("violation: {v}");
+            }
+            if summary.ok() { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Run the crash loop.
 pub async fn run(config: &Config) -> Result<Summary> {
     let disk = if config.power_loss { Some(crate::PowerDisk::mount()?) } else { None };

@@ -77,51 +77,45 @@ pub fn check_spec(spec: &PipelineSpec, topology: &Topology) -> Result<(), String
     Ok(())
 }
 
-/// One batch's view of cycles: which targets are upstream, and each source message's hops
-/// (by offset, which every output of a message keeps through the steps).
-pub struct Hops {
-    pipeline: String,
-    source: String,
-    max: Option<u32>,
-    upstream: HashSet<String>,
+/// One batch's view of cycles: which targets are upstream (read from the topology only if
+/// the batch routes an output, or the pipeline allows a cycle), and each source message's
+/// hops (by offset, which every output of a message keeps through the steps).
+pub struct Hops<'a> {
+    spec: &'a PipelineSpec,
+    topology: &'a Topology,
+    upstream: std::cell::OnceCell<HashSet<String>>,
     hops: HashMap<u64, u32>,
 }
 
-impl Hops {
+impl<'a> Hops<'a> {
     /// For a batch of `messages` read by `spec`.
-    pub fn new(spec: &PipelineSpec, topology: &Topology, messages: &[Message]) -> Hops {
+    pub fn new(spec: &'a PipelineSpec, topology: &'a Topology, messages: &[Message]) -> Hops<'a> {
         let hops = match spec.max_hops {
             Some(_) => messages.iter().filter_map(|m| Some((m.offset, count(m)?))).collect(),
             None => HashMap::new(),
         };
-        Hops {
-            pipeline: spec.name.clone(),
-            source: spec.source.to_string(),
-            max: spec.max_hops,
-            upstream: topology.upstream(spec),
-            hops,
-        }
+        Hops { spec, topology, upstream: std::cell::OnceCell::new(), hops }
     }
 
     /// Whether an output to `topic` goes around a cycle.
     pub fn is_cycle(&self, topic: &str) -> bool {
-        self.upstream.contains(topic)
+        self.upstream.get_or_init(|| self.topology.upstream(self.spec)).contains(topic)
     }
 
     /// Let `msg` go to `topic`, upstream of the pipeline: count the hop, or refuse it.
     pub fn admit(&self, topic: &str, msg: &mut Message) -> Result<(), String> {
-        let Some(max) = self.max else {
+        let Some(max) = self.spec.max_hops else {
             return Err(format!(
                 "a step routed an output to topic `{topic}`, which feeds pipeline `{}`'s own source `{}`: a \
                  cycle, refused. Set `max_hops` in the pipeline's spec to allow it, bounded",
-                self.pipeline, self.source
+                self.spec.name, self.spec.source
             ));
         };
         let hops = self.hops.get(&msg.offset).copied().unwrap_or(0).saturating_add(1);
         if hops > max {
             return Err(format!(
                 "the message went around the cycle through topic `{topic}` {max} time(s), pipeline `{}`'s max_hops",
-                self.pipeline
+                self.spec.name
             ));
         }
         msg.headers.retain(|(k, _)| k != HOPS_HEADER);

@@ -47,17 +47,5 @@ async fn main() -> ExitCode {
         tear: !a.no_tear,
         ..Config::default()
     };
-    match crash_loop::run(&config).await {
-        Ok(summary) => {
-            println!("{summary}");
-            for v in &summary.violations {
-                println!("violation: {v}");
-            }
-            if summary.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    crash_loop::report(crash_loop::run(&config).await)
 }

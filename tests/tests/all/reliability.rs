@@ -112,16 +112,7 @@ async fn a_full_disk_refuses_writes_clearly_and_loses_nothing() -> Result<()> {
     let mut server = Server::launch(Launch { file_size_limit: Some(4 << 20), ..Launch::default() })?;
     let c = server.client().await?;
     c.create_topic("t", topic(1)).await?;
-    let batch =
-        |i: u64| (0..1000).map(|j| WireRecord::value(format!("{i}-{j}-{}", "x".repeat(200)))).collect::<Vec<_>>();
-    let mut acked = 0u64;
-    let err = loop {
-        match c.produce("t", batch(acked)).await {
-            Ok(_) => acked += 1,
-            Err(e) => break e,
-        }
-        assert!(acked < 1000, "the limit never hit");
-    };
+    let (acked, err) = fill(&c).await?;
     let msg = err.to_string();
     assert!(msg.contains("refuses writes") && msg.contains("File too large"), "{msg}");
     assert!(msg.contains("restart"), "the error says what to do: {msg}");
@@ -137,6 +128,21 @@ async fn a_full_disk_refuses_writes_clearly_and_loses_nothing() -> Result<()> {
     c.produce("t", batch(7)).await?;
     assert_eq!(c.read_all("t").await?.len() as u64, (acked + 1) * 1000);
     Ok(())
+}
+
+/// 1,000 records of about 200 bytes, numbered by batch `i`.
+fn batch(i: u64) -> Vec<WireRecord> {
+    (0..1000).map(|j| WireRecord::value(format!("{i}-{j}-{}", "x".repeat(200)))).collect()
+}
+
+/// Produce batches to `t` until one is refused: how many were acknowledged, and the refusal.
+async fn fill(c: &Client) -> Result<(u64, weir_tests::weir_client::client::ClientError)> {
+    for acked in 0..1000 {
+        if let Err(e) = c.produce("t", batch(acked)).await {
+            return Ok((acked, e));
+        }
+    }
+    anyhow::bail!("1,000 batches stored and nothing refused")
 }
 
 /// A tmpfs of `mib` MiB mounted for a test, unmounted when dropped.
@@ -188,16 +194,7 @@ async fn below_the_free_space_floor_writes_wait_and_resume_by_themselves() -> Re
     c.create_queue("q", Default::default()).await?;
     c.deploy_plugin("pass", plugin_bytes("pass")).await?;
     c.create_pipeline(pipeline("p", "t", "copy", vec![step("pass", &[])])).await?;
-    let batch =
-        |i: u64| (0..1000).map(|j| WireRecord::value(format!("{i}-{j}-{}", "x".repeat(200)))).collect::<Vec<_>>();
-    let mut acked = 0u64;
-    let err = loop {
-        match c.produce("t", batch(acked)).await {
-            Ok(_) => acked += 1,
-            Err(e) => break e,
-        }
-        assert!(acked < 1000, "the floor never hit");
-    };
+    let (mut acked, err) = fill(&c).await?;
     assert_eq!(err.code(), Some(ErrorCode::DiskFull), "{err}");
     let msg = err.to_string();
     let dir = disk.path().join("data").display().to_string();

@@ -482,6 +482,16 @@ fn shapes(format: &'static str) -> Shapes {
     }
 }
 
+/// The Avro invoice `v1` with a field added compatibly: `currency`, defaulting to EUR.
+fn with_currency(v1: &str) -> Result<String> {
+    let mut doc: Value = serde_json::from_str(v1)?;
+    doc["fields"]
+        .as_array_mut()
+        .context("fields")?
+        .push(json!({"name": "currency", "type": "string", "default": "EUR"}));
+    Ok(doc.to_string())
+}
+
 /// `pass` declaring that it writes `schema` (in `format`), as `weir plugin schemas` embeds it.
 fn pass_writing(dir: &std::path::Path, name: &str, format: &str, file: &str, schema: &str) -> Result<Vec<u8>> {
     let schema_file = dir.join(format!("{name}-{file}"));
@@ -606,14 +616,7 @@ async fn a_chain_that_does_not_fit_is_refused_at_create_and_a_compatible_evoluti
 
     let spec = weir_tests::pipeline("ship", "audit", "invoices", vec![weir_tests::step("shape", &[])]);
     c.create_pipeline(spec).await?;
-    let with_default = {
-        let mut doc: Value = serde_json::from_str(&shapes.v1)?;
-        doc["fields"]
-            .as_array_mut()
-            .context("fields")?
-            .push(json!({"name": "currency", "type": "string", "default": "EUR"}));
-        doc.to_string()
-    };
+    let with_default = with_currency(&shapes.v1)?;
     // A breaking version may run as a shadow (it emits nothing); the diff says what it would
     // break, and promoting it is refused like a deploy.
     let breaking = pass_writing(work.path(), "v2", "avro", shapes.file, &shapes.breaking)?;
@@ -651,14 +654,7 @@ async fn the_console_shows_subjects_their_users_and_a_diff_between_versions() ->
     let c = server.client().await?;
     let http = reqwest::Client::new();
     let shapes = shapes("avro");
-    let with_default = {
-        let mut doc: Value = serde_json::from_str(&shapes.v1)?;
-        doc["fields"]
-            .as_array_mut()
-            .context("fields")?
-            .push(json!({"name": "currency", "type": "string", "default": "EUR"}));
-        doc.to_string()
-    };
+    let with_default = with_currency(&shapes.v1)?;
     for schema in [&shapes.v1, &with_default] {
         let (s, r) = post(&http, format!("{base}/subjects/invoices-value/versions"), json!({"schema": schema})).await?;
         assert_eq!(s, StatusCode::OK, "{r}");
