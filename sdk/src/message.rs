@@ -14,6 +14,8 @@ pub mod headers {
     pub const TYPE: &str = "weir-type";
     /// Queue priority, `0` (lowest) to `9`.
     pub const PRIORITY: &str = "weir-priority";
+    /// A queue message's time to live, ms: not delivered within it, it is dead-lettered.
+    pub const TTL_MS: &str = "weir-ttl-ms";
     /// Ties a reply to its request.
     pub const CORRELATION_ID: &str = "weir-correlation-id";
     /// Where a reply to this message should go (a topic name).

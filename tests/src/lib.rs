@@ -381,6 +381,8 @@ pub struct Server {
     pub kafka: Option<SocketAddr>,
     /// Address of its HTTP listener, when started with `--http-listen`.
     pub http: Option<SocketAddr>,
+    /// Address of its AMQP listener, when started with `--amqp-listen`.
+    pub amqp: Option<SocketAddr>,
     root: tempfile::TempDir,
     /// How the next (re)start runs.
     pub launch: Launch,
@@ -422,8 +424,8 @@ impl Server {
 
     fn launch_one(launch: Launch) -> Result<Server> {
         let root = tempfile::tempdir()?;
-        let (child, Listening { native: addr, kafka, http }) = spawn(root.path(), &launch)?;
-        Ok(Server { child: Some(child), peer: None, addr, kafka, http, root, launch })
+        let (child, Listening { native: addr, kafka, http, amqp }) = spawn(root.path(), &launch)?;
+        Ok(Server { child: Some(child), peer: None, addr, kafka, http, amqp, root, launch })
     }
 
     /// Two nodes of a weir cluster of their own on the shared JetStream cluster; the first,
@@ -502,7 +504,8 @@ impl Server {
     /// Start again on the same data directory (a new port).
     pub fn restart(&mut self) -> Result<()> {
         self.kill9();
-        let (child, Listening { native, kafka, http }) = spawn(self.root.path(), &self.launch)?;
+        let (child, Listening { native, kafka, http, amqp }) = spawn(self.root.path(), &self.launch)?;
+        self.amqp = amqp;
         self.child = Some(child);
         self.addr = native;
         self.kafka = kafka;
@@ -589,6 +592,7 @@ struct Listening {
     native: SocketAddr,
     kafka: Option<SocketAddr>,
     http: Option<SocketAddr>,
+    amqp: Option<SocketAddr>,
 }
 
 fn spawn(root: &Path, launch: &Launch) -> Result<(Child, Listening)> {
@@ -598,7 +602,8 @@ fn spawn(root: &Path, launch: &Launch) -> Result<(Child, Listening)> {
     let stdout = child.stdout.take().expect("piped stdout");
     let kafka = launch.flags.iter().any(|f| f == "--kafka-listen");
     let http = launch.flags.iter().any(|f| f == "--http-listen");
-    let lines = 1 + usize::from(kafka) + usize::from(http);
+    let amqp = launch.flags.iter().any(|f| f == "--amqp-listen");
+    let lines = 1 + usize::from(kafka) + usize::from(http) + usize::from(amqp);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stdout);
@@ -621,11 +626,13 @@ fn spawn(root: &Path, launch: &Launch) -> Result<(Child, Listening)> {
         })?;
         Ok(addr.parse()?)
     };
-    // The server prints the native address first, then the Kafka and HTTP ones, in that order.
+    // The server prints the native address first, then the Kafka, HTTP and AMQP ones, in
+    // that order.
     let native = address("weir listening on ")?;
     let kafka = if kafka { Some(address("weir kafka listening on ")?) } else { None };
     let http = if http { Some(address("weir http listening on ")?) } else { None };
-    Ok((child, Listening { native, kafka, http }))
+    let amqp = if amqp { Some(address("weir amqp listening on ")?) } else { None };
+    Ok((child, Listening { native, kafka, http, amqp }))
 }
 
 /// The Python with the Kafka client libraries (installed by `examples/setup.sh`).

@@ -289,6 +289,17 @@ pub struct QueueConfig {
     pub dedup_window_ms: u64,
     /// Most messages held.
     pub max_messages: usize,
+    /// AMQP's dead-letter exchange: dead letters are routed through it (with
+    /// `dead_letter_routing_key`, or their own routing key) instead of to `dead_letter`.
+    #[serde(default)]
+    pub dead_letter_exchange: Option<String>,
+    /// The routing key dead letters are routed with through `dead_letter_exchange`.
+    #[serde(default)]
+    pub dead_letter_routing_key: Option<String>,
+    /// A message not delivered within this long of its send is dead-lettered (AMQP's
+    /// `x-message-ttl`; a message's own `expiration` may be shorter).
+    #[serde(default)]
+    pub message_ttl_ms: Option<u64>,
 }
 
 impl Default for QueueConfig {
@@ -299,6 +310,9 @@ impl Default for QueueConfig {
             dead_letter: None,
             dedup_window_ms: 5 * 60_000,
             max_messages: super::QUEUE_MAX_MESSAGES,
+            dead_letter_exchange: None,
+            dead_letter_routing_key: None,
+            message_ttl_ms: None,
         }
     }
 }
@@ -324,6 +338,9 @@ pub struct NewQueueMessage {
     /// FIFO group: one message of a group is in flight at a time, in send order.
     #[serde(default)]
     pub group: Option<String>,
+    /// Dead-lettered if not delivered within this long.
+    #[serde(default)]
+    pub ttl_ms: Option<u64>,
 }
 
 /// A received message.

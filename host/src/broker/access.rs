@@ -197,6 +197,10 @@ fn topic_needs(command: &TopicCommand) -> Vec<Need<'_>> {
 fn exchange_needs(command: &ExchangeCommand) -> Vec<Need<'_>> {
     match command {
         // The bindings' creators vouched for their destinations when they bound them.
+        // The default exchange (AMQP's ``) delivers to the queue the routing key names.
+        ExchangeCommand::Publish { exchange, routing_key, .. } if exchange.is_empty() => {
+            vec![on(Write, Kind::Queue, routing_key)]
+        }
         ExchangeCommand::Publish { exchange, .. } => vec![on(Write, Kind::Exchange, exchange)],
         ExchangeCommand::Create { name, alternate, .. } => {
             let mut needs = vec![on(Admin, Kind::Exchange, name)];

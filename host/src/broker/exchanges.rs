@@ -3,7 +3,7 @@
 
 use super::command::{ExchangeCommand, Reply};
 use super::{Broker, Result};
-use crate::exchange::{Binding, Destination};
+use crate::exchange::{Binding, Destination, ExchangeError, ExchangeType};
 use crate::queue::NewQueueMessage;
 use crate::storage::{Append, Commit, NewRecord};
 use weir_sdk::headers;
@@ -38,9 +38,35 @@ impl Broker {
         Ok(Reply::Exchange(self.exchanges.bind(exchange, binding).await?))
     }
 
-    /// Route through the exchange and deliver to every destination in one atomic commit.
+    /// Where a message published to `exchange` goes. The default exchange (``, AMQP's)
+    /// delivers to the queue its routing key names, or nowhere.
+    pub(super) fn destinations(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        headers: &[(String, String)],
+    ) -> std::result::Result<Vec<Destination>, ExchangeError> {
+        if !exchange.is_empty() {
+            return self.exchanges.route(exchange, routing_key, headers);
+        }
+        match self.queues.get(routing_key) {
+            Ok(_) => Ok(vec![Destination::Queue(routing_key.to_string())]),
+            Err(_) => Err(ExchangeError::Unroutable {
+                exchange: String::new(),
+                kind: ExchangeType::Direct,
+                key: routing_key.to_string(),
+            }),
+        }
+    }
+
+    /// Route through the exchange and deliver to every destination in one atomic commit. A
+    /// queue destination takes the message's priority (`weir-priority`) and time to live
+    /// (`weir-ttl-ms`) from its headers.
     async fn publish(&self, exchange: &str, routing_key: &str, mut record: NewRecord) -> Result<Reply> {
-        let dests = self.exchanges.route(exchange, routing_key, &record.headers)?;
+        let dests = self.destinations(exchange, routing_key, &record.headers)?;
+        let header = |name: &str| record.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let priority = header(headers::PRIORITY).and_then(|p| p.parse::<u64>().ok()).map_or(0, |p| p.min(9) as u8);
+        let ttl_ms = header(headers::TTL_MS).and_then(|t| t.parse().ok());
         self.store.check_space()?;
         record.headers.push((headers::ROUTING_KEY.into(), routing_key.to_string()));
         record.headers.push((headers::EXCHANGE.into(), exchange.to_string()));
@@ -58,6 +84,8 @@ impl Broker {
                     let msg = NewQueueMessage {
                         body: record.value.to_vec(),
                         headers: record.headers.clone(),
+                        priority,
+                        ttl_ms,
                         ..Default::default()
                     };
                     if let Some(s) = self.queues.prepare_send(q, msg)? {

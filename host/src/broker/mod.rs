@@ -87,7 +87,7 @@ pub struct Broker {
     /// Kafka clients' consumer groups (the classic protocol).
     pub classic: crate::classic_groups::ClassicGroups,
     /// Exchanges and bindings.
-    pub exchanges: crate::exchange::Exchanges,
+    pub exchanges: Arc<crate::exchange::Exchanges>,
     /// The schema registry.
     pub schemas: Arc<crate::schemas::Schemas>,
     /// Who may do what.
@@ -160,8 +160,8 @@ impl Broker {
         let cache = config.compile_cache.clone().unwrap_or_else(|| config.data_dir.join("compiled"));
         let runtime = Arc::new(Runtime::new(&cache)?);
         let registry = Arc::new(Registry::open(store.clone(), runtime).await?);
-        let queues = Arc::new(crate::queue::Queues::open(store.clone()).await?);
-        let exchanges = crate::exchange::Exchanges::open(store.clone()).await?;
+        let exchanges = Arc::new(crate::exchange::Exchanges::open(store.clone()).await?);
+        let queues = Arc::new(crate::queue::Queues::open(store.clone(), exchanges.clone()).await?);
         let schemas = Arc::new(crate::schemas::Schemas::new(store.clone()));
         let replies = replies::ReplyHub::start(&store).await?;
         let authority = config.authority.clone();

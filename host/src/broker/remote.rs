@@ -31,8 +31,7 @@ impl Broker {
             Command::Queue(_) => true,
             // A queue's messages are written by the coordinator (topics by anyone).
             Command::Exchange(ExchangeCommand::Publish { exchange, routing_key, record }) => self
-                .exchanges
-                .route(exchange, routing_key, &record.headers)
+                .destinations(exchange, routing_key, &record.headers)
                 .is_ok_and(|dests| dests.iter().any(|d| matches!(d, crate::exchange::Destination::Queue(_)))),
             Command::Group(g) => matches!(
                 g,
@@ -481,6 +480,6 @@ fn from_reply(reply: ReplyC1) -> Result<Reply> {
     })
 }
 
-crate::mirror::mirror!(wire::QueueMessageC1 => NewQueueMessage { body, headers, priority, delay_ms, dedup_id, group });
+crate::mirror::mirror!(wire::QueueMessageC1 => NewQueueMessage { body, headers, priority, delay_ms, dedup_id, group, ttl_ms });
 crate::mirror::mirror!(wire::QueueInfoC1 => QueueInfo { name, config: into, ready, waiting, in_flight, created_ms });
 crate::mirror::mirror!(wire::DeliveryC1 => Delivery { receipt, body, headers, deliveries, priority, group, enqueued_ms });

@@ -296,6 +296,17 @@ pub struct QueueConfigC1 {
     pub dedup_window_ms: u64,
     /// Most messages.
     pub max_messages: usize,
+    /// AMQP's dead-letter exchange: dead letters are routed through it (with
+    /// `dead_letter_routing_key`, or their own routing key) instead of to `dead_letter`.
+    #[serde(default)]
+    pub dead_letter_exchange: Option<String>,
+    /// The routing key dead letters are routed with through `dead_letter_exchange`.
+    #[serde(default)]
+    pub dead_letter_routing_key: Option<String>,
+    /// A message not delivered within this long of its send is dead-lettered (AMQP's
+    /// `x-message-ttl`; a message's own `expiration` may be shorter).
+    #[serde(default)]
+    pub message_ttl_ms: Option<u64>,
 }
 
 /// An exchange (`exchange/<name>`).
@@ -530,6 +541,9 @@ pub struct QueueMessageC1 {
     pub dedup_id: Option<String>,
     /// FIFO group.
     pub group: Option<String>,
+    /// Time to live, ms.
+    #[serde(default)]
+    pub ttl_ms: Option<u64>,
 }
 
 /// A consumer group membership command.

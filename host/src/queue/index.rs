@@ -30,11 +30,13 @@ pub(super) struct Entry {
     pub deliveries: u32,
     pub visible_at: u64,
     pub status: Status,
+    /// When it expires if not delivered by then (a TTL), ms since the epoch.
+    pub expires_at: Option<u64>,
 }
 
 impl Entry {
     pub(super) fn new(priority: u8, group: Option<String>, deliveries: u32, visible_at: u64) -> Entry {
-        Entry { priority, group, deliveries, visible_at, status: Status::Waiting }
+        Entry { priority, group, deliveries, visible_at, status: Status::Waiting, expires_at: None }
     }
 }
 
@@ -51,6 +53,8 @@ pub(super) struct Index {
     /// Messages of each FIFO group, in send order; only the head is ever deliverable.
     groups: HashMap<String, VecDeque<u64>>,
     parked: Vec<u64>,
+    /// `(expiry, seq)` of messages with a TTL.
+    expiries: BTreeSet<(u64, u64)>,
     /// Dedup ids and when they expire.
     pub dedup: HashMap<String, u64>,
 }
@@ -82,13 +86,25 @@ impl Index {
 
     /// When the next timer fires.
     pub(super) fn next_timer(&self) -> Option<u64> {
-        self.timers.first().map(|(t, _)| *t)
+        let ttl = self.expiries.first().map(|(t, _)| *t);
+        match (self.timers.first().map(|(t, _)| *t), ttl) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether a parked message was parked because it expired (not for its deliveries).
+    pub(super) fn expired(&self, seq: u64, now: u64) -> bool {
+        self.entries.get(&seq).and_then(|e| e.expires_at).is_some_and(|t| t <= now)
     }
 
     /// Add a message (new, or recovered with its status).
     pub(super) fn insert(&mut self, seq: u64, entry: Entry) {
         let group = entry.group.clone();
         let in_flight = entry.status == Status::InFlight;
+        if let Some(t) = entry.expires_at {
+            self.expiries.insert((t, seq));
+        }
         self.entries.insert(seq, entry);
         let head = match group {
             None => true,
@@ -141,6 +157,9 @@ impl Index {
         let Some(e) = self.entries.remove(&seq) else { return };
         self.ready.remove(&(Reverse(e.priority), seq));
         self.timers.remove(&(e.visible_at, seq));
+        if let Some(t) = e.expires_at {
+            self.expiries.remove(&(t, seq));
+        }
         self.parked.retain(|s| *s != seq);
         if let Some(g) = e.group {
             let q = self.groups.get_mut(&g).expect("group of an entry exists");
@@ -178,6 +197,7 @@ impl Index {
     /// Fire timers up to `now`: waiting messages become ready; in-flight messages come back,
     /// or are parked for the dead-letter queue once delivered `max_deliveries` times.
     pub(super) fn expire(&mut self, now: u64, max_deliveries: Option<u32>) {
+        self.expire_ttls(now);
         while let Some(&(t, seq)) = self.timers.first() {
             if t > now {
                 break;
@@ -191,6 +211,28 @@ impl Index {
                 e.status = Status::Ready;
                 self.ready.insert((Reverse(e.priority), seq));
             }
+        }
+    }
+
+    /// Messages past their TTL are parked for the dead-letter queue, unless in flight: as in
+    /// RabbitMQ, a delivered message expires only once it is handed back.
+    fn expire_ttls(&mut self, now: u64) {
+        let due: Vec<(u64, u64)> = self.expiries.range(..(now + 1, 0)).copied().collect();
+        for (t, seq) in due {
+            let e = self.entries.get_mut(&seq).expect("expiring entry exists");
+            match e.status {
+                // Blocked behind its group's head: expires once it is the head.
+                Status::InFlight | Status::Parked | Status::Blocked => continue,
+                Status::Ready => {
+                    self.ready.remove(&(Reverse(e.priority), seq));
+                }
+                Status::Waiting => {
+                    self.timers.remove(&(e.visible_at, seq));
+                }
+            }
+            self.expiries.remove(&(t, seq));
+            e.status = Status::Parked;
+            self.parked.push(seq);
         }
     }
 

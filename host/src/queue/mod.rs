@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::cluster::wire;
+use crate::exchange::{Destination, Exchanges};
 use crate::limits;
 use crate::mirror::mirror;
 use crate::storage::{Commit, StoreError, keys, stored};
@@ -54,6 +55,14 @@ pub struct QueueConfig {
     pub dedup_window_ms: u64,
     /// Most messages held.
     pub max_messages: usize,
+    /// AMQP's dead-letter exchange: dead letters are routed through it (with
+    /// `dead_letter_routing_key`, or their own routing key) instead of to `dead_letter`.
+    pub dead_letter_exchange: Option<String>,
+    /// The routing key dead letters are routed with through `dead_letter_exchange`.
+    pub dead_letter_routing_key: Option<String>,
+    /// A message not delivered within this long of its send is dead-lettered (AMQP's
+    /// `x-message-ttl`; a message's own `expiration` may be shorter).
+    pub message_ttl_ms: Option<u64>,
 }
 
 impl Default for QueueConfig {
@@ -64,6 +73,9 @@ impl Default for QueueConfig {
             dead_letter: None,
             dedup_window_ms: 5 * 60_000,
             max_messages: limits::QUEUE_MAX_MESSAGES,
+            dead_letter_exchange: None,
+            dead_letter_routing_key: None,
+            message_ttl_ms: None,
         }
     }
 }
@@ -83,6 +95,9 @@ pub struct NewQueueMessage {
     pub dedup_id: Option<String>,
     /// FIFO group: one message of a group is in flight at a time, in send order.
     pub group: Option<String>,
+    /// Dead-lettered if not delivered within this long (AMQP's `expiration`); the queue's
+    /// `message_ttl_ms` may be shorter.
+    pub ttl_ms: Option<u64>,
 }
 
 /// A received message.
@@ -172,10 +187,12 @@ pub enum QueueError {
 type Result<T, E = QueueError> = std::result::Result<T, E>;
 
 mirror!(stored::QueueConfigV1 => QueueConfig {
-    visibility_timeout_ms, max_deliveries, dead_letter, dedup_window_ms, max_messages
+    visibility_timeout_ms, max_deliveries, dead_letter, dedup_window_ms, max_messages,
+    dead_letter_exchange, dead_letter_routing_key, message_ttl_ms
 });
 mirror!(wire::QueueConfigC1 => QueueConfig {
-    visibility_timeout_ms, max_deliveries, dead_letter, dedup_window_ms, max_messages
+    visibility_timeout_ms, max_deliveries, dead_letter, dedup_window_ms, max_messages,
+    dead_letter_exchange, dead_letter_routing_key, message_ttl_ms
 });
 
 /// A queue's record (`queue/<name>`).
@@ -201,6 +218,8 @@ struct Body {
     group: Option<String>,
     enqueued_ms: u64,
     available_at_ms: u64,
+    #[serde(default)]
+    expires_at_ms: Option<u64>,
 }
 
 /// Delivery state (`s` key): written on receive, nack and extend.
@@ -230,6 +249,8 @@ pub struct Queue {
 /// Every queue of the server.
 pub struct Queues {
     store: Arc<Store>,
+    /// Routes dead letters of queues with a dead-letter exchange.
+    exchanges: Arc<Exchanges>,
     queues: RwLock<HashMap<String, Arc<Queue>>>,
 }
 
@@ -279,14 +300,14 @@ fn decode<T: serde::de::DeserializeOwned>(what: &[u8], v: &[u8]) -> Result<T> {
 
 impl Queues {
     /// Load every queue and rebuild its index from the store.
-    pub async fn open(store: Arc<Store>) -> Result<Queues> {
+    pub async fn open(store: Arc<Store>, exchanges: Arc<Exchanges>) -> Result<Queues> {
         let mut queues = HashMap::new();
         let now = now_ms();
         for (_, rec) in store.meta_scan::<QueueRecord>(keys::meta::QUEUES).await? {
             let index = recover(&store, rec.id, now)?;
             queues.insert(rec.name.clone(), Arc::new(Queue::new(rec, index)));
         }
-        Ok(Queues { store, queues: RwLock::new(queues) })
+        Ok(Queues { store, exchanges, queues: RwLock::new(queues) })
     }
 
     /// Rebuild every queue's index from the store (this node coordinates the queues now and
@@ -436,6 +457,7 @@ impl Queues {
             group: msg.group,
             enqueued_ms: now,
             available_at_ms: now + msg.delay_ms,
+            expires_at_ms: [msg.ttl_ms, q.config.message_ttl_ms].into_iter().flatten().min().map(|t| now + t),
         };
         let mut writes = vec![(key(b'b', q.id, seq), Some(encode(&body)))];
         if let Some(id) = &msg.dedup_id {
@@ -443,7 +465,8 @@ impl Queues {
             index.dedup.insert(id.clone(), exp);
             writes.push((dedup_key(q.id, id), Some(exp.to_be_bytes().to_vec())));
         }
-        let entry = Entry::new(body.priority, body.group.clone(), 0, body.available_at_ms);
+        let mut entry = Entry::new(body.priority, body.group.clone(), 0, body.available_at_ms);
+        entry.expires_at = body.expires_at_ms;
         Ok(Some(PreparedSend { queue: q.clone(), seq, entry, writes }))
     }
 
@@ -642,14 +665,18 @@ impl Queues {
             let (expired, woke) = {
                 let mut index = q.index.lock().expect("queue index");
                 index.expire(now, q.config.max_deliveries);
-                let expired = index.take_parked();
+                let expired: Vec<(u64, bool)> =
+                    index.take_parked().into_iter().map(|seq| (seq, index.expired(seq, now))).collect();
                 let woke = index.ready_len() > 0;
                 index.dedup.retain(|_, exp| *exp > now);
                 (expired, woke)
             };
-            for seq in expired {
-                let reason =
-                    format!("delivered {} times without an ack (max deliveries)", q.config.max_deliveries.unwrap_or(0));
+            for (seq, ttl) in expired {
+                let reason = if ttl {
+                    "expired: not delivered within its time to live".to_string()
+                } else {
+                    format!("delivered {} times without an ack (max deliveries)", q.config.max_deliveries.unwrap_or(0))
+                };
                 self.dead_letter(&q, seq, &reason).await?;
             }
             if woke {
@@ -666,39 +693,57 @@ impl Queues {
         let Some(raw) = self.store.queue_get(&k)? else { return Ok(()) };
         let mut body: Body = decode(&k, &raw)?;
         let mut writes = vec![(k, None), (key(b's', q.id, seq), None)];
-        let target = q.config.dead_letter.as_deref().and_then(|d| self.get(d).ok());
-        let staged = match &target {
-            Some(dlq) => {
-                body.headers.push((headers::DLQ_ERROR.into(), reason.to_string()));
-                body.headers.push((headers::DLQ_QUEUE.into(), q.name.clone()));
-                let msg = NewQueueMessage {
-                    body: body.body,
-                    headers: body.headers,
-                    priority: body.priority,
-                    group: body.group,
-                    ..Default::default()
-                };
-                let staged = self.prepare_send(&dlq.name, msg)?;
-                if let Some(s) = &staged {
-                    writes.extend(s.writes.clone());
-                }
-                staged
+        let targets = self.dead_letter_targets(q, &body.headers);
+        if targets.is_empty() {
+            tracing::warn!(queue = %q.name, seq, reason, "message dropped: the queue has no dead-letter queue");
+        }
+        body.headers.push((headers::DLQ_ERROR.into(), reason.to_string()));
+        body.headers.push((headers::DLQ_QUEUE.into(), q.name.clone()));
+        let mut staged = Vec::new();
+        for target in targets {
+            let msg = NewQueueMessage {
+                body: body.body.clone(),
+                headers: body.headers.clone(),
+                priority: body.priority,
+                group: body.group.clone(),
+                ..Default::default()
+            };
+            if let Some(s) = self.prepare_send(&target, msg)? {
+                writes.extend(s.writes.clone());
+                staged.push(s);
             }
-            None => {
-                tracing::warn!(queue = %q.name, seq, reason, "message dropped: the queue has no dead-letter queue");
-                None
-            }
-        };
+        }
         let pending = {
             q.index.lock().expect("queue index").remove(seq);
             self.store.submit(Commit { queue: writes, ..Commit::default() })
         };
         pending.await?;
         q.dead_lettered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Some(s) = staged {
-            s.commit();
-        }
+        staged.into_iter().for_each(PreparedSend::commit);
         Ok(())
+    }
+
+    /// Where a dead letter of `q` goes: the queues its dead-letter exchange routes it to (by
+    /// the queue's dead-letter routing key, or the message's own), else its dead-letter queue.
+    fn dead_letter_targets(&self, q: &Queue, message_headers: &[(String, String)]) -> Vec<String> {
+        if let Some(x) = &q.config.dead_letter_exchange {
+            let own = message_headers.iter().find(|(k, _)| k == headers::ROUTING_KEY).map(|(_, v)| v.as_str());
+            let key = q.config.dead_letter_routing_key.as_deref().or(own).unwrap_or(&q.name);
+            return match self.exchanges.route(x, key, message_headers) {
+                Ok(dests) => dests
+                    .into_iter()
+                    .filter_map(|d| match d {
+                        Destination::Queue(name) if self.get(&name).is_ok() => Some(name),
+                        _ => None,
+                    })
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(queue = %q.name, error = %e, "dead letter not routed");
+                    Vec::new()
+                }
+            };
+        }
+        q.config.dead_letter.iter().filter(|d| self.get(d).is_ok()).cloned().collect()
     }
 }
 
@@ -810,6 +855,7 @@ fn recover(store: &Store, qid: u32, now: u64) -> Result<Index> {
         if st.is_some_and(|s| s.in_flight && s.visible_at_ms > now) {
             entry.status = Status::InFlight;
         }
+        entry.expires_at = b.expires_at_ms;
         index.next_seq = index.next_seq.max(seq + 1);
         index.insert(seq, entry);
     }

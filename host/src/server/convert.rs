@@ -38,9 +38,10 @@ mirror!(w::TopicConfig => TopicConfig {
     key_schema, value_schema, validation: into, subject_strategy: into
 });
 mirror!(w::QueueConfig => QueueConfig {
-    visibility_timeout_ms, max_deliveries, dead_letter, dedup_window_ms, max_messages
+    visibility_timeout_ms, max_deliveries, dead_letter, dedup_window_ms, max_messages,
+    dead_letter_exchange, dead_letter_routing_key, message_ttl_ms
 });
-mirror!(w::NewQueueMessage => NewQueueMessage { body, headers, priority, delay_ms, dedup_id, group });
+mirror!(w::NewQueueMessage => NewQueueMessage { body, headers, priority, delay_ms, dedup_id, group, ttl_ms });
 mirror!(w::Delivery => Delivery { receipt, body, headers, deliveries, priority, group, enqueued_ms });
 mirror!(w::QueueInfo => QueueInfo { name, config: into, ready, waiting, in_flight, created_ms });
 mirror!(w::Membership => Membership { member_id, generation, partitions });

@@ -24,6 +24,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
+pub mod amqp;
 mod convert;
 pub mod http;
 pub mod kafka;
@@ -73,6 +74,8 @@ pub enum Door {
     Native,
     /// The Kafka protocol ([`kafka`]).
     Kafka(Arc<kafka::KafkaSettings>),
+    /// AMQP 0-9-1, RabbitMQ's protocol ([`amqp`]).
+    Amqp,
 }
 
 /// Serve `listener` until `shutdown` resolves, then stop accepting and let the broker drain.
@@ -183,6 +186,22 @@ async fn send_busy(stream: impl AsyncWrite + Unpin, limits: ServerLimits) {
     let _ = SinkExt::<Bytes>::close(&mut framed).await;
 }
 
+/// SASL PLAIN (`[authzid] NUL user NUL password`), as the Kafka and AMQP doors take a
+/// token: the password is the token, the user its name. The token and who it is, or why not.
+pub(crate) fn sasl_plain(authority: &Authority, auth: &[u8]) -> Result<(String, Option<Arc<Identity>>), String> {
+    let parts: Vec<&[u8]> = auth.split(|b| *b == 0).collect();
+    let (user, password) = match parts.as_slice() {
+        [_, user, password] => (String::from_utf8_lossy(user).into_owned(), String::from_utf8_lossy(password)),
+        _ => (String::new(), "".into()),
+    };
+    match authority.identify(Some(password.as_ref())) {
+        Ok(Some(identity)) if identity.name == user => Ok((password.into_owned(), Some(identity))),
+        Ok(Some(_)) => Err(format!("the token does not belong to user `{user}`; the user is the token's name")),
+        Ok(None) => Ok((password.into_owned(), None)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// One client connection's context.
 struct Connection {
     peer: SocketAddr,
@@ -234,6 +253,10 @@ impl Connection {
             Door::Kafka(settings) => {
                 let Connection { peer, broker, limits, closing } = self;
                 kafka::KafkaConnection { peer, broker, limits, closing, settings }.serve(rd, wr).await
+            }
+            Door::Amqp => {
+                let Connection { peer, broker, limits, closing } = self;
+                amqp::AmqpConnection { peer, broker, limits, closing }.serve(rd, wr).await
             }
         }
     }

@@ -133,6 +133,8 @@ pub(super) struct InMessage {
     dedup_id: Option<String>,
     /// FIFO group: one message of a group is in flight at a time, in send order.
     group: Option<String>,
+    /// Dead-lettered if not delivered within this many ms.
+    ttl_ms: Option<u64>,
 }
 
 impl InMessage {
@@ -146,6 +148,7 @@ impl InMessage {
             delay_ms: self.delay_ms,
             dedup_id: self.dedup_id,
             group: self.group,
+            ttl_ms: self.ttl_ms,
         })
     }
 }

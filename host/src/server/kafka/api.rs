@@ -356,27 +356,16 @@ impl Session {
                 .with_error_message(Some(text("SaslAuthenticate must follow a SaslHandshake choosing PLAIN")));
             return Ok(boxed(std::future::ready(Some(encode(&call, &body)))));
         }
-        let parts: Vec<&[u8]> = r.auth_bytes.split(|b| *b == 0).collect();
-        let (user, password) = match parts.as_slice() {
-            [_, user, password] => (String::from_utf8_lossy(user).into_owned(), String::from_utf8_lossy(password)),
-            _ => (String::new(), "".into()),
-        };
-        let authority = &self.broker.authority;
-        let generation = authority.generation();
-        let verdict = match authority.identify(Some(password.as_ref())) {
-            Ok(Some(identity)) if identity.name == user => Ok(Some(identity)),
-            Ok(Some(_)) => Err(format!("the token does not belong to user `{user}`; the user is the token's name")),
-            Ok(None) => Ok(None),
-            Err(e) => Err(e.to_string()),
-        };
+        let generation = self.broker.authority.generation();
+        let verdict = super::super::sasl_plain(&self.broker.authority, &r.auth_bytes);
         match verdict {
-            Ok(identity) => {
-                self.sasl = Sasl::Done { token: password.into_owned(), generation, identity };
+            Ok((token, identity)) => {
+                self.sasl = Sasl::Done { token, generation, identity };
                 let body = SaslAuthenticateResponse::default();
                 Ok(boxed(std::future::ready(Some(encode(&call, &body)))))
             }
             Err(why) => {
-                tracing::info!(%user, %why, "Kafka SASL authentication failed");
+                tracing::info!(%why, "Kafka SASL authentication failed");
                 self.sasl = Sasl::Start;
                 let body = SaslAuthenticateResponse::default()
                     .with_error_code(SASL_AUTHENTICATION_FAILED)
