@@ -187,6 +187,10 @@ pub const AMQP_DELIVERY_LEASE_MS: u64 = 60_000;
 /// AMQP; not here).
 pub const AMQP_MAX_UNACKED: usize = 10_000;
 
+/// Publishes one AMQP channel may have written and not yet confirmed (a publisher ahead of
+/// its confirms waits).
+pub const AMQP_PUBLISHES_IN_FLIGHT: usize = 1_024;
+
 /// Messages one AMQP consumer takes from its queue per receive.
 pub const AMQP_RECEIVE_BATCH: usize = 100;
 

@@ -37,6 +37,9 @@ pub mod headers {
     pub const DLQ_ERROR: &str = "weir-dlq-error";
     /// The topic a pipeline read the message from (where `weir dlq replay` sends it back).
     pub const DLQ_TOPIC: &str = "weir-dlq-topic";
+    /// Why a queue dead-lettered it, in RabbitMQ's words: `rejected`, `expired` or
+    /// `delivery_limit`.
+    pub const DLQ_REASON: &str = "weir-dlq-reason";
     /// The queue the message was dead-lettered from.
     pub const DLQ_QUEUE: &str = "weir-dlq-queue";
     /// The pipeline whose step failed on it.

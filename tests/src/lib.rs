@@ -662,13 +662,43 @@ pub fn schema_client(command: &str, registry: &str, args: &[&str]) -> Result<ser
     python_client("tests/schemas/client.py", command, &all)
 }
 
+/// The AMQP test clients' URL for `addr`, as user `user` with password `password`.
+pub fn amqp_url(addr: SocketAddr, user: &str, password: &str) -> String {
+    format!("amqp://{user}:{password}@{addr}/%2F")
+}
+
+/// Run `tests/amqp/client.py COMMAND --url URL ARGS…` (pika) and parse the JSON it prints.
+pub fn amqp_pika(command: &str, url: &str, args: &[&str]) -> Result<serde_json::Value> {
+    let mut all = vec!["--url", url];
+    all.extend_from_slice(args);
+    run_client(&tools_dir().join("amqp-venv/bin/python"), "tests/amqp/client.py", command, &all)
+}
+
+/// Run `tests/amqp/client.mjs COMMAND --url URL ARGS…` (amqplib, under node) and parse the
+/// JSON it prints.
+pub fn amqp_amqplib(command: &str, url: &str, args: &[&str]) -> Result<serde_json::Value> {
+    let mut all = vec!["--url", url];
+    all.extend_from_slice(args);
+    run_client(Path::new("node"), "tests/amqp/client.mjs", command, &all)
+}
+
 /// Run one of the tests' Python clients (in the kafka-venv) and parse the last line it prints.
 fn python_client(script: &str, command: &str, args: &[&str]) -> Result<serde_json::Value> {
-    let python = kafka_python();
-    if !python.exists() {
-        bail!("{} is missing: run examples/setup.sh (it installs the Kafka clients the tests use)", python.display());
+    run_client(&kafka_python(), script, command, args)
+}
+
+/// Run a test client script with `interpreter` and parse the last line it prints.
+fn run_client(interpreter: &Path, script: &str, command: &str, args: &[&str]) -> Result<serde_json::Value> {
+    if interpreter.is_absolute() && !interpreter.exists() {
+        bail!("{} is missing: run examples/setup.sh (it installs the clients the tests use)", interpreter.display());
     }
-    let out = Command::new(&python).arg(workspace_root().join(script)).arg(command).args(args).output()?;
+    let out = Command::new(interpreter)
+        .env("WEIR_TOOLS", tools_dir())
+        .arg(workspace_root().join(script))
+        .arg(command)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", interpreter.display()))?;
     if !out.status.success() {
         bail!(
             "{script} {command} failed ({}): {}{}",

@@ -623,7 +623,7 @@ impl Queues {
             p.await?;
         }
         for (seq, reason) in moves {
-            self.dead_letter(&q, seq, &reason).await?;
+            self.dead_letter(&q, seq, &reason, "rejected").await?;
         }
         q.notify.notify_waiters();
         Ok(())
@@ -672,12 +672,13 @@ impl Queues {
                 (expired, woke)
             };
             for (seq, ttl) in expired {
-                let reason = if ttl {
-                    "expired: not delivered within its time to live".to_string()
+                let (reason, kind) = if ttl {
+                    ("expired: not delivered within its time to live".to_string(), "expired")
                 } else {
-                    format!("delivered {} times without an ack (max deliveries)", q.config.max_deliveries.unwrap_or(0))
+                    let n = q.config.max_deliveries.unwrap_or(0);
+                    (format!("delivered {n} times without an ack (max deliveries)"), "delivery_limit")
                 };
-                self.dead_letter(&q, seq, &reason).await?;
+                self.dead_letter(&q, seq, &reason, kind).await?;
             }
             if woke {
                 q.notify.notify_waiters();
@@ -688,7 +689,8 @@ impl Queues {
 
     /// Move one message to the queue's dead-letter queue (or drop it, if it has none),
     /// atomically: the delete here and the put there are one commit.
-    async fn dead_letter(&self, q: &Arc<Queue>, seq: u64, reason: &str) -> Result<()> {
+    /// `kind` is the reason in RabbitMQ's words: `rejected`, `expired` or `delivery_limit`.
+    async fn dead_letter(&self, q: &Arc<Queue>, seq: u64, reason: &str, kind: &str) -> Result<()> {
         let k = key(b'b', q.id, seq);
         let Some(raw) = self.store.queue_get(&k)? else { return Ok(()) };
         let mut body: Body = decode(&k, &raw)?;
@@ -699,6 +701,7 @@ impl Queues {
         }
         body.headers.push((headers::DLQ_ERROR.into(), reason.to_string()));
         body.headers.push((headers::DLQ_QUEUE.into(), q.name.clone()));
+        body.headers.push((headers::DLQ_REASON.into(), kind.to_string()));
         let mut staged = Vec::new();
         for target in targets {
             let msg = NewQueueMessage {

@@ -1,6 +1,7 @@
 //! Every weir integration test, in one binary (one link, one plugin build), one module per
 //! area. Each test starts its own `weir serve` process through the shared harness.
 
+mod amqp;
 mod cli;
 mod cluster;
 mod e2e;

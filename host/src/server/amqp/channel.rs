@@ -123,6 +123,8 @@ pub(super) struct Channel {
     last_queue: Option<String>,
     /// The queue standing in for direct reply-to, once a consumer asked for it.
     reply_queue: Option<String>,
+    /// Publishes being finished in order by the channel's publisher task.
+    publisher: Option<tokio::sync::mpsc::Sender<(Pending, Outcome)>>,
 }
 
 impl Channel {
@@ -136,6 +138,7 @@ impl Channel {
             consumers: HashMap::new(),
             last_queue: None,
             reply_queue: None,
+            publisher: None,
         }
     }
 
@@ -634,14 +637,20 @@ impl Channel {
             outcome.report(execution.future.await).await;
             return Ok(());
         }
-        // Polled once here, in arrival order; the rest runs beside the connection.
+        // Polled once here, in arrival order (the write is submitted); the channel's
+        // publisher task finishes them in that order too, so a queue takes a channel's
+        // messages in the order they were published, as AMQP promises.
         let mut future = execution.future;
-        match futures_util::FutureExt::now_or_never(&mut future) {
-            Some(result) => outcome.report(result).await,
-            None => {
-                tokio::spawn(async move { outcome.report(future.await).await });
-            }
-        }
+        let pending = match futures_util::FutureExt::now_or_never(&mut future) {
+            Some(result) => Pending::Done(result),
+            None => Pending::Running(future),
+        };
+        let publisher = self.publisher.get_or_insert_with(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(limits::AMQP_PUBLISHES_IN_FLIGHT);
+            tokio::spawn(finish_in_order(rx));
+            tx
+        });
+        let _ = publisher.send((pending, outcome)).await;
         Ok(())
     }
 
@@ -673,6 +682,23 @@ impl Channel {
         }
         let all = std::mem::take(&mut self.shared.deliveries.lock().expect("deliveries").unacked);
         settle(conn, all.into_values().collect(), Some(nack(true))).await;
+    }
+}
+
+/// A publish started on the connection: done already, or still running.
+enum Pending {
+    Done(Result<Reply, BrokerError>),
+    Running(std::pin::Pin<Box<dyn Future<Output = Result<Reply, BrokerError>> + Send>>),
+}
+
+/// Finish a channel's publishes in the order they were started, and report each.
+async fn finish_in_order(mut rx: tokio::sync::mpsc::Receiver<(Pending, Outcome)>) {
+    while let Some((pending, outcome)) = rx.recv().await {
+        let result = match pending {
+            Pending::Done(r) => r,
+            Pending::Running(f) => f.await,
+        };
+        outcome.report(result).await;
     }
 }
 

@@ -143,10 +143,31 @@ pub(super) fn from_headers(hs: &[(String, String)], deliveries: u32) -> BasicPro
     if deliveries > 1 {
         table.insert(short("x-delivery-count"), AMQPValue::LongLongInt(i64::from(deliveries - 1)));
     }
+    death(hs, &mut table);
     if !table.inner().is_empty() {
         p = p.with_headers(table);
     }
     p
+}
+
+/// A dead letter carries RabbitMQ's `x-death` (one entry: weir keeps no history of earlier
+/// deaths) and `x-first-death-*` headers, from weir's `weir-dlq-*` ones.
+fn death(hs: &[(String, String)], table: &mut FieldTable) {
+    let find = |name: &str| hs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let (Some(reason), Some(queue)) = (find(headers::DLQ_REASON), find(headers::DLQ_QUEUE)) else { return };
+    let exchange = find(headers::EXCHANGE).unwrap_or_default();
+    let key = find(headers::ROUTING_KEY).unwrap_or_else(|| queue.clone());
+    let long = |s: &str| AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()));
+    let mut entry = FieldTable::default();
+    entry.insert(short("count"), AMQPValue::LongLongInt(1));
+    entry.insert(short("reason"), long(&reason));
+    entry.insert(short("queue"), long(&queue));
+    entry.insert(short("exchange"), long(&exchange));
+    entry.insert(short("routing-keys"), AMQPValue::FieldArray(vec![long(&key)].into()));
+    table.insert(short("x-death"), AMQPValue::FieldArray(vec![AMQPValue::FieldTable(entry)].into()));
+    table.insert(short("x-first-death-reason"), long(&reason));
+    table.insert(short("x-first-death-queue"), long(&queue));
+    table.insert(short("x-first-death-exchange"), long(&exchange));
 }
 
 /// A refused argument: what is wrong, for a channel close.
