@@ -99,6 +99,13 @@ pub fn kafka_request(data: &[u8]) -> bool {
     crate::server::kafka::fuzz_request(data)
 }
 
+/// Bytes after the AMQP protocol header, as the AMQP door reads them: frames bounded by
+/// `frame_max`, methods, content headers (properties and field tables) and bodies. Returns
+/// how many frames decoded.
+pub fn amqp_frames(data: &[u8]) -> usize {
+    crate::server::amqp::fuzz_frames(data)
+}
+
 /// Schema text from a registration: the first byte picks the format (Avro, JSON Schema,
 /// Protobuf) and a Protobuf message index, the rest is the text, parsed as the registry parses
 /// it. A schema that parses is then taken through what the registry does next: its canonical
@@ -169,6 +176,22 @@ mod tests {
             super::kafka_request(&data);
         }
 
+        #[test]
+        fn the_amqp_decoder_takes_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+            super::amqp_frames(&data);
+        }
+
+        /// Valid AMQP frames (a publish with its header and body) with bytes flipped:
+        /// refused or decoded, never a panic.
+        #[test]
+        fn damaged_amqp_frames_are_refused_or_decoded(flip in 0usize..300, bit in 0u8..8) {
+            let mut data = valid_amqp_publish();
+            prop_assert_eq!(super::amqp_frames(&data), 3);
+            let at = flip % data.len();
+            data[at] ^= 1 << bit;
+            super::amqp_frames(&data);
+        }
+
         /// A valid produce request with bytes flipped: refused or decoded, never a panic.
         #[test]
         fn damaged_kafka_produce_requests_are_refused_or_decoded(flip in 0usize..600, bit in 0u8..8) {
@@ -189,6 +212,29 @@ mod tests {
                 prop_assert_eq!(outcomes.len(), 3);
             }
         }
+    }
+
+    /// basic.publish, a content header with properties and headers, and a body.
+    fn valid_amqp_publish() -> Vec<u8> {
+        use amq_protocol::frame::{AMQPContentHeader, AMQPFrame, gen_frame};
+        use amq_protocol::protocol::{AMQPClass, BasicProperties, basic};
+        use amq_protocol::types::{AMQPValue, FieldTable};
+        let mut headers = FieldTable::default();
+        headers.insert("tenant".into(), AMQPValue::LongString("acme".into()));
+        headers.insert("n".into(), AMQPValue::FieldArray(vec![AMQPValue::LongInt(1)].into()));
+        let properties = BasicProperties::default().with_correlation_id("c-1".into()).with_headers(headers);
+        let publish =
+            basic::Publish { exchange: "x".into(), routing_key: "k".into(), mandatory: true, immediate: false };
+        let frames = [
+            AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Publish(publish))),
+            AMQPFrame::Header(1, AMQPContentHeader { class_id: 60, body_size: 5, properties }),
+            AMQPFrame::Body(1, b"hello".to_vec()),
+        ];
+        let mut out = Vec::new();
+        for f in &frames {
+            out = cookie_factory::gen_simple(gen_frame(f), out).expect("encodes");
+        }
+        out
     }
 
     /// A Produce v9 request with one gzip batch of two records.

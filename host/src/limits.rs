@@ -162,6 +162,10 @@ pub const GROUP_MAX_MEMBERS: usize = 1_000;
 /// refused by its size before anything is buffered for it.
 pub const AMQP_FRAME_MAX: usize = 131_072;
 
+/// How deeply field tables and arrays may nest in an AMQP frame (the codec parses them
+/// recursively; clients nest a few levels at most).
+pub const AMQP_MAX_NESTING: usize = 64;
+
 /// Channels one AMQP connection may open (RabbitMQ's default).
 pub const AMQP_CHANNEL_MAX: u16 = 2_047;
 

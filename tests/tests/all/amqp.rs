@@ -194,6 +194,10 @@ async fn confirmed_messages_survive_kill_9_and_none_comes_twice() -> Result<()> 
     );
     let confirmed: BTreeSet<String> = std::fs::read_to_string(&acked)?.lines().map(str::to_string).collect();
     server.restart()?;
+    // In a cluster the queues' coordinator may have moved with the kill: wait until it
+    // answers before draining.
+    let c = server.client().await?;
+    eventually("the queue to be served", LONG, || async { Ok(c.describe_queue("durable").await.ok()) }).await?;
     let url = amqp_url(server.amqp.context("AMQP address")?, "guest", "guest");
     let drained = amqp_pika("drain", &url, &["--queue", "durable", "--timeout", "60"])?;
     let bodies = strings(&drained["bodies"]);

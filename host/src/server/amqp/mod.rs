@@ -224,6 +224,14 @@ impl Decoder for FrameCodec {
         if raw[size + 7] != amq_protocol::protocol::constants::FRAME_END {
             return Err(AmqpError::new(FRAME_ERROR, "a frame does not end with the frame-end octet 0xCE"));
         }
+        // The codec parses nested field tables and arrays recursively: a frame that could
+        // nest them deeper than any client does is refused before it can exhaust the stack.
+        if matches!(kind, 1 | 2) && nesting_bound(&raw[7..7 + size]) > limits::AMQP_MAX_NESTING {
+            return Err(AmqpError::new(
+                SYNTAX_ERROR,
+                format!("field tables or arrays nested deeper than {} levels", limits::AMQP_MAX_NESTING),
+            ));
+        }
         match parse_frame(&raw[..]) {
             Ok((_, frame)) => Ok(Some(frame)),
             Err(e) => {
@@ -232,6 +240,32 @@ impl Decoder for FrameCodec {
             }
         }
     }
+}
+
+/// An upper bound on how deeply field tables and arrays nest in a frame's payload, without
+/// parsing it: every byte that could open one (`F` or `A` followed by a length that fits) is
+/// counted inside every such span still open where it stands. Real containers are among
+/// them, so the true depth is never above this.
+fn nesting_bound(payload: &[u8]) -> usize {
+    let mut open: Vec<usize> = Vec::new();
+    let mut deepest = 0;
+    for i in 0..payload.len().saturating_sub(4) {
+        if !matches!(payload[i], b'F' | b'A') {
+            continue;
+        }
+        let len = u32::from_be_bytes([payload[i + 1], payload[i + 2], payload[i + 3], payload[i + 4]]) as usize;
+        let end = i + 5 + len;
+        if end > payload.len() {
+            continue;
+        }
+        open.retain(|e| *e > i);
+        open.push(end);
+        deepest = deepest.max(open.len());
+        if deepest > limits::AMQP_MAX_NESTING {
+            break;
+        }
+    }
+    deepest
 }
 
 /// Who a connection acts as, looked up again when the token set changes.
@@ -780,6 +814,6 @@ mod tests {
         frame.push(0xCE);
         let parsed =
             std::thread::Builder::new().stack_size(2 << 20).spawn(move || fuzz_frames(&frame)).expect("thread").join();
-        assert!(parsed.is_ok(), "parsing must not crash the thread");
+        assert_eq!(parsed.expect("parsing must not crash the thread"), 0, "refused, not parsed");
     }
 }
