@@ -261,7 +261,11 @@ async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
                 q.ready.to_string(),
                 q.in_flight.to_string(),
                 q.waiting.to_string(),
-                q.config.dead_letter.clone().unwrap_or("-".into()),
+                match (&q.config.dead_letter_exchange, &q.config.dead_letter) {
+                    (Some(x), _) => format!("exchange {x}"),
+                    (None, Some(d)) => d.clone(),
+                    (None, None) => "-".into(),
+                },
             ]
         })
         .collect();

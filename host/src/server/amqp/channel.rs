@@ -123,6 +123,8 @@ pub(super) struct Channel {
     last_queue: Option<String>,
     /// The queue standing in for direct reply-to, once a consumer asked for it.
     reply_queue: Option<String>,
+    /// Acks and nacks running beside the connection.
+    settling: Vec<JoinHandle<()>>,
     /// Publishes being finished in order by the channel's publisher task.
     publisher: Option<tokio::sync::mpsc::Sender<(Pending, Outcome)>>,
 }
@@ -139,6 +141,7 @@ impl Channel {
             last_queue: None,
             reply_queue: None,
             publisher: None,
+            settling: Vec::new(),
         }
     }
 
@@ -205,6 +208,22 @@ impl Channel {
     /// Run one method.
     pub(super) async fn method(&mut self, conn: &mut Conn, m: AMQPClass) -> Handled {
         let blame = |e: AmqpError| e.on(&m);
+        let settles = matches!(
+            &m,
+            AMQPClass::Basic(
+                basic::AMQPMethod::Ack(_)
+                    | basic::AMQPMethod::Nack(_)
+                    | basic::AMQPMethod::Reject(_)
+                    | basic::AMQPMethod::Publish(_)
+            )
+        );
+        if !settles {
+            // A channel's methods take effect in order: a get after a reject sees the
+            // rejected message where the reject put it.
+            for s in self.settling.drain(..) {
+                let _ = s.await;
+            }
+        }
         let r = match &m {
             AMQPClass::Basic(b) => self.basic(conn, b.clone()).await,
             AMQPClass::Exchange(x) => self.exchange(conn, x.clone()).await,
@@ -460,17 +479,17 @@ impl Channel {
             basic::AMQPMethod::Get(g) => self.get(conn, &g.queue.to_string(), g.no_ack).await,
             basic::AMQPMethod::Ack(a) => {
                 let tags = self.settle(a.delivery_tag, a.multiple)?;
-                spawn_settle(conn, tags, None);
+                self.spawn_settle(conn, tags, None);
                 Ok(())
             }
             basic::AMQPMethod::Nack(n) => {
                 let tags = self.settle(n.delivery_tag, n.multiple)?;
-                spawn_settle(conn, tags, Some(nack(n.requeue)));
+                self.spawn_settle(conn, tags, Some(nack(n.requeue)));
                 Ok(())
             }
             basic::AMQPMethod::Reject(r) => {
                 let tags = self.settle(r.delivery_tag, false)?;
-                spawn_settle(conn, tags, Some(nack(r.requeue)));
+                self.spawn_settle(conn, tags, Some(nack(r.requeue)));
                 Ok(())
             }
             basic::AMQPMethod::Recover(r) => {
@@ -503,6 +522,14 @@ impl Channel {
         drop(d);
         self.shared.credit.notify_waiters();
         Ok(taken)
+    }
+
+    /// Ack (`how` none) or nack settled deliveries beside the connection; the channel's
+    /// next method other than these waits for them.
+    fn spawn_settle(&mut self, conn: &Conn, tags: Vec<Unacked>, how: Option<Nack>) {
+        let handle = conn.handle();
+        self.settling.retain(|s| !s.is_finished());
+        self.settling.push(tokio::spawn(async move { settle(&handle, tags, how).await }));
     }
 
     /// basic.recover: every unacked delivery goes back (weir always requeues).
@@ -642,7 +669,7 @@ impl Channel {
         // messages in the order they were published, as AMQP promises.
         let mut future = execution.future;
         let pending = match futures_util::FutureExt::now_or_never(&mut future) {
-            Some(result) => Pending::Done(result),
+            Some(result) => Pending::Done(Box::new(result)),
             None => Pending::Running(future),
         };
         let publisher = self.publisher.get_or_insert_with(|| {
@@ -687,7 +714,7 @@ impl Channel {
 
 /// A publish started on the connection: done already, or still running.
 enum Pending {
-    Done(Result<Reply, BrokerError>),
+    Done(Box<Result<Reply, BrokerError>>),
     Running(std::pin::Pin<Box<dyn Future<Output = Result<Reply, BrokerError>> + Send>>),
 }
 
@@ -695,7 +722,7 @@ enum Pending {
 async fn finish_in_order(mut rx: tokio::sync::mpsc::Receiver<(Pending, Outcome)>) {
     while let Some((pending, outcome)) = rx.recv().await {
         let result = match pending {
-            Pending::Done(r) => r,
+            Pending::Done(r) => *r,
             Pending::Running(f) => f.await,
         };
         outcome.report(result).await;
@@ -704,12 +731,6 @@ async fn finish_in_order(mut rx: tokio::sync::mpsc::Receiver<(Pending, Outcome)>
 
 fn nack(requeue: bool) -> Nack {
     if requeue { Nack::Requeue { delay_ms: 0 } } else { Nack::DeadLetter }
-}
-
-/// Ack (`how` none) or nack settled deliveries beside the connection.
-fn spawn_settle(conn: &Conn, tags: Vec<Unacked>, how: Option<Nack>) {
-    let handle = conn.handle();
-    tokio::spawn(async move { settle(&handle, tags, how).await });
 }
 
 /// Ack or nack deliveries, one command per queue. A receipt that went stale (weir was

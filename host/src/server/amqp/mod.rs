@@ -688,12 +688,12 @@ impl Conn {
     async fn finish_publish(&mut self, ch: u16) -> Result<(), AmqpError> {
         let Some(mut channel) = self.channels.remove(&ch) else { return Ok(()) };
         let done = channel.take_complete();
-        if let Some(message) = done {
-            if let Err(e) = channel.publish(self, message).await {
-                self.channels.insert(ch, channel);
-                self.fail_channel(ch, e).await;
-                return Ok(());
-            }
+        if let Some(message) = done
+            && let Err(e) = channel.publish(self, message).await
+        {
+            self.channels.insert(ch, channel);
+            self.fail_channel(ch, e).await;
+            return Ok(());
         }
         self.channels.insert(ch, channel);
         Ok(())
