@@ -123,7 +123,7 @@ pub(super) struct Channel {
     last_queue: Option<String>,
     /// The queue standing in for direct reply-to, once a consumer asked for it.
     reply_queue: Option<String>,
-    /// Acks and nacks running beside the connection.
+    /// Nacks and rejects running beside the connection.
     settling: Vec<JoinHandle<()>>,
     /// Publishes being finished in order by the channel's publisher task.
     publisher: Option<tokio::sync::mpsc::Sender<(Pending, Outcome)>>,
@@ -219,7 +219,8 @@ impl Channel {
         );
         if !settles {
             // A channel's methods take effect in order: a get after a reject sees the
-            // rejected message where the reject put it.
+            // rejected message where the reject put it. (An ack hides nothing a later
+            // method could see, so acks are not waited for.)
             for s in self.settling.drain(..) {
                 let _ = s.await;
             }
@@ -525,11 +526,15 @@ impl Channel {
     }
 
     /// Ack (`how` none) or nack settled deliveries beside the connection; the channel's
-    /// next method other than these waits for them.
+    /// next method other than these waits for its nacks.
     fn spawn_settle(&mut self, conn: &Conn, tags: Vec<Unacked>, how: Option<Nack>) {
         let handle = conn.handle();
-        self.settling.retain(|s| !s.is_finished());
-        self.settling.push(tokio::spawn(async move { settle(&handle, tags, how).await }));
+        let nacks = how.is_some();
+        let task = tokio::spawn(async move { settle(&handle, tags, how).await });
+        if nacks {
+            self.settling.retain(|s| !s.is_finished());
+            self.settling.push(task);
+        }
     }
 
     /// basic.recover: every unacked delivery goes back (weir always requeues).
