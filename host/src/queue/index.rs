@@ -135,6 +135,10 @@ impl Index {
             e.status = Status::Waiting;
             self.timers.insert((e.visible_at, seq));
         }
+        // Eligible again: its TTL counts again (it was set aside while in flight or blocked).
+        if let Some(t) = e.expires_at {
+            self.expiries.insert((t, seq));
+        }
     }
 
     /// Take up to `max` ready messages into flight until `now + visibility_ms`.
@@ -204,12 +208,16 @@ impl Index {
             }
             self.timers.pop_first();
             let e = self.entries.get_mut(&seq).expect("timer entry exists");
-            if e.status == Status::InFlight && max_deliveries.is_some_and(|m| e.deliveries >= m) {
+            let expired = e.expires_at.is_some_and(|t| t <= now);
+            if expired || (e.status == Status::InFlight && max_deliveries.is_some_and(|m| e.deliveries >= m)) {
                 e.status = Status::Parked;
                 self.parked.push(seq);
             } else {
                 e.status = Status::Ready;
                 self.ready.insert((Reverse(e.priority), seq));
+                if let Some(t) = e.expires_at {
+                    self.expiries.insert((t, seq));
+                }
             }
         }
     }
@@ -221,8 +229,13 @@ impl Index {
         for (t, seq) in due {
             let e = self.entries.get_mut(&seq).expect("expiring entry exists");
             match e.status {
-                // Blocked behind its group's head: expires once it is the head.
-                Status::InFlight | Status::Parked | Status::Blocked => continue,
+                // In flight, or blocked behind its group's head: set aside until it is
+                // eligible again (`place`, `expire`), so a past TTL is not looked at again
+                // and again (receivers would wake for it every millisecond).
+                Status::InFlight | Status::Parked | Status::Blocked => {
+                    self.expiries.remove(&(t, seq));
+                    continue;
+                }
                 Status::Ready => {
                     self.ready.remove(&(Reverse(e.priority), seq));
                 }

@@ -457,7 +457,11 @@ impl Queues {
             group: msg.group,
             enqueued_ms: now,
             available_at_ms: now + msg.delay_ms,
-            expires_at_ms: [msg.ttl_ms, q.config.message_ttl_ms].into_iter().flatten().min().map(|t| now + t),
+            expires_at_ms: [msg.ttl_ms, q.config.message_ttl_ms]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|t| now.saturating_add(t)),
         };
         let mut writes = vec![(key(b'b', q.id, seq), Some(encode(&body)))];
         if let Some(id) = &msg.dedup_id {

@@ -211,7 +211,7 @@ pub(super) fn queue_config(args: &FieldTable) -> Result<QueueConfig, Unsupported
                 }
             },
             // x-delivery-limit counts redeliveries; weir counts deliveries.
-            "x-delivery-limit" => c.max_deliveries = Some(u32::try_from(int()? + 1).unwrap_or(u32::MAX)),
+            "x-delivery-limit" => c.max_deliveries = Some(u32::try_from(int()?.saturating_add(1)).unwrap_or(u32::MAX)),
             "x-queue-type" => match value_text(v).as_str() {
                 // Every weir queue is durable and replicated the way its mode replicates.
                 "classic" | "quorum" => {}
