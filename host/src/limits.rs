@@ -158,6 +158,10 @@ pub const QUEUE_MAX_DELAY_MS: u64 = 12 * 3_600_000;
 /// Members of one consumer group.
 pub const GROUP_MAX_MEMBERS: usize = 1_000;
 
+/// Distinct `(reason, queue)` deaths a dead letter remembers (`weir-dlq-deaths`, RabbitMQ's
+/// `x-death`): a message cycling through more queues forgets the oldest.
+pub const QUEUE_DEATHS_KEPT: usize = 8;
+
 /// Largest AMQP frame, offered in connection.tune (RabbitMQ's default, 128 KiB): a frame is
 /// refused by its size before anything is buffered for it.
 pub const AMQP_FRAME_MAX: usize = 131_072;

@@ -40,6 +40,11 @@ pub mod headers {
     /// Why a queue dead-lettered it, in RabbitMQ's words: `rejected`, `expired` or
     /// `delivery_limit`.
     pub const DLQ_REASON: &str = "weir-dlq-reason";
+    /// Its deaths so far, most recent first: `reason queue count` per reason and queue,
+    /// comma-separated (RabbitMQ's `x-death`).
+    pub const DLQ_DEATHS: &str = "weir-dlq-deaths";
+    /// Its first death: the reason and the queue, `rejected jobs`.
+    pub const DLQ_FIRST: &str = "weir-dlq-first";
     /// The queue the message was dead-lettered from.
     pub const DLQ_QUEUE: &str = "weir-dlq-queue";
     /// The pipeline whose step failed on it.

@@ -513,6 +513,72 @@ def auth(args):
     print(json.dumps({"connected": True, "code": 0}))
 
 
+def death(props):
+    """The first x-death entry as {reason, count} (RabbitMQ keeps one per queue and reason)."""
+    deaths = (props.headers or {}).get("x-death") or [{}]
+    r = deaths[0].get("reason")
+    return {"reason": r.decode() if isinstance(r, bytes) else r, "count": deaths[0].get("count")}
+
+
+def delivery_limit(args):
+    """A quorum-style queue with x-delivery-limit 2 and a DLX: a message nacked with requeue
+    comes back until its limit, then goes to the dead-letter queue."""
+    deadline = Deadline(args)
+    conn = connect(args)
+    ch = confirmed_channel(conn)
+    ch.exchange_declare(args.dlx, exchange_type="fanout", durable=True)
+    ch.queue_declare(args.dlq, durable=True)
+    ch.queue_bind(args.dlq, args.dlx)
+    ch.queue_declare(args.queue, durable=True, arguments={
+        "x-queue-type": "quorum", "x-delivery-limit": 2, "x-dead-letter-exchange": args.dlx})
+    publish(ch, "", args.queue, "poison")
+    deliveries = 0
+    while True:
+        if deadline.expired():
+            timed_out("the poison message to leave", deliveries)
+        method, _, _ = ch.basic_get(args.queue, auto_ack=False)
+        if method is None:
+            break
+        deliveries += 1
+        ch.basic_nack(method.delivery_tag, requeue=True)
+    dead = get_until(ch, args.dlq, 1, deadline, "the dead letter")
+    conn.close()
+    print(json.dumps({"deliveries": deliveries, "dead": [b for _, _, b in dead], "death": death(dead[0][1])}))
+
+
+def retry_loop(args):
+    """The retry pattern: work queue → reject → DLX → retry queue with a TTL → back to the
+    work queue. After COUNT rejections x-death counts them."""
+    deadline = Deadline(args)
+    conn = connect(args)
+    ch = confirmed_channel(conn)
+    work, retry = args.queue, args.queue + ".retry"
+    ch.exchange_declare(args.dlx, exchange_type="direct", durable=True)
+    ch.queue_declare(work, durable=True, arguments={
+        "x-dead-letter-exchange": args.dlx, "x-dead-letter-routing-key": "retry"})
+    ch.queue_declare(retry, durable=True, arguments={
+        "x-message-ttl": 50, "x-dead-letter-exchange": args.dlx, "x-dead-letter-routing-key": "work"})
+    ch.queue_bind(retry, args.dlx, "retry")
+    ch.queue_bind(work, args.dlx, "work")
+    publish(ch, "", work, "job")
+    deaths = []
+    while True:
+        if deadline.expired():
+            timed_out("the job back", deaths)
+        method, props, _ = ch.basic_get(work, auto_ack=False)
+        if method is None:
+            ch.connection.process_data_events(time_limit=0.02)
+            continue
+        if props.headers and "x-death" in props.headers:
+            deaths.append(death(props))
+        if len(deaths) >= args.count:
+            ch.basic_ack(method.delivery_tag)
+            break
+        ch.basic_reject(method.delivery_tag, requeue=False)
+    conn.close()
+    print(json.dumps({"deaths": deaths, "headers": len(props.headers or {})}))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("command", choices=sorted(COMMANDS))
@@ -563,6 +629,7 @@ COMMANDS = {
     "work-queue": work_queue, "redelivery": redelivery, "dead-letter": dead_letter,
     "routing": routing, "priority": priority, "ttl": ttl, "rpc": rpc,
     "publish": publish_cmd, "drain": drain, "send": send, "get": get, "auth": auth,
+    "delivery-limit": delivery_limit, "retry-loop": retry_loop,
 }
 
 if __name__ == "__main__":

@@ -249,6 +249,13 @@ impl Index {
         }
     }
 
+    /// Park again a message whose move to the dead-letter queue failed.
+    pub(super) fn repark(&mut self, seq: u64) {
+        if self.entries.get(&seq).is_some_and(|e| e.status == Status::Parked) && !self.parked.contains(&seq) {
+            self.parked.push(seq);
+        }
+    }
+
     /// Messages parked for the dead-letter queue since the last call.
     pub(super) fn take_parked(&mut self) -> Vec<u64> {
         std::mem::take(&mut self.parked)

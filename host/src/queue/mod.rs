@@ -611,13 +611,24 @@ impl Queues {
             let seqs = receipts.iter().map(|r| self.in_flight(&q, &index, r)).collect::<Result<Vec<_>>>()?;
             let mut writes = Vec::new();
             for seq in seqs {
+                let spent = index.get(seq).zip(q.config.max_deliveries).is_some_and(|(e, m)| e.deliveries >= m);
                 match how {
+                    // Handed back after its last allowed delivery: it goes where a timed-out
+                    // one would, not round again.
+                    Nack::Requeue { .. } if spent => {
+                        let n = q.config.max_deliveries.unwrap_or(0);
+                        moves.push((
+                            seq,
+                            format!("delivered {n} times without an ack (max deliveries)"),
+                            "delivery_limit",
+                        ));
+                    }
                     Nack::Requeue { delay_ms } => {
                         let st = index.requeue(seq, now + delay_ms.min(limits::QUEUE_MAX_DELAY_MS));
                         writes.push((key(b's', q.id, seq), Some(encode(&st))));
                     }
                     Nack::DeadLetter => {
-                        moves.push((seq, "dead-lettered by a consumer (nack --dead-letter)".to_string()))
+                        moves.push((seq, "dead-lettered by a consumer (nack --dead-letter)".to_string(), "rejected"))
                     }
                 }
             }
@@ -626,8 +637,8 @@ impl Queues {
         if let Some(p) = pending {
             p.await?;
         }
-        for (seq, reason) in moves {
-            self.dead_letter(&q, seq, &reason, "rejected").await?;
+        for (seq, reason, kind) in moves {
+            self.dead_letter(&q, seq, &reason, kind).await?;
         }
         q.notify.notify_waiters();
         Ok(())
@@ -682,7 +693,11 @@ impl Queues {
                     let n = q.config.max_deliveries.unwrap_or(0);
                     (format!("delivered {n} times without an ack (max deliveries)"), "delivery_limit")
                 };
-                self.dead_letter(&q, seq, &reason, kind).await?;
+                if let Err(e) = self.dead_letter(&q, seq, &reason, kind).await {
+                    // Kept parked, tried again at the next tick (the store may be full).
+                    tracing::warn!(queue = %q.name, seq, error = %e, "cannot dead-letter a message yet");
+                    q.index.lock().expect("queue index").repark(seq);
+                }
             }
             if woke {
                 q.notify.notify_waiters();
@@ -703,9 +718,7 @@ impl Queues {
         if targets.is_empty() {
             tracing::warn!(queue = %q.name, seq, reason, "message dropped: the queue has no dead-letter queue");
         }
-        body.headers.push((headers::DLQ_ERROR.into(), reason.to_string()));
-        body.headers.push((headers::DLQ_QUEUE.into(), q.name.clone()));
-        body.headers.push((headers::DLQ_REASON.into(), kind.to_string()));
+        mark_dead(&mut body.headers, reason, &q.name, kind);
         let mut staged = Vec::new();
         for target in targets {
             let msg = NewQueueMessage {
@@ -715,9 +728,15 @@ impl Queues {
                 group: body.group.clone(),
                 ..Default::default()
             };
-            if let Some(s) = self.prepare_send(&target, msg)? {
-                writes.extend(s.writes.clone());
-                staged.push(s);
+            match self.prepare_send(&target, msg) {
+                Ok(Some(s)) => {
+                    writes.extend(s.writes.clone());
+                    staged.push(s);
+                }
+                Ok(None) => {}
+                // A target that refuses it (full, say) does not get it, as in RabbitMQ; the
+                // others do, and the message leaves this queue either way.
+                Err(e) => tracing::warn!(queue = %q.name, seq, target = %target, error = %e, "dead letter not taken"),
             }
         }
         let pending = {
@@ -752,6 +771,37 @@ impl Queues {
         }
         q.config.dead_letter.iter().filter(|d| self.get(d).is_ok()).cloned().collect()
     }
+}
+
+/// Mark a message dead-lettered from `queue`: this death's reason replaces the last one's
+/// (headers do not pile up across deaths), and its `(reason, queue)` count goes up in
+/// `weir-dlq-deaths` (most recent first, as RabbitMQ's `x-death`), bounded in length.
+fn mark_dead(hs: &mut Vec<(String, String)>, reason: &str, queue: &str, kind: &str) {
+    let deaths = hs.iter().find(|(n, _)| n == headers::DLQ_DEATHS).map(|(_, v)| v.clone()).unwrap_or_default();
+    let mut deaths: Vec<(String, String, u64)> = deaths
+        .split(',')
+        .filter_map(|d| {
+            let mut it = d.split(' ');
+            Some((it.next()?.to_string(), it.next()?.to_string(), it.next()?.parse().ok()?))
+        })
+        .collect();
+    let count = match deaths.iter().position(|(r, q, _)| r == kind && q == queue) {
+        Some(i) => deaths.remove(i).2 + 1,
+        None => 1,
+    };
+    deaths.insert(0, (kind.to_string(), queue.to_string(), count));
+    deaths.truncate(limits::QUEUE_DEATHS_KEPT);
+    let first =
+        hs.iter().find(|(n, _)| n == headers::DLQ_FIRST).map_or_else(|| format!("{kind} {queue}"), |(_, v)| v.clone());
+    let replaced =
+        [headers::DLQ_ERROR, headers::DLQ_QUEUE, headers::DLQ_REASON, headers::DLQ_DEATHS, headers::DLQ_FIRST];
+    hs.retain(|(k, _)| !replaced.contains(&k.as_str()));
+    hs.push((headers::DLQ_ERROR.into(), reason.to_string()));
+    hs.push((headers::DLQ_QUEUE.into(), queue.to_string()));
+    hs.push((headers::DLQ_REASON.into(), kind.to_string()));
+    let deaths: Vec<String> = deaths.iter().map(|(r, q, n)| format!("{r} {q} {n}")).collect();
+    hs.push((headers::DLQ_DEATHS.into(), deaths.join(",")));
+    hs.push((headers::DLQ_FIRST.into(), first));
 }
 
 impl Queue {

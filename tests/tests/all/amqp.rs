@@ -115,6 +115,23 @@ async fn rejected_and_expired_messages_go_to_the_dead_letter_exchange() -> Resul
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_limit_and_a_retry_loop_count_deaths_as_rabbitmq_does() -> Result<()> {
+    let (_server, url) = amqp_server(&[])?;
+    // x-delivery-limit 2: nacked with requeue, the message is delivered 3 times, then dead.
+    let out =
+        amqp_pika("delivery-limit", &url, &["--queue", "dl.q", "--dlx", "dl.x", "--dlq", "dl.d", "--timeout", "30"])?;
+    ensure!(out["deliveries"] == 3 && strings(&out["dead"]) == ["poison"], "{out}");
+    ensure!(out["death"]["reason"] == "delivery_limit", "{out}");
+    // Work → reject → retry queue with a TTL → back: x-death counts per queue and reason,
+    // and the headers do not grow with the loops.
+    let out = amqp_pika("retry-loop", &url, &["--queue", "rl.q", "--dlx", "rl.x", "--count", "3", "--timeout", "30"])?;
+    let counts: Vec<u64> = out["deaths"].as_array().into_iter().flatten().filter_map(|d| d["count"].as_u64()).collect();
+    ensure!(counts == [1, 2, 3], "{out}");
+    ensure!(out["headers"].as_u64().is_some_and(|n| n <= 8), "headers bounded: {out}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn topic_and_headers_exchanges_route_and_unroutable_mandatory_messages_return() -> Result<()> {
     let (_server, url) = amqp_server(&[])?;
     for lib in BOTH {

@@ -123,6 +123,8 @@ pub(super) struct Channel {
     last_queue: Option<String>,
     /// The queue standing in for direct reply-to, once a consumer asked for it.
     reply_queue: Option<String>,
+    /// Set once the channel is released: its tasks' late results are dropped.
+    closed: Arc<std::sync::atomic::AtomicBool>,
     /// Nacks and rejects running beside the connection.
     settling: Vec<JoinHandle<()>>,
     /// Publishes being finished in order by the channel's publisher task.
@@ -142,7 +144,12 @@ impl Channel {
             reply_queue: None,
             publisher: None,
             settling: Vec::new(),
+            closed: Arc::default(),
         }
+    }
+
+    pub(super) fn abandon_publish(&mut self) {
+        self.publishing = None;
     }
 
     pub(super) fn awaiting_content(&self) -> bool {
@@ -663,8 +670,15 @@ impl Channel {
         let record = NewRecord { key: None, value: m.body.clone().into(), headers };
         let command =
             ExchangeCommand::Publish { exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), record };
-        let execution = conn.broker.execute(conn.caller_identity(), Command::Exchange(command));
-        let outcome = Outcome { out: conn.out.clone(), events: conn.events.clone(), channel: self.id, seq, message: m };
+        let execution = conn.broker.execute(conn.identity().as_ref(), Command::Exchange(command));
+        let outcome = Outcome {
+            out: conn.out.clone(),
+            events: conn.events.clone(),
+            channel: self.id,
+            closed: self.closed.clone(),
+            seq,
+            message: m,
+        };
         if execution.in_order {
             outcome.report(execution.future.await).await;
             return Ok(());
@@ -699,15 +713,18 @@ impl Channel {
             }
         }
         for (queue, receipts) in by_queue {
-            let extend = QueueCommand::Extend { queue, receipts, timeout_ms: limits::AMQP_DELIVERY_LEASE_MS };
-            if let Err(e) = conn.execute(Command::Queue(extend)).await {
-                tracing::warn!(error = %e, "cannot renew AMQP deliveries");
-            }
+            let extend = |receipts| QueueCommand::Extend {
+                queue: queue.clone(),
+                receipts,
+                timeout_ms: limits::AMQP_DELIVERY_LEASE_MS,
+            };
+            each_receipt(conn, receipts, extend, "renew").await;
         }
     }
 
     /// The channel ends: its consumers stop, and every delivery not acked goes back.
     pub(super) async fn release(&mut self, conn: &Conn) {
+        self.closed.store(true, std::sync::atomic::Ordering::Release);
         for (_, c) in self.consumers.drain() {
             let _ = c.stop.send(true);
             let _ = c.task.await;
@@ -746,15 +763,34 @@ async fn settle(conn: &impl Executes, tags: Vec<Unacked>, how: Option<Nack>) {
         by_queue.entry(u.queue).or_default().push(u.receipt);
     }
     for (queue, receipts) in by_queue {
-        let command = match how {
-            None => QueueCommand::Ack { queue, receipts },
-            Some(how) => QueueCommand::Nack { queue, receipts, how },
+        let command = |receipts| match how {
+            None => QueueCommand::Ack { queue: queue.clone(), receipts },
+            Some(how) => QueueCommand::Nack { queue: queue.clone(), receipts, how },
         };
-        if let Err(e) = conn.run(Command::Queue(command)).await
-            && e.kind() != ErrorKind::UnknownQueue
-        {
-            tracing::warn!(error = %e, "cannot settle AMQP deliveries");
+        each_receipt(conn, receipts, command, "settle").await;
+    }
+}
+
+/// Run a command over receipts at once; if one receipt went stale (its lease ran out while
+/// weir was down, or the queue was purged), the others are settled one by one, so one stale
+/// receipt does not take its neighbours' acks with it.
+async fn each_receipt(
+    conn: &impl Executes,
+    receipts: Vec<String>,
+    command: impl Fn(Vec<String>) -> QueueCommand,
+    what: &str,
+) {
+    match conn.run(Command::Queue(command(receipts.clone()))).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::StaleReceipt && receipts.len() > 1 => {
+            for r in receipts {
+                if let Err(e) = conn.run(Command::Queue(command(vec![r]))).await {
+                    tracing::info!(error = %e, "cannot {what} an AMQP delivery");
+                }
+            }
         }
+        Err(e) if e.kind() == ErrorKind::UnknownQueue => {}
+        Err(e) => tracing::warn!(error = %e, "cannot {what} AMQP deliveries"),
     }
 }
 
@@ -765,7 +801,7 @@ pub(super) trait Executes {
 
 impl Executes for Conn {
     fn run(&self, command: Command) -> impl Future<Output = Result<Reply, BrokerError>> + Send {
-        self.broker.execute(self.caller_identity(), command).future
+        self.broker.execute(self.identity().as_ref(), command).future
     }
 }
 
@@ -773,13 +809,16 @@ impl Executes for Conn {
 #[derive(Clone)]
 pub(super) struct Handle {
     pub broker: Arc<crate::broker::Broker>,
-    pub caller: Option<Arc<crate::auth::Identity>>,
+    pub caller: Arc<std::sync::Mutex<super::Caller>>,
     pub out: Out,
 }
 
 impl Executes for Handle {
+    /// As the connection's caller now: a token reload reaches running consumers too.
     fn run(&self, command: Command) -> impl Future<Output = Result<Reply, BrokerError>> + Send {
-        self.broker.execute(self.caller.as_ref(), command).future
+        let who = self.caller.lock().expect("caller").current(&self.broker.authority);
+        let broker = self.broker.clone();
+        async move { broker.execute(who?.as_ref(), command).future.await }
     }
 }
 
@@ -787,6 +826,7 @@ impl Executes for Handle {
 struct Outcome {
     out: Out,
     events: tokio::sync::mpsc::Sender<Event>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
     channel: u16,
     seq: Option<u64>,
     message: Complete,
@@ -794,6 +834,10 @@ struct Outcome {
 
 impl Outcome {
     async fn report(self, result: Result<Reply, BrokerError>) {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            // The channel is gone (its id may be another channel's now): nothing to say.
+            return;
+        }
         let confirm = |ok: bool| {
             self.seq.map(|tag| {
                 let m = if ok {
@@ -834,8 +878,8 @@ impl Outcome {
                 confirm(false).into_iter().collect()
             }
             Err(e) => {
-                let _ =
-                    self.events.send(Event::CloseChannel(self.channel, AmqpError::broker(&e).with_cause(60, 40))).await;
+                let e = AmqpError::broker(&e).with_cause(60, 40);
+                let _ = self.events.send(Event::CloseChannel(self.channel, e, self.closed.clone())).await;
                 return;
             }
         };
@@ -881,7 +925,12 @@ impl Consuming {
             let got = match self.conn.run(Command::Queue(receive)).await {
                 Ok(Reply::Deliveries(d)) => d,
                 Ok(_) => Vec::new(),
-                Err(e) if matches!(e.kind(), ErrorKind::UnknownQueue | ErrorKind::Forbidden) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::UnknownQueue | ErrorKind::Forbidden | ErrorKind::Unauthenticated
+                    ) =>
+                {
                     // The queue went away (or the grant did): the client is told, as RabbitMQ
                     // tells consumers of a deleted queue.
                     let cancel = basic::Cancel { consumer_tag: short(&self.tag), nowait: true };

@@ -188,7 +188,9 @@ impl Out {
 /// What a task running beside the connection reports back to it.
 enum Event {
     /// A channel must close with this error (a publish it ran beside the connection failed).
-    CloseChannel(u16, AmqpError),
+    /// Carries the channel's closed flag: an event from a channel since closed (whose id a
+    /// new channel may have taken) is dropped.
+    CloseChannel(u16, AmqpError, Arc<std::sync::atomic::AtomicBool>),
 }
 
 /// Frames in: a 7-byte header (type, channel, size), the payload and the end octet. The
@@ -268,11 +270,23 @@ fn nesting_bound(payload: &[u8]) -> usize {
     deepest
 }
 
-/// Who a connection acts as, looked up again when the token set changes.
+/// Who a connection acts as, looked up again when the token set changes (shared with the
+/// connection's consumers, so a reload that revokes a grant reaches them too).
 struct Caller {
     token: Option<String>,
     identity: Option<Arc<Identity>>,
     generation: u64,
+}
+
+impl Caller {
+    /// The identity as of the token set in force, or why the token no longer works.
+    fn current(&mut self, authority: &crate::auth::Authority) -> Result<Option<Arc<Identity>>, crate::auth::AuthError> {
+        if self.generation != authority.generation() {
+            self.generation = authority.generation();
+            self.identity = authority.identify(self.token.as_deref())?;
+        }
+        Ok(self.identity.clone())
+    }
 }
 
 /// A connection's state once open.
@@ -280,7 +294,7 @@ struct Conn {
     pub broker: Arc<Broker>,
     pub out: Out,
     pub events: mpsc::Sender<Event>,
-    caller: Caller,
+    caller: Arc<std::sync::Mutex<Caller>>,
     channels: HashMap<u16, Channel>,
     channel_max: u16,
     /// Queues that end with the connection: exclusive, auto-delete and direct reply-to ones.
@@ -333,7 +347,7 @@ impl AmqpConnection {
             broker,
             out,
             events: events_tx,
-            caller,
+            caller: Arc::new(std::sync::Mutex::new(caller)),
             channels: HashMap::new(),
             channel_max: limits::AMQP_CHANNEL_MAX,
             owned_queues: Vec::new(),
@@ -508,7 +522,11 @@ impl Conn {
             tokio::select! {
                 biased;
                 Some(event) = events.recv() => match event {
-                    Event::CloseChannel(ch, e) => self.fail_channel(ch, e).await,
+                    Event::CloseChannel(ch, e, closed) => {
+                        if !closed.load(std::sync::atomic::Ordering::Acquire) {
+                            self.fail_channel(ch, e).await;
+                        }
+                    }
                 },
                 frame = frames.next() => {
                     heard = tokio::time::Instant::now();
@@ -600,28 +618,24 @@ impl Conn {
 
     /// The caller as of the token set in force; a revoked token ends the connection.
     fn refresh_caller(&mut self) -> Result<(), AmqpError> {
-        let authority = &self.broker.authority;
-        if self.caller.generation != authority.generation() {
-            self.caller.generation = authority.generation();
-            self.caller.identity = authority.identify(self.caller.token.as_deref()).map_err(|e| {
-                AmqpError::new(CONNECTION_FORCED, format!("{e}: the server's token file no longer holds this token"))
-            })?;
-        }
-        Ok(())
+        self.caller.lock().expect("caller").current(&self.broker.authority).map(drop).map_err(|e| {
+            AmqpError::new(CONNECTION_FORCED, format!("{e}: the server's token file no longer holds this token"))
+        })
     }
 
     /// Run a command as the connection's caller.
     async fn execute(&self, command: Command) -> Result<Reply, BrokerError> {
-        self.broker.execute(self.caller.identity.as_ref(), command).future.await
+        self.broker.execute(self.identity().as_ref(), command).future.await
     }
 
-    fn caller_identity(&self) -> Option<&Arc<Identity>> {
-        self.caller.identity.as_ref()
+    /// The connection's identity as last refreshed (at its latest method).
+    fn identity(&self) -> Option<Arc<Identity>> {
+        self.caller.lock().expect("caller").identity.clone()
     }
 
     /// What a task beside the connection needs of it.
     fn handle(&self) -> channel::Handle {
-        channel::Handle { broker: self.broker.clone(), caller: self.caller.identity.clone(), out: self.out.clone() }
+        channel::Handle { broker: self.broker.clone(), caller: self.caller.clone(), out: self.out.clone() }
     }
 
     fn channel(&mut self, ch: u16) -> Result<&mut Channel, AmqpError> {
@@ -706,6 +720,8 @@ impl Conn {
             return;
         }
         channel.closing = true;
+        // A publish whose content is still arriving is dropped with the channel.
+        channel.abandon_publish();
         tracing::debug!(channel = ch, code = e.code, error = %e.text, "closing an AMQP channel");
         let mut channel = self.channels.remove(&ch).expect("present");
         channel.release(self).await;

@@ -19,7 +19,14 @@ const APP_ID: &str = "amqp-app-id";
 const DELIVERY_MODE: &str = "amqp-delivery-mode";
 
 /// Headers weir adds that are not the message's own (said again through the delivery).
-const INTERNAL: &[&str] = &[headers::ROUTING_KEY, headers::EXCHANGE, headers::DELIVERY_COUNT, headers::TTL_MS];
+const INTERNAL: &[&str] = &[
+    headers::ROUTING_KEY,
+    headers::EXCHANGE,
+    headers::DELIVERY_COUNT,
+    headers::TTL_MS,
+    headers::DLQ_DEATHS,
+    headers::DLQ_FIRST,
+];
 
 /// A field value as weir's header text: strings as they are, numbers and booleans written
 /// out; nested tables and arrays as their debug form (weir's headers are flat strings).
@@ -150,23 +157,34 @@ pub(super) fn from_headers(hs: &[(String, String)], deliveries: u32) -> BasicPro
     p
 }
 
-/// A dead letter carries RabbitMQ's `x-death` (one entry: weir keeps no history of earlier
-/// deaths) and `x-first-death-*` headers, from weir's `weir-dlq-*` ones.
+/// A dead letter carries RabbitMQ's `x-death` (one entry per reason and queue, most recent
+/// first, with its count) and `x-first-death-*` headers, from weir's `weir-dlq-*` ones.
 fn death(hs: &[(String, String)], table: &mut FieldTable) {
     let find = |name: &str| hs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let (Some(reason), Some(queue)) = (find(headers::DLQ_REASON), find(headers::DLQ_QUEUE)) else { return };
     let exchange = find(headers::EXCHANGE).unwrap_or_default();
     let key = find(headers::ROUTING_KEY).unwrap_or_else(|| queue.clone());
+    let first = find(headers::DLQ_FIRST).unwrap_or_default();
+    let (first_reason, first_queue) = first.split_once(' ').unwrap_or((reason.as_str(), queue.as_str()));
     let long = |s: &str| AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()));
-    let mut entry = FieldTable::default();
-    entry.insert(short("count"), AMQPValue::LongLongInt(1));
-    entry.insert(short("reason"), long(&reason));
-    entry.insert(short("queue"), long(&queue));
-    entry.insert(short("exchange"), long(&exchange));
-    entry.insert(short("routing-keys"), AMQPValue::FieldArray(vec![long(&key)].into()));
-    table.insert(short("x-death"), AMQPValue::FieldArray(vec![AMQPValue::FieldTable(entry)].into()));
-    table.insert(short("x-first-death-reason"), long(&reason));
-    table.insert(short("x-first-death-queue"), long(&queue));
+    let deaths = find(headers::DLQ_DEATHS).unwrap_or_else(|| format!("{reason} {queue} 1"));
+    let entries = deaths
+        .split(',')
+        .filter_map(|d| {
+            let mut it = d.split(' ');
+            let (r, q, n) = (it.next()?, it.next()?, it.next()?.parse::<i64>().ok()?);
+            let mut entry = FieldTable::default();
+            entry.insert(short("count"), AMQPValue::LongLongInt(n));
+            entry.insert(short("reason"), long(r));
+            entry.insert(short("queue"), long(q));
+            entry.insert(short("exchange"), long(&exchange));
+            entry.insert(short("routing-keys"), AMQPValue::FieldArray(vec![long(&key)].into()));
+            Some(AMQPValue::FieldTable(entry))
+        })
+        .collect::<Vec<_>>();
+    table.insert(short("x-death"), AMQPValue::FieldArray(entries.into()));
+    table.insert(short("x-first-death-reason"), long(first_reason));
+    table.insert(short("x-first-death-queue"), long(first_queue));
     table.insert(short("x-first-death-exchange"), long(&exchange));
 }
 
