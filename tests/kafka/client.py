@@ -139,14 +139,17 @@ def admin(args):
 def metadata(args):
     """The cluster as Metadata describes it: brokers, and the leader of each partition of TOPIC."""
     from confluent_kafka.admin import AdminClient
-    md = AdminClient(conf(args)).list_topics(timeout=10)
+    # With a topic named, Metadata asks for that topic alone (as producers do), and its error
+    # (none, UNKNOWN_TOPIC_OR_PART, TOPIC_AUTHORIZATION_FAILED) is reported.
+    md = AdminClient(conf(args)).list_topics(topic=args.topic, timeout=10)
     brokers = sorted(f"{b.host}:{b.port}" for b in md.brokers.values())
     topic = md.topics.get(args.topic)
     leaders = {}
     if topic is not None:
         by_id = {b.id: f"{b.host}:{b.port}" for b in md.brokers.values()}
         leaders = {str(p): by_id.get(pm.leader) for p, pm in topic.partitions.items()}
-    print(json.dumps({"brokers": brokers, "leaders": leaders}))
+    error = topic.error.name() if topic is not None and topic.error is not None else None
+    print(json.dumps({"brokers": brokers, "leaders": leaders, "error": error}))
 
 
 def kafka_python(args):

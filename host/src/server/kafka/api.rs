@@ -414,16 +414,26 @@ async fn metadata(ctx: Ctx, r: MetadataRequest) -> Option<Bytes> {
     };
     body.topics = match r.topics {
         None => all.iter().map(described).collect(),
-        Some(wanted) => wanted
-            .into_iter()
-            .filter_map(|w| w.name)
-            .map(|name| match all.iter().find(|t| t.name == name.as_str()) {
-                Some(t) => described(t),
-                None => {
-                    MetadataResponseTopic::default().with_name(Some(name)).with_error_code(UNKNOWN_TOPIC_OR_PARTITION)
+        Some(wanted) => {
+            let mut out = Vec::new();
+            for name in wanted.into_iter().filter_map(|w| w.name) {
+                match all.iter().find(|t| t.name == name.as_str()) {
+                    Some(t) => out.push(described(t)),
+                    // Not among the visible: the broker says whether the caller may describe
+                    // it at all. A Kafka broker answers TOPIC_AUTHORIZATION_FAILED for a name
+                    // the caller may not describe, whether it exists or not.
+                    None => {
+                        let asked = ctx.start(Command::Topic(TopicCommand::Describe { name: name.to_string() })).await;
+                        let code = match asked {
+                            Err(e) if e.kind() == ErrorKind::Forbidden => TOPIC_AUTHORIZATION_FAILED,
+                            _ => UNKNOWN_TOPIC_OR_PARTITION,
+                        };
+                        out.push(MetadataResponseTopic::default().with_name(Some(name)).with_error_code(code));
+                    }
                 }
-            })
-            .collect(),
+            }
+            out
+        }
     };
     ctx.answer(&body)
 }
@@ -516,6 +526,10 @@ fn partition_produced(ctx: &Ctx, index: i32, result: Result<i64, Refusal>) -> Pa
     match result {
         Ok(base) => p.with_base_offset(base).with_log_append_time_ms(crate::types::now_ms() as i64),
         Err((code, message)) => {
+            // Clients on Produce below v8 never see the text: the server's log says it.
+            if matches!(code, INVALID_RECORD | CORRUPT_MESSAGE) {
+                tracing::info!(client = ?ctx.call.client_id, partition = index, code, reason = %message, "Kafka record batch refused");
+            }
             let p = p.with_error_code(code).with_base_offset(-1);
             if ctx.since(8) { p.with_error_message(Some(text(message))) } else { p }
         }
