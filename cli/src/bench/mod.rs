@@ -4,6 +4,7 @@
 //!
 //! Each throughput stage runs `--repeat` times on fresh topics and reports the median.
 
+mod amqp;
 mod cluster;
 mod peers;
 mod plot;
@@ -167,6 +168,11 @@ pub struct Report {
     jetstream_durability: Option<String>,
     /// The same json-filter in Rust, Python and JavaScript (stage `polyglot`).
     polyglot: Vec<polyglot::LangFigures>,
+    /// `--peers`, stage `amqp`: a work queue through weir's AMQP door and through RabbitMQ
+    /// (quorum and classic durable queues), the same lapin client and settings for all.
+    amqp: Vec<amqp::WorkQueueFigures>,
+    /// How the RabbitMQ peer writes to disk.
+    rabbitmq_durability: Option<String>,
 }
 
 pub async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
@@ -245,6 +251,7 @@ fn print_table(r: &Report) {
     peer(&mut rows, "jetstream publish (async)", r.jetstream_publish_msgs_per_s, &r.jetstream_durability);
     peer(&mut rows, "jetstream consume (pull)", r.jetstream_consume_msgs_per_s, &None);
     output::table(&["STAGE", "MSG/S", "DURABILITY"], rows);
+    amqp::print(r);
     println!(
         "end-to-end latency at {} msg/s offered: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
         r.e2e_offered_msgs_per_s, r.e2e_latency_p50_ms, r.e2e_latency_p99_ms, r.e2e_latency_p999_ms
@@ -352,6 +359,8 @@ pub(crate) struct BenchServer {
     pub kafka: String,
     /// The HTTP listener's address.
     pub http: String,
+    /// The AMQP listener's address.
+    pub amqp: String,
     dir: tempfile::TempDir,
     durability: Durability,
     wal_dir: Option<tempfile::TempDir>,
@@ -371,8 +380,8 @@ impl BenchServer {
             wal_parent.map(|p| tempfile::Builder::new().prefix("weir-bench-wal-").tempdir_in(p)).transpose()?;
         let wal = wal_dir.as_ref().map(tempfile::TempDir::path);
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, [addr, kafka, http]) = spawn_server(dir.path(), durability, wal, &extra)?;
-        Ok(BenchServer { child: Some(child), addr, kafka, http, dir, durability, wal_dir, extra })
+        let (child, [addr, kafka, http, amqp]) = spawn_server(dir.path(), durability, wal, &extra)?;
+        Ok(BenchServer { child: Some(child), addr, kafka, http, amqp, dir, durability, wal_dir, extra })
     }
 
     /// SIGKILL, without a restart.
@@ -400,22 +409,23 @@ impl BenchServer {
     fn kill9_and_restart(&mut self) -> anyhow::Result<()> {
         self.kill9();
         let wal = self.wal_dir.as_ref().map(tempfile::TempDir::path);
-        let (child, [addr, kafka, http]) = spawn_server(self.dir.path(), self.durability, wal, &self.extra)?;
+        let (child, [addr, kafka, http, amqp]) = spawn_server(self.dir.path(), self.durability, wal, &self.extra)?;
         self.child = Some(child);
         self.addr = addr;
         self.kafka = kafka;
         self.http = http;
+        self.amqp = amqp;
         Ok(())
     }
 }
 
-/// The server and its native, Kafka and HTTP addresses.
+/// The server and its native, Kafka, HTTP and AMQP addresses.
 fn spawn_server(
     dir: &Path,
     durability: Durability,
     wal_dir: Option<&Path>,
     extra: &[String],
-) -> anyhow::Result<(Child, [String; 3])> {
+) -> anyhow::Result<(Child, [String; 4])> {
     let mut child = Command::new(std::env::current_exe()?)
         .arg("serve")
         .args(extra)
@@ -423,7 +433,7 @@ fn spawn_server(
         .arg("--data-dir")
         .arg(dir.join("data"))
         .args(["--listen", "127.0.0.1:0", "--durability", &format!("{durability:?}").to_lowercase()])
-        .args(["--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args(["--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--amqp-listen", "127.0.0.1:0"])
         .env("WEIR_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -438,7 +448,8 @@ fn spawn_server(
     let addr = line("weir listening on ")?;
     let kafka = line("weir kafka listening on ")?;
     let http = line("weir http listening on ")?;
-    Ok((child, [addr, kafka, http]))
+    let amqp = line("weir amqp listening on ")?;
+    Ok((child, [addr, kafka, http, amqp]))
 }
 
 impl Drop for BenchServer {

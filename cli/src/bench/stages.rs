@@ -57,6 +57,9 @@ pub(super) async fn run_all(
         };
         r.schema_produce_msgs_per_s = Some([median(0), median(1), median(2)]);
     }
+    if args.peers && args.wants("amqp") {
+        (r.amqp, r.rabbitmq_durability) = super::amqp::run(s, args).await?;
+    }
     if args.wants("latency") {
         let before = commit_write_histogram(s).await?;
         (r.e2e_latency_p50_ms, r.e2e_latency_p99_ms, r.e2e_latency_p999_ms) = latency_stage(s, args).await?;
