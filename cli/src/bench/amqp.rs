@@ -225,14 +225,20 @@ async fn produce(
         if pending.len() >= WINDOW
             && let Some(c) = pending.pop_front()
         {
-            c.await?;
+            confirmed(c.await?)?;
         }
     }
     for c in pending {
-        c.await?;
+        confirmed(c.await?)?;
     }
     let _ = conn.close(200, "done".into()).await;
     Ok(())
+}
+
+/// A nack ends the run: the system refused a message (a full disk, say), and waiting for
+/// it to arrive would never end.
+fn confirmed(c: lapin::Confirmation) -> anyhow::Result<()> {
+    if c.is_ack() { Ok(()) } else { bail!("a publish was nacked: the broker refused the message") }
 }
 
 /// A private RabbitMQ node on free ports, in a temporary directory, stopped on drop.

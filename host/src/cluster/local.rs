@@ -118,7 +118,15 @@ impl NatsCluster {
             Sync::Always => ", sync_interval: always",
             Sync::Default => "",
         };
-        let root = tempfile::Builder::new().prefix("weir-nats-").tempdir().map_err(io("creating a directory"))?;
+        let root = if tied {
+            // A tied cluster lives as long as its process, which exits without dropping it:
+            // its directory carries the pid, and those of processes gone are removed here.
+            sweep_tied_dirs();
+            tempfile::Builder::new().prefix(&format!("{TIED_PREFIX}{}-", std::process::id())).tempdir()
+        } else {
+            tempfile::Builder::new().prefix("weir-nats-").tempdir()
+        }
+        .map_err(io("creating a directory"))?;
         let ports: Vec<(u16, u16, u16)> =
             (0..n).map(|_| Ok((free_port()?, free_port()?, free_port()?))).collect::<Result<_>>()?;
         let routes: Vec<String> = ports.iter().map(|(_, _, c)| format!("nats://127.0.0.1:{c}")).collect();
@@ -248,6 +256,21 @@ impl NatsCluster {
             }
         }
         Ok(None)
+    }
+}
+
+/// The directory prefix of tied clusters, followed by the owning process's id.
+const TIED_PREFIX: &str = "weir-nats-tied-";
+
+/// Remove the directories of tied clusters whose process has exited.
+fn sweep_tied_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(TIED_PREFIX).and_then(|r| r.split('-').next()) else { continue };
+        if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 

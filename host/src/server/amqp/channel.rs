@@ -80,14 +80,18 @@ struct Shared {
 }
 
 impl Shared {
-    /// How many more deliveries may be outstanding now.
-    fn credit(&self) -> usize {
+    /// Credit worth a receive: all of it when nothing is outstanding, else only once a
+    /// quarter of the prefetch is free. A consumer acking one message at a time would
+    /// otherwise cost a receive (a durable write) per message; three quarters of its
+    /// prefetch stay in flight meanwhile.
+    fn batch_credit(&self) -> usize {
         let d = self.deliveries.lock().expect("deliveries");
         let cap = match d.prefetch {
             0 => limits::AMQP_MAX_UNACKED,
             n => usize::from(n).min(limits::AMQP_MAX_UNACKED),
         };
-        cap.saturating_sub(d.unacked.len())
+        let free = cap.saturating_sub(d.unacked.len());
+        if d.unacked.is_empty() || free >= (cap / 4).max(1) { free } else { 0 }
     }
 
     /// A tag for a delivery, remembered unless it needs no ack.
@@ -123,6 +127,8 @@ pub(super) struct Channel {
     last_queue: Option<String>,
     /// The queue standing in for direct reply-to, once a consumer asked for it.
     reply_queue: Option<String>,
+    /// Acks being written beside the connection, a batch at a time.
+    acks: Arc<Mutex<AckBatch>>,
     /// Set once the channel is released: its tasks' late results are dropped.
     closed: Arc<std::sync::atomic::AtomicBool>,
     /// Nacks and rejects running beside the connection.
@@ -145,6 +151,7 @@ impl Channel {
             publisher: None,
             settling: Vec::new(),
             closed: Arc::default(),
+            acks: Arc::default(),
         }
     }
 
@@ -536,12 +543,21 @@ impl Channel {
     /// next method other than these waits for its nacks.
     fn spawn_settle(&mut self, conn: &Conn, tags: Vec<Unacked>, how: Option<Nack>) {
         let handle = conn.handle();
-        let nacks = how.is_some();
-        let task = tokio::spawn(async move { settle(&handle, tags, how).await });
-        if nacks {
-            self.settling.retain(|s| !s.is_finished());
-            self.settling.push(task);
+        if how.is_none() {
+            // Acks gather while the channel's last ones are being written, and go as one
+            // command per queue: a consumer acking each message costs a write per batch, not
+            // per message.
+            let mut acks = self.acks.lock().expect("acks");
+            acks.waiting.extend(tags);
+            if !acks.running {
+                acks.running = true;
+                tokio::spawn(flush_acks(handle, self.acks.clone()));
+            }
+            return;
         }
+        let task = tokio::spawn(async move { settle(&handle, tags, how).await });
+        self.settling.retain(|s| !s.is_finished());
+        self.settling.push(task);
     }
 
     /// basic.recover: every unacked delivery goes back (weir always requeues).
@@ -734,6 +750,28 @@ impl Channel {
     }
 }
 
+/// Acks waiting for the channel's ack writer, and whether it runs.
+#[derive(Default)]
+struct AckBatch {
+    waiting: Vec<Unacked>,
+    running: bool,
+}
+
+/// Write a channel's acks, all that gathered meanwhile at each turn, until none wait.
+async fn flush_acks(conn: Handle, acks: Arc<Mutex<AckBatch>>) {
+    loop {
+        let batch = {
+            let mut a = acks.lock().expect("acks");
+            if a.waiting.is_empty() {
+                a.running = false;
+                return;
+            }
+            std::mem::take(&mut a.waiting)
+        };
+        settle(&conn, batch, None).await;
+    }
+}
+
 /// A publish started on the connection: done already, or still running.
 enum Pending {
     Done(Box<Result<Reply, BrokerError>>),
@@ -907,7 +945,7 @@ impl Consuming {
                     return;
                 }
                 let credit_changed = self.shared.credit.notified();
-                let n = self.shared.credit();
+                let n = self.shared.batch_credit();
                 if n > 0 {
                     break n;
                 }
