@@ -401,8 +401,10 @@ async fn a_message_crosses_amqp_the_cli_http_and_a_pipeline_and_back() -> Result
         ..Default::default()
     };
     c.create_queue("notices", Default::default()).await?;
-    c.queue_send("notices", vec![back]).await?;
+    let later = NewQueueMessage { body: b"later".to_vec(), ..Default::default() };
+    c.queue_send("notices", vec![back, later]).await?;
     let got = amqp_pika("get", &url, &["--queue", "notices"])?;
+    ensure!(got["message_count"] == 1, "one message is left behind it: {got}");
     ensure!(got["body"] == "shipped" && got["properties"]["correlation_id"] == "c-7", "{got}");
     ensure!(got["properties"]["priority"] == 4 && got["properties"]["headers"]["carrier"] == "dhl", "{got}");
     ensure!(got["routing_key"] == "notices" && got["exchange"] == "", "{got}");

@@ -61,6 +61,8 @@ struct Unacked {
     queue: String,
     receipt: String,
     since: tokio::time::Instant,
+    /// The consumer it went to (`None`: basic.get), for per-consumer prefetch.
+    consumer: Option<Arc<str>>,
 }
 
 /// Deliveries of a channel, shared with its consumers' tasks.
@@ -69,14 +71,18 @@ struct Deliveries {
     next_tag: u64,
     /// Unacked deliveries per consumer (`basic.qos` without global): 0 is unlimited.
     prefetch: u16,
+    /// `basic.qos` with global: the prefetch counts the whole channel's deliveries.
+    global: bool,
     unacked: BTreeMap<u64, Unacked>,
 }
 
 #[derive(Default)]
 struct Shared {
     deliveries: Mutex<Deliveries>,
-    /// Woken when deliveries are acked (credit for consumers).
+    /// Woken when deliveries are acked (credit for consumers), or flow resumes.
     credit: Notify,
+    /// `channel.flow` with active false: consumers deliver nothing until it is resumed.
+    paused: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -84,24 +90,36 @@ impl Shared {
     /// quarter of the prefetch is free. A consumer acking one message at a time would
     /// otherwise cost a receive (a durable write) per message; three quarters of its
     /// prefetch stay in flight meanwhile.
-    fn batch_credit(&self) -> usize {
+    /// The prefetch counts `consumer`'s deliveries (RabbitMQ's per-consumer `basic.qos`),
+    /// or the channel's with `global`; every channel holds at most
+    /// [`limits::AMQP_MAX_UNACKED`] whatever it asks.
+    fn batch_credit(&self, consumer: &str) -> usize {
+        if self.paused.load(std::sync::atomic::Ordering::Acquire) {
+            return 0;
+        }
         let d = self.deliveries.lock().expect("deliveries");
         let cap = match d.prefetch {
             0 => limits::AMQP_MAX_UNACKED,
             n => usize::from(n).min(limits::AMQP_MAX_UNACKED),
         };
-        let free = cap.saturating_sub(d.unacked.len());
-        if d.unacked.is_empty() || free >= (cap / 4).max(1) { free } else { 0 }
+        let held = if d.global {
+            d.unacked.len()
+        } else {
+            d.unacked.values().filter(|u| u.consumer.as_deref() == Some(consumer)).count()
+        };
+        let free = cap.saturating_sub(held).min(limits::AMQP_MAX_UNACKED.saturating_sub(d.unacked.len()));
+        if held == 0 || free >= (cap / 4).max(1) { free } else { 0 }
     }
 
     /// A tag for a delivery, remembered unless it needs no ack.
-    fn tag(&self, queue: &str, receipt: &str, ack: bool) -> u64 {
+    fn tag(&self, queue: &str, receipt: &str, ack: bool, consumer: Option<&Arc<str>>) -> u64 {
         let mut d = self.deliveries.lock().expect("deliveries");
         d.next_tag += 1;
         let tag = d.next_tag;
         if ack {
             let since = tokio::time::Instant::now();
-            d.unacked.insert(tag, Unacked { queue: queue.to_string(), receipt: receipt.to_string(), since });
+            let (queue, receipt, consumer) = (queue.to_string(), receipt.to_string(), consumer.cloned());
+            d.unacked.insert(tag, Unacked { queue, receipt, since, consumer });
         }
         tag
     }
@@ -257,6 +275,8 @@ impl Channel {
             )
             .into()),
             AMQPClass::Channel(amq_protocol::protocol::channel::AMQPMethod::Flow(f)) => {
+                self.shared.paused.store(!f.active, std::sync::atomic::Ordering::Release);
+                self.shared.credit.notify_waiters();
                 let ok = amq_protocol::protocol::channel::FlowOk { active: f.active };
                 let ok = AMQPClass::Channel(amq_protocol::protocol::channel::AMQPMethod::FlowOk(ok));
                 conn.out.method(self.id, ok).await;
@@ -475,7 +495,10 @@ impl Channel {
                 Ok(())
             }
             basic::AMQPMethod::Qos(q) => {
-                self.shared.deliveries.lock().expect("deliveries").prefetch = q.prefetch_count;
+                {
+                    let mut d = self.shared.deliveries.lock().expect("deliveries");
+                    (d.prefetch, d.global) = (q.prefetch_count, q.global);
+                }
                 self.shared.credit.notify_waiters();
                 conn.out.method(ch, AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {}))).await;
                 Ok(())
@@ -584,14 +607,16 @@ impl Channel {
             conn.out.method(self.id, AMQPClass::Basic(empty)).await;
             return Ok(());
         };
-        let tag = self.shared.tag(&name, &d.receipt, !no_ack);
+        let tag = self.shared.tag(&name, &d.receipt, !no_ack, None);
         let (exchange, routing_key) = route_of(&d, &name);
+        // The messages left behind this one, as RabbitMQ counts them (ready ones).
+        let left = describe(conn, &name).await.map_or(0, |q| u32::try_from(q.ready).unwrap_or(u32::MAX));
         let ok = basic::GetOk {
             delivery_tag: tag,
             redelivered: d.deliveries > 1,
             exchange: short(&exchange),
             routing_key: short(&routing_key),
-            message_count: 0,
+            message_count: left,
         };
         let frames = conn.out.content(
             self.id,
@@ -635,7 +660,7 @@ impl Channel {
         let consumer = Consuming {
             conn: conn.handle(),
             channel: self.id,
-            tag: tag.clone(),
+            tag: Arc::from(tag.as_str()),
             queue,
             ack: !c.no_ack,
             shared: self.shared.clone(),
@@ -931,7 +956,7 @@ impl Outcome {
 struct Consuming {
     conn: Handle,
     channel: u16,
-    tag: String,
+    tag: Arc<str>,
     queue: String,
     ack: bool,
     shared: Arc<Shared>,
@@ -945,7 +970,7 @@ impl Consuming {
                     return;
                 }
                 let credit_changed = self.shared.credit.notified();
-                let n = self.shared.batch_credit();
+                let n = self.shared.batch_credit(&self.tag);
                 if n > 0 {
                     break n;
                 }
@@ -990,6 +1015,7 @@ impl Consuming {
                     queue: self.queue.clone(),
                     receipt: d.receipt,
                     since: tokio::time::Instant::now(),
+                    consumer: None,
                 });
                 settle(&self.conn, back.collect(), Some(nack(true))).await;
                 return;
@@ -1004,7 +1030,7 @@ impl Consuming {
     async fn deliver(&self, got: Vec<Delivery>) -> bool {
         let mut receipts = Vec::new();
         for d in got {
-            let tag = self.shared.tag(&self.queue, &d.receipt, self.ack);
+            let tag = self.shared.tag(&self.queue, &d.receipt, self.ack, Some(&self.tag));
             let (exchange, routing_key) = route_of(&d, &self.queue);
             let m = basic::Deliver {
                 consumer_tag: short(&self.tag),
