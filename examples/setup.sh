@@ -85,22 +85,20 @@ pinned_venv browser-venv playwright==1.65.2
 pinned_venv plugin-py componentize-py==0.25.1 pytest==8.3.4
 # AMQP 0-9-1: pika for tests/amqp/client.py.
 pinned_venv amqp-venv pika==1.4.4
+# Node packages from a committed lock file (examples/tools/NAME) into $tools/NAME, again
+# only when the lock changed or FILE (relative to the install) is missing.
+pinned_npm() {
+  local name="$1" file="$2" what="$3"
+  local dir="$tools/$name" lock="$(dirname "$0")/tools/$name/package-lock.json"
+  if ! cmp -s "$lock" "$dir/package-lock.json" || [ ! -e "$dir/$file" ]; then
+    echo "setup: installing $what into $dir" >&2
+    mkdir -p "$dir"
+    cp "$(dirname "$0")/tools/$name/package.json" "$lock" "$dir/"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
 # JavaScript plugins: esbuild bundles, componentize-js (SpiderMonkey) makes the component.
-js_tools="$tools/plugin-js"
-lock="$(dirname "$0")/tools/plugin-js/package-lock.json"
-if ! cmp -s "$lock" "$js_tools/package-lock.json" || [ ! -x "$js_tools/node_modules/.bin/jco" ]; then
-  echo "setup: installing componentize-js, jco and esbuild into $js_tools" >&2
-  mkdir -p "$js_tools"
-  cp "$(dirname "$0")/tools/plugin-js/package.json" "$lock" "$js_tools/"
-  (cd "$js_tools" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-fi
+pinned_npm plugin-js node_modules/.bin/jco "componentize-js, jco and esbuild"
 # AMQP 0-9-1: amqplib for tests/amqp/client.mjs.
-amqp_js="$tools/amqp-js"
-lock="$(dirname "$0")/tools/amqp-js/package-lock.json"
-if ! cmp -s "$lock" "$amqp_js/package-lock.json" || [ ! -f "$amqp_js/node_modules/amqplib/package.json" ]; then
-  echo "setup: installing amqplib into $amqp_js" >&2
-  mkdir -p "$amqp_js"
-  cp "$(dirname "$0")/tools/amqp-js/package.json" "$lock" "$amqp_js/"
-  (cd "$amqp_js" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-fi
+pinned_npm amqp-js node_modules/amqplib/package.json amqplib
 echo "setup: ready" >&2

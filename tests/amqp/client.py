@@ -265,14 +265,19 @@ def redelivery(args):
     print(json.dumps({"first": first, "second": second}))
 
 
+def dead_letter_queue(ch, args):
+    """The fanout exchange --dlx with the queue --dlq bound to it: where dead letters land."""
+    ch.exchange_declare(args.dlx, exchange_type="fanout", durable=True)
+    ch.queue_declare(args.dlq, durable=True)
+    ch.queue_bind(args.dlq, args.dlx)
+
+
 def dead_letter(args):
     """nack and reject without requeue dead-letter through the queue's x-dead-letter-exchange."""
     deadline = Deadline(args)
     conn = connect(args)
     ch = confirmed_channel(conn)
-    ch.exchange_declare(args.dlx, exchange_type="fanout", durable=True)
-    ch.queue_declare(args.dlq, durable=True)
-    ch.queue_bind(args.dlq, args.dlx)
+    dead_letter_queue(ch, args)
     ch.queue_declare(args.queue, durable=True, arguments={"x-dead-letter-exchange": args.dlx})
     for body in ("a", "b", "c"):
         publish(ch, "", args.queue, body)
@@ -353,9 +358,7 @@ def ttl(args):
     deadline = Deadline(args)
     conn = connect(args)
     ch = confirmed_channel(conn)
-    ch.exchange_declare(args.dlx, exchange_type="fanout", durable=True)
-    ch.queue_declare(args.dlq, durable=True)
-    ch.queue_bind(args.dlq, args.dlx)
+    dead_letter_queue(ch, args)
     ch.queue_declare(args.queue, durable=True,
                      arguments={"x-message-ttl": 200, "x-dead-letter-exchange": args.dlx})
     publish(ch, "", args.queue, "t1")
@@ -526,9 +529,7 @@ def delivery_limit(args):
     deadline = Deadline(args)
     conn = connect(args)
     ch = confirmed_channel(conn)
-    ch.exchange_declare(args.dlx, exchange_type="fanout", durable=True)
-    ch.queue_declare(args.dlq, durable=True)
-    ch.queue_bind(args.dlq, args.dlx)
+    dead_letter_queue(ch, args)
     ch.queue_declare(args.queue, durable=True, arguments={
         "x-queue-type": "quorum", "x-delivery-limit": 2, "x-dead-letter-exchange": args.dlx})
     publish(ch, "", args.queue, "poison")

@@ -625,7 +625,7 @@ impl Conn {
 
     /// Run a command as the connection's caller.
     async fn execute(&self, command: Command) -> Result<Reply, BrokerError> {
-        self.broker.execute(self.identity().as_ref(), command).future.await
+        channel::Executes::run(self, command).await
     }
 
     /// The connection's identity as last refreshed (at its latest method).
