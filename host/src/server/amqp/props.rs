@@ -210,13 +210,8 @@ pub(super) fn queue_config(args: &FieldTable) -> Result<QueueConfig, Unsupported
             // Every weir queue orders by priority 0 to 9; a higher max is accepted and
             // priorities above 9 count as 9.
             "x-max-priority" => drop(int()?),
-            "x-max-length" => {
-                let n = int()? as usize;
-                if n == 0 || n > crate::limits::QUEUE_MAX_MESSAGES {
-                    return Err(bad("x-max-length", &format!("must be 1 to {}", crate::limits::QUEUE_MAX_MESSAGES)));
-                }
-                c.max_messages = n;
-            }
+            // Its range is the queue's rule, checked where every door's queue is created.
+            "x-max-length" => c.max_messages = usize::try_from(int()?).unwrap_or(usize::MAX),
             "x-overflow" => match value_text(v).as_str() {
                 "reject-publish" => {}
                 other => {
