@@ -11,7 +11,9 @@
 # NATS JetStream 2.14 for cluster mode (pinned, from PyPI, in a virtualenv of its own).
 # The AMQP 0-9-1 clients the `amqp` tests drive (pika, pinned, in a virtualenv; amqplib with npm,
 # from examples/tools/amqp-js's lock file) and Debian's rabbitmq-server as a benchmark peer,
-# installed without leaving it running (or enabled) as a system service.
+# installed without leaving it running (or enabled) as a system service. Debian's valgrind,
+# whose callgrind counts the instructions per message that the `instructions` test holds to a
+# baseline.
 # Safe to run again: it skips what is there.
 set -euo pipefail
 
@@ -21,6 +23,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 command -v kcat >/dev/null 2>&1 || need+=(kcat)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)

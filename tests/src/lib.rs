@@ -74,6 +74,19 @@ pub fn weir_bin() -> &'static Path {
     })
 }
 
+/// The `weir` binary built in the release profile (whatever profile the tests run in), for
+/// the figures that only an optimised build makes meaningful: instruction counts.
+pub fn weir_release_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let (target, _) = target_layout();
+        let mut cmd = cargo();
+        cmd.args(["build", "--release", "-p", "weir-cli", "--bin", "weir", "--target-dir"]).arg(&target);
+        run_build(cmd, "the release weir binary");
+        target.join("release").join("weir")
+    })
+}
+
 /// The `lossyfs` binary (a filesystem that loses what was not fsynced), built once per run
 /// like [`weir_bin`].
 pub fn lossyfs_bin() -> &'static Path {

@@ -6,6 +6,7 @@
 
 mod amqp;
 mod cluster;
+mod instructions;
 mod peers;
 mod plot;
 mod polyglot;
@@ -102,6 +103,15 @@ pub struct BenchArgs {
     /// is on a quorum of servers).
     #[arg(long, default_value = "always", value_parser = ["always", "default"])]
     nats_sync: String,
+    /// Count instructions per message under callgrind (Debian's `valgrind`) instead of
+    /// timing: the Wasm boundary and each library plugin's per-message work. Repeatable to
+    /// the instruction for one binary; `tests/instructions-baseline.json` holds the counts a
+    /// test compares against (BENCHMARKS.md, "Instruction counts").
+    #[arg(long)]
+    instructions: bool,
+    /// One case of `--instructions`, as the bench runs it under callgrind.
+    #[arg(long, hide = true)]
+    instructions_case: Option<String>,
 }
 
 /// The figures, as `--json` prints them. Peer figures are `null` without `--peers`.
@@ -183,7 +193,21 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
     if args.count == 0 || args.size < 32 || args.repeat == 0 || args.batch == 0 || args.rate == 0 {
         bail!("--count, --batch, --repeat and --rate must be at least 1, and --size at least 32 bytes");
     }
+    if let (Some(case), Some(dir)) = (&args.instructions_case, &args.plugin_dir) {
+        return instructions::case(case, dir);
+    }
     let plugins = load_plugins(args.plugin_dir.as_deref())?;
+    if args.instructions {
+        let counts = instructions::run(&plugins)?;
+        if args.json {
+            return output::json(&serde_json::json!({ "instructions_per_message": counts }));
+        }
+        println!("instructions per message, 100-byte JSON messages, counted by callgrind:");
+        for (case, n) in counts {
+            println!("  {case:<16} {n:>10.1}");
+        }
+        return Ok(());
+    }
     if args.cluster {
         return cluster::run(&args, &plugins).await;
     }
@@ -325,7 +349,7 @@ fn progress(name: &str, len: u64) -> ProgressBar {
 /// The components the bench deploys, by plugin name: read from `dir`, or built from this
 /// binary's source tree.
 fn load_plugins(dir: Option<&Path>) -> anyhow::Result<HashMap<String, Vec<u8>>> {
-    const NAMES: [&str; 5] = ["json-filter", "json-transform", "router", "hostile", "pass"];
+    const NAMES: [&str; 6] = ["json-filter", "json-transform", "router", "hostile", "pass", "redact"];
     let dir = match dir {
         Some(d) => d.to_path_buf(),
         None => {

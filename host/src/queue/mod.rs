@@ -10,8 +10,10 @@
 //! accepted but not enqueued again.
 //!
 //! Invariants:
-//! * Every state change is durable before it is acknowledged to a client; the in-memory
-//!   index is rebuilt from the column family at start.
+//! * Every state change is durable before it is acknowledged to a client, except a
+//!   delivery: it is written at `Os` durability (kept through a crash of weir, not of the
+//!   machine, after which the message is ready again). The in-memory index is rebuilt from
+//!   the column family at start.
 //! * Writes for one queue are submitted while its lock is held, so they commit in the order
 //!   the index changed.
 //! * A receipt names one delivery (`seq-deliveries`); it stops working once the message is
@@ -35,7 +37,7 @@ use crate::limits;
 use crate::mirror::mirror;
 use crate::storage::{Commit, StoreError, keys, stored};
 use crate::store::{MetaWrite, Store, record};
-use crate::types::{check_name, now_ms};
+use crate::types::{Durability, check_name, now_ms};
 use index::{Entry, Index, Status};
 use weir_sdk::headers;
 
@@ -506,8 +508,12 @@ impl Queues {
                 index.expire(now_ms(), q.config.max_deliveries);
                 let taken = index.take_ready(max, now_ms(), visibility);
                 let writes: Vec<_> = taken.iter().map(|(seq, st)| (key(b's', q.id, *seq), Some(encode(st)))).collect();
-                let pending =
-                    (!writes.is_empty()).then(|| self.store.submit(Commit { queue: writes, ..Commit::default() }));
+                let writes_empty = writes.is_empty();
+                // A delivery is written at `Os` durability: lost only with the machine, and
+                // then the message is simply ready again (at-least-once, as RabbitMQ's
+                // deliveries are never logged). It does not wait for a publish's fsync.
+                let receive = Commit { queue: writes, durability: Some(Durability::Os), ..Commit::default() };
+                let pending = (!writes_empty).then(|| self.store.submit(receive));
                 (taken, pending)
             };
             if let Some(pending) = pending {

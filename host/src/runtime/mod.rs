@@ -150,9 +150,17 @@ pub struct Runtime {
 impl Runtime {
     /// Build the engine and linker; compiled components are cached under `cache_dir`.
     pub fn new(cache_dir: &Path) -> Result<Runtime, PluginError> {
+        Runtime::with_instances(cache_dir, limits::PLUGIN_INSTANCES_MAX)
+    }
+
+    /// A runtime whose pool holds `instances` plugin instances at most. The pool reserves
+    /// address space for each up front (terabytes for the server's), which a process under
+    /// valgrind cannot map: the instruction counts run with one.
+    pub fn with_instances(cache_dir: &Path, instances: u32) -> Result<Runtime, PluginError> {
         std::fs::create_dir_all(cache_dir)
             .map_err(|e| PluginError::Engine(format!("cannot create {}: {e}", cache_dir.display())))?;
-        let engine = Engine::new(&engine_config()).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        let engine =
+            Engine::new(&engine_config(instances.max(1))).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         let engine_error = |e: wasmtime::Error| PluginError::Engine(format!("{e:#}"));
@@ -256,9 +264,8 @@ pub fn checked(entry: &[u8]) -> Option<&[u8]> {
 
 /// Pooling allocation (instantiation is a slot reuse, not an mmap), epoch interruption for
 /// CPU deadlines, and bounded wasm stacks against deep recursion.
-fn engine_config() -> Config {
+fn engine_config(n: u32) -> Config {
     let mut pool = PoolingAllocationConfig::default();
-    let n = limits::PLUGIN_INSTANCES_MAX;
     pool.total_component_instances(n)
         .total_core_instances(n * 8)
         .total_memories(n)

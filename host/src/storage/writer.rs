@@ -3,7 +3,8 @@
 //! It takes every job waiting in its queue (up to a count and byte budget), folds them into
 //! one `WriteBatch`, writes it once — with fsync if any job asked for [`Durability::Sync`] —
 //! then publishes the new high watermarks and answers every job. Concurrent producers thus
-//! share one fsync. Topic creation and deletion run alone, between groups, so their effect on
+//! share one fsync; jobs that asked for [`Durability::Os`] in a group that fsyncs are
+//! answered between the write and the fsync. Topic creation and deletion run alone, between groups, so their effect on
 //! the topic map is ordered with the writes around them.
 
 use std::collections::HashMap;
@@ -223,6 +224,7 @@ impl Handle {
 struct Pending {
     reply: oneshot::Sender<Result<Receipt>>,
     receipt: Receipt,
+    durability: Durability,
 }
 
 /// Records for an ephemeral partition, published to its ring after the group's write.
@@ -301,7 +303,7 @@ impl Writer {
             match self.fold(&mut batch, &commit, &mut effects) {
                 Ok(receipt) => {
                     sync |= durability == Durability::Sync;
-                    pending.push(Pending { reply, receipt });
+                    pending.push(Pending { reply, receipt, durability });
                 }
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -400,17 +402,30 @@ impl Writer {
         }
     }
 
-    fn write_group(&self, batch: WriteBatch, sync: bool, pending: Vec<Pending>, effects: GroupEffects) {
+    fn write_group(&self, batch: WriteBatch, sync: bool, mut pending: Vec<Pending>, effects: GroupEffects) {
         if pending.is_empty() {
             return;
         }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(sync);
         // A group of ephemeral appends only has nothing to make durable.
         let batch_was_empty = batch.is_empty();
+        let requests = pending.len() as u64;
+        let mixed = sync && pending.iter().any(|p| p.durability == Durability::Os);
         let written = if batch_was_empty {
             Ok(())
+        } else if mixed {
+            // Jobs that asked only for the OS's copy are answered once the WAL write returns,
+            // not after the fsync the others wait for: a queue's delivery (`Os`) never
+            // waits behind a publish's fsync. The watermarks still move after the fsync.
+            let _timer = self.stats.write_seconds.start_timer();
+            self.db.write_opt(batch, &WriteOptions::default()).and_then(|()| {
+                let (os, synced): (Vec<_>, Vec<_>) = pending.drain(..).partition(|p| p.durability == Durability::Os);
+                pending = synced;
+                os.into_iter().for_each(|p| drop(p.reply.send(Ok(p.receipt))));
+                self.db.flush_wal(true)
+            })
         } else {
+            let mut wo = WriteOptions::default();
+            wo.set_sync(sync);
             let _timer = self.stats.write_seconds.start_timer();
             self.db.write_opt(batch, &wo)
         };
@@ -418,7 +433,7 @@ impl Writer {
             Ok(()) => {
                 self.stats.groups.fetch_add(1, Ordering::Relaxed);
                 self.stats.fsyncs.fetch_add(u64::from(sync && !batch_was_empty), Ordering::Relaxed);
-                self.stats.requests.fetch_add(pending.len() as u64, Ordering::Relaxed);
+                self.stats.requests.fetch_add(requests, Ordering::Relaxed);
                 for e in effects.ephemeral {
                     e.topic.partitions()[e.partition as usize].push_ephemeral(e.records);
                 }
