@@ -6,6 +6,7 @@
 
 mod amqp;
 mod cluster;
+mod fluvio;
 mod instructions;
 mod peers;
 mod plot;
@@ -109,6 +110,11 @@ pub struct BenchArgs {
     /// test compares against (BENCHMARKS.md, "Instruction counts").
     #[arg(long)]
     instructions: bool,
+    /// Also run Fluvio SmartModules (fluvio-smartengine, built by `bench/fluvio/run.sh` into
+    /// a target dir of its own) beside weir's json-filter and json-transform on the same
+    /// records, and weir's pipelines over stored topics (stage `fluvio`).
+    #[arg(long)]
+    fluvio: bool,
     /// One case of `--instructions`, as the bench runs it under callgrind.
     #[arg(long, hide = true)]
     instructions_case: Option<String>,
@@ -183,6 +189,8 @@ pub struct Report {
     amqp: Vec<amqp::WorkQueueFigures>,
     /// How the RabbitMQ peer writes to disk.
     rabbitmq_durability: Option<String>,
+    /// `--fluvio`: Fluvio SmartModules beside weir's plugins and pipelines.
+    fluvio: Option<fluvio::FluvioFigures>,
 }
 
 pub async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
@@ -276,6 +284,9 @@ fn print_table(r: &Report) {
     peer(&mut rows, "jetstream consume (pull)", r.jetstream_consume_msgs_per_s, &None);
     output::table(&["STAGE", "MSG/S", "DURABILITY"], rows);
     amqp::print(r);
+    if let Some(f) = &r.fluvio {
+        fluvio::print(f);
+    }
     println!(
         "end-to-end latency at {} msg/s offered: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
         r.e2e_offered_msgs_per_s, r.e2e_latency_p50_ms, r.e2e_latency_p99_ms, r.e2e_latency_p999_ms

@@ -60,6 +60,9 @@ pub(super) async fn run_all(
     if args.peers && args.wants("amqp") {
         (r.amqp, r.rabbitmq_durability) = super::amqp::run(s, args).await?;
     }
+    if args.fluvio && args.wants("fluvio") {
+        r.fluvio = Some(super::fluvio::run(s, args, &filter, &plugins["json-transform"]).await?);
+    }
     if args.wants("latency") {
         let before = commit_write_histogram(s).await?;
         (r.e2e_latency_p50_ms, r.e2e_latency_p99_ms, r.e2e_latency_p999_ms) = latency_stage(s, args).await?;
@@ -525,7 +528,7 @@ async fn pipeline3_stage(server: &BenchServer, args: &BenchArgs, run: usize) -> 
 }
 
 /// Create the pipeline over a pre-filled source and time it until everything is processed.
-async fn timed_pipeline(client: &Client, spec: PipelineSpec, count: u64) -> anyhow::Result<f64> {
+pub(super) async fn timed_pipeline(client: &Client, spec: PipelineSpec, count: u64) -> anyhow::Result<f64> {
     let start = Instant::now();
     client.create_pipeline(spec.clone()).await?;
     wait_processed(client, &spec.name, count).await?;

@@ -25,7 +25,7 @@ fn init(params: SmartModuleExtraParams) -> Result<()> {
     // SmartModuleExtraParams has `get(key)` but no way to list its keys, and `set.<field>`
     // names them. At version 0 its encoding is just its map (the lookback field starts at
     // version 20), so a round trip through the wire format lists them. Runs once, untimed.
-    let mut wire = Vec::new();
+    let mut wire = Vec::<u8>::new();
     params.encode(&mut wire, 0)?;
     let all = BTreeMap::<String, String>::decode_from(&mut wire.as_slice(), 0)?;
     let mut sets: Vec<(String, Value)> =
