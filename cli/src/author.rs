@@ -51,6 +51,7 @@ pub fn new(name: &str, kind: Kind, lang: Lang, dir: Option<PathBuf>, sdk_path: O
     }
     std::fs::create_dir_all(dir.join("src")).with_context(|| format!("creating {}", dir.display()))?;
     let crate_name = name.replace('.', "-");
+    let sdk_version = sdk_requirement();
     let manifest = format!(
         r#"[package]
 name = "{crate_name}"
@@ -61,7 +62,9 @@ edition = "2024"
 crate-type = ["cdylib", "rlib"]
 
 [dependencies]
-weir-sdk = {{ path = {sdk:?} }}
+# Not on crates.io: `weir plugin build` and `weir plugin unit` patch in the SDK of the weir
+# that runs them, and write it into .cargo/config.toml (not committed) for cargo and editors.
+weir-sdk = "{sdk_version}"
 serde = {{ version = "1", features = ["derive"] }}
 
 # A crate of its own, even when created inside another workspace.
@@ -77,7 +80,8 @@ strip = "debuginfo"
     if kind == Kind::Map {
         std::fs::write(dir.join("invoice.schema.json"), polyglot::INVOICE_SCHEMA)?;
     }
-    std::fs::write(dir.join(".gitignore"), "/target\n")?;
+    std::fs::write(dir.join(".gitignore"), "/target\n/.cargo/config.toml\n")?;
+    link_rust_sdk(&dir, &sdk)?;
     println!("created {} plugin `{name}` in {}", format!("{kind:?}").to_lowercase(), dir.display());
     println!(
         "next: `weir plugin build {0}`, `weir plugin test <wasm> --input FILE.jsonl`, `weir plugin deploy {name} --watch {0}`",
@@ -101,6 +105,38 @@ pub fn sdk_root(sdk_path: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     std::fs::canonicalize(&sdk).with_context(|| format!("--sdk-path {}", sdk.display()))
 }
 
+/// The version requirement a scaffolded crate puts on `weir-sdk`: this weir's major.minor,
+/// which the patched-in SDK of the same weir satisfies.
+fn sdk_requirement() -> String {
+    let v = env!("CARGO_PKG_VERSION");
+    v.rsplit_once('.').map_or(v, |(major_minor, _)| major_minor).to_string()
+}
+
+/// The cargo `--config` setting that resolves `weir-sdk` to the SDK under `sdk`: a patch of
+/// crates.io, where the crate is not published.
+pub fn rust_sdk_patch(sdk: &Path) -> String {
+    format!("patch.crates-io.weir-sdk.path={:?}", sdk.display().to_string())
+}
+
+/// Write that patch into the crate's `.cargo/config.toml`, so plain `cargo` and editors find
+/// the SDK too. The file names a path of this machine, so it is not committed (the scaffold's
+/// `.gitignore`) and is written again by every build or unit run: a crate moved or cloned
+/// finds the SDK of the weir building it. A config file of the author's own is left alone.
+pub fn link_rust_sdk(dir: &Path, sdk: &Path) -> anyhow::Result<()> {
+    const MARK: &str = "# Written by weir";
+    let path = dir.join(".cargo/config.toml");
+    if std::fs::read_to_string(&path).is_ok_and(|old| !old.starts_with(MARK)) {
+        return Ok(());
+    }
+    let text = format!(
+        "{MARK} plugin build/unit: where this machine's weir SDK is. Not committed.\n\
+         [patch.crates-io]\nweir-sdk = {{ path = {:?} }}\n",
+        sdk.display().to_string()
+    );
+    std::fs::create_dir_all(dir.join(".cargo"))?;
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+}
+
 /// Build the plugin project at `dir` (a crate for wasm32-wasip2, or a Python or JavaScript
 /// project); returns the component's path. `target_dir` is cargo's target directory, or the
 /// output directory of a Python or JavaScript build.
@@ -113,14 +149,17 @@ pub fn build(dir: &Path, target_dir: Option<PathBuf>, sdk_path: Option<PathBuf>)
         let target = target_dir
             .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|t| PathBuf::from(t).join("weir-plugins")))
             .unwrap_or_else(|| dir.join("target"));
-        let built = weir_host::build::build_components(&dir, &[], &target)?;
+        let sdk = sdk_root(sdk_path)?;
+        link_rust_sdk(&dir, &sdk)?;
+        let built = weir_host::build::build_components_with(&dir, &[], &target, &[rust_sdk_patch(&sdk)])?;
         // A crate may also build binaries; the library's cdylib is the plugin.
-        built
+        let wasm = built
             .into_iter()
             .find(|p| p.parent().is_some_and(|d| !d.ends_with("deps")))
-            .context("no component was produced")?
+            .context("no component was produced")?;
+        super::declare::embed_from_manifest(&dir, &wasm)?;
+        wasm
     };
-    super::declare::embed_from_manifest(&dir, &wasm)?;
     Ok(wasm)
 }
 
@@ -310,10 +349,21 @@ pub async fn watch(client: &Client, name: &str, dir: &Path) -> anyhow::Result<()
         if Some(stamp) != seen {
             seen = Some(stamp);
             match build(dir, None, None) {
-                Ok(path) => match client.deploy_plugin(name, std::fs::read(&path)?).await {
-                    Ok(info) => println!("deployed {} from {}", info.label(), path.display()),
-                    Err(e) => eprintln!("deploy failed, the running version stays: {e}"),
-                },
+                Ok(path) => {
+                    let wasm = std::fs::read(&path)?;
+                    // A restart on unchanged code rebuilds nothing (polyglot::fingerprint) and
+                    // so deploys nothing: the live version already has these bytes.
+                    let hash = blake3::hash(&wasm).to_hex().to_string();
+                    match client.describe_plugin(name).await {
+                        Ok(live) if live.hash == hash => {
+                            println!("{} is live with these bytes: nothing to deploy", live.label())
+                        }
+                        _ => match client.deploy_plugin(name, wasm).await {
+                            Ok(info) => println!("deployed {} from {}", info.label(), path.display()),
+                            Err(e) => eprintln!("deploy failed, the running version stays: {e}"),
+                        },
+                    }
+                }
                 Err(e) => eprintln!("build failed, the running version stays: {e:#}"),
             }
             println!("watching {} for changes (Ctrl-C to stop)", dir.display());
@@ -326,7 +376,7 @@ pub async fn watch(client: &Client, name: &str, dir: &Path) -> anyhow::Result<()
 }
 
 /// Directories that hold build output or installed packages, not sources.
-const NOT_SOURCES: &[&str] =
+pub(crate) const NOT_SOURCES: &[&str] =
     &["target", "build", "dist", "node_modules", "__pycache__", ".pytest_cache", ".venv", "venv", ".git"];
 
 /// The latest modification time of the project's sources: every file under `dir` but

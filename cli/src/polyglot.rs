@@ -74,8 +74,9 @@ pub fn unit(dir: &Path, sdk: &Path) -> anyhow::Result<()> {
         c.arg("--test");
         c
     } else if dir.join("Cargo.toml").exists() {
+        super::author::link_rust_sdk(dir, sdk)?;
         let mut c = Command::new("cargo");
-        c.arg("test");
+        c.args(["test", "--config", &super::author::rust_sdk_patch(sdk)]);
         c
     } else {
         bail!("{} holds no plugin project (pyproject.toml, package.json or Cargo.toml)", dir.display());
@@ -265,11 +266,24 @@ pub fn build(dir: &Path, lang: Lang, out: Option<PathBuf>, sdk: &Path) -> anyhow
     }
     write(&out, "wit/weir.wit", WIT)?;
     let started = Instant::now();
+    let sdk = sdk_dir(sdk, if lang == Lang::Python { "python" } else { "js" })?;
+    let fingerprint = fingerprint(lang, dir, &out, &sdk)?;
+    if let Some(wasm) = unchanged_build(&out, &fingerprint) {
+        eprintln!(
+            "unchanged since the last build (same sources, SDK, weir and tools): {} (delete {} to build anew)",
+            wasm.display(),
+            out.display()
+        );
+        return Ok(wasm);
+    }
     let wasm = match lang {
-        Lang::Python => build_python(dir, &out, &sdk_dir(sdk, "python")?)?,
-        Lang::Js => build_js(dir, &out, &sdk_dir(sdk, "js")?)?,
+        Lang::Python => build_python(dir, &out, &sdk)?,
+        Lang::Js => build_js(dir, &out, &sdk)?,
         Lang::Rust => unreachable!("Rust crates are built by author::build"),
     };
+    super::declare::embed_from_manifest(dir, &wasm)?;
+    let stamp = format!("{fingerprint}\n{}\n{}\n", wasm.display(), blake3::hash(&std::fs::read(&wasm)?).to_hex());
+    std::fs::write(out.join(STAMP), stamp).with_context(|| format!("writing {}", out.join(STAMP).display()))?;
     let size = std::fs::metadata(&wasm)?.len();
     eprintln!(
         "built {} ({:.1} MB, {} plugin) in {:.1} s",
@@ -279,6 +293,80 @@ pub fn build(dir: &Path, lang: Lang, out: Option<PathBuf>, sdk: &Path) -> anyhow
         started.elapsed().as_secs_f64()
     );
     Ok(wasm)
+}
+
+/// Where a build records what it was made from: the fingerprint, the component, its hash.
+const STAMP: &str = "weir-build.stamp";
+
+/// A fingerprint of everything a Python or JavaScript build reads: the project's sources, the
+/// SDK's, the WIT, this weir and the pinned tools. componentize-py and componentize-js snapshot
+/// an initialised interpreter whose heap differs from run to run (componentize-py#247,
+/// ComponentizeJS#321), so the same inputs cannot give the same bytes twice; instead a build
+/// with the fingerprint of the last one reuses its component, and `deploy --watch` restarted
+/// on unchanged code deploys nothing new.
+fn fingerprint(lang: Lang, dir: &Path, out: &Path, sdk: &Path) -> anyhow::Result<String> {
+    let mut h = blake3::Hasher::new();
+    for part in [lang_name(lang), env!("CARGO_PKG_VERSION"), WIT, &dir.display().to_string(), &tool_pins(lang)?] {
+        h.update(part.as_bytes());
+        h.update(b"\0");
+    }
+    hash_tree(&mut h, dir, dir, out)?;
+    hash_tree(&mut h, sdk, sdk, out)?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// The pinned tools as installed: the Python venv's packages, or the npm lock file.
+fn tool_pins(lang: Lang) -> anyhow::Result<String> {
+    if lang == Lang::Js {
+        let lock = tool("plugin-js/package-lock.json", "the JavaScript tools' lock file")?;
+        return std::fs::read_to_string(&lock).with_context(|| format!("reading {}", lock.display()));
+    }
+    let lib = tool("plugin-py/lib", "weir's Python")?;
+    let mut pins = Vec::new();
+    for python in std::fs::read_dir(&lib)?.filter_map(Result::ok) {
+        pins.push(python.file_name().to_string_lossy().into_owned());
+        if let Ok(packages) = std::fs::read_dir(python.path().join("site-packages")) {
+            pins.extend(packages.filter_map(Result::ok).map(|p| p.file_name().to_string_lossy().into_owned()));
+        }
+    }
+    pins.sort();
+    Ok(pins.join("\n"))
+}
+
+/// Feed the files under `path` (names relative to `root`, and contents, in name order) into
+/// `h`, leaving out build output, installed packages and the build's own output directory.
+fn hash_tree(h: &mut blake3::Hasher, root: &Path, path: &Path, out: &Path) -> anyhow::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .filter_map(Result::ok)
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let (p, kind) = (entry.path(), entry.file_type()?);
+        let name = p.strip_prefix(root).unwrap_or(&p).to_string_lossy().into_owned();
+        if kind.is_dir() {
+            if p != out && !super::author::NOT_SOURCES.contains(&entry.file_name().to_string_lossy().as_ref()) {
+                hash_tree(h, root, &p, out)?;
+            }
+        } else if kind.is_symlink() {
+            h.update(format!("link {name} {}\0", std::fs::read_link(&p)?.display()).as_bytes());
+        } else {
+            let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+            h.update(format!("file {name} {}\0", bytes.len()).as_bytes());
+            h.update(&bytes);
+        }
+    }
+    Ok(())
+}
+
+/// The component of the last build in `out`, if it was built from `fingerprint` and is
+/// still the file that build wrote.
+fn unchanged_build(out: &Path, fingerprint: &str) -> Option<PathBuf> {
+    let stamp = std::fs::read_to_string(out.join(STAMP)).ok()?;
+    let mut lines = stamp.lines();
+    let (made_from, wasm, hash) = (lines.next()?, PathBuf::from(lines.next()?), lines.next()?);
+    let bytes = std::fs::read(&wasm).ok()?;
+    (made_from == fingerprint && blake3::hash(&bytes).to_hex().as_str() == hash).then_some(wasm)
 }
 
 /// componentize-py over a generated entry module that imports the user's module (whose

@@ -46,11 +46,25 @@ pub fn tools_dir() -> PathBuf {
 /// Build the packages `packages` of the workspace at `root` (or the crate at `root` when empty)
 /// for wasm32-wasip2 into `target_dir`, and return the components produced.
 pub fn build_components(root: &Path, packages: &[String], target_dir: &Path) -> Result<Vec<PathBuf>, BuildError> {
+    build_components_with(root, packages, target_dir, &[])
+}
+
+/// [`build_components`] with cargo `--config` settings (`KEY=VALUE`), e.g. the patch that
+/// hands a plugin crate the SDK of the weir building it.
+pub fn build_components_with(
+    root: &Path,
+    packages: &[String],
+    target_dir: &Path,
+    cargo_config: &[String],
+) -> Result<Vec<PathBuf>, BuildError> {
     check_target()?;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root)
         .args(["build", "--message-format=json-render-diagnostics", "--target", TARGET, "--target-dir"])
         .arg(target_dir);
+    for c in cargo_config {
+        cmd.args(["--config", c]);
+    }
     // Crates outside this workspace have no `wasm` profile: they build in release.
     if root.join("Cargo.toml").exists() && has_wasm_profile(root) {
         cmd.args(["--profile", PROFILE]);

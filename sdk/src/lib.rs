@@ -32,8 +32,14 @@
 //! # fn main() {}
 //! ```
 //!
-//! Build it with `cargo build --release --target wasm32-wasip2` (crate type `cdylib`) and
-//! deploy the `.wasm` with `weir plugin deploy big-orders target/wasm32-wasip2/release/….wasm`.
+//! Build it with `weir plugin build` (cargo for `wasm32-wasip2`, crate type `cdylib`) and
+//! deploy the `.wasm` with `weir plugin deploy big-orders <that .wasm>`.
+//!
+//! This crate is not on crates.io. A plugin crate depends on `weir-sdk = "0.1"`, and
+//! `weir plugin build` and `weir plugin unit` patch in the SDK of the weir that runs them
+//! (`--config patch.crates-io.weir-sdk.path=…`), writing the same patch into the crate's
+//! `.cargo/config.toml` (not committed) for plain cargo and editors. So the crate names no
+//! path of the machine it was made on.
 //!
 //! # Kinds
 //!

@@ -190,21 +190,27 @@ pub fn weir_cli(args: &[&str], server: Option<&Server>) -> Result<String> {
 }
 
 /// `weir plugin deploy NAME --watch DIR` against a server, in the background, stopped when
-/// dropped (so a failing test does not leave it rebuilding).
-pub struct Watcher(Child);
+/// dropped (so a failing test does not leave it rebuilding). What it prints goes to a file.
+pub struct Watcher(Child, tempfile::NamedTempFile);
 
 impl Watcher {
     /// Start watching `dir` as plugin `name` on `server`, with extra environment `env`.
     pub fn start(server: &Server, name: &str, dir: &Path, env: &[(&str, &Path)]) -> Result<Watcher> {
+        let log = tempfile::NamedTempFile::new()?;
         let child = Command::new(weir_bin())
             .args(["plugin", "deploy", name, "--watch"])
             .arg(dir)
             .env("WEIR_SERVER", server.addr.to_string())
             .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.reopen()?)
+            .stderr(log.reopen()?)
             .spawn()?;
-        Ok(Watcher(child))
+        Ok(Watcher(child, log))
+    }
+
+    /// What the watcher has printed so far, stdout and stderr as they came.
+    pub fn printed(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.1.path()).unwrap_or_default()).into_owned()
     }
 }
 

@@ -83,6 +83,44 @@ fn values(vs: &[&str]) -> Vec<WireRecord> {
     vs.iter().map(|v| WireRecord::value(*v)).collect()
 }
 
+/// A scaffolded Rust crate names no path of the machine it was made on. Moved elsewhere
+/// without its `.cargo/config.toml` (a clone has none: the scaffold's `.gitignore` keeps it
+/// out), it builds and its unit tests run, and the build writes that file again for plain
+/// cargo and editors.
+#[test]
+fn a_rust_scaffold_names_no_machine_path_and_builds_after_a_move() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let made = work.path().join("made-here");
+    let sdk = std::fs::canonicalize(weir_tests::workspace_root().join("sdk"))?;
+    let sdk_s = sdk.to_str().expect("utf-8");
+    weir(
+        &["plugin", "new", "moved", "--kind", "filter", "--dir", made.to_str().expect("utf-8"), "--sdk-path", sdk_s],
+        None,
+    )?;
+    let manifest = std::fs::read_to_string(made.join("Cargo.toml"))?;
+    assert!(!manifest.contains(sdk_s) && !manifest.contains("path ="), "the manifest names a path:\n{manifest}");
+    assert!(manifest.contains("weir-sdk = \"0.1\""), "{manifest}");
+    let ignored = std::fs::read_to_string(made.join(".gitignore"))?;
+    assert!(ignored.lines().any(|l| l == "/.cargo/config.toml"), "{ignored}");
+    let moved = work.path().join("cloned/elsewhere");
+    std::fs::create_dir_all(work.path().join("cloned"))?;
+    std::fs::rename(&made, &moved)?;
+    std::fs::remove_file(moved.join(".cargo/config.toml"))?;
+    // No --sdk-path: the weir building it hands it the SDK it was built with.
+    let wasm = build(&moved)?;
+    assert!(std::fs::metadata(&wasm)?.len() > 0);
+    let config = std::fs::read_to_string(moved.join(".cargo/config.toml"))?;
+    assert!(config.contains(sdk_s) && config.contains("[patch.crates-io]"), "{config}");
+    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let out = std::process::Command::new(weir_tests::weir_bin())
+        .args(["plugin", "unit", moved.to_str().expect("utf-8")])
+        .env("CARGO_TARGET_DIR", scaffold_target())
+        .output()?;
+    let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && printed.contains("test result: ok"), "weir plugin unit: {printed}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_sdk_kind_scaffolds_builds_and_runs_as_a_component() -> Result<()> {
     let work = tempfile::tempdir()?;
