@@ -200,8 +200,13 @@ export declare namespace json {
   function remove(doc: unknown, path: string): any;
   /** Valid JSON text as such, anything else as a string. */
   function parseValue(raw: string): any;
-  /** Compact JSON with sorted object keys (as serde_json writes a parsed document). */
+  /** Compact JSON with object keys sorted by code point, byte for byte as serde_json writes a
+   * parsed document, except that an integral number (`1234.0` once parsed) is written `1234`. */
   function stringify(value: unknown): string;
+  /** Compact JSON with keys in the object's own order, numbers as `stringify` writes them. */
+  function compact(value: unknown): string;
+  /** A number as serde_json writes it: `-0.0`, `1e+16`, `0.00001`, `1.5e-7`. */
+  function numberText(value: number): string;
   /** Strings without quotes, anything else as compact JSON. */
   function asText(value: unknown): string;
 }

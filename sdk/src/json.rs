@@ -223,6 +223,23 @@ pub fn as_text(v: &Value) -> std::borrow::Cow<'_, str> {
 mod tests {
     use super::*;
 
+    /// The table the Python and JavaScript SDKs' tests hold their JSON writers to: it is
+    /// serde_json's output, so check it here against serde_json itself.
+    #[test]
+    fn the_cross_language_json_table_is_what_serde_json_writes() {
+        let table: Vec<Value> = serde_json::from_str(include_str!("../testdata/json-text.json")).expect("the table");
+        assert!(table.len() >= 6);
+        for case in table {
+            let doc: Value = serde_json::from_str(case["in"].as_str().expect("in")).expect("valid JSON");
+            assert_eq!(
+                serde_json::to_string(&doc).expect("written"),
+                case["rust"].as_str().expect("rust"),
+                "{}",
+                case["case"]
+            );
+        }
+    }
+
     #[test]
     fn paths_read_write_and_remove() {
         let mut doc = json!({"a": {"b": [1, {"c": "x"}]}});

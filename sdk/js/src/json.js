@@ -76,10 +76,87 @@ export function parseValue(raw) {
   }
 }
 
-/** Compact JSON with object keys sorted, as the Rust SDK (serde_json) writes a parsed document. */
+/**
+ * Compact JSON with object keys sorted, byte for byte as the Rust SDK (serde_json) writes a
+ * parsed document. JavaScript has one number type, so what JSON.parse made of `1234.0` or
+ * `1e3` is an integer here (`1234`, `1000`) where Rust and Python keep a float (`1234.0`,
+ * `1000.0`); every other number is written as Rust writes it (`-0.0`, `1e+16`, `0.00001`).
+ */
 export function stringify(value) {
-  return JSON.stringify(value, (_k, v) =>
-    isObject(v) ? Object.fromEntries(Object.keys(v).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map((k) => [k, v[k]])) : v);
+  return write(value, true, new Set());
+}
+
+/** Compact JSON with keys in the object's own order, numbers as `stringify` writes them. */
+export function compact(value) {
+  return write(value, false, new Set());
+}
+
+// UTF-16 order is code point order (Rust's and Python's) except that a surrogate, half of a
+// code point above U+FFFF, must sort after every other unit.
+const rank = (u) => (u >= 0xd800 && u <= 0xdfff ? u + 0x10000 : u);
+
+function byCodePoint(a, b) {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const d = rank(a.charCodeAt(i)) - rank(b.charCodeAt(i));
+    if (d !== 0) return d;
+  }
+  return a.length - b.length;
+}
+
+/** A number as serde_json writes it (the shortest digits that read back, in its layout). */
+export function numberText(v) {
+  if (!Number.isFinite(v)) return 'null'; // as JSON.stringify and serde_json write NaN
+  if (Object.is(v, -0)) return '-0.0';
+  if (Number.isInteger(v) && Math.abs(v) < 1e16) return String(v);
+  const [mantissa, exp] = Math.abs(v).toExponential().split('e');
+  const digits = mantissa.replace('.', '');
+  const kk = Number(exp) + 1; // where the decimal point falls after the first digit
+  const n = digits.length;
+  const sign = v < 0 ? '-' : '';
+  if (n <= kk && kk <= 16) return `${sign}${digits}${'0'.repeat(kk - n)}.0`;
+  if (kk > 0 && kk <= 16) return `${sign}${digits.slice(0, kk)}.${digits.slice(kk)}`;
+  if (kk > -5 && kk <= 0) return `${sign}0.${'0'.repeat(-kk)}${digits}`;
+  return `${sign}${n === 1 ? digits : `${digits[0]}.${digits.slice(1)}`}e${kk > 0 ? '+' : '-'}${Math.abs(kk - 1)}`;
+}
+
+// JSON.stringify's rules (toJSON, boxed primitives, undefined and functions left out of
+// objects and null in arrays, cycles refused), with weir's numbers and key order.
+function write(v, sort, open) {
+  if (v !== null && typeof v === 'object' && typeof v.toJSON === 'function') v = v.toJSON();
+  if (v instanceof Number || v instanceof String || v instanceof Boolean) v = v.valueOf();
+  switch (typeof v) {
+    case 'string':
+      return JSON.stringify(v);
+    case 'number':
+      return numberText(v);
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'bigint':
+      throw new TypeError('a BigInt cannot be written as JSON');
+    case 'object':
+      break;
+    default:
+      return undefined;
+  }
+  if (v === null) return 'null';
+  if (open.has(v)) throw new TypeError('cannot write a cyclic structure as JSON');
+  open.add(v);
+  let text;
+  if (Array.isArray(v)) {
+    text = `[${v.map((item) => write(item, sort, open) ?? 'null').join(',')}]`;
+  } else {
+    const keys = Object.keys(v);
+    if (sort) keys.sort(byCodePoint);
+    const parts = [];
+    for (const k of keys) {
+      const item = write(v[k], sort, open);
+      if (item !== undefined) parts.push(`${JSON.stringify(k)}:${item}`);
+    }
+    text = `{${parts.join(',')}}`;
+  }
+  open.delete(v);
+  return text;
 }
 
 /** The text a value compares as: strings without quotes, everything else as compact JSON. */

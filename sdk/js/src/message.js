@@ -1,6 +1,7 @@
 // Messages in, outputs out: a Message reads its batch in place; an Output inherits what it does not set.
 import { Fatal } from './errors.js';
 import { NONE, bytes, isBytes, readHeaders, text } from './codec.js';
+import { compact } from './json.js';
 
 /** Well-known header names: one spelling for metadata every pattern shares. */
 export const headers = Object.freeze({
@@ -177,7 +178,9 @@ export function toBytes(value) {
   if (typeof value === 'string') return bytes(value);
   if (Object.prototype.toString.call(value) === '[object ArrayBuffer]') return new Uint8Array(value);
   if (value === undefined) throw new TypeError('a payload cannot be undefined');
-  return bytes(JSON.stringify(value));
+  const text = compact(value);
+  if (text === undefined) throw new TypeError(`a payload cannot be ${typeof value}`);
+  return bytes(text);
 }
 
 /**

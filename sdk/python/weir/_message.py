@@ -1,10 +1,11 @@
 """Messages in, outputs out, and the outcomes a plugin can return."""
 
-import json as _json
 from collections.abc import Mapping
 
 from . import _packed
 from ._errors import Fatal
+from .json import dumps as _dumps
+from .json import loads as _loads
 
 
 class _Inherit:
@@ -40,7 +41,7 @@ def to_bytes(value):
     if isinstance(value, str):
         return value.encode()
     try:
-        return _json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        return _dumps(value).encode()
     except (TypeError, ValueError) as e:
         raise Fatal(f"cannot encode JSON: {e}") from None
 
@@ -62,14 +63,10 @@ def _pairs(hs):
     return [(str(k), str(v)) for k, v in hs]
 
 
-def _reject_constant(name):
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse_json(data):
     """JSON text as Python values; a failure is fatal (the payload is bad)."""
     try:
-        return _json.loads(data, parse_constant=_reject_constant)
+        return _loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise Fatal(f"invalid JSON payload: {e}") from None
 
@@ -229,7 +226,7 @@ class Output:
         return self.value.decode()
 
     def json(self):
-        return _json.loads(self.value)
+        return _loads(self.value)
 
     def header(self, name, default=None):
         if self.headers is INHERIT:

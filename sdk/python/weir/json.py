@@ -1,6 +1,7 @@
 """JSON helpers: dotted paths (`a.b.0.c`) to get, set and remove values in decoded documents."""
 
 import json as _json
+import re as _re
 
 MISSING = object()  # a path that is absent (a present JSON null is None)
 
@@ -68,14 +69,97 @@ def parse_value(raw):
     """A config value as JSON: valid JSON is taken as such (`42`, `true`, `{"a":1}`), anything
     else as a string."""
     try:
-        return _json.loads(raw, parse_constant=_strict)
+        return loads(raw)
     except ValueError:
         return raw
 
 
+def _int(text):
+    # serde_json, under the Rust SDK, reads an integer outside 64 bits, and -0, as a float.
+    n = int(text)
+    return n if -(1 << 63) <= n < (1 << 64) and text != "-0" else float(text)
+
+
+def loads(text):
+    """JSON text as Python values, numbers read as the Rust SDK reads them: `1234.0` and `1e3`
+    stay floats, integers beyond 64 bits and `-0` become floats. NaN and Infinity are refused."""
+    return _json.loads(text, parse_int=_int, parse_constant=_strict)
+
+
+# How Python writes a float with a negative exponent (1e-05): never inside a JSON number's
+# decimal form, and rare in strings, so its absence proves the fast path's text is right.
+_NEGATIVE_EXPONENT = _re.compile(r"[0-9]e-[0-9]")
+
+
 def dumps(value, *, sort_keys=False):
-    """Compact JSON text, UTF-8 as is (as weir's Rust SDK writes it)."""
-    return _json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, sort_keys=sort_keys)
+    """Compact JSON text, UTF-8 as is, byte for byte as weir's Rust SDK (serde_json) writes it:
+    with `sort_keys`, what Rust writes for a parsed document."""
+    text = _json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, sort_keys=sort_keys)
+    # Python writes 1e-5 as 1e-05 and 1e-7 as 1e-07 where serde_json writes 0.00001 and 1e-7
+    # (positive exponents agree: 1e+16); only a document with such a float is written again,
+    # by the slower writer below.
+    return text if _NEGATIVE_EXPONENT.search(text) is None else "".join(_write(value, sort_keys))
+
+
+def float_text(f):
+    """A finite float as serde_json writes it (the shortest digits that read back as `f`, laid
+    out by its formatter, zmij): 1234.0, 0.00001, 1e+16, 1.5e-7, -0.0."""
+    r = repr(f)
+    sign, r = ("-", r[1:]) if r.startswith("-") else ("", r)
+    mantissa, _, exp = r.partition("e")
+    whole, _, frac = mantissa.partition(".")
+    run = whole + frac
+    digits = run.lstrip("0").rstrip("0")
+    if not digits:
+        return sign + "0.0"
+    # kk: where the decimal point falls, counted in digits from the first significant one.
+    kk = len(whole) + int(exp or 0) - (len(run) - len(run.lstrip("0")))
+    n = len(digits)
+    if n <= kk <= 16:
+        return sign + digits + "0" * (kk - n) + ".0"
+    if 0 < kk <= 16:
+        return sign + digits[:kk] + "." + digits[kk:]
+    if -5 < kk <= 0:
+        return sign + "0." + "0" * -kk + digits
+    point = digits if n == 1 else digits[0] + "." + digits[1:]
+    return f"{sign}{point}e{kk - 1:+d}"
+
+
+_string = _json.encoder.encode_basestring  # non-ASCII as is, as ensure_ascii=False writes
+
+
+def _key(k):
+    # The key conversions json.dumps makes (a dict written from Python may have any of these).
+    if isinstance(k, str):
+        return k
+    if k is True or k is False or k is None:
+        return {True: "true", False: "false", None: "null"}[k]
+    return float_text(k) if isinstance(k, float) else int.__repr__(k)
+
+
+def _write(v, sort_keys):
+    # Only for values json.dumps has just written, so every type here is one it accepts.
+    if isinstance(v, str):
+        yield _string(v)
+    elif v is None or v is True or v is False:
+        yield {None: "null", True: "true", False: "false"}[v]
+    elif isinstance(v, int):
+        yield int.__repr__(v)
+    elif isinstance(v, float):
+        yield float_text(v)
+    elif isinstance(v, dict):
+        yield "{"
+        for i, (k, item) in enumerate(sorted(v.items()) if sort_keys else v.items()):
+            yield ("," if i else "") + _string(_key(k)) + ":"
+            yield from _write(item, sort_keys)
+        yield "}"
+    else:
+        yield "["
+        for i, item in enumerate(v):
+            if i:
+                yield ","
+            yield from _write(item, sort_keys)
+        yield "]"
 
 
 def as_text(value):
