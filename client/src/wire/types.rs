@@ -58,8 +58,10 @@ pub enum SubjectStrategy {
     TopicRecordName,
 }
 
-/// Settings of a topic, fixed at creation.
+/// Settings of a topic, fixed at creation. A setting left out takes its default (JSON bodies
+/// of the HTTP door name only what they change).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TopicConfig {
     /// Number of partitions; order is kept within a partition.
     pub partitions: u32,
@@ -274,8 +276,9 @@ pub struct GroupMembers {
     pub members: Vec<(String, Vec<u32>)>,
 }
 
-/// Settings of a queue.
+/// Settings of a queue. A setting left out takes its default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct QueueConfig {
     /// How long a received message stays invisible before it is delivered again.
     pub visibility_timeout_ms: u64,

@@ -271,6 +271,76 @@ async fn the_http_api_round_trips_records_queues_exchanges_and_requests() -> Res
     Ok(())
 }
 
+/// What the CLI sets up, an HTTP-only user can too: topics, queues, exchanges and bindings
+/// are created and deleted through the broker's one access check, each route in /openapi.json.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_http_door_creates_and_deletes_topics_queues_exchanges_and_bindings() -> Result<()> {
+    let (_server, base, c, _tokens) = token_server("reader:reader-secret-1 read:*").await?;
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{base}/api/v1{path}");
+    let root = |r: reqwest::RequestBuilder| r.bearer_auth("root-secret-1");
+
+    let spec = ok(http.get(format!("{base}/openapi.json"))).await?;
+    for (path, method) in [
+        ("/api/v1/topics", "post"),
+        ("/api/v1/topics/{topic}", "delete"),
+        ("/api/v1/queues", "post"),
+        ("/api/v1/queues/{queue}", "delete"),
+        ("/api/v1/exchanges", "post"),
+        ("/api/v1/exchanges/{exchange}", "delete"),
+        ("/api/v1/exchanges/{exchange}/bindings", "post"),
+        ("/api/v1/exchanges/{exchange}/bindings", "delete"),
+    ] {
+        assert!(spec["paths"][path][method].is_object(), "{method} {path} is not in /openapi.json");
+    }
+
+    // A topic: made with its settings, seen by the native door, refused twice and to a reader.
+    let made = root(http.post(api("/topics"))).json(&json!({"name": "made", "config": {"partitions": 3}}));
+    let (status, topic) = call(made).await?;
+    assert_eq!((status.as_u16(), &topic["name"], &topic["config"]["partitions"]), (201, &json!("made"), &json!(3)));
+    assert_eq!(c.describe_topic("made").await?.config.partitions, 3);
+    let cases = [
+        (root(http.post(api("/topics"))).json(&json!({"name": "made"})), 409, "exists"),
+        (root(http.post(api("/topics"))).json(&json!({"name": "no spaces"})), 400, "no spaces"),
+        (root(http.post(api("/topics"))).json(&json!({"name": "t2", "config": {"partition": 3}})), 400, "`partition`"),
+        (http.post(api("/topics")).bearer_auth("reader-secret-1").json(&json!({"name": "t3"})), 403, ""),
+        (http.delete(api("/topics/made")).bearer_auth("reader-secret-1"), 403, ""),
+    ];
+    for (request, want, says) in cases {
+        let (status, _, msg) = refused(request).await?;
+        assert!(status == want && msg.contains(says), "wanted {want} saying {says:?}, got {status}: {msg}");
+    }
+
+    // A queue with a dead-letter queue, an exchange, a binding: a publish reaches the queue.
+    let config = json!({"visibility_timeout_ms": 5000, "max_deliveries": 3, "dead_letter": "jobs-dlq"});
+    let (status, queue) =
+        call(root(http.post(api("/queues"))).json(&json!({"name": "jobs", "config": config}))).await?;
+    assert_eq!((status.as_u16(), &queue["config"]["max_deliveries"]), (201, &json!(3)), "{queue}");
+    ok(root(http.get(api("/queues/jobs-dlq")))).await?;
+    let (status, _) =
+        call(root(http.post(api("/exchanges"))).json(&json!({"name": "events", "kind": "topic"}))).await?;
+    assert_eq!(status.as_u16(), 201);
+    let bind = json!({"destination": "queue:jobs", "key": "order.*"});
+    let (status, ex) = call(root(http.post(api("/exchanges/events/bindings"))).json(&bind)).await?;
+    assert_eq!((status.as_u16(), ex["bindings"].as_array().map(Vec::len)), (201, Some(1)), "{ex}");
+    let message = json!({"routing_key": "order.created", "record": {"value": "hi"}});
+    let published = ok(root(http.post(api("/exchanges/events/publish"))).json(&message)).await?;
+    assert_eq!(published["destinations"], json!(["queue:jobs"]));
+    assert_eq!(c.describe_queue("jobs").await?.ready, 1);
+
+    // And undone: unbind, then delete each; a second delete is a 404.
+    let left = ok(root(http.delete(api("/exchanges/events/bindings?destination=queue:jobs")))).await?;
+    assert_eq!(left["bindings"], json!([]));
+    for path in ["/exchanges/events", "/queues/jobs", "/topics/made"] {
+        let r = root(http.delete(api(path))).send().await?;
+        assert_eq!(r.status().as_u16(), 204, "DELETE {path}");
+        let (status, _, _) = refused(root(http.delete(api(path)))).await?;
+        assert_eq!(status, 404, "DELETE {path} again");
+    }
+    assert!(c.list_topics().await?.iter().all(|t| t.name != "made"));
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn http_mistakes_are_4xx_json_errors_that_say_what_to_fix() -> Result<()> {
     let (_server, base, c, _tokens) = token_server("reader:reader-secret-1 read:*").await?;
@@ -325,10 +395,15 @@ async fn http_mistakes_are_4xx_json_errors_that_say_what_to_fix() -> Result<()> 
         assert!(status == want && msg.contains(says), "wanted {want} saying {says:?}, got {status}: {msg}");
     }
     // A method a collection does not take: 405 with the methods it does, whatever the body.
-    for path in ["/api/v1/queues", "/api/v1/groups", "/api/v1/pipelines", "/api/v1/plugins", "/api/v1/exchanges"] {
+    for path in ["/api/v1/groups", "/api/v1/pipelines", "/api/v1/plugins"] {
         let r = root(http.post(format!("{base}{path}"))).body("x").send().await?;
         let allow = r.headers().get("allow").and_then(|a| a.to_str().ok()).unwrap_or("").to_string();
         assert_eq!((r.status().as_u16(), allow.contains("GET")), (405, true), "POST {path}: allow {allow:?}");
+    }
+    for path in ["/api/v1/topics", "/api/v1/queues", "/api/v1/exchanges"] {
+        let r = root(http.put(format!("{base}{path}"))).body("x").send().await?;
+        let allow = r.headers().get("allow").and_then(|a| a.to_str().ok()).unwrap_or("").to_string();
+        assert_eq!((r.status().as_u16(), allow.contains("POST")), (405, true), "PUT {path}: allow {allow:?}");
     }
     // Oversized bodies are refused before they are read whole (and the connection closed
     // unread: a client of its own, so the next request does not pick that connection).

@@ -29,7 +29,7 @@ use crate::storage::NewRecord;
 #[openapi(
     info(
         title = "weir",
-        description = "weir's HTTP API: produce, fetch and stream topics; queues, exchanges and request/reply; read-only views of what the server runs. Send `Authorization: Bearer TOKEN` when the server has a token file. Every error is a JSON body {\"error\": {\"kind\", \"message\"}}."
+        description = "weir's HTTP API: produce, fetch and stream topics; queues, exchanges and request/reply; create and delete topics, queues, exchanges and bindings; views of what the server runs. Send `Authorization: Bearer TOKEN` when the server has a token file. Every error is a JSON body {\"error\": {\"kind\", \"message\"}}."
     ),
     components(schemas(ErrorBody))
 )]
@@ -41,20 +41,22 @@ pub(super) fn router(app: App) -> (axum::Router, Vec<String>) {
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(whoami))
         .routes(routes!(health))
-        .routes(routes!(topics))
-        .routes(routes!(topic))
+        .routes(routes!(topics, super::admin::create_topic))
+        .routes(routes!(topic, super::admin::delete_topic))
         .routes(routes!(produce, fetch))
         .routes(routes!(super::stream::events))
         .routes(routes!(request))
         .routes(routes!(replay))
         .routes(routes!(groups))
-        .routes(routes!(queues))
-        .routes(routes!(queue))
+        .routes(routes!(queues, super::admin::create_queue))
+        .routes(routes!(queue, super::admin::delete_queue))
         .routes(routes!(send))
         .routes(routes!(receive))
         .routes(routes!(ack))
         .routes(routes!(nack))
-        .routes(routes!(exchanges))
+        .routes(routes!(exchanges, super::admin::create_exchange))
+        .routes(routes!(super::admin::delete_exchange))
+        .routes(routes!(super::admin::bind, super::admin::unbind))
         .routes(routes!(publish))
         .routes(routes!(pipelines))
         .routes(routes!(pipeline))
@@ -705,7 +707,7 @@ async fn metrics(State(app): State<App>, caller: Caller) -> Result<impl IntoResp
 }
 
 /// A wire type as JSON: the admin views show what `weir … status` shows.
-fn view(v: impl Serialize) -> Result<Json<Value>, ApiError> {
+pub(super) fn view(v: impl Serialize) -> Result<Json<Value>, ApiError> {
     serde_json::to_value(v)
         .map(Json)
         .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "Internal", e.to_string()))

@@ -27,6 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 
+mod admin;
 mod api;
 mod console;
 mod records;
