@@ -88,6 +88,8 @@ pinned_venv browser-venv playwright==1.65.2
 pinned_venv plugin-py componentize-py==0.25.1 pytest==8.3.4
 # AMQP 0-9-1: pika for tests/amqp/client.py.
 pinned_venv amqp-venv pika==1.4.4
+# The HTTP door against its /openapi.json (the `openapi` tests).
+pinned_venv schemathesis-venv schemathesis==4.32.5 hypothesis==6.170.27
 # Node packages from a committed lock file (examples/tools/NAME) into $tools/NAME, again
 # only when the lock changed or FILE (relative to the install) is missing.
 pinned_npm() {

@@ -46,6 +46,10 @@ pub struct ServeArgs {
     /// How long responses may wait for a client to read them before it is disconnected.
     #[arg(long, default_value = "60s", value_parser = super::parse_duration)]
     write_timeout: Duration,
+    /// How long an HTTP request may take (at least 2s); long polls and request/reply waits
+    /// are capped a second below it.
+    #[arg(long, default_value = "30s", value_parser = super::parse_duration)]
+    http_request_timeout: Duration,
     /// Start even if the write-ahead log is damaged, keeping what precedes the damage. Without
     /// this, a damaged log stops the start (rather than silently dropping acknowledged writes).
     #[arg(long)]
@@ -240,7 +244,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             // Tests and scripts read this line to learn the port when --http-listen ends in :0.
             println!("weir http listening on {bound}");
             tracing::info!(%bound, "serving HTTP: the API, /metrics and the console");
-            let settings = server::http::HttpSettings::default();
+            let settings = server::http::HttpSettings {
+                request_timeout: args.http_request_timeout.max(Duration::from_secs(2)),
+                ..Default::default()
+            };
             let serving = server::http::run(listener, broker.clone(), limits, security.clone(), settings, stopped());
             Some(tokio::spawn(serving))
         }

@@ -105,6 +105,16 @@ pub enum ExchangeError {
     /// A bad argument; the text says which.
     #[error("{0}")]
     Invalid(String),
+    /// An unbind named no binding the exchange has.
+    #[error("exchange `{exchange}` has no binding to {destination}{}", key.as_ref().map(|k| format!(" with key {k:?}")).unwrap_or_default())]
+    NoBinding {
+        /// Exchange.
+        exchange: String,
+        /// The destination named.
+        destination: Destination,
+        /// The key named.
+        key: Option<String>,
+    },
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -214,7 +224,7 @@ impl Exchanges {
     /// Add a binding (binding the same thing twice is a no-op).
     pub async fn bind(&self, name: &str, binding: Binding) -> Result<ExchangeInfo, ExchangeError> {
         self.change(name, |e| {
-            check_binding(e, &binding)?;
+            let binding = normalized(e, binding.clone());
             if !e.bindings.contains(&binding) {
                 if e.bindings.len() >= limits::EXCHANGE_MAX_BINDINGS {
                     return Err(ExchangeError::Invalid(format!(
@@ -240,9 +250,11 @@ impl Exchanges {
             let before = e.bindings.len();
             e.bindings.retain(|b| !(b.destination == *destination && key.is_none_or(|k| b.key.as_deref() == Some(k))));
             if e.bindings.len() == before {
-                return Err(ExchangeError::Invalid(format!(
-                    "exchange `{name}` has no binding to {destination} like that"
-                )));
+                return Err(ExchangeError::NoBinding {
+                    exchange: name.to_string(),
+                    destination: destination.clone(),
+                    key: key.map(str::to_string),
+                });
             }
             Ok(())
         })
@@ -311,16 +323,14 @@ impl Exchanges {
     }
 }
 
-fn check_binding(e: &ExchangeInfo, b: &Binding) -> Result<(), ExchangeError> {
-    match e.kind {
-        ExchangeType::Direct | ExchangeType::Topic if b.key.is_none() => {
-            Err(ExchangeError::Invalid(format!("a {:?} exchange binds with a key: add --key", e.kind).to_lowercase()))
-        }
-        ExchangeType::Headers if b.matches.is_empty() => {
-            Err(ExchangeError::Invalid("a headers exchange binds with header matches: add --match K=V".into()))
-        }
-        _ => Ok(()),
+/// A binding as RabbitMQ takes it: a direct or topic binding given no key binds with the
+/// empty key (it matches messages routed with an empty key), and a headers binding with no
+/// matches matches every message (all of none).
+fn normalized(e: &ExchangeInfo, mut b: Binding) -> Binding {
+    if matches!(e.kind, ExchangeType::Direct | ExchangeType::Topic) && b.key.is_none() {
+        b.key = Some(String::new());
     }
+    b
 }
 
 fn matches(e: &ExchangeInfo, b: &Binding, key: &str, headers: &[(String, String)]) -> bool {

@@ -264,6 +264,7 @@ impl BrokerError {
                 ExchangeError::Unknown(_) => ErrorKind::UnknownExchange,
                 ExchangeError::Exists(_) => ErrorKind::AlreadyExists,
                 ExchangeError::Unroutable { .. } => ErrorKind::Unroutable,
+                ExchangeError::NoBinding { .. } => ErrorKind::NotFound,
                 ExchangeError::Store(s) => store_kind(s),
                 _ => ErrorKind::InvalidArgument,
             },
@@ -332,7 +333,9 @@ fn store_kind(e: &StoreError) -> ErrorKind {
     match e {
         StoreError::UnknownTopic(_) => ErrorKind::UnknownTopic,
         StoreError::TopicExists(_) => ErrorKind::TopicExists,
-        StoreError::UnknownPartition { .. } | StoreError::Invalid(_) => ErrorKind::InvalidArgument,
+        // As Kafka's UNKNOWN_TOPIC_OR_PARTITION: the partition is a resource that is not there.
+        StoreError::UnknownPartition { .. } => ErrorKind::UnknownTopic,
+        StoreError::Invalid(_) => ErrorKind::InvalidArgument,
         StoreError::MessageTooLarge { .. } => ErrorKind::MessageTooLarge,
         StoreError::DiskFull { .. } => ErrorKind::DiskFull,
         StoreError::Closed => ErrorKind::ShuttingDown,

@@ -18,6 +18,8 @@ impl Broker {
                 self.commit_offsets(group, &topic, offsets).await
             }
             GroupCommand::Offsets { group, topic } => {
+                // A name no group can have has no offsets: say so rather than answer none.
+                check_name("group", &group).map_err(|e| BrokerError::BadRequest(e.to_string()))?;
                 let topic = self.store.find_topic(&topic).await?;
                 Ok(Reply::Offsets(self.store.committed(&group, &topic).await?))
             }

@@ -2,7 +2,7 @@
 //! ack, nack, extend — each submitting its write at the first poll, under the queue's lock.
 
 use super::command::{QueueCommand, Reply};
-use super::{Broker, Result};
+use super::{Broker, BrokerError, Result};
 use crate::queue::{NewQueueMessage, PreparedSend};
 use crate::storage::Commit;
 
@@ -42,6 +42,9 @@ impl Broker {
 
     /// All messages in one durable commit.
     async fn queue_send(&self, queue: &str, messages: Vec<NewQueueMessage>) -> Result<Reply> {
+        if messages.is_empty() {
+            return Err(BrokerError::BadRequest(format!("a send to queue `{queue}` needs at least one message")));
+        }
         self.store.check_space()?;
         let mut staged: Vec<Option<PreparedSend>> = Vec::with_capacity(messages.len());
         for m in messages {

@@ -8,6 +8,7 @@ mod e2e;
 mod kafka;
 mod lifecycle;
 mod observability;
+mod openapi;
 mod patterns;
 mod pipelines;
 mod polyglot;

@@ -5,8 +5,8 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use weir_client::wire as w;
@@ -25,13 +25,72 @@ pub(super) struct NewTopic {
     /// Letters, digits, `.`, `_` and `-`, at most 200 characters.
     #[schema(pattern = r"^[A-Za-z0-9._-]{1,200}$")]
     name: String,
-    /// Settings (default: one partition, the server's durability): `partitions`,
-    /// `durability` (`none`, `os`, `sync`), `retention_ms`, `retention_bytes`,
-    /// `max_message_bytes`, `ephemeral`, `partitioner`, `key_schema`, `value_schema`,
-    /// `validation`, `subject_strategy`.
+    /// Settings; each left out takes its default.
     #[serde(default)]
-    #[schema(value_type = Object)]
-    config: Option<Value>,
+    config: TopicSettings,
+}
+
+/// A topic's settings, as `weir topic create` takes them.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TopicSettings {
+    /// Partitions (default 1); order is kept within each.
+    #[schema(minimum = 1, maximum = 1024)]
+    #[serde(default, deserialize_with = "super::int::opt")]
+    partitions: Option<u32>,
+    /// When a write is acknowledged: `sync` (fsynced, the default) or `os`.
+    #[schema(pattern = "^(sync|os)$")]
+    durability: Option<String>,
+    /// Delete records older than this.
+    #[serde(default, deserialize_with = "super::int::opt")]
+    retention_ms: Option<u64>,
+    /// Delete a partition's oldest records beyond this many bytes.
+    #[serde(default, deserialize_with = "super::int::opt")]
+    retention_bytes: Option<u64>,
+    /// The largest record value accepted (default 1 MiB).
+    #[schema(minimum = 1, maximum = 8388608)]
+    #[serde(default, deserialize_with = "super::int::opt")]
+    max_message_bytes: Option<usize>,
+    /// Kept in memory only, for live subscribers.
+    ephemeral: Option<bool>,
+    /// How a keyed record picks its partition: `hash` (default) or `murmur2` (Kafka's).
+    #[schema(pattern = "^(hash|murmur2)$")]
+    partitioner: Option<String>,
+    /// Records' keys must carry a schema id of this registry subject (empty: by `subject_strategy`).
+    key_schema: Option<String>,
+    /// Records' values must carry a schema id of this registry subject (as `key_schema`).
+    value_schema: Option<String>,
+    /// Where a subject is set: `id` (default), `full` or `none`.
+    #[schema(pattern = "^(id|full|none)$")]
+    validation: Option<String>,
+    /// `topic-name` (default), `record-name` or `topic-record-name`.
+    #[schema(pattern = "^(topic-name|record-name|topic-record-name)$")]
+    subject_strategy: Option<String>,
+}
+
+impl TopicSettings {
+    fn into_config(self) -> Result<w::TopicConfig, ApiError> {
+        let d = w::TopicConfig::default();
+        Ok(w::TopicConfig {
+            partitions: self.partitions.unwrap_or(d.partitions),
+            durability: self.durability.map(|v| word("durability", v)).transpose()?,
+            retention_ms: self.retention_ms,
+            retention_bytes: self.retention_bytes,
+            max_message_bytes: self.max_message_bytes.unwrap_or(d.max_message_bytes),
+            ephemeral: self.ephemeral.unwrap_or(d.ephemeral),
+            partitioner: self.partitioner.map_or(Ok(d.partitioner), |v| word("partitioner", v))?,
+            key_schema: self.key_schema,
+            value_schema: self.value_schema,
+            validation: self.validation.map_or(Ok(d.validation), |v| word("validation", v))?,
+            subject_strategy: self.subject_strategy.map_or(Ok(d.subject_strategy), |v| word("subject_strategy", v))?,
+        })
+    }
+}
+
+/// One of a setting's words (`sync`, `murmur2` …), as the wire types name them.
+fn word<T: DeserializeOwned>(setting: &str, value: String) -> Result<T, ApiError> {
+    serde_json::from_value(Value::String(value.clone()))
+        .map_err(|_| ApiError::bad_request(format!("{setting} {value:?} is not one of the words /openapi.json lists")))
 }
 
 #[utoipa::path(post, path = "/api/v1/topics", tag = "topics", request_body = NewTopic,
@@ -43,7 +102,7 @@ pub(super) async fn create_topic(
     caller: Caller,
     Body(body): Body<NewTopic>,
 ) -> Result<Created, ApiError> {
-    let config: w::TopicConfig = settings("topic", body.config)?;
+    let config = body.config.into_config()?;
     let create = TopicCommand::Create { name: body.name.clone(), config: config.into() };
     app.run(&caller, Command::Topic(create)).await?;
     match app.run(&caller, Command::Topic(TopicCommand::Describe { name: body.name })).await? {
@@ -71,12 +130,57 @@ pub(super) struct NewQueue {
     /// Letters, digits, `.`, `_` and `-`, at most 200 characters.
     #[schema(pattern = r"^[A-Za-z0-9._-]{1,200}$")]
     name: String,
-    /// Settings (default: 30 s visibility, no delivery limit): `visibility_timeout_ms`,
-    /// `max_deliveries`, `dead_letter`, `dedup_window_ms`, `max_messages`,
-    /// `dead_letter_exchange`, `dead_letter_routing_key`, `message_ttl_ms`.
+    /// Settings; each left out takes its default.
     #[serde(default)]
-    #[schema(value_type = Object)]
-    config: Option<Value>,
+    config: QueueSettings,
+}
+
+/// A queue's settings, as `weir queue create` takes them.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct QueueSettings {
+    /// How long a received message stays invisible before it is delivered again (default 30 s).
+    #[schema(minimum = 1, maximum = 43200000)]
+    #[serde(default, deserialize_with = "super::int::opt")]
+    visibility_timeout_ms: Option<u64>,
+    /// Deliveries before a message moves to the dead-letter queue (default: unlimited).
+    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "super::int::opt")]
+    max_deliveries: Option<u32>,
+    /// The dead-letter queue (created if missing).
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,200}$")]
+    dead_letter: Option<String>,
+    /// How long a dedup id is remembered.
+    #[serde(default, deserialize_with = "super::int::opt")]
+    dedup_window_ms: Option<u64>,
+    /// The most messages held (default and most: 1,000,000).
+    #[schema(minimum = 1, maximum = 1000000)]
+    #[serde(default, deserialize_with = "super::int::opt")]
+    max_messages: Option<usize>,
+    /// Dead letters are routed through this exchange instead (AMQP's `x-dead-letter-exchange`).
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,200}$")]
+    dead_letter_exchange: Option<String>,
+    /// The routing key dead letters take through `dead_letter_exchange`.
+    dead_letter_routing_key: Option<String>,
+    /// A message not delivered this long after its send is dead-lettered.
+    #[serde(default, deserialize_with = "super::int::opt")]
+    message_ttl_ms: Option<u64>,
+}
+
+impl QueueSettings {
+    fn into_config(self) -> w::QueueConfig {
+        let d = w::QueueConfig::default();
+        w::QueueConfig {
+            visibility_timeout_ms: self.visibility_timeout_ms.unwrap_or(d.visibility_timeout_ms),
+            max_deliveries: self.max_deliveries.or(d.max_deliveries),
+            dead_letter: self.dead_letter.or(d.dead_letter),
+            dedup_window_ms: self.dedup_window_ms.unwrap_or(d.dedup_window_ms),
+            max_messages: self.max_messages.unwrap_or(d.max_messages),
+            dead_letter_exchange: self.dead_letter_exchange.or(d.dead_letter_exchange),
+            dead_letter_routing_key: self.dead_letter_routing_key.or(d.dead_letter_routing_key),
+            message_ttl_ms: self.message_ttl_ms.or(d.message_ttl_ms),
+        }
+    }
 }
 
 #[utoipa::path(post, path = "/api/v1/queues", tag = "queues", request_body = NewQueue,
@@ -88,8 +192,7 @@ pub(super) async fn create_queue(
     caller: Caller,
     Body(body): Body<NewQueue>,
 ) -> Result<Created, ApiError> {
-    let config: w::QueueConfig = settings("queue", body.config)?;
-    let create = QueueCommand::Create { name: body.name.clone(), config: config.into() };
+    let create = QueueCommand::Create { name: body.name.clone(), config: body.config.into_config().into() };
     app.run(&caller, Command::Queue(create)).await?;
     match app.run(&caller, Command::Queue(QueueCommand::Describe { name: body.name })).await? {
         Reply::Queue(q) => Ok((StatusCode::CREATED, view(w::QueueInfo::from(q))?)),
@@ -160,9 +263,9 @@ pub(super) struct NewBinding {
     /// Binding key (direct) or pattern with `*` and `#` (topic exchanges).
     #[serde(default)]
     key: Option<String>,
-    /// Header matches (headers exchanges), `[name, value]` pairs.
+    /// Header matches (headers exchanges): header name to value.
     #[serde(default)]
-    matches: Vec<(String, String)>,
+    matches: std::collections::BTreeMap<String, String>,
     /// Headers exchanges: match when any pair matches (default: all must).
     #[serde(default)]
     match_any: bool,
@@ -179,7 +282,8 @@ pub(super) async fn bind(
     Body(body): Body<NewBinding>,
 ) -> Result<Created, ApiError> {
     let destination = w::Destination::parse(&body.destination).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let binding = w::Binding { destination, key: body.key, matches: body.matches, match_any: body.match_any };
+    let matches = body.matches.into_iter().collect();
+    let binding = w::Binding { destination, key: body.key, matches, match_any: body.match_any };
     let command = ExchangeCommand::Bind { exchange: exchange.clone(), binding: binding.into() };
     app.run(&caller, Command::Exchange(command)).await?;
     exchange_view(&app, &caller, &exchange, StatusCode::CREATED).await
@@ -214,24 +318,6 @@ pub(super) async fn unbind(
     let command = ExchangeCommand::Unbind { exchange: exchange.clone(), destination: destination.into(), key: q.key };
     app.run(&caller, Command::Exchange(command)).await?;
     Ok(exchange_view(&app, &caller, &exchange, StatusCode::OK).await?.1)
-}
-
-/// Settings given as JSON: what is left out takes its default, and a name that is not a
-/// setting is refused (a misspelt setting must not pass unseen).
-fn settings<T: Serialize + DeserializeOwned + Default>(what: &str, given: Option<Value>) -> Result<T, ApiError> {
-    let Some(given) = given else { return Ok(T::default()) };
-    let known = serde_json::to_value(T::default()).unwrap_or_default();
-    let known = known.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
-    let Some(object) = given.as_object() else {
-        return Err(ApiError::bad_request(format!("{what} config must be a JSON object, got {given}")));
-    };
-    if let Some(unknown) = object.keys().find(|k| !known.contains(k)) {
-        return Err(ApiError::bad_request(format!(
-            "{what} config has no setting `{unknown}`; the settings are {}",
-            known.join(", ")
-        )));
-    }
-    serde_json::from_value(given).map_err(|e| ApiError::bad_request(format!("{what} config: {e}")))
 }
 
 /// The exchange `name` as GET /api/v1/exchanges lists it.

@@ -69,7 +69,10 @@ pub(super) fn router(app: App) -> (axum::Router, Vec<String>) {
         .routes(routes!(rollback))
         .routes(routes!(metrics))
         .split_for_parts();
-    let spec = api.to_pretty_json().expect("the OpenAPI description serializes");
+    let mut api = api;
+    document_errors(&mut api);
+    let spec = document_twins(serde_json::to_value(&api).expect("the OpenAPI description serializes"));
+    let spec = serde_json::to_string_pretty(&spec).expect("JSON serializes");
     let postless = api.paths.paths.iter().filter(|(_, item)| item.post.is_none()).map(|(p, _)| p.clone()).collect();
     let router = router
         .route(
@@ -81,6 +84,90 @@ pub(super) fn router(app: App) -> (axum::Router, Vec<String>) {
         .fallback(not_found)
         .with_state(app);
     (router, postless)
+}
+
+/// The answers every route can give besides its own: the door's rejections (a malformed
+/// path, query or body, a wrong content type, a body too large), the token check, and the
+/// broker's failures of any command (busy, shutting down, timed out, disk full, internal).
+/// Written here once so that /openapi.json lists every status the server can send.
+fn document_errors(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |why: &str| {
+        let body = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+        ResponseBuilder::new().description(why).content("application/json", body).build()
+    };
+    let common: &[(&str, &str)] = &[
+        ("400", "A malformed path, query or body; the message says which and how to fix it"),
+        ("401", "An unknown token, or none where the server requires one"),
+        ("403", "The token has no grant for this"),
+        ("429", "The server is busy or the queue full; try again"),
+        ("500", "A failure of the server's; its log says more"),
+        ("503", "The server is shutting down or at its connection limit"),
+        ("504", "No answer within the request's time (for a request, no reply)"),
+    ];
+    let with_body: &[(&str, &str)] = &[
+        ("413", "The body is over the limit (8 MiB)"),
+        ("415", "The body is not `Content-Type: application/json`"),
+        ("422", "The body is JSON, but not of this request's shape, or the broker cannot use it"),
+    ];
+    let writes: &[(&str, &str)] = &[
+        ("409", "In conflict with the current state (exists, in use, stale)"),
+        ("507", "The disk is below weir's free-space floor: writes are refused until space returns"),
+    ];
+    for (path, item) in api.paths.paths.iter_mut() {
+        let named = path.contains('{');
+        let ops = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
+        for (write, op) in ops.into_iter().enumerate().filter_map(|(i, op)| Some((i > 0, op.as_mut()?))) {
+            let mut add = |codes: &[(&str, &str)]| {
+                for (code, why) in codes {
+                    op.responses.responses.entry((*code).to_string()).or_insert_with(|| error(why).into());
+                }
+            };
+            add(common);
+            if named || write {
+                add(&[("404", "No such resource (or none of a name the request gives)")]);
+            }
+            if write {
+                add(with_body);
+                add(writes);
+            }
+        }
+    }
+}
+
+/// What the derive cannot say: a field and its base64 twin are one or the other (`not:
+/// {required: [both]}`), how many headers a record or message may carry, and what a name in a
+/// path may be.
+fn document_twins(mut spec: Value) -> Value {
+    let named = ["topic", "queue", "exchange", "pipeline", "plugin"];
+    for item in spec["paths"].as_object_mut().into_iter().flat_map(|p| p.values_mut()) {
+        for op in item.as_object_mut().into_iter().flat_map(|i| i.values_mut()) {
+            for param in op.get_mut("parameters").and_then(Value::as_array_mut).into_iter().flatten() {
+                if param["in"] == "path" && named.iter().any(|n| param["name"] == *n) {
+                    param["schema"]["pattern"] = r"^[A-Za-z0-9._-]{1,200}$".into();
+                }
+            }
+        }
+    }
+    // (schema, its twins, the payload twin that is required)
+    type Pair = (&'static str, &'static str);
+    let twins: [(&str, &[Pair], Pair); 2] = [
+        ("InRecord", &[("key", "key_base64"), ("value", "value_base64")], ("value", "value_base64")),
+        ("InMessage", &[("body", "body_base64")], ("body", "body_base64")),
+    ];
+    for (schema, pairs, (payload, payload_b64)) in twins {
+        let any: Vec<Value> = pairs.iter().map(|(a, b)| serde_json::json!({"required": [a, b]})).collect();
+        if let Some(s) = spec["components"]["schemas"].get_mut(schema).and_then(Value::as_object_mut) {
+            s.insert("not".into(), serde_json::json!({"anyOf": any}));
+            // The payload is one of the two, and is required.
+            s.insert("anyOf".into(), serde_json::json!([{"required": [payload]}, {"required": [payload_b64]}]));
+            // Nor can it bound a map's size: the headers a record or message may carry.
+            if let Some(h) = s.get_mut("properties").and_then(|p| p.get_mut("headers")).and_then(Value::as_object_mut) {
+                h.insert("maxProperties".into(), limits::MAX_HEADERS.into());
+            }
+        }
+    }
+    spec
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
@@ -103,6 +190,7 @@ struct WhoAmI {
     /// The token's name.
     name: Option<String>,
     /// `[permission, pattern]` pairs; `admin` implies the others.
+    #[schema(value_type = Vec<Vec<String>>)]
     grants: Vec<(String, String)>,
 }
 
@@ -175,6 +263,7 @@ async fn topic(State(app): State<App>, caller: Caller, Segments(name): Named) ->
 #[serde(deny_unknown_fields)]
 struct ProduceBody {
     /// In order; each goes to `partition` if given, else by key hash, else round-robin.
+    #[schema(min_items = 1)]
     records: Vec<InRecord>,
 }
 
@@ -184,6 +273,8 @@ struct ProduceBody {
 #[into_params(parameter_in = Query)]
 struct ProduceQuery {
     /// Put every record in this partition.
+    #[serde(default, deserialize_with = "super::int::query")]
+    #[param(maximum = 1023)]
     partition: Option<u32>,
     /// A bearer token, for clients that cannot set headers; read by the token check.
     #[serde(rename = "access_token")]
@@ -238,19 +329,27 @@ async fn produce(
 #[into_params(parameter_in = Query)]
 struct FetchQuery {
     /// Only this partition (default: all).
+    #[serde(default, deserialize_with = "super::int::query")]
+    #[param(maximum = 1023)]
     partition: Option<u32>,
     /// From this offset (default: the log start).
+    #[serde(default, deserialize_with = "super::int::query")]
     offset: Option<u64>,
     /// From the first record appended at or after this time, ms since the Unix epoch.
+    #[serde(default, deserialize_with = "super::int::query")]
     time_ms: Option<u64>,
     /// From this consumer group's committed offsets.
+    #[param(pattern = r"^[A-Za-z0-9._-]{1,200}$")]
     group: Option<String>,
     /// With `group`: commit the offsets after the records returned.
     #[serde(default)]
     commit: bool,
-    /// Most records (default 100, at most 10,000).
+    /// Most records (default 100; taken as 1 to 10,000, the nearest of those).
+    #[serde(default, deserialize_with = "super::int::query")]
+    #[param(value_type = Option<u64>)]
     max: Option<usize>,
     /// Wait this long for a first record (default 0; capped below the request deadline).
+    #[serde(default, deserialize_with = "super::int::query")]
     wait_ms: Option<u64>,
     /// A bearer token, for clients that cannot set headers; read by the token check.
     #[serde(rename = "access_token")]
@@ -270,7 +369,8 @@ struct Fetched {
 
 #[utoipa::path(get, path = "/api/v1/topics/{topic}/records", tag = "topics",
     params(("topic" = String, Path), FetchQuery),
-    responses((status = 200, body = Fetched), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Fetched), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, description = "More than one of offset, time_ms and group, or commit without group", body = ErrorBody)))]
 async fn fetch(
     State(app): State<App>,
     caller: Caller,
@@ -278,7 +378,12 @@ async fn fetch(
     Params(q): Params<FetchQuery>,
 ) -> Result<Json<Fetched>, ApiError> {
     if q.commit && q.group.is_none() {
-        return Err(ApiError::bad_request("commit=true needs group=NAME: only a group's offsets can be committed"));
+        // Well formed, but nothing to commit to: a 422, as for offset with group below.
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "InvalidArgument",
+            "commit=true needs group=NAME: only a group's offsets can be committed".into(),
+        ));
     }
     let positions = start_positions(&app, &caller, &topic, &q).await?;
     let max_records = q.max.unwrap_or(100).clamp(1, limits::HTTP_MAX_FETCH_RECORDS);
@@ -325,7 +430,13 @@ async fn start_positions(
 ) -> Result<Vec<FetchPosition>, ApiError> {
     let given = [q.offset.is_some(), q.time_ms.is_some(), q.group.is_some()].iter().filter(|x| **x).count();
     if given > 1 {
-        return Err(ApiError::bad_request("give at most one of offset, time_ms and group"));
+        // Each is well formed; together they ask two things (a query string's parameters
+        // cannot exclude each other in the OpenAPI document, so this is a 422, not a 400).
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "InvalidArgument",
+            "give at most one of offset, time_ms and group: each names where to start".into(),
+        ));
     }
     let info = match app.run(caller, Command::Topic(TopicCommand::Describe { name: topic.to_string() })).await? {
         Reply::Topic(t) => t,
@@ -333,7 +444,7 @@ async fn start_positions(
     };
     let count = info.partitions.len() as u32;
     if let Some(p) = q.partition.filter(|p| *p >= count) {
-        return Err(ApiError::bad_request(format!("topic `{topic}` has partitions 0 to {}, not {p}", count - 1)));
+        return Err(ApiError::not_found(format!("topic `{topic}` has partitions 0 to {}, not {p}", count - 1)));
     }
     let starts: Vec<Option<u64>> = if let Some(group) = &q.group {
         let command = GroupCommand::Offsets { group: group.clone(), topic: topic.to_string() };
@@ -366,6 +477,8 @@ struct RequestBody {
     /// The request record.
     record: InRecord,
     /// How long to wait for the reply (default 5,000; capped below the request deadline).
+    #[serde(default, deserialize_with = "super::int::opt")]
+    #[schema(minimum = 0)]
     timeout_ms: Option<u64>,
 }
 
@@ -446,6 +559,7 @@ async fn queue(State(app): State<App>, caller: Caller, Segments(name): Named) ->
 #[serde(deny_unknown_fields)]
 struct SendBody {
     /// Messages.
+    #[schema(min_items = 1)]
     messages: Vec<InMessage>,
 }
 
@@ -480,11 +594,18 @@ async fn send(
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 struct ReceiveBody {
-    /// Most messages (default 1, at most 1,000).
+    /// Most messages (default 1; taken as 1 to 1,000, the nearest of those).
+    #[serde(default, deserialize_with = "super::int::opt")]
+    #[schema(minimum = 0)]
     max: Option<usize>,
     /// Wait this long for a first message (default 0; capped below the request deadline).
+    #[serde(default, deserialize_with = "super::int::opt")]
+    #[schema(minimum = 0)]
     wait_ms: Option<u64>,
-    /// Invisible to others for this long (default: the queue's visibility timeout).
+    /// Invisible to others for this long (default: the queue's visibility timeout; capped at
+    /// 12 h; 0: visible again at once).
+    #[serde(default, deserialize_with = "super::int::opt")]
+    #[schema(minimum = 0)]
     visibility_ms: Option<u64>,
 }
 
@@ -544,8 +665,9 @@ struct NackBody {
     /// Move them to the dead-letter queue now instead of requeueing.
     #[serde(default)]
     dead_letter: bool,
-    /// Requeued messages become visible after this long.
-    #[serde(default)]
+    /// Requeued messages become visible after this long (capped at 12 h).
+    #[serde(default, deserialize_with = "super::int::one")]
+    #[schema(minimum = 0)]
     delay_ms: u64,
 }
 
@@ -591,12 +713,14 @@ struct PublishBody {
 /// Where a published message went.
 #[derive(Serialize, ToSchema)]
 struct Published {
+    /// Whether any binding (or the alternate exchange) took it; if not, it was dropped.
+    routed: bool,
     /// `topic:NAME` or `queue:NAME`.
     destinations: Vec<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/exchanges/{exchange}/publish", tag = "exchanges", params(("exchange" = String, Path)),
-    request_body = PublishBody, responses((status = 200, body = Published), (status = 404, body = ErrorBody), (status = 422, description = "Nothing matched and there is no alternate exchange", body = ErrorBody)))]
+    request_body = PublishBody, responses((status = 200, description = "Routed, or (`routed: false`) matched nothing and dropped, there being no alternate exchange", body = Published), (status = 404, body = ErrorBody)))]
 async fn publish(
     State(app): State<App>,
     caller: Caller,
@@ -605,9 +729,17 @@ async fn publish(
 ) -> Result<Json<Published>, ApiError> {
     let record = body.record.into_record("record")?;
     let command = ExchangeCommand::Publish { exchange, routing_key: body.routing_key, record };
-    match app.run(&caller, Command::Exchange(command)).await? {
-        Reply::Published(d) => Ok(Json(Published { destinations: d.iter().map(ToString::to_string).collect() })),
-        other => Err(unexpected(other)),
+    match app.broker.execute(caller.who.as_ref(), Command::Exchange(command)).future.await {
+        Ok(Reply::Published(d)) => {
+            Ok(Json(Published { routed: true, destinations: d.iter().map(ToString::to_string).collect() }))
+        }
+        // The broker's answer to a message nothing took; over HTTP, as RabbitMQ's HTTP API
+        // answers it, a success that says it was not routed.
+        Err(e) if e.kind() == crate::broker::ErrorKind::Unroutable => {
+            Ok(Json(Published { routed: false, destinations: vec![] }))
+        }
+        Ok(other) => Err(unexpected(other)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -631,14 +763,30 @@ fn pipeline_view(reply: Reply) -> Result<Json<Value>, ApiError> {
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/pipelines/{pipeline}/pause", tag = "pipelines", params(("pipeline" = String, Path)), responses((status = 200, body = Object), (status = 403, body = ErrorBody)))]
-async fn pause(State(app): State<App>, caller: Caller, Segments(name): Named) -> Result<Json<Value>, ApiError> {
+/// An empty JSON object: the body of a POST with nothing to say. Its JSON content type is
+/// what counts, keeping cross-site forms out.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+#[utoipa::path(post, path = "/api/v1/pipelines/{pipeline}/pause", tag = "pipelines", params(("pipeline" = String, Path)), request_body = Empty, responses((status = 200, body = Object), (status = 403, body = ErrorBody)))]
+async fn pause(
+    State(app): State<App>,
+    caller: Caller,
+    Segments(name): Named,
+    OptionalBody(Empty {}): OptionalBody<Empty>,
+) -> Result<Json<Value>, ApiError> {
     app.run(&caller, Command::Pipeline(PipelineCommand::Pause { name: name.clone() })).await?;
     pipeline_view(app.run(&caller, Command::Pipeline(PipelineCommand::Status { name })).await?)
 }
 
-#[utoipa::path(post, path = "/api/v1/pipelines/{pipeline}/resume", tag = "pipelines", params(("pipeline" = String, Path)), responses((status = 200, body = Object), (status = 403, body = ErrorBody)))]
-async fn resume(State(app): State<App>, caller: Caller, Segments(name): Named) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(post, path = "/api/v1/pipelines/{pipeline}/resume", tag = "pipelines", params(("pipeline" = String, Path)), request_body = Empty, responses((status = 200, body = Object), (status = 403, body = ErrorBody)))]
+async fn resume(
+    State(app): State<App>,
+    caller: Caller,
+    Segments(name): Named,
+    OptionalBody(Empty {}): OptionalBody<Empty>,
+) -> Result<Json<Value>, ApiError> {
     app.run(&caller, Command::Pipeline(PipelineCommand::Resume { name: name.clone() })).await?;
     pipeline_view(app.run(&caller, Command::Pipeline(PipelineCommand::Status { name })).await?)
 }
@@ -667,8 +815,13 @@ async fn diff(State(app): State<App>, caller: Caller, Segments(name): Named) -> 
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/plugins/{plugin}/promote", tag = "plugins", params(("plugin" = String, Path)), responses((status = 200, description = "The shadow version is live", body = Object), (status = 403, body = ErrorBody)))]
-async fn promote(State(app): State<App>, caller: Caller, Segments(name): Named) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(post, path = "/api/v1/plugins/{plugin}/promote", tag = "plugins", params(("plugin" = String, Path)), request_body = Empty, responses((status = 200, description = "The shadow version is live", body = Object), (status = 403, body = ErrorBody)))]
+async fn promote(
+    State(app): State<App>,
+    caller: Caller,
+    Segments(name): Named,
+    OptionalBody(Empty {}): OptionalBody<Empty>,
+) -> Result<Json<Value>, ApiError> {
     plugin_view(app.run(&caller, Command::Plugin(PluginCommand::Promote { name })).await?)
 }
 
@@ -677,6 +830,8 @@ async fn promote(State(app): State<App>, caller: Caller, Segments(name): Named) 
 #[serde(deny_unknown_fields)]
 struct RollbackBody {
     /// Version (default: the one before the live one).
+    #[serde(default, deserialize_with = "super::int::opt")]
+    #[schema(minimum = 1, maximum = 2147483647)]
     to: Option<u32>,
 }
 

@@ -30,6 +30,7 @@ use tokio_util::either::Either;
 mod admin;
 mod api;
 mod console;
+mod int;
 mod records;
 mod registry;
 mod stream;
@@ -372,10 +373,35 @@ impl From<PathRejection> for ApiError {
     }
 }
 
-/// A JSON body whose rejections are JSON errors.
-#[derive(axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON object body whose rejections are JSON errors: not JSON is a 400, JSON of another
+/// shape a 422. (serde would read a struct from an array too; the document says object.)
 pub(super) struct Body<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), "InvalidArgument", e.body_text()))?;
+        parse_object(&bytes).map(Body)
+    }
+}
+
+/// `bytes` as a JSON object of type `T`.
+fn parse_object<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request("the body must be a JSON object; see /openapi.json"));
+    }
+    serde_json::from_slice(bytes).map_err(|e| match e.is_data() {
+        true => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "InvalidArgument",
+            format!("the body is JSON, but not of this request's shape: {e}; see /openapi.json"),
+        ),
+        false => ApiError::bad_request(format!("the body is not valid JSON: {e}")),
+    })
+}
 
 /// A JSON body that may be left out (then every field takes its default).
 pub(super) struct OptionalBody<T>(T);
@@ -390,9 +416,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Default> axum::extract::Fr
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalBody(T::default()));
         }
-        serde_json::from_slice(&bytes).map(OptionalBody).map_err(|e| {
-            ApiError::bad_request(format!("the body is not valid JSON for this request: {e}; see /openapi.json"))
-        })
+        parse_object(&bytes).map(OptionalBody)
     }
 }
 

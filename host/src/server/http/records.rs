@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::ApiError;
+use super::int::present;
 use crate::queue::{Delivery, NewQueueMessage};
 use crate::storage::{NewRecord, StoredRecord};
 
@@ -20,15 +21,23 @@ use crate::storage::{NewRecord, StoredRecord};
 #[serde(deny_unknown_fields)]
 pub(super) struct InRecord {
     /// Partitioning key, as text.
-    key: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    key: Option<Option<String>>,
     /// Partitioning key, as base64 bytes (instead of `key`).
-    key_base64: Option<String>,
-    /// Payload: a string is stored as its text; any other JSON as its compact encoding.
-    #[schema(value_type = Object)]
-    value: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, content_encoding = "base64", format = Byte)]
+    key_base64: Option<Option<String>>,
+    /// Payload: a string is stored as its text; any other JSON (null too) as its compact
+    /// encoding. This or `value_base64`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = serde_json::Value)]
+    value: Option<Option<serde_json::Value>>,
     /// Payload as base64 bytes (instead of `value`).
-    value_base64: Option<String>,
-    /// Metadata.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, content_encoding = "base64", format = Byte)]
+    value_base64: Option<Option<String>>,
+    /// Metadata (at most 64 headers).
     #[serde(default)]
     headers: BTreeMap<String, String>,
 }
@@ -36,7 +45,13 @@ pub(super) struct InRecord {
 impl InRecord {
     /// The record; `at` names it in errors ("records[3]").
     pub(super) fn into_record(self, at: &str) -> Result<NewRecord, ApiError> {
-        let key = bytes_of(self.key.map(serde_json::Value::String), self.key_base64, &format!("{at}.key"))?;
+        // A null key alone is no key (beside `key_base64`, it is both); a null value is the
+        // JSON `null`.
+        let key = match self.key {
+            Some(None) if self.key_base64.is_none() => None,
+            key => key.map(|k| k.map(serde_json::Value::String)),
+        };
+        let key = bytes_of(key, self.key_base64, &format!("{at}.key"))?;
         let value = bytes_of(self.value, self.value_base64, &format!("{at}.value"))?.ok_or_else(|| {
             ApiError::bad_request(format!("{at} has no value: give `value` (JSON) or `value_base64`"))
         })?;
@@ -44,16 +59,25 @@ impl InRecord {
     }
 }
 
-/// The bytes of a JSON field or its base64 twin (at most one of them).
-fn bytes_of(json: Option<serde_json::Value>, b64: Option<String>, what: &str) -> Result<Option<Bytes>, ApiError> {
+/// The bytes of a JSON field or its base64 twin: at most one of them present (the document
+/// says so with `not: required both`, so even a null beside the other is refused).
+fn bytes_of(
+    json: Option<Option<serde_json::Value>>,
+    b64: Option<Option<String>>,
+    what: &str,
+) -> Result<Option<Bytes>, ApiError> {
     match (json, b64) {
         (Some(_), Some(_)) => Err(ApiError::bad_request(format!("{what}: give it as JSON or as base64, not both"))),
-        (Some(serde_json::Value::String(s)), None) => Ok(Some(Bytes::from(s))),
-        (Some(v), None) => Ok(Some(Bytes::from(v.to_string()))),
-        (None, Some(b)) => B64
+        (Some(Some(serde_json::Value::String(s))), None) => Ok(Some(Bytes::from(s))),
+        (Some(Some(v)), None) => Ok(Some(Bytes::from(v.to_string()))),
+        (Some(None), None) => Ok(Some(Bytes::from_static(b"null"))),
+        (None, Some(Some(b))) => B64
             .decode(b.as_bytes())
             .map(|v| Some(Bytes::from(v)))
             .map_err(|e| ApiError::bad_request(format!("{what}_base64 is not valid base64: {e}"))),
+        (None, Some(None)) => {
+            Err(ApiError::bad_request(format!("{what}_base64 is null: give base64 text or leave it out")))
+        }
         (None, None) => Ok(None),
     }
 }
@@ -115,25 +139,34 @@ fn text_or_base64(b: &[u8]) -> (Option<String>, Option<String>) {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct InMessage {
-    /// Payload: a string is stored as its text; any other JSON as its compact encoding.
-    #[schema(value_type = Object)]
-    body: Option<serde_json::Value>,
+    /// Payload: a string is stored as its text; any other JSON (null too) as its compact
+    /// encoding. This or `body_base64`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = serde_json::Value)]
+    body: Option<Option<serde_json::Value>>,
     /// Payload as base64 bytes (instead of `body`).
-    body_base64: Option<String>,
-    /// Metadata.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, content_encoding = "base64", format = Byte)]
+    body_base64: Option<Option<String>>,
+    /// Metadata (at most 64 headers).
     #[serde(default)]
     headers: BTreeMap<String, String>,
     /// 0 (lowest, the default) to 9.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::int::one")]
+    #[schema(minimum = 0, maximum = 9)]
     priority: u8,
-    /// Invisible for this long after sending.
-    #[serde(default)]
+    /// Invisible for this long after sending (at most 12 h).
+    #[serde(default, deserialize_with = "super::int::one")]
+    #[schema(minimum = 0, maximum = 43200000)]
     delay_ms: u64,
     /// Sending the same id again within the queue's dedup window enqueues nothing.
+    #[schema(min_length = 1, max_length = 128)]
     dedup_id: Option<String>,
     /// FIFO group: one message of a group is in flight at a time, in send order.
     group: Option<String>,
     /// Dead-lettered if not delivered within this many ms.
+    #[serde(default, deserialize_with = "super::int::opt")]
+    #[schema(minimum = 0)]
     ttl_ms: Option<u64>,
 }
 

@@ -26,9 +26,11 @@ use crate::limits;
 #[into_params(parameter_in = Query)]
 pub(super) struct EventsQuery {
     /// `earliest` (every stored record) or `latest` (only new ones, the default).
+    #[param(pattern = "^(earliest|latest)$")]
     from: Option<String>,
     /// Resume here, as a `Last-Event-ID` header would (`0:42,1:18`: the next offset per
     /// partition).
+    #[param(pattern = "^([0-9]{1,9}:[0-9]{1,18}(,[0-9]{1,9}:[0-9]{1,18})*)?$")]
     last_event_id: Option<String>,
     /// A bearer token, for browsers' `EventSource` (which cannot set headers); read by the
     /// token check, not here.
@@ -43,7 +45,7 @@ const POLL: Duration = Duration::from_secs(5);
 const CHUNK: usize = 1_000;
 
 #[utoipa::path(get, path = "/api/v1/topics/{topic}/events", tag = "topics",
-    params(("topic" = String, Path), ("Last-Event-ID" = Option<String>, Header, description = "Resume at `partition:offset,…` (the next offset per partition)"), EventsQuery),
+    params(("topic" = String, Path), ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "Resume at `partition:offset,…` (the next offset per partition)", pattern = "^([0-9]{1,9}:[0-9]{1,18}(,[0-9]{1,9}:[0-9]{1,18})*)?$"), EventsQuery),
     responses((status = 200, description = "text/event-stream of `record` events (data: the record as JSON; id: the next offset of every partition, `0:42,1:18`)", content_type = "text/event-stream"),
         (status = 404, body = super::ErrorBody)))]
 pub(super) async fn events(
@@ -57,10 +59,18 @@ pub(super) async fn events(
         Reply::Topic(t) => t,
         other => return Err(super::api::unexpected(other)),
     };
-    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_string).or(q.last_event_id);
-    let resume_at = match resume {
-        Some(id) => parse_event_id(&id, &info.partitions)?,
-        None => BTreeMap::new(),
+    // Both are checked; the header (what a reconnecting EventSource sends) wins.
+    let from_query = q.last_event_id.map(|id| parse_event_id(&id, &info.partitions)).transpose()?;
+    let from_header = match headers.get("last-event-id").map(|v| v.to_str()) {
+        Some(Err(_)) => {
+            return Err(ApiError::bad_request("Last-Event-ID is not visible ASCII: give partition:offset,…"));
+        }
+        Some(Ok(id)) => Some(id),
+        None => None,
+    };
+    let resume_at = match from_header {
+        Some(id) => parse_event_id(id, &info.partitions)?,
+        None => from_query.unwrap_or_default(),
     };
     let earliest = match q.from.as_deref() {
         None | Some("latest") => false,
@@ -98,15 +108,20 @@ fn parse_event_id(id: &str, partitions: &[(u64, u64)]) -> Result<BTreeMap<u32, u
             let (p, o) = pair.split_once(':').ok_or_else(bad)?;
             let (p, o) = (p.trim().parse::<u32>().map_err(|_| bad())?, o.trim().parse::<u64>().map_err(|_| bad())?);
             let Some((_, hw)) = partitions.get(p as usize) else {
-                return Err(ApiError::bad_request(format!(
+                return Err(ApiError::not_found(format!(
                     "Last-Event-ID names partition {p}; the topic has {}",
                     partitions.len()
                 )));
             };
             if o > *hw {
-                return Err(ApiError::bad_request(format!(
-                    "Last-Event-ID resumes partition {p} at offset {o}, past its end ({hw}): was the topic recreated? reconnect without it"
-                )));
+                // The id is well formed; the topic is not what it was when the id was given.
+                return Err(ApiError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "Conflict",
+                    format!(
+                        "Last-Event-ID resumes partition {p} at offset {o}, past its end ({hw}): was the topic recreated? reconnect without it"
+                    ),
+                ));
             }
             Ok((p, o))
         })
