@@ -118,6 +118,18 @@ pub fn rust_sdk_patch(sdk: &Path) -> String {
     format!("patch.crates-io.weir-sdk.path={:?}", sdk.display().to_string())
 }
 
+/// Whether the crate at `dir` asks for `weir-sdk` by version (as a scaffold does), so weir
+/// must hand it one; a crate that names a path or git source, or none, finds its own.
+pub fn wants_sdk_patch(dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join("Cargo.toml")) else { return false };
+    let Ok(manifest) = text.parse::<toml::Table>() else { return false };
+    match manifest.get("dependencies").and_then(|d| d.get("weir-sdk")) {
+        Some(toml::Value::String(_)) => true,
+        Some(toml::Value::Table(t)) => !["path", "git", "workspace"].iter().any(|k| t.contains_key(*k)),
+        _ => false,
+    }
+}
+
 /// Write that patch into the crate's `.cargo/config.toml`, so plain `cargo` and editors find
 /// the SDK too. The file names a path of this machine, so it is not committed (the scaffold's
 /// `.gitignore`) and is written again by every build or unit run: a crate moved or cloned
@@ -149,9 +161,15 @@ pub fn build(dir: &Path, target_dir: Option<PathBuf>, sdk_path: Option<PathBuf>)
         let target = target_dir
             .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|t| PathBuf::from(t).join("weir-plugins")))
             .unwrap_or_else(|| dir.join("target"));
-        let sdk = sdk_root(sdk_path)?;
-        link_rust_sdk(&dir, &sdk)?;
-        let built = weir_host::build::build_components_with(&dir, &[], &target, &[rust_sdk_patch(&sdk)])?;
+        let patch = match wants_sdk_patch(&dir) {
+            true => {
+                let sdk = sdk_root(sdk_path)?;
+                link_rust_sdk(&dir, &sdk)?;
+                vec![rust_sdk_patch(&sdk)]
+            }
+            false => vec![],
+        };
+        let built = weir_host::build::build_components_with(&dir, &[], &target, &patch)?;
         // A crate may also build binaries; the library's cdylib is the plugin.
         let wasm = built
             .into_iter()

@@ -74,9 +74,12 @@ pub fn unit(dir: &Path, sdk: &Path) -> anyhow::Result<()> {
         c.arg("--test");
         c
     } else if dir.join("Cargo.toml").exists() {
-        super::author::link_rust_sdk(dir, sdk)?;
         let mut c = Command::new("cargo");
-        c.args(["test", "--config", &super::author::rust_sdk_patch(sdk)]);
+        c.arg("test");
+        if super::author::wants_sdk_patch(dir) {
+            super::author::link_rust_sdk(dir, sdk)?;
+            c.args(["--config", &super::author::rust_sdk_patch(sdk)]);
+        }
         c
     } else {
         bail!("{} holds no plugin project (pyproject.toml, package.json or Cargo.toml)", dir.display());

@@ -324,8 +324,8 @@ impl Exchanges {
 }
 
 /// A binding as RabbitMQ takes it: a direct or topic binding given no key binds with the
-/// empty key (it matches messages routed with an empty key), and a headers binding with no
-/// matches matches every message (all of none).
+/// empty key (it matches messages routed with the empty key), and a headers binding with no
+/// matches is kept as given (with all-must-match it matches every message; with any, none).
 fn normalized(e: &ExchangeInfo, mut b: Binding) -> Binding {
     if matches!(e.kind, ExchangeType::Direct | ExchangeType::Topic) && b.key.is_none() {
         b.key = Some(String::new());
@@ -347,7 +347,8 @@ fn matches(e: &ExchangeInfo, b: &Binding, key: &str, headers: &[(String, String)
 
 /// AMQP topic matching: `*` matches exactly one word, `#` zero or more; words split on `.`.
 pub fn topic_matches(pattern: &str, key: &str) -> bool {
-    let p: Vec<&str> = pattern.split('.').collect();
+    // An empty pattern or key is no words (so `""` binds to `""`, as in RabbitMQ).
+    let p: Vec<&str> = if pattern.is_empty() { Vec::new() } else { pattern.split('.').collect() };
     let k: Vec<&str> = if key.is_empty() { Vec::new() } else { key.split('.').collect() };
     // can[i][j]: pattern words from i match key words from j.
     let mut can = vec![vec![false; k.len() + 1]; p.len() + 1];
@@ -371,6 +372,9 @@ mod tests {
     #[test]
     fn amqp_topic_patterns() {
         let cases = [
+            ("", "", true),
+            ("", "a", false),
+            ("#", "", true),
             ("a.b.c", "a.b.c", true),
             ("a.*.c", "a.b.c", true),
             ("a.*.c", "a.c", false),

@@ -201,7 +201,8 @@ export declare namespace json {
   /** Valid JSON text as such, anything else as a string. */
   function parseValue(raw: string): any;
   /** Compact JSON with object keys sorted by code point, byte for byte as serde_json writes a
-   * parsed document, except that an integral number (`1234.0` once parsed) is written `1234`. */
+   * parsed document, except what JavaScript's one number type cannot keep: an integral number
+   * (`1234.0` once parsed) is written `1234`, and an integer from 10^16 up as a float (`1e+16`). */
   function stringify(value: unknown): string;
   /** Compact JSON with keys in the object's own order, numbers as `stringify` writes them. */
   function compact(value: unknown): string;

@@ -80,7 +80,8 @@ export function parseValue(raw) {
  * Compact JSON with object keys sorted, byte for byte as the Rust SDK (serde_json) writes a
  * parsed document. JavaScript has one number type, so what JSON.parse made of `1234.0` or
  * `1e3` is an integer here (`1234`, `1000`) where Rust and Python keep a float (`1234.0`,
- * `1000.0`); every other number is written as Rust writes it (`-0.0`, `1e+16`, `0.00001`).
+ * `1000.0`), and an integer from 10^16 up (inexact past 2^53 anyway) is written as a float
+ * (`1e+16`); every other number is written as Rust writes it (`-0.0`, `1e+16`, `0.00001`).
  */
 export function stringify(value) {
   return write(value, true, new Set());

@@ -304,7 +304,7 @@ async fn the_http_door_creates_and_deletes_topics_queues_exchanges_and_bindings(
     let cases = [
         (root(http.post(api("/topics"))).json(&json!({"name": "made"})), 409, "exists"),
         (root(http.post(api("/topics"))).json(&json!({"name": "no spaces"})), 400, "no spaces"),
-        (root(http.post(api("/topics"))).json(&json!({"name": "t2", "config": {"partition": 3}})), 400, "`partition`"),
+        (root(http.post(api("/topics"))).json(&json!({"name": "t2", "config": {"partition": 3}})), 422, "`partition`"),
         (http.post(api("/topics")).bearer_auth("reader-secret-1").json(&json!({"name": "t3"})), 403, ""),
         (http.delete(api("/topics/made")).bearer_auth("reader-secret-1"), 403, ""),
     ];

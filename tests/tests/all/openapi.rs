@@ -15,18 +15,25 @@ use weir_tests::{Server, consume_n, pipeline, plugin_bytes, step, topic, workspa
 /// Tokens: `root` may do everything, `reader` only read.
 const TOKENS: &str = "root:root-secret-1\nreader:reader-secret-1 read:*\n";
 
-/// A server with the HTTP door (requests capped at 3 s, so long polls end soon), a token file,
-/// and a topic, a queue with its dead-letter queue, an exchange bound to the queue, a plugin and
-/// a pipeline; with a root client and the token file (kept while it is used).
-async fn furnished(extra: &[&str], tls: Option<ClientTls>) -> Result<(Server, Client, tempfile::NamedTempFile)> {
-    let tokens = tempfile::NamedTempFile::new()?;
-    std::fs::write(tokens.path(), TOKENS)?;
-    let path = tokens.path().to_string_lossy().to_string();
-    let mut flags = vec!["--http-listen", "127.0.0.1:0", "--http-request-timeout", "3s", "--auth-token-file", &path];
+/// A server with the HTTP door (requests capped at 3 s, so long polls end soon), open or with a
+/// token file, and a topic, a queue with its dead-letter queue, an exchange bound to the queue,
+/// a plugin and a pipeline; with a root client and the token file (kept while it is used).
+async fn furnished(
+    extra: &[&str],
+    tls: Option<ClientTls>,
+    tokens: bool,
+) -> Result<(Server, Client, tempfile::NamedTempFile)> {
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), TOKENS)?;
+    let path = file.path().to_string_lossy().to_string();
+    let mut flags = vec!["--http-listen", "127.0.0.1:0", "--http-request-timeout", "3s"];
+    if tokens {
+        flags.extend(["--auth-token-file", path.as_str()]);
+    }
     flags.extend_from_slice(extra);
     let server = Server::start_with(&flags)?;
-    let c = Client::connect_with(server.addr.to_string(), ConnectOptions { token: Some("root-secret-1".into()), tls })
-        .await?;
+    let token = tokens.then(|| "root-secret-1".to_string());
+    let c = Client::connect_with(server.addr.to_string(), ConnectOptions { token, tls }).await?;
     c.create_topic("orders", topic(2)).await?;
     c.create_topic("out", topic(1)).await?;
     c.produce("orders", vec![WireRecord::keyed("k", r#"{"id":1,"ok":true}"#)]).await?;
@@ -45,12 +52,12 @@ async fn furnished(extra: &[&str], tls: Option<ClientTls>) -> Result<(Server, Cl
         .await?;
     // Settled: what the pipeline does is done before anything is compared.
     consume_n(&c, "out", 1, std::time::Duration::from_secs(120)).await?;
-    Ok((server, c, tokens))
+    Ok((server, c, file))
 }
 
 /// Run schemathesis against `url` (the document's) with `token`; what it printed, or an error
 /// holding the end of it when it found anything.
-fn schemathesis(url: &str, token: &str, seed: u32, examples: u32, extra: &[&str]) -> Result<String> {
+fn schemathesis(url: &str, token: Option<&str>, seed: u32, examples: u32, extra: &[&str]) -> Result<String> {
     let config = workspace_root().join("tests/schemathesis/schemathesis.toml");
     // It keeps a cache of what it found in its working directory: not in the checkout.
     let scratch = tempfile::tempdir()?;
@@ -60,7 +67,7 @@ fn schemathesis(url: &str, token: &str, seed: u32, examples: u32, extra: &[&str]
         .arg(&config)
         .args(["run", url, "--no-color", "--request-timeout", "20", "--generation-database", "none"])
         .args(["--seed", &seed.to_string(), "--max-examples", &examples.to_string()])
-        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args(token.map(|t| ["-H".to_string(), format!("Authorization: Bearer {t}")]).into_iter().flatten())
         .args(extra)
         .output()
         .context("running schemathesis (examples/setup.sh installs it)")?;
@@ -79,12 +86,12 @@ fn generated(printed: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Every operation, every check, every phase: no failure.
+/// Every operation, every check, every phase, on an open server (no tokens): no failure.
 #[tokio::test(flavor = "multi_thread")]
 async fn schemathesis_finds_the_http_door_as_its_openapi_says() -> Result<()> {
-    let (server, _c, _tokens) = furnished(&[], None).await?;
+    let (server, _c, _tokens) = furnished(&[], None, false).await?;
     let url = format!("http://{}/openapi.json", server.http.context("the HTTP address")?);
-    let printed = schemathesis(&url, "root-secret-1", 1, 10, &[])?;
+    let printed = schemathesis(&url, None, 1, 10, &[])?;
     assert!(generated(&printed) >= 1000, "too few cases ran:\n{printed}");
     Ok(())
 }
@@ -93,10 +100,10 @@ async fn schemathesis_finds_the_http_door_as_its_openapi_says() -> Result<()> {
 /// documented) and nothing answers 5xx.
 #[tokio::test(flavor = "multi_thread")]
 async fn with_a_read_only_token_schemathesis_changes_nothing() -> Result<()> {
-    let (server, c, _tokens) = furnished(&[], None).await?;
+    let (server, c, _tokens) = furnished(&[], None, true).await?;
     let url = format!("http://{}/openapi.json", server.http.context("the HTTP address")?);
     let before = inventory(&c).await?;
-    let printed = schemathesis(&url, "reader-secret-1", 3, 5, &["--phases", "coverage,fuzzing"])?;
+    let printed = schemathesis(&url, Some("reader-secret-1"), 3, 5, &["--phases", "coverage,fuzzing"])?;
     assert!(generated(&printed) >= 500, "too few cases ran:\n{printed}");
     assert_eq!(inventory(&c).await?, before, "a read-only token changed the server");
     Ok(())
@@ -109,10 +116,11 @@ async fn schemathesis_passes_over_tls() -> Result<()> {
     let (cert, key) = crate::reliability::self_signed(dir.path())?;
     let (cert_s, key_s) = (cert.to_string_lossy().to_string(), key.to_string_lossy().to_string());
     let (server, _c, _tokens) =
-        furnished(&["--tls-cert", &cert_s, "--tls-key", &key_s], Some(ClientTls::new(&cert, "localhost")?)).await?;
+        furnished(&["--tls-cert", &cert_s, "--tls-key", &key_s], Some(ClientTls::new(&cert, "localhost")?), true)
+            .await?;
     let port = server.http.context("the HTTP address")?.port();
     let url = format!("https://localhost:{port}/openapi.json");
-    let printed = schemathesis(&url, "root-secret-1", 5, 3, &["--phases", "fuzzing", "--tls-verify", &cert_s])?;
+    let printed = schemathesis(&url, Some("root-secret-1"), 5, 3, &["--phases", "fuzzing", "--tls-verify", &cert_s])?;
     assert!(generated(&printed) >= 50, "too few cases ran:\n{printed}");
     Ok(())
 }

@@ -370,7 +370,9 @@ struct Fetched {
 #[utoipa::path(get, path = "/api/v1/topics/{topic}/records", tag = "topics",
     params(("topic" = String, Path), FetchQuery),
     responses((status = 200, body = Fetched), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 422, description = "More than one of offset, time_ms and group, or commit without group", body = ErrorBody)))]
+        (status = 409, description = "With commit=true: the group's offsets moved on (a member of it committed)", body = ErrorBody),
+        (status = 422, description = "More than one of offset, time_ms and group, or commit without group", body = ErrorBody),
+        (status = 507, description = "With commit=true: the disk is below weir's free-space floor", body = ErrorBody)))]
 async fn fetch(
     State(app): State<App>,
     caller: Caller,

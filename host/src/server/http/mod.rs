@@ -381,11 +381,15 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = axum::body::Bytes::from_request(request, state)
-            .await
-            .map_err(|e| ApiError::new(e.status(), "InvalidArgument", e.body_text()))?;
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(unread)?;
         parse_object(&bytes).map(Body)
     }
+}
+
+/// A body that could not be read: too large (413, `MessageTooLarge`), or cut off.
+fn unread(e: axum::extract::rejection::BytesRejection) -> ApiError {
+    let kind = if e.status() == StatusCode::PAYLOAD_TOO_LARGE { "MessageTooLarge" } else { "InvalidArgument" };
+    ApiError::new(e.status(), kind, e.body_text())
 }
 
 /// `bytes` as a JSON object of type `T`.
@@ -410,9 +414,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Default> axum::extract::Fr
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = axum::body::Bytes::from_request(request, state)
-            .await
-            .map_err(|e| ApiError::new(e.status(), "InvalidArgument", e.body_text()))?;
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(unread)?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalBody(T::default()));
         }

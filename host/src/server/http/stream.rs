@@ -47,7 +47,8 @@ const CHUNK: usize = 1_000;
 #[utoipa::path(get, path = "/api/v1/topics/{topic}/events", tag = "topics",
     params(("topic" = String, Path), ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "Resume at `partition:offset,…` (the next offset per partition)", pattern = "^([0-9]{1,9}:[0-9]{1,18}(,[0-9]{1,9}:[0-9]{1,18})*)?$"), EventsQuery),
     responses((status = 200, description = "text/event-stream of `record` events (data: the record as JSON; id: the next offset of every partition, `0:42,1:18`)", content_type = "text/event-stream"),
-        (status = 404, body = super::ErrorBody)))]
+        (status = 404, body = super::ErrorBody),
+        (status = 409, description = "Last-Event-ID resumes past a partition's end: the topic is not what it was", body = super::ErrorBody)))]
 pub(super) async fn events(
     State(app): State<App>,
     caller: Caller,
